@@ -1,0 +1,1 @@
+"""The imperative shell: trio tasks, sockets, clocks, randomness, the CLI and daemon."""
