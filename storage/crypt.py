@@ -1,0 +1,122 @@
+"""Record encryption: per-segment XChaCha20-Poly1305 and key sealing.
+
+Each record has its own random 256-bit key. A segment's nonce and associated
+data bind the record id, the segment index and the last-segment flag, so a
+segment moved to another record or position, a reordering, a truncation (the
+"last" segment missing) or an extension (a segment after the last) all fail
+authentication. The key reaches a grantee sealed to their X25519 key (the
+curve form of their Ed25519 identity) in libsodium's sealed-box format; the
+ephemeral secret is passed in so this module makes no randomness of its own.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+from nacl import bindings
+
+from storage.errors import DecryptionError, KeyFormatError
+
+KEY_SIZE = 32
+RECORD_ID_SIZE = 32
+MAC_SIZE = bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
+SEALED_KEY_SIZE = bindings.crypto_box_SEALBYTES + KEY_SIZE
+
+_SEGMENT_AD = b"medvault/segment/v1"
+_METADATA_AD = b"medvault/metadata/v1"
+_KIND_SEGMENT = 1
+_KIND_METADATA = 2
+_NONCE = struct.Struct(">BQB14x")
+
+
+class SegmentCipher:
+    """Encrypts and decrypts the segments and metadata of one record."""
+
+    def __init__(self, key: bytes, record_id: bytes) -> None:
+        if len(key) != KEY_SIZE:
+            raise KeyFormatError(f"a record key is {KEY_SIZE} bytes, got {len(key)}")
+        if len(record_id) != RECORD_ID_SIZE:
+            raise KeyFormatError(f"a record id is {RECORD_ID_SIZE} bytes, got {len(record_id)}")
+        self._key = bytes(key)
+        self._record_id = bytes(record_id)
+
+    def __repr__(self) -> str:  # never show the key
+        return f"SegmentCipher(record_id={self._record_id.hex()[:16]}...)"
+
+    def _bind(self, kind: int, index: int, last: bool) -> tuple[bytes, bytes]:
+        if index < 0:
+            raise ValueError(f"segment index must be >= 0, got {index}")
+        nonce = _NONCE.pack(kind, index, int(last))
+        tag = _SEGMENT_AD if kind == _KIND_SEGMENT else _METADATA_AD
+        return nonce, tag + self._record_id + nonce[1:10]
+
+    def encrypt_segment(self, index: int, last: bool, plaintext: bytes) -> bytes:
+        nonce, ad = self._bind(_KIND_SEGMENT, index, last)
+        return bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, ad, nonce, self._key)
+
+    def decrypt_segment(self, index: int, last: bool, ciphertext: bytes) -> bytes:
+        nonce, ad = self._bind(_KIND_SEGMENT, index, last)
+        try:
+            return bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                ciphertext, ad, nonce, self._key
+            )
+        except nacl.exceptions.CryptoError:
+            raise DecryptionError(
+                f"segment {index} failed authentication"
+                " (wrong key, tampered, or not this record's segment at this position)"
+            ) from None
+
+    def encrypt_metadata(self, plaintext: bytes) -> bytes:
+        nonce, ad = self._bind(_KIND_METADATA, 0, True)
+        return bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, ad, nonce, self._key)
+
+    def decrypt_metadata(self, ciphertext: bytes) -> bytes:
+        nonce, ad = self._bind(_KIND_METADATA, 0, True)
+        try:
+            return bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                ciphertext, ad, nonce, self._key
+            )
+        except nacl.exceptions.CryptoError:
+            raise DecryptionError("record metadata failed authentication (wrong key?)") from None
+
+
+def _curve_public(ed25519_public: bytes) -> bytes:
+    if len(ed25519_public) != 32:
+        raise KeyFormatError(f"an Ed25519 public key is 32 bytes, got {len(ed25519_public)}")
+    try:
+        return bindings.crypto_sign_ed25519_pk_to_curve25519(ed25519_public)
+    except (nacl.exceptions.CryptoError, nacl.exceptions.RuntimeError):
+        raise KeyFormatError("not a valid Ed25519 public key") from None
+
+
+def seal_key(record_key: bytes, recipient: bytes, ephemeral_secret: bytes) -> bytes:
+    """Seal `record_key` to the holder of Ed25519 public key `recipient`.
+
+    Output is a libsodium sealed box (ephemeral public key, then the box);
+    `ephemeral_secret` must be 32 fresh random bytes, used once.
+    """
+    if len(record_key) != KEY_SIZE:
+        raise KeyFormatError(f"a record key is {KEY_SIZE} bytes, got {len(record_key)}")
+    if len(ephemeral_secret) != 32:
+        raise KeyFormatError("the ephemeral secret must be 32 bytes")
+    recipient_curve = _curve_public(recipient)
+    ephemeral_public = bindings.crypto_scalarmult_base(ephemeral_secret)
+    nonce = bindings.crypto_generichash_blake2b_salt_personal(
+        ephemeral_public + recipient_curve, digest_size=bindings.crypto_box_NONCEBYTES
+    )
+    box = bindings.crypto_box(record_key, nonce, recipient_curve, ephemeral_secret)
+    return ephemeral_public + box
+
+
+def open_sealed_key(sealed: bytes, recipient: nacl.signing.SigningKey) -> bytes:
+    """Recover a record key sealed to `recipient`'s public key."""
+    if len(sealed) != SEALED_KEY_SIZE:
+        raise DecryptionError(f"a sealed key is {SEALED_KEY_SIZE} bytes, got {len(sealed)}")
+    private = recipient.to_curve25519_private_key()
+    try:
+        return nacl.public.SealedBox(private).decrypt(sealed)
+    except nacl.exceptions.CryptoError:
+        raise DecryptionError("the sealed key does not open with this key") from None
