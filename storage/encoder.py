@@ -1,0 +1,107 @@
+"""Streaming record encoder: any binary stream in, shard blocks and a manifest out.
+
+Memory stays at a few segments whatever the record size: one segment is read
+ahead (to know which segment is the last) while the current one is encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from storage.crypt import SegmentCipher
+from storage.erasure import ReedSolomon
+from storage.errors import ManifestError
+from storage.manifest import Manifest, RecordMetadata, check_codec_params, max_segments
+from storage.segment_codec import EncodedSegment, SegmentCodec
+
+DEFAULT_K = 4
+DEFAULT_N = 8
+DEFAULT_SEGMENT_SIZE = 1024 * 1024
+
+
+def read_full(stream: BinaryIO, size: int) -> bytes:
+    """Read `size` bytes, or fewer only at end of stream (pipes return short reads)."""
+    first = stream.read(size)
+    if not first or len(first) == size:
+        return first or b""
+    parts = [first]
+    have = len(first)
+    while have < size:
+        more = stream.read(size - have)
+        if not more:
+            break
+        parts.append(more)
+        have += len(more)
+    return b"".join(parts)
+
+
+class RecordEncoder:
+    """Encodes one record; iterate `encode(stream)`, then read `manifest()`."""
+
+    def __init__(
+        self,
+        *,
+        record_id: bytes,
+        record_key: bytes,
+        k: int = DEFAULT_K,
+        n: int = DEFAULT_N,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        metadata: RecordMetadata | None = None,
+    ) -> None:
+        check_codec_params(k, n, segment_size)
+        self.record_id = record_id
+        self.k = k
+        self.n = n
+        self.segment_size = segment_size
+        self._cipher = SegmentCipher(record_key, record_id)
+        self._codec = SegmentCodec(ReedSolomon(k, n), self._cipher)
+        self._sealed_metadata = self._cipher.encrypt_metadata(
+            (metadata or RecordMetadata()).encode()
+        )
+        self._hashes = bytearray()
+        self._size = 0
+        self._manifest: Manifest | None = None
+        self._started = False
+
+    def encode(self, stream: BinaryIO) -> Iterator[EncodedSegment]:
+        """Yield every segment's blocks in order; the manifest is ready after the last."""
+        if self._started:
+            raise RuntimeError("a RecordEncoder encodes exactly one record")
+        self._started = True
+        limit = max_segments(self.n)
+        current = read_full(stream, self.segment_size)
+        index = 0
+        while True:
+            upcoming = (
+                read_full(stream, self.segment_size) if len(current) == self.segment_size else b""
+            )
+            last = not upcoming
+            if index >= limit:
+                raise ManifestError(
+                    f"record exceeds {limit} segments of {self.segment_size} bytes;"
+                    " use a larger segment size"
+                )
+            segment = self._codec.encode(index, last, current)
+            for digest in segment.hashes:
+                self._hashes += digest
+            self._size += len(current)
+            yield segment
+            if last:
+                break
+            current = upcoming
+            index += 1
+        self._manifest = Manifest(
+            record_id=self.record_id,
+            size=self._size,
+            segment_size=self.segment_size,
+            k=self.k,
+            n=self.n,
+            block_hashes=bytes(self._hashes),
+            sealed_metadata=self._sealed_metadata,
+        )
+
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            raise RuntimeError("the manifest exists only after every segment was encoded")
+        return self._manifest
