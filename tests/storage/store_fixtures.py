@@ -1,0 +1,35 @@
+"""Backends under one contract: each gives a store factory and a way to rot a block."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.disk_store import DiskShardStore
+from storage.memory_store import MemoryShardStore
+from storage.shard_store import ShardStore
+
+
+@dataclass
+class Backend:
+    name: str
+    make: Callable[[int | None], ShardStore]
+    damage: Callable[[ShardStore, bytes, bytes], None]
+
+
+def memory_backend() -> Backend:
+    def damage(store: ShardStore, digest: bytes, content: bytes) -> None:
+        assert isinstance(store, MemoryShardStore)
+        store.damage(digest, content)
+
+    return Backend("memory", MemoryShardStore, damage)
+
+
+def disk_backend(root: Path) -> Backend:
+    def damage(store: ShardStore, digest: bytes, content: bytes) -> None:
+        assert isinstance(store, DiskShardStore)
+        name = digest.hex()
+        (store.root / "shards" / name[:2] / name[2:4] / name).write_bytes(content)
+
+    return Backend("disk", lambda capacity: DiskShardStore(root, capacity), damage)

@@ -1,0 +1,167 @@
+"""What only the disk backend must do: layout, durability, recovery after a crash."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storage.disk_store import DiskShardStore
+from storage.errors import StoreFull
+from storage.hashing import shard_hash
+from tests.storage.crash_writer import make_block
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_layout_and_permissions(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path / "data")
+    data = b"block" * 100
+    digest = shard_hash(data)
+    store.put(digest, data)
+    name = digest.hex()
+    path = tmp_path / "data" / "shards" / name[:2] / name[2:4] / name
+    assert path.read_bytes() == data
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "data" / "shards").stat().st_mode) == 0o700
+    assert list((tmp_path / "data" / "incoming").iterdir()) == []
+
+
+def test_reopen_keeps_blocks_and_accounting(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    blocks = [make_block(1, i)[:5000] for i in range(5)]
+    for data in blocks:
+        store.put(shard_hash(data), data)
+    again = DiskShardStore(tmp_path, capacity=10**6)
+    assert again.digests() == sorted(shard_hash(b) for b in blocks)
+    assert again.used_bytes == sum(len(b) for b in blocks)
+    assert again.swept_incoming == 0
+
+
+def test_leftover_temp_files_are_swept_and_strays_ignored(tmp_path: Path) -> None:
+    DiskShardStore(tmp_path)
+    (tmp_path / "incoming" / "abc.123.0").write_bytes(b"half a block")
+    (tmp_path / "shards" / "zz").mkdir()
+    (tmp_path / "shards" / "README").write_text("not a block")
+    store = DiskShardStore(tmp_path)
+    assert store.swept_incoming == 1
+    assert list((tmp_path / "incoming").iterdir()) == []
+    assert store.digests() == []
+
+
+def test_disk_full_is_a_clear_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path)
+    kept = b"kept" * 10
+    store.put(shard_hash(kept), kept)
+
+    def no_space(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", no_space)
+    data = b"x" * 4096
+    with pytest.raises(StoreFull, match="disk full"):
+        store.put(shard_hash(data), data)
+    monkeypatch.undo()
+    assert shard_hash(data) not in store
+    assert list((tmp_path / "incoming").iterdir()) == []
+    assert store.used_bytes == len(kept)
+    assert store.get(shard_hash(kept)) == kept
+
+
+def test_other_write_errors_propagate_and_clean_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path)
+
+    def broken(fd: int, data: bytes) -> int:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "write", broken)
+    data = b"y" * 100
+    with pytest.raises(OSError, match="I/O error"):
+        store.put(shard_hash(data), data)
+    monkeypatch.undo()
+    assert list((tmp_path / "incoming").iterdir()) == []
+    assert store.used_bytes == 0
+
+
+def _start_writer(root: Path, seed: int, stall_at: int = -1) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.storage.crash_writer",
+            str(root),
+            "--seed",
+            str(seed),
+            "--stall-at",
+            str(stall_at),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _acks_until_killed(proc: subprocess.Popen[str], kill_after: int) -> list[bytes]:
+    """Read acknowledged digests; SIGKILL the writer after `kill_after` lines."""
+    assert proc.stdout is not None
+    acked = []
+    try:
+        for line in proc.stdout:
+            if line.strip() == "stalled":
+                break
+            acked.append(bytes.fromhex(line.strip()))
+            if len(acked) >= kill_after:
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the writer must die by SIGKILL, not finish"
+    return acked
+
+
+def _assert_consistent(root: Path, acked: set[bytes]) -> DiskShardStore:
+    store = DiskShardStore(root)
+    listed = set(store.digests())
+    assert acked <= listed, "an acknowledged write was lost"
+    assert store.scrub() == [], "a partial or corrupt block is visible after the crash"
+    assert list((root / "incoming").iterdir()) == []
+    assert store.used_bytes == sum(len(store.get(d)) for d in listed)
+    return store
+
+
+def test_sigkill_mid_write_leaves_only_complete_blocks(tmp_path: Path) -> None:
+    # Deterministic: the writer is killed half-way through its 4th block's temp file.
+    proc = _start_writer(tmp_path, seed=7, stall_at=3)
+    acked = _acks_until_killed(proc, kill_after=10**6)
+    assert len(acked) == 3
+    partial = list((tmp_path / "incoming").iterdir())
+    assert len(partial) == 1, "the crash should land inside a temp-file write"
+    store = _assert_consistent(tmp_path, set(acked))
+    assert store.swept_incoming == 1
+    assert store.digests() == sorted(acked)
+    stalled_block = make_block(7, 3)
+    assert shard_hash(stalled_block) not in store
+
+
+def test_repeated_sigkill_at_arbitrary_moments(tmp_path: Path) -> None:
+    # Free-running: killed wherever it happens to be, several times over one store.
+    acked: set[bytes] = set()
+    for round_number, kill_after in enumerate((5, 2, 9, 1, 4)):
+        proc = _start_writer(tmp_path, seed=100 + round_number)
+        acked |= set(_acks_until_killed(proc, kill_after))
+        _assert_consistent(tmp_path, acked)
+    assert len(acked) >= 21
+    survivors = DiskShardStore(tmp_path)
+    for digest in acked:
+        assert shard_hash(survivors.get(digest)) == digest
+    assert os.listdir(tmp_path / "quarantine") == []
