@@ -1,0 +1,5 @@
+"""`python -m node` runs the medvault command."""
+
+from node.cli import main
+
+main()
