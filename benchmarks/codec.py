@@ -48,7 +48,7 @@ def _zfec(
     k: int, n: int, data: bytes, lost: int, timer: Timer
 ) -> tuple[float, float | None] | None:
     try:
-        import zfec
+        import zfec  # noqa: PLC0415 - optional comparison codec
     except ImportError:
         return None
     blocks = ReedSolomon(k, n).split(data)
@@ -63,10 +63,10 @@ def _zfec(
 
 
 def _pyeclib(
-    backend: str, k: int, n: int, data: bytes, lost: int, timer: Timer
+    k: int, n: int, data: bytes, lost: int, timer: Timer, *, backend: str
 ) -> tuple[float, float | None] | None:
     try:
-        from pyeclib.ec_iface import ECDriver
+        from pyeclib.ec_iface import ECDriver  # noqa: PLC0415 - optional
     except ImportError:
         return None
     try:
@@ -104,8 +104,10 @@ def main() -> None:
             "medvault": _ours(k, n, data, lost, timer),
             "medvault encode()->bytes": _ours_bytes_api(k, n, data, timer),
             "zfec": _zfec(k, n, data, lost, timer),
-            "pyeclib-liberasurecode": _pyeclib("liberasurecode_rs_vand", k, n, data, lost, timer),
-            "pyeclib-isal": _pyeclib("isa_l_rs_vand", k, n, data, lost, timer),
+            "pyeclib-liberasurecode": _pyeclib(
+                k, n, data, lost, timer, backend="liberasurecode_rs_vand"
+            ),
+            "pyeclib-isal": _pyeclib(k, n, data, lost, timer, backend="isa_l_rs_vand"),
         }
         ours_enc, ours_dec = _ours_times(results)
         for name, timing in results.items():

@@ -127,10 +127,16 @@ def main() -> None:
     print_table(
         ["direction", "median MB/s", "whole-run MB/s"],
         [
-            ["encode (read+encrypt+RS+hash)", figures["encode_mbps_median"],
-             figures["encode_mbps_total"]],
-            ["decode (verify+RS+decrypt)", figures["decode_mbps_median"],
-             figures["decode_mbps_total"]],
+            [
+                "encode (read+encrypt+RS+hash)",
+                figures["encode_mbps_median"],
+                figures["encode_mbps_total"],
+            ],
+            [
+                "decode (verify+RS+decrypt)",
+                figures["decode_mbps_median"],
+                figures["decode_mbps_total"],
+            ],
         ],
     )
     print(

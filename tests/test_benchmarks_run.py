@@ -1,0 +1,39 @@
+"""The benchmarks keep working: tiny runs, and the --json last-line contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_json(*args: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", *args, "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert isinstance(figures, dict)
+    return figures
+
+
+def test_codec_benchmark_reports_every_grid_point() -> None:
+    figures = run_json("benchmarks.codec", "--segment-size", "20000", "--repeat", "1")
+    for k, n in ((4, 6), (10, 14), (16, 20)):
+        assert figures[f"medvault_{k}_{n}_encode_mbps"] > 0
+        assert figures[f"medvault_{k}_{n}_decode_mbps"] > 0
+
+
+def test_pipeline_benchmark_round_trips_and_reports() -> None:
+    figures = run_json("benchmarks.pipeline", "--size-mib", "0.5", "--segment-size", "65536")
+    assert figures["segments"] == 8
+    assert figures["encode_mbps_median"] > 0 and figures["decode_mbps_median"] > 0
+    assert 0 < figures["peak_rss_mib"] < 1024
