@@ -55,42 +55,37 @@ def test_leftover_temp_files_are_swept_and_strays_ignored(tmp_path: Path) -> Non
     assert store.digests() == []
 
 
-def test_disk_full_is_a_clear_error_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("code", "error", "message"),
+    [
+        (errno.ENOSPC, StoreFull, "disk full while writing shard block"),
+        (errno.EDQUOT, StoreFull, "disk full while writing shard block"),
+        (errno.EIO, OSError, "I/O error"),
+    ],
+)
+def test_write_errors_are_reported_and_leave_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+    error: type[Exception],
+    message: str,
 ) -> None:
     store = DiskShardStore(tmp_path)
     kept = b"kept" * 10
     store.put(shard_hash(kept), kept)
 
-    def no_space(fd: int, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def failing_write(fd: int, data: bytes) -> int:
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(os, "write", no_space)
+    monkeypatch.setattr(os, "write", failing_write)
     data = b"x" * 4096
-    with pytest.raises(StoreFull, match="disk full"):
+    with pytest.raises(error, match=message):
         store.put(shard_hash(data), data)
     monkeypatch.undo()
     assert shard_hash(data) not in store
     assert list((tmp_path / "incoming").iterdir()) == []
     assert store.used_bytes == len(kept)
     assert store.get(shard_hash(kept)) == kept
-
-
-def test_other_write_errors_propagate_and_clean_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = DiskShardStore(tmp_path)
-
-    def broken(fd: int, data: bytes) -> int:
-        raise OSError(errno.EIO, "I/O error")
-
-    monkeypatch.setattr(os, "write", broken)
-    data = b"y" * 100
-    with pytest.raises(OSError, match="I/O error"):
-        store.put(shard_hash(data), data)
-    monkeypatch.undo()
-    assert list((tmp_path / "incoming").iterdir()) == []
-    assert store.used_bytes == 0
 
 
 def _start_writer(root: Path, seed: int, stall_at: int = -1) -> subprocess.Popen[str]:
