@@ -60,7 +60,7 @@ def test_leftover_temp_files_are_swept_and_strays_ignored(tmp_path: Path) -> Non
     [
         (errno.ENOSPC, StoreFull, "disk full while writing shard block"),
         (errno.EDQUOT, StoreFull, "disk full while writing shard block"),
-        (errno.EIO, OSError, "I/O error"),
+        (errno.EIO, OSError, "Input/output error"),
     ],
 )
 def test_write_errors_are_reported_and_leave_nothing(
