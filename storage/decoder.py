@@ -42,7 +42,11 @@ class RecordDecoder:
         )
 
     def decode_to(self, out: BinaryIO, source: BlockSource) -> int:
-        """Write the whole record to `out` segment by segment; returns bytes written."""
+        """Write the whole record to `out` segment by segment; returns bytes written.
+
+        On an error, the segments before the failing one have been written:
+        callers that must not expose partial output write to a temporary file.
+        """
         written = 0
         for segment in range(self.manifest.segment_count):
             written += out.write(self.decode_segment(segment, source))

@@ -76,7 +76,9 @@ class SegmentCodec:
         good: dict[int, BytesLike] = {}
         corrupt: list[int] = []
         missing: list[int] = []
-        tried = list(order or ())
+        tried = list(dict.fromkeys(order or ()))
+        if any(not 0 <= i < code.n for i in tried):
+            raise ValueError(f"shard order {tried} names indices outside 0..{code.n - 1}")
         tried += [i for i in range(code.n) if i not in tried]
         for shard in tried:
             if len(good) == code.k:

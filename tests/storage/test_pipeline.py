@@ -263,3 +263,5 @@ def test_decode_order_prefers_given_indices() -> None:
     asked.clear()
     decoder.decode_segment(0, get)
     assert asked == [0, 1]  # data shards first: no arithmetic needed
+    with pytest.raises(ValueError, match=r"outside 0\.\.3"):
+        decoder.decode_segment(0, get, order=[4])
