@@ -1,0 +1,19 @@
+"""Node identifiers: 160-bit BLAKE2b of the Ed25519 public key.
+
+An id cannot be chosen without its key (S/Kademlia's first defence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+NODE_ID_SIZE = 20
+PUBLIC_KEY_SIZE = 32
+_NODE_ID_TAG = b"medvault/node-id/v1"
+
+
+def node_id(public_key: bytes) -> bytes:
+    """The 160-bit DHT id of the node whose Ed25519 public key this is."""
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        raise ValueError(f"an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes, got {len(public_key)}")
+    return hashlib.blake2b(public_key, digest_size=NODE_ID_SIZE, key=_NODE_ID_TAG).digest()
