@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.boxstream import HEADER_SIZE, MAX_BODY, BoxReader, BoxWriter
+from protocol.errors import LocalProtocolError, RemoteProtocolError
+from tests.protocol.keys import seed
+
+KEY = seed("box key")
+NONCE = seed("box nonce")[:24]
+
+
+def pair() -> tuple[BoxWriter, BoxReader]:
+    return BoxWriter(KEY, NONCE), BoxReader(KEY, NONCE)
+
+
+def test_round_trip_and_framing() -> None:
+    writer, reader = pair()
+    frames = writer.seal(b"hello") + writer.seal(b"world!")
+    assert len(frames) == 2 * HEADER_SIZE + 11
+    assert b"hello" not in frames
+    assert reader.feed(frames) == [b"hello", b"world!"]
+
+
+def test_large_data_splits_into_max_bodies() -> None:
+    writer, reader = pair()
+    data = bytes(range(256)) * 600  # 153600 bytes: 3 frames
+    sealed = writer.seal(data)
+    assert len(sealed) == len(data) + 3 * HEADER_SIZE
+    bodies = reader.feed(sealed)
+    assert [len(b) for b in bodies] == [MAX_BODY, MAX_BODY, len(data) - 2 * MAX_BODY]
+    assert b"".join(bodies) == data
+
+
+def test_byte_at_a_time_delivery() -> None:
+    writer, reader = pair()
+    sealed = writer.seal(b"slow") + writer.goodbye()
+    out = []
+    for byte in sealed:
+        out += reader.feed(bytes([byte]))
+    assert out == [b"slow"] and reader.closed
+
+
+def test_goodbye_closes_cleanly_and_nothing_may_follow() -> None:
+    writer, reader = pair()
+    assert reader.feed(writer.seal(b"last words") + writer.goodbye()) == [b"last words"]
+    assert reader.closed
+    with pytest.raises(RemoteProtocolError, match="after the box-stream goodbye"):
+        reader.feed(b"x")
+    with pytest.raises(LocalProtocolError):
+        writer.seal(b"more")
+
+
+def test_data_after_goodbye_in_the_same_read() -> None:
+    writer, reader = pair()
+    with pytest.raises(RemoteProtocolError, match="after the box-stream goodbye"):
+        reader.feed(writer.goodbye() + b"trailing")
+
+
+def test_tampering_any_byte_fails() -> None:
+    writer, _ = pair()
+    sealed = writer.seal(b"integrity matters")
+    for position in range(len(sealed)):
+        _, reader = pair()
+        tampered = bytearray(sealed)
+        tampered[position] ^= 0x01
+        with pytest.raises(RemoteProtocolError, match="failed authentication"):
+            reader.feed(bytes(tampered))
+
+
+def test_replayed_frame_fails() -> None:
+    writer, reader = pair()
+    first = writer.seal(b"pay 10")
+    assert reader.feed(first) == [b"pay 10"]
+    with pytest.raises(RemoteProtocolError, match="failed authentication"):
+        reader.feed(first)
+
+
+def test_reordered_frames_fail() -> None:
+    writer, reader = pair()
+    first, second = writer.seal(b"one"), writer.seal(b"two")
+    with pytest.raises(RemoteProtocolError):
+        reader.feed(second + first)
+
+
+def test_truncation_is_visible_as_no_goodbye() -> None:
+    writer, reader = pair()
+    sealed = writer.seal(b"cut short")
+    assert reader.feed(sealed[:-3]) == []
+    assert not reader.closed
+    assert reader.buffered > 0
+
+
+def test_other_direction_key_cannot_read() -> None:
+    writer = BoxWriter(KEY, NONCE)
+    reader = BoxReader(seed("other key"), NONCE)
+    with pytest.raises(RemoteProtocolError):
+        reader.feed(writer.seal(b"secret"))
+
+
+def test_local_misuse() -> None:
+    with pytest.raises(LocalProtocolError):
+        BoxWriter(b"short", NONCE)
+    with pytest.raises(LocalProtocolError):
+        BoxReader(KEY, b"short")
+    with pytest.raises(LocalProtocolError):
+        BoxWriter(KEY, NONCE).seal(b"")
+
+
+def test_nonce_wraps_around() -> None:
+    top = b"\xff" * 24
+    writer, reader = BoxWriter(KEY, top), BoxReader(KEY, top)
+    assert reader.feed(writer.seal(b"a") + writer.seal(b"b")) == [b"a", b"b"]
+
+
+@given(st.lists(st.binary(max_size=300), max_size=8))
+def test_arbitrary_bytes_raise_only_remote_errors(chunks: list[bytes]) -> None:
+    _, reader = pair()
+    try:
+        for chunk in chunks:
+            reader.feed(chunk)
+    except RemoteProtocolError:
+        pass
