@@ -1,0 +1,73 @@
+"""One line per event, as text or JSON.
+
+Callers log an event name and explicit fields via `event(...)`; nothing is
+formatted from arbitrary objects, which keeps keys and plaintext out by
+construction (public keys are shortened, secrets never passed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, Literal
+
+LogFormat = Literal["text", "json"]
+ROOT = "medvault"
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"{ROOT}.{name}")
+
+
+def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
+    """Log `name` with `fields` (simple values only)."""
+    if logger.isEnabledFor(level):
+        logger.log(level, name, extra={"fields": fields})
+
+
+def short_key(public_key: bytes) -> str:
+    """How a peer's public key appears in logs."""
+    return public_key.hex()[:16]
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        fields = getattr(record, "fields", {})
+        rest = " ".join(f"{k}={_text(v)}" for k, v in fields.items())
+        line = f"{stamp}Z {record.levelname} {record.name.removeprefix(ROOT + '.')}: {record.msg}"
+        line = f"{line} {rest}" if rest else line
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name.removeprefix(ROOT + "."),
+            "event": str(record.msg),
+        }
+        payload.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)
+
+
+def _text(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if (" " in text or not text) else text
+
+
+def configure(level: int = logging.INFO, fmt: LogFormat = "text") -> None:
+    """Send medvault's events to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    root = logging.getLogger(ROOT)
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

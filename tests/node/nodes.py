@@ -1,0 +1,51 @@
+"""Helpers that start connection managers for shell tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import nacl.signing
+import trio
+
+from node.config import Limits, PeerAddress, parse_host_port
+from node.connections import ConnectionManager
+from node.dispatch import Dispatcher, base_dispatcher
+from node.transport import MemoryNetwork, TcpTransport, Transport
+from tests.protocol.keys import NETWORK, seed
+
+TransportFactory = Callable[[], Transport]
+
+
+def memory_factory() -> TransportFactory:
+    network = MemoryNetwork()
+    return network.transport
+
+
+def tcp_factory() -> TransportFactory:
+    return lambda: TcpTransport("127.0.0.1:0")
+
+
+async def start_node(
+    nursery: trio.Nursery,
+    transport: Transport,
+    name: str,
+    *,
+    network_key: bytes = NETWORK,
+    limits: Limits | None = None,
+    dispatcher: Dispatcher | None = None,
+) -> ConnectionManager:
+    manager = ConnectionManager(
+        identity=nacl.signing.SigningKey(seed(f"node {name}")),
+        network_key=network_key,
+        transport=transport,
+        handler=dispatcher or base_dispatcher(),
+        limits=limits,
+    )
+    await nursery.start(manager.serve)
+    return manager
+
+
+def address_of(manager: ConnectionManager) -> PeerAddress:
+    assert manager.address is not None
+    host, port = parse_host_port(manager.address)
+    return PeerAddress(manager.public_key, host, port)

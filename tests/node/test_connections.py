@@ -1,0 +1,228 @@
+"""Connection manager behaviour on the in-memory transport, under the autojump clock."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+import trio
+import trio.testing
+
+from node.channel import SecureChannel, open_client_channel
+from node.config import Limits, PeerAddress
+from node.connections import ConnectionManager
+from node.dispatch import base_dispatcher
+from node.rpc_errors import DialBackoff, PeerUnreachable
+from node.transport import MemoryNetwork
+from protocol.boxstream import BoxWriter
+from protocol.messages import Kind, Ping, Pong, decode_envelope
+from tests.node.nodes import address_of, start_node
+from tests.protocol.keys import NETWORK, seed, signing_key
+
+
+async def raw_channel(network: MemoryNetwork, target: ConnectionManager) -> SecureChannel:
+    assert target.address is not None
+    stream = await network.transport().connect(target.address)
+    return await open_client_channel(
+        stream,
+        network_key=NETWORK,
+        identity=signing_key("raw client"),
+        server_public=target.public_key,
+        ephemeral_seed=seed("raw eph"),
+    )
+
+
+async def test_truncated_handshake_times_out(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork()
+    limits = Limits(handshake_timeout=5)
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a", limits=limits)
+        assert a.address is not None
+        stream = await network.transport().connect(a.address)
+        await stream.send_all(b"\x00" * 30)  # half a hello, then silence
+        start = trio.current_time()
+        with trio.fail_after(60):
+            assert await stream.receive_some(100) == b""  # the server hung up
+        assert 5 <= trio.current_time() - start < 6
+        assert a.stats.handshake_failures == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_flood_of_half_open_connections(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork()
+    limits = Limits(handshake_timeout=5, max_handshakes=4)
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a", limits=limits)
+        b = await start_node(nursery, network.transport(), "b")
+        assert a.address is not None
+        idle = [await network.transport().connect(a.address) for _ in range(10)]
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.stats.refused_busy == 6  # beyond the 4 slots: dropped at once
+        # While the slots are held a real peer is refused too, but nothing breaks...
+        with pytest.raises(PeerUnreachable):
+            await b.connect(address_of(a))
+        # ...and once the half-open ones time out, service resumes.
+        await trio.sleep(6)
+        await trio.sleep(b.limits.backoff_initial)
+        assert await (await b.connect(address_of(a))).request(Ping(1), Pong) == Pong(1)
+        for stream in idle:
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_protocol_violation_drops_only_that_connection(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a")
+        b = await start_node(nursery, network.transport(), "b")
+        good = await b.connect(address_of(a))
+        bad = await raw_channel(network, a)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(a.peers) == 2
+        await bad.stream.send_all(b"\x01" * 100)  # not a box-stream frame
+        await trio.testing.wait_all_tasks_blocked()
+        assert [p.remote_public_key for p in a.peers] == [b.public_key]
+        assert await good.request(Ping(2), Pong) == Pong(2)
+        nursery.cancel_scope.cancel()
+
+
+async def test_unknown_message_type_gets_a_typed_error(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a")
+        channel = await raw_channel(network, a)
+        await channel.send(msgpack.packb([1, 0, 9, "teleport", {}]))
+        answer = decode_envelope(await channel.receive() or b"")
+        assert answer.kind is Kind.ERROR and answer.request_id == 9
+        assert answer.message.code == "unknown_type"  # type: ignore[attr-defined]
+        await channel.send(msgpack.packb([1, 0, 10, "ping", {"nonce": 3}]))
+        assert decode_envelope(await channel.receive() or b"").message == Pong(3)
+        # A malformed envelope without a usable id ends the connection.
+        await channel.send(b"\xc1")
+        assert await channel.receive() is None  # goodbye
+        nursery.cancel_scope.cancel()
+
+
+async def test_oversized_frame_ends_the_connection(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        a = await start_node(
+            nursery, network.transport(), "a", limits=Limits(max_message_bytes=65536)
+        )
+        channel = await raw_channel(network, a)
+        # Announce a 1 MiB message inside a valid box-stream frame (first frame sent).
+        session = channel.session
+        writer = BoxWriter(session.encrypt_key, session.encrypt_nonce)
+        await channel.stream.send_all(writer.seal((1 << 20).to_bytes(4, "big")))
+        assert await channel.receive() is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_simultaneous_dials_settle_on_one_connection(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a")
+        b = await start_node(nursery, network.transport(), "b")
+        async with trio.open_nursery() as both:
+            both.start_soon(a.connect, address_of(b))
+            both.start_soon(b.connect, address_of(a))
+        await trio.sleep(1)
+        assert len(a.peers) == 1 and len(b.peers) == 1
+        # Both kept the same connection: the one their smaller key dialed.
+        smaller_is_a = a.public_key < b.public_key
+        assert a.peers[0].outbound is smaller_is_a
+        assert b.peers[0].outbound is not smaller_is_a
+        assert await a.peers[0].request(Ping(4), Pong) == Pong(4)
+        assert await b.peers[0].request(Ping(5), Pong) == Pong(5)
+        nursery.cancel_scope.cancel()
+
+
+async def test_concurrent_dials_to_one_peer_share_one_attempt(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a")
+        b = await start_node(nursery, network.transport(), "b")
+        results = []
+
+        async def dial() -> None:
+            results.append(await b.connect(address_of(a)))
+
+        async with trio.open_nursery() as many:
+            for _ in range(5):
+                many.start_soon(dial)
+        assert len({id(r) for r in results}) == 1
+        assert b.stats.dialed == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_failed_dial_backs_off_exponentially(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork()
+    limits = Limits(backoff_initial=2, backoff_max=5)
+    async with trio.open_nursery() as nursery:
+        b = await start_node(nursery, network.transport(), "b", limits=limits)
+        ghost = PeerAddress(bytes(signing_key("ghost").verify_key), "mem-999", 1)
+        with pytest.raises(PeerUnreachable, match="refused"):
+            await b.connect(ghost)
+        with pytest.raises(DialBackoff) as caught:
+            await b.connect(ghost)
+        assert caught.value.retry_in == pytest.approx(2)
+        await trio.sleep(2)
+        with pytest.raises(PeerUnreachable, match="refused"):
+            await b.connect(ghost)  # tried again, failed again: now 4 s
+        await trio.sleep(3)
+        with pytest.raises(DialBackoff):
+            await b.connect(ghost)
+        await trio.sleep(1)
+        with pytest.raises(PeerUnreachable, match="refused"):
+            await b.connect(ghost)  # then capped at 5 s
+        with pytest.raises(DialBackoff) as caught:
+            await b.connect(ghost)
+        assert caught.value.retry_in == pytest.approx(5)
+        nursery.cancel_scope.cancel()
+
+
+async def test_idle_connections_are_closed(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork()
+    limits = Limits(idle_timeout=60)
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a", limits=limits)
+        b = await start_node(nursery, network.transport(), "b", limits=limits)
+        connection = await b.connect(address_of(a))
+        await trio.sleep(30)
+        assert await connection.request(Ping(6), Pong) == Pong(6)  # activity resets the clock
+        await trio.sleep(50)
+        assert connection.is_open
+        await trio.sleep(40)
+        assert connection.closed.is_set()
+        assert b.peers == [] and a.peers == []
+        assert b.stats.idle_closed + a.stats.idle_closed >= 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_connection_limit(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a", limits=Limits(max_connections=1))
+        b = await start_node(nursery, network.transport(), "b")
+        c = await start_node(nursery, network.transport(), "c")
+        await b.connect(address_of(a))
+        connection = await c.connect(address_of(a))  # handshake completes, then dropped
+        await trio.testing.wait_all_tasks_blocked()
+        assert not connection.is_open
+        assert a.stats.refused_full == 1
+        assert [p.remote_public_key for p in a.peers] == [b.public_key]
+        nursery.cancel_scope.cancel()
+
+
+async def test_dial_requires_serving() -> None:
+    manager = ConnectionManager(
+        identity=signing_key("lonely"),
+        network_key=NETWORK,
+        transport=MemoryNetwork().transport(),
+        handler=base_dispatcher(),
+    )
+    with pytest.raises(RuntimeError, match="serve"):
+        await manager.connect(PeerAddress(bytes(signing_key("x").verify_key), "mem-1", 1))
