@@ -3,16 +3,59 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import logging
+import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+import trio
 
+from node import logs
 from node.codec_demo import run_codec_demo
+from node.config import ConfigError, PeerAddress, parse_host_port
+from node.daemon import run_until_signalled
+from node.datadir import ENV_HOME, DataDir, DataDirError, default_data_dir
+from node.keyfiles import KeyFileError, KeyKind, read_secret
+from protocol.ids import node_id
 from storage.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE
 from storage.errors import StorageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def data_dir_option(func: F) -> F:
+    """`--data-dir DIR`, else $MEDVAULT_HOME, else ~/.medvault."""
+    option = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=ENV_HOME,
+        default=None,
+        help=f"Node data directory (default: ${ENV_HOME} or ~/.medvault).",
+    )
+    return option(func)
+
+
+def operator_errors(func: F) -> F:
+    """Turn the errors an operator can fix into one line on stderr and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (DataDirError, KeyFileError, ConfigError, StorageError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _dir(data_dir: Path | None) -> DataDir:
+    return DataDir(data_dir or default_data_dir())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +96,93 @@ def demo(*, size: int, k: int, n: int, segment_size: int, keep: Path | None, as_
             click.echo(line)
     if not report.ok:
         sys.exit(1)
+
+
+@cli.command()
+@data_dir_option
+@click.option("--new-network", is_flag=True, help="Create a new network key (first hospital).")
+@click.option(
+    "--network-key",
+    "network_key_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Join an existing network with this network key file.",
+)
+@click.option(
+    "--listen", default="127.0.0.1:7420", show_default=True, help="HOST:PORT to listen on."
+)
+@click.option("--bootstrap", multiple=True, help="A peer to contact: PUBLIC_KEY@HOST:PORT.")
+@operator_errors
+def init(
+    *,
+    data_dir: Path | None,
+    new_network: bool,
+    network_key_file: Path | None,
+    listen: str,
+    bootstrap: tuple[str, ...],
+) -> None:
+    """Create a node: identity key, network key and config.toml."""
+    if new_network == (network_key_file is not None):
+        raise click.UsageError("give exactly one of --new-network or --network-key FILE")
+    try:
+        parse_host_port(listen)
+        for peer in bootstrap:
+            PeerAddress.parse(peer)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    network_key = (
+        os.urandom(32)
+        if network_key_file is None
+        else read_secret(network_key_file, KeyKind.NETWORK)
+    )
+    target = _dir(data_dir)
+    identity = target.initialize(
+        network_key=network_key, listen=listen, bootstrap=list(bootstrap), random_bytes=os.urandom
+    )
+    public = bytes(identity.verify_key)
+    click.echo(f"initialised {target.root}")
+    click.echo(f"  public key  {public.hex()}")
+    click.echo(f"  node id     {node_id(public).hex()}")
+    if new_network:
+        click.echo(
+            f"  network key {target.network_key_path} (give a copy, securely, to each hospital)"
+        )
+
+
+@cli.command("id")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@operator_errors
+def show_id(*, data_dir: Path | None, as_json: bool) -> None:
+    """Show this node's public key, node id and peer address."""
+    target = _dir(data_dir)
+    public = bytes(target.identity().verify_key)
+    config = target.config()
+    info = {
+        "public_key": public.hex(),
+        "node_id": node_id(public).hex(),
+        "listen": config.listen,
+        "peer_address": f"{public.hex()}@{config.listen}",
+    }
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        for key, value in info.items():
+            click.echo(f"{key:13} {value}")
+
+
+@cli.command()
+@data_dir_option
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+@operator_errors
+def run(*, data_dir: Path | None, log_format: logs.LogFormat, log_level: str) -> None:
+    """Run the node in the foreground until SIGINT or SIGTERM."""
+    logs.configure(getattr(logging, log_level.upper()), log_format)
+    target = _dir(data_dir)
+    with target.lock():
+        trio.run(run_until_signalled, target)
 
 
 def main() -> None:

@@ -1,0 +1,209 @@
+"""The node's config.toml: defaults, parsing and validation.
+
+Every error names the file and the key (`network.listen: ...`), and unknown
+keys are refused so a typo cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.toml"
+DEFAULT_PORT = 7420
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    """A peer to dial: its Ed25519 public key and where it listens."""
+
+    public_key: bytes
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> PeerAddress:
+        """Parse `PUBKEY_HEX@HOST:PORT`."""
+        key_text, sep, address = text.strip().partition("@")
+        if not sep:
+            raise ValueError(f"expected PUBLIC_KEY@HOST:PORT, got {text!r}")
+        try:
+            key = bytes.fromhex(key_text)
+        except ValueError:
+            raise ValueError(f"public key {key_text!r} is not hex") from None
+        if len(key) != 32:
+            raise ValueError(f"public key must be 32 bytes (64 hex digits), got {len(key)}")
+        host, port = parse_host_port(address)
+        return cls(key, host, port)
+
+    @property
+    def address(self) -> str:
+        return format_host_port(self.host, self.port)
+
+    def __str__(self) -> str:
+        return f"{self.public_key.hex()}@{self.address}"
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[IPv6]:PORT`; port 0 asks the OS for a free port."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 0..65535")
+    return host, port
+
+
+def format_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 256
+    max_handshakes: int = 32
+    handshake_timeout: float = 10.0
+    call_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_concurrent_requests: int = 64
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = DEFAULT_PORT
+    bootstrap: tuple[PeerAddress, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def listen(self) -> str:
+        return format_host_port(self.listen_host, self.listen_port)
+
+
+_LIMIT_RANGES: dict[str, tuple[float, float]] = {
+    "max_connections": (1, 100_000),
+    "max_handshakes": (1, 10_000),
+    "handshake_timeout": (0.1, 600),
+    "call_timeout": (0.1, 3600),
+    "idle_timeout": (1, 86_400),
+    "max_message_bytes": (64 * 1024, 64 * 1024 * 1024),
+    "max_concurrent_requests": (1, 10_000),
+    "backoff_initial": (0.01, 3600),
+    "backoff_max": (0.01, 86_400),
+}
+
+
+def default_config_text(listen: str, bootstrap: list[str]) -> str:
+    """The commented config.toml that `medvault init` writes."""
+    limits = Limits()
+    peers = ", ".join(f'"{p}"' for p in bootstrap)
+    return f"""# medvault node configuration. Restart the node after editing.
+
+[network]
+# Address this node listens on (HOST:PORT; port 0 picks a free port).
+listen = "{listen}"
+# Peers to contact at start: "PUBLIC_KEY_HEX@HOST:PORT" (see `medvault id`).
+bootstrap = [{peers}]
+
+[limits]
+# Connections kept open at once, and handshakes allowed in progress.
+max_connections = {limits.max_connections}
+max_handshakes = {limits.max_handshakes}
+# Seconds: a handshake, one request, and an idle connection before closing.
+handshake_timeout = {limits.handshake_timeout}
+call_timeout = {limits.call_timeout}
+idle_timeout = {limits.idle_timeout}
+# Largest message accepted from a peer, in bytes.
+max_message_bytes = {limits.max_message_bytes}
+# Requests from one peer handled at the same time.
+max_concurrent_requests = {limits.max_concurrent_requests}
+# Seconds to wait before redialing a peer that failed, doubling up to the max.
+backoff_initial = {limits.backoff_initial}
+backoff_max = {limits.backoff_max}
+"""
+
+
+def load_config(path: Path) -> NodeConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist (run `medvault init`)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def parse_config(raw: dict[str, Any]) -> NodeConfig:
+    _only(raw, {"network", "limits"}, "")
+    network = _section(raw, "network")
+    _only(network, {"listen", "bootstrap"}, "network.")
+    limits_raw = _section(raw, "limits")
+    _only(limits_raw, set(_LIMIT_RANGES), "limits.")
+
+    listen = network.get("listen", f"127.0.0.1:{DEFAULT_PORT}")
+    if not isinstance(listen, str):
+        raise ConfigError("network.listen: expected a string HOST:PORT")
+    try:
+        host, port = parse_host_port(listen)
+    except ValueError as exc:
+        raise ConfigError(f"network.listen: {exc}") from None
+
+    peers = network.get("bootstrap", [])
+    if not isinstance(peers, list):
+        raise ConfigError("network.bootstrap: expected a list of PUBLIC_KEY@HOST:PORT strings")
+    bootstrap = []
+    for index, item in enumerate(peers):
+        where = f"network.bootstrap[{index}]"
+        if not isinstance(item, str):
+            raise ConfigError(f"{where}: expected a string PUBLIC_KEY@HOST:PORT")
+        try:
+            bootstrap.append(PeerAddress.parse(item))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    values: dict[str, Any] = {}
+    for key, (low, high) in _LIMIT_RANGES.items():
+        if key not in limits_raw:
+            continue
+        value = limits_raw[key]
+        default = getattr(Limits, key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"limits.{key}: expected a number, got {value!r}")
+        if isinstance(default, int) and not isinstance(value, int):
+            raise ConfigError(f"limits.{key}: expected a whole number, got {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(f"limits.{key}: {value} is outside {low}..{high}")
+        values[key] = value
+    return NodeConfig(host, port, tuple(bootstrap), Limits(**values))
+
+
+def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    section = raw.get(name, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return section
+
+
+def _only(table: dict[str, Any], allowed: set[str], prefix: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        names = ", ".join(prefix + key for key in unknown)
+        raise ConfigError(f"unknown setting {names} (allowed: {', '.join(sorted(allowed))})")

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from node.config import ConfigError, Limits, PeerAddress, load_config, parse_config, parse_host_port
+from node.datadir import DataDir, DataDirError
+from node.keyfiles import KeyFileError, KeyKind, read_secret, write_secret
+
+
+def test_key_file_round_trip_and_mode(tmp_path: Path) -> None:
+    path = tmp_path / "identity.key"
+    write_secret(path, KeyKind.IDENTITY, b"s" * 32)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert read_secret(path, KeyKind.IDENTITY) == b"s" * 32
+
+
+def test_key_file_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "identity.key"
+    write_secret(path, KeyKind.IDENTITY, b"a" * 32)
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
+        write_secret(path, KeyKind.IDENTITY, b"b" * 32)
+    assert read_secret(path, KeyKind.IDENTITY) == b"a" * 32
+
+
+def test_readable_key_file_is_refused_without_leaking_it(tmp_path: Path) -> None:
+    path = tmp_path / "identity.key"
+    write_secret(path, KeyKind.IDENTITY, b"k" * 32)
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyFileError, match="chmod 600") as caught:
+        read_secret(path, KeyKind.IDENTITY)
+    assert (b"k" * 32).hex() not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("medvault network-key v1\n" + "00" * 32 + "\n", "not a medvault identity file"),
+        ("medvault identity v1\nzz\n", "not hex"),
+        ("medvault identity v1\n" + "00" * 31 + "\n", "wrong length"),
+        ("garbage", "not a medvault identity file"),
+    ],
+)
+def test_malformed_key_files(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "key"
+    path.write_text(content)
+    os.chmod(path, 0o600)
+    with pytest.raises(KeyFileError, match=message):
+        read_secret(path, KeyKind.IDENTITY)
+
+
+def test_missing_key_file(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="does not exist"):
+        read_secret(tmp_path / "nope", KeyKind.NETWORK)
+
+
+def test_peer_address_and_host_port() -> None:
+    peer = PeerAddress.parse("ab" * 32 + "@127.0.0.1:7420")
+    assert (peer.host, peer.port, peer.public_key) == ("127.0.0.1", 7420, bytes.fromhex("ab" * 32))
+    assert PeerAddress.parse(str(peer)) == peer
+    assert parse_host_port("[::1]:80") == ("::1", 80)
+    for bad in ("127.0.0.1", "x:99999", "x:port", ":80"):
+        with pytest.raises(ValueError):
+            parse_host_port(bad)
+    for bad in ("ab@1.2.3.4:5", "zz" * 32 + "@h:1", "ab" * 32):
+        with pytest.raises(ValueError):
+            PeerAddress.parse(bad)
+
+
+def test_defaults_and_values() -> None:
+    config = parse_config({})
+    assert (
+        config.listen == "127.0.0.1:7420" and config.bootstrap == () and config.limits == Limits()
+    )
+    config = parse_config(
+        {
+            "network": {"listen": "0.0.0.0:9000", "bootstrap": ["cd" * 32 + "@10.0.0.2:7420"]},
+            "limits": {"max_connections": 10, "call_timeout": 2.5},
+        }
+    )
+    assert config.listen_port == 9000 and config.bootstrap[0].host == "10.0.0.2"
+    assert config.limits.max_connections == 10 and config.limits.call_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"netwrok": {}}, "unknown setting netwrok"),
+        ({"network": {"lisen": "x"}}, "unknown setting network.lisen"),
+        ({"network": {"listen": 7420}}, "network.listen: expected a string"),
+        ({"network": {"listen": "nohost"}}, "network.listen: expected HOST:PORT"),
+        ({"network": {"bootstrap": "x"}}, "network.bootstrap: expected a list"),
+        ({"network": {"bootstrap": ["nope"]}}, r"network.bootstrap\[0\]: expected PUBLIC_KEY"),
+        ({"limits": {"max_connections": 0}}, "limits.max_connections: 0 is outside"),
+        ({"limits": {"max_connections": 2.5}}, "limits.max_connections: expected a whole number"),
+        ({"limits": {"call_timeout": "1"}}, "limits.call_timeout: expected a number"),
+        ({"limits": {"call_timeout": True}}, "limits.call_timeout: expected a number"),
+        ({"limits": 3}, r"\[limits\] must be a table"),
+    ],
+)
+def test_invalid_settings_name_the_key(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(path)
+    path.write_text("[network\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+    path.write_text("[limits]\nmax_handshakes = -1\n")
+    with pytest.raises(ConfigError, match=f"{path}: limits.max_handshakes"):
+        load_config(path)
+
+
+def test_data_dir_initialise_load_and_lock(tmp_path: Path) -> None:
+    data = DataDir(tmp_path / "node")
+    identity = data.initialize(
+        network_key=b"n" * 32, listen="127.0.0.1:0", bootstrap=[], random_bytes=os.urandom
+    )
+    assert oct((tmp_path / "node").stat().st_mode & 0o777) == "0o700"
+    assert data.identity().verify_key == identity.verify_key
+    assert data.network_key() == b"n" * 32
+    assert data.config().listen == "127.0.0.1:0"
+    with pytest.raises(DataDirError, match="already initialised"):
+        data.initialize(network_key=b"n" * 32, listen="x:1", bootstrap=[], random_bytes=os.urandom)
+    with data.lock(), pytest.raises(DataDirError, match="in use"), data.lock():
+        pass
+    with data.lock():  # released again
+        pass
+    with pytest.raises(DataDirError, match="not a medvault data directory"):
+        DataDir(tmp_path / "empty").identity()
