@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.codec
 	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.transport
+	$(BIN)/python -m benchmarks.fuzz
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

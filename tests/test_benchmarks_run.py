@@ -37,3 +37,30 @@ def test_pipeline_benchmark_round_trips_and_reports() -> None:
     assert figures["segments"] == 8
     assert figures["encode_mbps_median"] > 0 and figures["decode_mbps_median"] > 0
     assert 0 < figures["peak_rss_mib"] < 1024
+
+
+def test_transport_benchmark_measures_every_figure() -> None:
+    figures = run_json(
+        "benchmarks.transport",
+        "--bulk-mib",
+        "1",
+        "--repeat",
+        "1",
+        "--calls",
+        "64",
+        "--handshakes",
+        "4",
+    )
+    for key in (
+        "bulk_mbps_median",
+        "rpc_sequential_per_s",
+        "rpc_32_in_flight_per_s",
+        "handshakes_per_s",
+    ):
+        assert figures[key] > 0
+
+
+def test_fuzz_script_counts_inputs() -> None:
+    figures = run_json("benchmarks.fuzz", "--examples", "20", "--target", "envelope")
+    assert figures["engine"] == "hypothesis"
+    assert figures["envelope_inputs"] == figures["total_inputs"] > 0
