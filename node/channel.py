@@ -7,6 +7,7 @@ of concurrent senders never interleave.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 
 import nacl.signing
@@ -38,7 +39,7 @@ class SecureChannel:
         self._writer = BoxWriter(session.encrypt_key, session.encrypt_nonce)
         self._reader = BoxReader(session.decrypt_key, session.decrypt_nonce)
         self._frames = FrameDecoder(max_message)
-        self._inbox: list[bytes] = []
+        self._inbox: collections.deque[bytes] = collections.deque()
         self._send_lock = trio.Lock()
         self._pending = leftover
         self.closed = False
@@ -73,8 +74,8 @@ class SecureChannel:
                 if not data:
                     raise ConnectionLost("stream ended without a goodbye")
             for body in self._reader.feed(data):
-                self._inbox += self._frames.feed(body)
-        return self._inbox.pop(0)
+                self._inbox.extend(self._frames.feed(body))
+        return self._inbox.popleft()
 
     async def aclose(self) -> None:
         """Say goodbye (best effort) and close the stream."""

@@ -148,7 +148,10 @@ class PeerConnection:
             raise RpcError(str(exc)) from None
         waiter = self._waiters[request_id] = _Waiter()
         try:
-            await self._send(Envelope(Kind.REQUEST, request_id, message))
+            try:
+                await self._send(Envelope(Kind.REQUEST, request_id, message))
+            except RemoteProtocolError as exc:  # the stream broke under us
+                raise PeerClosed(f"connection lost while sending: {exc.reason}") from None
             with trio.move_on_at(now + timeout):
                 await waiter.done.wait()
         finally:

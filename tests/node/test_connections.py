@@ -11,7 +11,7 @@ from node.channel import SecureChannel, open_client_channel
 from node.config import Limits, PeerAddress
 from node.connections import ConnectionManager
 from node.dispatch import base_dispatcher
-from node.rpc_errors import DialBackoff, PeerUnreachable
+from node.rpc_errors import DialBackoff, PeerClosed, PeerUnreachable
 from node.transport import MemoryNetwork
 from protocol.boxstream import BoxWriter
 from protocol.messages import Kind, Ping, Pong, decode_envelope
@@ -226,3 +226,19 @@ async def test_dial_requires_serving() -> None:
     )
     with pytest.raises(RuntimeError, match="serve"):
         await manager.connect(PeerAddress(bytes(signing_key("x").verify_key), "mem-1", 1))
+
+
+async def test_a_broken_stream_fails_calls_as_peer_closed(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a")
+        b = await start_node(nursery, network.transport(), "b")
+        connection = await b.connect(address_of(a))
+        await connection.channel.stream.aclose()  # the transport dies under the connection
+        with pytest.raises(PeerClosed):
+            await connection.call(Ping(1))
+        await trio.testing.wait_all_tasks_blocked()
+        assert b.peers == []
+        # A fresh dial works again.
+        assert await (await b.connect(address_of(a))).request(Ping(2), Pong) == Pong(2)
+        nursery.cancel_scope.cancel()
