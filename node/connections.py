@@ -231,6 +231,11 @@ class ConnectionManager:
     ) -> None:
         try:
             await connection.run(task_status=task_status)
+        except Exception:  # a bug on one connection must not stop the node
+            log.exception(
+                "connection task failed",
+                extra={"fields": {"peer": short_key(connection.remote_public_key)}},
+            )
         finally:
             if self._peers.get(connection.remote_public_key) is connection:
                 del self._peers[connection.remote_public_key]
@@ -243,6 +248,12 @@ class ConnectionManager:
             )
 
     async def _on_inbound(self, stream: trio.abc.Stream) -> None:
+        try:
+            await self._serve_inbound(stream)
+        except Exception:  # a bug on one connection must not stop the node
+            log.exception("inbound connection failed")
+
+    async def _serve_inbound(self, stream: trio.abc.Stream) -> None:
         try:
             self._handshakes.acquire_nowait()
         except trio.WouldBlock:

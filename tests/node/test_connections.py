@@ -7,6 +7,7 @@ import pytest
 import trio
 import trio.testing
 
+from node import connections
 from node.channel import SecureChannel, open_client_channel
 from node.config import Limits, PeerAddress
 from node.connections import ConnectionManager
@@ -241,4 +242,24 @@ async def test_a_broken_stream_fails_calls_as_peer_closed(autojump_clock: trio.a
         assert b.peers == []
         # A fresh dial works again.
         assert await (await b.connect(address_of(a))).request(Ping(2), Pong) == Pong(2)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_bug_on_one_connection_does_not_stop_the_node(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a")
+        b = await start_node(nursery, network.transport(), "b")
+
+        async def buggy(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("a bug in the accept path")
+
+        monkeypatch.setattr(connections, "open_server_channel", buggy)
+        with pytest.raises(PeerUnreachable):
+            await b.connect(address_of(a))
+        monkeypatch.undo()
+        await trio.sleep(b.limits.backoff_initial)
+        assert await (await b.connect(address_of(a))).request(Ping(7), Pong) == Pong(7)
         nursery.cancel_scope.cancel()
