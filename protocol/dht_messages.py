@@ -1,0 +1,89 @@
+"""The DHT's RPCs. Every request names its sender's contact so the answering
+node can learn it; the sender's key must be the connection's authenticated
+key (checked by the service), so a contact cannot be forged in someone
+else's name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from protocol.contact import ContactInfo
+from protocol.messages import Message, register
+from protocol.records import ValueRecord
+
+
+@register
+@dataclass(frozen=True)
+class FindNode(Message):
+    TYPE: ClassVar[str] = "find_node"
+    sender: ContactInfo
+    target: bytes
+
+
+@register
+@dataclass(frozen=True)
+class NodesFound(Message):
+    TYPE: ClassVar[str] = "nodes_found"
+    contacts: tuple[ContactInfo, ...]
+
+
+@register
+@dataclass(frozen=True)
+class FindValue(Message):
+    TYPE: ClassVar[str] = "find_value"
+    sender: ContactInfo
+    key: bytes
+
+
+@register
+@dataclass(frozen=True)
+class ValueFound(Message):
+    """The record if held, and the closest contacts either way."""
+
+    TYPE: ClassVar[str] = "value_found"
+    record: ValueRecord | None
+    contacts: tuple[ContactInfo, ...]
+
+
+@register
+@dataclass(frozen=True)
+class StoreValue(Message):
+    TYPE: ClassVar[str] = "store_value"
+    sender: ContactInfo
+    record: ValueRecord
+
+
+@register
+@dataclass(frozen=True)
+class AddProvider(Message):
+    """Announce the sender itself as a provider of `key`."""
+
+    TYPE: ClassVar[str] = "add_provider"
+    sender: ContactInfo
+    key: bytes
+    ttl: int
+
+
+@register
+@dataclass(frozen=True)
+class Stored(Message):
+    TYPE: ClassVar[str] = "stored"
+    accepted: bool
+    reason: str
+
+
+@register
+@dataclass(frozen=True)
+class GetProviders(Message):
+    TYPE: ClassVar[str] = "get_providers"
+    sender: ContactInfo
+    key: bytes
+
+
+@register
+@dataclass(frozen=True)
+class ProvidersFound(Message):
+    TYPE: ClassVar[str] = "providers_found"
+    providers: tuple[ContactInfo, ...]
+    contacts: tuple[ContactInfo, ...]
