@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from protocol.contact import ContactInfo
 from protocol.messages import Message, register
-from protocol.records import ValueRecord
+from protocol.records import ProviderRecord, ValueRecord
 
 
 @register
@@ -57,12 +57,11 @@ class StoreValue(Message):
 @register
 @dataclass(frozen=True)
 class AddProvider(Message):
-    """Announce the sender itself as a provider of `key`."""
+    """Store a provider record: the sender's own, or one handed on (it is signed)."""
 
     TYPE: ClassVar[str] = "add_provider"
     sender: ContactInfo
-    key: bytes
-    ttl: int
+    record: ProviderRecord
 
 
 @register
@@ -85,5 +84,5 @@ class GetProviders(Message):
 @dataclass(frozen=True)
 class ProvidersFound(Message):
     TYPE: ClassVar[str] = "providers_found"
-    providers: tuple[ContactInfo, ...]
+    providers: tuple[ProviderRecord, ...]
     contacts: tuple[ContactInfo, ...]

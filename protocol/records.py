@@ -1,22 +1,27 @@
-"""DHT records: values with per-kind validators, provider records, TTLs.
+"""DHT records: values with per-kind validators, signed provider records.
 
 A value record names its validator (`kind`):
 - "blob": immutable, content-addressed: the key is the tagged BLAKE2b-160 of
   the value, so any copy that validates is the same;
 - "signed": mutable, owned: the key is the tagged BLAKE2b-160 of publisher
   key and name, the publisher signs every version, and the newest valid
-  version (highest seq, then largest value bytes) wins wherever it lands.
+  version (highest seq, then value bytes, then expiry) wins wherever it lands.
 
-A provider record says "this node holds data for key K"; a node may announce
-only itself (the service checks the announced key is the caller's
-authenticated key). Both expire `ttl` seconds after being stored (capped),
-and the store refuses more than its limits so one peer cannot fill it.
+A provider record says "this node holds data for key K", signed by that
+node: only a node itself can announce itself, yet any holder can hand the
+announcement on to newly closer nodes.
+
+Expiry is absolute (`expires_at`, seconds on the network's wall clock, signed
+where there is a signature), so copies handed on never outlive what the
+publisher asked for; the store also caps it at MAX_TTL from `now` and
+refuses more than its limits so one peer cannot fill it. (An unsigned blob's
+expiry could be prolonged by a holder; blobs are immutable, so that only
+keeps valid data around longer.)
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -33,6 +38,7 @@ MAX_TTL = 7 * 24 * 3600
 _BLOB_TAG = b"medvault/dht-blob/v1"
 _SIGNED_TAG = b"medvault/dht-signed/v1"
 _SIGNATURE_TAG = b"medvault/dht-record-signature/v1"
+_PROVIDER_TAG = b"medvault/dht-provider-signature/v1"
 
 
 class InvalidRecord(ValueError):
@@ -54,34 +60,76 @@ def signed_key(publisher: bytes, name: bytes) -> bytes:
     return _key(_SIGNED_TAG, publisher, len(name).to_bytes(2, "big"), name)
 
 
+def _pack(fields: list[object]) -> bytes:
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return packed
+
+
 @dataclass(frozen=True)
 class ValueRecord:
     key: bytes
     kind: str
     value: bytes
     publisher: bytes
-    name: bytes = b""
-    seq: int = 0
-    ttl: int = MAX_TTL
-    signature: bytes = b""
+    name: bytes
+    seq: int
+    expires_at: int
+    signature: bytes
 
     def signed_bytes(self) -> bytes:
-        fields = [self.key, self.kind, self.value, self.publisher, self.name, self.seq, self.ttl]
-        packed: bytes = msgpack.packb(fields, use_bin_type=True)
-        return _SIGNATURE_TAG + packed
+        return _SIGNATURE_TAG + _pack(
+            [self.key, self.kind, self.value, self.publisher, self.name, self.seq, self.expires_at]
+        )
 
 
-def make_blob(value: bytes, publisher: bytes, ttl: int = MAX_TTL) -> ValueRecord:
-    return ValueRecord(blob_key(value), "blob", value, publisher, ttl=ttl)
+def make_blob(value: bytes, publisher: bytes, expires_at: int) -> ValueRecord:
+    return ValueRecord(blob_key(value), "blob", value, publisher, b"", 0, expires_at, b"")
 
 
 def make_signed(
-    signer: nacl.signing.SigningKey, name: bytes, value: bytes, seq: int, ttl: int = MAX_TTL
+    signer: nacl.signing.SigningKey, name: bytes, value: bytes, seq: int, expires_at: int
 ) -> ValueRecord:
     publisher = bytes(signer.verify_key)
-    unsigned = ValueRecord(signed_key(publisher, name), "signed", value, publisher, name, seq, ttl)
+    key = signed_key(publisher, name)
+    unsigned = ValueRecord(key, "signed", value, publisher, name, seq, expires_at, b"")
     signature = signer.sign(unsigned.signed_bytes()).signature
-    return ValueRecord(unsigned.key, "signed", value, publisher, name, seq, ttl, signature)
+    return ValueRecord(key, "signed", value, publisher, name, seq, expires_at, signature)
+
+
+@dataclass(frozen=True)
+class ProviderRecord:
+    """`provider` holds data for `key`, signed by the provider itself."""
+
+    key: bytes
+    provider: ContactInfo
+    expires_at: int
+    signature: bytes
+
+    def signed_bytes(self) -> bytes:
+        return _PROVIDER_TAG + _pack(
+            [self.key, self.provider.public_key, self.provider.address, self.expires_at]
+        )
+
+
+def make_provider(
+    signer: nacl.signing.SigningKey, key: bytes, address: str, expires_at: int
+) -> ProviderRecord:
+    info = ContactInfo(bytes(signer.verify_key), address)
+    unsigned = ProviderRecord(key, info, expires_at, b"")
+    return ProviderRecord(key, info, expires_at, signer.sign(unsigned.signed_bytes()).signature)
+
+
+def validate_provider(record: ProviderRecord, now: float) -> None:
+    if len(record.key) != NODE_ID_SIZE:
+        raise InvalidRecord(f"provider key must be {NODE_ID_SIZE} bytes")
+    if record.expires_at <= now:
+        raise InvalidRecord("provider record has expired")
+    try:
+        nacl.signing.VerifyKey(record.provider.public_key).verify(
+            record.signed_bytes(), record.signature
+        )
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
+        raise InvalidRecord("provider record is not signed by the provider") from None
 
 
 class Validator(Protocol):
@@ -96,7 +144,7 @@ class BlobValidator:
             raise InvalidRecord("blob key is not the hash of its value")
 
     def select(self, current: ValueRecord, incoming: ValueRecord) -> ValueRecord:
-        return current  # identical by construction
+        return max(current, incoming, key=lambda r: r.expires_at)  # same value by construction
 
 
 class SignedValidator:
@@ -111,13 +159,13 @@ class SignedValidator:
             raise InvalidRecord("signed record signature is invalid") from None
 
     def select(self, current: ValueRecord, incoming: ValueRecord) -> ValueRecord:
-        return max(current, incoming, key=lambda r: (r.seq, r.value))
+        return max(current, incoming, key=lambda r: (r.seq, r.value, r.expires_at))
 
 
 VALIDATORS: dict[str, Validator] = {"blob": BlobValidator(), "signed": SignedValidator()}
 
 
-def validate(record: ValueRecord) -> Validator:
+def validate(record: ValueRecord, now: float) -> Validator:
     """Check a record's shape and its kind's rules; returns its validator."""
     if len(record.key) != NODE_ID_SIZE:
         raise InvalidRecord(f"record key must be {NODE_ID_SIZE} bytes")
@@ -125,8 +173,10 @@ def validate(record: ValueRecord) -> Validator:
         raise InvalidRecord("record publisher must be a 32-byte public key")
     if len(record.value) > MAX_VALUE_SIZE:
         raise InvalidRecord(f"record value over {MAX_VALUE_SIZE} bytes")
-    if not 0 < record.ttl <= MAX_TTL or record.seq < 0:
-        raise InvalidRecord("record ttl or seq out of range")
+    if record.expires_at <= now:
+        raise InvalidRecord("record has expired")
+    if record.seq < 0:
+        raise InvalidRecord("record seq is negative")
     validator = VALIDATORS.get(record.kind)
     if validator is None:
         raise InvalidRecord(f"unknown record kind {record.kind!r}")
@@ -153,26 +203,22 @@ class RecordStore:
 
     limits: StoreLimits = field(default_factory=StoreLimits)
     _values: dict[bytes, _Stored] = field(default_factory=dict)
-    _providers: dict[bytes, dict[bytes, tuple[ContactInfo, float]]] = field(default_factory=dict)
+    _providers: dict[bytes, dict[bytes, ProviderRecord]] = field(default_factory=dict)
 
     NO_ROOM: ClassVar[str] = "store full"
 
     def put(self, record: ValueRecord, now: float) -> bool:
         """Keep `record` (or the better of it and what is held); False if unchanged."""
-        validator = validate(record)
-        expires = now + min(record.ttl, MAX_TTL)
+        validator = validate(record, now)
         held = self._values.get(record.key)
         if held is not None and held.expires_at > now:
             if held.record.kind != record.kind:
                 raise InvalidRecord("a record of another kind holds this key")
-            chosen = validator.select(held.record, record)
-            if chosen is held.record:
-                if chosen == record:
-                    held.expires_at = max(held.expires_at, expires)  # republished
+            if validator.select(held.record, record) is held.record:
                 return False
-        elif len(self._values) >= self.limits.max_values:
+        elif held is None and len(self._values) >= self.limits.max_values:
             raise InvalidRecord(self.NO_ROOM)
-        self._values[record.key] = _Stored(record, expires)
+        self._values[record.key] = _Stored(record, min(record.expires_at, now + MAX_TTL))
         return True
 
     def get(self, key: bytes, now: float) -> ValueRecord | None:
@@ -181,49 +227,54 @@ class RecordStore:
             return None
         return held.record
 
-    def add_provider(self, key: bytes, provider: ContactInfo, ttl: int, now: float) -> None:
-        if len(key) != NODE_ID_SIZE:
-            raise InvalidRecord(f"provider key must be {NODE_ID_SIZE} bytes")
-        if not 0 < ttl <= MAX_TTL:
-            raise InvalidRecord("provider ttl out of range")
-        providers = self._providers.get(key)
+    def add_provider(self, record: ProviderRecord, now: float) -> bool:
+        """Keep a validated provider record; False when an equal or newer one is held."""
+        validate_provider(record, now)
+        providers = self._providers.get(record.key)
         if providers is None:
             if len(self._providers) >= self.limits.max_provider_keys:
                 raise InvalidRecord(self.NO_ROOM)
-            providers = self._providers[key] = {}
-        if (
-            provider.public_key not in providers
-            and len(providers) >= self.limits.max_providers_per_key
-        ):
+            providers = self._providers[record.key] = {}
+        public_key = record.provider.public_key
+        held = providers.get(public_key)
+        if held is None and len(providers) >= self.limits.max_providers_per_key:
             raise InvalidRecord(self.NO_ROOM)
-        providers[provider.public_key] = (provider, now + ttl)
+        if held is not None and held.expires_at >= record.expires_at:
+            return False
+        providers[public_key] = record
+        return True
 
-    def providers(self, key: bytes, now: float, limit: int = 20) -> list[ContactInfo]:
-        entries = self._providers.get(key, {})
-        live = [(info, expires) for info, expires in entries.values() if expires > now]
-        live.sort(key=lambda item: -item[1])  # freshest first
-        return [info for info, _ in live[:limit]]
+    def providers(self, key: bytes, now: float, limit: int = 20) -> list[ProviderRecord]:
+        """Live provider records for `key`, the longest-lived first."""
+        live = [r for r in self._providers.get(key, {}).values() if r.expires_at > now]
+        live.sort(key=lambda r: (-r.expires_at, r.provider.public_key))
+        return live[:limit]
 
     def expire(self, now: float) -> int:
-        """Forget everything past its TTL; returns how many entries went."""
+        """Forget everything past its expiry; returns how many entries went."""
         gone = [key for key, held in self._values.items() if held.expires_at <= now]
         for key in gone:
             del self._values[key]
         removed = len(gone)
         for key in list(self._providers):
             entries = self._providers[key]
-            for public_key in [p for p, (_, exp) in entries.items() if exp <= now]:
+            for public_key in [p for p, r in entries.items() if r.expires_at <= now]:
                 del entries[public_key]
                 removed += 1
             if not entries:
                 del self._providers[key]
         return removed
 
-    def value_keys(self) -> Iterator[bytes]:
-        return iter(list(self._values))
+    def value_records(self, now: float) -> list[ValueRecord]:
+        return [h.record for h in self._values.values() if h.expires_at > now]
 
-    def provider_keys(self) -> Iterator[bytes]:
-        return iter(list(self._providers))
+    def provider_records(self, now: float) -> list[ProviderRecord]:
+        return [
+            r
+            for entries in self._providers.values()
+            for r in entries.values()
+            if r.expires_at > now
+        ]
 
     def stats(self) -> dict[str, int]:
         return {
