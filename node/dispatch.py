@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from node.peer import PeerConnection
 from node.rpc_errors import RequestError
+from node.rpc_port import Caller
 from protocol.messages import Echo, EchoReply, ErrorCode, Message, Ping, Pong
 
-RequestHandler = Callable[[Any, PeerConnection], Awaitable[Message]]
+RequestHandler = Callable[[Any, Caller], Awaitable[Message]]
 
 
 class Dispatcher:
@@ -21,18 +21,18 @@ class Dispatcher:
             raise ValueError(f"{request.TYPE} already has a handler")
         self._routes[request] = handler
 
-    async def __call__(self, message: Message, peer: PeerConnection) -> Message:
+    async def __call__(self, message: Message, peer: Caller) -> Message:
         handler = self._routes.get(type(message))
         if handler is None:
             raise RequestError(ErrorCode.BAD_REQUEST, f"{message.TYPE} is not a request here")
         return await handler(message, peer)
 
 
-async def _pong(message: Ping, peer: PeerConnection) -> Pong:
+async def _pong(message: Ping, peer: Caller) -> Pong:
     return Pong(message.nonce)
 
 
-async def _echo(message: Echo, peer: PeerConnection) -> EchoReply:
+async def _echo(message: Echo, peer: Caller) -> EchoReply:
     return EchoReply(message.data)
 
 

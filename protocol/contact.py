@@ -34,22 +34,20 @@ class ContactInfo:
 class Contact(Node):  # type: ignore[misc]
     """A routing-table entry; equal when the public key is equal."""
 
-    def __init__(self, public_key: bytes, address: str) -> None:
-        ContactInfo(public_key, address)  # validates
+    def __init__(self, public_key: bytes, address: str, *, info: ContactInfo | None = None) -> None:
+        self._info = info if info is not None else ContactInfo(public_key, address)  # validates
         super().__init__(node_id(public_key), address, None)
         self.public_key = public_key
         self.address = address
+        self.node_id: bytes = self.id
 
     @classmethod
     def from_info(cls, info: ContactInfo) -> Contact:
-        return cls(info.public_key, info.address)
+        """A contact from an already validated wire contact."""
+        return cls(info.public_key, info.address, info=info)
 
     def info(self) -> ContactInfo:
-        return ContactInfo(self.public_key, self.address)
-
-    @property
-    def node_id(self) -> bytes:
-        return bytes(self.id)
+        return self._info
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Contact) and other.public_key == self.public_key

@@ -5,6 +5,7 @@ An id cannot be chosen without its key (S/Kademlia's first defence).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 NODE_ID_SIZE = 20
@@ -12,6 +13,7 @@ PUBLIC_KEY_SIZE = 32
 _NODE_ID_TAG = b"medvault/node-id/v1"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def node_id(public_key: bytes) -> bytes:
     """The 160-bit DHT id of the node whose Ed25519 public key this is."""
     if len(public_key) != PUBLIC_KEY_SIZE:

@@ -2,10 +2,11 @@
 
 `step(now)` says what to do: a list of `Query`s to send, `Waiting(deadline)`
 while answers are outstanding, or `Finished` once the k closest contacts
-known have all answered. At most `alpha` queries are in flight; a query not
-answered by its deadline counts as failed and its contact leaves the
-candidate set, so a silent peer costs one timeout and never stalls the
-lookup. `stop()` ends it early (a value was found).
+known have all answered. At most `alpha` queries are in flight. A query not
+answered by its deadline is asked again, up to `attempts` times in all (a
+lost message should not drop a live peer from the result); then its contact
+counts as failed and leaves the candidate set, so a silent peer costs at
+most `attempts` timeouts and never stalls the lookup. `stop()` ends it early.
 
 Each contact remembers the hop at which it was learned (seeds are hop 0, a
 contact named by a hop-h peer is hop h+1); the lookup's `hops` is the hop of
@@ -23,6 +24,7 @@ from protocol.contact import Contact, target_node
 
 DEFAULT_ALPHA = 3
 DEFAULT_QUERY_TIMEOUT = 2.0
+DEFAULT_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class _Progress:
     contacted: set[bytes] = field(default_factory=set)
     failed: set[bytes] = field(default_factory=set)
     hops: dict[bytes, int] = field(default_factory=dict)
+    attempts: dict[bytes, int] = field(default_factory=dict)
     queries: int = 0
 
 
@@ -66,14 +69,16 @@ class Lookup:
         k: int = 20,
         alpha: int = DEFAULT_ALPHA,
         timeout: float = DEFAULT_QUERY_TIMEOUT,
+        attempts: int = DEFAULT_ATTEMPTS,
         own_id: bytes | None = None,
     ) -> None:
-        if k < 1 or alpha < 1 or timeout <= 0:
-            raise ValueError("k and alpha must be >= 1 and the timeout positive")
+        if k < 1 or alpha < 1 or attempts < 1 or timeout <= 0:
+            raise ValueError("k, alpha and attempts must be >= 1 and the timeout positive")
         self.target = target
         self.k = k
         self.alpha = alpha
         self.timeout = timeout
+        self.attempts = attempts
         self._own = own_id
         self._heap = NodeHeap(target_node(target), k)
         self._state = _Progress()
@@ -100,7 +105,7 @@ class Lookup:
         state = self._state
         for key, deadline in list(state.in_flight.items()):
             if deadline <= now:
-                self._fail(key)
+                self._timed_out(key)
         if self._stopped:
             return self._finished()
         free = self.alpha - len(state.in_flight)
@@ -112,6 +117,7 @@ class Lookup:
                 deadline = now + self.timeout
                 state.contacted.add(contact.node_id)
                 state.in_flight[contact.node_id] = deadline
+                state.attempts[contact.node_id] = state.attempts.get(contact.node_id, 0) + 1
                 state.queries += 1
                 queries.append(Query(contact, deadline))
                 if len(queries) == free:
@@ -141,10 +147,27 @@ class Lookup:
         del state.in_flight[key]
         self._add(contacts, hop=state.hops.get(key, 0) + 1)
 
+    def on_timeout(self, contact: Contact, deadline: float) -> None:
+        """The query to `contact` with this `deadline` went unanswered.
+
+        The deadline identifies the attempt: a report about an attempt that
+        `step` already expired (and perhaps retried) changes nothing.
+        """
+        if self._state.in_flight.get(contact.node_id) == deadline:
+            self._timed_out(contact.node_id)
+
     def on_failure(self, contact: Contact) -> None:
-        """`contact` did not answer usefully (error, garbage, closed)."""
+        """`contact` cannot answer usefully (refused, garbage, error): no retry."""
         if contact.node_id in self._state.in_flight:
             self._fail(contact.node_id)
+
+    def _timed_out(self, key: bytes) -> None:
+        state = self._state
+        if state.attempts.get(key, 0) < self.attempts:
+            del state.in_flight[key]
+            state.contacted.discard(key)  # eligible to be asked again
+        else:
+            self._fail(key)
 
     def _fail(self, key: bytes) -> None:
         state = self._state

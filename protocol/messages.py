@@ -10,15 +10,13 @@ answer with a typed error instead of just hanging up.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import types
-import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import msgpack
 
+from protocol import schema
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 
 PROTOCOL_VERSION = 1
@@ -48,7 +46,6 @@ class Message:
 
 M = TypeVar("M", bound=type[Message])
 _REGISTRY: dict[str, type[Message]] = {}
-_HINTS: dict[type, dict[str, Any]] = {}
 
 
 def register(cls: M) -> M:
@@ -58,6 +55,7 @@ def register(cls: M) -> M:
         raise TypeError(f"{cls.__name__} must be a frozen dataclass")
     if not cls.TYPE or cls.TYPE in _REGISTRY:
         raise TypeError(f"message type {cls.TYPE!r} is empty or already registered")
+    schema.decoder(cls)  # compile now: a field type without a wire form fails at import
     _REGISTRY[cls.TYPE] = cls
     return cls
 
@@ -103,7 +101,7 @@ def encode_envelope(envelope: Envelope) -> bytes:
         int(envelope.kind),
         envelope.request_id,
         message.TYPE,
-        _to_wire(message),
+        schema.encoder(type(message))(message),
     ]
     return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
 
@@ -141,106 +139,10 @@ def decode_envelope(payload: bytes) -> Envelope:
     if cls is None:
         raise UnknownMessageType(f"unknown message type {type_name!r}", request_id, kind)
     try:
-        message = _from_wire(cls, body, type_name)
-    except _FieldError as exc:
-        raise BadMessage(str(exc), request_id, kind) from None
+        message = schema.decoder(cls)(body)
+    except schema.SchemaError as exc:
+        raise BadMessage(f"{type_name}: {exc}", request_id, kind) from None
     return Envelope(kind, request_id, message)
-
-
-class _FieldError(Exception):
-    pass
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = typing.get_type_hints(cls)
-        _HINTS[cls] = hints
-    return hints
-
-
-def _to_wire(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple | list):
-        return [_to_wire(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _to_wire(item) for key, item in value.items()}
-    return value
-
-
-def _from_wire(cls: type, body: Any, path: str) -> Any:
-    if not isinstance(body, dict):
-        raise _FieldError(f"{path}: body must be a map")
-    names = [f.name for f in dataclasses.fields(cls)]
-    if set(body) != set(names):
-        raise _FieldError(f"{path}: fields {sorted(body)} differ from {sorted(names)}")
-    hints = _hints(cls)
-    values = {name: _check(body[name], hints[name], f"{path}.{name}") for name in names}
-    try:
-        return cls(**values)
-    except (ValueError, TypeError) as exc:  # a __post_init__ may validate further
-        raise _FieldError(f"{path}: {exc}") from None
-
-
-def _exact(kind: type, label: str) -> Any:
-    def check(value: Any, hint: Any, path: str) -> Any:
-        if type(value) is not kind:
-            raise _FieldError(f"{path}: expected {label}")
-        return value
-
-    return check
-
-
-def _number(value: Any, hint: Any, path: str) -> float:
-    if type(value) not in (int, float):
-        raise _FieldError(f"{path}: expected a number")
-    return float(value)
-
-
-def _sequence(value: Any, hint: Any, path: str) -> tuple[Any, ...]:
-    (item_hint, *_) = typing.get_args(hint)
-    if not isinstance(value, list):
-        raise _FieldError(f"{path}: expected a list")
-    return tuple(_check(item, item_hint, f"{path}[{i}]") for i, item in enumerate(value))
-
-
-def _mapping(value: Any, hint: Any, path: str) -> dict[str, Any]:
-    _, value_hint = typing.get_args(hint)
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise _FieldError(f"{path}: expected a map with text keys")
-    return {k: _check(v, value_hint, f"{path}.{k}") for k, v in value.items()}
-
-
-def _optional(value: Any, hint: Any, path: str) -> Any:
-    args = typing.get_args(hint)
-    if value is None and type(None) in args:
-        return None
-    (inner,) = [a for a in args if a is not type(None)]
-    return _check(value, inner, path)
-
-
-_CHECKS: dict[Any, Any] = {
-    int: _exact(int, "an integer"),
-    bool: _exact(bool, "bool"),
-    bytes: _exact(bytes, "bytes"),
-    str: _exact(str, "str"),
-    float: _number,
-    tuple: _sequence,
-    dict: _mapping,
-    typing.Union: _optional,
-    types.UnionType: _optional,
-}
-
-
-def _check(value: Any, hint: Any, path: str) -> Any:
-    """Validate `value` against a field annotation (dispatch by table)."""
-    check = _CHECKS.get(typing.get_origin(hint) or hint)
-    if check is not None:
-        return check(value, hint, path)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _from_wire(hint, value, path)
-    raise _FieldError(f"{path}: unsupported field type {hint!r}")  # a bug in a message class
 
 
 @register

@@ -9,8 +9,8 @@ import trio
 
 from node.config import PeerAddress
 from node.dispatch import base_dispatcher
-from node.peer import PeerConnection
 from node.rpc_errors import CallTimeout, PeerUnreachable, RemoteError, RequestError
+from node.rpc_port import Caller
 from protocol.errors import LocalProtocolError
 from protocol.messages import Echo, EchoReply, ErrorCode, Message, Ping, Pong
 from tests.node.nodes import TransportFactory, address_of, memory_factory, start_node, tcp_factory
@@ -75,7 +75,7 @@ async def test_handler_errors_are_typed_and_the_connection_survives(
 ) -> None:
     dispatcher = base_dispatcher()
 
-    async def refuse(message: Message, peer: PeerConnection) -> Message:
+    async def refuse(message: Message, peer: Caller) -> Message:
         if isinstance(message, Echo) and message.data == b"boom":
             raise ValueError("handler bug")
         raise RequestError(ErrorCode.NOT_FOUND, "no such thing")
@@ -97,7 +97,7 @@ async def test_handler_errors_are_typed_and_the_connection_survives(
 async def test_handler_crash_answers_internal_error(make_transport: TransportFactory) -> None:
     dispatcher = base_dispatcher()
 
-    async def crash(message: Message, peer: PeerConnection) -> Message:
+    async def crash(message: Message, peer: Caller) -> Message:
         raise ValueError("handler bug")
 
     dispatcher.route(Pong, crash)
@@ -117,7 +117,7 @@ async def test_call_timeout_leaves_the_connection_usable(make_transport: Transpo
     dispatcher = base_dispatcher()
     release = trio.Event()
 
-    async def stall(message: Message, peer: PeerConnection) -> Message:
+    async def stall(message: Message, peer: Caller) -> Message:
         await release.wait()
         return Pong(0)
 

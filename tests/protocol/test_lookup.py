@@ -42,7 +42,7 @@ def test_alpha_queries_then_waiting_then_finished() -> None:
 def test_silent_peer_costs_one_timeout_only() -> None:
     nodes = population(2, 30)
     target = random.Random(3).randbytes(20)
-    lookup = Lookup(target, nodes, k=3, alpha=3, timeout=2)
+    lookup = Lookup(target, nodes, k=3, alpha=3, timeout=2, attempts=1)
     silent = None
     now = 0.0
     while True:
@@ -64,7 +64,7 @@ def test_silent_peer_costs_one_timeout_only() -> None:
 
 def test_late_answer_after_timeout_is_ignored() -> None:
     nodes = population(3, 10)
-    lookup = Lookup(nodes[0].node_id, nodes[1:4], k=3, alpha=1, timeout=1)
+    lookup = Lookup(nodes[0].node_id, nodes[1:4], k=3, alpha=1, timeout=1, attempts=1)
     first = lookup.step(0)
     assert isinstance(first, list)
     late = first[0].contact
@@ -78,6 +78,43 @@ def test_late_answer_after_timeout_is_ignored() -> None:
             lookup.on_response(late, nodes[4:])  # too late: nothing learned from it
     assert not set(queried) & set(nodes[4:])
     assert late not in step.closest and step.failures == 1
+
+
+def test_a_lost_query_is_asked_again_and_the_peer_counts() -> None:
+    nodes = population(5, 12)
+    target = nodes[0].node_id
+    lookup = Lookup(target, nodes[1:], k=3, alpha=1, timeout=1, attempts=2)
+    asked: dict[Contact, int] = {}
+    lost_once: set[Contact] = set()
+    silent = closest(nodes[1:], target, 1)[0]
+    now = 0.0
+    while not isinstance(step := lookup.step(now), Finished):
+        if isinstance(step, Waiting):
+            now = step.deadline
+            continue
+        for query in step:
+            asked[query.contact] = asked.get(query.contact, 0) + 1
+            if query.contact is silent:
+                continue  # never answers
+            if query.contact not in lost_once:
+                lost_once.add(query.contact)  # the first message to each peer is lost
+                continue
+            lookup.on_response(query.contact, [])
+    assert asked[silent] == 2  # two attempts, then given up
+    assert step.closest == closest(nodes[1:], target, 4)[1:]
+    assert all(count == 2 for count in asked.values())
+
+
+def test_a_stale_timeout_report_does_not_fail_the_retry() -> None:
+    nodes = population(6, 5)
+    lookup = Lookup(nodes[0].node_id, nodes[1:2], k=1, alpha=1, timeout=1, attempts=2)
+    (first,) = lookup.step(0)  # type: ignore[misc]
+    (retry,) = lookup.step(1)  # type: ignore[misc]  # step expired attempt 1 and retried
+    assert retry.contact == first.contact and retry.deadline == 2
+    lookup.on_timeout(first.contact, first.deadline)  # the shell reports attempt 1 late
+    lookup.on_response(retry.contact, [])
+    done = lookup.step(1.5)
+    assert isinstance(done, Finished) and done.closest == [first.contact]
 
 
 def test_stop_finishes_early_and_own_id_is_never_queried() -> None:
