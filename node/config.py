@@ -7,9 +7,11 @@ keys are refused so a typo cannot silently fall back to a default.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from node.dht_config import DhtConfig
 
 CONFIG_FILE = "config.toml"
 DEFAULT_PORT = 7420
@@ -87,13 +89,38 @@ class Limits:
 class NodeConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = DEFAULT_PORT
+    advertise: str | None = None
     bootstrap: tuple[PeerAddress, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    dht: DhtConfig = field(default_factory=DhtConfig)
 
     @property
     def listen(self) -> str:
         return format_host_port(self.listen_host, self.listen_port)
 
+    def advertised(self, bound: str) -> str:
+        """The address peers should dial, given the address actually bound."""
+        if self.advertise is not None:
+            return self.advertise
+        host, _ = parse_host_port(bound)
+        if host in ("0.0.0.0", "::", ""):
+            raise ConfigError(
+                "network.advertise is required when listening on a wildcard address"
+                " (peers cannot dial 0.0.0.0); set it to this node's reachable HOST:PORT"
+            )
+        return bound
+
+
+_DHT_RANGES: dict[str, tuple[float, float]] = {
+    "k": (1, 100),
+    "alpha": (1, 20),
+    "symbol_bits": (1, 8),
+    "query_timeout": (0.05, 60),
+    "query_attempts": (1, 5),
+    "refresh_interval": (10, 86_400),
+    "republish_interval": (10, 86_400),
+    "record_lifetime": (60, 7 * 86_400),
+}
 
 _LIMIT_RANGES: dict[str, tuple[float, float]] = {
     "max_connections": (1, 100_000),
@@ -111,14 +138,31 @@ _LIMIT_RANGES: dict[str, tuple[float, float]] = {
 def default_config_text(listen: str, bootstrap: list[str]) -> str:
     """The commented config.toml that `medvault init` writes."""
     limits = Limits()
+    dht = DhtConfig()
     peers = ", ".join(f'"{p}"' for p in bootstrap)
     return f"""# medvault node configuration. Restart the node after editing.
 
 [network]
 # Address this node listens on (HOST:PORT; port 0 picks a free port).
 listen = "{listen}"
+# Address peers dial to reach this node; needed when listen is 0.0.0.0.
+# advertise = "192.0.2.10:7420"
 # Peers to contact at start: "PUBLIC_KEY_HEX@HOST:PORT" (see `medvault id`).
 bootstrap = [{peers}]
+
+[dht]
+# Kademlia parameters (the paper's k and alpha) and bits per routing symbol.
+k = {dht.k}
+alpha = {dht.alpha}
+symbol_bits = {dht.symbol_bits}
+# Seconds to wait for a peer's answer in a lookup, and attempts per peer.
+query_timeout = {dht.query_timeout}
+query_attempts = {dht.query_attempts}
+# Seconds between refreshes of idle buckets and republishing of announcements.
+refresh_interval = {dht.refresh_interval}
+republish_interval = {dht.republish_interval}
+# Seconds a provider announcement stays valid.
+record_lifetime = {dht.record_lifetime}
 
 [limits]
 # Connections kept open at once, and handshakes allowed in progress.
@@ -152,11 +196,9 @@ def load_config(path: Path) -> NodeConfig:
 
 
 def parse_config(raw: dict[str, Any]) -> NodeConfig:
-    _only(raw, {"network", "limits"}, "")
+    _only(raw, {"network", "limits", "dht"}, "")
     network = _section(raw, "network")
-    _only(network, {"listen", "bootstrap"}, "network.")
-    limits_raw = _section(raw, "limits")
-    _only(limits_raw, set(_LIMIT_RANGES), "limits.")
+    _only(network, {"listen", "advertise", "bootstrap"}, "network.")
 
     listen = network.get("listen", f"127.0.0.1:{DEFAULT_PORT}")
     if not isinstance(listen, str):
@@ -179,20 +221,37 @@ def parse_config(raw: dict[str, Any]) -> NodeConfig:
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
 
+    advertise = network.get("advertise")
+    if advertise is not None:
+        if not isinstance(advertise, str):
+            raise ConfigError("network.advertise: expected a string HOST:PORT")
+        try:
+            parse_host_port(advertise)
+        except ValueError as exc:
+            raise ConfigError(f"network.advertise: {exc}") from None
+    limits = Limits(**_numbers(raw, "limits", _LIMIT_RANGES, Limits))
+    dht = DhtConfig(**_numbers(raw, "dht", _DHT_RANGES, DhtConfig))
+    return NodeConfig(host, port, advertise, tuple(bootstrap), limits, dht)
+
+
+def _numbers(
+    raw: dict[str, Any], name: str, ranges: dict[str, tuple[float, float]], defaults: type
+) -> dict[str, Any]:
+    """The numeric settings of table [name], checked against their ranges and kinds."""
+    table = _section(raw, name)
+    _only(table, set(ranges), f"{name}.")
+    kinds = {f.name: type(f.default) for f in fields(defaults)}
     values: dict[str, Any] = {}
-    for key, (low, high) in _LIMIT_RANGES.items():
-        if key not in limits_raw:
-            continue
-        value = limits_raw[key]
-        default = getattr(Limits, key)
+    for key, value in table.items():
+        low, high = ranges[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"limits.{key}: expected a number, got {value!r}")
-        if isinstance(default, int) and not isinstance(value, int):
-            raise ConfigError(f"limits.{key}: expected a whole number, got {value!r}")
+            raise ConfigError(f"{name}.{key}: expected a number, got {value!r}")
+        if kinds[key] is int and not isinstance(value, int):
+            raise ConfigError(f"{name}.{key}: expected a whole number, got {value!r}")
         if not low <= value <= high:
-            raise ConfigError(f"limits.{key}: {value} is outside {low}..{high}")
-        values[key] = value
-    return NodeConfig(host, port, tuple(bootstrap), Limits(**values))
+            raise ConfigError(f"{name}.{key}: {value} is outside {low}..{high}")
+        values[key] = float(value) if kinds[key] is float else value
+    return values
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:

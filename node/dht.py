@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import nacl.signing
 import trio
 
+from node.dht_config import DhtConfig
 from node.dispatch import Dispatcher
 from node.logs import event, get_logger, short_key
 from node.rpc_errors import CallTimeout, RequestError, RpcError
@@ -52,22 +53,6 @@ from protocol.records import (
 from protocol.routing import Added, BucketFull, RoutingTable
 
 log = get_logger("dht")
-
-
-@dataclass(frozen=True)
-class DhtConfig:
-    k: int = 20
-    alpha: int = 3
-    symbol_bits: int = 5
-    query_timeout: float = 2.0
-    query_attempts: int = 2
-    refresh_interval: float = 3600.0
-    republish_interval: float = 3600.0
-    record_lifetime: float = 24 * 3600.0
-    expire_interval: float = 60.0
-    max_failures: int = 2
-    join_refreshes: int = 4
-    max_pings: int = 8
 
 
 @dataclass
@@ -153,6 +138,11 @@ class DhtService:
         self._nursery: trio.Nursery | None = None
 
     # -- wiring -----------------------------------------------------------
+
+    def set_address(self, address: str) -> None:
+        """Announce a different address (known only once the listener is bound)."""
+        self.contact = Contact(self.contact.public_key, address)
+        self.info = self.contact.info()
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(FindNode, self._on_find_node)

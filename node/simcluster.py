@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import nacl.signing
 import trio
 
-from node.dht import DhtConfig, DhtService
+from node.dht import DhtService
+from node.dht_config import DhtConfig
 from node.dispatch import base_dispatcher
 from node.simnet import SimNetwork, SimPort
 from protocol.contact import Contact, distance

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import signal
 import subprocess
@@ -30,38 +31,43 @@ class Daemon:
         self.data_dir = data_dir
         self.events: list[dict[str, Any]] = []
         self.raw_lines: list[str] = []
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._pending = b""
 
     def start(self) -> None:
+        self._pending = b""
+        command = [sys.executable, "-m", "node", "run", "--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "node",
-                "run",
-                "--data-dir",
-                str(self.data_dir),
-                "--log-format",
-                "json",
-            ],
+            [*command, "--log-format", "json"],
             cwd=REPO,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
-            text=True,
+            bufsize=0,
         )
 
     def _read_line(self, deadline: float) -> str | None:
+        """The next log line; "" at end of output, None when the deadline passes.
+
+        Reads the raw pipe: a buffered reader may hold lines that select()
+        then no longer reports.
+        """
         assert self.proc is not None and self.proc.stderr is not None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        ready, _, _ = select.select([self.proc.stderr], [], [], remaining)
-        if not ready:
-            return None
-        line = self.proc.stderr.readline()
-        if line:
-            self.raw_lines.append(line)
-            self.events.append(json.loads(line))
+        fd = self.proc.stderr.fileno()
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return ""
+            self._pending += chunk
+        raw, self._pending = self._pending.split(b"\n", 1)
+        line = raw.decode() + "\n"
+        self.raw_lines.append(line)
+        self.events.append(json.loads(line))
         return line
 
     def wait_for(self, name: str, timeout: float = 30) -> dict[str, Any]:

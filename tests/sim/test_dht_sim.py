@@ -10,7 +10,8 @@ import nacl.signing
 import trio
 import trio.testing
 
-from node.dht import DhtConfig, DhtService
+from node.dht import DhtService
+from node.dht_config import DhtConfig
 from node.rpc_port import Caller
 from node.simcluster import SimCluster
 from node.simnet import LinkModel, SimNetwork, deterministic_scheduling
