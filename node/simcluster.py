@@ -114,6 +114,7 @@ class SimCluster:
         node.up = True
         await self.start_node(nursery, node, bootstrap)
 
-    def true_closest(self, target: bytes, k: int) -> list[Contact]:
-        live = [n.contact for n in self.live()]
+    def true_closest(self, target: bytes, k: int, exclude: SimNode | None = None) -> list[Contact]:
+        """The k live nodes closest to `target` (without `exclude`, e.g. the asking node)."""
+        live = [n.contact for n in self.live() if n is not exclude]
         return sorted(live, key=lambda c: distance(c.node_id, target))[:k]

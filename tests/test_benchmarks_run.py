@@ -64,3 +64,15 @@ def test_fuzz_script_counts_inputs() -> None:
     figures = run_json("benchmarks.fuzz", "--examples", "20", "--target", "envelope")
     assert figures["engine"] == "hypothesis"
     assert figures["envelope_inputs"] == figures["total_inputs"] > 0
+
+
+def test_lookup_benchmark_writes_csv_png_and_figures(tmp_path: Path) -> None:
+    out = tmp_path / "lookup"
+    figures = run_json(
+        "benchmarks.lookup", "--sizes", "20", "30", "--lookups", "5", "--out", str(out)
+    )
+    assert 0 <= figures["accuracy"] <= 1 and figures["median_hops"] >= 0
+    assert [row["size"] for row in figures["sizes"]] == [20, 30]
+    assert (out / "lookup.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    samples = (out / "lookup_samples.csv").read_text().splitlines()
+    assert samples[0].startswith("nodes,hops") and len(samples) == 1 + 10

@@ -35,7 +35,9 @@ class Daemon:
         self._pending = b""
 
     def start(self) -> None:
+        """Start (or restart) the daemon; events restart too, raw lines accumulate."""
         self._pending = b""
+        self.events = []
         command = [sys.executable, "-m", "node", "run", "--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(
             [*command, "--log-format", "json"],

@@ -94,7 +94,6 @@ def test_daemons_join_save_their_tables_and_rejoin_alone(
     for daemon in (a, *others[1:]):
         daemon.start()
         daemon.wait_for("joined")
-    b.events.clear()
     b.start()
     joining = b.wait_for("joining")
     assert joining["bootstrap_peers"] == 0 and joining["restored_contacts"] >= 1
