@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import nacl.signing
+import pytest
 import trio
 import trio.testing
 
@@ -215,3 +220,20 @@ def outcome(seed: int) -> list[object]:
 def test_a_seed_reproduces_a_run_exactly() -> None:
     assert outcome(21) == outcome(21)
     assert outcome(21) != outcome(22)
+
+
+@pytest.mark.slow
+def test_a_seed_reproduces_across_processes_and_hash_seeds() -> None:
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "tests.sim.reproduce", "21"],
+            cwd=Path(__file__).resolve().parents[2],
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
+        for hash_seed in ("1", "2")
+    ]
+    assert runs[0] == runs[1] and len(runs[0]) > 100
