@@ -200,13 +200,7 @@ def parse_config(raw: dict[str, Any]) -> NodeConfig:
     network = _section(raw, "network")
     _only(network, {"listen", "advertise", "bootstrap"}, "network.")
 
-    listen = network.get("listen", f"127.0.0.1:{DEFAULT_PORT}")
-    if not isinstance(listen, str):
-        raise ConfigError("network.listen: expected a string HOST:PORT")
-    try:
-        host, port = parse_host_port(listen)
-    except ValueError as exc:
-        raise ConfigError(f"network.listen: {exc}") from None
+    host, port = _address(network.get("listen", f"127.0.0.1:{DEFAULT_PORT}"), "network.listen")
 
     peers = network.get("bootstrap", [])
     if not isinstance(peers, list):
@@ -223,15 +217,19 @@ def parse_config(raw: dict[str, Any]) -> NodeConfig:
 
     advertise = network.get("advertise")
     if advertise is not None:
-        if not isinstance(advertise, str):
-            raise ConfigError("network.advertise: expected a string HOST:PORT")
-        try:
-            parse_host_port(advertise)
-        except ValueError as exc:
-            raise ConfigError(f"network.advertise: {exc}") from None
+        _address(advertise, "network.advertise")
     limits = Limits(**_numbers(raw, "limits", _LIMIT_RANGES, Limits))
     dht = DhtConfig(**_numbers(raw, "dht", _DHT_RANGES, DhtConfig))
     return NodeConfig(host, port, advertise, tuple(bootstrap), limits, dht)
+
+
+def _address(value: Any, where: str) -> tuple[str, int]:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string HOST:PORT")
+    try:
+        return parse_host_port(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _numbers(
