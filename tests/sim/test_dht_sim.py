@@ -202,6 +202,23 @@ async def test_silent_and_garbage_peers_are_evicted_and_never_stall(
             assert judge.dht.routing.get(bad.contact.node_id) is None, bad.dht.__class__.__name__
 
 
+async def test_partition_and_heal(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(seed=16, size=120) as (sim, _, rng):
+        west = sim.nodes[:60]
+        east_keys = {n.dht.contact.public_key for n in sim.nodes[60:]}
+        sim.network.partition([n.address for n in west], [n.address for n in sim.nodes[60:]])
+        per_peer = sim.config.query_attempts * sim.config.query_timeout
+        for _ in range(10):
+            found = await rng.choice(west).dht.find_node(rng.randbytes(20))
+            assert not east_keys & {c.public_key for c in found.closest}  # nothing unreachable
+            assert found.duration <= (found.failures + 1) * per_peer + 1.0
+        sim.network.heal()
+        # Evicted across the split, contacts return as nodes talk again.
+        for node in sim.nodes:
+            await node.dht.refresh()
+        assert await accuracy(sim, rng, 30) >= 0.9
+
+
 def outcome(seed: int) -> list[object]:
     """A small run's observable results, for the reproducibility test."""
 
