@@ -61,6 +61,7 @@ class SimNetwork:
         self._group: dict[str, int] = {}
         self.sent = 0
         self.lost = 0
+        self.bytes_sent: dict[str, int] = {}
 
     def attach(self, address: str, public_key: bytes, handler: Dispatcher) -> None:
         self._nodes[address] = (public_key, handler)
@@ -109,6 +110,7 @@ class SimNetwork:
     ) -> Message:
         dst = contact.address
         wire = encode_envelope(Envelope(Kind.REQUEST, 1, message))
+        self.bytes_sent[src] = self.bytes_sent.get(src, 0) + len(wire)
         if not self._passes(src, dst):
             await trio.sleep_forever()
         await trio.sleep(self.latency(src, dst))
@@ -125,6 +127,7 @@ class SimNetwork:
         except RequestError as exc:
             reply = Envelope(Kind.ERROR, 1, ErrorResponse(exc.code, exc.detail))
         wire = encode_envelope(reply)
+        self.bytes_sent[dst] = self.bytes_sent.get(dst, 0) + len(wire)
         if not self._passes(dst, src):
             await trio.sleep_forever()
         await trio.sleep(self.latency(src, dst))

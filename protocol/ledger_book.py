@@ -11,6 +11,7 @@ evidence and the author is flagged.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,10 +23,13 @@ DEFAULT_MAX_ORPHANS = 10_000
 
 @dataclass(frozen=True)
 class Head:
-    """How far an author's feed goes here: highest seq, and entries held (more means a fork)."""
+    """How far an author's feed goes here: highest seq, entries held (more than seq
+    means a fork), and a hash of the entries at the highest seq (differs when two
+    nodes hold different branches of the same length)."""
 
     seq: int
     count: int
+    tip: bytes
 
 
 @dataclass
@@ -116,10 +120,19 @@ class LedgerBook:
                 waiters.remove(dropped.hash)
 
     def heads(self) -> dict[bytes, Head]:
-        return {
-            author: Head(max(feed), sum(len(h) for h in feed.values()))
-            for author, feed in self._feeds.items()
-        }
+        heads = {}
+        for author, feed in self._feeds.items():
+            top = max(feed)
+            tip = hashlib.blake2b(b"".join(sorted(feed[top])), digest_size=16).digest()
+            heads[author] = Head(top, sum(len(h) for h in feed.values()), tip)
+        return heads
+
+    def orphan_floors(self) -> dict[bytes, int]:
+        """For each author with orphans, the lowest orphaned seq (what to fetch below)."""
+        floors: dict[bytes, int] = {}
+        for orphan in self._orphans.values():
+            floors[orphan.author] = min(orphan.seq, floors.get(orphan.author, orphan.seq))
+        return floors
 
     def head_entry(self, author: bytes) -> Entry | None:
         """The latest entry of an unforked feed (what a new entry must follow)."""

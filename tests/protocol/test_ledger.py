@@ -84,6 +84,7 @@ def test_replays_gaps_orphans_and_forks() -> None:
     assert result.forked == [owner.public]
     assert set(book.flagged[owner.public]) == {first.hash, fork.hash}
     assert book.heads()[owner.public].seq == 3 and book.heads()[owner.public].count == 4
+    assert book.orphan_floors() == {}
     assert book.head_entry(owner.public) == second
 
 
@@ -94,6 +95,7 @@ def test_orphans_are_bounded() -> None:
     book = LedgerBook(max_orphans=2)
     book.ingest([e.raw for e in later[1:]])  # none chains yet
     assert book.orphan_count == 2
+    assert book.orphan_floors() == {owner.public: later[-2].seq}
 
 
 def test_ownership_pending_and_rejections() -> None:

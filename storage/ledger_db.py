@@ -1,0 +1,201 @@
+"""The ledger on disk: SQLite in WAL mode, one transaction per batch.
+
+Entries are stored as opaque rows (hash, author, seq, bytes): this layer does
+not interpret them. Beside them sit derived tables (records, grants,
+tombstones, flagged authors) and the digest and entry count of the state they
+were derived from, written in the same transaction as the entries, so a
+process killed at any instant leaves entries and derived state that agree.
+If they ever disagree (an older version, a hand edit), the node rebuilds the
+derived tables from the entries (`replace_derived`). synchronous=FULL: a
+committed batch survives power loss.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    hash BLOB PRIMARY KEY, author BLOB NOT NULL, seq INTEGER NOT NULL, raw BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_feed ON entries (author, seq);
+CREATE TABLE IF NOT EXISTS records (
+    record_id BLOB PRIMARY KEY, owner BLOB NOT NULL, manifest_hash BLOB NOT NULL,
+    size INTEGER NOT NULL, k INTEGER NOT NULL, n INTEGER NOT NULL, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grants (
+    record_id BLOB NOT NULL, grantee BLOB NOT NULL, expires_at INTEGER NOT NULL,
+    PRIMARY KEY (record_id, grantee)
+);
+CREATE TABLE IF NOT EXISTS tombstones (record_id BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS flagged (author BLOB PRIMARY KEY);
+"""
+
+
+class LedgerDBError(Exception):
+    """The ledger file cannot be used; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    hash: bytes
+    author: bytes
+    seq: int
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class DerivedRecord:
+    record_id: bytes
+    owner: bytes
+    manifest_hash: bytes
+    size: int
+    k: int
+    n: int
+    created_at: int
+
+
+@dataclass(frozen=True)
+class DerivedGrant:
+    record_id: bytes
+    grantee: bytes
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class DerivedState:
+    digest: bytes
+    entry_count: int
+    records: Sequence[DerivedRecord] = field(default_factory=tuple)
+    grants: Sequence[DerivedGrant] = field(default_factory=tuple)
+    tombstones: Sequence[bytes] = field(default_factory=tuple)
+    flagged: Sequence[bytes] = field(default_factory=tuple)
+
+
+class LedgerDB:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            version = self._meta("schema_version")
+        except sqlite3.DatabaseError as exc:
+            raise LedgerDBError(f"{path} is not a usable ledger database ({exc})") from None
+        if version is None:
+            self._db.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?)",
+                (SCHEMA_VERSION.to_bytes(4, "big"),),
+            )
+        elif int.from_bytes(version, "big") != SCHEMA_VERSION:
+            raise LedgerDBError(f"{path} has ledger schema {int.from_bytes(version, 'big')}")
+
+    def __enter__(self) -> LedgerDB:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def append(self, entries: Sequence[StoredEntry], derived: DerivedState) -> None:
+        """Add a batch of entries and the state they lead to, atomically."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?)",
+                    [(e.hash, e.author, e.seq, e.raw) for e in entries],
+                )
+                self._write_derived(derived)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def replace_derived(self, derived: DerivedState) -> None:
+        """Rewrite the derived tables (after a rebuild from the entries)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._write_derived(derived)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _write_derived(self, derived: DerivedState) -> None:
+        db = self._db
+        for table in ("records", "grants", "tombstones", "flagged"):
+            db.execute(f"DELETE FROM {table}")  # table names are fixed, never input
+        db.executemany(
+            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.record_id, r.owner, r.manifest_hash, r.size, r.k, r.n, r.created_at)
+                for r in derived.records
+            ],
+        )
+        db.executemany(
+            "INSERT INTO grants VALUES (?, ?, ?)",
+            [(g.record_id, g.grantee, g.expires_at) for g in derived.grants],
+        )
+        db.executemany("INSERT INTO tombstones VALUES (?)", [(t,) for t in derived.tombstones])
+        db.executemany("INSERT INTO flagged VALUES (?)", [(a,) for a in derived.flagged])
+        db.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("digest", derived.digest), ("entry_count", derived.entry_count.to_bytes(8, "big"))],
+        )
+
+    def load(self) -> list[bytes]:
+        """Every stored entry, feed by feed in seq order."""
+        with self._lock:
+            rows = self._db.execute("SELECT raw FROM entries ORDER BY author, seq, hash").fetchall()
+        return [bytes(row[0]) for row in rows]
+
+    def entry_count(self) -> int:
+        with self._lock:
+            count: int = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        return count
+
+    def derived_digest(self) -> tuple[bytes, int] | None:
+        """(digest, entry count) of the stored derived state, if any."""
+        with self._lock:
+            digest, count = self._meta("digest"), self._meta("entry_count")
+        if digest is None or count is None:
+            return None
+        return digest, int.from_bytes(count, "big")
+
+    def derived_records(self) -> list[DerivedRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM records ORDER BY record_id").fetchall()
+        return [DerivedRecord(bytes(r[0]), bytes(r[1]), bytes(r[2]), *r[3:]) for r in rows]
+
+    def derived_grants(self) -> list[DerivedGrant]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM grants ORDER BY record_id, grantee").fetchall()
+        return [DerivedGrant(bytes(r[0]), bytes(r[1]), r[2]) for r in rows]
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
