@@ -25,6 +25,7 @@ from node.keyfiles import KeyFileError, KeyKind, read_secret
 from protocol.ids import node_id
 from storage.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE
 from storage.errors import StorageError
+from storage.ledger_db import LedgerDBError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,7 +49,7 @@ def operator_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (DataDirError, KeyFileError, ConfigError, StorageError) as exc:
+        except (DataDirError, KeyFileError, ConfigError, StorageError, LedgerDBError) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from node.dht_config import DhtConfig
+from node.gossip_config import GossipConfig
 
 CONFIG_FILE = "config.toml"
 DEFAULT_PORT = 7420
@@ -93,6 +94,7 @@ class NodeConfig:
     bootstrap: tuple[PeerAddress, ...] = ()
     limits: Limits = field(default_factory=Limits)
     dht: DhtConfig = field(default_factory=DhtConfig)
+    gossip: GossipConfig = field(default_factory=GossipConfig)
 
     @property
     def listen(self) -> str:
@@ -122,6 +124,15 @@ _DHT_RANGES: dict[str, tuple[float, float]] = {
     "record_lifetime": (60, 7 * 86_400),
 }
 
+_GOSSIP_RANGES: dict[str, tuple[float, float]] = {
+    "interval": (0.05, 3600),
+    "fanout": (1, 50),
+    "push_fanout": (0, 50),
+    "batch": (1, 1000),
+    "budget": (1, 10_000),
+    "call_timeout": (0.05, 600),
+}
+
 _LIMIT_RANGES: dict[str, tuple[float, float]] = {
     "max_connections": (1, 100_000),
     "max_handshakes": (1, 10_000),
@@ -139,6 +150,7 @@ def default_config_text(listen: str, bootstrap: list[str]) -> str:
     """The commented config.toml that `medvault init` writes."""
     limits = Limits()
     dht = DhtConfig()
+    gossip = GossipConfig()
     peers = ", ".join(f'"{p}"' for p in bootstrap)
     return f"""# medvault node configuration. Restart the node after editing.
 
@@ -163,6 +175,16 @@ refresh_interval = {dht.refresh_interval}
 republish_interval = {dht.republish_interval}
 # Seconds a provider announcement stays valid.
 record_lifetime = {dht.record_lifetime}
+
+[gossip]
+# Seconds between anti-entropy rounds, and peers asked per round.
+interval = {gossip.interval}
+fanout = {gossip.fanout}
+# Peers a new ledger entry is pushed to at once.
+push_fanout = {gossip.push_fanout}
+# Entries fetched per feed per exchange, and per exchange in all.
+batch = {gossip.batch}
+budget = {gossip.budget}
 
 [limits]
 # Connections kept open at once, and handshakes allowed in progress.
@@ -196,7 +218,7 @@ def load_config(path: Path) -> NodeConfig:
 
 
 def parse_config(raw: dict[str, Any]) -> NodeConfig:
-    _only(raw, {"network", "limits", "dht"}, "")
+    _only(raw, {"network", "limits", "dht", "gossip"}, "")
     network = _section(raw, "network")
     _only(network, {"listen", "advertise", "bootstrap"}, "network.")
 
@@ -220,7 +242,8 @@ def parse_config(raw: dict[str, Any]) -> NodeConfig:
         _address(advertise, "network.advertise")
     limits = Limits(**_numbers(raw, "limits", _LIMIT_RANGES, Limits))
     dht = DhtConfig(**_numbers(raw, "dht", _DHT_RANGES, DhtConfig))
-    return NodeConfig(host, port, advertise, tuple(bootstrap), limits, dht)
+    gossip = GossipConfig(**_numbers(raw, "gossip", _GOSSIP_RANGES, GossipConfig))
+    return NodeConfig(host, port, advertise, tuple(bootstrap), limits, dht, gossip)
 
 
 def _address(value: Any, where: str) -> tuple[str, int]:

@@ -3,14 +3,17 @@
 Every service starts with `nursery.start`, so "listening" and "joined" are
 logged only when they are true. The DHT's routing table is restored from
 peers.json at start (so a node can rejoin without its bootstrap peers),
-saved every minute and again on the way out. Configured bootstrap peers are
-also pinged once, as a connectivity check an operator can read in the log.
+saved every minute and again on the way out. The ledger lives in
+ledger.sqlite and is gossiped with peers from the routing table. Configured
+bootstrap peers are also pinged once, as a connectivity check an operator can
+read in the log.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import time
 from dataclasses import dataclass
@@ -18,11 +21,13 @@ from pathlib import Path
 
 import trio
 
-from node.config import PeerAddress
+from node.config import NodeConfig, PeerAddress
 from node.connections import ConnectionManager
 from node.datadir import DataDir
 from node.dht import DhtService
 from node.dispatch import base_dispatcher
+from node.gossip import GossipService
+from node.ledger import LedgerService
 from node.logs import event, get_logger, short_key
 from node.peerstore import PEERS_FILE, UnreadablePeers, load_peers, save_peers
 from node.rpc_errors import RpcError
@@ -31,15 +36,21 @@ from node.transport import TcpTransport
 from protocol.contact import Contact
 from protocol.ids import node_id
 from protocol.messages import Ping, Pong
+from storage.ledger_db import LedgerDB
 
 log = get_logger("daemon")
 SAVE_PEERS_EVERY = 60.0
+
+
+LEDGER_FILE = "ledger.sqlite"
 
 
 @dataclass
 class RunningNode:
     manager: ConnectionManager
     dht: DhtService
+    ledger: LedgerService
+    gossip: GossipService
 
 
 async def serve_node(
@@ -68,6 +79,29 @@ async def serve_node(
     dht.install(dispatcher)
     event(log, logging.INFO, "starting", node_id=node_id(public).hex(), public_key=public.hex())
     peers_path = data_dir.root / PEERS_FILE
+    with LedgerDB(data_dir.root / LEDGER_FILE) as db:
+        ledger = LedgerService(identity=identity, clock_ms=lambda: int(time.time() * 1000), db=db)
+        gossip = GossipService(
+            ledger=ledger,
+            port=ManagerPort(manager),
+            me=lambda: dht.info,
+            peers=dht.routing.contacts,
+            rng=random.SystemRandom(),
+            config=config.gossip,
+        )
+        gossip.install(dispatcher)
+        node = RunningNode(manager, dht, ledger, gossip)
+        await _serve(node, config, peers_path, task_status=task_status)
+
+
+async def _serve(
+    node: RunningNode,
+    config: NodeConfig,
+    peers_path: Path,
+    *,
+    task_status: trio.TaskStatus[RunningNode],
+) -> None:
+    manager, dht = node.manager, node.dht
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(manager.serve)
         dht.set_address(config.advertised(bound))
@@ -83,10 +117,11 @@ async def serve_node(
         )
         try:
             await nursery.start(dht.serve, bootstrap)
+            await nursery.start(node.gossip.serve)
             nursery.start_soon(_save_periodically, dht, peers_path)
             for peer in config.bootstrap:
                 nursery.start_soon(_reach, manager, peer)
-            task_status.started(RunningNode(manager, dht))
+            task_status.started(node)
             await trio.sleep_forever()
         finally:
             _save(dht, peers_path)  # synchronous: runs even when cancelled

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import trio
 
 from node.dispatch import Dispatcher
+from node.gossip_config import GossipConfig
 from node.ledger import LedgerService
 from node.rpc_errors import RequestError, RpcError
 from node.rpc_port import Caller, RpcPort
@@ -36,16 +37,6 @@ from protocol.ledger_messages import (
     PushEntries,
 )
 from protocol.messages import ErrorCode
-
-
-@dataclass(frozen=True)
-class GossipConfig:
-    interval: float = 1.0
-    fanout: int = 3
-    push_fanout: int = 3
-    batch: int = 64
-    budget: int = 256
-    call_timeout: float = 2.0
 
 
 @dataclass
@@ -130,7 +121,7 @@ class GossipService:
             return
         if isinstance(reply, EntriesFound):
             self._remember_source(reply.entries, peer.public_key)
-            self.stats.pulled += len(self.ledger.ingest(reply.entries))
+            self.stats.pulled += len(await self.ledger.ingest(reply.entries))
 
     # -- push -------------------------------------------------------------------
 
@@ -184,4 +175,4 @@ class GossipService:
 
     async def _on_push(self, message: PushEntries, caller: Caller) -> PushAck:
         self._remember_source(message.entries, caller.remote_public_key)
-        return PushAck(len(self.ledger.ingest(message.entries[: self.config.budget])))
+        return PushAck(len(await self.ledger.ingest(message.entries[: self.config.budget])))

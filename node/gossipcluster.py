@@ -15,7 +15,8 @@ import nacl.signing
 import trio
 
 from node.dispatch import base_dispatcher
-from node.gossip import GossipConfig, GossipService
+from node.gossip import GossipService
+from node.gossip_config import GossipConfig
 from node.ledger import LedgerService
 from node.simnet import SimNetwork, SimPort
 from protocol.contact import Contact

@@ -2,8 +2,10 @@
 
 Holds the LedgerBook in memory (the state is folded from it on demand and
 cached), writes each accepted batch and the state it leads to in one SQLite
-transaction, and at start compares the stored derived state with a fresh
-fold of the stored entries, rebuilding the derived tables if they disagree.
+transaction (in a worker thread: the commit fsyncs; batches stay in order),
+and at start compares the stored derived state with a fresh fold of the
+stored entries, rebuilding the derived tables if they disagree. An entry is
+announced to listeners (and so acknowledged or pushed) only once it is on disk.
 New entries (the node's own, or a person's signed with their key in this
 process) are written at the head of the signer's feed. Listeners (gossip)
 hear about every newly accepted entry.
@@ -15,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 import nacl.signing
+import trio
 
 from node.logs import event, get_logger
 from protocol.ledger_book import LedgerBook
@@ -50,6 +53,7 @@ class LedgerService:
         self.book = LedgerBook()
         self._state: LedgerState | None = None
         self._listeners: list[Listener] = []
+        self._writing = trio.Lock()
         self.rejected_count = 0
         if db is not None:
             self._load(db)
@@ -79,23 +83,25 @@ class LedgerService:
             self._state = fold(self.book.entries(), self.book.flagged)
         return self._state
 
-    def ingest(self, raws: Iterable[bytes]) -> list[Entry]:
+    async def ingest(self, raws: Iterable[bytes]) -> list[Entry]:
         """Accept what verifies and chains; returns the entries new to this node."""
-        result = self.book.ingest(raws)
-        self.rejected_count += len(result.rejected)
-        for reason in result.rejected[:3]:
-            event(log, logging.DEBUG, "entry rejected", reason=reason)
-        if not result.accepted:
-            return []
-        self._state = None
-        if self.db is not None:
-            rows = [StoredEntry(e.hash, e.author, e.seq, e.raw) for e in result.accepted]
-            self.db.append(rows, _derived(self.state(), len(self.book)))
+        async with self._writing:
+            result = self.book.ingest(raws)
+            self.rejected_count += len(result.rejected)
+            for reason in result.rejected[:3]:
+                event(log, logging.DEBUG, "entry rejected", reason=reason)
+            if not result.accepted:
+                return []
+            self._state = None
+            if self.db is not None:
+                rows = [StoredEntry(e.hash, e.author, e.seq, e.raw) for e in result.accepted]
+                derived = _derived(self.state(), len(self.book))
+                await trio.to_thread.run_sync(self.db.append, rows, derived)
         for listener in self._listeners:
             listener(result.accepted)
         return result.accepted
 
-    def append(self, body: Body, signer: nacl.signing.SigningKey | None = None) -> Entry:
+    async def append(self, body: Body, signer: nacl.signing.SigningKey | None = None) -> Entry:
         """Write a new entry at the head of the signer's feed (default: this node)."""
         signer = signer or self.identity
         author = bytes(signer.verify_key)
@@ -104,7 +110,7 @@ class LedgerService:
             raise LedgerError("the signer's feed is forked; it cannot be extended here")
         seq, prev = (head.seq + 1, head.hash) if head is not None else (1, b"")
         entry = sign_entry(signer, seq, prev, self.clock_ms(), body)
-        if not self.ingest([entry.raw]):
+        if not await self.ingest([entry.raw]):
             raise LedgerError("the new entry was not accepted")
         return entry
 

@@ -10,7 +10,7 @@ import msgpack
 import nacl.signing
 import trio
 
-from node.gossip import GossipConfig
+from node.gossip_config import GossipConfig
 from node.gossipcluster import GossipCluster, GossipNode
 from node.simnet import LinkModel, SimNetwork, deterministic_scheduling
 from protocol.ledger_entries import (
@@ -39,13 +39,15 @@ async def ledger_cluster(
         nursery.cancel_scope.cancel()
 
 
-def new_record(
+async def new_record(
     node: GossipNode, rng: random.Random, signer: nacl.signing.SigningKey | None = None
 ) -> bytes:
     owner = bytes((signer or node.identity).verify_key)
     nonce = rng.randbytes(16)
     record_id = derive_record_id(owner, nonce)
-    node.ledger.append(RecordBody(record_id, nonce, rng.randbytes(32), 100, 4, 8, owner), signer)
+    await node.ledger.append(
+        RecordBody(record_id, nonce, rng.randbytes(32), 100, 4, 8, owner), signer
+    )
     return record_id
 
 
@@ -60,7 +62,7 @@ async def test_an_entry_reaches_99_percent_of_200_nodes_fast_despite_loss(
     async with ledger_cluster(seed=31, size=200, loss=0.10) as (cluster, rng):
         await trio.sleep(1)
         writer = cluster.nodes[7]
-        record_id = new_record(writer, rng)
+        record_id = await new_record(writer, rng)
         head = writer.ledger.book.head_entry(writer.contact.public_key)
         assert head is not None and head.record_id == record_id
         took = await cluster.wait_for(lambda: cluster.coverage(head.hash) >= 0.99, limit=30)
@@ -74,7 +76,7 @@ async def test_anti_entropy_alone_converges(autojump_clock: trio.abc.Clock) -> N
     config = GossipConfig(interval=INTERVAL, push_fanout=0)  # no push: rounds only
     async with ledger_cluster(seed=32, size=100, loss=0.10, config=config) as (cluster, rng):
         for node in rng.sample(cluster.nodes, 5):
-            new_record(node, rng)
+            await new_record(node, rng)
         took = await settle(cluster)
         assert took <= 40 * INTERVAL
 
@@ -88,19 +90,21 @@ async def test_partition_writes_on_both_sides_heal_and_revoke_wins(
         patient = nacl.signing.SigningKey(rng.randbytes(32))
         clinician = nacl.signing.SigningKey(rng.randbytes(32))  # a person using two hospitals
         patient_key = bytes(patient.verify_key)
-        owned = new_record(owner_node, rng)
-        owner_node.ledger.append(GrantBody(owned, patient_key, rng.randbytes(80), 0))
-        personal = new_record(west[1], rng, signer=clinician)
+        owned = await new_record(owner_node, rng)
+        await owner_node.ledger.append(GrantBody(owned, patient_key, rng.randbytes(80), 0))
+        personal = await new_record(west[1], rng, signer=clinician)
         await settle(cluster)
 
         cluster.network.partition([n.address for n in west], [n.address for n in east])
-        owner_node.ledger.append(RevokeBody(owned, patient_key))  # revoked in the west...
+        await owner_node.ledger.append(RevokeBody(owned, patient_key))  # revoked in the west...
         # ...while the east still sees the grant. The clinician grants in the west
         # and revokes in the east: two entries with the same seq, a fork.
-        west[2].ledger.append(GrantBody(personal, patient_key, rng.randbytes(80), 0), clinician)
-        east[0].ledger.append(RevokeBody(personal, patient_key), clinician)
-        east_record = new_record(east[1], rng)
-        east[1].ledger.append(GrantBody(east_record, patient_key, rng.randbytes(80), 0))
+        await west[2].ledger.append(
+            GrantBody(personal, patient_key, rng.randbytes(80), 0), clinician
+        )
+        await east[0].ledger.append(RevokeBody(personal, patient_key), clinician)
+        east_record = await new_record(east[1], rng)
+        await east[1].ledger.append(GrantBody(east_record, patient_key, rng.randbytes(80), 0))
         await trio.sleep(3)
         assert east[5].ledger.state().grant_for(owned, patient_key, 0) is not None  # stale side
         assert west[5].ledger.state().grant_for(owned, patient_key, 0) is None
@@ -120,8 +124,10 @@ async def test_bad_entries_are_rejected_everywhere_and_change_nothing(
 ) -> None:
     async with ledger_cluster(seed=34, size=40) as (cluster, rng):
         honest = cluster.nodes[0]
-        record_id = new_record(honest, rng)
-        grant = honest.ledger.append(GrantBody(record_id, rng.randbytes(32), rng.randbytes(80), 0))
+        record_id = await new_record(honest, rng)
+        grant = await honest.ledger.append(
+            GrantBody(record_id, rng.randbytes(32), rng.randbytes(80), 0)
+        )
         await settle(cluster)
         reference = cluster.nodes[5].ledger.state().digest()
 
@@ -157,7 +163,7 @@ async def test_a_node_back_from_an_outage_catches_up(autojump_clock: trio.abc.Cl
         sleeper = cluster.nodes[9]
         cluster.network.crash(sleeper.address)
         for node in rng.sample(cluster.nodes[10:], 8):
-            new_record(node, rng)
+            await new_record(node, rng)
         await trio.sleep(5)
         assert len(sleeper.ledger.book) == 0
         cluster.network.revive(sleeper.address)
