@@ -76,3 +76,23 @@ def test_lookup_benchmark_writes_csv_png_and_figures(tmp_path: Path) -> None:
     assert (out / "lookup.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     samples = (out / "lookup_samples.csv").read_text().splitlines()
     assert samples[0].startswith("nodes,hops") and len(samples) == 1 + 10
+
+
+def test_gossip_benchmark_writes_csv_png_and_figures(tmp_path: Path) -> None:
+    out = tmp_path / "gossip"
+    figures = run_json(
+        "benchmarks.gossip",
+        "--sizes",
+        "20",
+        "--losses",
+        "0",
+        "0.1",
+        "--trials",
+        "2",
+        "--out",
+        str(out),
+    )
+    assert figures["converged"] is True and figures["t99_seconds"] > 0
+    assert [(c["size"], c["loss"]) for c in figures["cases"]] == [(20, 0.0), (20, 0.1)]
+    assert (out / "gossip.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "gossip_samples.csv").read_text().splitlines()[0].startswith("nodes,loss")
