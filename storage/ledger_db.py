@@ -173,6 +173,14 @@ class LedgerDB:
             rows = self._db.execute("SELECT raw FROM entries ORDER BY author, seq, hash").fetchall()
         return [bytes(row[0]) for row in rows]
 
+    def heads(self) -> dict[bytes, tuple[int, int]]:
+        """Per author: (highest seq, entries held), from the (author, seq) index."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT author, MAX(seq), COUNT(*) FROM entries GROUP BY author"
+            ).fetchall()
+        return {bytes(author): (top, count) for author, top, count in rows}
+
     def entry_count(self) -> int:
         with self._lock:
             count: int = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]

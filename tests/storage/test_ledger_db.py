@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import signal
 import subprocess
 import sys
@@ -20,10 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def entry(seq: int, author: bytes = b"a" * 32) -> StoredEntry:
-    return StoredEntry(bytes([seq]) * 32, author, seq, b"raw %d" % seq)
+    return StoredEntry(hashlib.sha256(author + bytes([seq])).digest(), author, seq, b"raw %d" % seq)
 
 
-def test_append_load_and_derived_state(tmp_path: Path) -> None:
+def test_append_load_heads_and_derived_state(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     record = DerivedRecord(b"r" * 32, b"o" * 32, b"m" * 32, 10, 2, 3, 99)
     grant = DerivedGrant(b"r" * 32, b"g" * 32, 0)
@@ -32,12 +33,14 @@ def test_append_load_and_derived_state(tmp_path: Path) -> None:
         db.append([entry(1)], DerivedState(b"e" * 32, 2, [record], [grant]))  # duplicate ignored
         assert db.load() == [b"raw 1", b"raw 2"]
         assert db.derived_digest() == (b"e" * 32, 2)
+        db.append([entry(1, b"z" * 32), entry(5, b"z" * 32)], DerivedState(b"f" * 32, 4, [record]))
+        assert db.heads() == {b"a" * 32: (2, 2), b"z" * 32: (5, 2)}
     with LedgerDB(path) as again:  # survives reopening
-        assert again.entry_count() == 2
-        assert again.derived_records() == [record]
-        assert again.derived_grants() == [grant]
-        again.replace_derived(DerivedState(b"f" * 32, 2))
-        assert again.derived_records() == [] and again.derived_digest() == (b"f" * 32, 2)
+        assert again.entry_count() == 4
+        assert again.derived_digest() == (b"f" * 32, 4)
+        assert again.derived_records() == [record] and again.derived_grants() == []
+        again.replace_derived(DerivedState(b"g" * 32, 4))
+        assert again.derived_records() == [] and again.derived_digest() == (b"g" * 32, 4)
         assert again.integrity_ok()
 
 
