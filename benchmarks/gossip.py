@@ -18,7 +18,6 @@ and `converged` (every trial reached every node).
 
 from __future__ import annotations
 
-import csv
 import random
 import statistics
 import time
@@ -29,7 +28,16 @@ from typing import Any
 import trio
 import trio.testing
 
-from benchmarks.harness import emit_json, parser, print_table
+from benchmarks.harness import (
+    emit_json,
+    parser,
+    print_table,
+    pyplot,
+    save_figure,
+    size_axis,
+    write_csv,
+    write_summary_csv,
+)
 from node.gossip_config import GossipConfig
 from node.gossipcluster import GossipCluster
 from node.simnet import LinkModel, SimNetwork, deterministic_scheduling
@@ -104,11 +112,7 @@ def summarise(trials: list[Trial], bytes_per_round: float, interval: float) -> d
 
 
 def plot(path: Path, summary: list[dict[str, Any]], caption: str) -> None:
-    import matplotlib  # noqa: PLC0415 - plotting only when outputs are written
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
+    plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
     figure.suptitle("Ledger gossip in simulation: time to reach the network, and its cost")
     for loss in sorted({row["loss"] for row in summary}):
@@ -143,28 +147,22 @@ def plot(path: Path, summary: list[dict[str, Any]], caption: str) -> None:
         xscale="log",
     )
     for axis in (left, right):
-        axis.set_xticks(sizes, [str(n) for n in sizes])
-        axis.minorticks_off()
+        size_axis(axis, sizes)
         axis.set_ylim(bottom=0)
         axis.legend()
-    figure.text(0.5, 0.01, caption, ha="center", fontsize=8)
-    figure.tight_layout(rect=(0, 0.04, 1, 0.95))
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, caption)
 
 
 def write_outputs(
     out: Path, trials: list[Trial], summary: list[dict[str, Any]], caption: str
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "gossip_samples.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["nodes", "loss", "t99_seconds", "t100_seconds"])
-        writer.writerows((t.size, t.loss, round(t.t99, 6), t.t100) for t in trials)
-    with open(out / "gossip_summary.csv", "w", newline="") as handle:
-        table = csv.DictWriter(handle, fieldnames=list(summary[0]))
-        table.writeheader()
-        table.writerows(summary)
+    write_csv(
+        out / "gossip_samples.csv",
+        ["nodes", "loss", "t99_seconds", "t100_seconds"],
+        ((t.size, t.loss, round(t.t99, 6), t.t100) for t in trials),
+    )
+    write_summary_csv(out / "gossip_summary.csv", summary)
     plot(out / "gossip.png", summary, caption)
 
 

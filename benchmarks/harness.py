@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import resource
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,3 +64,42 @@ def _fmt(value: Any) -> str:
 def emit_json(figures: dict[str, Any], enabled: bool) -> None:
     if enabled:
         print(json.dumps(figures, sort_keys=True))
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_summary_csv(path: Path, summary: Sequence[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as handle:
+        table = csv.DictWriter(handle, fieldnames=list(summary[0]))
+        table.writeheader()
+        table.writerows(summary)
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only backend (imported only when plotting)."""
+    import matplotlib  # noqa: PLC0415 - plotting is optional work
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
+
+
+def size_axis(axis: Any, sizes: Sequence[int]) -> None:
+    """A log-scale x axis labelled with exactly the network sizes measured."""
+    axis.set_xscale("log")
+    axis.set_xticks(list(sizes), [str(n) for n in sizes])
+    axis.minorticks_off()
+
+
+def save_figure(figure: Any, path: Path, caption: str) -> None:
+    """Caption under the plots (the parameters), then write the PNG."""
+    figure.text(0.5, 0.01, caption, ha="center", fontsize=8)
+    figure.tight_layout(rect=(0, 0.04, 1, 0.95))
+    figure.savefig(path, dpi=120)
+    pyplot().close(figure)

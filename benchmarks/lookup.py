@@ -15,7 +15,6 @@ lookup.png into --out; `--json` ends with the figures, where `accuracy` and
 
 from __future__ import annotations
 
-import csv
 import random
 import statistics
 import time
@@ -26,7 +25,16 @@ from typing import Any
 import trio
 import trio.testing
 
-from benchmarks.harness import emit_json, parser, print_table
+from benchmarks.harness import (
+    emit_json,
+    parser,
+    print_table,
+    pyplot,
+    save_figure,
+    size_axis,
+    write_csv,
+    write_summary_csv,
+)
 from node.dht_config import DhtConfig
 from node.simcluster import SimCluster
 from node.simnet import LinkModel, SimNetwork, deterministic_scheduling
@@ -91,23 +99,17 @@ def write_outputs(
     out: Path, samples: list[Sample], summary: list[dict[str, Any]], caption: str
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "lookup_samples.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["nodes", "hops", "virtual_seconds", "overlap_with_true_k", "rpcs"])
-        writer.writerows((s.size, s.hops, round(s.seconds, 6), s.overlap, s.rpcs) for s in samples)
-    with open(out / "lookup_summary.csv", "w", newline="") as handle:
-        table = csv.DictWriter(handle, fieldnames=list(summary[0]))
-        table.writeheader()
-        table.writerows(summary)
+    write_csv(
+        out / "lookup_samples.csv",
+        ["nodes", "hops", "virtual_seconds", "overlap_with_true_k", "rpcs"],
+        ((s.size, s.hops, round(s.seconds, 6), s.overlap, s.rpcs) for s in samples),
+    )
+    write_summary_csv(out / "lookup_summary.csv", summary)
     plot(out / "lookup.png", samples, summary, caption)
 
 
 def plot(path: Path, samples: list[Sample], summary: list[dict[str, Any]], caption: str) -> None:
-    import matplotlib  # noqa: PLC0415 - plotting only when outputs are written
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
+    plt = pyplot()
     sizes = [row["size"] for row in summary]
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 4.6))
     figure.suptitle("Kademlia lookups in simulation: hops, latency and accuracy by network size")
@@ -149,12 +151,8 @@ def plot(path: Path, samples: list[Sample], summary: list[dict[str, Any]], capti
     right.legend(loc="lower left")
     twin.legend(loc="center right")
     for axis in (middle, right):
-        axis.set_xticks(sizes, [str(n) for n in sizes])
-        axis.minorticks_off()
-    figure.text(0.5, 0.01, caption, ha="center", fontsize=8)
-    figure.tight_layout(rect=(0, 0.04, 1, 0.95))
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+        size_axis(axis, sizes)
+    save_figure(figure, path, caption)
 
 
 def main() -> None:
