@@ -63,43 +63,58 @@ class RecordEncoder:
         self._size = 0
         self._manifest: Manifest | None = None
         self._started = False
+        self._segments = 0
 
     def encode(self, stream: BinaryIO) -> Iterator[EncodedSegment]:
         """Yield every segment's blocks in order; the manifest is ready after the last."""
         if self._started:
             raise RuntimeError("a RecordEncoder encodes exactly one record")
-        self._started = True
-        limit = max_segments(self.n)
         current = read_full(stream, self.segment_size)
-        index = 0
         while True:
-            upcoming = (
-                read_full(stream, self.segment_size) if len(current) == self.segment_size else b""
-            )
+            full = len(current) == self.segment_size
+            upcoming = read_full(stream, self.segment_size) if full else b""
             last = not upcoming
-            if index >= limit:
-                raise ManifestError(
-                    f"record exceeds {limit} segments of {self.segment_size} bytes;"
-                    " use a larger segment size"
-                )
-            segment = self._codec.encode(index, last, current)
-            for digest in segment.hashes:
-                self._hashes += digest
-            self._size += len(current)
-            yield segment
+            yield self.add(current, last)
             if last:
-                break
+                return
             current = upcoming
-            index += 1
-        self._manifest = Manifest(
-            record_id=self.record_id,
-            size=self._size,
-            segment_size=self.segment_size,
-            k=self.k,
-            n=self.n,
-            block_hashes=bytes(self._hashes),
-            sealed_metadata=self._sealed_metadata,
-        )
+
+    def add(self, plaintext: bytes, last: bool) -> EncodedSegment:
+        """Encode the next segment (pushed by a caller that reads the record itself).
+
+        Every segment but the last must be exactly segment_size bytes; after
+        the last, the manifest is ready.
+        """
+        if self._manifest is not None:
+            raise RuntimeError("the record's last segment was already added")
+        if len(plaintext) > self.segment_size or (not last and len(plaintext) != self.segment_size):
+            raise ValueError(
+                f"segment {self._segments} is {len(plaintext)} bytes; segments before the"
+                f" last must be exactly {self.segment_size}"
+            )
+        limit = max_segments(self.n)
+        if self._segments >= limit:
+            raise ManifestError(
+                f"record exceeds {limit} segments of {self.segment_size} bytes;"
+                " use a larger segment size"
+            )
+        self._started = True
+        segment = self._codec.encode(self._segments, last, plaintext)
+        for digest in segment.hashes:
+            self._hashes += digest
+        self._size += len(plaintext)
+        self._segments += 1
+        if last:
+            self._manifest = Manifest(
+                record_id=self.record_id,
+                size=self._size,
+                segment_size=self.segment_size,
+                k=self.k,
+                n=self.n,
+                block_hashes=bytes(self._hashes),
+                sealed_metadata=self._sealed_metadata,
+            )
+        return segment
 
     def manifest(self) -> Manifest:
         if self._manifest is None:

@@ -265,3 +265,17 @@ def test_decode_order_prefers_given_indices() -> None:
     assert asked == [0, 1]  # data shards first: no arithmetic needed
     with pytest.raises(ValueError, match=r"outside 0\.\.3"):
         decoder.decode_segment(0, get, order=[4])
+
+
+def test_push_api_matches_the_stream_api() -> None:
+    data = os.urandom(3 * SEG + 10)
+    pushed = RecordEncoder(record_id=RID, record_key=KEY, k=2, n=3, segment_size=SEG)
+    pieces = [data[i : i + SEG] for i in range(0, len(data), SEG)]
+    for number, piece in enumerate(pieces):
+        pushed.add(piece, last=number == len(pieces) - 1)
+    assert pushed.manifest().block_hashes == encode(data, 2, 3)[0].block_hashes
+    with pytest.raises(RuntimeError, match="already added"):
+        pushed.add(b"more", last=True)
+    short = RecordEncoder(record_id=RID, record_key=KEY, k=2, n=3, segment_size=SEG)
+    with pytest.raises(ValueError, match="exactly 256"):
+        short.add(b"too short", last=False)

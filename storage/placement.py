@@ -1,0 +1,81 @@
+"""Which node holds which shard index of a record: sites first, then nodes.
+
+Candidates come ordered by XOR distance to the record's key (closest first).
+Each of the n indices goes, in turn, to the candidate that minimises
+(indices already at its site, indices already on it, its distance rank):
+the indices spread over as many sites as possible, as evenly as possible, so
+losing one hospital loses as few shards as it can; within a site they spread
+over distinct nodes; and among equals the closest node wins. With fewer
+candidates than n, nodes take several indices, as evenly as possible.
+
+Repair uses `add_holders`: new indices go only to candidates that hold
+nothing of the record, while any such candidate remains.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Candidate:
+    node: Hashable
+    site: str
+
+
+def place(n: int, candidates: Sequence[Candidate]) -> list[Hashable]:
+    """`n` assignments (index i -> node) from candidates ordered closest first."""
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    if not candidates:
+        raise ValueError("no candidate nodes to place shards on")
+    return _assign(n, candidates, Counter(), Counter())
+
+
+def add_holders(
+    missing: Sequence[int],
+    candidates: Sequence[Candidate],
+    current: dict[int, Hashable],
+    sites: dict[Hashable, str],
+) -> dict[int, Hashable]:
+    """Targets for the `missing` indices of a record whose live holders are `current`.
+
+    Candidates holding nothing of the record come first (closest first); only
+    when none is left do holders take a second index, still balancing sites.
+    """
+    if not candidates:
+        raise ValueError("no candidate nodes to repair onto")
+    per_site = Counter(sites.get(node, str(node)) for node in current.values())
+    per_node = Counter(current.values())
+    holding = set(current.values())
+    fresh = [c for c in candidates if c.node not in holding]
+    pool = fresh if len(fresh) >= len(missing) else list(candidates)
+    chosen = _assign(len(missing), pool, per_site, per_node, prefer_empty=True)
+    return dict(zip(missing, chosen, strict=True))
+
+
+def _assign(
+    count: int,
+    candidates: Sequence[Candidate],
+    per_site: Counter[str],
+    per_node: Counter[Hashable],
+    prefer_empty: bool = False,
+) -> list[Hashable]:
+    chosen = []
+    for _ in range(count):
+        best = min(
+            range(len(candidates)),
+            key=lambda rank: (
+                per_node[candidates[rank].node] > 0 if prefer_empty else False,
+                per_site[candidates[rank].site],
+                per_node[candidates[rank].node],
+                rank,
+            ),
+        )
+        pick = candidates[best]
+        per_site[pick.site] += 1
+        per_node[pick.node] += 1
+        chosen.append(pick.node)
+    return chosen

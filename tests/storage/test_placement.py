@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from storage.placement import Candidate, add_holders, place
+
+
+def candidates(sites: list[str]) -> list[Candidate]:
+    return [Candidate(f"node{i}", site) for i, site in enumerate(sites)]
+
+
+def test_every_node_its_own_site_takes_the_n_closest_in_order() -> None:
+    pool = candidates([f"s{i}" for i in range(12)])
+    assert place(8, pool) == [f"node{i}" for i in range(8)]
+
+
+def test_three_hospitals_share_indices_evenly_on_distinct_nodes() -> None:
+    pool = candidates(["a", "b", "c"] * 3)
+    chosen = place(8, pool)
+    sites = Counter(
+        dict(zip((c.node for c in pool), (c.site for c in pool), strict=True))[n] for n in chosen
+    )
+    assert sorted(sites.values()) == [2, 3, 3]
+    assert len(set(chosen)) == 8
+
+
+def test_a_lone_node_site_still_gets_its_share() -> None:
+    # Losing either site should cost as little as possible: 4 and 4, not 1 and 7.
+    pool = [Candidate("alone", "small"), *candidates(["big"] * 10)]
+    chosen = place(8, pool)
+    assert chosen.count("alone") == 4
+    assert len(set(chosen) - {"alone"}) == 4
+
+
+def test_fewer_nodes_than_n_spread_evenly() -> None:
+    assert sorted(Counter(place(8, candidates(["a", "b", "c"]))).values()) == [2, 3, 3]
+    with pytest.raises(ValueError, match="no candidate"):
+        place(8, [])
+    with pytest.raises(ValueError, match="at least 1"):
+        place(0, candidates(["a"]))
+
+
+@given(st.lists(st.sampled_from("abcde"), min_size=1, max_size=30), st.integers(1, 20))
+def test_sites_then_nodes_are_balanced(sites: list[str], n: int) -> None:
+    pool = candidates(sites)
+    site_of = {c.node: c.site for c in pool}
+    chosen = place(n, pool)
+    assert len(chosen) == n
+    per_site = Counter(site_of[node] for node in chosen)
+    all_sites = set(sites)
+    if n >= len(all_sites):
+        counts = [per_site[s] for s in all_sites]
+        assert max(counts) - min(counts) <= 1
+    else:
+        assert max(per_site.values()) == 1
+    for site in all_sites:
+        nodes = [c.node for c in pool if c.site == site]
+        per_node = [chosen.count(node) for node in nodes]
+        assert max(per_node) - min(per_node) <= 1
+
+
+@given(st.integers(1, 8), st.integers(0, 12), st.integers(1, 8))
+def test_repair_prefers_nodes_holding_nothing(holders: int, spare: int, missing: int) -> None:
+    pool = candidates([f"s{i}" for i in range(holders + spare)])
+    current = {i: pool[i].node for i in range(holders)}
+    lost = list(range(holders, holders + missing))
+    targets = add_holders(lost, pool, current, {c.node: c.site for c in pool})
+    assert sorted(targets) == lost
+    empty = [c.node for c in pool[holders:]]
+    used_empty = [node for node in targets.values() if node in empty]
+    if spare >= missing:
+        assert len(set(targets.values())) == missing and set(targets.values()) <= set(empty)
+    else:
+        assert set(empty) <= set(used_empty)  # every empty node took one first
