@@ -13,6 +13,7 @@ from typing import Any
 
 from node.dht_config import DhtConfig
 from node.gossip_config import GossipConfig
+from node.storage_config import StorageConfig
 
 CONFIG_FILE = "config.toml"
 DEFAULT_PORT = 7420
@@ -95,6 +96,7 @@ class NodeConfig:
     limits: Limits = field(default_factory=Limits)
     dht: DhtConfig = field(default_factory=DhtConfig)
     gossip: GossipConfig = field(default_factory=GossipConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     @property
     def listen(self) -> str:
@@ -124,6 +126,17 @@ _DHT_RANGES: dict[str, tuple[float, float]] = {
     "record_lifetime": (60, 7 * 86_400),
 }
 
+_STORAGE_RANGES: dict[str, tuple[float, float]] = {
+    "k": (1, 255),
+    "n": (1, 255),
+    "happy": (1, 255),
+    "segment_size": (64 * 1024, 64 * 1024 * 1024),
+    "quota_bytes": (0, 2**62),
+    "repair_interval": (1, 7 * 86_400),
+    "transfer_batch_bytes": (64 * 1024, 3 * 1024 * 1024),
+    "call_timeout": (1, 3600),
+}
+
 _GOSSIP_RANGES: dict[str, tuple[float, float]] = {
     "interval": (0.05, 3600),
     "fanout": (1, 50),
@@ -151,6 +164,7 @@ def default_config_text(listen: str, bootstrap: list[str]) -> str:
     limits = Limits()
     dht = DhtConfig()
     gossip = GossipConfig()
+    storage = StorageConfig()
     peers = ", ".join(f'"{p}"' for p in bootstrap)
     return f"""# medvault node configuration. Restart the node after editing.
 
@@ -175,6 +189,21 @@ refresh_interval = {dht.refresh_interval}
 republish_interval = {dht.republish_interval}
 # Seconds a provider announcement stays valid.
 record_lifetime = {dht.record_lifetime}
+
+[storage]
+# The hospital or building this node stands in; shards of one record are
+# spread over distinct sites first. Empty: the node counts as its own site.
+site = "{storage.site}"
+# Erasure code of new records: any k of n shards rebuild a record; a put
+# succeeds only when `happy` distinct nodes confirmed their shards.
+k = {storage.k}
+n = {storage.n}
+happy = {storage.happy}
+segment_size = {storage.segment_size}
+# Bytes of shard blocks this node accepts (0: only the disk limits it).
+quota_bytes = {storage.quota_bytes}
+# Seconds between repair passes over the records this node holds or owns.
+repair_interval = {storage.repair_interval}
 
 [gossip]
 # Seconds between anti-entropy rounds, and peers asked per round.
@@ -218,7 +247,7 @@ def load_config(path: Path) -> NodeConfig:
 
 
 def parse_config(raw: dict[str, Any]) -> NodeConfig:
-    _only(raw, {"network", "limits", "dht", "gossip"}, "")
+    _only(raw, {"network", "limits", "dht", "gossip", "storage"}, "")
     network = _section(raw, "network")
     _only(network, {"listen", "advertise", "bootstrap"}, "network.")
 
@@ -243,7 +272,19 @@ def parse_config(raw: dict[str, Any]) -> NodeConfig:
     limits = Limits(**_numbers(raw, "limits", _LIMIT_RANGES, Limits))
     dht = DhtConfig(**_numbers(raw, "dht", _DHT_RANGES, DhtConfig))
     gossip = GossipConfig(**_numbers(raw, "gossip", _GOSSIP_RANGES, GossipConfig))
-    return NodeConfig(host, port, advertise, tuple(bootstrap), limits, dht, gossip)
+    return NodeConfig(host, port, advertise, tuple(bootstrap), limits, dht, gossip, _storage(raw))
+
+
+def _storage(raw: dict[str, Any]) -> StorageConfig:
+    table = dict(_section(raw, "storage"))
+    site = table.pop("site", "")
+    if not isinstance(site, str) or len(site) > 64:
+        raise ConfigError("storage.site: expected a label of at most 64 characters")
+    numbers = _numbers({"storage": table}, "storage", _STORAGE_RANGES, StorageConfig)
+    try:
+        return StorageConfig(site=site, **numbers)
+    except ValueError as exc:
+        raise ConfigError(f"storage: {exc}") from None
 
 
 def _address(value: Any, where: str) -> tuple[str, int]:

@@ -16,26 +16,24 @@ import os
 import random
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
+from node.assembly import Node, NodeParts
 from node.config import NodeConfig, PeerAddress
 from node.connections import ConnectionManager
 from node.datadir import DataDir
 from node.dht import DhtService
-from node.dispatch import base_dispatcher
-from node.gossip import GossipService
-from node.ledger import LedgerService
 from node.logs import event, get_logger, short_key
 from node.peerstore import PEERS_FILE, UnreadablePeers, load_peers, save_peers
 from node.rpc_errors import RpcError
-from node.rpc_port import ManagerPort
 from node.transport import TcpTransport
 from protocol.contact import Contact
 from protocol.ids import node_id
 from protocol.messages import Ping, Pong
+from storage.disk_store import DiskShardStore
+from storage.holdings import Holdings
 from storage.ledger_db import LedgerDB
 
 log = get_logger("daemon")
@@ -43,97 +41,77 @@ SAVE_PEERS_EVERY = 60.0
 
 
 LEDGER_FILE = "ledger.sqlite"
-
-
-@dataclass
-class RunningNode:
-    manager: ConnectionManager
-    dht: DhtService
-    ledger: LedgerService
-    gossip: GossipService
+HOLDINGS_FILE = "holdings.sqlite"
 
 
 async def serve_node(
-    data_dir: DataDir, *, task_status: trio.TaskStatus[RunningNode] = trio.TASK_STATUS_IGNORED
+    data_dir: DataDir, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run the node's services until cancelled."""
     config = data_dir.config()
     identity = data_dir.identity()
     public = bytes(identity.verify_key)
-    dispatcher = base_dispatcher()
-    manager = ConnectionManager(
-        identity=identity,
-        network_key=data_dir.network_key(),
-        transport=TcpTransport(config.listen),
-        handler=dispatcher,
-        limits=config.limits,
-    )
-    dht = DhtService(
-        identity=identity,
-        address=config.listen,
-        port=ManagerPort(manager),
-        random_bytes=os.urandom,
-        wall_clock=time.time,
-        config=config.dht,
-    )
-    dht.install(dispatcher)
     event(log, logging.INFO, "starting", node_id=node_id(public).hex(), public_key=public.hex())
-    peers_path = data_dir.root / PEERS_FILE
-    with LedgerDB(data_dir.root / LEDGER_FILE) as db:
-        ledger = LedgerService(identity=identity, clock_ms=lambda: int(time.time() * 1000), db=db)
-        gossip = GossipService(
-            ledger=ledger,
-            port=ManagerPort(manager),
-            me=lambda: dht.info,
-            peers=dht.routing.contacts,
-            rng=random.SystemRandom(),
-            config=config.gossip,
-        )
-        gossip.install(dispatcher)
-        node = RunningNode(manager, dht, ledger, gossip)
-        await _serve(node, config, peers_path, task_status=task_status)
+    quota = config.storage.quota_bytes or None
+    holdings = Holdings(data_dir.root / HOLDINGS_FILE)
+    try:
+        with LedgerDB(data_dir.root / LEDGER_FILE) as db:
+            node = Node(
+                NodeParts(
+                    identity=identity,
+                    network_key=data_dir.network_key(),
+                    config=config,
+                    transport=TcpTransport(config.listen),
+                    store=DiskShardStore(data_dir.root, quota),
+                    holdings=holdings,
+                    ledger_db=db,
+                    random_bytes=os.urandom,
+                    wall_clock=time.time,
+                    rng=random.SystemRandom(),
+                )
+            )
+            await _serve(node, config, data_dir.root / PEERS_FILE, task_status=task_status)
+    finally:
+        holdings.close()
 
 
 async def _serve(
-    node: RunningNode,
-    config: NodeConfig,
-    peers_path: Path,
-    *,
-    task_status: trio.TaskStatus[RunningNode],
+    node: Node, config: NodeConfig, peers_path: Path, *, task_status: trio.TaskStatus[Node]
 ) -> None:
-    manager, dht = node.manager, node.dht
+    restored = _load_peers(peers_path)
+    bootstrap = [Contact(p.public_key, p.address) for p in config.bootstrap]
+    event(
+        log,
+        logging.INFO,
+        "joining",
+        restored_contacts=len(restored),
+        bootstrap_peers=len(bootstrap),
+    )
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(manager.serve)
-        dht.set_address(config.advertised(bound))
-        restored = _restore(dht, peers_path)
-        bootstrap = [Contact(p.public_key, p.address) for p in config.bootstrap]
-        event(
-            log,
-            logging.INFO,
-            "joining",
-            advertise=dht.contact.address,
-            restored_contacts=restored,
-            bootstrap_peers=len(bootstrap),
-        )
         try:
-            await nursery.start(dht.serve, bootstrap)
-            await nursery.start(node.gossip.serve)
-            nursery.start_soon(_save_periodically, dht, peers_path)
+            await nursery.start(node.serve, bootstrap, restored)
+            event(
+                log,
+                logging.INFO,
+                "joined",
+                contacts=len(node.dht.routing),
+                advertise=node.dht.contact.address,
+            )
+            nursery.start_soon(_save_periodically, node.dht, peers_path)
             for peer in config.bootstrap:
-                nursery.start_soon(_reach, manager, peer)
+                nursery.start_soon(_reach, node.manager, peer)
             task_status.started(node)
             await trio.sleep_forever()
         finally:
-            _save(dht, peers_path)  # synchronous: runs even when cancelled
+            _save(node.dht, peers_path)  # synchronous: runs even when cancelled
 
 
-def _restore(dht: DhtService, path: Path) -> int:
+def _load_peers(path: Path) -> list[tuple[bytes, str]]:
     try:
-        entries = load_peers(path)
+        return load_peers(path)
     except UnreadablePeers as exc:
         event(log, logging.WARNING, "peers file ignored", reason=str(exc))
-        return 0
-    return dht.routing.restore(entries, trio.current_time())
+        return []
 
 
 def _save(dht: DhtService, path: Path) -> None:

@@ -54,6 +54,7 @@ class LedgerService:
         self._state: LedgerState | None = None
         self._listeners: list[Listener] = []
         self._writing = trio.Lock()
+        self._changed = trio.Event()
         self.rejected_count = 0
         if db is not None:
             self._load(db)
@@ -99,7 +100,13 @@ class LedgerService:
                 await trio.to_thread.run_sync(self.db.append, rows, derived)
         for listener in self._listeners:
             listener(result.accepted)
+        self._changed.set()
+        self._changed = trio.Event()
         return result.accepted
+
+    async def changed(self) -> None:
+        """Return after the next batch of entries is accepted."""
+        await self._changed.wait()
 
     async def append(self, body: Body, signer: nacl.signing.SigningKey | None = None) -> Entry:
         """Write a new entry at the head of the signer's feed (default: this node)."""

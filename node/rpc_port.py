@@ -7,11 +7,14 @@ Handlers see the caller only as its authenticated public key.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+import trio
 
 from node.config import PeerAddress, parse_host_port
 from node.connections import ConnectionManager
-from node.rpc_errors import PeerUnreachable
+from node.rpc_errors import PeerUnreachable, RemoteError, RequestError
 from protocol.contact import Contact
 from protocol.messages import Message
 
@@ -40,3 +43,28 @@ class ManagerPort:
             raise PeerUnreachable(f"bad address {contact.address!r}: {exc}") from None
         connection = await self.manager.connect(PeerAddress(contact.public_key, host, port))
         return await connection.call(message, timeout)
+
+
+class _Self:
+    def __init__(self, public_key: bytes) -> None:
+        self.remote_public_key = public_key
+
+
+class SelfRoutingPort:
+    """Calls to this node's own key go straight to its dispatcher, others out."""
+
+    def __init__(
+        self, port: RpcPort, own: bytes, handler: Callable[[Message, Caller], Awaitable[Message]]
+    ):
+        self.port = port
+        self.own = own
+        self.handler = handler
+
+    async def call(self, contact: Contact, message: Message, timeout: float) -> Message:
+        if contact.public_key != self.own:
+            return await self.port.call(contact, message, timeout)
+        with trio.fail_after(timeout):
+            try:
+                return await self.handler(message, _Self(self.own))
+            except RequestError as exc:
+                raise RemoteError(exc.code, exc.detail) from None

@@ -17,15 +17,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+N = TypeVar("N", bound=Hashable)
 
 
 @dataclass(frozen=True)
-class Candidate:
-    node: Hashable
+class Candidate(Generic[N]):
+    node: N
     site: str
 
 
-def place(n: int, candidates: Sequence[Candidate]) -> list[Hashable]:
+def place(n: int, candidates: Sequence[Candidate[N]]) -> list[N]:
     """`n` assignments (index i -> node) from candidates ordered closest first."""
     if n < 1:
         raise ValueError("n must be at least 1")
@@ -36,10 +39,10 @@ def place(n: int, candidates: Sequence[Candidate]) -> list[Hashable]:
 
 def add_holders(
     missing: Sequence[int],
-    candidates: Sequence[Candidate],
-    current: dict[int, Hashable],
-    sites: dict[Hashable, str],
-) -> dict[int, Hashable]:
+    candidates: Sequence[Candidate[N]],
+    current: dict[int, N],
+    sites: dict[N, str],
+) -> dict[int, N]:
     """Targets for the `missing` indices of a record whose live holders are `current`.
 
     Candidates holding nothing of the record come first (closest first); only
@@ -58,11 +61,11 @@ def add_holders(
 
 def _assign(
     count: int,
-    candidates: Sequence[Candidate],
+    candidates: Sequence[Candidate[N]],
     per_site: Counter[str],
-    per_node: Counter[Hashable],
+    per_node: Counter[N],
     prefer_empty: bool = False,
-) -> list[Hashable]:
+) -> list[N]:
     chosen = []
     for _ in range(count):
         best = min(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import trio
 
-from node.daemon import RunningNode, serve_node
+from node.assembly import Node
+from node.daemon import serve_node
 from node.datadir import DataDir
 from protocol.ledger_entries import Entry, GrantBody, RecordBody, derive_record_id
 from tests.protocol.keys import NETWORK
@@ -25,7 +26,7 @@ def make_node(root: Path, bootstrap: list[str]) -> DataDir:
     return data
 
 
-async def holds(node: RunningNode, entry: Entry) -> None:
+async def holds(node: Node, entry: Entry) -> None:
     """Return once `entry` is in `node`'s ledger."""
     arrived = trio.Event()
     node.ledger.subscribe(lambda entries: arrived.set() if entry in entries else None)
@@ -36,7 +37,7 @@ async def holds(node: RunningNode, entry: Entry) -> None:
 async def test_two_nodes_replicate_and_a_restart_keeps_the_ledger(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            a: RunningNode = await nursery.start(serve_node, make_node(tmp_path / "a", []))
+            a: Node = await nursery.start(serve_node, make_node(tmp_path / "a", []))
             a_key = a.dht.contact.public_key.hex()
             b_dir = make_node(tmp_path / "b", [f"{a_key}@{a.manager.address}"])
             owner = a.dht.contact.public_key
@@ -44,7 +45,7 @@ async def test_two_nodes_replicate_and_a_restart_keeps_the_ledger(tmp_path: Path
             record_id = derive_record_id(owner, nonce)
 
             async with trio.open_nursery() as running_b:
-                b: RunningNode = await running_b.start(serve_node, b_dir)
+                b: Node = await running_b.start(serve_node, b_dir)
                 await a.ledger.append(RecordBody(record_id, nonce, os.urandom(32), 10, 4, 8, owner))
                 grant = await a.ledger.append(
                     GrantBody(record_id, os.urandom(32), os.urandom(80), 0)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from storage.placement import Candidate, add_holders, place
 
 
-def candidates(sites: list[str]) -> list[Candidate]:
+def candidates(sites: list[str]) -> list[Candidate[str]]:
     return [Candidate(f"node{i}", site) for i, site in enumerate(sites)]
 
 

@@ -1,0 +1,151 @@
+"""One whole node: every service wired to one dispatcher and one RPC port.
+
+The daemon builds a Node from its data directory (TCP, disk stores); tests
+build the same Node over the in-memory transport and temporary directories,
+so they exercise exactly the daemon's wiring. `serve` starts the services in
+dependency order with `nursery.start`: listener, DHT (join), gossip, shard
+announcements, then the record upkeep (repair and tombstones).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import nacl.signing
+import trio
+
+from node.config import NodeConfig
+from node.connections import ConnectionManager
+from node.dht import DhtService
+from node.dispatch import base_dispatcher
+from node.gossip import GossipService
+from node.ledger import LedgerService
+from node.logs import event, get_logger
+from node.records import RecordService
+from node.rpc_port import ManagerPort, SelfRoutingPort
+from node.shard_service import ShardService
+from node.transport import Transport
+from protocol.contact import Contact
+from protocol.ids import node_id
+from storage.holdings import Holdings
+from storage.ledger_db import LedgerDB
+from storage.shard_store import ShardStore
+
+log = get_logger("node")
+
+
+@dataclass
+class NodeParts:
+    identity: nacl.signing.SigningKey
+    network_key: bytes
+    config: NodeConfig
+    transport: Transport
+    store: ShardStore
+    holdings: Holdings
+    ledger_db: LedgerDB | None
+    random_bytes: Callable[[int], bytes]
+    wall_clock: Callable[[], float]
+    rng: random.Random
+
+
+class Node:
+    def __init__(self, parts: NodeParts) -> None:
+        self.parts = parts
+        config = parts.config
+        public = bytes(parts.identity.verify_key)
+        self.public_key = public
+        self.dispatcher = base_dispatcher()
+        self.manager = ConnectionManager(
+            identity=parts.identity,
+            network_key=parts.network_key,
+            transport=parts.transport,
+            handler=self.dispatcher,
+            limits=config.limits,
+            random_bytes=parts.random_bytes,
+        )
+        self.port = SelfRoutingPort(ManagerPort(self.manager), public, self.dispatcher)
+        self.dht = DhtService(
+            identity=parts.identity,
+            address=config.listen,
+            port=self.port,
+            random_bytes=parts.random_bytes,
+            wall_clock=parts.wall_clock,
+            config=config.dht,
+        )
+        self.ledger = LedgerService(
+            identity=parts.identity, clock_ms=self.clock_ms, db=parts.ledger_db
+        )
+        self.gossip = GossipService(
+            ledger=self.ledger,
+            port=self.port,
+            me=lambda: self.dht.info,
+            peers=self.dht.routing.contacts,
+            rng=parts.rng,
+            config=config.gossip,
+        )
+        self.shards = ShardService(
+            store=parts.store,
+            holdings=parts.holdings,
+            site=config.storage.site or node_id(public).hex()[:16],
+            announce=self._announce,
+            withdraw=self.dht.stop_providing,
+        )
+        self.records = RecordService(
+            identity=parts.identity,
+            dht=self.dht,
+            ledger=self.ledger,
+            shards=self.shards,
+            port=self.port,
+            config=config.storage,
+            random_bytes=parts.random_bytes,
+            clock_ms=self.clock_ms,
+        )
+        for service in (self.dht, self.gossip, self.shards):
+            service.install(self.dispatcher)
+        self._nursery: trio.Nursery | None = None
+
+    def clock_ms(self) -> int:
+        return int(self.parts.wall_clock() * 1000)
+
+    @property
+    def contact(self) -> Contact:
+        return self.dht.contact
+
+    def _announce(self, key: bytes) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._provide, key)
+
+    async def _provide(self, key: bytes) -> None:
+        try:
+            await self.dht.provide(key)
+        except Exception:  # an announcement is retried by republish; never fatal
+            log.exception("provider announcement failed")
+
+    async def serve(
+        self,
+        bootstrap: Sequence[Contact],
+        restored: Sequence[tuple[bytes, str]] = (),
+        *,
+        task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run every service until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            bound = await nursery.start(self.manager.serve)
+            self.dht.set_address(self.parts.config.advertised(bound))
+            self.dht.routing.restore(restored, trio.current_time())
+            await nursery.start(self.dht.serve, bootstrap)
+            await nursery.start(self.gossip.serve)
+            held = self.shards.announce_all()
+            event(
+                log,
+                logging.INFO,
+                "node ready",
+                address=self.dht.contact.address,
+                records_held=held,
+                ledger_entries=len(self.ledger.book),
+            )
+            task_status.started(self)

@@ -1,0 +1,427 @@
+"""Records across the network: put, open for reading, grant, revoke, delete, check.
+
+put: encode the segments a caller pushes (in a worker thread), place shard
+index i on the i-th node of a site-aware placement over the nodes closest to
+the record's DHT key, stream each holder its blocks, and only when `happy`
+distinct holders confirmed complete shards write the `record` entry and the
+grants (the owner, i.e. this node, and any grantees) to the ledger; a put
+that falls short records nothing.
+
+open: the ledger says whether the record exists, is deleted, and whether the
+reader holds a grant; the manifest comes from a holder and must hash to what
+the ledger recorded; the holders of each index come from the DHT's provider
+records and the closest nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+import nacl.signing
+import trio
+
+from node.dht import DhtService
+from node.fetch import BlockFetcher, Latency
+from node.ledger import LedgerService
+from node.logs import event, get_logger
+from node.rpc_errors import RpcError
+from node.rpc_port import RpcPort
+from node.shard_service import ShardService
+from node.storage_config import StorageConfig
+from node.transfer import HolderSender
+from protocol.contact import Contact, distance
+from protocol.ids import record_dht_key
+from protocol.ledger_entries import (
+    GrantBody,
+    RecordBody,
+    RevokeBody,
+    TombstoneBody,
+    derive_record_id,
+)
+from protocol.ledger_state import GrantInfo, RecordInfo
+from protocol.shard_messages import (
+    GetHoldings,
+    GetManifest,
+    GetNodeInfo,
+    HoldingsFound,
+    ManifestFound,
+    NodeInfo,
+)
+from storage.crypt import KEY_SIZE, SegmentCipher, open_sealed_key, seal_key
+from storage.encoder import RecordEncoder
+from storage.errors import ManifestError
+from storage.manifest import Manifest, RecordMetadata
+from storage.placement import Candidate, place
+
+log = get_logger("records")
+NODE_INFO_TTL = 300.0
+
+
+class RecordError(Exception):
+    """A record operation cannot be done; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class PutResult:
+    record_id: bytes
+    manifest: Manifest
+    holders: dict[int, bytes]
+    confirmed: int
+
+
+@dataclass(frozen=True)
+class ReadHandle:
+    record: RecordInfo
+    manifest: Manifest
+    grant: GrantInfo
+    fetcher: BlockFetcher
+
+
+@dataclass(frozen=True)
+class Holding:
+    contact: Contact
+    found: HoldingsFound
+
+
+def short(value: bytes) -> str:
+    return value.hex()[:16]
+
+
+class RecordService:
+    def __init__(
+        self,
+        *,
+        identity: nacl.signing.SigningKey,
+        dht: DhtService,
+        ledger: LedgerService,
+        shards: ShardService,
+        port: RpcPort,
+        config: StorageConfig,
+        random_bytes: Callable[[int], bytes],
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.identity = identity
+        self.public_key = bytes(identity.verify_key)
+        self.dht = dht
+        self.ledger = ledger
+        self.shards = shards
+        self.port = port
+        self.config = config
+        self.random_bytes = random_bytes
+        self.clock_ms = clock_ms
+        self.latency = Latency()
+        self._sites: dict[bytes, tuple[str, float]] = {}
+
+    # -- placement --------------------------------------------------------------
+
+    async def candidates(self, key: bytes, want: int) -> list[tuple[Contact, str]]:
+        """Reachable nodes closest to `key` (this one included), with their sites."""
+        found = await self.dht.find_node(key)
+        contacts = sorted(
+            [*found.closest, self.dht.contact], key=lambda c: distance(c.node_id, key)
+        )[: max(2 * want, want + 4)]
+        sites: dict[bytes, str] = {}
+
+        async def ask(contact: Contact) -> None:
+            site = await self.site_of(contact)
+            if site is not None:
+                sites[contact.public_key] = site
+
+        async with trio.open_nursery() as nursery:
+            for contact in contacts:
+                nursery.start_soon(ask, contact)
+        return [(c, sites[c.public_key]) for c in contacts if c.public_key in sites]
+
+    async def site_of(self, contact: Contact) -> str | None:
+        """A node's site label (cached), or None when it does not answer."""
+        cached = self._sites.get(contact.public_key)
+        if cached is not None and trio.current_time() - cached[1] < NODE_INFO_TTL:
+            return cached[0]
+        try:
+            info = await self.port.call(contact, GetNodeInfo(), self.dht.config.query_timeout)
+        except RpcError:
+            return None
+        if not isinstance(info, NodeInfo):
+            return None
+        self._sites[contact.public_key] = (info.site, trio.current_time())
+        return info.site
+
+    # -- put ------------------------------------------------------------------------
+
+    async def put(
+        self,
+        segments: AsyncIterator[tuple[bytes, bool]],
+        *,
+        metadata: RecordMetadata,
+        grantees: Sequence[bytes] = (),
+        expires_at: int = 0,
+    ) -> PutResult:
+        """Store a record pushed segment by segment (every segment but the last full)."""
+        config = self.config
+        nonce = self.random_bytes(16)
+        record_id = derive_record_id(self.public_key, nonce)
+        record_key = self.random_bytes(KEY_SIZE)
+        encoder = RecordEncoder(
+            record_id=record_id,
+            record_key=record_key,
+            k=config.k,
+            n=config.n,
+            segment_size=config.segment_size,
+            metadata=metadata,
+        )
+        pool = await self.candidates(record_dht_key(record_id), config.n)
+        if len(pool) < config.happy:
+            raise RecordError(
+                f"network too small: {len(pool)} reachable nodes, a put needs"
+                f" {config.happy} distinct holders (storage.happy)"
+            )
+        chosen = place(config.n, [Candidate(c.public_key, site) for c, site in pool])
+        contacts = {c.public_key: c for c, _ in pool}
+        senders = self._senders(record_id, chosen, contacts)
+        await self._stream(encoder, segments, senders)
+        confirmed = [s for s in senders if s.confirmed]
+        if len(confirmed) < config.happy:
+            failures = "; ".join(
+                f"{short(s.holder.public_key)}: {s.failure}" for s in senders if s.failure
+            )
+            raise RecordError(
+                f"only {len(confirmed)} of {len(senders)} holders confirmed their shards, a put"
+                f" needs {config.happy}; nothing was recorded ({failures})"
+            )
+        manifest = encoder.manifest()
+        await self._record(
+            record_id,
+            nonce=nonce,
+            manifest=manifest,
+            record_key=record_key,
+            grantees=grantees,
+            expires_at=expires_at,
+        )
+        event(
+            log,
+            logging.INFO,
+            "record stored",
+            record=short(record_id),
+            size=manifest.size,
+            holders=len(confirmed),
+        )
+        return PutResult(record_id, manifest, dict(enumerate(chosen)), len(confirmed))
+
+    def _senders(
+        self, record_id: bytes, chosen: list[bytes], contacts: dict[bytes, Contact]
+    ) -> list[HolderSender]:
+        by_holder: dict[bytes, list[int]] = {}
+        for index, holder in enumerate(chosen):
+            by_holder.setdefault(holder, []).append(index)
+        return [
+            HolderSender(
+                port=self.port,
+                holder=contacts[holder],
+                record_id=record_id,
+                indices=indices,
+                batch_bytes=self.config.transfer_batch_bytes,
+                timeout=self.config.call_timeout,
+            )
+            for holder, indices in by_holder.items()
+        ]
+
+    async def _stream(
+        self,
+        encoder: RecordEncoder,
+        segments: AsyncIterator[tuple[bytes, bool]],
+        senders: list[HolderSender],
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            for sender in senders:
+                nursery.start_soon(sender.run, encoder.manifest)
+            try:
+                await self._feed(encoder, segments, senders)
+            except BaseException:
+                nursery.cancel_scope.cancel()
+                raise
+            finally:
+                for sender in senders:
+                    await sender.send.aclose()
+
+    async def _feed(
+        self,
+        encoder: RecordEncoder,
+        segments: AsyncIterator[tuple[bytes, bool]],
+        senders: list[HolderSender],
+    ) -> None:
+        async for plaintext, last in segments:
+            try:
+                encoded = await trio.to_thread.run_sync(encoder.add, plaintext, last)
+            except (ValueError, ManifestError) as exc:
+                raise RecordError(f"cannot encode the record: {exc}") from None
+            for sender in senders:
+                await sender.send.send({i: bytes(encoded.blocks[i]) for i in sender.indices})
+            if last:
+                return
+        raise RecordError("the upload ended before its last segment")
+
+    async def _record(
+        self,
+        record_id: bytes,
+        *,
+        nonce: bytes,
+        manifest: Manifest,
+        record_key: bytes,
+        grantees: Sequence[bytes],
+        expires_at: int,
+    ) -> None:
+        owner = self.public_key
+        await self.ledger.append(
+            RecordBody(
+                record_id, nonce, manifest.digest(), manifest.size, manifest.k, manifest.n, owner
+            )
+        )
+        for grantee in dict.fromkeys([owner, *grantees]):
+            expiry = 0 if grantee == owner else expires_at
+            await self.ledger.append(
+                GrantBody(record_id, grantee, self._seal(record_key, grantee), expiry)
+            )
+
+    def _seal(self, record_key: bytes, grantee: bytes) -> bytes:
+        return seal_key(record_key, grantee, self.random_bytes(32))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def lookup(self, record_id: bytes) -> RecordInfo:
+        state = self.ledger.state()
+        record = state.records.get(record_id)
+        if record is None:
+            raise RecordError(f"unknown record {short(record_id)}")
+        if record_id in state.tombstones:
+            raise RecordError(f"record {short(record_id)} was deleted")
+        return record
+
+    def grant_of(self, record_id: bytes, reader: bytes) -> GrantInfo:
+        self.lookup(record_id)
+        grant = self.ledger.state().grant_for(record_id, reader, self.clock_ms())
+        if grant is None:
+            raise RecordError(f"no grant for key {short(reader)} on record {short(record_id)}")
+        return grant
+
+    async def open(self, record_id: bytes, reader: bytes | None = None) -> ReadHandle:
+        """Everything needed to stream a record's ciphertext to `reader` (default: this node)."""
+        record = self.lookup(record_id)
+        grant = self.grant_of(record_id, reader or self.public_key)
+        manifest = await self.manifest_of(record)
+        holdings = await self.holdings_of(record_id)
+        holders: dict[int, list[Contact]] = {}
+        for holding in holdings:
+            for index in holding.found.complete:
+                holders.setdefault(index, []).append(holding.contact)
+        fetcher = BlockFetcher(
+            port=self.port,
+            manifest=manifest,
+            holders=holders,
+            latency=self.latency,
+            timeout=self.config.call_timeout,
+        )
+        return ReadHandle(record, manifest, grant, fetcher)
+
+    def record_key(self, handle: ReadHandle) -> bytes:
+        """The record key, when this node itself is the reader."""
+        return open_sealed_key(handle.grant.sealed_key, self.identity)
+
+    async def plaintext(self, handle: ReadHandle, record_key: bytes) -> AsyncIterator[bytes]:
+        """The record's plaintext, segment by segment (decrypted in a worker thread)."""
+        manifest = handle.manifest
+        cipher = SegmentCipher(record_key, manifest.record_id)
+        async for segment, ciphertext in handle.fetcher.ciphertext():
+            yield await trio.to_thread.run_sync(
+                cipher.decrypt_segment, segment, manifest.is_last(segment), ciphertext
+            )
+
+    async def manifest_of(self, record: RecordInfo) -> Manifest:
+        local = self.shards.manifest(record.record_id)
+        if local is not None and local.digest() == record.manifest_hash:
+            return local
+        for contact in await self._holder_candidates(record.record_id):
+            try:
+                answer = await self.port.call(
+                    contact, GetManifest(record.record_id), self.config.call_timeout
+                )
+            except RpcError:
+                continue
+            if isinstance(answer, ManifestFound) and answer.manifest is not None:
+                try:
+                    manifest = Manifest.decode(answer.manifest)
+                except ManifestError:
+                    continue
+                if manifest.digest() == record.manifest_hash:
+                    return manifest
+        raise RecordError(f"no holder of record {short(record.record_id)} served its manifest")
+
+    async def _holder_candidates(self, record_id: bytes) -> list[Contact]:
+        key = record_dht_key(record_id)
+        found = await self.dht.find_providers(key)
+        contacts = {p.provider.public_key: Contact.from_info(p.provider) for p in found.providers}
+        for contact in [self.dht.contact, *found.closest]:
+            contacts.setdefault(contact.public_key, contact)
+        return list(contacts.values())
+
+    async def holdings_of(self, record_id: bytes, verify: bool = False) -> list[Holding]:
+        """What each reachable candidate holder holds of the record."""
+        results: list[Holding] = []
+
+        async def ask(contact: Contact) -> None:
+            try:
+                answer = await self.port.call(
+                    contact, GetHoldings(record_id, verify), self.config.call_timeout
+                )
+            except RpcError:
+                return
+            if isinstance(answer, HoldingsFound) and (
+                answer.complete or answer.partial or answer.corrupt
+            ):
+                results.append(Holding(contact, answer))
+
+        async with trio.open_nursery() as nursery:
+            for contact in await self._holder_candidates(record_id):
+                nursery.start_soon(ask, contact)
+        return sorted(results, key=lambda h: h.contact.node_id)
+
+    # -- the owner's entries ---------------------------------------------------------------
+
+    def _owned(self, record_id: bytes) -> RecordInfo:
+        record = self.lookup(record_id)
+        if record.owner != self.public_key:
+            raise RecordError(
+                f"record {short(record_id)} is owned by {short(record.owner)}, not this node"
+            )
+        return record
+
+    async def grant(self, record_id: bytes, grantee: bytes, expires_at: int = 0) -> None:
+        self._owned(record_id)
+        own = self.grant_of(record_id, self.public_key)
+        record_key = open_sealed_key(own.sealed_key, self.identity)
+        await self.ledger.append(
+            GrantBody(record_id, grantee, self._seal(record_key, grantee), expires_at)
+        )
+
+    async def revoke(self, record_id: bytes, grantee: bytes) -> None:
+        self._owned(record_id)
+        if self.ledger.state().grant_for(record_id, grantee, self.clock_ms()) is None:
+            raise RecordError(f"key {short(grantee)} holds no grant on record {short(record_id)}")
+        await self.ledger.append(RevokeBody(record_id, grantee))
+
+    async def delete(self, record_id: bytes) -> None:
+        """Tombstone the record: every holder deletes its shards when it sees the entry."""
+        self._owned(record_id)
+        await self.ledger.append(TombstoneBody(record_id))
+
+    async def submit(self, raw: bytes) -> None:
+        """Accept an entry a person signed elsewhere (e.g. an attestation made with --as)."""
+        accepted = await self.ledger.ingest([raw])
+        if not accepted:
+            raise RecordError(
+                "the entry was not accepted (bad signature, duplicate or out of order)"
+            )
+        reason = self.ledger.state().rejected.get(accepted[0].hash)
+        if reason is not None:
+            raise RecordError(f"the entry has no effect: {reason}")

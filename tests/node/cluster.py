@@ -1,0 +1,99 @@
+"""Whole nodes (the daemon's own assembly) over the in-memory transport, for tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nacl.signing
+import trio
+
+from node.assembly import Node, NodeParts
+from node.config import NodeConfig
+from node.dht_config import DhtConfig
+from node.gossip_config import GossipConfig
+from node.storage_config import StorageConfig
+from node.transport import MemoryNetwork
+from storage.holdings import Holdings
+from storage.memory_store import MemoryShardStore
+from tests.protocol.keys import NETWORK, seed
+
+
+def small_config(**storage: object) -> NodeConfig:
+    settings = {
+        "k": 3,
+        "n": 5,
+        "happy": 4,
+        "segment_size": 64 * 1024,
+        "call_timeout": 5.0,
+        **storage,
+    }
+    return NodeConfig(
+        dht=DhtConfig(k=8, query_timeout=1.0),
+        gossip=GossipConfig(interval=0.2),
+        storage=StorageConfig(**settings),  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class Cluster:
+    root: Path
+    network: MemoryNetwork = field(default_factory=MemoryNetwork)
+    nodes: list[Node] = field(default_factory=list)
+    scopes: list[trio.CancelScope] = field(default_factory=list)
+
+    async def add(self, nursery: trio.Nursery, config: NodeConfig, site: str = "") -> Node:
+        index = len(self.nodes)
+        identity = nacl.signing.SigningKey(seed(f"cluster node {index}"))
+        config = dataclasses.replace(config, storage=dataclasses.replace(config.storage, site=site))
+        parts = NodeParts(
+            identity=identity,
+            network_key=NETWORK,
+            config=config,
+            transport=self.network.transport(f"mem-{index}:1"),
+            store=MemoryShardStore(),
+            holdings=Holdings(self.root / f"holdings-{index}.sqlite"),
+            ledger_db=None,
+            random_bytes=os.urandom,
+            wall_clock=time.time,
+            rng=random.Random(index),
+        )
+        node = Node(parts)
+        bootstrap = [self.nodes[0].contact] if self.nodes else []
+        scope = trio.CancelScope()
+
+        async def run(*, task_status: trio.TaskStatus[Node]) -> None:
+            with scope:
+                await node.serve(bootstrap, task_status=task_status)
+
+        await nursery.start(run)
+        self.nodes.append(node)
+        self.scopes.append(scope)
+        return node
+
+    def crash(self, node: Node) -> None:
+        """Stop a node at once (its memory-transport address stops answering)."""
+        self.scopes[self.nodes.index(node)].cancel()
+
+
+async def segments(data: bytes, size: int) -> AsyncIterator[tuple[bytes, bool]]:
+    pieces = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+    for number, piece in enumerate(pieces):
+        yield piece, number == len(pieces) - 1
+
+
+async def read_all(node: Node, record_id: bytes) -> bytes:
+    handle = await node.records.open(record_id)
+    key = node.records.record_key(handle)
+    return b"".join([chunk async for chunk in node.records.plaintext(handle, key)])
+
+
+async def knows_grant(node: Node, record_id: bytes, grantee: bytes) -> None:
+    """Return once `node`'s ledger shows a grant of the record to `grantee`."""
+    while node.ledger.state().grant_for(record_id, grantee, node.clock_ms()) is None:
+        await node.ledger.changed()
