@@ -25,9 +25,11 @@ from node.gossip import GossipService
 from node.ledger import LedgerService
 from node.logs import event, get_logger
 from node.records import RecordService
+from node.repair import Repairer
 from node.rpc_port import ManagerPort, SelfRoutingPort
 from node.shard_service import ShardService
 from node.transport import Transport
+from node.upkeep import RecordUpkeep
 from protocol.contact import Contact
 from protocol.ids import node_id
 from storage.holdings import Holdings
@@ -103,6 +105,13 @@ class Node:
             random_bytes=parts.random_bytes,
             clock_ms=self.clock_ms,
         )
+        self.repairer = Repairer(self.records)
+        self.upkeep = RecordUpkeep(
+            repairer=self.repairer,
+            shards=self.shards,
+            ledger=self.ledger,
+            interval=config.storage.repair_interval,
+        )
         for service in (self.dht, self.gossip, self.shards):
             service.install(self.dispatcher)
         self._nursery: trio.Nursery | None = None
@@ -140,6 +149,7 @@ class Node:
             await nursery.start(self.dht.serve, bootstrap)
             await nursery.start(self.gossip.serve)
             held = self.shards.announce_all()
+            await nursery.start(self.upkeep.serve)
             event(
                 log,
                 logging.INFO,

@@ -67,6 +67,11 @@ class BlockFetcher:
 
     async def ciphertext(self, first: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         """(segment, ciphertext) for every segment from `first`, in order."""
+        async for segment, blocks in self.segment_blocks(first):
+            yield segment, await trio.to_thread.run_sync(self._decode, segment, blocks)
+
+    async def segment_blocks(self, first: int = 0) -> AsyncIterator[tuple[int, dict[int, bytes]]]:
+        """(segment, k verified blocks by index) for every segment from `first`, in order."""
         m = self.manifest
         per_segment = m.block_size(0) * m.k if m.segment_count else 1
         window = max(1, WINDOW_BYTES // max(per_segment, 1))
@@ -74,7 +79,7 @@ class BlockFetcher:
             segments = range(start, min(m.segment_count, start + window))
             blocks = await self.fetch(segments, m.k)
             for segment in segments:
-                yield segment, await trio.to_thread.run_sync(self._decode, segment, blocks[segment])
+                yield segment, blocks[segment]
 
     def _decode(self, segment: int, blocks: dict[int, bytes]) -> bytes:
         return self.code.decode(blocks, self.manifest.plain_size(segment) + MAC_SIZE)

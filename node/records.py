@@ -233,17 +233,23 @@ class RecordService:
         segments: AsyncIterator[tuple[bytes, bool]],
         senders: list[HolderSender],
     ) -> None:
+        failure: RecordError | None = None
         async with trio.open_nursery() as nursery:
             for sender in senders:
                 nursery.start_soon(sender.run, encoder.manifest)
             try:
                 await self._feed(encoder, segments, senders)
-            except BaseException:
+            except RecordError as exc:
+                failure = exc  # raised below, outside the nursery (not in an ExceptionGroup)
                 nursery.cancel_scope.cancel()
+            except BaseException:
+                nursery.cancel_scope.cancel()  # no holder may see the end of a broken upload
                 raise
             finally:
                 for sender in senders:
-                    await sender.send.aclose()
+                    sender.send.close()
+        if failure is not None:
+            raise failure
 
     async def _feed(
         self,

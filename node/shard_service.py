@@ -182,7 +182,11 @@ class ShardService:
                 continue
             try:
                 block = self.store.get(manifest.block_hash(ref.segment, ref.index))
-            except (ShardNotFound, CorruptShard):
+            except ShardNotFound:
+                out.append(None)
+                continue
+            except CorruptShard:  # quarantined by the store; repair will rebuild it elsewhere
+                self.holdings.incomplete(manifest.record_id, ref.index)
                 out.append(None)
                 continue
             budget -= len(block)
@@ -197,20 +201,22 @@ class ShardService:
         corrupt: list[int] = []
         manifest = self.manifest(message.record_id)
         if message.verify and manifest is not None:
-            corrupt = await trio.to_thread.run_sync(self._scrub, manifest, complete + partial)
+            corrupt = await trio.to_thread.run_sync(self._scrub, manifest, complete)
+            complete = [i for i in complete if i not in corrupt]
+            partial = sorted([*partial, *corrupt])
         return HoldingsFound(tuple(complete), tuple(partial), tuple(corrupt))
 
     def _scrub(self, manifest: Manifest, indices: list[int]) -> list[int]:
+        """In a worker thread: read every block of `indices`; demote those not whole."""
         bad = []
         for index in indices:
             for segment in range(manifest.segment_count):
                 try:
                     self.store.get(manifest.block_hash(segment, index))
-                except CorruptShard:
+                except (CorruptShard, ShardNotFound):
                     bad.append(index)
+                    self.holdings.incomplete(manifest.record_id, index)
                     break
-                except ShardNotFound:
-                    continue
         return bad
 
     # -- local -------------------------------------------------------------------

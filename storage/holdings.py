@@ -65,6 +65,14 @@ class Holdings:
                 (record_id, index),
             )
 
+    def incomplete(self, record_id: bytes, index: int) -> None:
+        """A block of `index` was lost or found corrupt: the index is no longer held whole."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE shards SET complete = 0 WHERE record_id = ? AND shard_index = ?",
+                (record_id, index),
+            )
+
     def manifest(self, record_id: bytes) -> bytes | None:
         with self._lock:
             row = self._db.execute(

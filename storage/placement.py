@@ -15,7 +15,7 @@ nothing of the record, while any such candidate remains.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -40,20 +40,21 @@ def place(n: int, candidates: Sequence[Candidate[N]]) -> list[N]:
 def add_holders(
     missing: Sequence[int],
     candidates: Sequence[Candidate[N]],
-    current: dict[int, N],
-    sites: dict[N, str],
+    held: Mapping[N, Sequence[int]],
+    sites: Mapping[N, str],
 ) -> dict[int, N]:
-    """Targets for the `missing` indices of a record whose live holders are `current`.
+    """Targets for the `missing` indices of a record; `held` says what live nodes hold.
 
     Candidates holding nothing of the record come first (closest first); only
-    when none is left do holders take a second index, still balancing sites.
+    when none is left do holders take another index, still balancing sites.
     """
     if not candidates:
         raise ValueError("no candidate nodes to repair onto")
-    per_site = Counter(sites.get(node, str(node)) for node in current.values())
-    per_node = Counter(current.values())
-    holding = set(current.values())
-    fresh = [c for c in candidates if c.node not in holding]
+    per_node = Counter({node: len(indices) for node, indices in held.items() if indices})
+    per_site: Counter[str] = Counter()
+    for node, count in per_node.items():
+        per_site[sites.get(node, str(node))] += count
+    fresh = [c for c in candidates if c.node not in per_node]
     pool = fresh if len(fresh) >= len(missing) else list(candidates)
     chosen = _assign(len(missing), pool, per_site, per_node, prefer_empty=True)
     return dict(zip(missing, chosen, strict=True))
@@ -82,3 +83,30 @@ def _assign(
         per_node[pick.node] += 1
         chosen.append(pick.node)
     return chosen
+
+
+def spread(holders: Mapping[int, Sequence[N]]) -> dict[int, N]:
+    """One distinct holder per index, for as many indices as possible.
+
+    `holders` maps each shard index to the nodes holding it. The result is a
+    maximum matching (each node used once): its size is the number of
+    distinct hosts the record can count on, and the held indices left out of
+    it are crowded onto nodes that already stand for another index, so repair
+    copies them to fresh nodes. Deterministic: indices in order, holders in
+    the order given.
+    """
+    owner: dict[N, int] = {}
+
+    def claim(index: int, seen: set[N]) -> bool:
+        for node in holders[index]:
+            if node in seen:
+                continue
+            seen.add(node)
+            if node not in owner or claim(owner[node], seen):
+                owner[node] = index
+                return True
+        return False
+
+    for index in sorted(holders):
+        claim(index, set())
+    return {index: node for node, index in owner.items()}

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.placement import Candidate, add_holders, place
+from storage.placement import Candidate, add_holders, place, spread
 
 
 def candidates(sites: list[str]) -> list[Candidate[str]]:
@@ -66,7 +66,7 @@ def test_sites_then_nodes_are_balanced(sites: list[str], n: int) -> None:
 @given(st.integers(1, 8), st.integers(0, 12), st.integers(1, 8))
 def test_repair_prefers_nodes_holding_nothing(holders: int, spare: int, missing: int) -> None:
     pool = candidates([f"s{i}" for i in range(holders + spare)])
-    current = {i: pool[i].node for i in range(holders)}
+    current = {pool[i].node: [i] for i in range(holders)}
     lost = list(range(holders, holders + missing))
     targets = add_holders(lost, pool, current, {c.node: c.site for c in pool})
     assert sorted(targets) == lost
@@ -76,3 +76,45 @@ def test_repair_prefers_nodes_holding_nothing(holders: int, spare: int, missing:
         assert len(set(targets.values())) == missing and set(targets.values()) <= set(empty)
     else:
         assert set(empty) <= set(used_empty)  # every empty node took one first
+
+
+def test_a_second_holder_of_an_index_is_not_taken_for_an_empty_node() -> None:
+    pool = candidates(["a", "b", "c", "d"])
+    held = {"node0": [0], "node1": [0], "node2": [1]}
+    targets = add_holders([2], pool, held, {c.node: c.site for c in pool})
+    assert targets == {2: "node3"}
+
+
+def test_spread_finds_distinct_holders_through_reassignment() -> None:
+    # Greedy would give index 0 to "a" and leave index 1 without a distinct host.
+    matched = spread({0: ["a", "b"], 1: ["a"]})
+    assert matched == {0: "b", 1: "a"}
+
+
+def test_spread_leaves_out_indices_crowded_on_one_node() -> None:
+    matched = spread({0: ["a"], 1: ["a"], 2: ["b"], 3: []})
+    assert len(matched) == 2 and matched[2] == "b" and set(matched) in ({0, 2}, {1, 2})
+
+
+@given(
+    st.dictionaries(
+        st.integers(0, 9), st.lists(st.sampled_from("abcdefg"), unique=True), max_size=10
+    )
+)
+def test_spread_is_a_maximum_matching(holders: dict[int, list[str]]) -> None:
+    matched = spread(holders)
+    assert len(set(matched.values())) == len(matched)
+    assert all(node in holders[index] for index, node in matched.items())
+    # Maximum: no larger matching exists (brute force over small inputs).
+    assert len(matched) == _best(sorted(holders), holders, frozenset())
+
+
+def _best(indices: list[int], holders: dict[int, list[str]], used: frozenset[str]) -> int:
+    if not indices:
+        return 0
+    first, rest = indices[0], indices[1:]
+    best = _best(rest, holders, used)
+    for node in holders[first]:
+        if node not in used:
+            best = max(best, 1 + _best(rest, holders, used | {node}))
+    return best

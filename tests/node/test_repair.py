@@ -1,0 +1,155 @@
+"""Repair, check and tombstones across whole nodes on the memory transport."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from node.assembly import Node
+from protocol.ids import node_id
+from storage.manifest import RecordMetadata
+from storage.memory_store import MemoryShardStore
+from tests.node.cluster import Cluster, read_all, segments, small_config
+
+DATA_SIZE = 200_000
+
+
+async def put_record(cluster: Cluster, writer: Node, data: bytes) -> bytes:
+    result = await writer.records.put(segments(data, 64 * 1024), metadata=RecordMetadata())
+    for node in cluster.nodes:  # every live node learns of the record before it matters
+        while result.record_id not in node.ledger.state().records:
+            await node.ledger.changed()
+    return result.record_id
+
+
+def holders_of(cluster: Cluster, record_id: bytes) -> list[Node]:
+    return [n for n in cluster.nodes if n.shards.holdings.indices(record_id)[0]]
+
+
+async def test_repair_restores_n_distinct_holders_after_two_die(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for _ in range(8):
+            await cluster.add(nursery, small_config())
+        data = os.urandom(DATA_SIZE)
+        writer = cluster.nodes[0]
+        record_id = await put_record(cluster, writer, data)
+        first = holders_of(cluster, record_id)
+        assert len(first) == 5
+        dead = [n for n in first if n is not writer][:2]
+        for node in dead:
+            cluster.crash(node)
+        survivor = next(n for n in first if n not in dead)
+        before = await survivor.repairer.check(record_id)
+        assert before.distinct_hosts == 3 and len(before.missing) == 2 and before.readable
+
+        report = await survivor.repairer.repair(record_id)
+        assert sorted(report.placed) == sorted(before.missing) and not report.failed
+        after = await survivor.repairer.check(record_id)
+        assert after.healthy and after.distinct_hosts == 5
+        dead_keys = {n.public_key for n in dead}
+        assert not dead_keys & set(after.holders)
+
+        # A later loss of n-k other holders still leaves the record readable.
+        for node in [
+            n for n in holders_of(cluster, record_id) if n not in dead and n is not writer
+        ][:2]:
+            cluster.crash(node)
+        assert await read_all(writer, record_id) == data
+        nursery.cancel_scope.cancel()
+
+
+async def test_only_the_coordinator_repairs_in_a_background_pass(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for _ in range(8):
+            await cluster.add(nursery, small_config())
+        record_id = await put_record(cluster, cluster.nodes[0], os.urandom(DATA_SIZE))
+        holders = holders_of(cluster, record_id)
+        cluster.crash(holders[-1])
+        live = holders[:-1]
+        coordinator = min(live, key=lambda n: node_id(n.public_key))
+        results = {}
+        for node in live:
+            results[node.public_key] = await node.upkeep.run_pass()
+        repaired = [key for key, reports in results.items() if reports]
+        assert repaired == [coordinator.public_key]
+        assert (await coordinator.repairer.check(record_id)).healthy
+        nursery.cancel_scope.cancel()
+
+
+async def test_check_finds_a_corrupt_block_and_repair_replaces_the_index(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for _ in range(7):
+            await cluster.add(nursery, small_config())
+        data = os.urandom(DATA_SIZE)
+        record_id = await put_record(cluster, cluster.nodes[0], data)
+        victim = holders_of(cluster, record_id)[0]
+        index = victim.shards.holdings.indices(record_id)[0][0]
+        manifest = victim.shards.manifest(record_id)
+        assert manifest is not None
+        store = victim.parts.store
+        assert isinstance(store, MemoryShardStore)
+        store.damage(manifest.block_hash(1, index), b"rotten" * 100)
+
+        health = await cluster.nodes[0].repairer.check(record_id, verify=True)
+        assert health.corrupt == {victim.public_key: (index,)}
+        assert index in health.missing and victim.public_key not in health.holders
+
+        report = await cluster.nodes[0].repairer.repair(record_id)
+        assert list(report.placed) == [index]
+        assert (await cluster.nodes[0].repairer.check(record_id, verify=True)).healthy
+        assert await read_all(cluster.nodes[0], record_id) == data
+        nursery.cancel_scope.cancel()
+
+
+async def test_repair_moves_a_crowded_index_to_a_new_node(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):  # n=5 over 4 nodes: one node takes two indices
+            await cluster.add(nursery, small_config())
+        data = os.urandom(DATA_SIZE)
+        record_id = await put_record(cluster, cluster.nodes[0], data)
+        before = await cluster.nodes[0].repairer.check(record_id)
+        assert before.distinct_hosts == 4 and len(before.crowded) == 1 and not before.missing
+        assert (await cluster.nodes[0].repairer.repair(record_id)).note.startswith("no node")
+
+        newcomer = await cluster.add(nursery, small_config())
+        report = await cluster.nodes[0].repairer.repair(record_id)
+        assert report.placed == {before.crowded[0]: newcomer.public_key}
+        assert (await cluster.nodes[0].repairer.check(record_id)).healthy
+        nursery.cancel_scope.cancel()
+
+
+async def test_holders_delete_their_shards_when_the_record_is_tombstoned(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for _ in range(6):
+            await cluster.add(nursery, small_config())
+        owner = cluster.nodes[2]
+        record_id = await put_record(cluster, owner, os.urandom(DATA_SIZE))
+        holders = holders_of(cluster, record_id)
+        assert all(n.parts.store.used_bytes > 0 for n in holders)
+        await owner.records.delete(record_id)
+        for node in holders:
+            while record_id not in node.ledger.state().tombstones:
+                await node.ledger.changed()
+        await trio.testing.wait_all_tasks_blocked()
+        for node in holders:
+            assert node.shards.holdings.records() == []
+            assert node.parts.store.used_bytes == 0
+        nursery.cancel_scope.cancel()
