@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 import trio
 
-from node import logs
+from node import cli_records, logs
 from node.codec_demo import run_codec_demo
 from node.config import ConfigError, PeerAddress, parse_host_port
 from node.daemon import run_until_signalled
@@ -184,6 +184,10 @@ def run(*, data_dir: Path | None, log_format: logs.LogFormat, log_level: str) ->
     target = _dir(data_dir)
     with target.lock():
         trio.run(run_until_signalled, target)
+
+
+for _command in cli_records.COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -23,6 +23,9 @@ import trio
 from node.assembly import Node, NodeParts
 from node.config import NodeConfig, PeerAddress
 from node.connections import ConnectionManager
+from node.control_ops import ControlOps
+from node.control_server import ControlServer
+from node.control_socket import control_path
 from node.datadir import DataDir
 from node.dht import DhtService
 from node.logs import event, get_logger, short_key
@@ -70,14 +73,15 @@ async def serve_node(
                     rng=random.SystemRandom(),
                 )
             )
-            await _serve(node, config, data_dir.root / PEERS_FILE, task_status=task_status)
+            await _serve(node, config, data_dir.root, task_status=task_status)
     finally:
         holdings.close()
 
 
 async def _serve(
-    node: Node, config: NodeConfig, peers_path: Path, *, task_status: trio.TaskStatus[Node]
+    node: Node, config: NodeConfig, root: Path, *, task_status: trio.TaskStatus[Node]
 ) -> None:
+    peers_path = root / PEERS_FILE
     restored = _load_peers(peers_path)
     bootstrap = [Contact(p.public_key, p.address) for p in config.bootstrap]
     event(
@@ -97,6 +101,8 @@ async def _serve(
                 contacts=len(node.dht.routing),
                 advertise=node.dht.contact.address,
             )
+            ops = ControlOps(node, started=trio.current_time())
+            await nursery.start(ControlServer(ops, control_path(root)).serve)
             nursery.start_soon(_save_periodically, node.dht, peers_path)
             for peer in config.bootstrap:
                 nursery.start_soon(_reach, node.manager, peer)

@@ -65,13 +65,14 @@ class LedgerService:
         stored = db.derived_digest()
         if stored != (state.digest(), len(self.book)) or result.rejected:
             db.replace_derived(_derived(state, len(self.book)))
-            event(
-                log,
-                logging.WARNING,
-                "rebuilt derived ledger tables",
-                entries=len(self.book),
-                unreadable=len(result.rejected),
-            )
+            if stored is not None or len(self.book) or result.rejected:  # not just a new ledger
+                event(
+                    log,
+                    logging.WARNING,
+                    "rebuilt derived ledger tables",
+                    entries=len(self.book),
+                    unreadable=len(result.rejected),
+                )
         event(
             log, logging.INFO, "ledger loaded", entries=len(self.book), records=len(state.records)
         )

@@ -1,43 +1,52 @@
-"""Real `medvault` processes for end-to-end tests: start, read JSON log events, stop."""
+"""Real `medvault` processes for end-to-end tests: start, read JSON log events, stop.
+
+A thread drains each daemon's stderr as it is written (a full pipe would
+block the daemon), appending every line to `log_path` (so tests can scan the
+logs) and handing parsed events to `wait_for`.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import select
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def medvault(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def medvault(
+    *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "node", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=check,
-        timeout=60,
+        timeout=timeout,
     )
 
 
 class Daemon:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path | None = None) -> None:
         self.data_dir = data_dir
+        self.log_path = log_path or data_dir.with_name(data_dir.name + ".log")
         self.events: list[dict[str, Any]] = []
         self.raw_lines: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
-        self._pending = b""
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._drain: threading.Thread | None = None
 
     def start(self) -> None:
         """Start (or restart) the daemon; events restart too, raw lines accumulate."""
-        self._pending = b""
         self.events = []
+        self._lines = queue.Queue()
         command = [sys.executable, "-m", "node", "run", "--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(
             [*command, "--log-format", "json"],
@@ -46,55 +55,77 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             bufsize=0,
         )
+        assert self.proc.stderr is not None
+        self._drain = threading.Thread(
+            target=self._pump, args=(self.proc.stderr, self._lines), daemon=True
+        )
+        self._drain.start()
 
-    def _read_line(self, deadline: float) -> str | None:
-        """The next log line; "" at end of output, None when the deadline passes.
+    def _pump(self, pipe: IO[bytes], lines: queue.Queue[str | None]) -> None:
+        with open(self.log_path, "ab") as log:
+            for raw in iter(pipe.readline, b""):
+                log.write(raw)
+                log.flush()
+                lines.put(raw.decode(errors="replace"))
+        lines.put(None)
 
-        Reads the raw pipe: a buffered reader may hold lines that select()
-        then no longer reports.
-        """
-        assert self.proc is not None and self.proc.stderr is not None
-        fd = self.proc.stderr.fileno()
-        while b"\n" not in self._pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return ""
-            self._pending += chunk
-        raw, self._pending = self._pending.split(b"\n", 1)
-        line = raw.decode() + "\n"
+    def _next(self, deadline: float) -> str | None:
+        """The next log line; "" once the daemon's output ended, None at the deadline."""
+        try:
+            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        if line is None:
+            self._lines.put(None)  # stays ended
+            return ""
         self.raw_lines.append(line)
         self.events.append(json.loads(line))
         return line
 
-    def wait_for(self, name: str, timeout: float = 30) -> dict[str, Any]:
-        """The first event called `name` (already seen or yet to come)."""
+    def wait_for(self, name: str, timeout: float = 30, **match: Any) -> dict[str, Any]:
+        """The first event called `name` with fields `match` (already seen or yet to come)."""
+
+        def wanted(seen: dict[str, Any]) -> bool:
+            return seen["event"] == name and all(seen.get(k) == v for k, v in match.items())
+
         for seen in self.events:
-            if seen["event"] == name:
+            if wanted(seen):
                 return seen
         deadline = time.monotonic() + timeout
-        while (line := self._read_line(deadline)) is not None:
+        while (line := self._next(deadline)) is not None:
             if not line:
-                raise AssertionError(f"daemon exited before {name!r}: {self.raw_lines}")
-            if self.events[-1]["event"] == name:
+                raise AssertionError(f"daemon exited before {name!r}: {self.raw_lines[-20:]}")
+            if wanted(self.events[-1]):
                 return self.events[-1]
-        raise AssertionError(f"no {name!r} event within {timeout}s: {self.raw_lines}")
+        raise AssertionError(f"no {name!r} event within {timeout}s: {self.raw_lines[-20:]}")
+
+    def drain(self) -> None:
+        """Take in every line logged so far (without waiting for more)."""
+        while self._next(time.monotonic()):
+            pass
 
     def stop(self) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=30)
-        while self._read_line(time.monotonic() + 1):
-            pass
+        self._finish()
         return code
 
     def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as when a machine loses power."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._drain is not None:
+            self._drain.join(timeout=10)
+            self._drain = None
+        while self._next(time.monotonic()):
+            pass
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None

@@ -1,0 +1,114 @@
+"""The CLI's side of the control socket: a small blocking client.
+
+The CLI is a short-lived process doing one request, so plain blocking
+sockets are enough. A daemon that stops mid-stream surfaces as a clear
+error; a refused upload is read back as the daemon's own error message.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from node.control_socket import control_path, socket_address
+from protocol.control import (
+    MAX_CONTROL_FRAME,
+    BadControlMessage,
+    ControlRequest,
+    decode_reply,
+    encode_request,
+)
+from protocol.errors import RemoteProtocolError
+from protocol.wire import FrameDecoder
+
+RECEIVE_SIZE = 256 * 1024
+
+
+class DaemonNotRunning(Exception):
+    """No daemon answers on the data directory's control socket."""
+
+
+class ControlFailed(Exception):
+    """The daemon refused or failed the request; the message is its reason."""
+
+
+class ControlClient:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = control_path(data_dir)
+        self._sock: socket.socket | None = None
+        self._frames = FrameDecoder(MAX_CONTROL_FRAME)
+        self._ready: list[bytes] = []
+
+    def __enter__(self) -> ControlClient:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with socket_address(self.path) as address:
+                sock.connect(address)
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+            sock.close()
+            raise DaemonNotRunning(
+                f"no medvault daemon is running for {self.data_dir} (start it: medvault run)"
+            ) from None
+        except OSError as exc:
+            sock.close()
+            raise DaemonNotRunning(f"cannot reach the daemon at {self.path}: {exc}") from None
+        self._sock = sock
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    @property
+    def sock(self) -> socket.socket:
+        if self._sock is None:
+            raise RuntimeError("use the client in a `with` block")
+        return self._sock
+
+    def request(self, request: ControlRequest) -> dict[str, Any]:
+        """Send one request and return the first reply (ControlFailed if it is an error)."""
+        self.send(request)
+        return self.reply()
+
+    def send(self, request: ControlRequest) -> None:
+        try:
+            self.sock.sendall(encode_request(request))
+        except (BrokenPipeError, ConnectionResetError):
+            # The daemon gave up on the request; its reason is usually waiting to be read.
+            self.reply()
+            raise ControlFailed("the daemon closed the connection") from None
+
+    def reply(self) -> dict[str, Any]:
+        while not self._ready:
+            try:
+                data = self.sock.recv(RECEIVE_SIZE)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                raise ControlFailed("the daemon closed the connection before answering")
+            try:
+                self._ready.extend(self._frames.feed(data))
+            except RemoteProtocolError as exc:
+                raise ControlFailed(f"bad reply from the daemon: {exc}") from None
+        try:
+            reply = decode_reply(self._ready.pop(0))
+        except BadControlMessage as exc:
+            raise ControlFailed(f"bad reply from the daemon: {exc}") from None
+        if not reply["ok"]:
+            raise ControlFailed(str(reply.get("error", "the daemon reported an error")))
+        return reply
+
+
+def call(data_dir: Path, request: ControlRequest) -> dict[str, Any]:
+    """One request, one reply."""
+    with ControlClient(data_dir) as client:
+        return client.request(request)

@@ -1,0 +1,250 @@
+"""The local control protocol between the `medvault` CLI and its daemon.
+
+It runs over the daemon's Unix socket (mode 0600 in the data directory), one
+request per connection, in length-prefixed frames (protocol.wire). The
+client's frames are typed messages, msgpack [type, body], decoded with the
+same schema checks as peer messages: the daemon trusts nothing it is sent.
+The daemon's frames are msgpack maps: {"ok": true, ...} or {"ok": false,
+"error": "..."}; streams (put's upload, get's download) are Chunk frames
+ended by a chunk with `last` set (upload) or a final {"ok": true, "done":
+true} map (download).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import msgpack
+
+from protocol import schema
+from protocol.errors import RemoteProtocolError
+from protocol.wire import encode_frame
+
+# A download frame holds at most one segment (<= 64 MiB) and its header the
+# manifest (<= 16 MiB); the cap leaves room for both and the map around them.
+MAX_CONTROL_FRAME = 81 * 1024 * 1024
+KEY_SIZE = 32
+RECORD_ID_SIZE = 32
+
+
+class ControlRequest:
+    """Base of the CLI's messages; subclasses are frozen dataclasses."""
+
+    OP: ClassVar[str] = ""
+
+
+R = TypeVar("R", bound=type[ControlRequest])
+_OPS: dict[str, type[ControlRequest]] = {}
+
+
+def control_op(cls: R) -> R:
+    if not cls.OP or cls.OP in _OPS:
+        raise TypeError(f"control op {cls.OP!r} is empty or already registered")
+    schema.decoder(cls)
+    _OPS[cls.OP] = cls
+    return cls
+
+
+class BadControlMessage(RemoteProtocolError):
+    """A control frame that does not decode; the message says why."""
+
+
+def _key(value: bytes | None, what: str, size: int = KEY_SIZE) -> None:
+    if value is not None and len(value) != size:
+        raise ValueError(f"{what} must be {size} bytes")
+
+
+@control_op
+@dataclass(frozen=True)
+class Status(ControlRequest):
+    OP: ClassVar[str] = "status"
+
+
+@control_op
+@dataclass(frozen=True)
+class Peers(ControlRequest):
+    OP: ClassVar[str] = "peers"
+
+
+@control_op
+@dataclass(frozen=True)
+class Put(ControlRequest):
+    """Start an upload; Chunk frames follow, the last one with `last` set."""
+
+    OP: ClassVar[str] = "put"
+    content_type: str
+    filename: str
+    patient: bytes | None
+    grantees: tuple[bytes, ...]
+    expires_at: int
+
+    def __post_init__(self) -> None:
+        _key(self.patient, "patient key")
+        for grantee in self.grantees:
+            _key(grantee, "grantee key")
+        if self.expires_at < 0:
+            raise ValueError("expires_at must be >= 0")
+
+
+@control_op
+@dataclass(frozen=True)
+class Chunk(ControlRequest):
+    OP: ClassVar[str] = "chunk"
+    data: bytes
+    last: bool
+
+
+@control_op
+@dataclass(frozen=True)
+class Get(ControlRequest):
+    """Read a record: as this node (plaintext) or as `reader` (ciphertext + sealed key)."""
+
+    OP: ClassVar[str] = "get"
+    record_id: bytes
+    reader: bytes | None
+
+    def __post_init__(self) -> None:
+        _key(self.record_id, "record id", RECORD_ID_SIZE)
+        _key(self.reader, "reader key")
+
+
+@control_op
+@dataclass(frozen=True)
+class ListRecords(ControlRequest):
+    OP: ClassVar[str] = "ls"
+    reader: bytes | None
+
+    def __post_init__(self) -> None:
+        _key(self.reader, "reader key")
+
+
+@control_op
+@dataclass(frozen=True)
+class Grant(ControlRequest):
+    OP: ClassVar[str] = "grant"
+    record_id: bytes
+    grantee: bytes
+    expires_at: int
+
+    def __post_init__(self) -> None:
+        _key(self.record_id, "record id", RECORD_ID_SIZE)
+        _key(self.grantee, "grantee key")
+        if self.expires_at < 0:
+            raise ValueError("expires_at must be >= 0")
+
+
+@control_op
+@dataclass(frozen=True)
+class Revoke(ControlRequest):
+    OP: ClassVar[str] = "revoke"
+    record_id: bytes
+    grantee: bytes
+
+    def __post_init__(self) -> None:
+        _key(self.record_id, "record id", RECORD_ID_SIZE)
+        _key(self.grantee, "grantee key")
+
+
+@control_op
+@dataclass(frozen=True)
+class Delete(ControlRequest):
+    OP: ClassVar[str] = "delete"
+    record_id: bytes
+
+    def __post_init__(self) -> None:
+        _key(self.record_id, "record id", RECORD_ID_SIZE)
+
+
+@control_op
+@dataclass(frozen=True)
+class FeedHead(ControlRequest):
+    """Where `author`'s next entry goes (seq, prev), and the record's manifest hash."""
+
+    OP: ClassVar[str] = "feed_head"
+    author: bytes
+    record_id: bytes
+
+    def __post_init__(self) -> None:
+        _key(self.author, "author key")
+        _key(self.record_id, "record id", RECORD_ID_SIZE)
+
+
+@control_op
+@dataclass(frozen=True)
+class Submit(ControlRequest):
+    """A ledger entry signed outside the daemon (by a person's key)."""
+
+    OP: ClassVar[str] = "submit"
+    entry: bytes
+
+
+@control_op
+@dataclass(frozen=True)
+class Ledger(ControlRequest):
+    OP: ClassVar[str] = "ledger"
+    record_id: bytes | None
+    tail: int
+
+    def __post_init__(self) -> None:
+        _key(self.record_id, "record id", RECORD_ID_SIZE)
+        if self.tail < 0:
+            raise ValueError("tail must be >= 0")
+
+
+@control_op
+@dataclass(frozen=True)
+class Check(ControlRequest):
+    """Health of one record, or (record_id None) of every record owned or held."""
+
+    OP: ClassVar[str] = "check"
+    record_id: bytes | None
+    repair: bool
+    verify: bool
+
+    def __post_init__(self) -> None:
+        _key(self.record_id, "record id", RECORD_ID_SIZE)
+
+
+def encode_request(request: ControlRequest) -> bytes:
+    """One frame (length prefix included) carrying `request`."""
+    if _OPS.get(request.OP) is not type(request):
+        raise TypeError(f"{type(request).__name__} is not a registered control op")
+    body = schema.encoder(type(request))(request)
+    return encode_frame(msgpack.packb([request.OP, body], use_bin_type=True), MAX_CONTROL_FRAME)
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not allowed")
+
+
+def _unpack(payload: bytes) -> Any:
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=True, ext_hook=_reject_ext)
+    except Exception as exc:  # msgpack raises many types on garbage
+        raise BadControlMessage(f"frame is not valid msgpack ({type(exc).__name__})") from None
+
+
+def decode_request(payload: bytes) -> ControlRequest:
+    value = _unpack(payload)
+    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str):
+        raise BadControlMessage("a control request is [op, body]")
+    cls = _OPS.get(value[0])
+    if cls is None:
+        raise BadControlMessage(f"unknown control op {value[0]!r}")
+    try:
+        request: ControlRequest = schema.decoder(cls)(value[1])
+    except schema.SchemaError as exc:
+        raise BadControlMessage(f"{cls.OP}: {exc}") from None
+    return request
+
+
+def encode_reply(reply: dict[str, Any]) -> bytes:
+    return encode_frame(msgpack.packb(reply, use_bin_type=True), MAX_CONTROL_FRAME)
+
+
+def decode_reply(payload: bytes) -> dict[str, Any]:
+    value = _unpack(payload)
+    if not isinstance(value, dict) or not isinstance(value.get("ok"), bool):
+        raise BadControlMessage("a control reply is a map with an `ok` flag")
+    return value

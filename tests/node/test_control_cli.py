@@ -1,0 +1,217 @@
+"""The CLI verbs against whole nodes: a control socket per node, the CLI in a thread.
+
+The nodes run on the memory transport (the daemon's own assembly); each gets
+a data directory holding just its identity key and control socket, and the
+real click commands talk to it exactly as they talk to a daemon.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+from click.testing import CliRunner, Result
+
+from node.cli import cli
+from node.control_ops import ControlOps
+from node.control_server import ControlServer
+from node.control_socket import control_path
+from node.datadir import IDENTITY_FILE
+from node.keyfiles import KeyKind, write_secret
+from protocol.control import Chunk, Put, Status, decode_reply, encode_request
+from protocol.wire import FrameDecoder
+from tests.node.cluster import Cluster, small_config
+from tests.protocol.keys import seed
+
+MARKER = b"PATIENT-MARKER-5c1e"
+
+
+@dataclass
+class Controlled:
+    cluster: Cluster
+    dirs: list[Path]
+    tmp: Path
+
+    async def run(self, index: int, *args: str) -> Result:
+        """`medvault ARGS --data-dir <node index>` in a worker thread (it blocks on a socket)."""
+        invoke = functools.partial(
+            CliRunner().invoke, cli, [*args, "--data-dir", str(self.dirs[index])]
+        )
+        return await trio.to_thread.run_sync(invoke)
+
+    async def ok(self, index: int, *args: str) -> Any:
+        result = await self.run(index, *args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    async def knows(self, index: int, record_id: str, key_file: Path) -> None:
+        """Return once node `index` lists the record for the key's holder (gossip arrived)."""
+        node = self.cluster.nodes[index]
+        while True:
+            listed = await self.ok(index, "ls", "--as", str(key_file))
+            if any(r["record_id"] == record_id for r in listed["records"]):
+                return
+            await node.ledger.changed()
+
+
+@asynccontextmanager
+async def controlled(tmp_path: Path, count: int = 6, served: int = 3) -> AsyncIterator[Controlled]:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            await cluster.add(nursery, small_config())
+        dirs = []
+        for index, node in enumerate(cluster.nodes[:served]):
+            data_dir = tmp_path / f"dir{index}"
+            data_dir.mkdir(mode=0o700)
+            write_secret(data_dir / IDENTITY_FILE, KeyKind.IDENTITY, seed(f"cluster node {index}"))
+            ops = ControlOps(node, started=trio.current_time())
+            await nursery.start(ControlServer(ops, control_path(data_dir)).serve)
+            dirs.append(data_dir)
+        yield Controlled(cluster, dirs, tmp_path)
+        nursery.cancel_scope.cancel()
+
+
+def leftovers(directory: Path, name: str) -> list[Path]:
+    """Files named like an output `name` (its temporary .partial included)."""
+    return [p for p in directory.iterdir() if name in p.name]
+
+
+def new_person(tmp: Path, name: str) -> tuple[Path, str]:
+    path = tmp / f"{name}.key"
+    result = CliRunner().invoke(cli, ["keys", "new", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    return path, result.stdout.strip()
+
+
+async def test_put_get_grant_revoke_through_the_cli(tmp_path: Path) -> None:
+    async with controlled(tmp_path) as net:
+        data = MARKER + os.urandom(150_000) + MARKER
+        source = tmp_path / "scan.pdf"
+        source.write_bytes(data)
+        patient_key, patient = new_person(tmp_path, "patient")
+        stranger_key, _ = new_person(tmp_path, "stranger")
+
+        put = await net.ok(0, "put", str(source), "--patient", patient, "--type", "application/pdf")
+        record_id = str(put["record_id"])
+        assert put["size"] == len(data) and put["holders"] == 5
+
+        # The node reads with its own grant; the patient reads on another node with theirs.
+        out = tmp_path / "out.pdf"
+        assert (await net.ok(0, "get", record_id, "-o", str(out)))["size"] == len(data)
+        assert out.read_bytes() == data
+        await net.knows(1, record_id, patient_key)
+        patient_out = tmp_path / "patient.pdf"
+        await net.ok(1, "get", record_id, "-o", str(patient_out), "--as", str(patient_key))
+        assert patient_out.read_bytes() == data
+
+        # A key without a grant is refused, in one line, and no file is left behind.
+        refused = await net.run(
+            1, "get", record_id, "-o", str(tmp_path / "x"), "--as", str(stranger_key)
+        )
+        assert refused.exit_code == 1
+        stranger_short = refused.output.split("key ")[1][:16]
+        assert refused.output.strip().splitlines() == [
+            f"Error: no grant for key {stranger_short} on record {record_id[:16]}"
+        ]
+        assert leftovers(tmp_path, "x") == []
+
+        # Revoked: new reads are refused.
+        await net.ok(0, "revoke", record_id, patient)
+        node1 = net.cluster.nodes[1]
+        while node1.ledger.state().grant_for(bytes.fromhex(record_id), bytes.fromhex(patient), 0):
+            await node1.ledger.changed()
+        again = await net.run(
+            1, "get", record_id, "-o", str(tmp_path / "y"), "--as", str(patient_key)
+        )
+        assert again.exit_code == 1 and "no grant" in again.output
+
+
+async def test_attest_ls_ledger_check_and_delete(tmp_path: Path) -> None:
+    async with controlled(tmp_path) as net:
+        source = tmp_path / "note.txt"
+        source.write_bytes(os.urandom(70_000))
+        patient_key, patient = new_person(tmp_path, "patient")
+        record_id = str((await net.ok(0, "put", str(source), "--patient", patient))["record_id"])
+
+        assert (
+            "attested" in (await net.run(0, "attest", record_id, "--as", str(patient_key))).output
+        )
+        listed = await net.ok(0, "ls")
+        (row,) = listed["records"]
+        assert row["record_id"] == record_id and row["attested_by"] == [patient]
+        entries = (await net.ok(0, "ledger", "--record", record_id))["entries"]
+        assert [e["type"] for e in entries] == ["record", "grant", "grant", "attest"]
+        assert all("sealed_key" not in e["body"] for e in entries)
+
+        (report,) = (await net.ok(0, "check", record_id))["records"]
+        assert report["health"]["healthy"] and report["health"]["distinct_hosts"] == 5
+
+        assert (await net.run(0, "delete", record_id)).exit_code == 0
+        gone = await net.run(0, "get", record_id, "-o", str(tmp_path / "z"))
+        assert gone.exit_code == 1 and "was deleted" in gone.output
+
+
+async def test_operator_errors_are_one_line(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=5, served=1) as net:
+        unknown = await net.run(0, "get", "ab" * 32, "-o", str(tmp_path / "o"))
+        assert unknown.exit_code == 1 and unknown.output == f"Error: unknown record {'ab' * 8}\n"
+        bad_id = await net.run(0, "get", "xyz", "-o", str(tmp_path / "o"))
+        assert bad_id.exit_code == 2 and "64 hex characters" in bad_id.output
+        not_mine = await net.run(0, "grant", "cd" * 32, "ef" * 32)
+        assert not_mine.exit_code == 1 and "unknown record" in not_mine.output
+        check_usage = await net.run(0, "check")
+        assert check_usage.exit_code == 2 and "RECORD_ID or --all" in check_usage.output
+
+    # No daemon behind the data directory any more.
+    stopped = CliRunner().invoke(cli, ["status", "--data-dir", str(net.dirs[0])])
+    assert stopped.exit_code == 1
+    assert "no medvault daemon is running" in stopped.output
+
+
+async def test_an_upload_cut_short_records_nothing(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=5, served=1) as net:
+        address = str(control_path(net.dirs[0]))
+
+        def start_upload(sock: socket.socket) -> None:
+            sock.connect(address)
+            sock.sendall(encode_request(Put("", "", None, (), 0)))
+            assert decode_reply(FrameDecoder().feed(sock.recv(1024))[0])["chunk_size"] > 0
+            sock.sendall(encode_request(Chunk(MARKER * 10_000, False)))
+
+        def hang_up() -> None:
+            with socket.socket(socket.AF_UNIX) as sock:
+                start_upload(sock)
+
+        def wrong_frame() -> str:
+            with socket.socket(socket.AF_UNIX) as sock:
+                start_upload(sock)
+                sock.sendall(encode_request(Status()))
+                frames = FrameDecoder()
+                while not (payloads := frames.feed(sock.recv(65536))):
+                    pass
+                return str(decode_reply(payloads[0]).get("error"))
+
+        await trio.to_thread.run_sync(hang_up)
+        assert "expected an upload chunk" in await trio.to_thread.run_sync(wrong_frame)
+        source = tmp_path / "whole.bin"
+        source.write_bytes(os.urandom(10_000))
+        whole = str((await net.ok(0, "put", str(source)))["record_id"])
+        await trio.testing.wait_all_tasks_blocked()
+
+        # Only the whole upload was recorded, and no holder claims a shard of anything else.
+        node = net.cluster.nodes[0]
+        assert list(node.ledger.state().records) == [bytes.fromhex(whole)]
+        for holder in net.cluster.nodes:
+            for record_id in holder.shards.holdings.records():
+                if record_id != bytes.fromhex(whole):
+                    assert holder.shards.holdings.indices(record_id)[0] == []
