@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -22,7 +23,10 @@ from node.config import ConfigError, PeerAddress, parse_host_port
 from node.daemon import run_until_signalled
 from node.datadir import ENV_HOME, DataDir, DataDirError, default_data_dir
 from node.keyfiles import KeyFileError, KeyKind, read_secret
+from node.network_demo import run_network_demo
+from node.storage_config import StorageConfig
 from protocol.ids import node_id
+from protocol.shard_messages import MAX_SITE_LENGTH
 from storage.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE
 from storage.errors import StorageError
 from storage.ledger_db import LedgerDBError
@@ -67,6 +71,38 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--size", default=3 * 2**20 + 12345, show_default=True, help="Record size in bytes.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the nodes' data directories (and demo.log) here instead of a temporary one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def demo(*, size: int, keep: Path | None, as_json: bool) -> None:
+    """Run 7 nodes for 3 hospitals on 127.0.0.1: store, lose a hospital, read back, repair."""
+    if size < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--size")
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise click.BadParameter(f"{keep} is not empty", param_hint="--keep")
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medvault-demo-")))
+        else:
+            root = keep
+            root.mkdir(parents=True, exist_ok=True)
+        logs.configure(logging.INFO, "json", root / "demo.log")
+        report = trio.run(run_network_demo, root, size)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report) | {"ok": report.ok}))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command("codec-demo")
+@click.option("--size", default=3 * 2**20 + 12345, show_default=True, help="Record size in bytes.")
 @click.option("-k", "k", default=DEFAULT_K, show_default=True, help="Shards needed to read.")
 @click.option("-n", "n", default=DEFAULT_N, show_default=True, help="Shards written.")
 @click.option("--segment-size", default=DEFAULT_SEGMENT_SIZE, show_default=True)
@@ -77,8 +113,10 @@ def cli() -> None:
     help="Keep the demo data in this directory instead of a temporary one.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def demo(*, size: int, k: int, n: int, segment_size: int, keep: Path | None, as_json: bool) -> None:
-    """Store a record, destroy n-k shards per segment, read it back."""
+def codec_demo(
+    *, size: int, k: int, n: int, segment_size: int, keep: Path | None, as_json: bool
+) -> None:
+    """One node, no network: store a record, destroy n-k shards per segment, read it back."""
     if size < 0:
         raise click.BadParameter("must be >= 0", param_hint="--size")
     try:
@@ -86,7 +124,7 @@ def demo(*, size: int, k: int, n: int, segment_size: int, keep: Path | None, as_
             keep.mkdir(parents=True, exist_ok=True)
             report = run_codec_demo(keep, size, k, n, segment_size)
         else:
-            with tempfile.TemporaryDirectory(prefix="medvault-demo-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="medvault-codec-demo-") as tmp:
                 report = run_codec_demo(Path(tmp), size, k, n, segment_size)
     except (StorageError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -112,6 +150,9 @@ def demo(*, size: int, k: int, n: int, segment_size: int, keep: Path | None, as_
     "--listen", default="127.0.0.1:7420", show_default=True, help="HOST:PORT to listen on."
 )
 @click.option("--bootstrap", multiple=True, help="A peer to contact: PUBLIC_KEY@HOST:PORT.")
+@click.option(
+    "--site", default="", help="This node's hospital or building (placement spreads sites)."
+)
 @operator_errors
 def init(
     *,
@@ -120,6 +161,7 @@ def init(
     network_key_file: Path | None,
     listen: str,
     bootstrap: tuple[str, ...],
+    site: str,
 ) -> None:
     """Create a node: identity key, network key and config.toml."""
     if new_network == (network_key_file is not None):
@@ -136,8 +178,14 @@ def init(
         else read_secret(network_key_file, KeyKind.NETWORK)
     )
     target = _dir(data_dir)
+    if len(site) > MAX_SITE_LENGTH:
+        raise click.BadParameter(f"at most {MAX_SITE_LENGTH} characters", param_hint="--site")
     identity = target.initialize(
-        network_key=network_key, listen=listen, bootstrap=list(bootstrap), random_bytes=os.urandom
+        network_key=network_key,
+        listen=listen,
+        bootstrap=list(bootstrap),
+        random_bytes=os.urandom,
+        storage=StorageConfig(site=site),
     )
     public = bytes(identity.verify_key)
     click.echo(f"initialised {target.root}")

@@ -6,6 +6,7 @@ keys are refused so a typo cannot silently fall back to a default.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -159,12 +160,17 @@ _LIMIT_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def default_config_text(listen: str, bootstrap: list[str]) -> str:
-    """The commented config.toml that `medvault init` writes."""
+def default_config_text(
+    listen: str,
+    bootstrap: list[str],
+    storage: StorageConfig | None = None,
+    gossip: GossipConfig | None = None,
+) -> str:
+    """The commented config.toml that `medvault init` writes (defaults unless given)."""
     limits = Limits()
     dht = DhtConfig()
-    gossip = GossipConfig()
-    storage = StorageConfig()
+    gossip = gossip or GossipConfig()
+    storage = storage or StorageConfig()
     peers = ", ".join(f'"{p}"' for p in bootstrap)
     return f"""# medvault node configuration. Restart the node after editing.
 
@@ -193,7 +199,7 @@ record_lifetime = {dht.record_lifetime}
 [storage]
 # The hospital or building this node stands in; shards of one record are
 # spread over distinct sites first. Empty: the node counts as its own site.
-site = "{storage.site}"
+site = {json.dumps(storage.site)}
 # Erasure code of new records: any k of n shards rebuild a record; a put
 # succeeds only when `happy` distinct nodes confirmed their shards.
 k = {storage.k}

@@ -16,7 +16,9 @@ from pathlib import Path
 import nacl.signing
 
 from node.config import CONFIG_FILE, NodeConfig, default_config_text, load_config
+from node.gossip_config import GossipConfig
 from node.keyfiles import KeyKind, create_signing_key, load_signing_key, read_secret, write_secret
+from node.storage_config import StorageConfig
 
 ENV_HOME = "MEDVAULT_HOME"
 IDENTITY_FILE = "identity.key"
@@ -55,6 +57,8 @@ class DataDir:
         listen: str,
         bootstrap: list[str],
         random_bytes: Callable[[int], bytes],
+        storage: StorageConfig | None = None,
+        gossip: GossipConfig | None = None,
     ) -> nacl.signing.SigningKey:
         """Create the directory (0700), identity, network key and config."""
         if self.identity_path.exists():
@@ -63,7 +67,9 @@ class DataDir:
         os.chmod(self.root, 0o700)
         identity = create_signing_key(self.identity_path, KeyKind.IDENTITY, random_bytes(32))
         write_secret(self.network_key_path, KeyKind.NETWORK, network_key)
-        self.config_path.write_text(default_config_text(listen, bootstrap), encoding="utf-8")
+        self.config_path.write_text(
+            default_config_text(listen, bootstrap, storage, gossip), encoding="utf-8"
+        )
         return identity
 
     def _require(self) -> None:

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
@@ -63,9 +64,11 @@ def _text(value: Any) -> str:
     return json.dumps(text) if (" " in text or not text) else text
 
 
-def configure(level: int = logging.INFO, fmt: LogFormat = "text") -> None:
-    """Send medvault's events to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure(level: int = logging.INFO, fmt: LogFormat = "text", path: Path | None = None) -> None:
+    """Send medvault's events to stderr (or the file `path`) in the chosen format."""
+    handler: logging.Handler = (
+        logging.StreamHandler(sys.stderr) if path is None else logging.FileHandler(path)
+    )
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger(ROOT)
     root.handlers[:] = [handler]

@@ -12,7 +12,16 @@ from node.codec_demo import MARKER
 def test_demo_stores_damages_and_reads_back(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,
-        ["demo", "--size", "70000", "--segment-size", "16384", "--keep", str(tmp_path), "--json"],
+        [
+            "codec-demo",
+            "--size",
+            "70000",
+            "--segment-size",
+            "16384",
+            "--keep",
+            str(tmp_path),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -27,17 +36,17 @@ def test_demo_stores_damages_and_reads_back(tmp_path: Path) -> None:
 
 
 def test_demo_human_output() -> None:
-    result = CliRunner().invoke(cli, ["demo", "--size", "5000", "-k", "2", "-n", "3"])
+    result = CliRunner().invoke(cli, ["codec-demo", "--size", "5000", "-k", "2", "-n", "3"])
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("OK")
     assert "refused" in result.output
 
 
 def test_bad_parameters_give_one_clear_line() -> None:
-    result = CliRunner().invoke(cli, ["demo", "-k", "5", "-n", "3"])
+    result = CliRunner().invoke(cli, ["codec-demo", "-k", "5", "-n", "3"])
     assert result.exit_code != 0
     assert "k <= n" in result.output
     assert "Traceback" not in result.output
-    result = CliRunner().invoke(cli, ["demo", "--size", "-3"])
+    result = CliRunner().invoke(cli, ["codec-demo", "--size", "-3"])
     assert result.exit_code != 0
     assert "--size" in result.output
