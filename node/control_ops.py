@@ -9,6 +9,7 @@ that holds it. Record keys never cross the socket.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ import trio
 from node.assembly import Node
 from node.fetch import TooFewShards
 from node.ledger import LedgerError
+from node.logs import event, get_logger
 from node.records import RecordError
 from protocol.control import (
     Check,
@@ -40,6 +42,7 @@ from storage.crypt import SegmentCipher
 from storage.errors import StorageError
 from storage.manifest import RecordMetadata
 
+log = get_logger("control")
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
     RecordError,
     LedgerError,
@@ -136,6 +139,7 @@ class ControlOps:
 
     async def put(self, request: Put, stream: Replies) -> Reply:
         size = self.node.records.config.segment_size
+        event(log, logging.INFO, "upload started", grantees=len(request.grantees))
         await stream.send({"ok": True, "chunk_size": size})
         metadata = RecordMetadata(
             content_type=request.content_type or "application/octet-stream",

@@ -14,7 +14,7 @@ hear about every newly accepted entry.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import nacl.signing
 import trio
@@ -111,16 +111,26 @@ class LedgerService:
 
     async def append(self, body: Body, signer: nacl.signing.SigningKey | None = None) -> Entry:
         """Write a new entry at the head of the signer's feed (default: this node)."""
+        return (await self.append_all([body], signer))[0]
+
+    async def append_all(
+        self, bodies: Sequence[Body], signer: nacl.signing.SigningKey | None = None
+    ) -> list[Entry]:
+        """Write consecutive entries in one batch: stored together or not at all."""
         signer = signer or self.identity
         author = bytes(signer.verify_key)
         head = self.book.head_entry(author)
         if head is None and author in self.book.flagged:
             raise LedgerError("the signer's feed is forked; it cannot be extended here")
         seq, prev = (head.seq + 1, head.hash) if head is not None else (1, b"")
-        entry = sign_entry(signer, seq, prev, self.clock_ms(), body)
-        if not await self.ingest([entry.raw]):
-            raise LedgerError("the new entry was not accepted")
-        return entry
+        entries = []
+        for body in bodies:
+            entry = sign_entry(signer, seq, prev, self.clock_ms(), body)
+            entries.append(entry)
+            seq, prev = seq + 1, entry.hash
+        if len(await self.ingest([e.raw for e in entries])) != len(entries):
+            raise LedgerError("the new entries were not accepted")
+        return entries
 
 
 def _derived(state: LedgerState, entry_count: int) -> DerivedState:

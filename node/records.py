@@ -49,9 +49,9 @@ from protocol.shard_messages import (
     ManifestFound,
     NodeInfo,
 )
-from storage.crypt import KEY_SIZE, SegmentCipher, open_sealed_key, seal_key
+from storage.crypt import KEY_SIZE, SegmentCipher, check_recipient, open_sealed_key, seal_key
 from storage.encoder import RecordEncoder
-from storage.errors import ManifestError
+from storage.errors import KeyFormatError, ManifestError
 from storage.manifest import Manifest, RecordMetadata
 from storage.placement import Candidate, place
 
@@ -160,6 +160,11 @@ class RecordService:
     ) -> PutResult:
         """Store a record pushed segment by segment (every segment but the last full)."""
         config = self.config
+        for grantee in grantees:
+            try:
+                check_recipient(grantee)
+            except KeyFormatError as exc:
+                raise RecordError(f"grantee {grantee.hex()[:16]}: {exc}") from None
         nonce = self.random_bytes(16)
         record_id = derive_record_id(self.public_key, nonce)
         record_key = self.random_bytes(KEY_SIZE)
@@ -279,16 +284,19 @@ class RecordService:
         expires_at: int,
     ) -> None:
         owner = self.public_key
-        await self.ledger.append(
-            RecordBody(
-                record_id, nonce, manifest.digest(), manifest.size, manifest.k, manifest.n, owner
-            )
+        record = RecordBody(
+            record_id, nonce, manifest.digest(), manifest.size, manifest.k, manifest.n, owner
         )
-        for grantee in dict.fromkeys([owner, *grantees]):
-            expiry = 0 if grantee == owner else expires_at
-            await self.ledger.append(
-                GrantBody(record_id, grantee, self._seal(record_key, grantee), expiry)
+        grants = [
+            GrantBody(
+                record_id,
+                grantee,
+                self._seal(record_key, grantee),
+                0 if grantee == owner else expires_at,
             )
+            for grantee in dict.fromkeys([owner, *grantees])
+        ]
+        await self.ledger.append_all([record, *grants])  # one transaction: all or nothing
 
     def _seal(self, record_key: bytes, grantee: bytes) -> bytes:
         return seal_key(record_key, grantee, self.random_bytes(32))

@@ -92,6 +92,11 @@ def _curve_public(ed25519_public: bytes) -> bytes:
         raise KeyFormatError("not a valid Ed25519 public key") from None
 
 
+def check_recipient(public_key: bytes) -> None:
+    """KeyFormatError unless a record key can be sealed to `public_key`."""
+    _curve_public(public_key)
+
+
 def seal_key(record_key: bytes, recipient: bytes, ephemeral_secret: bytes) -> bytes:
     """Seal `record_key` to the holder of Ed25519 public key `recipient`.
 

@@ -82,21 +82,25 @@ class Daemon:
         self.events.append(json.loads(line))
         return line
 
-    def wait_for(self, name: str, timeout: float = 30, **match: Any) -> dict[str, Any]:
-        """The first event called `name` with fields `match` (already seen or yet to come)."""
+    def wait_for(
+        self, name: str, timeout: float = 30, nth: int = 1, **match: Any
+    ) -> dict[str, Any]:
+        """The `nth` event called `name` with fields `match` (already seen or yet to come)."""
 
         def wanted(seen: dict[str, Any]) -> bool:
             return seen["event"] == name and all(seen.get(k) == v for k, v in match.items())
 
-        for seen in self.events:
-            if wanted(seen):
-                return seen
+        found = [seen for seen in self.events if wanted(seen)]
+        if len(found) >= nth:
+            return found[nth - 1]
         deadline = time.monotonic() + timeout
         while (line := self._next(deadline)) is not None:
             if not line:
                 raise AssertionError(f"daemon exited before {name!r}: {self.raw_lines[-20:]}")
             if wanted(self.events[-1]):
-                return self.events[-1]
+                found.append(self.events[-1])
+                if len(found) == nth:
+                    return found[-1]
         raise AssertionError(f"no {name!r} event within {timeout}s: {self.raw_lines[-20:]}")
 
     def drain(self) -> None:

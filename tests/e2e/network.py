@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -42,25 +43,40 @@ def configure(config: Path, settings: dict[str, dict[str, Any]]) -> None:
 class Network:
     def __init__(self, root: Path, count: int, settings: dict[str, dict[str, Any]]) -> None:
         self.root = root
+        self.settings = settings
         self.ports = free_ports(count)
         self.nodes: list[Daemon] = []
         self.keys: list[str] = []
-        for index, port in enumerate(self.ports):
-            data_dir = root / f"node{index}"
-            joining = (
-                ["--new-network"]
-                if index == 0
-                else [
-                    "--network-key",
-                    str(root / "node0" / "network.key"),
-                    "--bootstrap",
-                    f"{self.keys[0]}@127.0.0.1:{self.ports[0]}",
-                ]
-            )
-            medvault("init", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}", *joining)
-            configure(data_dir / "config.toml", settings)
-            self.nodes.append(Daemon(data_dir))
-            self.keys.append(self.cli(index, "id")["public_key"])
+        for index in range(count):
+            self.nodes.append(Daemon(root / f"node{index}"))
+            self.keys.append(self._init(index))
+
+    def _init(self, index: int) -> str:
+        """Initialise node <index> (a new identity) at its port; returns its public key."""
+        joining = (
+            ["--new-network"]
+            if index == 0
+            else [
+                "--network-key",
+                str(self.root / "node0" / "network.key"),
+                "--bootstrap",
+                f"{self.keys[0]}@127.0.0.1:{self.ports[0]}",
+            ]
+        )
+        data_dir = self.nodes[index].data_dir
+        listen = f"127.0.0.1:{self.ports[index]}"
+        medvault("init", "--data-dir", str(data_dir), "--listen", listen, *joining)
+        configure(data_dir / "config.toml", self.settings)
+        return str(self.cli(index, "id")["public_key"])
+
+    def replace(self, index: int) -> None:
+        """A dead node's machine replaced: same address, empty disk, new identity."""
+        assert not self.nodes[index].running
+        shutil.rmtree(self.nodes[index].data_dir)
+        self.keys[index] = self._init(index)
+
+    def index_of(self, public_key: str) -> int:
+        return self.keys.index(public_key)
 
     def start(self, index: int) -> None:
         node = self.nodes[index]

@@ -52,3 +52,41 @@ async def test_a_put_without_enough_nodes_records_nothing(
             )
         assert len(cluster.nodes[0].ledger.book) == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_the_record_and_its_grants_are_one_ledger_batch(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            await cluster.add(nursery, small_config())
+        writer = cluster.nodes[0]
+        batches: list[list[str]] = []
+        writer.ledger.subscribe(lambda entries: batches.append([str(e.type) for e in entries]))
+        await writer.records.put(
+            segments(b"y" * 5000, 64 * 1024),
+            metadata=RecordMetadata(),
+            grantees=[cluster.nodes[1].public_key],
+        )
+        assert batches[0] == ["record", "grant", "grant"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_bad_grantee_key_is_refused_before_anything_is_stored(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            await cluster.add(nursery, small_config())
+        not_a_point = bytes([0x02] + [0] * 30 + [0x80])
+        with pytest.raises(RecordError, match="not a valid Ed25519 public key"):
+            await cluster.nodes[0].records.put(
+                segments(b"z" * 5000, 64 * 1024),
+                metadata=RecordMetadata(),
+                grantees=[not_a_point],
+            )
+        assert all(node.shards.holdings.records() == [] for node in cluster.nodes)
+        assert len(cluster.nodes[0].ledger.book) == 0
+        nursery.cancel_scope.cancel()
