@@ -16,9 +16,12 @@ import trio
 from protocol.boxstream import MAX_BODY, BoxReader, BoxWriter
 from protocol.errors import HandshakeFailed, RemoteProtocolError
 from protocol.handshake import ClientHandshake, ServerHandshake, SessionKeys
-from protocol.wire import DEFAULT_MAX_MESSAGE, FrameDecoder, encode_frame
+from protocol.wire import DEFAULT_MAX_MESSAGE, FrameDecoder, frame_prefix
 
 _RECEIVE_CHUNK = 4 * MAX_BODY
+# Messages this large are sealed in a worker thread, so bulk transfers do not
+# hold up the trio thread (and can use another core).
+SEAL_IN_THREAD = 256 * 1024
 
 
 class ConnectionLost(RemoteProtocolError):
@@ -50,8 +53,12 @@ class SecureChannel:
 
     async def send(self, payload: bytes) -> None:
         """Send one message; raises ConnectionLost if the stream broke."""
-        data = self._writer.seal(encode_frame(payload, self.max_message))
-        async with self._send_lock:
+        prefix = frame_prefix(len(payload), self.max_message)
+        async with self._send_lock:  # sealing takes the next nonces: seal in sending order
+            if len(payload) >= SEAL_IN_THREAD:
+                data = await trio.to_thread.run_sync(self._writer.seal, payload, prefix)
+            else:
+                data = self._writer.seal(payload, prefix)
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -65,10 +72,11 @@ class SecureChannel:
         while not self._inbox:
             if self._reader.closed:
                 return None
-            data, self._pending = self._pending, b""
+            data: bytes | bytearray = self._pending
+            self._pending = b""
             if not data:
                 try:
-                    data = bytes(await self.stream.receive_some(_RECEIVE_CHUNK))
+                    data = await self.stream.receive_some(_RECEIVE_CHUNK)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise ConnectionLost(f"receive failed: {type(exc).__name__}") from None
                 if not data:

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -208,25 +208,9 @@ def put(
     root = _root(data_dir)
     source = sys.stdin.buffer if str(file) == "-" else open(file, "rb")  # noqa: SIM115
     total = None if str(file) == "-" else file.stat().st_size
-    with source, ControlClient(root) as client:
-        size = client.request(request)["chunk_size"]
-        with _progress(total) as advance:
-            for chunk, last in _chunks(source, size):
-                client.send(control.Chunk(chunk, last))
-                advance(len(chunk))
-        reply = client.reply()
+    with source, ControlClient(root) as client, _progress(total) as advance:
+        reply = client.upload(request, source, advance)
     emit(reply, as_json, lambda r: click.echo(r["record_id"]))
-
-
-def _chunks(source: IO[bytes], size: int) -> Iterator[tuple[bytes, bool]]:
-    """`size`-byte chunks, the last one flagged (one chunk read ahead)."""
-    current = source.read(size)
-    while True:
-        following = source.read(size) if len(current) == size else b""
-        yield current, not following
-        if not following:
-            return
-        current = following
 
 
 class _progress:
@@ -276,7 +260,7 @@ def get(
         header = client.request(control.Get(rid, bytes(reader.verify_key) if reader else None))
         decrypt = _decryptor(header, rid, reader) if reader else None
         with _output(output) as sink:
-            written = _receive(client, sink, decrypt)
+            written = client.download(sink, decrypt)
     if written != header["size"]:
         raise click.ClickException(f"received {written} bytes, the record has {header['size']}")
     if output is not None:
@@ -299,25 +283,6 @@ def _decryptor(
         return cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
 
     return decrypt
-
-
-def _receive(
-    client: ControlClient, sink: IO[bytes], decrypt: Callable[[int, bytes], bytes] | None
-) -> int:
-    written = 0
-    expected = 0
-    while True:
-        frame = client.reply()
-        if frame.get("done"):
-            return written
-        data = frame["data"]
-        if decrypt is not None:
-            if frame["segment"] != expected:
-                raise ControlFailed(f"segment {frame['segment']} arrived, {expected} expected")
-            data = decrypt(expected, data)
-            expected += 1
-        sink.write(data)
-        written += len(data)
 
 
 class _output:

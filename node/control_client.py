@@ -8,15 +8,18 @@ error; a refused upload is read back as the daemon's own error message.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from node.control_socket import control_path, socket_address
 from protocol.control import (
     MAX_CONTROL_FRAME,
     BadControlMessage,
+    Chunk,
     ControlRequest,
+    Put,
     decode_reply,
     encode_request,
 )
@@ -24,6 +27,11 @@ from protocol.errors import RemoteProtocolError
 from protocol.wire import FrameDecoder
 
 RECEIVE_SIZE = 256 * 1024
+Decrypt = Callable[[int, bytes], bytes]  # (segment, ciphertext) -> plaintext
+
+
+def _ignore(done: int) -> None:
+    pass
 
 
 class DaemonNotRunning(Exception):
@@ -106,6 +114,37 @@ class ControlClient:
         if not reply["ok"]:
             raise ControlFailed(str(reply.get("error", "the daemon reported an error")))
         return reply
+
+    def upload(
+        self, request: Put, source: IO[bytes], advance: Callable[[int], None] = _ignore
+    ) -> dict[str, Any]:
+        """Run a put: stream `source` in the chunk size the daemon asks for; its final reply."""
+        size = self.request(request)["chunk_size"]
+        current = source.read(size)
+        while True:  # one chunk read ahead, so the last one can be flagged
+            following = source.read(size) if len(current) == size else b""
+            self.send(Chunk(current, not following))
+            advance(len(current))
+            if not following:
+                return self.reply()
+            current = following
+
+    def download(self, sink: IO[bytes], decrypt: Decrypt | None = None) -> int:
+        """After a get's header: write the record to `sink`; returns bytes written."""
+        written = 0
+        expected = 0
+        while True:
+            frame = self.reply()
+            if frame.get("done"):
+                return written
+            data = frame["data"]
+            if decrypt is not None:
+                if frame["segment"] != expected:
+                    raise ControlFailed(f"segment {frame['segment']} arrived, {expected} expected")
+                data = decrypt(expected, data)
+                expected += 1
+            sink.write(data)
+            written += len(data)
 
 
 def call(data_dir: Path, request: ControlRequest) -> dict[str, Any]:

@@ -9,6 +9,7 @@ that holds it. Record keys never cross the socket.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
@@ -294,19 +295,54 @@ def describe_entry(entry: Entry, rejected: str | None) -> Reply:
 
 
 async def upload_segments(stream: Replies, size: int) -> AsyncIterator[tuple[bytes, bool]]:
-    """Cut the client's Chunk frames into `size`-byte segments (the last may be shorter)."""
-    buffer = bytearray()
+    """Cut the client's Chunk frames into `size`-byte segments (the last may be shorter).
+
+    A chunk that is exactly one segment (as the CLI sends them) passes through
+    without a copy.
+    """
+    pieces = Pieces()
     while True:
         request = await stream.receive()
         if request is None:
             raise RecordError("the upload ended before its last chunk; nothing was stored")
         if not isinstance(request, Chunk):
             raise RecordError(f"expected an upload chunk, got {request.OP!r}")
-        buffer += request.data
+        pieces.add(request.data)
         # Hold a full segment back until more data arrives: only then is it not the last.
-        while len(buffer) > size:
-            yield bytes(buffer[:size]), False
-            del buffer[:size]
+        while pieces.size > size:
+            yield pieces.take(size), False
         if request.last:
-            yield bytes(buffer), True
+            yield pieces.take(pieces.size), True
             return
+
+
+class Pieces:
+    """A queue of byte strings read from the front in arbitrary lengths."""
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._offset = 0  # bytes of the first piece already taken
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        if data:
+            self._queue.append(data)
+            self.size += len(data)
+
+    def take(self, count: int) -> bytes:
+        """The next `count` bytes (a queued piece itself when it is exactly that)."""
+        if self._queue and self._offset == 0 and len(self._queue[0]) == count:
+            self.size -= count
+            return self._queue.popleft()
+        out = bytearray()
+        while len(out) < count:
+            piece = memoryview(self._queue[0])[self._offset :]
+            wanted = count - len(out)
+            out += piece[:wanted]
+            if len(piece) <= wanted:
+                self._queue.popleft()
+                self._offset = 0
+            else:
+                self._offset += wanted
+        self.size -= count
+        return bytes(out)

@@ -52,7 +52,7 @@ class ControlStream:
             data = await self.stream.receive_some(RECEIVE_SIZE)
             if not data:
                 return None
-            self._ready.extend(self._frames.feed(bytes(data)))
+            self._ready.extend(self._frames.feed(data))
         return decode_request(self._ready.popleft())
 
     async def send(self, reply: dict[str, Any]) -> None:

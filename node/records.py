@@ -29,6 +29,7 @@ from node.logs import event, get_logger
 from node.rpc_errors import RpcError
 from node.rpc_port import RpcPort
 from node.shard_service import ShardService
+from node.stages import run_stages
 from node.storage_config import StorageConfig
 from node.transfer import HolderSender
 from protocol.contact import Contact, distance
@@ -50,13 +51,15 @@ from protocol.shard_messages import (
     NodeInfo,
 )
 from storage.crypt import KEY_SIZE, SegmentCipher, check_recipient, open_sealed_key, seal_key
-from storage.encoder import RecordEncoder
+from storage.encoder import RecordEncoder, SegmentJob
 from storage.errors import KeyFormatError, ManifestError
 from storage.manifest import Manifest, RecordMetadata
 from storage.placement import Candidate, place
+from storage.segment_codec import EncodedSegment
 
 log = get_logger("records")
 NODE_INFO_TTL = 300.0
+ENCODE_WORKERS = 2  # segments encoded at once (hashing and crypto release the GIL)
 
 
 class RecordError(Exception):
@@ -176,7 +179,9 @@ class RecordService:
             segment_size=config.segment_size,
             metadata=metadata,
         )
+        started = trio.current_time()
         pool = await self.candidates(record_dht_key(record_id), config.n)
+        placed = trio.current_time()
         if len(pool) < config.happy:
             raise RecordError(
                 f"network too small: {len(pool)} reachable nodes, a put needs"
@@ -186,6 +191,7 @@ class RecordService:
         contacts = {c.public_key: c for c, _ in pool}
         senders = self._senders(record_id, chosen, contacts)
         await self._stream(encoder, segments, senders)
+        streamed = trio.current_time()
         confirmed = [s for s in senders if s.confirmed]
         if len(confirmed) < config.happy:
             failures = "; ".join(
@@ -211,6 +217,9 @@ class RecordService:
             record=short(record_id),
             size=manifest.size,
             holders=len(confirmed),
+            placement_ms=round((placed - started) * 1000, 1),
+            transfer_ms=round((streamed - placed) * 1000, 1),
+            ledger_ms=round((trio.current_time() - streamed) * 1000, 1),
         )
         return PutResult(record_id, manifest, dict(enumerate(chosen)), len(confirmed))
 
@@ -238,40 +247,40 @@ class RecordService:
         segments: AsyncIterator[tuple[bytes, bool]],
         senders: list[HolderSender],
     ) -> None:
+        """Read, encode and send segments as a pipeline; every holder then completes."""
+
+        async def claimed() -> AsyncIterator[SegmentJob]:
+            async for plaintext, last in segments:
+                yield encoder.claim(plaintext, last)
+
+        async def distribute(encoded: EncodedSegment) -> None:
+            encoder.accept(encoded)
+            for sender in senders:
+                await sender.send.send({i: bytes(encoded.blocks[i]) for i in sender.indices})
+
         failure: RecordError | None = None
         async with trio.open_nursery() as nursery:
             for sender in senders:
                 nursery.start_soon(sender.run, encoder.manifest)
             try:
-                await self._feed(encoder, segments, senders)
+                await run_stages(claimed(), encoder.encode_job, distribute, workers=ENCODE_WORKERS)
+            except (ValueError, ManifestError) as exc:
+                failure = RecordError(f"cannot encode the record: {exc}")
             except RecordError as exc:
-                failure = exc  # raised below, outside the nursery (not in an ExceptionGroup)
-                nursery.cancel_scope.cancel()
+                failure = exc
             except BaseException:
                 nursery.cancel_scope.cancel()  # no holder may see the end of a broken upload
                 raise
+            else:
+                if not encoder.done:
+                    failure = RecordError("the upload ended before its last segment")
             finally:
+                if failure is not None:
+                    nursery.cancel_scope.cancel()  # raised below, not in an ExceptionGroup
                 for sender in senders:
                     sender.send.close()
         if failure is not None:
             raise failure
-
-    async def _feed(
-        self,
-        encoder: RecordEncoder,
-        segments: AsyncIterator[tuple[bytes, bool]],
-        senders: list[HolderSender],
-    ) -> None:
-        async for plaintext, last in segments:
-            try:
-                encoded = await trio.to_thread.run_sync(encoder.add, plaintext, last)
-            except (ValueError, ManifestError) as exc:
-                raise RecordError(f"cannot encode the record: {exc}") from None
-            for sender in senders:
-                await sender.send.send({i: bytes(encoded.blocks[i]) for i in sender.indices})
-            if last:
-                return
-        raise RecordError("the upload ended before its last segment")
 
     async def _record(
         self,

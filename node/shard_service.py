@@ -34,7 +34,6 @@ from protocol.shard_messages import (
     StoreShards,
 )
 from storage.errors import BlockMismatch, CorruptShard, ManifestError, ShardNotFound, StoreFull
-from storage.hashing import shard_hash
 from storage.holdings import Holdings
 from storage.manifest import Manifest
 from storage.shard_store import ShardStore
@@ -62,6 +61,7 @@ class ShardService:
         self.announce = announce
         self.withdraw = withdraw
         self._manifests: dict[bytes, Manifest] = {}
+        self._begun: set[tuple[bytes, int]] = set()  # (record, index) noted in holdings
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(GetNodeInfo, self._on_node_info)
@@ -127,10 +127,12 @@ class ShardService:
         if manifest is not None and last > manifest.segment_count:
             raise RequestError(ErrorCode.BAD_REQUEST, "segments out of range for this record")
         raw = manifest.encode() if message.manifest is not None and manifest is not None else None
-        self.holdings.begin(message.record_id, raw, message.index)
+        if raw is not None or (message.record_id, message.index) not in self._begun:
+            self.holdings.begin(message.record_id, raw, message.index)
+            self._begun.add((message.record_id, message.index))
         for offset, block in enumerate(message.blocks):
             if manifest is None:
-                self.store.put(shard_hash(block), block)
+                self.store.add(block)  # content-addressed; checked against the manifest at the end
             else:
                 self.store.put(
                     manifest.block_hash(message.first_segment + offset, message.index), block
@@ -233,6 +235,7 @@ class ShardService:
                 deleted += self.store.delete(manifest.block_hash(segment, index))
         self.holdings.remove(record_id)
         self._manifests.pop(record_id, None)
+        self._begun = {key for key in self._begun if key[0] != record_id}
         self.withdraw(record_dht_key(record_id))
         event(
             log, logging.INFO, "record shards deleted", record=record_id.hex()[:16], blocks=deleted

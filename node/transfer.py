@@ -2,7 +2,7 @@
 
 The putting (or repairing) node feeds each holder's sender the blocks of that
 holder's indices segment by segment; the sender batches them (about
-`batch_bytes` per call, one call in flight) and, once the manifest is known,
+`batch_bytes` per call, two batches in flight) and, once the manifest is known,
 sends the last batch of each index with the manifest and `complete`. A
 holder whose call fails is marked failed and its further blocks dropped, so
 one dead node neither blocks nor fails the others.
@@ -21,6 +21,10 @@ from protocol.shard_messages import ShardsStored, StoreShards
 from storage.manifest import Manifest
 
 Blocks = dict[int, bytes]  # shard index -> block of one segment
+
+
+Batch = dict[int, tuple[int, list[bytes]]]  # shard index -> (first segment, blocks)
+IN_FLIGHT = 2  # batches sent but not yet acknowledged, per holder
 
 
 class HolderSender:
@@ -46,11 +50,17 @@ class HolderSender:
         self._pending: dict[int, list[bytes]] = {i: [] for i in indices}
         self._first = dict.fromkeys(indices, first_segment)
         self._size = 0
+        self._slots = trio.Semaphore(IN_FLIGHT)
         self.send, self._receive = trio.open_memory_channel[Blocks](2)
 
     async def run(self, manifest: Callable[[], Manifest]) -> None:
-        """Consume blocks until the feeder closes the channel, then complete."""
-        async with self._receive:
+        """Consume blocks until the feeder closes the channel, then complete.
+
+        Up to IN_FLIGHT batches travel at once, so the holder's disk writes
+        overlap the next batch's encoding and transfer; the completing batch
+        goes only after every earlier one was acknowledged.
+        """
+        async with trio.open_nursery() as nursery, self._receive:
             async for blocks in self._receive:
                 if self.failure is not None:
                     continue  # drain: the feeder must never block on a dead holder
@@ -58,34 +68,48 @@ class HolderSender:
                     self._pending[index].append(block)
                     self._size += len(block)
                 if self._size >= self.batch_bytes:
-                    await self._flush(None)
+                    await self._slots.acquire()
+                    nursery.start_soon(self._send_batch, self._take(), None)
         if self.failure is None:
-            await self._flush(manifest())
+            await self._send_batch(self._take(), manifest())
 
-    async def _flush(self, manifest: Manifest | None) -> None:
+    def _take(self) -> Batch:
+        batch = {i: (self._first[i], self._pending[i]) for i in self.indices}
+        for index in self.indices:
+            self._first[index] += len(self._pending[index])
+            self._pending[index] = []
+        self._size = 0
+        return batch
+
+    async def _send_batch(self, batch: Batch, manifest: Manifest | None) -> None:
+        final = manifest is not None
+        try:
+            complete = await self._store(batch, manifest)
+        finally:
+            if not final:
+                self._slots.release()
+        if final and self.failure is None:
+            self.confirmed = complete
+            if not complete:
+                self.failure = "holder did not confirm every block"
+
+    async def _store(self, batch: Batch, manifest: Manifest | None) -> bool:
         final = manifest is not None
         raw = manifest.encode() if manifest is not None else None
         complete = True
-        for index in self.indices:
-            blocks = self._pending[index]
+        for index, (first, blocks) in batch.items():
+            if self.failure is not None:
+                return False
             if not blocks and not final:
                 continue
-            message = StoreShards(
-                self.record_id, raw, index, self._first[index], tuple(blocks), final
-            )
+            message = StoreShards(self.record_id, raw, index, first, tuple(blocks), final)
             try:
                 answer = await self.port.call(self.holder, message, self.timeout)
             except RpcError as exc:
                 self.failure = str(exc)
-                return
+                return False
             if not isinstance(answer, ShardsStored):
                 self.failure = f"unexpected answer {answer.TYPE}"
-                return
+                return False
             complete = complete and answer.complete
-            self._first[index] += len(blocks)
-            self._pending[index] = []
-        self._size = 0
-        if final:
-            self.confirmed = complete
-            if not complete:
-                self.failure = "holder did not confirm every block"
+        return complete

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import nacl.exceptions
 from nacl import bindings
+from nacl._sodium import ffi, lib  # pynacl's own libsodium binding: boxing in place
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 
+Buffer = bytes | bytearray | memoryview
 MAX_BODY = 65535
 MAC_SIZE = bindings.crypto_secretbox_MACBYTES
 HEADER_PLAIN_SIZE = 2 + MAC_SIZE
@@ -53,22 +55,45 @@ class BoxWriter:
         self._nonces = _Nonces(nonce)
         self.closed = False
 
-    def seal(self, data: bytes) -> bytes:
-        """Frames for `data`, split into bodies of at most MAX_BODY bytes."""
+    def seal(self, data: Buffer, prefix: bytes = b"") -> bytearray:
+        """Frames for `prefix` + `data`, in bodies of at most MAX_BODY bytes.
+
+        Sealed straight into one preallocated buffer: each body is boxed in
+        place (its MAC lands where the header box will go, is read back, and
+        the header box is then written over it), so a large message is read
+        once and written once; the short `prefix` joins only the first body.
+        """
         if self.closed:
             raise LocalProtocolError("the box stream was closed with a goodbye")
-        if not data:
+        view = memoryview(data).cast("B")
+        size = len(prefix) + len(view)
+        if not size:
             raise LocalProtocolError("a box-stream frame cannot be empty")
-        view = memoryview(data)
-        out = bytearray()
-        for start in range(0, len(view), MAX_BODY):
-            body = bytes(view[start : start + MAX_BODY])
+        if len(prefix) >= MAX_BODY:
+            raise LocalProtocolError("a box-stream prefix must be shorter than one body")
+        first = MAX_BODY - len(prefix)
+        bodies = [
+            prefix + view[:first],
+            *(view[i : i + MAX_BODY] for i in range(first, len(view), MAX_BODY)),
+        ]
+        out = bytearray(size + len(bodies) * HEADER_SIZE)
+        target = ffi.from_buffer(out)
+        at = 0
+        for body in bodies:
+            length = len(body)
             header_nonce, body_nonce = self._nonces.take(), self._nonces.take()
-            boxed = bindings.crypto_secretbox_easy(body, body_nonce, self._key)
-            header = len(body).to_bytes(2, "big") + boxed[:MAC_SIZE]
-            out += bindings.crypto_secretbox_easy(header, header_nonce, self._key)
-            out += memoryview(boxed)[MAC_SIZE:]
-        return bytes(out)
+            body_at = at + HEADER_SIZE - MAC_SIZE  # the body box: its MAC, then the body
+            _check(
+                lib.crypto_secretbox_easy(
+                    target + body_at, ffi.from_buffer(body), length, body_nonce, self._key
+                )
+            )
+            header = length.to_bytes(2, "big") + bytes(out[body_at : body_at + MAC_SIZE])
+            _check(
+                lib.crypto_secretbox_easy(target + at, header, len(header), header_nonce, self._key)
+            )
+            at += HEADER_SIZE + length
+        return out
 
     def goodbye(self) -> bytes:
         """The final frame; nothing may be sealed after it."""
@@ -78,13 +103,25 @@ class BoxWriter:
         return bindings.crypto_secretbox_easy(_GOODBYE, self._nonces.take(), self._key)
 
 
+def _check(result: int) -> None:
+    if result != 0:
+        raise LocalProtocolError("sealing a box-stream frame failed")
+
+
 class BoxReader:
-    """Opens incoming frames of one direction; any defect is the peer's fault."""
+    """Opens incoming frames of one direction; any defect is the peer's fault.
+
+    Incoming bytes collect in one buffer read from an offset (compacted once
+    per feed). A header's last MAC_SIZE bytes are left in place and, once
+    the body has arrived, overwritten with the body's MAC, so the body box
+    (MAC, then body) is opened where it lies, straight into the output.
+    """
 
     def __init__(self, key: bytes, nonce: bytes) -> None:
         self._key = _check_key(key)
         self._nonces = _Nonces(nonce)
         self._buffer = bytearray()
+        self._at = 0
         self._body_length: int | None = None
         self._body_mac = b""
         self._body_nonce = b""
@@ -92,51 +129,72 @@ class BoxReader:
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) - self._at
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: Buffer) -> list[bytearray]:
         """Bodies completed by `data`, in order. Raises RemoteProtocolError."""
         if self.closed:
-            if data:
+            if memoryview(data).nbytes:
                 raise RemoteProtocolError("data after the box-stream goodbye")
             return []
         self._buffer += data
         bodies = []
-        while not self.closed:
-            body = self._next_body()
-            if body is None:
-                break
-            bodies.append(body)
+        try:
+            while not self.closed:
+                body = self._next_body()
+                if body is None:
+                    break
+                bodies.append(body)
+        finally:
+            del self._buffer[: self._at]
+            self._at = 0
         return bodies
 
-    def _next_body(self) -> bytes | None:
+    def _next_body(self) -> bytearray | None:
+        buffer = self._buffer
         if self._body_length is None:
-            if len(self._buffer) < HEADER_SIZE:
+            if len(buffer) - self._at < HEADER_SIZE:
                 return None
-            header = self._open(bytes(self._buffer[:HEADER_SIZE]), self._nonces.take(), "header")
-            del self._buffer[:HEADER_SIZE]
+            header_box = bytes(buffer[self._at : self._at + HEADER_SIZE])
+            header = self._open_header(header_box, self._nonces.take())
             if header == _GOODBYE:
                 self.closed = True
-                if self._buffer:
+                if len(buffer) > self._at + HEADER_SIZE:
                     raise RemoteProtocolError("data after the box-stream goodbye")
+                self._at += HEADER_SIZE
                 return None
             length = int.from_bytes(header[:2], "big")
             if length == 0:
                 raise RemoteProtocolError("box-stream header announces an empty body")
             self._body_length, self._body_mac = length, header[2:]
             self._body_nonce = self._nonces.take()
+            self._at += HEADER_SIZE - MAC_SIZE  # keep room for the body's MAC
         length = self._body_length
-        if len(self._buffer) < length:
+        if len(buffer) - self._at < MAC_SIZE + length:
             return None
-        sealed = self._body_mac + bytes(self._buffer[:length])
-        del self._buffer[:length]
+        buffer[self._at : self._at + MAC_SIZE] = self._body_mac
+        body = bytearray(length)
+        opened = lib.crypto_secretbox_open_easy(
+            ffi.from_buffer(body),
+            ffi.from_buffer(buffer) + self._at,
+            MAC_SIZE + length,
+            self._body_nonce,
+            self._key,
+        )
+        if opened != 0:
+            raise _failed("body")
+        self._at += MAC_SIZE + length
         self._body_length = None
-        return self._open(sealed, self._body_nonce, "body")
+        return body
 
-    def _open(self, sealed: bytes, nonce: bytes, what: str) -> bytes:
+    def _open_header(self, sealed: bytes, nonce: bytes) -> bytes:
         try:
             return bindings.crypto_secretbox_open_easy(sealed, nonce, self._key)
         except nacl.exceptions.CryptoError:
-            raise RemoteProtocolError(
-                f"box-stream {what} failed authentication (tampered, replayed or reordered)"
-            ) from None
+            raise _failed("header") from None
+
+
+def _failed(what: str) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"box-stream {what} failed authentication (tampered, replayed or reordered)"
+    )

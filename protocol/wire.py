@@ -13,46 +13,66 @@ DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
 PREFIX_SIZE = 4
 
 
-def encode_frame(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
-    if not payload:
+def frame_prefix(size: int, max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
+    """The length prefix of a `size`-byte payload (checked against the cap)."""
+    if not size:
         raise LocalProtocolError("a message frame cannot be empty")
-    if len(payload) > max_size:
-        raise LocalProtocolError(f"message of {len(payload)} bytes exceeds the {max_size}-byte cap")
-    return len(payload).to_bytes(PREFIX_SIZE, "big") + payload
+    if size > max_size:
+        raise LocalProtocolError(f"message of {size} bytes exceeds the {max_size}-byte cap")
+    return size.to_bytes(PREFIX_SIZE, "big")
+
+
+def encode_frame(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
+    return frame_prefix(len(payload), max_size) + payload
 
 
 class FrameDecoder:
-    """Splits a byte stream into message payloads."""
+    """Splits a byte stream into message payloads.
+
+    The pieces of a payload are kept as they arrive and joined once it is
+    complete: one copy per payload, however it was cut up in transit.
+    """
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE) -> None:
         self.max_size = max_size
-        self._buffer = bytearray()
+        self._prefix = bytearray()
         self._length: int | None = None
+        self._parts: list[memoryview] = []
+        self._have = 0
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return len(self._prefix) + self._have
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Payloads completed by `data`. Raises RemoteProtocolError on a bad length."""
-        self._buffer += data
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Payloads completed by `data`. Raises RemoteProtocolError on a bad length.
+
+        `data` is not copied until its payload completes, so the caller must
+        not change it afterwards (bytes, or a buffer it hands over).
+        """
+        view = memoryview(data).cast("B")
         payloads = []
-        while True:
+        while view:
             if self._length is None:
-                if len(self._buffer) < PREFIX_SIZE:
+                wanted = PREFIX_SIZE - len(self._prefix)
+                self._prefix += view[:wanted]
+                view = view[wanted:]
+                if len(self._prefix) < PREFIX_SIZE:
                     break
-                length = int.from_bytes(self._buffer[:PREFIX_SIZE], "big")
+                length = int.from_bytes(self._prefix, "big")
+                self._prefix = bytearray()
                 if length == 0:
                     raise RemoteProtocolError("empty message frame")
                 if length > self.max_size:
                     raise RemoteProtocolError(
                         f"message of {length} bytes announced, over the {self.max_size}-byte cap"
                     )
-                del self._buffer[:PREFIX_SIZE]
                 self._length = length
-            if len(self._buffer) < self._length:
-                break
-            payloads.append(bytes(self._buffer[: self._length]))
-            del self._buffer[: self._length]
-            self._length = None
+            piece = view[: self._length - self._have]
+            view = view[len(piece) :]
+            self._parts.append(piece)
+            self._have += len(piece)
+            if self._have == self._length:
+                payloads.append(b"".join(self._parts))
+                self._parts, self._have, self._length = [], 0, None
         return payloads

@@ -7,6 +7,7 @@ ahead (to know which segment is the last) while the current one is encoded.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from storage.crypt import SegmentCipher
@@ -36,6 +37,13 @@ def read_full(stream: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
+@dataclass(frozen=True)
+class SegmentJob:
+    index: int
+    last: bool
+    plaintext: bytes
+
+
 class RecordEncoder:
     """Encodes one record; iterate `encode(stream)`, then read `manifest()`."""
 
@@ -63,7 +71,9 @@ class RecordEncoder:
         self._size = 0
         self._manifest: Manifest | None = None
         self._started = False
-        self._segments = 0
+        self._segments = 0  # accepted
+        self._claimed = 0
+        self._claimed_last = False
 
     def encode(self, stream: BinaryIO) -> Iterator[EncodedSegment]:
         """Yield every segment's blocks in order; the manifest is ready after the last."""
@@ -85,26 +95,45 @@ class RecordEncoder:
         Every segment but the last must be exactly segment_size bytes; after
         the last, the manifest is ready.
         """
-        if self._manifest is not None:
+        return self.accept(self.encode_job(self.claim(plaintext, last)))
+
+    # `add` in three steps, for encoding several segments at once: claim each
+    # segment in order, run `encode_job` on any thread, accept in order.
+
+    def claim(self, plaintext: bytes, last: bool) -> SegmentJob:
+        """Check the next segment and give it its index (call in order)."""
+        if self._claimed_last:
             raise RuntimeError("the record's last segment was already added")
         if len(plaintext) > self.segment_size or (not last and len(plaintext) != self.segment_size):
             raise ValueError(
-                f"segment {self._segments} is {len(plaintext)} bytes; segments before the"
+                f"segment {self._claimed} is {len(plaintext)} bytes; segments before the"
                 f" last must be exactly {self.segment_size}"
             )
         limit = max_segments(self.n)
-        if self._segments >= limit:
+        if self._claimed >= limit:
             raise ManifestError(
                 f"record exceeds {limit} segments of {self.segment_size} bytes;"
                 " use a larger segment size"
             )
         self._started = True
-        segment = self._codec.encode(self._segments, last, plaintext)
+        self._claimed_last = last
+        job = SegmentJob(self._claimed, last, plaintext)
+        self._claimed += 1
+        return job
+
+    def encode_job(self, job: SegmentJob) -> EncodedSegment:
+        """Encrypt, erasure-code and hash one claimed segment (thread-safe)."""
+        return self._codec.encode(job.index, job.last, job.plaintext)
+
+    def accept(self, segment: EncodedSegment) -> EncodedSegment:
+        """Take an encoded segment into the manifest (call in index order)."""
+        if segment.index != self._segments:
+            raise RuntimeError(f"segment {segment.index} accepted before {self._segments}")
         for digest in segment.hashes:
             self._hashes += digest
-        self._size += len(plaintext)
+        self._size += segment.plain_size
         self._segments += 1
-        if last:
+        if segment.last:
             self._manifest = Manifest(
                 record_id=self.record_id,
                 size=self._size,
@@ -115,6 +144,11 @@ class RecordEncoder:
                 sealed_metadata=self._sealed_metadata,
             )
         return segment
+
+    @property
+    def done(self) -> bool:
+        """The last segment was added: the manifest is ready."""
+        return self._manifest is not None
 
     def manifest(self) -> Manifest:
         if self._manifest is None:

@@ -45,6 +45,15 @@ class ShardStore(ABC):
         check_digest(digest)
         if shard_hash(block) != digest:
             raise BlockMismatch(f"block does not hash to {digest.hex()}; refused")
+        return self._store(digest, block)
+
+    def add(self, block: BytesLike) -> bytes:
+        """Store `block` under its own hash (computed once) and return that hash."""
+        digest = shard_hash(block)
+        self._store(digest, block)
+        return digest
+
+    def _store(self, digest: bytes, block: BytesLike) -> bool:
         size = memoryview(block).nbytes
         with self._lock:
             if self._exists(digest):

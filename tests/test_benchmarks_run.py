@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -96,3 +98,26 @@ def test_gossip_benchmark_writes_csv_png_and_figures(tmp_path: Path) -> None:
     assert [(c["size"], c["loss"]) for c in figures["cases"]] == [(20, 0.0), (20, 0.1)]
     assert (out / "gossip.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "gossip_samples.csv").read_text().splitlines()[0].startswith("nodes,loss")
+
+
+@pytest.mark.slow
+def test_cluster_benchmark_runs_real_daemons(tmp_path: Path) -> None:
+    figures = run_json(
+        "benchmarks.cluster",
+        "--nodes",
+        "3",
+        "-k",
+        "2",
+        "-n",
+        "3",
+        "--sizes-mib",
+        "0.25",
+        "--repeat",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
+    assert figures["put_mbps_0.25mib"] > 0 and figures["get_mbps_0.25mib"] > 0
+    assert 0 < figures["idle_rss_mib_max"] <= figures["peak_rss_mib_max"] < 1024
+    assert (tmp_path / "cluster.png").stat().st_size > 0
+    assert (tmp_path / "cluster_summary.csv").read_text().startswith("size_mib,")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.daemons import Daemon
+from node.localnet import Daemon
 
 
 @pytest.fixture

@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemons import Daemon, medvault
+from node.localnet import Daemon, free_ports, medvault
 
 pytestmark = pytest.mark.slow
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now: a restarted node keeps its address, as in production."""
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def saved_peers(path: Path) -> set[str]:

@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.daemons import Daemon, medvault
-from tests.e2e.network import Network
+from node.localnet import Daemon, Network, medvault
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from node.datadir import DataDir
-from tests.e2e.daemons import Daemon, medvault
+from node.localnet import Daemon, medvault
 
 pytestmark = pytest.mark.slow
 

@@ -123,3 +123,22 @@ def test_arbitrary_bytes_raise_only_remote_errors(chunks: list[bytes]) -> None:
             reader.feed(chunk)
     except RemoteProtocolError:
         pass
+
+
+def test_a_prefix_is_sealed_as_if_joined_to_the_data() -> None:
+    writer, reader = pair()
+    data = bytes(range(256)) * 700  # spans three bodies
+    sealed = writer.seal(data, prefix=b"\x00\x02\xbc\x00")
+    assert len(sealed) == 4 + len(data) + 3 * HEADER_SIZE
+    assert b"".join(reader.feed(bytes(sealed))) == b"\x00\x02\xbc\x00" + data
+
+
+@given(st.lists(st.integers(1, 20_000), min_size=1, max_size=5), st.integers(1, 70_000))
+def test_any_delivery_split_yields_the_same_bodies(sizes: list[int], cut: int) -> None:
+    writer, reader = pair()
+    messages = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    stream = b"".join(bytes(writer.seal(m)) for m in messages)
+    out: list[bytes | bytearray] = []
+    for start in range(0, len(stream), cut):
+        out += reader.feed(stream[start : start + cut])
+    assert b"".join(out) == b"".join(messages) and reader.buffered == 0

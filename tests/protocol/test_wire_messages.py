@@ -173,3 +173,12 @@ def test_tracker_limits_and_wraparound() -> None:
     wrapping = RequestTracker(first_id=2**32 - 1)
     assert wrapping.open(0, 1) == 2**32 - 1
     assert wrapping.open(0, 1) == 1
+
+
+def test_frames_from_views_and_one_copy_per_payload() -> None:
+    decoder = FrameDecoder()
+    payload = bytes(range(256)) * 50
+    stream = bytearray(encode_frame(payload) + encode_frame(b"tail"))
+    view = memoryview(stream)
+    out = decoder.feed(view[:3]) + decoder.feed(view[3:9000]) + decoder.feed(view[9000:])
+    assert out == [payload, b"tail"] and all(type(p) is bytes for p in out)

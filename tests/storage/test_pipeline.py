@@ -279,3 +279,27 @@ def test_push_api_matches_the_stream_api() -> None:
     short = RecordEncoder(record_id=RID, record_key=KEY, k=2, n=3, segment_size=SEG)
     with pytest.raises(ValueError, match="exactly 256"):
         short.add(b"too short", last=False)
+
+
+def test_segments_encoded_out_of_order_give_the_same_record() -> None:
+    """claim in order, encode_job in any order (as on several threads), accept in order."""
+    data = os.urandom(5 * 1000 + 123)
+    key, rid = os.urandom(32), os.urandom(32)
+
+    def encoder() -> RecordEncoder:
+        return RecordEncoder(record_id=rid, record_key=key, k=2, n=4, segment_size=1000)
+
+    pieces = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    serial = encoder()
+    expected = [serial.add(p, i == len(pieces) - 1) for i, p in enumerate(pieces)]
+    parallel = encoder()
+    jobs = [parallel.claim(p, i == len(pieces) - 1) for i, p in enumerate(pieces)]
+    encoded = [parallel.encode_job(job) for job in reversed(jobs)][::-1]
+    with pytest.raises(RuntimeError, match="accepted before"):
+        parallel.accept(encoded[1])
+    for segment in encoded:
+        parallel.accept(segment)
+    assert [s.hashes for s in encoded] == [s.hashes for s in expected]
+    assert parallel.done and parallel.manifest() == serial.manifest()
+    with pytest.raises(RuntimeError, match="already added"):
+        parallel.claim(b"", True)

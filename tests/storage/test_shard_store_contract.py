@@ -140,3 +140,14 @@ def test_concurrent_writers_account_exactly(backend: Backend) -> None:
         thread.join()
     assert store.digests() == sorted(d for d, _ in items)
     assert store.used_bytes == 2000 * len(items)
+
+
+def test_add_stores_under_the_blocks_own_hash(backend: Backend) -> None:
+    store = backend.make(1500)
+    digest, data = block(1000, 7)
+    assert store.add(memoryview(data)) == digest
+    assert store.get(digest) == data and store.used_bytes == 1000
+    assert store.add(data) == digest and store.used_bytes == 1000  # idempotent
+    with pytest.raises(StoreFull):
+        store.add(block(1000, 8)[1])
+    assert store.used_bytes == 1000

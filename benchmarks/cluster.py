@@ -1,0 +1,238 @@
+"""Whole-network throughput: N real daemons on 127.0.0.1, put and get through the control socket.
+
+    python -m benchmarks.cluster [--nodes 5] [-k 3] [-n 5] [--sizes-mib 1 16 64]
+                                 [--repeat 5] [--segment-size 1048576] [--dir DIR]
+                                 [--out bench-out/cluster] [--seed 1] [--json]
+
+Starts `--nodes` daemons (`medvault init` + `medvault run`, real TCP and disk
+stores, fsync'd writes) in --dir (default: a temporary directory). For each
+record size it stores `--repeat` seeded records from node0 (granted to
+node1) and reads each back on node1, which fetches shards from the other
+nodes over the network. Times are taken in this process around the control
+socket request (as the CLI makes it, without the CLI's interpreter start-up);
+MB/s is record bytes per second (1 MB = 10^6 bytes), reported as medians. Every
+read is checked against the data written.
+
+Resident memory per daemon comes from /proc: idle RSS right after the
+network formed, and peak RSS (VmHWM) at the end. Writes cluster_samples.csv,
+cluster_summary.csv and cluster.png into --out; `--json` ends with the
+figures, e.g. put_mbps_64mib, get_mbps_64mib, idle_rss_mib_max, peak_rss_mib_max.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import (
+    MB,
+    MIB,
+    emit_json,
+    parser,
+    print_table,
+    pyplot,
+    save_figure,
+    seeded_bytes,
+    size_axis,
+    write_csv,
+    write_summary_csv,
+)
+from node.control_client import ControlClient, call
+from node.localnet import Network
+from protocol.control import Get, ListRecords, Put
+
+GRANT_WAIT = 60.0
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process, from /proc (Linux)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def memory(net: Network) -> list[tuple[float, float]]:
+    return [rss_mib(node.proc.pid) for node in net.nodes if node.proc is not None]
+
+
+def put(net: Network, data: bytes, grantee: str) -> tuple[str, float]:
+    request = Put("application/octet-stream", "", None, (bytes.fromhex(grantee),), 0)
+    with ControlClient(net.nodes[0].data_dir) as client:
+        started = time.perf_counter()
+        reply = client.upload(request, io.BytesIO(data))
+        elapsed = time.perf_counter() - started
+    return str(reply["record_id"]), elapsed
+
+
+def wait_known(net: Network, index: int, record_id: str) -> None:
+    """Until node `index` lists the record (its grant arrived by gossip)."""
+    deadline = time.monotonic() + GRANT_WAIT
+    while True:
+        rows = call(net.nodes[index].data_dir, ListRecords(None))["records"]
+        if any(row["record_id"] == record_id for row in rows):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"node{index} did not learn of record {record_id} in {GRANT_WAIT}s")
+        time.sleep(0.02)
+
+
+class _Hashing(io.RawIOBase):
+    """A sink that keeps only the hash and length of what is written to it."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def get(net: Network, index: int, record_id: str) -> tuple[str, float]:
+    sink = _Hashing()
+    with ControlClient(net.nodes[index].data_dir) as client:
+        started = time.perf_counter()
+        client.request(Get(bytes.fromhex(record_id), None))
+        client.download(sink)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+    return sink.hash.hexdigest(), elapsed
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0] if __doc__ else "cluster benchmark")
+    p.add_argument("--nodes", type=int, default=5)
+    p.add_argument("-k", type=int, default=3)
+    p.add_argument("-n", type=int, default=5)
+    p.add_argument("--sizes-mib", type=float, nargs="+", default=[1, 16, 64])
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--segment-size", type=int, default=1024 * 1024)
+    p.add_argument("--dir", type=Path, default=None, help="where the nodes live (default: temp)")
+    p.add_argument("--out", type=Path, default=Path("bench-out/cluster"))
+    args = p.parse_args()
+    if args.nodes < 2:
+        raise SystemExit("--nodes must be at least 2 (a writer and a reader)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="medvault-cluster-") as tmp:
+        root = args.dir or Path(tmp)
+        figures = run(args, root)
+    emit_json(figures, args.json)
+
+
+def run(args: Any, root: Path) -> dict[str, Any]:
+    settings = {
+        "storage": {
+            "k": args.k,
+            "n": args.n,
+            "happy": min(args.n, args.nodes),
+            "segment_size": args.segment_size,
+        },
+        "gossip": {"interval": 0.2},
+    }
+    net = Network(root / "net", args.nodes, settings)
+    try:
+        net.start_all()
+        idle = memory(net)
+        samples, summary = measure(net, args)
+        final = memory(net)
+    finally:
+        net.stop_all()
+    print(
+        f"{args.nodes} daemons on 127.0.0.1, k={args.k} n={args.n},"
+        f" {args.segment_size // 1024} KiB segments, {args.repeat} runs per size (medians)"
+    )
+    print_table(
+        ["MiB", "put MB/s", "get MB/s", "put s", "get s"],
+        [
+            [row["size_mib"], row["put_mbps"], row["get_mbps"], row["put_s"], row["get_s"]]
+            for row in summary
+        ],
+    )
+    print()
+    print_table(
+        ["node", "idle RSS MiB", "peak RSS MiB"],
+        [[f"node{i}", idle[i][0], final[i][1]] for i in range(len(idle))],
+    )
+    write_csv(args.out / "cluster_samples.csv", ["size_mib", "op", "seconds", "mbps"], samples)
+    write_summary_csv(args.out / "cluster_summary.csv", summary)
+    plot(summary, args)
+    figures: dict[str, Any] = {
+        "nodes": args.nodes,
+        "k": args.k,
+        "n": args.n,
+        "idle_rss_mib_max": round(max(r for r, _ in idle), 1),
+        "peak_rss_mib_max": round(max(p for _, p in final), 1),
+    }
+    for row in summary:
+        label = f"{row['size_mib']:g}mib"
+        figures[f"put_mbps_{label}"] = row["put_mbps"]
+        figures[f"get_mbps_{label}"] = row["get_mbps"]
+    return figures
+
+
+def measure(net: Network, args: Any) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+    samples: list[list[Any]] = []
+    summary = []
+    reader = net.keys[1]
+    warm = seeded_bytes(args.segment_size, args.seed)  # first put pays the lookups, imports
+    record_id, _ = put(net, warm, reader)
+    wait_known(net, 1, record_id)
+    get(net, 1, record_id)
+    for number, size_mib in enumerate(args.sizes_mib):
+        size = int(size_mib * MIB)
+        data = seeded_bytes(size, args.seed + number + 1)
+        expected = hashlib.sha256(data).hexdigest()
+        put_times, get_times = [], []
+        for _ in range(args.repeat):
+            record_id, put_s = put(net, data, reader)
+            wait_known(net, 1, record_id)
+            digest, get_s = get(net, 1, record_id)
+            if digest != expected:
+                raise SystemExit(f"record {record_id} read back differently on node1")
+            put_times.append(put_s)
+            get_times.append(get_s)
+            samples.append([size_mib, "put", round(put_s, 4), round(size / put_s / MB, 1)])
+            samples.append([size_mib, "get", round(get_s, 4), round(size / get_s / MB, 1)])
+        put_s, get_s = statistics.median(put_times), statistics.median(get_times)
+        summary.append(
+            {
+                "size_mib": size_mib,
+                "put_mbps": round(size / put_s / MB, 1),
+                "get_mbps": round(size / get_s / MB, 1),
+                "put_s": round(put_s, 3),
+                "get_s": round(get_s, 3),
+            }
+        )
+    return samples, summary
+
+
+def plot(summary: list[dict[str, Any]], args: Any) -> None:
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(6, 4))
+    sizes = [row["size_mib"] for row in summary]
+    axes.plot(sizes, [row["put_mbps"] for row in summary], marker="o", label="put")
+    axes.plot(sizes, [row["get_mbps"] for row in summary], marker="o", label="get")
+    size_axis(axes, sizes)
+    axes.set_xlabel("record size (MiB)")
+    axes.set_ylabel("MB/s (median)")
+    axes.set_title("Record put and get across real daemons")
+    axes.legend()
+    caption = (
+        f"{args.nodes} daemons on 127.0.0.1, k={args.k} n={args.n},"
+        f" {args.segment_size // 1024} KiB segments, {args.repeat} runs per size, seed {args.seed}"
+    )
+    save_figure(figure, args.out / "cluster.png", caption)
+
+
+if __name__ == "__main__":
+    main()

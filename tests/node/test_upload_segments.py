@@ -1,0 +1,71 @@
+"""Cutting an upload's chunks into segments, whatever sizes the client sends."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from node.control_ops import Pieces, upload_segments
+from node.records import RecordError
+from protocol.control import Chunk, ControlRequest, Status
+
+
+class Script:
+    """A client that sends the given requests, then hangs up."""
+
+    def __init__(self, requests: Sequence[ControlRequest]) -> None:
+        self.requests = list(requests)
+
+    async def receive(self) -> ControlRequest | None:
+        return self.requests.pop(0) if self.requests else None
+
+    async def send(self, reply: dict[str, object]) -> None:
+        raise AssertionError("no replies during an upload")
+
+
+async def cut(requests: Sequence[ControlRequest], size: int) -> list[tuple[bytes, bool]]:
+    return [item async for item in upload_segments(Script(requests), size)]
+
+
+@given(st.lists(st.integers(0, 300), max_size=8), st.integers(1, 100))
+def test_pieces_take_returns_the_bytes_in_order(sizes: list[int], take: int) -> None:
+    pieces = Pieces()
+    data = os.urandom(sum(sizes))
+    at = 0
+    for size in sizes:
+        pieces.add(data[at : at + size])
+        at += size
+    out = b""
+    while pieces.size >= take:
+        out += pieces.take(take)
+    out += pieces.take(pieces.size)
+    assert out == data and pieces.size == 0
+
+
+async def test_any_chunking_gives_full_segments_and_a_flagged_last() -> None:
+    data = os.urandom(1000)
+    chunks = [data[:1], data[1:333], data[333:900], data[900:]]
+    segments = await cut([Chunk(c, i == 3) for i, c in enumerate(chunks)], 256)
+    assert [len(s) for s, _ in segments] == [256, 256, 256, 232]
+    assert [last for _, last in segments] == [False, False, False, True]
+    assert b"".join(s for s, _ in segments) == data
+
+
+async def test_a_record_of_exactly_whole_segments_ends_with_a_full_last_one() -> None:
+    data = os.urandom(512)
+    whole = [Chunk(data[:256], False), Chunk(data[256:], True)]
+    segments = await cut(whole, 256)
+    assert segments == [(data[:256], False), (data[256:], True)]
+    assert segments[0][0] is whole[0].data  # passed through without a copy
+    assert await cut([Chunk(b"", True)], 256) == [(b"", True)]
+
+
+async def test_a_cut_or_confused_upload_is_refused() -> None:
+    with pytest.raises(RecordError, match="ended before its last chunk"):
+        await cut([Chunk(b"x" * 10, False)], 256)
+    with pytest.raises(RecordError, match="expected an upload chunk"):
+        await cut([Chunk(b"x" * 10, False), Status()], 256)
