@@ -62,11 +62,12 @@ def memory(net: Network) -> list[tuple[float, float]]:
     return [rss_mib(node.proc.pid) for node in net.nodes if node.proc is not None]
 
 
-def put(net: Network, data: bytes, grantee: str) -> tuple[str, float]:
-    request = Put("application/octet-stream", "", None, (bytes.fromhex(grantee),), 0)
-    with ControlClient(net.nodes[0].data_dir) as client:
+def put(net: Network, source: Path, grantee: str) -> tuple[str, float]:
+    """Store the file as `medvault put` does (the daemon reads it from a passed descriptor)."""
+    request = Put("application/octet-stream", "", None, (bytes.fromhex(grantee),), 0, True)
+    with ControlClient(net.nodes[0].data_dir) as client, open(source, "rb") as handle:
         started = time.perf_counter()
-        reply = client.upload(request, io.BytesIO(data))
+        reply = client.upload(request, handle)
         elapsed = time.perf_counter() - started
     return str(reply["record_id"]), elapsed
 
@@ -180,21 +181,29 @@ def run(args: Any, root: Path) -> dict[str, Any]:
     return figures
 
 
+def record_file(net: Network, name: str, data: bytes) -> Path:
+    """The record as a file (in the page cache after writing), as an operator would put it."""
+    path = net.root / name
+    path.write_bytes(data)
+    return path
+
+
 def measure(net: Network, args: Any) -> tuple[list[list[Any]], list[dict[str, Any]]]:
     samples: list[list[Any]] = []
     summary = []
     reader = net.keys[1]
     warm = seeded_bytes(args.segment_size, args.seed)  # first put pays the lookups, imports
-    record_id, _ = put(net, warm, reader)
+    record_id, _ = put(net, record_file(net, "warm.bin", warm), reader)
     wait_known(net, 1, record_id)
     get(net, 1, record_id)
     for number, size_mib in enumerate(args.sizes_mib):
         size = int(size_mib * MIB)
         data = seeded_bytes(size, args.seed + number + 1)
         expected = hashlib.sha256(data).hexdigest()
+        source = record_file(net, f"record-{size_mib:g}.bin", data)
         put_times, get_times = [], []
         for _ in range(args.repeat):
-            record_id, put_s = put(net, data, reader)
+            record_id, put_s = put(net, source, reader)
             wait_known(net, 1, record_id)
             digest, get_s = get(net, 1, record_id)
             if digest != expected:

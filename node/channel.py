@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 
 import nacl.signing
 import trio
 
-from protocol.boxstream import MAX_BODY, BoxReader, BoxWriter
+from protocol.boxstream import MAX_BODY, BoxReader, BoxWriter, Buffer
 from protocol.errors import HandshakeFailed, RemoteProtocolError
 from protocol.handshake import ClientHandshake, ServerHandshake, SessionKeys
 from protocol.wire import DEFAULT_MAX_MESSAGE, FrameDecoder, frame_prefix
@@ -22,6 +23,7 @@ _RECEIVE_CHUNK = 4 * MAX_BODY
 # Messages this large are sealed in a worker thread, so bulk transfers do not
 # hold up the trio thread (and can use another core).
 SEAL_IN_THREAD = 256 * 1024
+KEEP_SEALED = 4 * 1024 * 1024
 
 
 class ConnectionLost(RemoteProtocolError):
@@ -44,6 +46,7 @@ class SecureChannel:
         self._frames = FrameDecoder(max_message)
         self._inbox: collections.deque[bytes] = collections.deque()
         self._send_lock = trio.Lock()
+        self._sealed = bytearray()  # reused for every outgoing message (under the lock)
         self._pending = leftover
         self.closed = False
 
@@ -51,18 +54,20 @@ class SecureChannel:
     def remote_public_key(self) -> bytes:
         return self.session.remote_public_key
 
-    async def send(self, payload: bytes) -> None:
-        """Send one message; raises ConnectionLost if the stream broke."""
-        prefix = frame_prefix(len(payload), self.max_message)
+    async def send(self, *parts: Buffer) -> None:
+        """Send one message (the concatenation of `parts`); ConnectionLost if the stream broke."""
+        size = sum(memoryview(part).nbytes for part in parts)
+        prefix = frame_prefix(size, self.max_message)
         async with self._send_lock:  # sealing takes the next nonces: seal in sending order
-            if len(payload) >= SEAL_IN_THREAD:
-                data = await trio.to_thread.run_sync(self._writer.seal, payload, prefix)
-            else:
-                data = self._writer.seal(payload, prefix)
+            seal = functools.partial(self._writer.seal_into, self._sealed, prefix, *parts)
+            sealed = await trio.to_thread.run_sync(seal) if size >= SEAL_IN_THREAD else seal()
             try:
-                await self.stream.send_all(data)
+                with memoryview(self._sealed) as view:
+                    await self.stream.send_all(view[:sealed])
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ConnectionLost(f"send failed: {type(exc).__name__}") from None
+            if len(self._sealed) > KEEP_SEALED:
+                self._sealed = bytearray()  # do not hold on to a rare huge message's buffer
 
     async def receive(self) -> bytes | None:
         """The next message, or None once the peer said goodbye.

@@ -204,6 +204,7 @@ def put(
         patient=hex_bytes(patient, "--patient") if patient else None,
         grantees=tuple(hex_bytes(g, "--grant") for g in grants),
         expires_at=expiry_ms(expires),
+        attached=True,  # the file goes to the daemon as a descriptor when it has one
     )
     root = _root(data_dir)
     source = sys.stdin.buffer if str(file) == "-" else open(file, "rb")  # noqa: SIM115

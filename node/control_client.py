@@ -7,6 +7,9 @@ error; a refused upload is read back as the daemon's own error message.
 
 from __future__ import annotations
 
+import array
+import dataclasses
+import io
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -118,8 +121,38 @@ class ControlClient:
     def upload(
         self, request: Put, source: IO[bytes], advance: Callable[[int], None] = _ignore
     ) -> dict[str, Any]:
-        """Run a put: stream `source` in the chunk size the daemon asks for; its final reply."""
-        size = self.request(request)["chunk_size"]
+        """Run a put of `source`; the daemon's final reply.
+
+        A source with a file descriptor (a file, a pipe) is handed to the
+        daemon, which reads it itself: nothing is copied through this
+        process. Anything else is streamed in the chunk size the daemon asks for.
+        """
+        try:
+            fd = source.fileno()
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            return self._stream(request, source, advance)
+        self._send_with_fd(dataclasses.replace(request, attached=True), fd)
+        self.reply()  # the go-ahead
+        done = 0
+        while True:
+            reply = self.reply()
+            if "progress" not in reply:
+                advance(max(0, reply.get("size", done) - done))
+                return reply
+            advance(reply["progress"] - done)
+            done = reply["progress"]
+
+    def _send_with_fd(self, request: ControlRequest, fd: int) -> None:
+        frame = encode_request(request)
+        fds = array.array("i", [fd])
+        sent = self.sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+        if sent < len(frame):
+            self.sock.sendall(frame[sent:])
+
+    def _stream(
+        self, request: Put, source: IO[bytes], advance: Callable[[int], None]
+    ) -> dict[str, Any]:
+        size = self.request(dataclasses.replace(request, attached=False))["chunk_size"]
         current = source.read(size)
         while True:  # one chunk read ahead, so the last one can be flagged
             following = source.read(size) if len(current) == size else b""

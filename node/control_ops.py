@@ -10,9 +10,11 @@ that holds it. Record keys never cross the socket.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import trio
 
@@ -40,6 +42,7 @@ from protocol.control import (
 from protocol.ids import node_id
 from protocol.ledger_entries import Entry
 from storage.crypt import SegmentCipher
+from storage.encoder import read_full
 from storage.errors import StorageError
 from storage.manifest import RecordMetadata
 
@@ -57,6 +60,8 @@ class Replies(Protocol):
     async def receive(self) -> ControlRequest | None: ...
 
     async def send(self, reply: Reply) -> None: ...
+
+    def take_fd(self) -> int | None: ...
 
 
 class ControlOps:
@@ -140,20 +145,27 @@ class ControlOps:
 
     async def put(self, request: Put, stream: Replies) -> Reply:
         size = self.node.records.config.segment_size
-        event(log, logging.INFO, "upload started", grantees=len(request.grantees))
-        await stream.send({"ok": True, "chunk_size": size})
-        metadata = RecordMetadata(
-            content_type=request.content_type or "application/octet-stream",
-            filename=request.filename,
-            patient_ref=request.patient.hex() if request.patient else "",
-        )
-        grantees = [*([request.patient] if request.patient else []), *request.grantees]
-        result = await self.node.records.put(
-            upload_segments(stream, size),
-            metadata=metadata,
-            grantees=grantees,
-            expires_at=request.expires_at,
-        )
+        with contextlib.ExitStack() as attached:
+            segments: AsyncIterator[tuple[bytes, bool]]
+            if not request.attached:
+                segments = upload_segments(stream, size)
+            else:
+                fd = stream.take_fd()
+                if fd is None:
+                    raise RecordError("the put said a file was attached, but none came")
+                source = attached.enter_context(os.fdopen(fd, "rb", buffering=0))
+                segments = file_segments(source, size, stream)
+            event(log, logging.INFO, "upload started", grantees=len(request.grantees))
+            await stream.send({"ok": True, "chunk_size": size})
+            metadata = RecordMetadata(
+                content_type=request.content_type or "application/octet-stream",
+                filename=request.filename,
+                patient_ref=request.patient.hex() if request.patient else "",
+            )
+            grantees = [*([request.patient] if request.patient else []), *request.grantees]
+            result = await self.node.records.put(
+                segments, metadata=metadata, grantees=grantees, expires_at=request.expires_at
+            )
         return {
             "ok": True,
             "record_id": result.record_id.hex(),
@@ -314,6 +326,32 @@ async def upload_segments(stream: Replies, size: int) -> AsyncIterator[tuple[byt
         if request.last:
             yield pieces.take(pieces.size), True
             return
+
+
+PROGRESS_EVERY = 8 * 1024 * 1024
+
+
+async def file_segments(
+    source: BinaryIO, size: int, stream: Replies
+) -> AsyncIterator[tuple[bytes, bool]]:
+    """Read an attached file in `size`-byte segments (in a worker thread), one ahead.
+
+    Tells the client how far it got every PROGRESS_EVERY bytes.
+    """
+    current = await trio.to_thread.run_sync(read_full, source, size)
+    done = reported = 0
+    while True:
+        following = (
+            await trio.to_thread.run_sync(read_full, source, size) if len(current) == size else b""
+        )
+        yield current, not following
+        done += len(current)
+        if done - reported >= PROGRESS_EVERY:
+            await stream.send({"ok": True, "progress": done})
+            reported = done
+        if not following:
+            return
+        current = following
 
 
 class Pieces:

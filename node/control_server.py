@@ -9,6 +9,7 @@ is logged here and reported as an internal error, and the daemon carries on.
 
 from __future__ import annotations
 
+import array
 import collections
 import contextlib
 import logging
@@ -34,26 +35,55 @@ from protocol.wire import FrameDecoder
 
 log = get_logger("control")
 RECEIVE_SIZE = 256 * 1024
+MAX_FDS = 1
+FD_SIZE = array.array("i").itemsize
 # Failures the client is told about in so many words (everything else: "internal error").
 REPORTED: tuple[type[Exception], ...] = (*OPERATOR_ERRORS, BadControlMessage, RemoteProtocolError)
 
 
 class ControlStream:
-    """Typed requests in, reply maps out, over one client connection."""
+    """Typed requests in, reply maps out, over one client connection.
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    Reads with recvmsg, so a file descriptor the client attaches to a frame
+    (put's file) is received; `take_fd` hands it over, and any not taken are
+    closed with the connection.
+    """
+
+    def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self._frames = FrameDecoder(MAX_CONTROL_FRAME)
         self._ready: collections.deque[bytes] = collections.deque()
+        self._fds: list[int] = []
 
     async def receive(self) -> ControlRequest | None:
         """The next request, or None when the client closed the connection."""
         while not self._ready:
-            data = await self.stream.receive_some(RECEIVE_SIZE)
+            data, ancillary, flags, _ = await self.stream.socket.recvmsg(
+                RECEIVE_SIZE, socket.CMSG_SPACE(MAX_FDS * FD_SIZE)
+            )
+            self._keep_fds(ancillary)
+            if flags & socket.MSG_CTRUNC:
+                raise BadControlMessage(f"more than {MAX_FDS} file descriptors attached")
             if not data:
                 return None
             self._ready.extend(self._frames.feed(data))
         return decode_request(self._ready.popleft())
+
+    def _keep_fds(self, ancillary: list[tuple[int, int, bytes]]) -> None:
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(payload[: len(payload) - len(payload) % FD_SIZE])
+                self._fds.extend(fds)
+
+    def take_fd(self) -> int | None:
+        """The file descriptor the client attached (the caller now owns it)."""
+        return self._fds.pop(0) if self._fds else None
+
+    def close_fds(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
 
     async def send(self, reply: dict[str, Any]) -> None:
         await self.stream.send_all(encode_reply(reply))
@@ -101,6 +131,8 @@ class ControlServer:
             except Exception:
                 log.exception("control request failed")
                 await _send_error(connection, "internal error in the daemon (see its log)")
+            finally:
+                connection.close_fds()
 
 
 async def _send_error(connection: ControlStream, message: str) -> None:

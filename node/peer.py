@@ -36,7 +36,7 @@ from protocol.messages import (
     Message,
     UnknownMessageType,
     decode_envelope,
-    encode_envelope,
+    encode_envelope_parts,
 )
 from protocol.rpc import RequestTracker
 
@@ -179,7 +179,7 @@ class PeerConnection:
         return answer
 
     async def _send(self, envelope: Envelope) -> None:
-        await self.channel.send(encode_envelope(envelope))
+        await self.channel.send(*encode_envelope_parts(envelope))
         self.last_activity = trio.current_time()
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:

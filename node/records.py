@@ -256,7 +256,7 @@ class RecordService:
         async def distribute(encoded: EncodedSegment) -> None:
             encoder.accept(encoded)
             for sender in senders:
-                await sender.send.send({i: bytes(encoded.blocks[i]) for i in sender.indices})
+                await sender.send.send({i: encoded.blocks[i] for i in sender.indices})
 
         failure: RecordError | None = None
         async with trio.open_nursery() as nursery:

@@ -11,6 +11,7 @@ one dead node neither blocks nor fails the others.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import trio
 
@@ -18,12 +19,15 @@ from node.rpc_errors import RpcError
 from node.rpc_port import RpcPort
 from protocol.contact import Contact
 from protocol.shard_messages import ShardsStored, StoreShards
+from storage.erasure import BytesLike
 from storage.manifest import Manifest
 
-Blocks = dict[int, bytes]  # shard index -> block of one segment
+# shard index -> block of one segment: bytes, or a read-only view the encoder
+# never writes again (sent as msgpack bin without being copied first)
+Blocks = dict[int, BytesLike]
 
 
-Batch = dict[int, tuple[int, list[bytes]]]  # shard index -> (first segment, blocks)
+Batch = dict[int, tuple[int, list[BytesLike]]]  # shard index -> (first segment, blocks)
 IN_FLIGHT = 2  # batches sent but not yet acknowledged, per holder
 
 
@@ -47,7 +51,7 @@ class HolderSender:
         self.timeout = timeout
         self.failure: str | None = None
         self.confirmed = False
-        self._pending: dict[int, list[bytes]] = {i: [] for i in indices}
+        self._pending: dict[int, list[BytesLike]] = {i: [] for i in indices}
         self._first = dict.fromkeys(indices, first_segment)
         self._size = 0
         self._slots = trio.Semaphore(IN_FLIGHT)
@@ -102,7 +106,8 @@ class HolderSender:
                 return False
             if not blocks and not final:
                 continue
-            message = StoreShards(self.record_id, raw, index, first, tuple(blocks), final)
+            views = cast(tuple[bytes, ...], tuple(blocks))  # bytes on the wire
+            message = StoreShards(self.record_id, raw, index, first, views, final)
             try:
                 answer = await self.port.call(self.holder, message, self.timeout)
             except RpcError as exc:

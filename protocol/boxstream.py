@@ -55,28 +55,30 @@ class BoxWriter:
         self._nonces = _Nonces(nonce)
         self.closed = False
 
-    def seal(self, data: Buffer, prefix: bytes = b"") -> bytearray:
-        """Frames for `prefix` + `data`, in bodies of at most MAX_BODY bytes.
+    def seal(self, *parts: Buffer) -> bytearray:
+        """Frames for the concatenation of `parts` (see `seal_into`), in a new buffer."""
+        out = bytearray()
+        del out[self.seal_into(out, *parts) :]
+        return out
 
-        Sealed straight into one preallocated buffer: each body is boxed in
-        place (its MAC lands where the header box will go, is read back, and
-        the header box is then written over it), so a large message is read
-        once and written once; the short `prefix` joins only the first body.
+    def seal_into(self, out: bytearray, *parts: Buffer) -> int:
+        """Write the frames for the concatenation of `parts` to the start of `out`.
+
+        `out` grows if it is too small and is otherwise reused, so a sender
+        keeps one buffer instead of allocating (and faulting in) a fresh
+        multi-megabyte one per message; returns the number of bytes written.
+        Each body is boxed in place (its MAC lands where the header box will
+        go, is read back, and the header box is then written over it), cut
+        from the parts where they lie; only a body that straddles parts is joined.
         """
         if self.closed:
             raise LocalProtocolError("the box stream was closed with a goodbye")
-        view = memoryview(data).cast("B")
-        size = len(prefix) + len(view)
-        if not size:
+        bodies = _bodies(parts)
+        if not bodies:
             raise LocalProtocolError("a box-stream frame cannot be empty")
-        if len(prefix) >= MAX_BODY:
-            raise LocalProtocolError("a box-stream prefix must be shorter than one body")
-        first = MAX_BODY - len(prefix)
-        bodies = [
-            prefix + view[:first],
-            *(view[i : i + MAX_BODY] for i in range(first, len(view), MAX_BODY)),
-        ]
-        out = bytearray(size + len(bodies) * HEADER_SIZE)
+        size = sum(len(b) for b in bodies) + len(bodies) * HEADER_SIZE
+        if len(out) < size:
+            out.extend(bytes(size - len(out)))
         target = ffi.from_buffer(out)
         at = 0
         for body in bodies:
@@ -93,7 +95,8 @@ class BoxWriter:
                 lib.crypto_secretbox_easy(target + at, header, len(header), header_nonce, self._key)
             )
             at += HEADER_SIZE + length
-        return out
+        del target  # releases `out` for resizing
+        return size
 
     def goodbye(self) -> bytes:
         """The final frame; nothing may be sealed after it."""
@@ -101,6 +104,30 @@ class BoxWriter:
             raise LocalProtocolError("goodbye was already sent")
         self.closed = True
         return bindings.crypto_secretbox_easy(_GOODBYE, self._nonces.take(), self._key)
+
+
+def _bodies(parts: tuple[Buffer, ...]) -> list[Buffer]:
+    """The parts' bytes in bodies of MAX_BODY (the last may be shorter)."""
+    bodies: list[Buffer] = []
+    pending: list[memoryview] = []
+    have = 0
+    for part in parts:
+        view = memoryview(part).cast("B")
+        while view:
+            if not have and len(view) >= MAX_BODY:
+                bodies.append(view[:MAX_BODY])  # a whole body inside one part: no copy
+                view = view[MAX_BODY:]
+                continue
+            piece = view[: MAX_BODY - have]
+            pending.append(piece)
+            have += len(piece)
+            view = view[len(piece) :]
+            if have == MAX_BODY:
+                bodies.append(b"".join(pending))
+                pending, have = [], 0
+    if pending:
+        bodies.append(b"".join(pending))
+    return bodies
 
 
 def _check(result: int) -> None:

@@ -70,7 +70,13 @@ class Peers(ControlRequest):
 @control_op
 @dataclass(frozen=True)
 class Put(ControlRequest):
-    """Start an upload; Chunk frames follow, the last one with `last` set."""
+    """Start an upload.
+
+    `attached`: the file itself came with this frame as a file descriptor
+    (SCM_RIGHTS) and the daemon reads it; otherwise Chunk frames follow, the
+    last one with `last` set. The daemon answers {"chunk_size"} first, then
+    (attached) {"progress": bytes read} now and then, then the result.
+    """
 
     OP: ClassVar[str] = "put"
     content_type: str
@@ -78,6 +84,7 @@ class Put(ControlRequest):
     patient: bytes | None
     grantees: tuple[bytes, ...]
     expires_at: int
+    attached: bool
 
     def __post_init__(self) -> None:
         _key(self.patient, "patient key")

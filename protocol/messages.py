@@ -90,20 +90,88 @@ class Envelope:
     message: Message
 
 
-def encode_envelope(envelope: Envelope) -> bytes:
+def _fields(envelope: Envelope) -> list[Any]:
     if not 0 <= envelope.request_id <= MAX_REQUEST_ID:
         raise LocalProtocolError(f"request id {envelope.request_id} out of range")
     message = envelope.message
     if _REGISTRY.get(message.TYPE) is not type(message):
         raise LocalProtocolError(f"{type(message).__name__} is not a registered message")
-    fields = [
+    return [
         PROTOCOL_VERSION,
         int(envelope.kind),
         envelope.request_id,
         message.TYPE,
         schema.encoder(type(message))(message),
     ]
-    return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    return msgpack.packb(_fields(envelope), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+# Byte strings at least this long are not copied into the encoding (see below).
+LARGE_BYTES = 32 * 1024
+Buffer = bytes | bytearray | memoryview
+
+
+def encode_envelope_parts(envelope: Envelope) -> list[Buffer]:
+    """The envelope's msgpack encoding as a list of pieces to send one after another.
+
+    Large byte strings (shard blocks) stay where they are: the pieces are the
+    msgpack around them and the strings themselves, so a multi-megabyte
+    message is never copied just to be framed. Joined, the pieces are a
+    valid msgpack encoding of the same value (bin 32 headers for the large
+    strings), which `decode_envelope` reads like any other.
+    """
+    parts: list[Buffer] = []
+    small = bytearray()
+
+    def emit(value: Any) -> None:
+        nonlocal small
+        if isinstance(value, bytes | bytearray | memoryview) and _large(value):
+            small += b"\xc6" + memoryview(value).nbytes.to_bytes(4, "big")
+            parts.append(bytes(small))
+            small = bytearray()
+            parts.append(value)
+        elif isinstance(value, list | tuple) and _holds_large(value):
+            small += _header(len(value), 0x90, 0xDC)
+            for item in value:
+                emit(item)
+        elif isinstance(value, dict) and _holds_large(value):
+            small += _header(len(value), 0x80, 0xDE)
+            for key, item in value.items():
+                small += msgpack.packb(key, use_bin_type=True)
+                emit(item)
+        else:
+            small += msgpack.packb(value, use_bin_type=True)
+
+    emit(_fields(envelope))
+    if small:
+        parts.append(bytes(small))
+    return parts
+
+
+def _large(value: Buffer) -> bool:
+    return memoryview(value).nbytes >= LARGE_BYTES
+
+
+def _holds_large(value: Any) -> bool:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _large(value)
+    if isinstance(value, list | tuple):
+        return any(_holds_large(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_large(item) for item in value.values())
+    return False
+
+
+def _header(count: int, fix: int, wide: int) -> bytes:
+    """A msgpack array (fix 0x90, wide 0xdc) or map (0x80, 0xde) header."""
+    if count < 16:
+        return bytes([fix | count])
+    if count < 2**16:
+        return bytes([wide]) + count.to_bytes(2, "big")
+    return bytes([wide + 1]) + count.to_bytes(4, "big")
 
 
 def _reject_ext(code: int, data: bytes) -> Any:

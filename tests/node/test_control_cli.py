@@ -184,7 +184,7 @@ async def test_an_upload_cut_short_records_nothing(tmp_path: Path) -> None:
 
         def start_upload(sock: socket.socket) -> None:
             sock.connect(address)
-            sock.sendall(encode_request(Put("", "", None, (), 0)))
+            sock.sendall(encode_request(Put("", "", None, (), 0, False)))
             assert decode_reply(FrameDecoder().feed(sock.recv(1024))[0])["chunk_size"] > 0
             sock.sendall(encode_request(Chunk(MARKER * 10_000, False)))
 
@@ -201,8 +201,18 @@ async def test_an_upload_cut_short_records_nothing(tmp_path: Path) -> None:
                     pass
                 return str(decode_reply(payloads[0]).get("error"))
 
+        def attached_nothing() -> str:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(address)
+                sock.sendall(encode_request(Put("", "", None, (), 0, True)))
+                frames = FrameDecoder()
+                while not (replies := frames.feed(sock.recv(65536))):
+                    pass
+                return str(decode_reply(replies[0]).get("error"))
+
         await trio.to_thread.run_sync(hang_up)
         assert "expected an upload chunk" in await trio.to_thread.run_sync(wrong_frame)
+        assert "none came" in await trio.to_thread.run_sync(attached_nothing)
         source = tmp_path / "whole.bin"
         source.write_bytes(os.urandom(10_000))
         whole = str((await net.ok(0, "put", str(source)))["record_id"])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.control_ops import Pieces, upload_segments
+from node.control_ops import PROGRESS_EVERY, Pieces, file_segments, upload_segments
 from node.records import RecordError
 from protocol.control import Chunk, ControlRequest, Status
 
@@ -25,6 +26,9 @@ class Script:
 
     async def send(self, reply: dict[str, object]) -> None:
         raise AssertionError("no replies during an upload")
+
+    def take_fd(self) -> int | None:
+        return None
 
 
 async def cut(requests: Sequence[ControlRequest], size: int) -> list[tuple[bytes, bool]]:
@@ -69,3 +73,25 @@ async def test_a_cut_or_confused_upload_is_refused() -> None:
         await cut([Chunk(b"x" * 10, False)], 256)
     with pytest.raises(RecordError, match="expected an upload chunk"):
         await cut([Chunk(b"x" * 10, False), Status()], 256)
+
+
+class Listener(Script):
+    def __init__(self) -> None:
+        super().__init__([])
+        self.replies: list[dict[str, object]] = []
+
+    async def send(self, reply: dict[str, object]) -> None:
+        self.replies.append(reply)
+
+
+async def test_an_attached_file_is_read_in_segments_with_progress(tmp_path: Path) -> None:
+    data = os.urandom(PROGRESS_EVERY + 3 * 65536 + 5)
+    path = tmp_path / "attached"
+    path.write_bytes(data)
+    listener = Listener()
+    with open(path, "rb", buffering=0) as source:  # noqa: ASYNC230 - a test fixture file
+        segments = [s async for s in file_segments(source, 65536, listener)]
+    assert b"".join(s for s, _ in segments) == data
+    assert [last for _, last in segments] == [False] * (len(segments) - 1) + [True]
+    assert all(len(s) == 65536 for s, _ in segments[:-1]) and len(segments[-1][0]) == 5
+    assert listener.replies == [{"ok": True, "progress": PROGRESS_EVERY}]

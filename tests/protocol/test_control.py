@@ -15,8 +15,8 @@ RECORD = bytes(range(32, 64))
 REQUESTS: list[control.ControlRequest] = [
     control.Status(),
     control.Peers(),
-    control.Put("application/pdf", "scan.pdf", KEY, (KEY, RECORD), 5),
-    control.Put("", "", None, (), 0),
+    control.Put("application/pdf", "scan.pdf", KEY, (KEY, RECORD), 5, True),
+    control.Put("", "", None, (), 0, False),
     control.Chunk(b"\x00" * 1000, False),
     control.Get(RECORD, None),
     control.Get(RECORD, KEY),
@@ -59,6 +59,7 @@ def test_requests_round_trip(request_: control.ControlRequest) -> None:
                     "patient": None,
                     "grantees": [b"x"],
                     "expires_at": 0,
+                    "attached": False,
                 },
             ],
             "grantee key must be 32 bytes",

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.messages import (
+    LARGE_BYTES,
     BadMessage,
     Echo,
     Envelope,
@@ -22,9 +23,11 @@ from protocol.messages import (
     UnsupportedVersion,
     decode_envelope,
     encode_envelope,
+    encode_envelope_parts,
     register,
 )
 from protocol.rpc import RequestTracker
+from protocol.shard_messages import StoreShards
 from protocol.wire import FrameDecoder, encode_frame
 
 
@@ -182,3 +185,18 @@ def test_frames_from_views_and_one_copy_per_payload() -> None:
     view = memoryview(stream)
     out = decoder.feed(view[:3]) + decoder.feed(view[3:9000]) + decoder.feed(view[9000:])
     assert out == [payload, b"tail"] and all(type(p) is bytes for p in out)
+
+
+def test_envelope_parts_leave_large_blocks_in_place() -> None:
+    blocks = (bytes(range(256)) * 200, b"small", memoryview(b"\x07" * LARGE_BYTES))
+    message = StoreShards(b"r" * 32, None, 3, 17, blocks, False)  # type: ignore[arg-type]
+    envelope = Envelope(Kind.REQUEST, 9, message)
+    parts = encode_envelope_parts(envelope)
+    assert any(part is blocks[0] for part in parts) and any(part is blocks[2] for part in parts)
+    decoded = decode_envelope(b"".join(parts))
+    assert decoded.request_id == 9 and decoded.message == StoreShards(
+        b"r" * 32, None, 3, 17, (blocks[0], b"small", bytes(blocks[2])), False
+    )
+    # Without large strings, the parts are the ordinary encoding.
+    small = Envelope(Kind.RESPONSE, 1, Echo(b"x" * 100))
+    assert b"".join(encode_envelope_parts(small)) == encode_envelope(small)
