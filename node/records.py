@@ -29,9 +29,8 @@ from node.logs import event, get_logger
 from node.rpc_errors import RpcError
 from node.rpc_port import RpcPort
 from node.shard_service import ShardService
-from node.stages import run_stages
 from node.storage_config import StorageConfig
-from node.transfer import HolderSender
+from node.transfer import HolderSender, holder_senders, send_to_holders
 from protocol.contact import Contact, distance
 from protocol.ids import record_dht_key
 from protocol.ledger_entries import (
@@ -52,6 +51,7 @@ from protocol.shard_messages import (
 )
 from storage.crypt import KEY_SIZE, SegmentCipher, check_recipient, open_sealed_key, seal_key
 from storage.encoder import RecordEncoder, SegmentJob
+from storage.erasure import BytesLike
 from storage.errors import KeyFormatError, ManifestError
 from storage.manifest import Manifest, RecordMetadata
 from storage.placement import Candidate, place
@@ -189,7 +189,13 @@ class RecordService:
             )
         chosen = place(config.n, [Candidate(c.public_key, site) for c, site in pool])
         contacts = {c.public_key: c for c, _ in pool}
-        senders = self._senders(record_id, chosen, contacts)
+        senders = holder_senders(
+            port=self.port,
+            record_id=record_id,
+            assignment={index: contacts[node] for index, node in enumerate(chosen)},
+            batch_bytes=config.transfer_batch_bytes,
+            timeout=config.call_timeout,
+        )
         await self._stream(encoder, segments, senders)
         streamed = trio.current_time()
         confirmed = [s for s in senders if s.confirmed]
@@ -223,24 +229,6 @@ class RecordService:
         )
         return PutResult(record_id, manifest, dict(enumerate(chosen)), len(confirmed))
 
-    def _senders(
-        self, record_id: bytes, chosen: list[bytes], contacts: dict[bytes, Contact]
-    ) -> list[HolderSender]:
-        by_holder: dict[bytes, list[int]] = {}
-        for index, holder in enumerate(chosen):
-            by_holder.setdefault(holder, []).append(index)
-        return [
-            HolderSender(
-                port=self.port,
-                holder=contacts[holder],
-                record_id=record_id,
-                indices=indices,
-                batch_bytes=self.config.transfer_batch_bytes,
-                timeout=self.config.call_timeout,
-            )
-            for holder, indices in by_holder.items()
-        ]
-
     async def _stream(
         self,
         encoder: RecordEncoder,
@@ -250,37 +238,27 @@ class RecordService:
         """Read, encode and send segments as a pipeline; every holder then completes."""
 
         async def claimed() -> AsyncIterator[SegmentJob]:
+            last = False
             async for plaintext, last in segments:
                 yield encoder.claim(plaintext, last)
+                if last:
+                    return
+            raise RecordError("the upload ended before its last segment")
 
-        async def distribute(encoded: EncodedSegment) -> None:
-            encoder.accept(encoded)
-            for sender in senders:
-                await sender.send.send({i: encoded.blocks[i] for i in sender.indices})
+        def accepted(encoded: EncodedSegment) -> Sequence[BytesLike]:
+            return encoder.accept(encoded).blocks
 
-        failure: RecordError | None = None
-        async with trio.open_nursery() as nursery:
-            for sender in senders:
-                nursery.start_soon(sender.run, encoder.manifest)
-            try:
-                await run_stages(claimed(), encoder.encode_job, distribute, workers=ENCODE_WORKERS)
-            except (ValueError, ManifestError) as exc:
-                failure = RecordError(f"cannot encode the record: {exc}")
-            except RecordError as exc:
-                failure = exc
-            except BaseException:
-                nursery.cancel_scope.cancel()  # no holder may see the end of a broken upload
-                raise
-            else:
-                if not encoder.done:
-                    failure = RecordError("the upload ended before its last segment")
-            finally:
-                if failure is not None:
-                    nursery.cancel_scope.cancel()  # raised below, not in an ExceptionGroup
-                for sender in senders:
-                    sender.send.close()
-        if failure is not None:
-            raise failure
+        try:
+            await send_to_holders(
+                senders,
+                encoder.manifest,
+                claimed(),
+                encoder.encode_job,
+                accepted,
+                workers=ENCODE_WORKERS,
+            )
+        except (ValueError, ManifestError) as exc:
+            raise RecordError(f"cannot encode the record: {exc}") from None
 
     async def _record(
         self,

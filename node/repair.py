@@ -16,13 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import trio
-
 from node.fetch import BlockFetcher, TooFewShards
 from node.health import RecordHealth
 from node.logs import event, get_logger
 from node.records import RecordError, RecordService, short
-from node.transfer import HolderSender
+from node.transfer import HolderSender, holder_senders, send_to_holders
 from protocol.contact import Contact
 from protocol.ids import record_dht_key
 from storage.erasure import ReedSolomon
@@ -126,20 +124,13 @@ class Repairer:
     ) -> list[HolderSender]:
         """Stream the rebuilt blocks of `targets` (index -> node) to their new holders."""
         config = self.records.config
-        by_node: dict[bytes, list[int]] = {}
-        for index, node in sorted(targets.items()):
-            by_node.setdefault(node, []).append(index)
-        senders = [
-            HolderSender(
-                port=self.records.port,
-                holder=contacts[node],
-                record_id=manifest.record_id,
-                indices=indices,
-                batch_bytes=config.transfer_batch_bytes,
-                timeout=config.call_timeout,
-            )
-            for node, indices in by_node.items()
-        ]
+        senders = holder_senders(
+            port=self.records.port,
+            record_id=manifest.record_id,
+            assignment={index: contacts[node] for index, node in targets.items()},
+            batch_bytes=config.transfer_batch_bytes,
+            timeout=config.call_timeout,
+        )
         fetcher = BlockFetcher(
             port=self.records.port,
             manifest=manifest,
@@ -151,28 +142,18 @@ class Repairer:
             timeout=config.call_timeout,
         )
         code = ReedSolomon(manifest.k, manifest.n)
-        failure: RecordError | None = None
-        async with trio.open_nursery() as nursery:
-            for sender in senders:
-                nursery.start_soon(sender.run, lambda: manifest)
-            try:
-                async for segment, blocks in fetcher.segment_blocks():
-                    rebuilt = await trio.to_thread.run_sync(
-                        _rebuild_segment, code, manifest, segment, blocks, sorted(targets)
-                    )
-                    for sender in senders:
-                        await sender.send.send({i: rebuilt[i] for i in sender.indices})
-            except (TooFewShards, RecordError) as exc:
-                failure = RecordError(f"cannot repair record {short(manifest.record_id)}: {exc}")
-                nursery.cancel_scope.cancel()  # the holders get no `complete`: nothing claimed
-            except BaseException:
-                nursery.cancel_scope.cancel()
-                raise
-            finally:
-                for sender in senders:
-                    sender.send.close()
-        if failure is not None:
-            raise failure
+        wanted = sorted(targets)
+
+        def rebuild(item: tuple[int, dict[int, bytes]]) -> dict[int, bytes]:
+            segment, blocks = item
+            return _rebuild_segment(code, manifest, segment, blocks, wanted)
+
+        try:
+            await send_to_holders(
+                senders, lambda: manifest, fetcher.segment_blocks(), rebuild, lambda r: r
+            )
+        except (TooFewShards, RecordError) as exc:  # no holder got `complete`: nothing claimed
+            raise RecordError(f"cannot repair record {short(manifest.record_id)}: {exc}") from None
         return senders
 
 

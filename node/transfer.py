@@ -10,13 +10,14 @@ one dead node neither blocks nor fails the others.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import cast
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TypeVar, cast
 
 import trio
 
 from node.rpc_errors import RpcError
 from node.rpc_port import RpcPort
+from node.stages import run_stages
 from protocol.contact import Contact
 from protocol.shard_messages import ShardsStored, StoreShards
 from storage.erasure import BytesLike
@@ -28,6 +29,8 @@ Blocks = dict[int, BytesLike]
 
 
 Batch = dict[int, tuple[int, list[BytesLike]]]  # shard index -> (first segment, blocks)
+T = TypeVar("T")
+R = TypeVar("R")
 IN_FLIGHT = 2  # batches sent but not yet acknowledged, per holder
 
 
@@ -118,3 +121,73 @@ class HolderSender:
                 return False
             complete = complete and answer.complete
         return complete
+
+
+def holder_senders(
+    *,
+    port: RpcPort,
+    record_id: bytes,
+    assignment: Mapping[int, Contact],
+    batch_bytes: int,
+    timeout: float,
+) -> list[HolderSender]:
+    """One sender per holder, for the shard indices `assignment` gives it."""
+    by_holder: dict[bytes, list[int]] = {}
+    contacts: dict[bytes, Contact] = {}
+    for index, contact in sorted(assignment.items()):
+        by_holder.setdefault(contact.public_key, []).append(index)
+        contacts[contact.public_key] = contact
+    return [
+        HolderSender(
+            port=port,
+            holder=contacts[key],
+            record_id=record_id,
+            indices=indices,
+            batch_bytes=batch_bytes,
+            timeout=timeout,
+        )
+        for key, indices in by_holder.items()
+    ]
+
+
+async def send_to_holders(
+    senders: list[HolderSender],
+    manifest: Callable[[], Manifest],
+    source: AsyncIterator[T],
+    work: Callable[[T], R],
+    blocks_of: Callable[[R], Sequence[BytesLike] | Mapping[int, BytesLike]],
+    *,
+    workers: int = 1,
+) -> None:
+    """Turn each item of `source` into one segment's blocks and send each holder its own.
+
+    `work` runs in worker threads (see run_stages); `blocks_of` maps its
+    result to the segment's blocks by index, in order. When the source is
+    done every holder gets its last batch with the manifest and `complete`.
+    If anything fails, no holder sees the end (so none claims the shards)
+    and the failure is raised as itself, outside the senders' nursery.
+    """
+
+    async def deliver(result: R) -> None:
+        blocks = blocks_of(result)
+        for sender in senders:
+            await sender.send.send({i: blocks[i] for i in sender.indices})
+
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        for sender in senders:
+            nursery.start_soon(sender.run, manifest)
+        try:
+            await run_stages(source, work, deliver, workers=workers)
+        except Exception as exc:
+            failure = exc
+        except BaseException:
+            nursery.cancel_scope.cancel()
+            raise
+        finally:
+            if failure is not None:
+                nursery.cancel_scope.cancel()
+            for sender in senders:
+                sender.send.close()
+    if failure is not None:
+        raise failure

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -89,4 +90,26 @@ async def test_a_bad_grantee_key_is_refused_before_anything_is_stored(
             )
         assert all(node.shards.holdings.records() == [] for node in cluster.nodes)
         assert len(cluster.nodes[0].ledger.book) == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_segments_that_stop_before_the_last_record_nothing(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            await cluster.add(nursery, small_config())
+
+        async def unfinished() -> AsyncIterator[tuple[bytes, bool]]:
+            for _ in range(3):
+                yield b"u" * 64 * 1024, False
+
+        with pytest.raises(RecordError, match="ended before its last segment"):
+            await cluster.nodes[0].records.put(unfinished(), metadata=RecordMetadata())
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(cluster.nodes[0].ledger.book) == 0
+        for node in cluster.nodes:
+            for record_id in node.shards.holdings.records():
+                assert node.shards.holdings.indices(record_id)[0] == []  # nothing complete
         nursery.cancel_scope.cancel()
