@@ -14,9 +14,10 @@ MB/s is record bytes per second (1 MB = 10^6 bytes), reported as medians. Every
 read is checked against the data written.
 
 Resident memory per daemon comes from /proc: idle RSS right after the
-network formed, and peak RSS (VmHWM) at the end. Writes cluster_samples.csv,
-cluster_summary.csv and cluster.png into --out; `--json` ends with the
-figures, e.g. put_mbps_64mib, get_mbps_64mib, idle_rss_mib_max, peak_rss_mib_max.
+network formed, peak RSS (VmHWM), and RSS at the end (what stays resident).
+Writes cluster_samples.csv, cluster_summary.csv and cluster.png into --out;
+`--json` ends with the figures, e.g. put_mbps_64mib, get_mbps_64mib,
+idle_rss_mib_max, peak_rss_mib_max, rss_after_mib_max.
 """
 
 from __future__ import annotations
@@ -161,8 +162,8 @@ def run(args: Any, root: Path) -> dict[str, Any]:
     )
     print()
     print_table(
-        ["node", "idle RSS MiB", "peak RSS MiB"],
-        [[f"node{i}", idle[i][0], final[i][1]] for i in range(len(idle))],
+        ["node", "idle RSS MiB", "peak RSS MiB", "RSS after MiB"],
+        [[f"node{i}", idle[i][0], final[i][1], final[i][0]] for i in range(len(idle))],
     )
     write_csv(args.out / "cluster_samples.csv", ["size_mib", "op", "seconds", "mbps"], samples)
     write_summary_csv(args.out / "cluster_summary.csv", summary)
@@ -173,6 +174,7 @@ def run(args: Any, root: Path) -> dict[str, Any]:
         "n": args.n,
         "idle_rss_mib_max": round(max(r for r, _ in idle), 1),
         "peak_rss_mib_max": round(max(p for _, p in final), 1),
+        "rss_after_mib_max": round(max(r for r, _ in final), 1),
     }
     for row in summary:
         label = f"{row['size_mib']:g}mib"
