@@ -20,11 +20,13 @@ import trio
 from node import cli_records, logs
 from node.codec_demo import run_codec_demo
 from node.config import ConfigError, PeerAddress, parse_host_port
+from node.control_client import ControlFailed, DaemonNotRunning, call
 from node.daemon import run_until_signalled
 from node.datadir import ENV_HOME, DataDir, DataDirError, default_data_dir
 from node.keyfiles import KeyFileError, KeyKind, read_secret
 from node.network_demo import run_network_demo
 from node.storage_config import StorageConfig
+from protocol import control
 from protocol.ids import node_id
 from protocol.shard_messages import MAX_SITE_LENGTH
 from storage.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE
@@ -53,7 +55,14 @@ def operator_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (DataDirError, KeyFileError, ConfigError, StorageError, LedgerDBError) as exc:
+        except (
+            DataDirError,
+            KeyFileError,
+            ConfigError,
+            StorageError,
+            LedgerDBError,
+            ControlFailed,
+        ) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
@@ -153,9 +162,11 @@ def codec_demo(
 @click.option(
     "--site", default="", help="This node's hospital or building (placement spreads sites)."
 )
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @operator_errors
 def init(
     *,
+    as_json: bool,
     data_dir: Path | None,
     new_network: bool,
     network_key_file: Path | None,
@@ -188,6 +199,19 @@ def init(
         storage=StorageConfig(site=site),
     )
     public = bytes(identity.verify_key)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "data_dir": str(target.root),
+                    "public_key": public.hex(),
+                    "node_id": node_id(public).hex(),
+                    "network_key": str(target.network_key_path),
+                    "new_network": new_network,
+                }
+            )
+        )
+        return
     click.echo(f"initialised {target.root}")
     click.echo(f"  public key  {public.hex()}")
     click.echo(f"  node id     {node_id(public).hex()}")
@@ -202,15 +226,24 @@ def init(
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @operator_errors
 def show_id(*, data_dir: Path | None, as_json: bool) -> None:
-    """Show this node's public key, node id and peer address."""
+    """Show this node's public key, node id and peer address.
+
+    From the running daemon when there is one (its address is the one it
+    really bound and advertises), else from the data directory.
+    """
     target = _dir(data_dir)
-    public = bytes(target.identity().verify_key)
-    config = target.config()
+    try:
+        status = call(target.root, control.Status())
+    except DaemonNotRunning:
+        public = bytes(target.identity().verify_key)
+        address = target.config().listen
+    else:
+        public, address = bytes.fromhex(status["public_key"]), status["address"]
     info = {
         "public_key": public.hex(),
         "node_id": node_id(public).hex(),
-        "listen": config.listen,
-        "peer_address": f"{public.hex()}@{config.listen}",
+        "address": address,
+        "peer_address": f"{public.hex()}@{address}",
     }
     if as_json:
         click.echo(json.dumps(info))

@@ -208,8 +208,12 @@ happy = {storage.happy}
 segment_size = {storage.segment_size}
 # Bytes of shard blocks this node accepts (0: only the disk limits it).
 quota_bytes = {storage.quota_bytes}
-# Seconds between repair passes over the records this node holds or owns.
+# Seconds between repair passes over the records this node holds.
 repair_interval = {storage.repair_interval}
+# Bytes of shard blocks sent to a holder per call, and seconds a holder may
+# take to answer one before it counts as failed.
+transfer_batch_bytes = {storage.transfer_batch_bytes}
+call_timeout = {storage.call_timeout}
 
 [gossip]
 # Seconds between anti-entropy rounds, and peers asked per round.

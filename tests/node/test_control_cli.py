@@ -225,3 +225,15 @@ async def test_an_upload_cut_short_records_nothing(tmp_path: Path) -> None:
             for record_id in holder.shards.holdings.records():
                 if record_id != bytes.fromhex(whole):
                     assert holder.shards.holdings.indices(record_id)[0] == []
+
+
+async def test_id_asks_the_running_daemon_for_its_real_address(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=2, served=1) as net:
+        node = net.cluster.nodes[0]
+        info = await net.ok(0, "id")
+        assert info["public_key"] == node.public_key.hex()
+        assert info["address"] == node.contact.address
+        assert info["peer_address"] == f"{node.public_key.hex()}@{node.contact.address}"
+    # Daemon gone: `id` reads the data directory (this one has no config.toml).
+    offline = CliRunner().invoke(cli, ["id", "--data-dir", str(net.dirs[0])])
+    assert offline.exit_code == 1 and "config.toml does not exist" in offline.output
