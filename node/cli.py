@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import json
 import logging
 import os
-import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 import trio
 
 from node import cli_records, logs
+from node.cli_common import data_dir_option, open_data_dir, operator_errors, print_report
 from node.codec_demo import run_codec_demo
-from node.config import ConfigError, PeerAddress, parse_host_port
-from node.control_client import ControlFailed, DaemonNotRunning, call
+from node.config import PeerAddress, parse_host_port
+from node.control_client import DaemonNotRunning, call
 from node.daemon import run_until_signalled
-from node.datadir import ENV_HOME, DataDir, DataDirError, default_data_dir
-from node.keyfiles import KeyFileError, KeyKind, read_secret
+from node.keyfiles import KeyKind, read_secret
 from node.network_demo import run_network_demo
 from node.storage_config import StorageConfig
 from protocol import control
@@ -31,45 +26,6 @@ from protocol.ids import node_id
 from protocol.shard_messages import MAX_SITE_LENGTH
 from storage.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE
 from storage.errors import StorageError
-from storage.ledger_db import LedgerDBError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def data_dir_option(func: F) -> F:
-    """`--data-dir DIR`, else $MEDVAULT_HOME, else ~/.medvault."""
-    option = click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar=ENV_HOME,
-        default=None,
-        help=f"Node data directory (default: ${ENV_HOME} or ~/.medvault).",
-    )
-    return option(func)
-
-
-def operator_errors(func: F) -> F:
-    """Turn the errors an operator can fix into one line on stderr and exit 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (
-            DataDirError,
-            KeyFileError,
-            ConfigError,
-            StorageError,
-            LedgerDBError,
-            ControlFailed,
-        ) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _dir(data_dir: Path | None) -> DataDir:
-    return DataDir(data_dir or default_data_dir())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,13 +57,7 @@ def demo(*, size: int, keep: Path | None, as_json: bool) -> None:
             root.mkdir(parents=True, exist_ok=True)
         logs.configure(logging.INFO, "json", root / "demo.log")
         report = trio.run(run_network_demo, root, size)
-    if as_json:
-        click.echo(json.dumps(dataclasses.asdict(report) | {"ok": report.ok}))
-    else:
-        for line in report.lines():
-            click.echo(line)
-    if not report.ok:
-        sys.exit(1)
+    print_report(report, as_json)
 
 
 @cli.command("codec-demo")
@@ -137,13 +87,7 @@ def codec_demo(
                 report = run_codec_demo(Path(tmp), size, k, n, segment_size)
     except (StorageError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(dataclasses.asdict(report) | {"ok": report.ok}))
-    else:
-        for line in report.lines():
-            click.echo(line)
-    if not report.ok:
-        sys.exit(1)
+    print_report(report, as_json)
 
 
 @cli.command()
@@ -188,7 +132,7 @@ def init(
         if network_key_file is None
         else read_secret(network_key_file, KeyKind.NETWORK)
     )
-    target = _dir(data_dir)
+    target = open_data_dir(data_dir)
     if len(site) > MAX_SITE_LENGTH:
         raise click.BadParameter(f"at most {MAX_SITE_LENGTH} characters", param_hint="--site")
     identity = target.initialize(
@@ -231,7 +175,7 @@ def show_id(*, data_dir: Path | None, as_json: bool) -> None:
     From the running daemon when there is one (its address is the one it
     really bound and advertises), else from the data directory.
     """
-    target = _dir(data_dir)
+    target = open_data_dir(data_dir)
     try:
         status = call(target.root, control.Status())
     except DaemonNotRunning:
@@ -262,7 +206,7 @@ def show_id(*, data_dir: Path | None, as_json: bool) -> None:
 def run(*, data_dir: Path | None, log_format: logs.LogFormat, log_level: str) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM."""
     logs.configure(getattr(logging, log_level.upper()), log_format)
-    target = _dir(data_dir)
+    target = open_data_dir(data_dir)
     with target.lock():
         trio.run(run_until_signalled, target)
 

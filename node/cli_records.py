@@ -10,7 +10,6 @@ Failures print one line on stderr and exit non-zero.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import os
 import re
@@ -23,13 +22,13 @@ from typing import IO, Any, TypeVar
 import click
 import nacl.signing
 
-from node.control_client import ControlClient, ControlFailed, DaemonNotRunning, call
-from node.datadir import ENV_HOME, DataDir, DataDirError, default_data_dir
+from node.cli_common import common, open_data_dir
+from node.control_client import ControlClient, ControlFailed, call
+from node.datadir import DataDirError
 from node.keyfiles import KeyFileError, KeyKind, load_signing_key, write_secret
 from protocol import control
 from protocol.ledger_entries import AttestBody, sign_entry
 from storage.crypt import SegmentCipher, open_sealed_key
-from storage.errors import StorageError
 from storage.manifest import Manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,35 +37,8 @@ DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def common(func: F) -> F:
-    """--data-dir and --json, and operator errors as one line on stderr."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (
-            ControlFailed,
-            DaemonNotRunning,
-            DataDirError,
-            KeyFileError,
-            StorageError,
-            OSError,
-        ) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    wrapped = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(wrapper)
-    return click.option(  # type: ignore[return-value]
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar=ENV_HOME,
-        default=None,
-        help=f"Node data directory (default: ${ENV_HOME} or ~/.medvault).",
-    )(wrapped)
-
-
 def _root(data_dir: Path | None) -> Path:
-    target = DataDir(data_dir or default_data_dir())
+    target = open_data_dir(data_dir)
     if not target.identity_path.exists():
         raise DataDirError(f"{target.root} is not a medvault data directory (run `medvault init`)")
     return target.root

@@ -76,6 +76,10 @@ class Cluster:
         self.scopes.append(scope)
         return node
 
+    async def add_many(self, nursery: trio.Nursery, count: int, config: NodeConfig) -> None:
+        for _ in range(count):
+            await self.add(nursery, config)
+
     def crash(self, node: Node) -> None:
         """Stop a node at once (its memory-transport address stops answering)."""
         self.scopes[self.nodes.index(node)].cancel()

@@ -67,8 +67,7 @@ class Controlled:
 async def controlled(tmp_path: Path, count: int = 6, served: int = 3) -> AsyncIterator[Controlled]:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        for _ in range(count):
-            await cluster.add(nursery, small_config())
+        await cluster.add_many(nursery, count, small_config())
         dirs = []
         for index, node in enumerate(cluster.nodes[:served]):
             data_dir = tmp_path / f"dir{index}"

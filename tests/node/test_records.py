@@ -20,8 +20,7 @@ async def test_put_on_one_node_read_on_another_after_losing_n_minus_k(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        for _ in range(6):
-            await cluster.add(nursery, small_config())
+        await cluster.add_many(nursery, 6, small_config())
         writer, reader = cluster.nodes[1], cluster.nodes[4]
         data = os.urandom(300_000)
         result = await writer.records.put(
@@ -45,8 +44,7 @@ async def test_a_put_without_enough_nodes_records_nothing(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        for _ in range(3):
-            await cluster.add(nursery, small_config())
+        await cluster.add_many(nursery, 3, small_config())
         with pytest.raises(RecordError, match="network too small: 3 reachable nodes"):
             await cluster.nodes[0].records.put(
                 segments(b"x" * 1000, 64 * 1024), metadata=RecordMetadata()
@@ -60,8 +58,7 @@ async def test_the_record_and_its_grants_are_one_ledger_batch(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        for _ in range(5):
-            await cluster.add(nursery, small_config())
+        await cluster.add_many(nursery, 5, small_config())
         writer = cluster.nodes[0]
         batches: list[list[str]] = []
         writer.ledger.subscribe(lambda entries: batches.append([str(e.type) for e in entries]))
@@ -79,8 +76,7 @@ async def test_a_bad_grantee_key_is_refused_before_anything_is_stored(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        for _ in range(5):
-            await cluster.add(nursery, small_config())
+        await cluster.add_many(nursery, 5, small_config())
         not_a_point = bytes([0x02] + [0] * 30 + [0x80])
         with pytest.raises(RecordError, match="not a valid Ed25519 public key"):
             await cluster.nodes[0].records.put(
@@ -98,8 +94,7 @@ async def test_segments_that_stop_before_the_last_record_nothing(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        for _ in range(5):
-            await cluster.add(nursery, small_config())
+        await cluster.add_many(nursery, 5, small_config())
 
         async def unfinished() -> AsyncIterator[tuple[bytes, bool]]:
             for _ in range(3):

@@ -34,8 +34,7 @@ async def test_repair_restores_n_distinct_holders_after_two_die(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        for _ in range(8):
-            await cluster.add(nursery, small_config())
+        await cluster.add_many(nursery, 8, small_config())
         data = os.urandom(DATA_SIZE)
         writer = cluster.nodes[0]
         record_id = await put_record(cluster, writer, data)
@@ -69,8 +68,7 @@ async def test_only_the_coordinator_repairs_in_a_background_pass(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        for _ in range(8):
-            await cluster.add(nursery, small_config())
+        await cluster.add_many(nursery, 8, small_config())
         record_id = await put_record(cluster, cluster.nodes[0], os.urandom(DATA_SIZE))
         holders = holders_of(cluster, record_id)
         cluster.crash(holders[-1])
@@ -90,8 +88,7 @@ async def test_check_finds_a_corrupt_block_and_repair_replaces_the_index(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        for _ in range(7):
-            await cluster.add(nursery, small_config())
+        await cluster.add_many(nursery, 7, small_config())
         data = os.urandom(DATA_SIZE)
         record_id = await put_record(cluster, cluster.nodes[0], data)
         victim = holders_of(cluster, record_id)[0]
@@ -138,8 +135,7 @@ async def test_holders_delete_their_shards_when_the_record_is_tombstoned(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        for _ in range(6):
-            await cluster.add(nursery, small_config())
+        await cluster.add_many(nursery, 6, small_config())
         owner = cluster.nodes[2]
         record_id = await put_record(cluster, owner, os.urandom(DATA_SIZE))
         holders = holders_of(cluster, record_id)
