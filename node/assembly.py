@@ -94,6 +94,7 @@ class Node:
             site=config.storage.site or node_id(public).hex()[:16],
             announce=self._announce,
             withdraw=self.dht.stop_providing,
+            clock_ms=self.clock_ms,
         )
         self.records = RecordService(
             identity=parts.identity,
@@ -111,6 +112,7 @@ class Node:
             shards=self.shards,
             ledger=self.ledger,
             interval=config.storage.repair_interval,
+            orphan_grace=config.storage.orphan_grace,
         )
         for service in (self.dht, self.gossip, self.shards):
             service.install(self.dispatcher)

@@ -134,6 +134,7 @@ _STORAGE_RANGES: dict[str, tuple[float, float]] = {
     "segment_size": (64 * 1024, 64 * 1024 * 1024),
     "quota_bytes": (0, 2**62),
     "repair_interval": (1, 7 * 86_400),
+    "orphan_grace": (60, 365 * 86_400),
     "transfer_batch_bytes": (64 * 1024, 3 * 1024 * 1024),
     "call_timeout": (1, 3600),
 }
@@ -210,6 +211,9 @@ segment_size = {storage.segment_size}
 quota_bytes = {storage.quota_bytes}
 # Seconds between repair passes over the records this node holds.
 repair_interval = {storage.repair_interval}
+# Seconds after which shards of an upload that never finished (no ledger
+# entry), or of a transfer to this node that was given up, are deleted.
+orphan_grace = {storage.orphan_grace}
 # Bytes of shard blocks sent to a holder per call, and seconds a holder may
 # take to answer one before it counts as failed.
 transfer_batch_bytes = {storage.transfer_batch_bytes}

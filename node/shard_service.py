@@ -11,7 +11,7 @@ Disk and hashing work runs in worker threads.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 import trio
 
@@ -54,9 +54,11 @@ class ShardService:
         site: str,
         announce: Announce,
         withdraw: Announce,
+        clock_ms: Callable[[], int],
     ) -> None:
         self.store = store
         self.holdings = holdings
+        self.clock_ms = clock_ms
         self.site = site
         self.announce = announce
         self.withdraw = withdraw
@@ -128,15 +130,17 @@ class ShardService:
             raise RequestError(ErrorCode.BAD_REQUEST, "segments out of range for this record")
         raw = manifest.encode() if message.manifest is not None and manifest is not None else None
         if raw is not None or (message.record_id, message.index) not in self._begun:
-            self.holdings.begin(message.record_id, raw, message.index)
+            self.holdings.begin(message.record_id, raw, message.index, self.clock_ms())
             self._begun.add((message.record_id, message.index))
+        digests = []
         for offset, block in enumerate(message.blocks):
             if manifest is None:
-                self.store.add(block)  # content-addressed; checked against the manifest at the end
+                digests.append(self.store.add(block))  # checked against the manifest at the end
             else:
-                self.store.put(
-                    manifest.block_hash(message.first_segment + offset, message.index), block
-                )
+                digest = manifest.block_hash(message.first_segment + offset, message.index)
+                self.store.put(digest, block)
+                digests.append(digest)
+        self.holdings.note_blocks(message.record_id, message.index, digests, self.clock_ms())
         return manifest, len(message.blocks)
 
     def _accept_manifest(self, message: StoreShards) -> Manifest | None:
@@ -223,21 +227,52 @@ class ShardService:
 
     # -- local -------------------------------------------------------------------
 
-    def delete_record(self, record_id: bytes) -> int:
-        """Delete every block held of a record (tombstoned); returns blocks deleted."""
-        manifest = self.manifest(record_id)
-        if manifest is None:
-            return 0
-        complete, partial = self.holdings.indices(record_id)
-        deleted = 0
-        for index in complete + partial:
-            for segment in range(manifest.segment_count):
-                deleted += self.store.delete(manifest.block_hash(segment, index))
-        self.holdings.remove(record_id)
-        self._manifests.pop(record_id, None)
-        self._begun = {key for key in self._begun if key[0] != record_id}
+    async def delete_record(self, record_id: bytes) -> int:
+        """Delete every block held of a record (tombstoned, or never recorded)."""
+        deleted = await trio.to_thread.run_sync(self._remove_record, record_id)
         self.withdraw(record_dht_key(record_id))
         event(
             log, logging.INFO, "record shards deleted", record=record_id.hex()[:16], blocks=deleted
         )
         return deleted
+
+    def _remove_record(self, record_id: bytes) -> int:
+        """In a worker thread: the record's blocks (by holdings, and by manifest) and rows."""
+        manifest = self.manifest(record_id)
+        named: list[bytes] = []
+        if manifest is not None:
+            complete, partial = self.holdings.indices(record_id)
+            named = [
+                manifest.block_hash(segment, index)
+                for index in complete + partial
+                for segment in range(manifest.segment_count)
+            ]
+        free = self.holdings.remove(record_id)
+        self._manifests.pop(record_id, None)
+        self._begun = {key for key in self._begun if key[0] != record_id}
+        return sum(self.store.delete(digest) for digest in dict.fromkeys([*free, *named]))
+
+    async def collect(self, known: Container[bytes], before_ms: int) -> tuple[int, int]:
+        """Delete what failed uploads left before `before_ms`: (records, shard indices).
+
+        A record the ledger does not know is an upload that never finished
+        (the ledger entry comes after the holders confirm, and gossip brings
+        it within the grace period); an index never completed is a transfer
+        to this node that was given up.
+        """
+        records = [r for r in self.holdings.seen_before(before_ms) if r not in known]
+        for record_id in records:
+            await self.delete_record(record_id)
+        partial = [(r, i) for r, i in self.holdings.partial_before(before_ms) if r in known]
+        for record_id, index in partial:
+            await trio.to_thread.run_sync(self._remove_index, record_id, index)
+        if records or partial:
+            event(
+                log, logging.INFO, "orphans collected", records=len(records), indices=len(partial)
+            )
+        return len(records), len(partial)
+
+    def _remove_index(self, record_id: bytes, index: int) -> None:
+        for digest in self.holdings.remove_index(record_id, index):
+            self.store.delete(digest)
+        self._begun.discard((record_id, index))

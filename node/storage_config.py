@@ -16,6 +16,8 @@ class StorageConfig:
     # Bytes of shard blocks this node accepts; 0 means no limit but the disk.
     quota_bytes: int = 0
     repair_interval: float = 600.0
+    # Seconds before the shards of an upload that never finished are deleted.
+    orphan_grace: float = 7 * 86_400.0
     transfer_batch_bytes: int = 2 * 1024 * 1024
     call_timeout: float = 30.0
 

@@ -7,7 +7,9 @@ Repair: every `repair_interval` seconds each record this node holds is
 surveyed; the live holder with the smallest node id is its coordinator and
 the only one that repairs it, so holders do not race each other to rebuild
 the same shards. A record the ledger does not know yet (a put still running,
-or gossip not arrived) is left alone.
+or gossip not arrived) is left alone; after `orphan_grace` it is taken for
+an upload that never finished and its shards are deleted, as are indices a
+transfer to this node gave up on.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ class RecordUpkeep:
         shards: ShardService,
         ledger: LedgerService,
         interval: float,
+        orphan_grace: float,
     ) -> None:
         self.repairer = repairer
         self.shards = shards
         self.ledger = ledger
         self.interval = interval
+        self.orphan_grace_ms = int(orphan_grace * 1000)
         self.me = repairer.records.public_key
         self._tombstoned = trio.Event()
         self.passes = 0
@@ -67,7 +71,7 @@ class RecordUpkeep:
         tombstones = self.ledger.state().tombstones
         doomed = [r for r in self.shards.holdings.records() if r in tombstones]
         for record_id in doomed:
-            await trio.to_thread.run_sync(self.shards.delete_record, record_id)
+            await self.shards.delete_record(record_id)
         return len(doomed)
 
     async def _repair_periodically(self) -> None:
@@ -82,6 +86,7 @@ class RecordUpkeep:
         """Survey every held record once; repair those this node coordinates."""
         await self.sweep_tombstones()
         known = self.ledger.state().records
+        await self.shards.collect(known, self.ledger.clock_ms() - self.orphan_grace_ms)
         reports = []
         for record_id in self.shards.holdings.records():
             if record_id not in known:

@@ -108,3 +108,42 @@ async def test_segments_that_stop_before_the_last_record_nothing(
             for record_id in node.shards.holdings.records():
                 assert node.shards.holdings.indices(record_id)[0] == []  # nothing complete
         nursery.cancel_scope.cancel()
+
+
+async def test_shards_of_an_unfinished_upload_are_collected_after_the_grace(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 5, small_config(transfer_batch_bytes=32 * 1024))
+        kept = os.urandom(100_000)
+        result = await cluster.nodes[0].records.put(
+            segments(kept, 64 * 1024), metadata=RecordMetadata()
+        )
+
+        async def unfinished() -> AsyncIterator[tuple[bytes, bool]]:
+            for _ in range(8):  # batches of the blocks reach the holders
+                yield b"o" * 64 * 1024, False
+
+        with pytest.raises(RecordError):
+            await cluster.nodes[0].records.put(unfinished(), metadata=RecordMetadata())
+        await trio.testing.wait_all_tasks_blocked()
+        orphans = [n for n in cluster.nodes if len(n.shards.holdings.records()) > 1]
+        assert orphans  # holders kept blocks of the failed upload
+        for node in cluster.nodes:
+            while result.record_id not in node.ledger.state().records:
+                await node.ledger.changed()
+            known = node.ledger.state().records
+            assert await node.shards.collect(known, before_ms=0) == (0, 0)  # too young
+            used = node.parts.store.used_bytes
+            collected = await node.shards.collect(known, before_ms=node.clock_ms() + 1)
+            assert collected[0] == (1 if node in orphans else 0)
+            assert node.shards.holdings.records() == (
+                [result.record_id] if node.shards.holdings.indices(result.record_id)[0] else []
+            )
+            if node in orphans:
+                assert node.parts.store.used_bytes < used
+            else:
+                assert node.parts.store.used_bytes == used
+        assert await read_all(cluster.nodes[0], result.record_id) == kept
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,72 @@
+"""Holdings: which blocks belong to which record and index, and what can be collected."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from storage.holdings import Holdings
+
+R1, R2 = b"\x01" * 32, b"\x02" * 32
+A, B, C = b"a" * 32, b"b" * 32, b"c" * 32
+
+
+def test_indices_complete_only_when_marked(tmp_path: Path) -> None:
+    holdings = Holdings(tmp_path / "h.sqlite")
+    holdings.begin(R1, None, 0, now_ms=10)
+    holdings.begin(R1, b"manifest", 1, now_ms=11)
+    holdings.note_blocks(R1, 0, [A, B], now_ms=12)
+    holdings.complete(R1, 1)
+    assert holdings.indices(R1) == ([1], [0])
+    assert holdings.manifest(R1) == b"manifest"  # arrived with a later batch
+    holdings.incomplete(R1, 1)
+    assert holdings.indices(R1) == ([], [0, 1])
+
+
+def test_what_is_old_enough_to_collect(tmp_path: Path) -> None:
+    holdings = Holdings(tmp_path / "h.sqlite")
+    holdings.begin(R1, None, 0, now_ms=100)
+    holdings.begin(R2, None, 3, now_ms=500)
+    holdings.begin(R2, None, 4, now_ms=500)
+    holdings.complete(R2, 4)
+    assert holdings.seen_before(101) == [R1]
+    assert holdings.seen_before(501) == [R1, R2]
+    assert holdings.partial_before(600) == [(R1, 0), (R2, 3)]
+    holdings.note_blocks(R1, 0, [A], now_ms=700)  # a block arrived: the transfer is alive
+    assert holdings.partial_before(600) == [(R2, 3)]
+
+
+def test_removal_frees_only_blocks_no_one_else_holds(tmp_path: Path) -> None:
+    holdings = Holdings(tmp_path / "h.sqlite")
+    for record, index, digests in ((R1, 0, [A, B]), (R1, 1, [C]), (R2, 0, [B])):
+        holdings.begin(record, None, index, now_ms=1)
+        holdings.note_blocks(record, index, digests, now_ms=1)
+    assert holdings.remove_index(R1, 1) == [C]
+    assert holdings.indices(R1) == ([], [0])
+    assert sorted(holdings.remove(R1)) == [A]  # B is still R2's
+    assert holdings.records() == [R2]
+    assert holdings.remove(R2) == [B]
+    assert holdings.records() == []
+
+
+def test_a_database_from_before_the_timestamps_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE records (record_id BLOB PRIMARY KEY, manifest BLOB);
+        CREATE TABLE shards (
+            record_id BLOB NOT NULL, shard_index INTEGER NOT NULL, complete INTEGER NOT NULL,
+            PRIMARY KEY (record_id, shard_index)
+        );
+        """
+    )
+    old.execute("INSERT INTO records VALUES (?, ?)", (R1, b"m"))
+    old.execute("INSERT INTO shards VALUES (?, 2, 1)", (R1,))
+    old.commit()
+    old.close()
+    holdings = Holdings(path)
+    assert holdings.indices(R1) == ([2], [])
+    assert holdings.seen_before(1) == [R1]  # unknown age counts as old
+    holdings.begin(R2, None, 0, now_ms=5)
+    assert holdings.records() == [R1, R2]
