@@ -249,3 +249,26 @@ def test_a_daemon_killed_during_puts_comes_back_consistent(
         assert out.read_bytes() == path.read_bytes()
     reports = net.cli(writer, "check", "--all")["records"]
     assert reports and all(r["health"]["readable"] for r in reports)
+
+
+def test_sigterm_during_a_put_stops_cleanly_and_records_nothing(
+    tmp_path: Path, network: Callable[..., Network]
+) -> None:
+    net = network()
+    writer = 2
+    source = tmp_path / "files" / "large"
+    record_file(source, 48 * 2**20)
+    outcome: list[Any] = []
+    uploader = threading.Thread(
+        target=lambda: outcome.append(net.run(writer, "put", str(source), "--json"))
+    )
+    uploader.start()
+    net.nodes[writer].wait_for("upload started", timeout=60)
+    assert net.nodes[writer].stop() == 0  # SIGTERM: the daemon exits cleanly, mid-put
+    uploader.join(timeout=120)
+    (done,) = outcome
+    assert done.returncode == 1 and done.stderr.startswith("Error: ")
+    assert any(e["event"] == "stopped" for e in net.nodes[writer].events)
+    net.start(writer)
+    assert net.cli(writer, "ls")["records"] == []
+    assert net.cli(writer, "ledger")["entries"] == []

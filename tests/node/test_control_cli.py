@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import socket
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -162,6 +163,8 @@ async def test_attest_ls_ledger_check_and_delete(tmp_path: Path) -> None:
 
 async def test_operator_errors_are_one_line(tmp_path: Path) -> None:
     async with controlled(tmp_path, count=5, served=1) as net:
+        mode = control_path(net.dirs[0]).stat().st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
         unknown = await net.run(0, "get", "ab" * 32, "-o", str(tmp_path / "o"))
         assert unknown.exit_code == 1 and unknown.output == f"Error: unknown record {'ab' * 8}\n"
         bad_id = await net.run(0, "get", "xyz", "-o", str(tmp_path / "o"))
