@@ -26,7 +26,7 @@ from node.ledger import LedgerService
 from node.logs import event, get_logger
 from node.records import RecordService
 from node.repair import Repairer
-from node.rpc_port import ManagerPort, SelfRoutingPort
+from node.rpc_port import ManagerPort, RpcPort, SelfRoutingPort
 from node.shard_service import ShardService
 from node.transport import Transport
 from node.upkeep import RecordUpkeep
@@ -51,6 +51,9 @@ class NodeParts:
     random_bytes: Callable[[int], bytes]
     wall_clock: Callable[[], float]
     rng: random.Random
+    # An in-process network's port (simulations). None: the connection manager
+    # over `transport` (secret handshake, box stream), as the daemon runs.
+    port: RpcPort | None = None
 
 
 class Node:
@@ -68,7 +71,8 @@ class Node:
             limits=config.limits,
             random_bytes=parts.random_bytes,
         )
-        self.port = SelfRoutingPort(ManagerPort(self.manager), public, self.dispatcher)
+        outbound = parts.port or ManagerPort(self.manager)
+        self.port = SelfRoutingPort(outbound, public, self.dispatcher)
         self.dht = DhtService(
             identity=parts.identity,
             address=config.listen,
@@ -145,8 +149,9 @@ class Node:
         """Run every service until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            bound = await nursery.start(self.manager.serve)
-            self.dht.set_address(self.parts.config.advertised(bound))
+            if self.parts.port is None:
+                bound = await nursery.start(self.manager.serve)
+                self.dht.set_address(self.parts.config.advertised(bound))
             self.dht.routing.restore(restored, trio.current_time())
             await nursery.start(self.dht.serve, bootstrap)
             await nursery.start(self.gossip.serve)

@@ -14,6 +14,7 @@ import functools
 import nacl.signing
 import trio
 
+from node.offload import in_worker
 from protocol.boxstream import MAX_BODY, BoxReader, BoxWriter, Buffer
 from protocol.errors import HandshakeFailed, RemoteProtocolError
 from protocol.handshake import ClientHandshake, ServerHandshake, SessionKeys
@@ -60,7 +61,7 @@ class SecureChannel:
         prefix = frame_prefix(size, self.max_message)
         async with self._send_lock:  # sealing takes the next nonces: seal in sending order
             seal = functools.partial(self._writer.seal_into, self._sealed, prefix, *parts)
-            sealed = await trio.to_thread.run_sync(seal) if size >= SEAL_IN_THREAD else seal()
+            sealed = await in_worker(seal) if size >= SEAL_IN_THREAD else seal()
             try:
                 with memoryview(self._sealed) as view:
                     await self.stream.send_all(view[:sealed])

@@ -22,6 +22,7 @@ from node.assembly import Node
 from node.fetch import TooFewShards
 from node.ledger import LedgerError
 from node.logs import event, get_logger
+from node.offload import in_worker
 from node.records import RecordError
 from protocol.control import (
     Check,
@@ -338,12 +339,10 @@ async def file_segments(
 
     Tells the client how far it got every PROGRESS_EVERY bytes.
     """
-    current = await trio.to_thread.run_sync(read_full, source, size)
+    current = await in_worker(read_full, source, size)
     done = reported = 0
     while True:
-        following = (
-            await trio.to_thread.run_sync(read_full, source, size) if len(current) == size else b""
-        )
+        following = await in_worker(read_full, source, size) if len(current) == size else b""
         yield current, not following
         done += len(current)
         if done - reported >= PROGRESS_EVERY:

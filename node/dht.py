@@ -424,11 +424,13 @@ class DhtService:
             for record in answer.providers:
                 if record.key != key:
                     raise BadAnswer("answered with a provider of another key")
+                held = providers.get(record.provider.public_key)
+                if held == record:  # the same signed record from another node: checked once
+                    continue
                 try:
                     validate_provider(record, self.wall_clock())
                 except InvalidRecord as exc:
                     raise BadAnswer(f"answered with a bad provider record: {exc}") from None
-                held = providers.get(record.provider.public_key)
                 if held is None or held.expires_at < record.expires_at:
                     providers[record.provider.public_key] = record
             return contacts

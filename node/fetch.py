@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from node.offload import in_worker
 from node.rpc_errors import RpcError
 from node.rpc_port import RpcPort
 from protocol.contact import Contact
@@ -68,7 +69,7 @@ class BlockFetcher:
     async def ciphertext(self, first: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         """(segment, ciphertext) for every segment from `first`, in order."""
         async for segment, blocks in self.segment_blocks(first):
-            yield segment, await trio.to_thread.run_sync(self._decode, segment, blocks)
+            yield segment, await in_worker(self._decode, segment, blocks)
 
     async def segment_blocks(self, first: int = 0) -> AsyncIterator[tuple[int, dict[int, bytes]]]:
         """(segment, k verified blocks by index) for every segment from `first`, in order."""
@@ -154,7 +155,7 @@ class BlockFetcher:
         self.latency.note(holder.public_key, trio.current_time() - started)
         if not isinstance(answer, BlocksFound) or len(answer.blocks) != len(refs):
             return
-        checked = await trio.to_thread.run_sync(self._verify, refs, answer.blocks)
+        checked = await in_worker(self._verify, refs, answer.blocks)
         for ref, block, good in checked:
             if good:
                 got[ref.segment][ref.index] = block

@@ -20,6 +20,7 @@ import nacl.signing
 import trio
 
 from node.logs import event, get_logger
+from node.offload import in_worker
 from protocol.ledger_book import LedgerBook
 from protocol.ledger_entries import Body, Entry, sign_entry
 from protocol.ledger_state import LedgerState, fold
@@ -98,7 +99,7 @@ class LedgerService:
             if self.db is not None:
                 rows = [StoredEntry(e.hash, e.author, e.seq, e.raw) for e in result.accepted]
                 derived = _derived(self.state(), len(self.book))
-                await trio.to_thread.run_sync(self.db.append, rows, derived)
+                await in_worker(self.db.append, rows, derived)
         for listener in self._listeners:
             listener(result.accepted)
         self._changed.set()

@@ -26,6 +26,7 @@ from node.dht import DhtService
 from node.fetch import BlockFetcher, Latency
 from node.ledger import LedgerService
 from node.logs import event, get_logger
+from node.offload import in_worker
 from node.rpc_errors import RpcError
 from node.rpc_port import RpcPort
 from node.shard_service import ShardService
@@ -334,7 +335,7 @@ class RecordService:
         manifest = handle.manifest
         cipher = SegmentCipher(record_key, manifest.record_id)
         async for segment, ciphertext in handle.fetcher.ciphertext():
-            yield await trio.to_thread.run_sync(
+            yield await in_worker(
                 cipher.decrypt_segment, segment, manifest.is_last(segment), ciphertext
             )
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Container
 
-import trio
-
 from node.dispatch import Dispatcher
 from node.logs import event, get_logger
+from node.offload import in_worker
 from node.rpc_errors import RequestError
 from node.rpc_port import Caller
 from protocol.ids import record_dht_key
@@ -100,14 +99,14 @@ class ShardService:
 
     async def _on_store(self, message: StoreShards, caller: Caller) -> ShardsStored:
         try:
-            manifest, stored = await trio.to_thread.run_sync(self._store_blocks, message)
+            manifest, stored = await in_worker(self._store_blocks, message)
         except BlockMismatch as exc:
             raise RequestError(ErrorCode.BAD_REQUEST, str(exc)) from None
         except StoreFull as exc:
             raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
         complete = False
         if message.complete and manifest is not None:
-            complete = await trio.to_thread.run_sync(self._finish, manifest, message.index)
+            complete = await in_worker(self._finish, manifest, message.index)
             if complete:
                 self.announce(record_dht_key(message.record_id))
                 event(
@@ -175,7 +174,7 @@ class ShardService:
         manifest = self.manifest(message.record_id)
         if manifest is None:
             return BlocksFound(tuple(None for _ in message.wanted))
-        return BlocksFound(await trio.to_thread.run_sync(self._read_blocks, manifest, message))
+        return BlocksFound(await in_worker(self._read_blocks, manifest, message))
 
     def _read_blocks(self, manifest: Manifest, message: FetchBlocks) -> tuple[bytes | None, ...]:
         out: list[bytes | None] = []
@@ -207,7 +206,7 @@ class ShardService:
         corrupt: list[int] = []
         manifest = self.manifest(message.record_id)
         if message.verify and manifest is not None:
-            corrupt = await trio.to_thread.run_sync(self._scrub, manifest, complete)
+            corrupt = await in_worker(self._scrub, manifest, complete)
             complete = [i for i in complete if i not in corrupt]
             partial = sorted([*partial, *corrupt])
         return HoldingsFound(tuple(complete), tuple(partial), tuple(corrupt))
@@ -229,7 +228,7 @@ class ShardService:
 
     async def delete_record(self, record_id: bytes) -> int:
         """Delete every block held of a record (tombstoned, or never recorded)."""
-        deleted = await trio.to_thread.run_sync(self._remove_record, record_id)
+        deleted = await in_worker(self._remove_record, record_id)
         self.withdraw(record_dht_key(record_id))
         event(
             log, logging.INFO, "record shards deleted", record=record_id.hex()[:16], blocks=deleted
@@ -265,7 +264,7 @@ class ShardService:
             await self.delete_record(record_id)
         partial = [(r, i) for r, i in self.holdings.partial_before(before_ms) if r in known]
         for record_id, index in partial:
-            await trio.to_thread.run_sync(self._remove_index, record_id, index)
+            await in_worker(self._remove_index, record_id, index)
         if records or partial:
             event(
                 log, logging.INFO, "orphans collected", records=len(records), indices=len(partial)

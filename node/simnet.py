@@ -62,6 +62,7 @@ class SimNetwork:
         self.sent = 0
         self.lost = 0
         self.bytes_sent: dict[str, int] = {}
+        self.traffic: dict[str, int] = {}  # request type -> bytes of requests and answers
 
     def attach(self, address: str, public_key: bytes, handler: Dispatcher) -> None:
         self._nodes[address] = (public_key, handler)
@@ -97,6 +98,10 @@ class SimNetwork:
             return False
         return True
 
+    def _count(self, sender: str, request_type: str, size: int) -> None:
+        self.bytes_sent[sender] = self.bytes_sent.get(sender, 0) + size
+        self.traffic[request_type] = self.traffic.get(request_type, 0) + size
+
     async def call(
         self, src: str, src_key: bytes, contact: Contact, message: Message, timeout: float
     ) -> Message:
@@ -110,7 +115,7 @@ class SimNetwork:
     ) -> Message:
         dst = contact.address
         wire = encode_envelope(Envelope(Kind.REQUEST, 1, message))
-        self.bytes_sent[src] = self.bytes_sent.get(src, 0) + len(wire)
+        self._count(src, message.TYPE, len(wire))
         if not self._passes(src, dst):
             await trio.sleep_forever()
         await trio.sleep(self.latency(src, dst))
@@ -127,7 +132,7 @@ class SimNetwork:
         except RequestError as exc:
             reply = Envelope(Kind.ERROR, 1, ErrorResponse(exc.code, exc.detail))
         wire = encode_envelope(reply)
-        self.bytes_sent[dst] = self.bytes_sent.get(dst, 0) + len(wire)
+        self._count(dst, message.TYPE, len(wire))
         if not self._passes(dst, src):
             await trio.sleep_forever()
         await trio.sleep(self.latency(src, dst))

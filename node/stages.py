@@ -14,6 +14,8 @@ from typing import Generic, TypeVar, cast
 
 import trio
 
+from node.offload import in_worker
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -44,7 +46,7 @@ async def run_stages(
 
     async def compute(item: T, slot: _Slot[R]) -> None:
         try:
-            slot.value = await trio.to_thread.run_sync(work, item)
+            slot.value = await in_worker(work, item)
         finally:
             slots.release()
         slot.ready.set()

@@ -28,6 +28,11 @@ from protocol.ledger_entries import Entry, TombstoneBody
 
 log = get_logger("upkeep")
 
+# Records surveyed concurrently in a pass: a survey mostly waits (a DHT lookup,
+# then every candidate holder, with timeouts for dead ones), so a node holding
+# many records needs several in flight to finish a pass within its interval.
+SURVEYS_AT_ONCE = 8
+
 
 class RecordUpkeep:
     def __init__(
@@ -87,19 +92,28 @@ class RecordUpkeep:
         await self.sweep_tombstones()
         known = self.ledger.state().records
         await self.shards.collect(known, self.ledger.clock_ms() - self.orphan_grace_ms)
-        reports = []
-        for record_id in self.shards.holdings.records():
-            if record_id not in known:
-                continue
-            try:
-                report = await self._repair_if_coordinator(record_id)
-            except RecordError as exc:
-                event(
-                    log, logging.WARNING, "repair skipped", record=short(record_id), reason=str(exc)
-                )
-                continue
-            if report is not None:
-                reports.append(report)
+        reports: list[RepairReport] = []
+        queue = iter([r for r in self.shards.holdings.records() if r in known])
+
+        async def worker() -> None:
+            for record_id in queue:  # shared by the workers: each record once
+                try:
+                    report = await self._repair_if_coordinator(record_id)
+                except RecordError as exc:
+                    event(
+                        log,
+                        logging.WARNING,
+                        "repair skipped",
+                        record=short(record_id),
+                        reason=str(exc),
+                    )
+                    continue
+                if report is not None:
+                    reports.append(report)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(SURVEYS_AT_ONCE):
+                nursery.start_soon(worker)
         self.passes += 1
         return reports
 

@@ -46,6 +46,7 @@ class LedgerBook:
         self.max_orphans = max_orphans
         self._entries: dict[bytes, Entry] = {}
         self._feeds: dict[bytes, dict[int, list[bytes]]] = {}
+        self._heads: dict[bytes, Head] | None = None  # computed once per change (gossip asks often)
         self._orphans: OrderedDict[bytes, Entry] = OrderedDict()
         self._waiting: dict[bytes, list[bytes]] = {}  # prev hash -> orphan hashes
         self.flagged: dict[bytes, list[bytes]] = {}
@@ -104,6 +105,7 @@ class LedgerBook:
         self._entries[entry.hash] = entry
         at_seq = self._feeds.setdefault(entry.author, {}).setdefault(entry.seq, [])
         at_seq.append(entry.hash)
+        self._heads = None
         if len(at_seq) > 1:
             evidence = self.flagged.setdefault(entry.author, [])
             evidence.extend(h for h in at_seq if h not in evidence)
@@ -120,12 +122,14 @@ class LedgerBook:
                 waiters.remove(dropped.hash)
 
     def heads(self) -> dict[bytes, Head]:
-        heads = {}
-        for author, feed in self._feeds.items():
-            top = max(feed)
-            tip = hashlib.blake2b(b"".join(sorted(feed[top])), digest_size=16).digest()
-            heads[author] = Head(top, sum(len(h) for h in feed.values()), tip)
-        return heads
+        if self._heads is None:
+            heads = {}
+            for author, feed in self._feeds.items():
+                top = max(feed)
+                tip = hashlib.blake2b(b"".join(sorted(feed[top])), digest_size=16).digest()
+                heads[author] = Head(top, sum(len(h) for h in feed.values()), tip)
+            self._heads = heads
+        return dict(self._heads)
 
     def orphan_floors(self) -> dict[bytes, int]:
         """For each author with orphans, the lowest orphaned seq (what to fetch below)."""
