@@ -121,11 +121,16 @@ class RecordService:
     # -- placement --------------------------------------------------------------
 
     async def candidates(self, key: bytes, want: int) -> list[tuple[Contact, str]]:
-        """Reachable nodes closest to `key` (this one included), with their sites."""
+        """Reachable nodes closest to `key` (this one included), with their sites.
+
+        All of the DHT's k closest are asked, not just the first few beyond
+        `want`: a narrower pool can miss a whole site, and site-aware
+        placement can only spread over the sites its pool contains.
+        """
         found = await self.dht.find_node(key)
         contacts = sorted(
             [*found.closest, self.dht.contact], key=lambda c: distance(c.node_id, key)
-        )[: max(2 * want, want + 4)]
+        )[: max(self.dht.config.k, want + 4)]
         sites: dict[bytes, str] = {}
 
         async def ask(contact: Contact) -> None:

@@ -121,3 +121,53 @@ def test_cluster_benchmark_runs_real_daemons(tmp_path: Path) -> None:
     assert 0 < figures["idle_rss_mib_max"] <= figures["peak_rss_mib_max"] < 1024
     assert (tmp_path / "cluster.png").stat().st_size > 0
     assert (tmp_path / "cluster_summary.csv").read_text().startswith("size_mib,")
+
+
+def test_durability_benchmark_writes_every_experiment(tmp_path: Path) -> None:
+    out = tmp_path / "durability"
+    figures = run_json(
+        "benchmarks.durability",
+        *("--nodes", "8", "--records", "4", "--schemes", "1/2", "2/4"),
+        *("--down", "0.3", "--samples", "8", "--duration", "180", "--jobs", "2"),
+        *("--out", str(out)),
+    )
+    assert figures["availability_cells"] == 2
+    assert 0 <= figures["availability_within_ci"] <= 2
+    for scheme in ("1_2", "2_4"):
+        assert figures[f"sequential_{scheme}_repair_min_readable"] == 1.0
+        assert 0 <= figures[f"churn_{scheme}_norepair_final_readable"] <= 1
+        assert 0 <= figures[f"sites_{scheme}_blind_2_readable"] <= 1
+    for name in ("availability", "sequential", "sites", "churn"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len((out / f"{name}.csv").read_text().splitlines()) > 1
+
+
+def test_churn_benchmark_probes_every_rate(tmp_path: Path) -> None:
+    out = tmp_path / "churn"
+    figures = run_json(
+        "benchmarks.churn",
+        *("--rates", "0", "6", "--nodes", "8", "--records", "4", "--scheme", "2/4"),
+        *("--duration", "90", "--probe-every", "10", "--out", str(out)),
+    )
+    rates = figures["rates"]
+    assert [r["rate_per_min"] for r in rates] == [0, 6]
+    for row in rates:
+        assert row["lookups"] > 0 and row["gets"] > 0 and row["ledger_entries"] > 0
+        assert 0 <= row["lookup_accuracy"] <= 1 and 0 <= row["get_success"] <= 1
+    assert rates[0]["get_success"] == 1.0  # nothing fails without churn
+    assert (out / "churn_rates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((out / "churn_probes.csv").read_text().splitlines()) > 6
+
+
+def test_report_runs_everything_and_writes_one_page(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    figures = run_json("benchmarks.report", "--scale", "tiny", "--out", str(out))
+    assert figures["durability"]["availability_cells"] == 3
+    assert [r["rate_per_min"] for r in figures["churn"]] == [0, 6]
+    page = (out / "report.md").read_text()
+    for title in ("Availability", "Sequential loss", "Correlated failures", "Churn over time"):
+        assert f"## {title}" in page
+    images = [line.split("(")[1].rstrip(")") for line in page.splitlines() if "![" in line]
+    assert len(images) == 5
+    for image in images:
+        assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

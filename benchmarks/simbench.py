@@ -1,0 +1,137 @@
+"""What the research benchmarks share: a seeded network of whole nodes, virtual time.
+
+Every run builds a fresh network of complete nodes (`node.simnodes`) on the
+seeded simulated network, spreads them round-robin over `sites` hospitals,
+stores `records` records of random content from random nodes, and waits
+until every ledger knows them. Time is trio's autojump clock: a repair
+interval of 60 simulated seconds costs nothing while nodes wait, so a run
+of an hour of simulated time takes seconds to minutes of CPU. Failure-model
+and timing figures are in simulated seconds.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import trio
+import trio.testing
+
+from benchmarks.stats import Scheme
+from node.config import NodeConfig
+from node.dht_config import DhtConfig
+from node.gossip_config import GossipConfig
+from node.offload import inline_work
+from node.simnet import SimNetwork, deterministic_scheduling
+from node.simnodes import Member, SimNodes, StoredRecord
+from node.storage_config import StorageConfig
+
+T = TypeVar("T")
+
+NEVER = 1e12  # a repair interval that never comes: the repair loop is off
+REPAIR_TRAFFIC = ("store_shards", "fetch_blocks")  # moving shard data (acks included)
+
+
+@dataclass(frozen=True)
+class Setup:
+    nodes: int = 24
+    sites: int = 4
+    records: int = 24
+    record_bytes: int = 8192
+    segment_size: int = 4096
+    repair_interval: float = 60.0  # simulated seconds between a node's repair passes
+    gossip_interval: float = 30.0
+    call_timeout: float = 5.0
+    query_timeout: float = 2.0
+
+    def caption(self) -> str:
+        return (
+            f"{self.nodes} whole nodes at {self.sites} sites, {self.records} records of"
+            f" {self.record_bytes // 1024} KiB, repair pass every {self.repair_interval:g} s"
+            " (simulated)"
+        )
+
+
+def node_config(setup: Setup, scheme: Scheme, repair: bool) -> NodeConfig:
+    return NodeConfig(
+        dht=DhtConfig(k=20, query_timeout=setup.query_timeout),
+        gossip=GossipConfig(interval=setup.gossip_interval),
+        storage=StorageConfig(
+            k=scheme.k,
+            n=scheme.n,
+            happy=scheme.n,
+            segment_size=setup.segment_size,
+            call_timeout=setup.call_timeout,
+            repair_interval=setup.repair_interval if repair else NEVER,
+        ),
+    )
+
+
+def site_name(number: int) -> str:
+    return f"hospital-{number}"
+
+
+async def build(
+    nursery: trio.Nursery,
+    setup: Setup,
+    scheme: Scheme,
+    seed: int,
+    *,
+    repair: bool,
+    site_aware: bool = True,
+) -> tuple[SimNodes, list[StoredRecord], random.Random]:
+    """A network of `setup.nodes` whole nodes holding `setup.records` records."""
+    if setup.nodes < scheme.n:
+        raise ValueError(f"{scheme}: needs at least {scheme.n} nodes, the setup has {setup.nodes}")
+    rng = random.Random(seed)
+    sim = SimNodes(SimNetwork(seed), node_config(setup, scheme, repair), rng, site_aware=site_aware)
+    for number in range(setup.nodes):
+        await sim.add(nursery, site_name(number % setup.sites))
+    records = [
+        await sim.put(rng.choice(sim.live()), rng.randbytes(setup.record_bytes))
+        for _ in range(setup.records)
+    ]
+    await sim.known_everywhere(records)
+    return sim, records, rng
+
+
+def run_virtual(seed: int, main: Callable[[], Awaitable[T]]) -> T:
+    """Run `main` under the autojump clock, reproducibly for `seed`."""
+
+    async def inline() -> T:
+        with inline_work():
+            return await main()
+
+    deterministic_scheduling(seed)
+    return trio.run(inline, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def traffic(sim: SimNodes, kinds: tuple[str, ...] = REPAIR_TRAFFIC) -> int:
+    return sum(sim.network.traffic.get(kind, 0) for kind in kinds)
+
+
+def total_traffic(sim: SimNodes) -> int:
+    return sum(sim.network.traffic.values())
+
+
+def readable_fraction(sim: SimNodes, records: list[StoredRecord]) -> float:
+    return sum(sim.health(r).readable for r in records) / len(records)
+
+
+def healthy_fraction(sim: SimNodes, records: list[StoredRecord]) -> float:
+    """Records with as many distinct live hosts as n (or as live nodes, if fewer)."""
+    target = min(len(sim.live()), records[0].n) if records else 0
+    return sum(sim.health(r).distinct_hosts >= target for r in records) / len(records)
+
+
+async def read_all_from(
+    sim: SimNodes, records: list[StoredRecord], rng: random.Random, limit: float
+) -> int:
+    """How many records a random live node reads intact through the real get path."""
+    readable = 0
+    for record in records:
+        reader: Member = rng.choice(sim.live())
+        readable += await sim.read(reader, record, limit)
+    return readable
