@@ -12,6 +12,7 @@ from benchmarks.simbench import Setup
 from benchmarks.stats import Scheme, binomial_availability
 
 Row = Sequence[Any]
+MARKERS = "osD^vx*"
 
 
 def _schemes(rows: Sequence[Row]) -> list[str]:
@@ -69,14 +70,15 @@ def plot_availability(path: Path, rows: Sequence[Row], setup: Setup, samples: in
 def plot_sequential(path: Path, rows: Sequence[Row], setup: Setup) -> None:
     plt = pyplot()
     figure, (with_repair, without) = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
-    for name in _schemes(rows):
+    for number, name in enumerate(_schemes(rows)):
         for axis, repair in ((with_repair, True), (without, False)):
             mine = [r for r in rows if r[0] == name and r[1] == repair]
             axis.plot(
                 [0] + [r[2] for r in mine],
                 [1.0] + [r[3] for r in mine],
-                marker="o",
-                markersize=3,
+                marker=MARKERS[number % len(MARKERS)],
+                markersize=max(3, 9 - number),  # stacked lines stay visible where they coincide
+                fillstyle="none",
                 label=_label(name),
             )
     for axis, title in ((with_repair, "repair loop on"), (without, "repair loop off")):

@@ -129,9 +129,15 @@ def healthy_fraction(sim: SimNodes, records: list[StoredRecord]) -> float:
 async def read_all_from(
     sim: SimNodes, records: list[StoredRecord], rng: random.Random, limit: float
 ) -> int:
-    """How many records a random live node reads intact through the real get path."""
+    """How many records a random live node reads intact through the real get path.
+
+    The reader is one whose ledger already knows the record: a node that
+    joined a moment ago answers "unknown record" until gossip reaches it.
+    """
     readable = 0
     for record in records:
-        reader: Member = rng.choice(sim.live())
-        readable += await sim.read(reader, record, limit)
+        knowing = [m for m in sim.live() if record.record_id in m.node.ledger.state().records]
+        if knowing:
+            reader: Member = rng.choice(knowing)
+            readable += await sim.read(reader, record, limit)
     return readable

@@ -15,6 +15,7 @@ passes time.time; the simulator its virtual clock).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -131,7 +132,10 @@ class DhtService:
         )
         self.store = store or RecordStore()
         self.stats = DhtStats()
-        self._failures: dict[bytes, int] = {}
+        self._failures: dict[bytes, tuple[int, float]] = {}  # id -> (failures, first sent at)
+        # When a peer last talked to or answered us. A node that is itself cut
+        # off sees every call fail; it must not empty its routing table for it.
+        self._heard_at = -math.inf
         self._pinging: dict[bytes, None] = {}
         self._provided: dict[bytes, None] = {}
         self._published: dict[bytes, ValueRecord] = {}
@@ -192,6 +196,7 @@ class DhtService:
 
     def observe(self, contact: Contact) -> None:
         """`contact` talked to us or answered us: it is alive."""
+        self._heard_at = trio.current_time()
         self._failures.pop(contact.node_id, None)
         decision = self.routing.observe(contact, trio.current_time())
         if self._nursery is None:
@@ -205,21 +210,32 @@ class DhtService:
             self._nursery.start_soon(self._hand_on, decision.contact)
 
     async def _check_oldest(self, oldest: Contact) -> None:
+        sent_at = trio.current_time()
         try:
             await self.port.call(oldest, Ping(0), self.config.query_timeout)
         except RpcError:
-            self._evict(oldest, "did not answer a liveness ping")
+            if self._heard_at >= sent_at:  # others answer meanwhile: it is the peer, not us
+                self._evict(oldest, "did not answer a liveness ping")
         else:
             self.routing.observe(oldest, trio.current_time())
         finally:
             del self._pinging[oldest.node_id]
 
-    def _note_failure(self, contact: Contact, *, garbage: bool) -> None:
+    def _note_failure(self, contact: Contact, *, garbage: bool, sent_at: float) -> None:
+        """A query to `contact` sent at `sent_at` failed.
+
+        Garbage evicts at once. Silence evicts after `max_failures` only if some
+        other peer was heard since the first failing query went out: when
+        nobody answers, the fault is more likely this node's own network.
+        """
         self.stats.query_failures += 1
-        count = self._failures.get(contact.node_id, 0) + 1
-        self._failures[contact.node_id] = count
-        if garbage or count >= self.config.max_failures:
-            self._evict(contact, "sent garbage" if garbage else f"failed {count} times")
+        count, first = self._failures.get(contact.node_id, (0, sent_at))
+        count += 1
+        self._failures[contact.node_id] = (count, first)
+        if garbage:
+            self._evict(contact, "sent garbage")
+        elif count >= self.config.max_failures and self._heard_at >= first:
+            self._evict(contact, f"failed {count} times")
 
     def _evict(self, contact: Contact, reason: str) -> None:
         if self.routing.get(contact.node_id) is not None:
@@ -317,6 +333,7 @@ class DhtService:
         return step
 
     async def _query(self, run: _Run, contact: Contact, deadline: float) -> None:
+        sent_at = trio.current_time()
         try:
             with trio.move_on_at(deadline):
                 remaining = max(deadline - trio.current_time(), 1e-3)
@@ -325,21 +342,21 @@ class DhtService:
                     learned = run.absorb(contact, answer)
                 except CallTimeout:
                     run.lookup.on_timeout(contact, deadline)
-                    self._note_failure(contact, garbage=False)
+                    self._note_failure(contact, garbage=False, sent_at=sent_at)
                     return
                 except RpcError:
                     run.lookup.on_failure(contact)
-                    self._note_failure(contact, garbage=False)
+                    self._note_failure(contact, garbage=False, sent_at=sent_at)
                     return
                 except BadAnswer:
                     run.lookup.on_failure(contact)
-                    self._note_failure(contact, garbage=True)
+                    self._note_failure(contact, garbage=True, sent_at=sent_at)
                     return
                 run.lookup.on_response(contact, learned)
                 self.observe(contact)
                 return
             run.lookup.on_timeout(contact, deadline)
-            self._note_failure(contact, garbage=False)
+            self._note_failure(contact, garbage=False, sent_at=sent_at)
         finally:
             run.signal.fire()
 

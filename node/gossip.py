@@ -79,12 +79,16 @@ class GossipService:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
+            self._round(nursery)  # a node that joins or restarts catches up at once
             await trio.sleep(self.rng.random() * self.config.interval)  # desynchronise rounds
             while True:
-                self.stats.rounds += 1
-                for peer in pick(self.peers(), self.config.fanout, self.rng):
-                    nursery.start_soon(self.exchange, peer)
+                self._round(nursery)
                 await trio.sleep(self.config.interval)
+
+    def _round(self, nursery: trio.Nursery) -> None:
+        self.stats.rounds += 1
+        for peer in pick(self.peers(), self.config.fanout, self.rng):
+            nursery.start_soon(self.exchange, peer)
 
     # -- anti-entropy -------------------------------------------------------
 

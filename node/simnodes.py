@@ -148,7 +148,7 @@ class SimNodes:
         """Store `data` from `writer`, granted to the shared reader key."""
         storage = writer.node.parts.config.storage
         result = await writer.node.records.put(
-            _segments(data, storage.segment_size),
+            segments(data, storage.segment_size),
             metadata=RecordMetadata(),
             grantees=[bytes(self.reader.verify_key)],
         )
@@ -194,7 +194,8 @@ class SimNodes:
         return False
 
 
-async def _segments(data: bytes, size: int) -> AsyncIterator[tuple[bytes, bool]]:
+async def segments(data: bytes, size: int) -> AsyncIterator[tuple[bytes, bool]]:
+    """`data` as a put's segments: every one `size` bytes but the last."""
     pieces = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
     for number, piece in enumerate(pieces):
         yield piece, number == len(pieces) - 1

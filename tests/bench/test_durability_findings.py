@@ -33,7 +33,8 @@ def test_measured_availability_matches_the_binomial_within_its_interval() -> Non
     for down in downs:
         cell = [s for s in samples if s.down == down]
         readable = sum(s.readable for s in cell)
-        low, high = wilson_interval(readable, len(cell))
+        # 99.9%: a seeded run must not hinge on the 1-in-20 miss a 95% interval allows.
+        low, high = wilson_interval(readable, len(cell), z=3.29)
         assert low <= binomial_availability(2, 4, down) <= high
         # The real get path reads exactly when k distinct holders are reachable.
         assert [s.readable for s in cell] == [s.holders_up for s in cell]

@@ -6,7 +6,6 @@ import dataclasses
 import os
 import random
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,12 +82,6 @@ class Cluster:
     def crash(self, node: Node) -> None:
         """Stop a node at once (its memory-transport address stops answering)."""
         self.scopes[self.nodes.index(node)].cancel()
-
-
-async def segments(data: bytes, size: int) -> AsyncIterator[tuple[bytes, bool]]:
-    pieces = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
-    for number, piece in enumerate(pieces):
-        yield piece, number == len(pieces) - 1
 
 
 async def read_all(node: Node, record_id: bytes) -> bytes:

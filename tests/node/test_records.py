@@ -11,8 +11,9 @@ import trio
 import trio.testing
 
 from node.records import RecordError
+from node.simnodes import segments
 from storage.manifest import RecordMetadata
-from tests.node.cluster import Cluster, knows_grant, read_all, segments, small_config
+from tests.node.cluster import Cluster, knows_grant, read_all, small_config
 
 
 async def test_put_on_one_node_read_on_another_after_losing_n_minus_k(

@@ -254,3 +254,21 @@ def test_a_seed_reproduces_across_processes_and_hash_seeds() -> None:
         for hash_seed in ("1", "2")
     ]
     assert runs[0] == runs[1] and len(runs[0]) > 100
+
+
+async def test_a_node_cut_off_itself_keeps_its_routing_table(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(seed=17, size=40) as (sim, _, rng):
+        lonely = sim.nodes[7]
+        known = {c.node_id for c in lonely.dht.routing.contacts()}
+        sim.network.crash(lonely.address)
+        for _ in range(5):  # every query fails: the fault is its own network
+            found = await lonely.dht.find_node(rng.randbytes(20))
+            assert found.failures > 0 and not found.closest
+        assert {c.node_id for c in lonely.dht.routing.contacts()} == known
+        sim.network.revive(lonely.address)
+        target = rng.randbytes(20)
+        found = await lonely.dht.find_node(target)
+        truth = sim.true_closest(target, K, exclude=lonely)
+        assert {c.public_key for c in found.closest} == {c.public_key for c in truth}
