@@ -11,10 +11,10 @@ the seeded simulated network; see `benchmarks/durability_runs.py` for the
 four experiments. k-of-n schemes are compared with replication at the same
 storage overhead: 1/2 (2x replication) with 2/4, 4/8 and 6/12; 1/3 (3x) with
 3/9. Replication is the k = 1 code: each shard alone restores the record, as
-a copy would. Writes availability.csv, sequential.csv, sites.csv, churn.csv
-and a PNG per experiment into --out, prints a table per experiment and, with
---json, ends with one line of figures. Every run with the same arguments
-gives the same figures.
+a copy would. Writes availability.csv, sequential.csv, sites.csv,
+site_disasters.csv, churn.csv and a PNG per table into --out, prints a
+table per experiment and, with --json, ends with one line of figures.
+Every run with the same arguments gives the same figures.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from benchmarks.durability_plots import (
     plot_availability,
     plot_churn,
     plot_sequential,
+    plot_site_disasters,
     plot_sites,
 )
 from benchmarks.harness import emit_json, parser, print_table, write_csv
@@ -182,6 +183,37 @@ def sites(args: argparse.Namespace, setup: Setup, figures: dict[str, Any]) -> No
     print(f"\nWhole sites cut off ({setup.sites} sites; every combination), no repair:")
     print_table(header, rows)
     plot_sites(args.out / "sites.png", rows, setup)
+    site_disasters(args, setup, figures)
+
+
+def site_disasters(args: argparse.Namespace, setup: Setup, figures: dict[str, Any]) -> None:
+    calls = [
+        (setup, s, aware, repair, args.seed)
+        for s in args.schemes
+        for aware in (True, False)
+        for repair in (True, False)
+    ]
+    results = parallel(args.jobs, runs.site_disasters, calls)
+    rows = []
+    for steps in results:
+        for step in steps:
+            placement = "site-aware" if step.site_aware else "site-blind"
+            rows.append(
+                [
+                    *(str(step.scheme), placement, step.repair, step.sites_lost),
+                    *(step.readable, step.healthy),
+                ]
+            )
+            key = f"{placement[5:]}_{'repair' if step.repair else 'norepair'}_{step.sites_lost}"
+            figures[f"disaster_{step.scheme.k}_{step.scheme.n}_{key}_readable"] = step.readable
+    header = ["scheme", "placement", "repair", "sites_lost", "readable", "healthy"]
+    write_csv(args.out / "site_disasters.csv", header, rows)
+    print(
+        f"\nHospitals lost for good, one then another ({setup.sites} sites; 3 repair"
+        " intervals after each):"
+    )
+    print_table(header, rows)
+    plot_site_disasters(args.out / "site_disasters.png", rows, setup)
 
 
 def churn(args: argparse.Namespace, setup: Setup, figures: dict[str, Any]) -> None:

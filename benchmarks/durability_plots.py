@@ -119,6 +119,38 @@ def plot_sites(path: Path, rows: Sequence[Row], setup: Setup) -> None:
     save_figure(figure, path, f"{setup.caption()}; no repair; reads from a surviving site")
 
 
+def plot_site_disasters(path: Path, rows: Sequence[Row], setup: Setup) -> None:
+    plt = pyplot()
+    names = _schemes(rows)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    variants = [
+        (placement, repair)
+        for placement in ("site-aware", "site-blind")
+        for repair in (True, False)
+    ]
+    width = 0.2
+    for axis, lost in zip(axes, (1, 2), strict=True):
+        for number, (placement, repair) in enumerate(variants):
+            mine = {r[0]: r for r in rows if r[1] == placement and r[2] == repair and r[3] == lost}
+            xs = [i + (number - 1.5) * width for i in range(len(names))]
+            label = f"{placement}, repair {'on' if repair else 'off'}"
+            axis.bar(xs, [mine[n][4] for n in names], width, label=label)
+        axis.set_xticks(range(len(names)), [_label(n) for n in names], rotation=30, fontsize=7)
+        axis.set_title(
+            "after losing one hospital for good" if lost == 1 else "after losing a second one"
+        )
+        axis.set_ylim(0, 1.05)
+        axis.grid(alpha=0.3, axis="y")
+    axes[0].set_ylabel("records read intact (fraction)")
+    axes[1].legend(fontsize=7, loc="lower left")
+    figure.suptitle("Hospitals lost for good, one after another, with and without repair")
+    save_figure(
+        figure,
+        path,
+        f"{setup.caption()}; 3 repair intervals after each loss, then every record is read",
+    )
+
+
 def plot_churn(path: Path, rows: Sequence[Row], setup: Setup, every: float) -> None:
     plt = pyplot()
     figure, (readable, healthy) = plt.subplots(1, 2, figsize=(11, 4.4))

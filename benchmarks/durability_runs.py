@@ -7,7 +7,8 @@
 - sequential: nodes die for good one at a time until half are gone, with the
   repair loop on (waiting for it between deaths) or off.
 - sites: whole hospitals cut off at once (every single site, then every pair),
-  with site-aware placement and with placement that ignores sites.
+  with site-aware placement and with placement that ignores sites; then
+  hospitals lost for good one after the other, with and without repair.
 - churn: nodes leave for good and empty ones join in their place at a fixed
   interval, with and without repair; the fraction of records readable is
   sampled over time.
@@ -37,6 +38,7 @@ from node.simnodes import SimNodes, StoredRecord
 
 READ_LIMIT = 120.0  # simulated seconds a read may take before it counts as failed
 POLL = 5.0  # simulated seconds between checks while waiting for repair
+DISASTER_PASSES = 3  # repair intervals between losing one hospital and the next
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,48 @@ def sites(setup: Setup, scheme: Scheme, site_aware: bool, seed: int) -> list[Sit
                         sum(fractions) / len(fractions),
                         min(fractions),
                         sum(truths) / len(truths),
+                    )
+                )
+            nursery.cancel_scope.cancel()
+        return out
+
+    return run_virtual(seed, main)
+
+
+@dataclass(frozen=True)
+class SiteDisaster:
+    scheme: Scheme
+    site_aware: bool
+    repair: bool
+    sites_lost: int  # hospitals lost for good so far
+    readable: float  # fraction of records read intact after the wait
+    healthy: float
+
+
+def site_disasters(
+    setup: Setup, scheme: Scheme, site_aware: bool, repair: bool, seed: int
+) -> list[SiteDisaster]:
+    """Lose one hospital for good, wait 3 repair intervals, then lose a second."""
+
+    async def main() -> list[SiteDisaster]:
+        async with trio.open_nursery() as nursery:
+            sim, records, rng = await build(
+                nursery, setup, scheme, seed, repair=repair, site_aware=site_aware
+            )
+            out = []
+            for lost in (1, 2):
+                for member in [m for m in sim.live() if m.site == site_name(lost - 1)]:
+                    sim.fail(member)
+                await trio.sleep(DISASTER_PASSES * setup.repair_interval)
+                read = await read_all_from(sim, records, rng, READ_LIMIT)
+                out.append(
+                    SiteDisaster(
+                        scheme,
+                        site_aware,
+                        repair,
+                        lost,
+                        read / len(records),
+                        healthy_fraction(sim, records),
                     )
                 )
             nursery.cancel_scope.cancel()

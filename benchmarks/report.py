@@ -141,6 +141,21 @@ def sites_section(out: Path) -> str:
             "Site-aware placement spreads a record's n shards evenly over the sites, so"
             " losing s of S sites removes at most ceil(n/S) shards per site lost; placement"
             " that ignores sites (every node its own site) can stack shards in one hospital.",
+            "### Hospitals lost for good, one after another",
+            "![site disasters](durability/site_disasters.png)",
+            table(
+                ["scheme", "placement", "repair", "hospitals lost", "read intact"],
+                [
+                    [
+                        *(label(r["scheme"]), r["placement"]),
+                        "on" if r["repair"] == "True" else "off",
+                        *(r["sites_lost"], f"{float(r['readable']):.3f}"),
+                    ]
+                    for r in rows(out / "site_disasters.csv")
+                ],
+            ),
+            "Between the two losses the repair loop has three intervals to rebuild the"
+            " first hospital's shards on the surviving sites.",
         ]
     )
 

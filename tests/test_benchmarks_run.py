@@ -137,7 +137,8 @@ def test_durability_benchmark_writes_every_experiment(tmp_path: Path) -> None:
         assert figures[f"sequential_{scheme}_repair_min_readable"] == 1.0
         assert 0 <= figures[f"churn_{scheme}_norepair_final_readable"] <= 1
         assert 0 <= figures[f"sites_{scheme}_blind_2_readable"] <= 1
-    for name in ("availability", "sequential", "sites", "churn"):
+    assert 0 <= figures["disaster_2_4_aware_repair_2_readable"] <= 1
+    for name in ("availability", "sequential", "sites", "site_disasters", "churn"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert len((out / f"{name}.csv").read_text().splitlines()) > 1
 
@@ -168,6 +169,6 @@ def test_report_runs_everything_and_writes_one_page(tmp_path: Path) -> None:
     for title in ("Availability", "Sequential loss", "Correlated failures", "Churn over time"):
         assert f"## {title}" in page
     images = [line.split("(")[1].rstrip(")") for line in page.splitlines() if "![" in line]
-    assert len(images) == 5
+    assert len(images) == 6
     for image in images:
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
