@@ -32,7 +32,6 @@ from typing import Any
 
 import trio
 
-from benchmarks.durability import parallel
 from benchmarks.harness import (
     emit_json,
     parser,
@@ -42,7 +41,7 @@ from benchmarks.harness import (
     write_csv,
     write_summary_csv,
 )
-from benchmarks.simbench import Setup, build, run_virtual
+from benchmarks.simbench import Setup, build, parallel, run_virtual
 from benchmarks.stats import Scheme
 from node.simnodes import SimNodes, StoredRecord
 from protocol.contact import distance

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from benchmarks import durability_runs as runs
 from benchmarks.durability_plots import (
@@ -36,10 +35,9 @@ from benchmarks.durability_plots import (
     plot_sites,
 )
 from benchmarks.harness import emit_json, parser, print_table, write_csv
-from benchmarks.simbench import Setup
+from benchmarks.simbench import Setup, parallel
 from benchmarks.stats import Scheme, binomial_availability, wilson_interval
 
-T = TypeVar("T")
 EXPERIMENTS = ("availability", "sequential", "sites", "churn")
 FULL_SCHEMES = ("1/2", "2/4", "4/8", "6/12", "1/3", "3/9", "10/14")
 QUICK = {
@@ -82,15 +80,6 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
             " (availability reads from a node holding none of the record)"
         )
     return args
-
-
-def parallel(jobs: int, fn: Callable[..., T], calls: list[tuple[Any, ...]]) -> list[T]:
-    """fn(*call) for every call, in worker processes (each run is seeded on its own)."""
-    if jobs <= 1 or len(calls) <= 1:
-        return [fn(*call) for call in calls]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(fn, *call) for call in calls]
-        return [f.result() for f in futures]
 
 
 def availability(args: argparse.Namespace, setup: Setup, figures: dict[str, Any]) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 import trio.testing
@@ -141,3 +142,12 @@ async def read_all_from(
             reader: Member = rng.choice(knowing)
             readable += await sim.read(reader, record, limit)
     return readable
+
+
+def parallel(jobs: int, fn: Callable[..., T], calls: list[tuple[Any, ...]]) -> list[T]:
+    """fn(*call) for every call, in worker processes (each run is seeded on its own)."""
+    if jobs <= 1 or len(calls) <= 1:
+        return [fn(*call) for call in calls]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(fn, *call) for call in calls]
+        return [f.result() for f in futures]
