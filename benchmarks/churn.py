@@ -18,6 +18,9 @@ repair loop on, gossip every second as the daemon's default) runs for
 - ledger: a random live node writes an entry; the time until every node
   live at that moment holds it.
 
+A probe whose own node leaves while it runs is not counted (it would
+measure the departure, not the network).
+
 Writes churn_probes.csv, churn_summary.csv and churn_rates.png into --out.
 """
 
@@ -43,7 +46,7 @@ from benchmarks.harness import (
 )
 from benchmarks.simbench import Setup, build, parallel, run_virtual
 from benchmarks.stats import Scheme
-from node.simnodes import SimNodes, StoredRecord
+from node.simnodes import Member, SimNodes, StoredRecord
 from protocol.contact import distance
 from protocol.ledger_entries import RecordBody, derive_record_id
 
@@ -81,8 +84,10 @@ class Probes:
     out: list[Probe]
     start: float
 
-    def note(self, kind: str, began: float, ok: bool, value: float) -> None:
-        self.out.append(Probe(self.rate, kind, began - self.start, ok, value))
+    def note(self, kind: str, by: Member, began: float, ok: bool, value: float) -> None:
+        """Record a probe, unless the node that ran it left meanwhile (it proves nothing)."""
+        if by.alive:
+            self.out.append(Probe(self.rate, kind, began - self.start, ok, value))
 
     async def pause(self, rng: random.Random) -> None:
         await trio.sleep(rng.uniform(0.5, 1.5) * self.every)
@@ -100,7 +105,9 @@ class Probes:
             result = await asker.node.dht.find_node(target)
             found = {c.public_key for c in result.closest}
             accuracy = len(found & {c.public_key for c in truth}) / max(1, len(truth))
-            self.note("lookup", began, bool(truth) and truth[0].public_key in found, accuracy)
+            self.note(
+                "lookup", asker, began, bool(truth) and truth[0].public_key in found, accuracy
+            )
             await self.pause(rng)
 
     async def gets(self, rng: random.Random) -> None:
@@ -108,13 +115,14 @@ class Probes:
             began = trio.current_time()
             reader, record = rng.choice(self.sim.live()), rng.choice(self.records)
             ok = await self.sim.read(reader, record, READ_LIMIT)
-            self.note("get", began, ok, trio.current_time() - began)
+            self.note("get", reader, began, ok, trio.current_time() - began)
             await self.pause(rng)
 
     async def ledger(self, rng: random.Random) -> None:
         while True:
             members = self.sim.live()
-            writer = rng.choice(members).node
+            author = rng.choice(members)
+            writer = author.node
             owner, nonce = writer.public_key, rng.randbytes(16)
             record_id = derive_record_id(owner, nonce)
             body = RecordBody(record_id, nonce, rng.randbytes(32), 1, 4, 8, owner)
@@ -125,7 +133,8 @@ class Probes:
                     while member.alive and entry.hash not in member.node.ledger.book:
                         with trio.move_on_after(1.0):  # look again whether it died
                             await member.node.ledger.changed()
-            self.note("ledger", began, not waited.cancelled_caught, trio.current_time() - began)
+            converged = not waited.cancelled_caught
+            self.note("ledger", author, began, converged, trio.current_time() - began)
             await self.pause(rng)
 
 

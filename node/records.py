@@ -93,6 +93,10 @@ def short(value: bytes) -> str:
     return value.hex()[:16]
 
 
+MANIFEST_ASKS_AT_ONCE = 4  # candidates asked for a manifest at the same time
+READ_GRACE = 1.0  # seconds a reader waits for more holders once k indices are covered
+
+
 class RecordService:
     def __init__(
         self,
@@ -317,7 +321,7 @@ class RecordService:
         record = self.lookup(record_id)
         grant = self.grant_of(record_id, reader or self.public_key)
         manifest = await self.manifest_of(record)
-        holdings = await self.holdings_of(record_id)
+        holdings = await self.holdings_of(record_id, enough=manifest.k)
         holders: dict[int, list[Contact]] = {}
         for holding in holdings:
             for index in holding.found.complete:
@@ -345,23 +349,40 @@ class RecordService:
             )
 
     async def manifest_of(self, record: RecordInfo) -> Manifest:
+        """The record's manifest, checked against the ledger's hash.
+
+        Candidates are asked a few at a time and the first good answer wins,
+        so holders that have left cost one call timeout in all, not each.
+        """
         local = self.shards.manifest(record.record_id)
         if local is not None and local.digest() == record.manifest_hash:
             return local
-        for contact in await self._holder_candidates(record.record_id):
-            try:
-                answer = await self.port.call(
-                    contact, GetManifest(record.record_id), self.config.call_timeout
-                )
-            except RpcError:
-                continue
-            if isinstance(answer, ManifestFound) and answer.manifest is not None:
+        found: list[Manifest] = []
+        limiter = trio.CapacityLimiter(MANIFEST_ASKS_AT_ONCE)
+
+        async def ask(contact: Contact, done: trio.CancelScope) -> None:
+            async with limiter:
                 try:
-                    manifest = Manifest.decode(answer.manifest)
-                except ManifestError:
-                    continue
-                if manifest.digest() == record.manifest_hash:
-                    return manifest
+                    answer = await self.port.call(
+                        contact, GetManifest(record.record_id), self.config.call_timeout
+                    )
+                except RpcError:
+                    return
+            if not isinstance(answer, ManifestFound) or answer.manifest is None:
+                return
+            try:
+                manifest = Manifest.decode(answer.manifest)
+            except ManifestError:
+                return
+            if manifest.digest() == record.manifest_hash:
+                found.append(manifest)
+                done.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for contact in await self._holder_candidates(record.record_id):
+                nursery.start_soon(ask, contact, nursery.cancel_scope)
+        if found:
+            return found[0]
         raise RecordError(f"no holder of record {short(record.record_id)} served its manifest")
 
     async def _holder_candidates(self, record_id: bytes) -> list[Contact]:
@@ -372,11 +393,20 @@ class RecordService:
             contacts.setdefault(contact.public_key, contact)
         return list(contacts.values())
 
-    async def holdings_of(self, record_id: bytes, verify: bool = False) -> list[Holding]:
-        """What each reachable candidate holder holds of the record."""
-        results: list[Holding] = []
+    async def holdings_of(
+        self, record_id: bytes, verify: bool = False, *, enough: int | None = None
+    ) -> list[Holding]:
+        """What each reachable candidate holder holds of the record.
 
-        async def ask(contact: Contact) -> None:
+        With `enough` (a reader's k), stop waiting READ_GRACE seconds after the
+        answers cover that many distinct complete indices: a reader needs no
+        census, and waiting out every departed candidate's timeout is most
+        of a get's latency under churn. Surveys wait for every answer.
+        """
+        results: list[Holding] = []
+        covered: set[int] = set()
+
+        async def ask(contact: Contact, nursery: trio.Nursery) -> None:
             try:
                 answer = await self.port.call(
                     contact, GetHoldings(record_id, verify), self.config.call_timeout
@@ -387,10 +417,14 @@ class RecordService:
                 answer.complete or answer.partial or answer.corrupt
             ):
                 results.append(Holding(contact, answer))
+                before = len(covered)
+                covered.update(answer.complete)
+                if enough is not None and before < enough <= len(covered):
+                    nursery.cancel_scope.deadline = trio.current_time() + READ_GRACE
 
         async with trio.open_nursery() as nursery:
             for contact in await self._holder_candidates(record_id):
-                nursery.start_soon(ask, contact)
+                nursery.start_soon(ask, contact, nursery)
         return sorted(results, key=lambda h: h.contact.node_id)
 
     # -- the owner's entries ---------------------------------------------------------------

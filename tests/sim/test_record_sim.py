@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import trio
@@ -12,7 +13,7 @@ from node.dht_config import DhtConfig
 from node.gossip_config import GossipConfig
 from node.offload import inline_work
 from node.simnet import SimNetwork, deterministic_scheduling
-from node.simnodes import SimNodes, StoredRecord
+from node.simnodes import Member, SimNodes, StoredRecord
 from node.storage_config import StorageConfig
 
 SITES = ("north", "south", "east", "west")
@@ -114,3 +115,35 @@ def placement_of_a_run(seed: int) -> list[list[int]]:
 
 def test_a_seed_reproduces_placement() -> None:
     assert placement_of_a_run(7) == placement_of_a_run(7)
+
+
+async def test_a_reader_does_not_wait_out_a_departed_holder(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = sim_config()
+    config = dataclasses.replace(config, dht=dataclasses.replace(config.dht, query_timeout=0.5))
+    with inline_work():
+        async with trio.open_nursery() as nursery:
+            rng = random.Random(6)
+            sim = SimNodes(SimNetwork(6), config, rng)
+            for number in range(10):
+                await sim.add(nursery, SITES[number % len(SITES)])
+            (record,) = await store(sim, rng, 1)
+            holders = sim.holders(record)
+            sim.disconnect(holders[0])  # still announced as a provider: asked, never answers
+            reader = next(m for m in sim.live() if m not in holders).node
+            started = trio.current_time()
+            census = await reader.records.holdings_of(record.record_id)
+            full = trio.current_time() - started
+            started = trio.current_time()
+            enough = await reader.records.holdings_of(record.record_id, enough=record.k)
+            early = trio.current_time() - started
+            assert full >= config.storage.call_timeout  # a survey waits for every answer
+            assert early < config.storage.call_timeout - 1.0  # a reader stops soon after k
+            assert len(census) == 3 and len({i for h in enough for i in h.found.complete}) >= 2
+            assert await sim.read(reader_member(sim, reader), record, limit=60.0)
+            nursery.cancel_scope.cancel()
+
+
+def reader_member(sim: SimNodes, node: object) -> Member:
+    return next(m for m in sim.members if m.node is node)
