@@ -46,9 +46,9 @@ from benchmarks.harness import (
 )
 from benchmarks.simbench import Setup, build, parallel, run_virtual
 from benchmarks.stats import Scheme
-from node.simnodes import Member, SimNodes, StoredRecord
-from protocol.contact import distance
-from protocol.ledger_entries import RecordBody, derive_record_id
+from node.sim.nodes import Member, SimNodes, StoredRecord
+from protocol.dht.contact import distance
+from protocol.ledger.entries import RecordBody, derive_record_id
 
 READ_LIMIT = 120.0
 LEDGER_LIMIT = 120.0

@@ -43,8 +43,8 @@ from benchmarks.harness import (
     write_csv,
     write_summary_csv,
 )
-from node.control_client import ControlClient, call
-from node.localnet import Network
+from node.control.client import ControlClient, call
+from node.sim.localnet import Network
 from protocol.control import Get, ListRecords, Put
 
 GRANT_WAIT = 60.0

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.harness import MB, emit_json, median_seconds, parser, print_table, seeded_bytes
-from storage.erasure import ReedSolomon
+from storage.codec.erasure import ReedSolomon
 
 GRID = [(4, 6), (10, 14), (16, 20)]
 Timer = Callable[[Callable[[], object]], float]

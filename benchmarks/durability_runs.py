@@ -34,7 +34,7 @@ from benchmarks.simbench import (
     traffic,
 )
 from benchmarks.stats import Scheme
-from node.simnodes import SimNodes, StoredRecord
+from node.sim.nodes import SimNodes, StoredRecord
 
 READ_LIMIT = 120.0  # simulated seconds a read may take before it counts as failed
 POLL = 5.0  # simulated seconds between checks while waiting for repair

@@ -25,13 +25,13 @@ from typing import Any
 import nacl.signing
 
 from benchmarks.harness import emit_json, parser, print_table
-from protocol.boxstream import BoxReader
 from protocol.errors import RemoteProtocolError
-from protocol.handshake import ClientHandshake, ServerHandshake
-from protocol.messages import decode_envelope
-from protocol.wire import FrameDecoder
+from protocol.net.boxstream import BoxReader
+from protocol.net.handshake import ClientHandshake, ServerHandshake
+from protocol.net.messages import decode_envelope
+from protocol.net.wire import FrameDecoder
+from storage.codec.manifest import Manifest
 from storage.errors import ManifestError
-from storage.manifest import Manifest
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = b"k" * 32

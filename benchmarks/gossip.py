@@ -38,10 +38,10 @@ from benchmarks.harness import (
     write_csv,
     write_summary_csv,
 )
-from node.gossip_config import GossipConfig
-from node.gossipcluster import GossipCluster
-from node.simnet import LinkModel, SimNetwork, deterministic_scheduling
-from protocol.ledger_entries import RecordBody, derive_record_id
+from node.config.gossip import GossipConfig
+from node.sim.ledger_cluster import GossipCluster
+from node.sim.network import LinkModel, SimNetwork, deterministic_scheduling
+from protocol.ledger.entries import RecordBody, derive_record_id
 
 LIMIT = 120.0  # virtual seconds a trial may take before it counts as not converged
 

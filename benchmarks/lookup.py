@@ -35,9 +35,9 @@ from benchmarks.harness import (
     write_csv,
     write_summary_csv,
 )
-from node.dht_config import DhtConfig
-from node.simcluster import SimCluster
-from node.simnet import LinkModel, SimNetwork, deterministic_scheduling
+from node.config.dht import DhtConfig
+from node.sim.dht_cluster import SimCluster
+from node.sim.network import LinkModel, SimNetwork, deterministic_scheduling
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ import time
 from typing import Any
 
 from benchmarks.harness import MB, MIB, emit_json, parser, peak_rss_mib, print_table, seeded_bytes
-from storage.crypt import SegmentCipher
-from storage.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE, RecordEncoder
-from storage.erasure import ReedSolomon
-from storage.segment_codec import SegmentCodec
+from storage.codec.crypt import SegmentCipher
+from storage.codec.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE, RecordEncoder
+from storage.codec.erasure import ReedSolomon
+from storage.codec.segment import SegmentCodec
 
 
 class PatternStream(io.RawIOBase):

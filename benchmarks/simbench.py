@@ -21,13 +21,13 @@ import trio
 import trio.testing
 
 from benchmarks.stats import Scheme
-from node.config import NodeConfig
-from node.dht_config import DhtConfig
-from node.gossip_config import GossipConfig
+from node.config.dht import DhtConfig
+from node.config.gossip import GossipConfig
+from node.config.settings import NodeConfig
+from node.config.storage import StorageConfig
 from node.offload import inline_work
-from node.simnet import SimNetwork, deterministic_scheduling
-from node.simnodes import Member, SimNodes, StoredRecord
-from node.storage_config import StorageConfig
+from node.sim.network import SimNetwork, deterministic_scheduling
+from node.sim.nodes import Member, SimNodes, StoredRecord
 
 T = TypeVar("T")
 

@@ -27,12 +27,12 @@ import nacl.signing
 import trio
 
 from benchmarks.harness import MB, MIB, emit_json, parser, print_table
-from node.channel import SecureChannel, open_client_channel, open_server_channel
-from node.config import Limits, PeerAddress
-from node.connections import ConnectionManager
-from node.dispatch import base_dispatcher
-from node.transport import TcpTransport
-from protocol.messages import Ping, Pong
+from node.config.settings import Limits, PeerAddress
+from node.net.channel import SecureChannel, open_client_channel, open_server_channel
+from node.net.connections import ConnectionManager
+from node.net.dispatch import base_dispatcher
+from node.net.transport import TcpTransport
+from protocol.net.messages import Ping, Pong
 
 NETWORK_KEY = b"benchmark network key, not real"[:32].ljust(32, b".")
 SERVER_SEED = b"S" * 32

@@ -1,5 +1,5 @@
 """`python -m node` runs the medvault command."""
 
-from node.cli import main
+from node.cli.main import main
 
 main()

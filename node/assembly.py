@@ -17,24 +17,24 @@ from dataclasses import dataclass
 import nacl.signing
 import trio
 
-from node.config import NodeConfig
-from node.connections import ConnectionManager
-from node.dht import DhtService
-from node.dispatch import base_dispatcher
-from node.gossip import GossipService
-from node.ledger import LedgerService
+from node.config.settings import NodeConfig
+from node.dht.service import DhtService
+from node.ledger.gossip import GossipService
+from node.ledger.service import LedgerService
 from node.logs import event, get_logger
-from node.records import RecordService
-from node.repair import Repairer
-from node.rpc_port import ManagerPort, RpcPort, SelfRoutingPort
-from node.shard_service import ShardService
-from node.transport import Transport
-from node.upkeep import RecordUpkeep
-from protocol.contact import Contact
+from node.net.connections import ConnectionManager
+from node.net.dispatch import base_dispatcher
+from node.net.rpc_port import ManagerPort, RpcPort, SelfRoutingPort
+from node.net.transport import Transport
+from node.records.repair import Repairer
+from node.records.service import RecordService
+from node.records.shard_service import ShardService
+from node.records.upkeep import RecordUpkeep
+from protocol.dht.contact import Contact
 from protocol.ids import node_id
-from storage.holdings import Holdings
-from storage.ledger_db import LedgerDB
-from storage.shard_store import ShardStore
+from storage.store.holdings import Holdings
+from storage.store.ledger_db import LedgerDB
+from storage.store.shard_store import ShardStore
 
 log = get_logger("node")
 

@@ -21,23 +21,23 @@ from pathlib import Path
 import trio
 
 from node.assembly import Node, NodeParts
-from node.config import NodeConfig, PeerAddress
-from node.connections import ConnectionManager
-from node.control_ops import ControlOps
-from node.control_server import ControlServer
-from node.control_socket import control_path
-from node.datadir import DataDir
-from node.dht import DhtService
+from node.config.datadir import DataDir
+from node.config.settings import NodeConfig, PeerAddress
+from node.control.address import control_path
+from node.control.ops import ControlOps
+from node.control.server import ControlServer
+from node.dht.peerstore import PEERS_FILE, UnreadablePeers, load_peers, save_peers
+from node.dht.service import DhtService
 from node.logs import event, get_logger, short_key
-from node.peerstore import PEERS_FILE, UnreadablePeers, load_peers, save_peers
-from node.rpc_errors import RpcError
-from node.transport import TcpTransport
-from protocol.contact import Contact
+from node.net.connections import ConnectionManager
+from node.net.errors import RpcError
+from node.net.transport import TcpTransport
+from protocol.dht.contact import Contact
 from protocol.ids import node_id
-from protocol.messages import Ping, Pong
-from storage.disk_store import DiskShardStore
-from storage.holdings import Holdings
-from storage.ledger_db import LedgerDB
+from protocol.net.messages import Ping, Pong
+from storage.store.disk import DiskShardStore
+from storage.store.holdings import Holdings
+from storage.store.ledger_db import LedgerDB
 
 log = get_logger("daemon")
 SAVE_PEERS_EVERY = 60.0

@@ -19,7 +19,7 @@ import msgpack
 
 from protocol import schema
 from protocol.errors import RemoteProtocolError
-from protocol.wire import encode_frame
+from protocol.net.wire import encode_frame
 
 # A download frame holds at most one segment (<= 64 MiB) and its header the
 # manifest (<= 16 MiB); the cap leaves room for both and the map around them.

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from node.localnet import Daemon
+from node.sim.localnet import Daemon
 
 
 @pytest.fixture

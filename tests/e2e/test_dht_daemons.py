@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.localnet import Daemon, free_ports, medvault
+from node.sim.localnet import Daemon, free_ports, medvault
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from node.localnet import Daemon, Network, medvault
+from node.sim.localnet import Daemon, Network, medvault
 
 pytestmark = pytest.mark.slow
 

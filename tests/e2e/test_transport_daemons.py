@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from node.datadir import DataDir
-from node.localnet import Daemon, medvault
+from node.config.datadir import DataDir
+from node.sim.localnet import Daemon, medvault
 
 pytestmark = pytest.mark.slow
 

@@ -13,13 +13,13 @@ import nacl.signing
 import trio
 
 from node.assembly import Node, NodeParts
-from node.config import NodeConfig
-from node.dht_config import DhtConfig
-from node.gossip_config import GossipConfig
-from node.storage_config import StorageConfig
-from node.transport import MemoryNetwork
-from storage.holdings import Holdings
-from storage.memory_store import MemoryShardStore
+from node.config.dht import DhtConfig
+from node.config.gossip import GossipConfig
+from node.config.settings import NodeConfig
+from node.config.storage import StorageConfig
+from node.net.transport import MemoryNetwork
+from storage.store.holdings import Holdings
+from storage.store.memory import MemoryShardStore
 from tests.protocol.keys import NETWORK, seed
 
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import nacl.signing
 import trio
 
-from node.config import Limits, PeerAddress, parse_host_port
-from node.connections import ConnectionManager
-from node.dispatch import Dispatcher, base_dispatcher
-from node.transport import MemoryNetwork, TcpTransport, Transport
+from node.config.settings import Limits, PeerAddress, parse_host_port
+from node.net.connections import ConnectionManager
+from node.net.dispatch import Dispatcher, base_dispatcher
+from node.net.transport import MemoryNetwork, TcpTransport, Transport
 from tests.protocol.keys import NETWORK, seed
 
 TransportFactory = Callable[[], Transport]

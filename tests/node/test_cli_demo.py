@@ -5,8 +5,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from node.cli import cli
-from node.codec_demo import MARKER
+from node.cli.codec_demo import MARKER
+from node.cli.main import cli
 
 
 def test_demo_stores_damages_and_reads_back(tmp_path: Path) -> None:

@@ -7,15 +7,15 @@ import pytest
 import trio
 import trio.testing
 
-from node import connections
-from node.channel import SecureChannel, open_client_channel
-from node.config import Limits, PeerAddress
-from node.connections import ConnectionManager
-from node.dispatch import base_dispatcher
-from node.rpc_errors import DialBackoff, PeerClosed, PeerUnreachable
-from node.transport import MemoryNetwork
-from protocol.boxstream import BoxWriter
-from protocol.messages import Kind, Ping, Pong, decode_envelope
+from node.config.settings import Limits, PeerAddress
+from node.net import connections
+from node.net.channel import SecureChannel, open_client_channel
+from node.net.connections import ConnectionManager
+from node.net.dispatch import base_dispatcher
+from node.net.errors import DialBackoff, PeerClosed, PeerUnreachable
+from node.net.transport import MemoryNetwork
+from protocol.net.boxstream import BoxWriter
+from protocol.net.messages import Kind, Ping, Pong, decode_envelope
 from tests.node.nodes import address_of, start_node
 from tests.protocol.keys import NETWORK, seed, signing_key
 

@@ -22,14 +22,14 @@ import trio
 import trio.testing
 from click.testing import CliRunner, Result
 
-from node.cli import cli
-from node.control_ops import ControlOps
-from node.control_server import ControlServer
-from node.control_socket import control_path
-from node.datadir import IDENTITY_FILE
-from node.keyfiles import KeyKind, write_secret
+from node.cli.main import cli
+from node.config.datadir import IDENTITY_FILE
+from node.config.keyfiles import KeyKind, write_secret
+from node.control.address import control_path
+from node.control.ops import ControlOps
+from node.control.server import ControlServer
 from protocol.control import Chunk, Put, Status, decode_reply, encode_request
-from protocol.wire import FrameDecoder
+from protocol.net.wire import FrameDecoder
 from tests.node.cluster import Cluster, small_config
 from tests.protocol.keys import seed
 

@@ -8,12 +8,12 @@ import time
 import nacl.signing
 import trio
 
-from node.connections import ConnectionManager
-from node.dht import DhtService
-from node.dht_config import DhtConfig
-from node.dispatch import base_dispatcher
-from node.rpc_port import ManagerPort
-from node.transport import TcpTransport
+from node.config.dht import DhtConfig
+from node.dht.service import DhtService
+from node.net.connections import ConnectionManager
+from node.net.dispatch import base_dispatcher
+from node.net.rpc_port import ManagerPort
+from node.net.transport import TcpTransport
 from tests.protocol.keys import NETWORK, seed
 
 

@@ -5,9 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from node.config import ConfigError, Limits, PeerAddress, load_config, parse_config, parse_host_port
-from node.datadir import DataDir, DataDirError
-from node.keyfiles import KeyFileError, KeyKind, read_secret, write_secret
+from node.config.datadir import DataDir, DataDirError
+from node.config.keyfiles import KeyFileError, KeyKind, read_secret, write_secret
+from node.config.settings import (
+    ConfigError,
+    Limits,
+    PeerAddress,
+    load_config,
+    parse_config,
+    parse_host_port,
+)
 
 
 def test_key_file_round_trip_and_mode(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import trio
 
 from node.assembly import Node
+from node.config.datadir import DataDir
 from node.daemon import LEDGER_FILE, serve_node
-from node.datadir import DataDir
-from protocol.ledger_entries import Entry, GrantBody, RecordBody, derive_record_id
-from storage.ledger_db import LedgerDB
+from protocol.ledger.entries import Entry, GrantBody, RecordBody, derive_record_id
+from storage.store.ledger_db import LedgerDB
 from tests.protocol.keys import NETWORK
 
 

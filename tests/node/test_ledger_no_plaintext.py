@@ -9,13 +9,13 @@ from pathlib import Path
 
 import nacl.signing
 
-from node.ledger import LedgerService
-from protocol.ledger_entries import GrantBody, RecordBody
-from storage.crypt import seal_key
-from storage.encoder import RecordEncoder
-from storage.hashing import derive_record_id
-from storage.ledger_db import LedgerDB
-from storage.manifest import RecordMetadata
+from node.ledger.service import LedgerService
+from protocol.ledger.entries import GrantBody, RecordBody
+from storage.codec.crypt import seal_key
+from storage.codec.encoder import RecordEncoder
+from storage.codec.hashing import derive_record_id
+from storage.codec.manifest import RecordMetadata
+from storage.store.ledger_db import LedgerDB
 
 MARKER = b"PATIENT-MARKER-7f3a"
 

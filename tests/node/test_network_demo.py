@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from node.cli import cli
+from node.cli.main import cli
+from node.cli.network_demo import MARKER
 from node.logs import ROOT
-from node.network_demo import MARKER
 
 
 @pytest.fixture

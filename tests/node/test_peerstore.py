@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from node.peerstore import UnreadablePeers, load_peers, save_peers
+from node.dht.peerstore import UnreadablePeers, load_peers, save_peers
 
 
 def test_round_trip_and_missing_file(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ import pytest
 import trio
 import trio.testing
 
-from node.records import RecordError
-from node.simnodes import segments
-from storage.manifest import RecordMetadata
+from node.records.service import RecordError
+from node.sim.nodes import segments
+from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, knows_grant, read_all, small_config
 
 

@@ -9,10 +9,10 @@ import trio
 import trio.testing
 
 from node.assembly import Node
-from node.simnodes import segments
+from node.sim.nodes import segments
 from protocol.ids import node_id
-from storage.manifest import RecordMetadata
-from storage.memory_store import MemoryShardStore
+from storage.codec.manifest import RecordMetadata
+from storage.store.memory import MemoryShardStore
 from tests.node.cluster import Cluster, read_all, small_config
 
 DATA_SIZE = 200_000

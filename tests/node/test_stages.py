@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
-from node.stages import run_stages
+from node.records.stages import run_stages
 
 
 async def numbers(count: int) -> AsyncIterator[int]:

@@ -7,12 +7,12 @@ import os
 import pytest
 import trio
 
-from node.config import PeerAddress
-from node.dispatch import base_dispatcher
-from node.rpc_errors import CallTimeout, PeerUnreachable, RemoteError, RequestError
-from node.rpc_port import Caller
+from node.config.settings import PeerAddress
+from node.net.dispatch import base_dispatcher
+from node.net.errors import CallTimeout, PeerUnreachable, RemoteError, RequestError
+from node.net.rpc_port import Caller
 from protocol.errors import LocalProtocolError
-from protocol.messages import Echo, EchoReply, ErrorCode, Message, Ping, Pong
+from protocol.net.messages import Echo, EchoReply, ErrorCode, Message, Ping, Pong
 from tests.node.nodes import TransportFactory, address_of, memory_factory, start_node, tcp_factory
 from tests.protocol.keys import OTHER_NETWORK, seed
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.control_ops import PROGRESS_EVERY, Pieces, file_segments, upload_segments
-from node.records import RecordError
+from node.control.ops import PROGRESS_EVERY, Pieces, file_segments, upload_segments
+from node.records.service import RecordError
 from protocol.control import Chunk, ControlRequest, Status
 
 

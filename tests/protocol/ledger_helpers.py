@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nacl.signing
 
-from protocol.ledger_entries import (
+from protocol.ledger.entries import (
     AttestBody,
     Body,
     Entry,

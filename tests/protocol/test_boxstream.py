@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.boxstream import HEADER_SIZE, MAX_BODY, BoxReader, BoxWriter
 from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.net.boxstream import HEADER_SIZE, MAX_BODY, BoxReader, BoxWriter
 from tests.protocol.keys import seed
 
 KEY = seed("box key")

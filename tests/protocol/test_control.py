@@ -7,7 +7,7 @@ import pytest
 
 from protocol import control
 from protocol.control import BadControlMessage, decode_reply, decode_request, encode_request
-from protocol.wire import FrameDecoder
+from protocol.net.wire import FrameDecoder
 
 KEY = bytes(range(32))
 RECORD = bytes(range(32, 64))

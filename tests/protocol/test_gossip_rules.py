@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from protocol.gossip import heads_message, missing_ranges, pick
-from protocol.ledger_book import LedgerBook
+from protocol.ledger.book import LedgerBook
+from protocol.ledger.gossip import heads_message, missing_ranges, pick
 from tests.protocol.ledger_helpers import Feed
 
 

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import HandshakeFailed, LocalProtocolError, RemoteProtocolError
-from protocol.handshake import (
+from protocol.net.handshake import (
     CLIENT_AUTH_SIZE,
     HELLO_SIZE,
     SERVER_ACCEPT_SIZE,

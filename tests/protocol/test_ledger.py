@@ -7,15 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.ledger_book import LedgerBook
-from protocol.ledger_entries import (
+from protocol.ledger.book import LedgerBook
+from protocol.ledger.entries import (
     MAX_ENTRY_SIZE,
     InvalidEntry,
     RecordBody,
     decode_entry,
     sign_entry,
 )
-from protocol.ledger_state import fold
+from protocol.ledger.state import fold
 from tests.protocol.ledger_helpers import Feed
 
 

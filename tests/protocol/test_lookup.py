@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.contact import Contact, distance
-from protocol.lookup import Finished, Lookup, Waiting
+from protocol.dht.contact import Contact, distance
+from protocol.dht.lookup import Finished, Lookup, Waiting
 
 
 def population(seed: int, size: int) -> list[Contact]:

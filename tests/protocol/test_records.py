@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from protocol.contact import ContactInfo
-from protocol.records import (
+from protocol.dht.contact import ContactInfo
+from protocol.dht.store import (
     MAX_TTL,
     MAX_VALUE_SIZE,
     InvalidRecord,

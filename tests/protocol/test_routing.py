@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.contact import Contact, ContactInfo, distance
-from protocol.routing import Added, BucketFull, Ignored, RoutingTable, Updated
+from protocol.dht.contact import Contact, ContactInfo, distance
+from protocol.dht.routing import Added, BucketFull, Ignored, RoutingTable, Updated
 
 
 def contact(rnd: random.Random, port: int = 1) -> Contact:

@@ -16,8 +16,8 @@ from typing import Any
 import nacl.signing
 import pytest
 
-from protocol import handshake as shs
 from protocol.errors import HandshakeFailed
+from protocol.net import handshake as shs
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "shs" / "data.json"
 State = dict[str, Any]

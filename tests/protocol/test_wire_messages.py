@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.messages import (
+from protocol.net.messages import (
     LARGE_BYTES,
     BadMessage,
     Echo,
@@ -26,9 +26,9 @@ from protocol.messages import (
     encode_envelope_parts,
     register,
 )
-from protocol.rpc import RequestTracker
-from protocol.shard_messages import StoreShards
-from protocol.wire import FrameDecoder, encode_frame
+from protocol.net.rpc import RequestTracker
+from protocol.net.wire import FrameDecoder, encode_frame
+from protocol.records.messages import StoreShards
 
 
 def test_frames_round_trip_across_chunk_boundaries() -> None:

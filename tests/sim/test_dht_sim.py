@@ -15,15 +15,15 @@ import pytest
 import trio
 import trio.testing
 
-from node.dht import DhtService
-from node.dht_config import DhtConfig
-from node.rpc_port import Caller
-from node.simcluster import SimCluster
-from node.simnet import LinkModel, SimNetwork, deterministic_scheduling
-from protocol.contact import ContactInfo, distance
-from protocol.dht_messages import FindNode, NodesFound
-from protocol.messages import EchoReply
-from protocol.records import make_blob, make_signed
+from node.config.dht import DhtConfig
+from node.dht.service import DhtService
+from node.net.rpc_port import Caller
+from node.sim.dht_cluster import SimCluster
+from node.sim.network import LinkModel, SimNetwork, deterministic_scheduling
+from protocol.dht.contact import ContactInfo, distance
+from protocol.dht.messages import FindNode, NodesFound
+from protocol.dht.store import make_blob, make_signed
+from protocol.net.messages import EchoReply
 
 K = 20
 

@@ -10,17 +10,17 @@ import msgpack
 import nacl.signing
 import trio
 
-from node.gossip_config import GossipConfig
-from node.gossipcluster import GossipCluster, GossipNode
-from node.simnet import LinkModel, SimNetwork, deterministic_scheduling
-from protocol.ledger_entries import (
+from node.config.gossip import GossipConfig
+from node.sim.ledger_cluster import GossipCluster, GossipNode
+from node.sim.network import LinkModel, SimNetwork, deterministic_scheduling
+from protocol.ledger.entries import (
     GrantBody,
     RecordBody,
     RevokeBody,
     derive_record_id,
     sign_entry,
 )
-from protocol.ledger_messages import PushEntries
+from protocol.ledger.messages import PushEntries
 
 INTERVAL = 0.2
 

@@ -8,13 +8,13 @@ import random
 import trio
 import trio.testing
 
-from node.config import NodeConfig
-from node.dht_config import DhtConfig
-from node.gossip_config import GossipConfig
+from node.config.dht import DhtConfig
+from node.config.gossip import GossipConfig
+from node.config.settings import NodeConfig
+from node.config.storage import StorageConfig
 from node.offload import inline_work
-from node.simnet import SimNetwork, deterministic_scheduling
-from node.simnodes import Member, SimNodes, StoredRecord
-from node.storage_config import StorageConfig
+from node.sim.network import SimNetwork, deterministic_scheduling
+from node.sim.nodes import Member, SimNodes, StoredRecord
 
 SITES = ("north", "south", "east", "west")
 INTERVAL = 60.0

@@ -14,8 +14,8 @@ import signal
 import sys
 from collections.abc import Callable
 
-from storage.disk_store import DiskShardStore
-from storage.hashing import shard_hash
+from storage.codec.hashing import shard_hash
+from storage.store.disk import DiskShardStore
 
 MAX_BLOCKS = 2000  # stops by itself even if nobody kills it
 

@@ -10,7 +10,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from storage.ledger_db import DerivedRecord, DerivedState, LedgerDB, StoredEntry
+from storage.store.ledger_db import DerivedRecord, DerivedState, LedgerDB, StoredEntry
 
 BATCH = 10
 

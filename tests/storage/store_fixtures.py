@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.disk_store import DiskShardStore
-from storage.memory_store import MemoryShardStore
-from storage.shard_store import ShardStore
+from storage.store.disk import DiskShardStore
+from storage.store.memory import MemoryShardStore
+from storage.store.shard_store import ShardStore
 
 
 @dataclass

@@ -4,7 +4,7 @@ import nacl.public
 import nacl.signing
 import pytest
 
-from storage.crypt import SEALED_KEY_SIZE, SegmentCipher, open_sealed_key, seal_key
+from storage.codec.crypt import SEALED_KEY_SIZE, SegmentCipher, open_sealed_key, seal_key
 from storage.errors import DecryptionError, KeyFormatError
 
 KEY = bytes(range(32))

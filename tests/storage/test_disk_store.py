@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from storage.disk_store import DiskShardStore
+from storage.codec.hashing import shard_hash
 from storage.errors import StoreFull
-from storage.hashing import shard_hash
+from storage.store.disk import DiskShardStore
 from tests.storage.crash_writer import make_block
 
 REPO = Path(__file__).resolve().parents[2]

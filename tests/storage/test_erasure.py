@@ -8,7 +8,7 @@ import reedsolo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.erasure import ReedSolomon
+from storage.codec.erasure import ReedSolomon
 
 
 @st.composite

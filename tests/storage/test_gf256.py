@@ -6,7 +6,7 @@ import reedsolo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage import gf256
+from storage.codec import gf256
 
 
 def test_multiplication_matches_reedsolo_field() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import nacl.bindings
 import pytest
 
-from storage import hashing
+from storage.codec import hashing
 
 
 def test_tagged_hash_is_libsodium_keyed_blake2b() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from storage.holdings import Holdings
+from storage.store.holdings import Holdings
 
 R1, R2 = b"\x01" * 32, b"\x02" * 32
 A, B, C = b"a" * 32, b"b" * 32, b"c" * 32

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.ledger_db import (
+from storage.store.ledger_db import (
     DerivedGrant,
     DerivedRecord,
     DerivedState,

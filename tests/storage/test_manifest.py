@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage import canonical
-from storage.crypt import SegmentCipher
-from storage.errors import DecryptionError, ManifestError
-from storage.manifest import (
+from storage.codec import canonical
+from storage.codec.crypt import SegmentCipher
+from storage.codec.manifest import (
     MAX_MANIFEST_SIZE,
     MAX_METADATA_SIZE,
     Manifest,
     RecordMetadata,
     max_segments,
 )
+from storage.errors import DecryptionError, ManifestError
 
 KEY = b"k" * 32
 RID = b"r" * 32

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.decoder import BlockSource, RecordDecoder, store_source
-from storage.encoder import RecordEncoder
-from storage.erasure import BytesLike
+from storage.codec.decoder import BlockSource, RecordDecoder, store_source
+from storage.codec.encoder import RecordEncoder
+from storage.codec.erasure import BytesLike
+from storage.codec.manifest import Manifest, RecordMetadata
+from storage.codec.segment import EncodedSegment
 from storage.errors import DecryptionError, ManifestError, NotEnoughShards
-from storage.manifest import Manifest, RecordMetadata
-from storage.memory_store import MemoryShardStore
-from storage.segment_codec import EncodedSegment
+from storage.store.memory import MemoryShardStore
 
 KEY = b"K" * 32
 RID = b"I" * 32

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from storage.codec.hashing import shard_hash
 from storage.errors import BlockMismatch, CorruptShard, ShardNotFound, StoreFull
-from storage.hashing import shard_hash
 from tests.storage.store_fixtures import Backend, disk_backend, memory_backend
 
 

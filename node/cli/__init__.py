@@ -1,0 +1,1 @@
+"""The `medvault` command: its verbs and the two demos."""

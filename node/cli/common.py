@@ -1,0 +1,90 @@
+"""What every `medvault` verb shares: --data-dir, --json, one-line errors, reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import click
+
+from node.config.datadir import ENV_HOME, DataDir, DataDirError, default_data_dir
+from node.config.keyfiles import KeyFileError
+from node.config.settings import ConfigError
+from node.control.client import ControlFailed, DaemonNotRunning
+from storage.errors import StorageError
+from storage.store.ledger_db import LedgerDBError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Errors an operator can act on: one line on stderr, exit 1 (a bug still shows its traceback).
+OPERATOR_ERRORS = (
+    ControlFailed,
+    DaemonNotRunning,
+    DataDirError,
+    KeyFileError,
+    ConfigError,
+    StorageError,
+    LedgerDBError,
+    OSError,
+)
+
+
+def data_dir_option(func: F) -> F:
+    """`--data-dir DIR`, else $MEDVAULT_HOME, else ~/.medvault."""
+    option = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=ENV_HOME,
+        default=None,
+        help=f"Node data directory (default: ${ENV_HOME} or ~/.medvault).",
+    )
+    return option(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def operator_errors(func: F) -> F:
+    """Turn the errors an operator can fix into one line on stderr and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except OPERATOR_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def common(func: F) -> F:
+    """--data-dir, --json and one-line operator errors."""
+    return data_dir_option(json_option(operator_errors(func)))
+
+
+def open_data_dir(path: Path | None) -> DataDir:
+    return DataDir(path or default_data_dir())
+
+
+class Report(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    def lines(self) -> list[str]: ...
+
+
+def print_report(report: Report, as_json: bool) -> None:
+    """A demo's report as text lines or one JSON object; exit 1 unless it showed what it should."""
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report) | {"ok": report.ok}))  # type: ignore[call-overload]
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.ok:
+        sys.exit(1)

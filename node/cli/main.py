@@ -1,0 +1,220 @@
+"""The `medvault` command."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import click
+import trio
+
+from node import logs
+from node.cli import records as cli_records
+from node.cli.codec_demo import run_codec_demo
+from node.cli.common import data_dir_option, open_data_dir, operator_errors, print_report
+from node.cli.network_demo import run_network_demo
+from node.config.keyfiles import KeyKind, read_secret
+from node.config.settings import PeerAddress, parse_host_port
+from node.config.storage import StorageConfig
+from node.control.client import DaemonNotRunning, call
+from node.daemon import run_until_signalled
+from protocol import control
+from protocol.ids import node_id
+from protocol.records.messages import MAX_SITE_LENGTH
+from storage.codec.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE
+from storage.errors import StorageError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="medvault")
+def cli() -> None:
+    """medvault: encrypted, erasure-coded patient records across hospitals."""
+
+
+@cli.command()
+@click.option("--size", default=3 * 2**20 + 12345, show_default=True, help="Record size in bytes.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the nodes' data directories (and demo.log) here instead of a temporary one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def demo(*, size: int, keep: Path | None, as_json: bool) -> None:
+    """Run 7 nodes for 3 hospitals on 127.0.0.1: store, lose a hospital, read back, repair."""
+    if size < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--size")
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise click.BadParameter(f"{keep} is not empty", param_hint="--keep")
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medvault-demo-")))
+        else:
+            root = keep
+            root.mkdir(parents=True, exist_ok=True)
+        logs.configure(logging.INFO, "json", root / "demo.log")
+        report = trio.run(run_network_demo, root, size)
+    print_report(report, as_json)
+
+
+@cli.command("codec-demo")
+@click.option("--size", default=3 * 2**20 + 12345, show_default=True, help="Record size in bytes.")
+@click.option("-k", "k", default=DEFAULT_K, show_default=True, help="Shards needed to read.")
+@click.option("-n", "n", default=DEFAULT_N, show_default=True, help="Shards written.")
+@click.option("--segment-size", default=DEFAULT_SEGMENT_SIZE, show_default=True)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the demo data in this directory instead of a temporary one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def codec_demo(
+    *, size: int, k: int, n: int, segment_size: int, keep: Path | None, as_json: bool
+) -> None:
+    """One node, no network: store a record, destroy n-k shards per segment, read it back."""
+    if size < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--size")
+    try:
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            report = run_codec_demo(keep, size, k, n, segment_size)
+        else:
+            with tempfile.TemporaryDirectory(prefix="medvault-codec-demo-") as tmp:
+                report = run_codec_demo(Path(tmp), size, k, n, segment_size)
+    except (StorageError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    print_report(report, as_json)
+
+
+@cli.command()
+@data_dir_option
+@click.option("--new-network", is_flag=True, help="Create a new network key (first hospital).")
+@click.option(
+    "--network-key",
+    "network_key_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Join an existing network with this network key file.",
+)
+@click.option(
+    "--listen", default="127.0.0.1:7420", show_default=True, help="HOST:PORT to listen on."
+)
+@click.option("--bootstrap", multiple=True, help="A peer to contact: PUBLIC_KEY@HOST:PORT.")
+@click.option(
+    "--site", default="", help="This node's hospital or building (placement spreads sites)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@operator_errors
+def init(
+    *,
+    as_json: bool,
+    data_dir: Path | None,
+    new_network: bool,
+    network_key_file: Path | None,
+    listen: str,
+    bootstrap: tuple[str, ...],
+    site: str,
+) -> None:
+    """Create a node: identity key, network key and config.toml."""
+    if new_network == (network_key_file is not None):
+        raise click.UsageError("give exactly one of --new-network or --network-key FILE")
+    try:
+        parse_host_port(listen)
+        for peer in bootstrap:
+            PeerAddress.parse(peer)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    network_key = (
+        os.urandom(32)
+        if network_key_file is None
+        else read_secret(network_key_file, KeyKind.NETWORK)
+    )
+    target = open_data_dir(data_dir)
+    if len(site) > MAX_SITE_LENGTH:
+        raise click.BadParameter(f"at most {MAX_SITE_LENGTH} characters", param_hint="--site")
+    identity = target.initialize(
+        network_key=network_key,
+        listen=listen,
+        bootstrap=list(bootstrap),
+        random_bytes=os.urandom,
+        storage=StorageConfig(site=site),
+    )
+    public = bytes(identity.verify_key)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "data_dir": str(target.root),
+                    "public_key": public.hex(),
+                    "node_id": node_id(public).hex(),
+                    "network_key": str(target.network_key_path),
+                    "new_network": new_network,
+                }
+            )
+        )
+        return
+    click.echo(f"initialised {target.root}")
+    click.echo(f"  public key  {public.hex()}")
+    click.echo(f"  node id     {node_id(public).hex()}")
+    if new_network:
+        click.echo(
+            f"  network key {target.network_key_path} (give a copy, securely, to each hospital)"
+        )
+
+
+@cli.command("id")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@operator_errors
+def show_id(*, data_dir: Path | None, as_json: bool) -> None:
+    """Show this node's public key, node id and peer address.
+
+    From the running daemon when there is one (its address is the one it
+    really bound and advertises), else from the data directory.
+    """
+    target = open_data_dir(data_dir)
+    try:
+        status = call(target.root, control.Status())
+    except DaemonNotRunning:
+        public = bytes(target.identity().verify_key)
+        address = target.config().listen
+    else:
+        public, address = bytes.fromhex(status["public_key"]), status["address"]
+    info = {
+        "public_key": public.hex(),
+        "node_id": node_id(public).hex(),
+        "address": address,
+        "peer_address": f"{public.hex()}@{address}",
+    }
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        for key, value in info.items():
+            click.echo(f"{key:13} {value}")
+
+
+@cli.command()
+@data_dir_option
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+@operator_errors
+def run(*, data_dir: Path | None, log_format: logs.LogFormat, log_level: str) -> None:
+    """Run the node in the foreground until SIGINT or SIGTERM."""
+    logs.configure(getattr(logging, log_level.upper()), log_format)
+    target = open_data_dir(data_dir)
+    with target.lock():
+        trio.run(run_until_signalled, target)
+
+
+for _command in cli_records.COMMANDS:
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,458 @@
+"""The `medvault` verbs that talk to a running daemon (and `keys new`, which does not).
+
+Every verb reaches the daemon through its control socket only: the CLI
+never opens the data files of a running node. With `--as KEYFILE` the
+person's private key is read here and used here (to unseal a record key and
+decrypt, or to sign an attestation); it is never sent to the daemon.
+Failures print one line on stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+import nacl.signing
+
+from node.cli.common import common, open_data_dir
+from node.config.datadir import DataDirError
+from node.config.keyfiles import KeyFileError, KeyKind, load_signing_key, write_secret
+from node.control.client import ControlClient, ControlFailed, call
+from protocol import control
+from protocol.ledger.entries import AttestBody, sign_entry
+from storage.codec.crypt import SegmentCipher, open_sealed_key
+from storage.codec.manifest import Manifest
+
+F = TypeVar("F", bound=Callable[..., Any])
+HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
+DURATION = re.compile(r"^(\d+)([smhd])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _root(data_dir: Path | None) -> Path:
+    target = open_data_dir(data_dir)
+    if not target.identity_path.exists():
+        raise DataDirError(f"{target.root} is not a medvault data directory (run `medvault init`)")
+    return target.root
+
+
+def hex_bytes(value: str, what: str) -> bytes:
+    if not HEX_KEY.match(value):
+        raise click.BadParameter(f"{what} must be 64 hex characters, got {value[:80]!r}")
+    return bytes.fromhex(value)
+
+
+def expiry_ms(value: str | None) -> int:
+    """0 for never; a duration (30d, 12h, 90m, 45s) from now; or an ISO date/time."""
+    if not value:
+        return 0
+    match = DURATION.match(value)
+    if match:
+        return int((time.time() + int(match[1]) * UNITS[match[2]]) * 1000)
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (30d, 12h) nor an ISO date", param_hint="--expires"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def person_key(path: Path) -> nacl.signing.SigningKey:
+    return load_signing_key(path, KeyKind.PERSON)
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items() if k != "ok"}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def emit(reply: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(jsonable(reply)))
+    else:
+        text(reply)
+
+
+def when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# -- node ---------------------------------------------------------------------------
+
+
+@click.command()
+@common
+def status(*, data_dir: Path | None, as_json: bool) -> None:
+    """Show the running node: identity, peers, ledger and store."""
+    reply = call(_root(data_dir), control.Status())
+
+    def text(r: dict[str, Any]) -> None:
+        for key, value in jsonable(r).items():
+            click.echo(f"{key:18} {value}")
+
+    emit(reply, as_json, text)
+
+
+@click.command()
+@common
+def peers(*, data_dir: Path | None, as_json: bool) -> None:
+    """List the nodes in this node's routing table, with their sites."""
+    reply = call(_root(data_dir), control.Peers())
+
+    def text(r: dict[str, Any]) -> None:
+        for peer in r["peers"]:
+            state = peer["site"] if peer["reachable"] else "unreachable"
+            click.echo(f"{peer['public_key']}  {peer['address']:21}  {state}")
+
+    emit(reply, as_json, text)
+
+
+@click.group()
+def keys() -> None:
+    """People's keys (patients, clinicians)."""
+
+
+@keys.command("new")
+@click.option("-o", "output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def keys_new(*, output: Path, as_json: bool) -> None:
+    """Create a person's key file (mode 0600) and print its public key."""
+    seed = os.urandom(32)
+    try:
+        write_secret(output, KeyKind.PERSON, seed)
+    except (KeyFileError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    public = bytes(nacl.signing.SigningKey(seed).verify_key).hex()
+    if as_json:
+        click.echo(json.dumps({"public_key": public, "key_file": str(output)}))
+    else:
+        click.echo(public)
+
+
+# -- records -----------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument(
+    "file", type=click.Path(dir_okay=False, exists=True, allow_dash=True, path_type=Path)
+)
+@click.option("--type", "content_type", default="", help="Content type, e.g. application/pdf.")
+@click.option("--name", default=None, help="File name to record (default: FILE's name).")
+@click.option("--patient", default=None, help="The patient's public key: granted, and noted.")
+@click.option("--grant", "grants", multiple=True, help="Another public key to grant (repeatable).")
+@click.option("--expires", default=None, help="Expiry of the --grant grants (30d, ISO date).")
+@common
+def put(
+    *,
+    file: Path,
+    content_type: str,
+    name: str | None,
+    patient: str | None,
+    grants: tuple[str, ...],
+    expires: str | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Store FILE ('-' for stdin) across the network; prints the record id."""
+    request = control.Put(
+        content_type=content_type,
+        filename=name if name is not None else ("" if str(file) == "-" else file.name),
+        patient=hex_bytes(patient, "--patient") if patient else None,
+        grantees=tuple(hex_bytes(g, "--grant") for g in grants),
+        expires_at=expiry_ms(expires),
+        attached=True,  # the file goes to the daemon as a descriptor when it has one
+    )
+    root = _root(data_dir)
+    source = sys.stdin.buffer if str(file) == "-" else open(file, "rb")  # noqa: SIM115
+    total = None if str(file) == "-" else file.stat().st_size
+    with source, ControlClient(root) as client, _progress(total) as advance:
+        reply = client.upload(request, source, advance)
+    emit(reply, as_json, lambda r: click.echo(r["record_id"]))
+
+
+class _progress:
+    """A progress bar on stderr for large uploads to a terminal; silent otherwise."""
+
+    def __init__(self, total: int | None) -> None:
+        self.bar: Any = None
+        if total is not None and total >= 8 * 1024 * 1024 and sys.stderr.isatty():
+            self.bar = click.progressbar(length=total, label="storing", file=sys.stderr)
+
+    def __enter__(self) -> Callable[[int], None]:
+        if self.bar is None:
+            return lambda done: None
+        bar = self.bar.__enter__()
+        return bar.update  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+@click.command()
+@click.argument("record_id")
+@click.option("-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--as",
+    "as_key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Read as this person (their key file); decryption happens here.",
+)
+@common
+def get(
+    *,
+    record_id: str,
+    output: Path | None,
+    as_key: Path | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Read a record back (to -o FILE, else stdout)."""
+    rid = hex_bytes(record_id, "RECORD_ID")
+    reader = person_key(as_key) if as_key else None
+    if output is None and sys.stdout.isatty():
+        raise click.UsageError("refusing to write a record to a terminal; give -o FILE")
+    root = _root(data_dir)
+    with ControlClient(root) as client:
+        header = client.request(control.Get(rid, bytes(reader.verify_key) if reader else None))
+        decrypt = _decryptor(header, rid, reader) if reader else None
+        with _output(output) as sink:
+            written = client.download(sink, decrypt)
+    if written != header["size"]:
+        raise click.ClickException(f"received {written} bytes, the record has {header['size']}")
+    if output is not None:
+        emit({"record_id": record_id, "size": written, "file": str(output)}, as_json, _quiet)
+
+
+def _quiet(reply: dict[str, Any]) -> None:
+    click.echo(f"wrote {reply['size']} bytes to {reply['file']}", err=True)
+
+
+def _decryptor(
+    header: dict[str, Any], record_id: bytes, reader: nacl.signing.SigningKey
+) -> Callable[[int, bytes], bytes]:
+    manifest = Manifest.decode(header["manifest"])
+    if manifest.record_id != record_id:
+        raise ControlFailed("the daemon sent the manifest of another record")
+    cipher = SegmentCipher(open_sealed_key(header["sealed_key"], reader), record_id)
+
+    def decrypt(segment: int, ciphertext: bytes) -> bytes:
+        return cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
+
+    return decrypt
+
+
+class _output:
+    """stdout, or a temporary file beside FILE renamed into place only when complete."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.temp: Path | None = None
+        self.handle: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes]:
+        if self.path is None:
+            return sys.stdout.buffer
+        self.temp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
+        fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self.handle = os.fdopen(fd, "wb")
+        return self.handle
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if self.handle is None or self.temp is None or self.path is None:
+            sys.stdout.buffer.flush()
+            return
+        try:
+            if kind is None:
+                self.handle.flush()
+                os.fsync(self.handle.fileno())
+        finally:
+            self.handle.close()
+            if kind is None:
+                os.replace(self.temp, self.path)
+            else:
+                self.temp.unlink(missing_ok=True)
+
+
+@click.command("ls")
+@click.option(
+    "--as", "as_key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None
+)
+@common
+def list_records(*, as_key: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """List the records this node (or --as person) owns or was granted."""
+    reader = bytes(person_key(as_key).verify_key) if as_key else None
+    reply = call(_root(data_dir), control.ListRecords(reader))
+
+    def text(r: dict[str, Any]) -> None:
+        for row in r["records"]:
+            click.echo(
+                f"{row['record_id']}  {row['size']:>12}  {when(row['created_at'])}"
+                f"  owner {row['owner'][:16]}  {len(row['grantees'])} grants"
+            )
+
+    emit(reply, as_json, text)
+
+
+@click.command()
+@click.argument("record_id")
+@click.argument("public_key")
+@click.option("--expires", default=None, help="30d, 12h, or an ISO date; default never.")
+@common
+def grant(
+    *, record_id: str, public_key: str, expires: str | None, data_dir: Path | None, as_json: bool
+) -> None:
+    """Let PUBLIC_KEY read a record this node owns."""
+    request = control.Grant(
+        hex_bytes(record_id, "RECORD_ID"), hex_bytes(public_key, "PUBLIC_KEY"), expiry_ms(expires)
+    )
+    emit(call(_root(data_dir), request), as_json, lambda r: click.echo("granted"))
+
+
+@click.command()
+@click.argument("record_id")
+@click.argument("public_key")
+@common
+def revoke(*, record_id: str, public_key: str, data_dir: Path | None, as_json: bool) -> None:
+    """Stop PUBLIC_KEY reading a record (new reads are refused)."""
+    request = control.Revoke(hex_bytes(record_id, "RECORD_ID"), hex_bytes(public_key, "PUBLIC_KEY"))
+    emit(call(_root(data_dir), request), as_json, lambda r: click.echo("revoked"))
+
+
+@click.command()
+@click.argument("record_id")
+@common
+def delete(*, record_id: str, data_dir: Path | None, as_json: bool) -> None:
+    """Tombstone a record this node owns: every holder deletes its shards."""
+    request = control.Delete(hex_bytes(record_id, "RECORD_ID"))
+    emit(call(_root(data_dir), request), as_json, lambda r: click.echo("deleted"))
+
+
+@click.command()
+@click.argument("record_id")
+@click.option(
+    "--as",
+    "as_key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="The attesting person's key file (signs here, never sent).",
+)
+@common
+def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
+    """Sign, as a person, that a record is theirs and correct."""
+    rid = hex_bytes(record_id, "RECORD_ID")
+    signer = person_key(as_key)
+    root = _root(data_dir)
+    head = call(root, control.FeedHead(bytes(signer.verify_key), rid))
+    entry = sign_entry(
+        signer,
+        head["seq"],
+        head["prev"],
+        int(time.time() * 1000),
+        AttestBody(rid, head["manifest_hash"]),
+    )
+    call(root, control.Submit(entry.raw))
+    emit({"entry": entry.hash.hex()}, as_json, lambda r: click.echo(f"attested ({r['entry']})"))
+
+
+@click.command()
+@click.option("--record", "record_id", default=None, help="Only this record's entries.")
+@click.option("--tail", default=0, type=click.IntRange(min=0), help="Only the last N entries.")
+@common
+def ledger(*, record_id: str | None, tail: int, data_dir: Path | None, as_json: bool) -> None:
+    """Show ledger entries (oldest first)."""
+    rid = hex_bytes(record_id, "--record") if record_id else None
+    reply = call(_root(data_dir), control.Ledger(rid, tail))
+
+    def text(r: dict[str, Any]) -> None:
+        for entry in r["entries"]:
+            body = entry["body"]
+            about = body.get("record_id", "")[:16]
+            extra = body.get("grantee", "")[:16]
+            flag = f"  REJECTED: {entry['rejected']}" if entry["rejected"] else ""
+            click.echo(
+                f"{when(entry['timestamp'])}  {entry['type']:9} {about}  {extra:16}"
+                f"  by {entry['author'][:16]}#{entry['seq']}{flag}"
+            )
+
+    emit(reply, as_json, text)
+
+
+@click.command()
+@click.argument("record_id", required=False)
+@click.option("--all", "check_all", is_flag=True, help="Every record this node owns or holds.")
+@click.option("--repair", is_flag=True, help="Repair what is not healthy, now.")
+@click.option("--no-verify", is_flag=True, help="Skip reading every block (faster).")
+@common
+def check(
+    *,
+    record_id: str | None,
+    check_all: bool,
+    repair: bool,
+    no_verify: bool,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Report holders, distinct hosts, missing indices and corrupt blocks."""
+    if (record_id is None) == (not check_all):
+        raise click.UsageError("give a RECORD_ID or --all")
+    rid = hex_bytes(record_id, "RECORD_ID") if record_id else None
+    reply = call(_root(data_dir), control.Check(rid, repair, not no_verify))
+    emit(reply, as_json, _print_health)
+    if any(not (r.get("after") or r["health"])["readable"] for r in reply["records"]):
+        sys.exit(2)
+
+
+def _print_health(reply: dict[str, Any]) -> None:
+    for report in reply["records"]:
+        health = report["health"]
+        verdict = "healthy" if health["healthy"] else "degraded"
+        if not health["readable"]:
+            verdict = "UNREADABLE"
+        click.echo(
+            f"{health['record_id']}  {verdict}  hosts {health['distinct_hosts']}/{health['n']}"
+            f"  missing {health['missing'] or '-'}  corrupt {health['corrupt'] or '-'}"
+        )
+        for node, indices in sorted(health["holders"].items()):
+            click.echo(f"    {node[:16]}  holds {indices}")
+        repaired = report.get("repair")
+        if repaired is not None:
+            if "error" in repaired:
+                click.echo(f"    repair failed: {repaired['error']}")
+            else:
+                placed = ", ".join(f"{i}->{n[:16]}" for i, n in repaired["placed"].items())
+                click.echo(f"    repaired: {placed or repaired['note'] or 'nothing placed'}")
+                after = report["after"]
+                click.echo(f"    now: hosts {after['distinct_hosts']}/{after['n']}")
+
+
+COMMANDS: list[click.Command] = [
+    status,
+    peers,
+    keys,
+    put,
+    get,
+    list_records,
+    grant,
+    revoke,
+    attest,
+    ledger,
+    check,
+    delete,
+]

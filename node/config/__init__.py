@@ -1,0 +1,1 @@
+"""A node's settings and files: config.toml, its sections, the data directory, key files."""

@@ -1,0 +1,113 @@
+"""A node's data directory: what lives where, creating it, and owning it.
+
+Only one process may use a data directory at a time: `lock()` takes an
+exclusive flock on `<dir>/lock` that the OS releases if the process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nacl.signing
+
+from node.config.gossip import GossipConfig
+from node.config.keyfiles import (
+    KeyKind,
+    create_signing_key,
+    load_signing_key,
+    read_secret,
+    write_secret,
+)
+from node.config.settings import CONFIG_FILE, NodeConfig, default_config_text, load_config
+from node.config.storage import StorageConfig
+
+ENV_HOME = "MEDVAULT_HOME"
+IDENTITY_FILE = "identity.key"
+NETWORK_KEY_FILE = "network.key"
+LOCK_FILE = "lock"
+
+
+class DataDirError(Exception):
+    """The data directory is missing, already set up, or in use."""
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(ENV_HOME) or Path.home() / ".medvault")
+
+
+@dataclass(frozen=True)
+class DataDir:
+    root: Path
+
+    @property
+    def identity_path(self) -> Path:
+        return self.root / IDENTITY_FILE
+
+    @property
+    def network_key_path(self) -> Path:
+        return self.root / NETWORK_KEY_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    def initialize(
+        self,
+        *,
+        network_key: bytes,
+        listen: str,
+        bootstrap: list[str],
+        random_bytes: Callable[[int], bytes],
+        storage: StorageConfig | None = None,
+        gossip: GossipConfig | None = None,
+    ) -> nacl.signing.SigningKey:
+        """Create the directory (0700), identity, network key and config."""
+        if self.identity_path.exists():
+            raise DataDirError(f"{self.root} is already initialised (found {IDENTITY_FILE})")
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        identity = create_signing_key(self.identity_path, KeyKind.IDENTITY, random_bytes(32))
+        write_secret(self.network_key_path, KeyKind.NETWORK, network_key)
+        self.config_path.write_text(
+            default_config_text(listen, bootstrap, storage, gossip), encoding="utf-8"
+        )
+        return identity
+
+    def _require(self) -> None:
+        if not self.identity_path.exists():
+            raise DataDirError(
+                f"{self.root} is not a medvault data directory (run `medvault init`)"
+            )
+
+    def identity(self) -> nacl.signing.SigningKey:
+        self._require()
+        return load_signing_key(self.identity_path, KeyKind.IDENTITY)
+
+    def network_key(self) -> bytes:
+        self._require()
+        return read_secret(self.network_key_path, KeyKind.NETWORK)
+
+    def config(self) -> NodeConfig:
+        self._require()
+        return load_config(self.config_path)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the directory exclusively; DataDirError if another process does."""
+        self._require()
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DataDirError(f"{self.root} is in use by another medvault process") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+        finally:
+            os.close(fd)

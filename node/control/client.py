@@ -1,0 +1,186 @@
+"""The CLI's side of the control socket: a small blocking client.
+
+The CLI is a short-lived process doing one request, so plain blocking
+sockets are enough. A daemon that stops mid-stream surfaces as a clear
+error; a refused upload is read back as the daemon's own error message.
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import io
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from node.control.address import control_path, socket_address
+from protocol.control import (
+    MAX_CONTROL_FRAME,
+    BadControlMessage,
+    Chunk,
+    ControlRequest,
+    Put,
+    decode_reply,
+    encode_request,
+)
+from protocol.errors import RemoteProtocolError
+from protocol.net.wire import FrameDecoder
+
+RECEIVE_SIZE = 256 * 1024
+Decrypt = Callable[[int, bytes], bytes]  # (segment, ciphertext) -> plaintext
+
+
+def _ignore(done: int) -> None:
+    pass
+
+
+class DaemonNotRunning(Exception):
+    """No daemon answers on the data directory's control socket."""
+
+
+class ControlFailed(Exception):
+    """The daemon refused or failed the request; the message is its reason."""
+
+
+class ControlClient:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = control_path(data_dir)
+        self._sock: socket.socket | None = None
+        self._frames = FrameDecoder(MAX_CONTROL_FRAME)
+        self._ready: list[bytes] = []
+
+    def __enter__(self) -> ControlClient:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with socket_address(self.path) as address:
+                sock.connect(address)
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+            sock.close()
+            raise DaemonNotRunning(
+                f"no medvault daemon is running for {self.data_dir} (start it: medvault run)"
+            ) from None
+        except OSError as exc:
+            sock.close()
+            raise DaemonNotRunning(f"cannot reach the daemon at {self.path}: {exc}") from None
+        self._sock = sock
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    @property
+    def sock(self) -> socket.socket:
+        if self._sock is None:
+            raise RuntimeError("use the client in a `with` block")
+        return self._sock
+
+    def request(self, request: ControlRequest) -> dict[str, Any]:
+        """Send one request and return the first reply (ControlFailed if it is an error)."""
+        self.send(request)
+        return self.reply()
+
+    def send(self, request: ControlRequest) -> None:
+        try:
+            self.sock.sendall(encode_request(request))
+        except (BrokenPipeError, ConnectionResetError):
+            # The daemon gave up on the request; its reason is usually waiting to be read.
+            self.reply()
+            raise ControlFailed("the daemon closed the connection") from None
+
+    def reply(self) -> dict[str, Any]:
+        while not self._ready:
+            try:
+                data = self.sock.recv(RECEIVE_SIZE)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                raise ControlFailed("the daemon closed the connection before answering")
+            try:
+                self._ready.extend(self._frames.feed(data))
+            except RemoteProtocolError as exc:
+                raise ControlFailed(f"bad reply from the daemon: {exc}") from None
+        try:
+            reply = decode_reply(self._ready.pop(0))
+        except BadControlMessage as exc:
+            raise ControlFailed(f"bad reply from the daemon: {exc}") from None
+        if not reply["ok"]:
+            raise ControlFailed(str(reply.get("error", "the daemon reported an error")))
+        return reply
+
+    def upload(
+        self, request: Put, source: IO[bytes], advance: Callable[[int], None] = _ignore
+    ) -> dict[str, Any]:
+        """Run a put of `source`; the daemon's final reply.
+
+        A source with a file descriptor (a file, a pipe) is handed to the
+        daemon, which reads it itself: nothing is copied through this
+        process. Anything else is streamed in the chunk size the daemon asks for.
+        """
+        try:
+            fd = source.fileno()
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            return self._stream(request, source, advance)
+        self._send_with_fd(dataclasses.replace(request, attached=True), fd)
+        self.reply()  # the go-ahead
+        done = 0
+        while True:
+            reply = self.reply()
+            if "progress" not in reply:
+                advance(max(0, reply.get("size", done) - done))
+                return reply
+            advance(reply["progress"] - done)
+            done = reply["progress"]
+
+    def _send_with_fd(self, request: ControlRequest, fd: int) -> None:
+        frame = encode_request(request)
+        fds = array.array("i", [fd])
+        sent = self.sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+        if sent < len(frame):
+            self.sock.sendall(frame[sent:])
+
+    def _stream(
+        self, request: Put, source: IO[bytes], advance: Callable[[int], None]
+    ) -> dict[str, Any]:
+        size = self.request(dataclasses.replace(request, attached=False))["chunk_size"]
+        current = source.read(size)
+        while True:  # one chunk read ahead, so the last one can be flagged
+            following = source.read(size) if len(current) == size else b""
+            self.send(Chunk(current, not following))
+            advance(len(current))
+            if not following:
+                return self.reply()
+            current = following
+
+    def download(self, sink: IO[bytes], decrypt: Decrypt | None = None) -> int:
+        """After a get's header: write the record to `sink`; returns bytes written."""
+        written = 0
+        expected = 0
+        while True:
+            frame = self.reply()
+            if frame.get("done"):
+                return written
+            data = frame["data"]
+            if decrypt is not None:
+                if frame["segment"] != expected:
+                    raise ControlFailed(f"segment {frame['segment']} arrived, {expected} expected")
+                data = decrypt(expected, data)
+                expected += 1
+            sink.write(data)
+            written += len(data)
+
+
+def call(data_dir: Path, request: ControlRequest) -> dict[str, Any]:
+    """One request, one reply."""
+    with ControlClient(data_dir) as client:
+        return client.request(request)

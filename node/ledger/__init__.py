@@ -1,0 +1,1 @@
+"""The ledger service and its gossip replication."""

@@ -1,0 +1,182 @@
+"""Gossip replication of the ledger over the node's RPC port.
+
+Two mechanisms:
+- push: entries new to this node (written here or received) go at once to
+  `push_fanout` random peers, not back to the one they came from;
+- anti-entropy: every `interval` the node sends its feed heads to `fanout`
+  random peers; both sides pull, in bounded batches, what the other has
+  beyond their own heads. Lost messages and partitions are repaired by the
+  next rounds.
+
+The decisions (which ranges, which peers) are `protocol.gossip`'s.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from node.config.gossip import GossipConfig
+from node.ledger.service import LedgerService
+from node.net.dispatch import Dispatcher
+from node.net.errors import RequestError, RpcError
+from node.net.rpc_port import Caller, RpcPort
+from protocol.dht.contact import Contact, ContactInfo
+from protocol.ledger.entries import Entry, entry_hash
+from protocol.ledger.gossip import heads_message, missing_ranges, pick
+from protocol.ledger.messages import (
+    EntriesFound,
+    FeedHead,
+    GetEntries,
+    LedgerHeads,
+    LedgerHeadsReply,
+    PushAck,
+    PushEntries,
+)
+from protocol.net.messages import ErrorCode
+
+
+@dataclass
+class GossipStats:
+    rounds: int = 0
+    exchanges: int = 0
+    pulled: int = 0
+    pushed: int = 0
+    failures: int = 0
+
+
+class GossipService:
+    def __init__(
+        self,
+        *,
+        ledger: LedgerService,
+        port: RpcPort,
+        me: Callable[[], ContactInfo],
+        peers: Callable[[], Sequence[Contact]],
+        rng: random.Random,
+        config: GossipConfig | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.port = port
+        self.me = me
+        self.peers = peers
+        self.rng = rng
+        self.config = config or GossipConfig()
+        self.stats = GossipStats()
+        self._nursery: trio.Nursery | None = None
+        self._arrived_from: dict[bytes, bytes] = {}
+        ledger.subscribe(self._on_new)
+
+    def install(self, dispatcher: Dispatcher) -> None:
+        dispatcher.route(LedgerHeads, self._on_heads)
+        dispatcher.route(GetEntries, self._on_get_entries)
+        dispatcher.route(PushEntries, self._on_push)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            self._round(nursery)  # a node that joins or restarts catches up at once
+            await trio.sleep(self.rng.random() * self.config.interval)  # desynchronise rounds
+            while True:
+                self._round(nursery)
+                await trio.sleep(self.config.interval)
+
+    def _round(self, nursery: trio.Nursery) -> None:
+        self.stats.rounds += 1
+        for peer in pick(self.peers(), self.config.fanout, self.rng):
+            nursery.start_soon(self.exchange, peer)
+
+    # -- anti-entropy -------------------------------------------------------
+
+    async def exchange(self, peer: Contact) -> None:
+        """Compare heads with `peer` and pull what it has beyond ours."""
+        self.stats.exchanges += 1
+        heads = heads_message(self.ledger.book.heads())
+        try:
+            reply = await self.port.call(
+                peer, LedgerHeads(self.me(), heads), self.config.call_timeout
+            )
+        except RpcError:
+            self.stats.failures += 1
+            return
+        if isinstance(reply, LedgerHeadsReply):
+            await self._pull(peer, reply.heads)
+
+    async def _pull(self, peer: Contact, heads: Sequence[FeedHead]) -> None:
+        config = self.config
+        book = self.ledger.book
+        ranges = missing_ranges(
+            book.heads(),
+            heads,
+            batch=config.batch,
+            budget=config.budget,
+            orphan_floors=book.orphan_floors(),
+        )
+        if not ranges:
+            return
+        try:
+            reply = await self.port.call(peer, GetEntries(tuple(ranges)), config.call_timeout)
+        except RpcError:
+            self.stats.failures += 1
+            return
+        if isinstance(reply, EntriesFound):
+            self._remember_source(reply.entries, peer.public_key)
+            self.stats.pulled += len(await self.ledger.ingest(reply.entries))
+
+    # -- push -------------------------------------------------------------------
+
+    def _on_new(self, entries: list[Entry]) -> None:
+        """Push entries new to this node onward, not back where they came from."""
+        if self._nursery is None:
+            return
+        by_source: dict[bytes | None, list[bytes]] = {}
+        for entry in entries:
+            source = self._arrived_from.pop(entry.hash, None)
+            by_source.setdefault(source, []).append(entry.raw)
+        for source, raws in by_source.items():
+            candidates = [p for p in self.peers() if p.public_key != source]
+            for peer in pick(candidates, self.config.push_fanout, self.rng):
+                self._nursery.start_soon(self._push, peer, tuple(raws))
+
+    async def _push(self, peer: Contact, raws: tuple[bytes, ...]) -> None:
+        self.stats.pushed += len(raws)
+        try:
+            await self.port.call(peer, PushEntries(raws), self.config.call_timeout)
+        except RpcError:
+            self.stats.failures += 1
+
+    def _remember_source(self, raws: Sequence[bytes], source: bytes) -> None:
+        for raw in raws:
+            self._arrived_from[entry_hash(raw)] = source
+        while len(self._arrived_from) > 10_000:
+            self._arrived_from.pop(next(iter(self._arrived_from)))
+
+    # -- handlers -----------------------------------------------------------------
+
+    async def _on_heads(self, message: LedgerHeads, caller: Caller) -> LedgerHeadsReply:
+        if message.sender.public_key != caller.remote_public_key:
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, "sender key differs from the connection's key"
+            )
+        if self._nursery is not None:  # the caller may be ahead of us: pull too
+            self._nursery.start_soon(self._pull, Contact.from_info(message.sender), message.heads)
+        return LedgerHeadsReply(heads_message(self.ledger.book.heads()))
+
+    async def _on_get_entries(self, message: GetEntries, caller: Caller) -> EntriesFound:
+        budget = self.config.budget
+        raws: list[bytes] = []
+        for wanted in message.ranges:
+            if len(raws) >= budget:
+                break
+            raws += self.ledger.book.range(
+                wanted.author, wanted.first, wanted.last, budget - len(raws)
+            )
+        return EntriesFound(tuple(raws))
+
+    async def _on_push(self, message: PushEntries, caller: Caller) -> PushAck:
+        self._remember_source(message.entries, caller.remote_public_key)
+        return PushAck(len(await self.ledger.ingest(message.entries[: self.config.budget])))

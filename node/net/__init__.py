@@ -1,0 +1,1 @@
+"""Peer links: transports, the secure channel, connections, dispatch and RPC."""

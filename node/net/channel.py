@@ -1,0 +1,155 @@
+"""A secure channel: the secret handshake, then box-stream message frames.
+
+Drives the sans-IO machines of `protocol` over a trio stream. One channel
+carries whole messages both ways; sends are serialised by a lock so frames
+of concurrent senders never interleave.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+
+import nacl.signing
+import trio
+
+from node.offload import in_worker
+from protocol.errors import HandshakeFailed, RemoteProtocolError
+from protocol.net.boxstream import MAX_BODY, BoxReader, BoxWriter, Buffer
+from protocol.net.handshake import ClientHandshake, ServerHandshake, SessionKeys
+from protocol.net.wire import DEFAULT_MAX_MESSAGE, FrameDecoder, frame_prefix
+
+_RECEIVE_CHUNK = 4 * MAX_BODY
+# Messages this large are sealed in a worker thread, so bulk transfers do not
+# hold up the trio thread (and can use another core).
+SEAL_IN_THREAD = 256 * 1024
+KEEP_SEALED = 4 * 1024 * 1024
+
+
+class ConnectionLost(RemoteProtocolError):
+    """The stream ended without a goodbye, or broke."""
+
+
+class SecureChannel:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        session: SessionKeys,
+        leftover: bytes = b"",
+        max_message: int = DEFAULT_MAX_MESSAGE,
+    ) -> None:
+        self.stream = stream
+        self.session = session
+        self.max_message = max_message
+        self._writer = BoxWriter(session.encrypt_key, session.encrypt_nonce)
+        self._reader = BoxReader(session.decrypt_key, session.decrypt_nonce)
+        self._frames = FrameDecoder(max_message)
+        self._inbox: collections.deque[bytes] = collections.deque()
+        self._send_lock = trio.Lock()
+        self._sealed = bytearray()  # reused for every outgoing message (under the lock)
+        self._pending = leftover
+        self.closed = False
+
+    @property
+    def remote_public_key(self) -> bytes:
+        return self.session.remote_public_key
+
+    async def send(self, *parts: Buffer) -> None:
+        """Send one message (the concatenation of `parts`); ConnectionLost if the stream broke."""
+        size = sum(memoryview(part).nbytes for part in parts)
+        prefix = frame_prefix(size, self.max_message)
+        async with self._send_lock:  # sealing takes the next nonces: seal in sending order
+            seal = functools.partial(self._writer.seal_into, self._sealed, prefix, *parts)
+            sealed = await in_worker(seal) if size >= SEAL_IN_THREAD else seal()
+            try:
+                with memoryview(self._sealed) as view:
+                    await self.stream.send_all(view[:sealed])
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise ConnectionLost(f"send failed: {type(exc).__name__}") from None
+            if len(self._sealed) > KEEP_SEALED:
+                self._sealed = bytearray()  # do not hold on to a rare huge message's buffer
+
+    async def receive(self) -> bytes | None:
+        """The next message, or None once the peer said goodbye.
+
+        Raises RemoteProtocolError (ConnectionLost for a cut stream) on bad input.
+        """
+        while not self._inbox:
+            if self._reader.closed:
+                return None
+            data: bytes | bytearray = self._pending
+            self._pending = b""
+            if not data:
+                try:
+                    data = await self.stream.receive_some(_RECEIVE_CHUNK)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise ConnectionLost(f"receive failed: {type(exc).__name__}") from None
+                if not data:
+                    raise ConnectionLost("stream ended without a goodbye")
+            for body in self._reader.feed(data):
+                self._inbox.extend(self._frames.feed(body))
+        return self._inbox.popleft()
+
+    async def aclose(self) -> None:
+        """Say goodbye (best effort) and close the stream."""
+        if self.closed:
+            return
+        self.closed = True
+        with trio.move_on_after(1):
+            async with self._send_lock:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.stream.send_all(self._writer.goodbye())
+        await self.stream.aclose()
+
+
+async def _drive(
+    stream: trio.abc.Stream, machine: ClientHandshake | ServerHandshake, first: bytes
+) -> None:
+    if first:
+        await stream.send_all(first)
+    while not machine.complete:
+        data = bytes(await stream.receive_some(machine.bytes_expected or 1))
+        if not data:
+            raise HandshakeFailed("peer closed the connection during the handshake")
+        reply = machine.receive_data(data)
+        if reply:
+            await stream.send_all(reply)
+
+
+async def open_client_channel(
+    stream: trio.abc.Stream,
+    *,
+    network_key: bytes,
+    identity: nacl.signing.SigningKey,
+    server_public: bytes,
+    ephemeral_seed: bytes,
+    max_message: int = DEFAULT_MAX_MESSAGE,
+) -> SecureChannel:
+    """Run the client side of the handshake; HandshakeFailed if it does not complete."""
+    machine = ClientHandshake(network_key, identity, server_public, ephemeral_seed)
+    await _handshake(stream, machine, machine.start())
+    return SecureChannel(stream, machine.session, machine.take_leftover(), max_message)
+
+
+async def open_server_channel(
+    stream: trio.abc.Stream,
+    *,
+    network_key: bytes,
+    identity: nacl.signing.SigningKey,
+    ephemeral_seed: bytes,
+    max_message: int = DEFAULT_MAX_MESSAGE,
+) -> SecureChannel:
+    machine = ServerHandshake(network_key, identity, ephemeral_seed)
+    await _handshake(stream, machine, b"")
+    return SecureChannel(stream, machine.session, machine.take_leftover(), max_message)
+
+
+async def _handshake(
+    stream: trio.abc.Stream, machine: ClientHandshake | ServerHandshake, first: bytes
+) -> None:
+    try:
+        await _drive(stream, machine, first)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        reason = f"connection broke during the handshake ({type(exc).__name__})"
+        raise HandshakeFailed(reason) from None

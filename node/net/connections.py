@@ -1,0 +1,309 @@
+"""The node's connections: one per peer, bounded, with backoff and idle closing.
+
+Inbound: a handshake slot is taken without waiting (none free: the stream is
+dropped at once, so a flood of half-open connections costs nothing but those
+slots), the handshake runs under a timeout, then the peer is admitted if
+the connection limit allows. Outbound: concurrent dials to one peer share
+one attempt; a failed address waits out an exponential backoff.
+
+When both sides dial each other at once, each keeps the connection dialed by
+the peer with the smaller public key, so both keep the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nacl.signing
+import trio
+
+from node.config.settings import Limits, PeerAddress
+from node.logs import event, get_logger, short_key
+from node.net.channel import SecureChannel, open_client_channel, open_server_channel
+from node.net.errors import DialBackoff, PeerUnreachable
+from node.net.peer import Handler, PeerConnection
+from node.net.transport import Transport
+from protocol.errors import HandshakeFailed
+from protocol.net.messages import Message
+
+log = get_logger("connections")
+
+
+@dataclass
+class ConnectionStats:
+    accepted: int = 0
+    dialed: int = 0
+    handshake_failures: int = 0
+    refused_busy: int = 0
+    refused_full: int = 0
+    duplicates_closed: int = 0
+    idle_closed: int = 0
+
+
+class ConnectionManager:
+    def __init__(
+        self,
+        *,
+        identity: nacl.signing.SigningKey,
+        network_key: bytes,
+        transport: Transport,
+        handler: Handler,
+        limits: Limits | None = None,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.identity = identity
+        self.public_key = bytes(identity.verify_key)
+        self.network_key = network_key
+        self.transport = transport
+        self.handler = handler
+        self.limits = limits or Limits()
+        self.random_bytes = random_bytes
+        self.address: str | None = None
+        self.stats = ConnectionStats()
+        self._peers: dict[bytes, PeerConnection] = {}
+        self._dialing: dict[bytes, trio.Event] = {}
+        self._backoff: dict[str, tuple[float, float]] = {}
+        self._handshakes = trio.Semaphore(self.limits.max_handshakes)
+        self._nursery: trio.Nursery | None = None
+        self._admitted = trio.Event()  # set and replaced whenever a peer is admitted
+
+    @property
+    def peers(self) -> list[PeerConnection]:
+        return [p for p in self._peers.values() if p.is_open]
+
+    def peer(self, public_key: bytes) -> PeerConnection | None:
+        connection = self._peers.get(public_key)
+        return connection if connection is not None and connection.is_open else None
+
+    async def wait_for_peer(self, public_key: bytes) -> PeerConnection:
+        """The connection with `public_key`, once one is open (dialed by either side)."""
+        while (connection := self.peer(public_key)) is None:
+            await self._admitted.wait()
+        return connection
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and keep connections until cancelled; reports the bound address."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.address = await nursery.start(self.transport.serve, self._on_inbound)
+            nursery.start_soon(self._close_idle)
+            event(
+                log,
+                logging.INFO,
+                "listening",
+                address=self.address,
+                public_key=self.public_key.hex(),
+            )
+            task_status.started(self.address)
+
+    async def connect(self, peer: PeerAddress) -> PeerConnection:
+        """The open connection to `peer`, dialing it if needed.
+
+        Raises PeerUnreachable (DialBackoff while a recent failure cools down).
+        """
+        existing = self.peer(peer.public_key)
+        if existing is not None:
+            return existing
+        pending = self._dialing.get(peer.public_key)
+        if pending is not None:
+            await pending.wait()
+            joined = self.peer(peer.public_key)
+            if joined is None:
+                raise PeerUnreachable(f"{peer.address}: the concurrent dial failed")
+            return joined
+        now = trio.current_time()
+        retry_at, _ = self._backoff.get(peer.address, (0.0, 0.0))
+        if now < retry_at:
+            raise DialBackoff(peer.address, retry_at - now)
+        done = self._dialing[peer.public_key] = trio.Event()
+        try:
+            return await self._dial(peer)
+        finally:
+            del self._dialing[peer.public_key]
+            done.set()
+
+    async def call(
+        self, peer: PeerAddress, message: Message, timeout: float | None = None
+    ) -> Message:
+        connection = await self.connect(peer)
+        return await connection.call(message, timeout)
+
+    async def _dial(self, peer: PeerAddress) -> PeerConnection:
+        if peer.public_key == self.public_key:
+            raise PeerUnreachable("refusing to dial this node's own key")
+        if self._nursery is None:
+            raise RuntimeError("ConnectionManager.serve() must be running before dialing")
+        try:
+            channel = await self._dial_channel(peer)
+        except PeerUnreachable as exc:
+            self._note_failure(peer.address)
+            event(
+                log,
+                logging.INFO,
+                "dial failed",
+                peer=short_key(peer.public_key),
+                address=peer.address,
+                reason=str(exc),
+            )
+            raise
+        self._backoff.pop(peer.address, None)
+        self.stats.dialed += 1
+        connection = self._new_connection(channel, outbound=True)
+        kept = self._admit(connection)
+        if kept is not connection:
+            await connection.aclose()
+            if kept is None:
+                raise PeerUnreachable("connection limit reached")
+            return kept
+        await self._nursery.start(self._run, connection)
+        return connection
+
+    async def _dial_channel(self, peer: PeerAddress) -> SecureChannel:
+        stream: trio.abc.Stream | None = None
+        try:
+            with trio.fail_after(self.limits.handshake_timeout):
+                stream = await self.transport.connect(peer.address)
+                return await open_client_channel(
+                    stream,
+                    network_key=self.network_key,
+                    identity=self.identity,
+                    server_public=peer.public_key,
+                    ephemeral_seed=self.random_bytes(32),
+                    max_message=self.limits.max_message_bytes,
+                )
+        except (OSError, HandshakeFailed, trio.TooSlowError) as exc:
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
+            raise PeerUnreachable(f"{peer.address}: {reason}") from None
+
+    def _note_failure(self, address: str) -> None:
+        _, delay = self._backoff.get(address, (0.0, 0.0))
+        delay = (
+            self.limits.backoff_initial if not delay else min(delay * 2, self.limits.backoff_max)
+        )
+        self._backoff[address] = (trio.current_time() + delay, delay)
+
+    def _new_connection(self, channel: SecureChannel, *, outbound: bool) -> PeerConnection:
+        return PeerConnection(
+            channel,
+            self.handler,
+            outbound=outbound,
+            call_timeout=self.limits.call_timeout,
+            max_concurrent=self.limits.max_concurrent_requests,
+        )
+
+    def _admit(self, connection: PeerConnection) -> PeerConnection | None:
+        """Register `connection`, or say which connection to keep instead (None: full)."""
+        key = connection.remote_public_key
+        existing = self.peer(key)
+        if existing is not None:
+            self.stats.duplicates_closed += 1
+            # Same direction means the peer redialed: its old connection is stale.
+            redialed = existing.outbound is connection.outbound
+            smaller_dialed_new = (self.public_key < key) is connection.outbound
+            if not (redialed or smaller_dialed_new):
+                return existing
+            self._register(connection)
+            if self._nursery is not None:
+                self._nursery.start_soon(existing.aclose)
+            return connection
+        if len(self.peers) >= self.limits.max_connections:
+            self.stats.refused_full += 1
+            event(log, logging.WARNING, "refused", peer=short_key(key), reason="connection limit")
+            return None
+        self._register(connection)
+        return connection
+
+    def _register(self, connection: PeerConnection) -> None:
+        self._peers[connection.remote_public_key] = connection
+        self._admitted.set()
+        self._admitted = trio.Event()
+
+    async def _run(
+        self,
+        connection: PeerConnection,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            await connection.run(task_status=task_status)
+        except Exception:  # a bug on one connection must not stop the node
+            log.exception(
+                "connection task failed",
+                extra={"fields": {"peer": short_key(connection.remote_public_key)}},
+            )
+        finally:
+            if self._peers.get(connection.remote_public_key) is connection:
+                del self._peers[connection.remote_public_key]
+            event(
+                log,
+                logging.INFO,
+                "disconnected",
+                peer=short_key(connection.remote_public_key),
+                reason=connection.close_reason,
+            )
+
+    async def _on_inbound(self, stream: trio.abc.Stream) -> None:
+        try:
+            await self._serve_inbound(stream)
+        except Exception:  # a bug on one connection must not stop the node
+            log.exception("inbound connection failed")
+
+    async def _serve_inbound(self, stream: trio.abc.Stream) -> None:
+        try:
+            self._handshakes.acquire_nowait()
+        except trio.WouldBlock:
+            self.stats.refused_busy += 1
+            event(log, logging.WARNING, "refused", reason="too many handshakes in progress")
+            return
+        try:
+            channel = await self._accept_channel(stream)
+        finally:
+            self._handshakes.release()
+        if channel is None:
+            return
+        connection = self._new_connection(channel, outbound=False)
+        if self._admit(connection) is not connection:
+            await connection.aclose()
+            return
+        self.stats.accepted += 1
+        event(log, logging.INFO, "accepted", peer=short_key(connection.remote_public_key))
+        await self._run(connection)
+
+    async def _accept_channel(self, stream: trio.abc.Stream) -> SecureChannel | None:
+        with trio.move_on_after(self.limits.handshake_timeout):
+            try:
+                return await open_server_channel(
+                    stream,
+                    network_key=self.network_key,
+                    identity=self.identity,
+                    ephemeral_seed=self.random_bytes(32),
+                    max_message=self.limits.max_message_bytes,
+                )
+            except HandshakeFailed as exc:
+                self.stats.handshake_failures += 1
+                event(log, logging.INFO, "handshake failed", reason=exc.reason)
+                return None
+        self.stats.handshake_failures += 1
+        event(log, logging.INFO, "handshake failed", reason="timed out")
+        return None
+
+    async def _close_idle(self) -> None:
+        period = max(0.5, self.limits.idle_timeout / 4)
+        while True:
+            await trio.sleep(period)
+            cutoff = trio.current_time() - self.limits.idle_timeout
+            for connection in self.peers:
+                if connection.last_activity < cutoff and connection.pending_calls == 0:
+                    self.stats.idle_closed += 1
+                    event(
+                        log,
+                        logging.INFO,
+                        "closing idle connection",
+                        peer=short_key(connection.remote_public_key),
+                    )
+                    await connection.aclose()

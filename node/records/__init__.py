@@ -1,0 +1,1 @@
+"""Records across the network: put, get, holders, transfers, repair and upkeep."""

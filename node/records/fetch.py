@@ -1,0 +1,174 @@
+"""Reading a record's blocks from the network: verified, parallel, fastest first.
+
+Per window of segments, each segment needs k verified blocks. Indices are
+tried data shards first (no arithmetic to decode), each from its fastest
+known holder (latency is tracked per node); every answer is checked against
+the manifest's block hashes, and a missing, corrupt or late block is tried
+again from another index or holder. A segment that cannot reach k good
+blocks raises TooFewShards naming it. Decoding (which needs no key: the
+result is still ciphertext) runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from node.net.errors import RpcError
+from node.net.rpc_port import RpcPort
+from node.offload import in_worker
+from protocol.dht.contact import Contact
+from protocol.records.messages import BlockRef, BlocksFound, FetchBlocks
+from storage.codec.crypt import MAC_SIZE
+from storage.codec.erasure import ReedSolomon
+from storage.codec.hashing import shard_hash
+from storage.codec.manifest import Manifest
+
+WINDOW_BYTES = 8 * 1024 * 1024
+REQUEST_BYTES = 3 * 1024 * 1024
+
+
+class TooFewShards(Exception):
+    """Fewer than k verified blocks of a segment could be fetched."""
+
+
+@dataclass
+class Latency:
+    """Per-node response time, smoothed (exponentially weighted)."""
+
+    seconds: dict[bytes, float] = field(default_factory=dict)
+
+    def note(self, node: bytes, elapsed: float) -> None:
+        before = self.seconds.get(node)
+        self.seconds[node] = elapsed if before is None else 0.7 * before + 0.3 * elapsed
+
+    def rank(self, node: bytes) -> float:
+        return self.seconds.get(node, 0.05)
+
+
+class BlockFetcher:
+    def __init__(
+        self,
+        *,
+        port: RpcPort,
+        manifest: Manifest,
+        holders: dict[int, list[Contact]],
+        latency: Latency,
+        timeout: float,
+    ) -> None:
+        self.port = port
+        self.manifest = manifest
+        self.holders = holders
+        self.latency = latency
+        self.timeout = timeout
+        self.code = ReedSolomon(manifest.k, manifest.n)
+        self.corrupt: dict[bytes, set[int]] = {}
+
+    async def ciphertext(self, first: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+        """(segment, ciphertext) for every segment from `first`, in order."""
+        async for segment, blocks in self.segment_blocks(first):
+            yield segment, await in_worker(self._decode, segment, blocks)
+
+    async def segment_blocks(self, first: int = 0) -> AsyncIterator[tuple[int, dict[int, bytes]]]:
+        """(segment, k verified blocks by index) for every segment from `first`, in order."""
+        m = self.manifest
+        per_segment = m.block_size(0) * m.k if m.segment_count else 1
+        window = max(1, WINDOW_BYTES // max(per_segment, 1))
+        for start in range(first, m.segment_count, window):
+            segments = range(start, min(m.segment_count, start + window))
+            blocks = await self.fetch(segments, m.k)
+            for segment in segments:
+                yield segment, blocks[segment]
+
+    def _decode(self, segment: int, blocks: dict[int, bytes]) -> bytes:
+        return self.code.decode(blocks, self.manifest.plain_size(segment) + MAC_SIZE)
+
+    async def fetch(
+        self, segments: Sequence[int], need: int, avoid: Sequence[int] = ()
+    ) -> dict[int, dict[int, bytes]]:
+        """At least `need` verified blocks per segment (indices in `avoid` not used)."""
+        got: dict[int, dict[int, bytes]] = {s: {} for s in segments}
+        tried: dict[int, set[tuple[int, bytes]]] = {s: set() for s in segments}
+        while True:
+            short = [s for s in segments if len(got[s]) < need]
+            if not short:
+                return got
+            plan = self._plan(short, got, tried, need, set(avoid))
+            if not plan:
+                worst = min(short, key=lambda s: len(got[s]))
+                raise TooFewShards(
+                    f"segment {worst}: only {len(got[worst])} verified shards reachable,"
+                    f" {need} needed"
+                )
+            async with trio.open_nursery() as nursery:
+                for holder, refs in plan.items():
+                    for chunk in self._chunks(refs):
+                        nursery.start_soon(self._ask, holder, chunk, got)
+
+    def _plan(
+        self,
+        short: list[int],
+        got: dict[int, dict[int, bytes]],
+        tried: dict[int, set[tuple[int, bytes]]],
+        need: int,
+        avoid: set[int],
+    ) -> dict[Contact, list[BlockRef]]:
+        plan: dict[Contact, list[BlockRef]] = {}
+        for segment in short:
+            wanted = need - len(got[segment])
+            for index in range(self.manifest.n):
+                if wanted == 0:
+                    break
+                if index in got[segment] or index in avoid:
+                    continue
+                options = [
+                    h
+                    for h in self.holders.get(index, [])
+                    if (index, h.public_key) not in tried[segment]
+                    and index not in self.corrupt.get(h.public_key, set())
+                ]
+                if not options:
+                    continue
+                holder = min(options, key=lambda h: self.latency.rank(h.public_key))
+                tried[segment].add((index, holder.public_key))
+                plan.setdefault(holder, []).append(BlockRef(segment, index))
+                wanted -= 1
+        return plan
+
+    def _chunks(self, refs: list[BlockRef]) -> list[list[BlockRef]]:
+        per_request = max(1, REQUEST_BYTES // max(self.manifest.block_size(0), 1))
+        return [refs[i : i + per_request] for i in range(0, len(refs), per_request)]
+
+    async def _ask(
+        self, holder: Contact, refs: list[BlockRef], got: dict[int, dict[int, bytes]]
+    ) -> None:
+        started = trio.current_time()
+        try:
+            answer = await self.port.call(
+                holder, FetchBlocks(self.manifest.record_id, tuple(refs)), self.timeout
+            )
+        except RpcError:
+            self.latency.note(holder.public_key, self.timeout)
+            return
+        self.latency.note(holder.public_key, trio.current_time() - started)
+        if not isinstance(answer, BlocksFound) or len(answer.blocks) != len(refs):
+            return
+        checked = await in_worker(self._verify, refs, answer.blocks)
+        for ref, block, good in checked:
+            if good:
+                got[ref.segment][ref.index] = block
+            else:
+                self.corrupt.setdefault(holder.public_key, set()).add(ref.index)
+
+    def _verify(
+        self, refs: list[BlockRef], blocks: Sequence[bytes | None]
+    ) -> list[tuple[BlockRef, bytes, bool]]:
+        """In a worker thread: (ref, block, hash matches) for every block received."""
+        manifest = self.manifest
+        return [
+            (ref, block, shard_hash(block) == manifest.block_hash(ref.segment, ref.index))
+            for ref, block in zip(refs, blocks, strict=True)
+            if block is not None
+        ]

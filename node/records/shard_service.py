@@ -1,0 +1,277 @@
+"""The holder side of records: store, serve, verify and delete shard blocks.
+
+Blocks arrive per shard index in batches (StoreShards). The shard store is
+content-addressed, so blocks can be kept before the record's manifest is
+known (a streaming put sends it with the last batch); once it is, every block
+is checked against it, and an index counts as held (and the node announces
+itself as a provider) only when every segment's block of it is stored.
+Disk and hashing work runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Container
+
+from node.logs import event, get_logger
+from node.net.dispatch import Dispatcher
+from node.net.errors import RequestError
+from node.net.rpc_port import Caller
+from node.offload import in_worker
+from protocol.ids import record_dht_key
+from protocol.net.messages import ErrorCode
+from protocol.records.messages import (
+    BlocksFound,
+    FetchBlocks,
+    GetHoldings,
+    GetManifest,
+    GetNodeInfo,
+    HoldingsFound,
+    ManifestFound,
+    NodeInfo,
+    ShardsStored,
+    StoreShards,
+)
+from storage.codec.manifest import Manifest
+from storage.errors import BlockMismatch, CorruptShard, ManifestError, ShardNotFound, StoreFull
+from storage.store.holdings import Holdings
+from storage.store.shard_store import ShardStore
+
+log = get_logger("shards")
+MAX_FETCH_BYTES = 3 * 1024 * 1024
+UNLIMITED_FREE = 2**62
+
+Announce = Callable[[bytes], None]
+
+
+class ShardService:
+    def __init__(
+        self,
+        *,
+        store: ShardStore,
+        holdings: Holdings,
+        site: str,
+        announce: Announce,
+        withdraw: Announce,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.store = store
+        self.holdings = holdings
+        self.clock_ms = clock_ms
+        self.site = site
+        self.announce = announce
+        self.withdraw = withdraw
+        self._manifests: dict[bytes, Manifest] = {}
+        self._begun: set[tuple[bytes, int]] = set()  # (record, index) noted in holdings
+
+    def install(self, dispatcher: Dispatcher) -> None:
+        dispatcher.route(GetNodeInfo, self._on_node_info)
+        dispatcher.route(StoreShards, self._on_store)
+        dispatcher.route(FetchBlocks, self._on_fetch)
+        dispatcher.route(GetManifest, self._on_manifest)
+        dispatcher.route(GetHoldings, self._on_holdings)
+
+    def manifest(self, record_id: bytes) -> Manifest | None:
+        """The manifest of a record this node holds shards of."""
+        cached = self._manifests.get(record_id)
+        if cached is None:
+            raw = self.holdings.manifest(record_id)
+            if raw is None:
+                return None
+            cached = self._manifests[record_id] = Manifest.decode(raw)
+        return cached
+
+    def announce_all(self) -> int:
+        """Announce every record held (at start: the DHT forgets announcements)."""
+        held = 0
+        for record_id in self.holdings.records():
+            if self.holdings.indices(record_id)[0]:
+                self.announce(record_dht_key(record_id))
+                held += 1
+        return held
+
+    # -- handlers --------------------------------------------------------------
+
+    async def _on_node_info(self, message: GetNodeInfo, caller: Caller) -> NodeInfo:
+        capacity = self.store.capacity
+        free = UNLIMITED_FREE if capacity is None else max(0, capacity - self.store.used_bytes)
+        return NodeInfo(self.site, free)
+
+    async def _on_store(self, message: StoreShards, caller: Caller) -> ShardsStored:
+        try:
+            manifest, stored = await in_worker(self._store_blocks, message)
+        except BlockMismatch as exc:
+            raise RequestError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        except StoreFull as exc:
+            raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
+        complete = False
+        if message.complete and manifest is not None:
+            complete = await in_worker(self._finish, manifest, message.index)
+            if complete:
+                self.announce(record_dht_key(message.record_id))
+                event(
+                    log,
+                    logging.INFO,
+                    "shard held",
+                    record=message.record_id.hex()[:16],
+                    index=message.index,
+                )
+        return ShardsStored(stored, complete)
+
+    def _store_blocks(self, message: StoreShards) -> tuple[Manifest | None, int]:
+        """In a worker thread: check the batch (against the manifest if known), store it."""
+        manifest = self._accept_manifest(message)
+        limit = manifest.n if manifest is not None else 255
+        if not 0 <= message.index < limit or message.first_segment < 0:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"shard index {message.index} out of range")
+        last = message.first_segment + len(message.blocks)
+        if manifest is not None and last > manifest.segment_count:
+            raise RequestError(ErrorCode.BAD_REQUEST, "segments out of range for this record")
+        raw = manifest.encode() if message.manifest is not None and manifest is not None else None
+        if raw is not None or (message.record_id, message.index) not in self._begun:
+            self.holdings.begin(message.record_id, raw, message.index, self.clock_ms())
+            self._begun.add((message.record_id, message.index))
+        digests = []
+        for offset, block in enumerate(message.blocks):
+            if manifest is None:
+                digests.append(self.store.add(block))  # checked against the manifest at the end
+            else:
+                digest = manifest.block_hash(message.first_segment + offset, message.index)
+                self.store.put(digest, block)
+                digests.append(digest)
+        self.holdings.note_blocks(message.record_id, message.index, digests, self.clock_ms())
+        return manifest, len(message.blocks)
+
+    def _accept_manifest(self, message: StoreShards) -> Manifest | None:
+        known = self.manifest(message.record_id)
+        if message.manifest is None:
+            if known is None and message.complete:
+                raise RequestError(
+                    ErrorCode.BAD_REQUEST, "a completing batch must carry the manifest"
+                )
+            return known
+        try:
+            manifest = Manifest.decode(message.manifest)
+        except ManifestError as exc:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"bad manifest: {exc}") from None
+        if manifest.record_id != message.record_id:
+            raise RequestError(ErrorCode.BAD_REQUEST, "manifest is for another record")
+        if known is not None and known != manifest:
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, "a different manifest is held for this record"
+            )
+        self._manifests[message.record_id] = manifest
+        return manifest
+
+    def _finish(self, manifest: Manifest, index: int) -> bool:
+        for segment in range(manifest.segment_count):
+            if manifest.block_hash(segment, index) not in self.store:
+                return False
+        self.holdings.complete(manifest.record_id, index)
+        return True
+
+    async def _on_fetch(self, message: FetchBlocks, caller: Caller) -> BlocksFound:
+        manifest = self.manifest(message.record_id)
+        if manifest is None:
+            return BlocksFound(tuple(None for _ in message.wanted))
+        return BlocksFound(await in_worker(self._read_blocks, manifest, message))
+
+    def _read_blocks(self, manifest: Manifest, message: FetchBlocks) -> tuple[bytes | None, ...]:
+        out: list[bytes | None] = []
+        budget = MAX_FETCH_BYTES
+        for ref in message.wanted:
+            if budget <= 0 or not (
+                0 <= ref.segment < manifest.segment_count and ref.index < manifest.n
+            ):
+                out.append(None)
+                continue
+            try:
+                block = self.store.get(manifest.block_hash(ref.segment, ref.index))
+            except ShardNotFound:
+                out.append(None)
+                continue
+            except CorruptShard:  # quarantined by the store; repair will rebuild it elsewhere
+                self.holdings.incomplete(manifest.record_id, ref.index)
+                out.append(None)
+                continue
+            budget -= len(block)
+            out.append(block)
+        return tuple(out)
+
+    async def _on_manifest(self, message: GetManifest, caller: Caller) -> ManifestFound:
+        return ManifestFound(self.holdings.manifest(message.record_id))
+
+    async def _on_holdings(self, message: GetHoldings, caller: Caller) -> HoldingsFound:
+        complete, partial = self.holdings.indices(message.record_id)
+        corrupt: list[int] = []
+        manifest = self.manifest(message.record_id)
+        if message.verify and manifest is not None:
+            corrupt = await in_worker(self._scrub, manifest, complete)
+            complete = [i for i in complete if i not in corrupt]
+            partial = sorted([*partial, *corrupt])
+        return HoldingsFound(tuple(complete), tuple(partial), tuple(corrupt))
+
+    def _scrub(self, manifest: Manifest, indices: list[int]) -> list[int]:
+        """In a worker thread: read every block of `indices`; demote those not whole."""
+        bad = []
+        for index in indices:
+            for segment in range(manifest.segment_count):
+                try:
+                    self.store.get(manifest.block_hash(segment, index))
+                except (CorruptShard, ShardNotFound):
+                    bad.append(index)
+                    self.holdings.incomplete(manifest.record_id, index)
+                    break
+        return bad
+
+    # -- local -------------------------------------------------------------------
+
+    async def delete_record(self, record_id: bytes) -> int:
+        """Delete every block held of a record (tombstoned, or never recorded)."""
+        deleted = await in_worker(self._remove_record, record_id)
+        self.withdraw(record_dht_key(record_id))
+        event(
+            log, logging.INFO, "record shards deleted", record=record_id.hex()[:16], blocks=deleted
+        )
+        return deleted
+
+    def _remove_record(self, record_id: bytes) -> int:
+        """In a worker thread: the record's blocks (by holdings, and by manifest) and rows."""
+        manifest = self.manifest(record_id)
+        named: list[bytes] = []
+        if manifest is not None:
+            complete, partial = self.holdings.indices(record_id)
+            named = [
+                manifest.block_hash(segment, index)
+                for index in complete + partial
+                for segment in range(manifest.segment_count)
+            ]
+        free = self.holdings.remove(record_id)
+        self._manifests.pop(record_id, None)
+        self._begun = {key for key in self._begun if key[0] != record_id}
+        return sum(self.store.delete(digest) for digest in dict.fromkeys([*free, *named]))
+
+    async def collect(self, known: Container[bytes], before_ms: int) -> tuple[int, int]:
+        """Delete what failed uploads left before `before_ms`: (records, shard indices).
+
+        A record the ledger does not know is an upload that never finished
+        (the ledger entry comes after the holders confirm, and gossip brings
+        it within the grace period); an index never completed is a transfer
+        to this node that was given up.
+        """
+        records = [r for r in self.holdings.seen_before(before_ms) if r not in known]
+        for record_id in records:
+            await self.delete_record(record_id)
+        partial = [(r, i) for r, i in self.holdings.partial_before(before_ms) if r in known]
+        for record_id, index in partial:
+            await in_worker(self._remove_index, record_id, index)
+        if records or partial:
+            event(
+                log, logging.INFO, "orphans collected", records=len(records), indices=len(partial)
+            )
+        return len(records), len(partial)
+
+    def _remove_index(self, record_id: bytes, index: int) -> None:
+        for digest in self.holdings.remove_index(record_id, index):
+            self.store.delete(digest)
+        self._begun.discard((record_id, index))

@@ -1,0 +1,193 @@
+"""Sending one holder its shards of a record: batched, bounded, in order.
+
+The putting (or repairing) node feeds each holder's sender the blocks of that
+holder's indices segment by segment; the sender batches them (about
+`batch_bytes` per call, two batches in flight) and, once the manifest is known,
+sends the last batch of each index with the manifest and `complete`. A
+holder whose call fails is marked failed and its further blocks dropped, so
+one dead node neither blocks nor fails the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TypeVar, cast
+
+import trio
+
+from node.net.errors import RpcError
+from node.net.rpc_port import RpcPort
+from node.records.stages import run_stages
+from protocol.dht.contact import Contact
+from protocol.records.messages import ShardsStored, StoreShards
+from storage.codec.erasure import BytesLike
+from storage.codec.manifest import Manifest
+
+# shard index -> block of one segment: bytes, or a read-only view the encoder
+# never writes again (sent as msgpack bin without being copied first)
+Blocks = dict[int, BytesLike]
+
+
+Batch = dict[int, tuple[int, list[BytesLike]]]  # shard index -> (first segment, blocks)
+T = TypeVar("T")
+R = TypeVar("R")
+IN_FLIGHT = 2  # batches sent but not yet acknowledged, per holder
+
+
+class HolderSender:
+    def __init__(
+        self,
+        *,
+        port: RpcPort,
+        holder: Contact,
+        record_id: bytes,
+        indices: list[int],
+        first_segment: int = 0,
+        batch_bytes: int,
+        timeout: float,
+    ) -> None:
+        self.port = port
+        self.holder = holder
+        self.record_id = record_id
+        self.indices = indices
+        self.batch_bytes = batch_bytes
+        self.timeout = timeout
+        self.failure: str | None = None
+        self.confirmed = False
+        self._pending: dict[int, list[BytesLike]] = {i: [] for i in indices}
+        self._first = dict.fromkeys(indices, first_segment)
+        self._size = 0
+        self._slots = trio.Semaphore(IN_FLIGHT)
+        self.send, self._receive = trio.open_memory_channel[Blocks](2)
+
+    async def run(self, manifest: Callable[[], Manifest]) -> None:
+        """Consume blocks until the feeder closes the channel, then complete.
+
+        Up to IN_FLIGHT batches travel at once, so the holder's disk writes
+        overlap the next batch's encoding and transfer; the completing batch
+        goes only after every earlier one was acknowledged.
+        """
+        async with trio.open_nursery() as nursery, self._receive:
+            async for blocks in self._receive:
+                if self.failure is not None:
+                    continue  # drain: the feeder must never block on a dead holder
+                for index, block in blocks.items():
+                    self._pending[index].append(block)
+                    self._size += len(block)
+                if self._size >= self.batch_bytes:
+                    await self._slots.acquire()
+                    nursery.start_soon(self._send_batch, self._take(), None)
+        if self.failure is None:
+            await self._send_batch(self._take(), manifest())
+
+    def _take(self) -> Batch:
+        batch = {i: (self._first[i], self._pending[i]) for i in self.indices}
+        for index in self.indices:
+            self._first[index] += len(self._pending[index])
+            self._pending[index] = []
+        self._size = 0
+        return batch
+
+    async def _send_batch(self, batch: Batch, manifest: Manifest | None) -> None:
+        final = manifest is not None
+        try:
+            complete = await self._store(batch, manifest)
+        finally:
+            if not final:
+                self._slots.release()
+        if final and self.failure is None:
+            self.confirmed = complete
+            if not complete:
+                self.failure = "holder did not confirm every block"
+
+    async def _store(self, batch: Batch, manifest: Manifest | None) -> bool:
+        final = manifest is not None
+        raw = manifest.encode() if manifest is not None else None
+        complete = True
+        for index, (first, blocks) in batch.items():
+            if self.failure is not None:
+                return False
+            if not blocks and not final:
+                continue
+            views = cast(tuple[bytes, ...], tuple(blocks))  # bytes on the wire
+            message = StoreShards(self.record_id, raw, index, first, views, final)
+            try:
+                answer = await self.port.call(self.holder, message, self.timeout)
+            except RpcError as exc:
+                self.failure = str(exc)
+                return False
+            if not isinstance(answer, ShardsStored):
+                self.failure = f"unexpected answer {answer.TYPE}"
+                return False
+            complete = complete and answer.complete
+        return complete
+
+
+def holder_senders(
+    *,
+    port: RpcPort,
+    record_id: bytes,
+    assignment: Mapping[int, Contact],
+    batch_bytes: int,
+    timeout: float,
+) -> list[HolderSender]:
+    """One sender per holder, for the shard indices `assignment` gives it."""
+    by_holder: dict[bytes, list[int]] = {}
+    contacts: dict[bytes, Contact] = {}
+    for index, contact in sorted(assignment.items()):
+        by_holder.setdefault(contact.public_key, []).append(index)
+        contacts[contact.public_key] = contact
+    return [
+        HolderSender(
+            port=port,
+            holder=contacts[key],
+            record_id=record_id,
+            indices=indices,
+            batch_bytes=batch_bytes,
+            timeout=timeout,
+        )
+        for key, indices in by_holder.items()
+    ]
+
+
+async def send_to_holders(
+    senders: list[HolderSender],
+    manifest: Callable[[], Manifest],
+    source: AsyncIterator[T],
+    work: Callable[[T], R],
+    blocks_of: Callable[[R], Sequence[BytesLike] | Mapping[int, BytesLike]],
+    *,
+    workers: int = 1,
+) -> None:
+    """Turn each item of `source` into one segment's blocks and send each holder its own.
+
+    `work` runs in worker threads (see run_stages); `blocks_of` maps its
+    result to the segment's blocks by index, in order. When the source is
+    done every holder gets its last batch with the manifest and `complete`.
+    If anything fails, no holder sees the end (so none claims the shards)
+    and the failure is raised as itself, outside the senders' nursery.
+    """
+
+    async def deliver(result: R) -> None:
+        blocks = blocks_of(result)
+        for sender in senders:
+            await sender.send.send({i: blocks[i] for i in sender.indices})
+
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        for sender in senders:
+            nursery.start_soon(sender.run, manifest)
+        try:
+            await run_stages(source, work, deliver, workers=workers)
+        except Exception as exc:
+            failure = exc
+        except BaseException:
+            nursery.cancel_scope.cancel()
+            raise
+        finally:
+            if failure is not None:
+                nursery.cancel_scope.cancel()
+            for sender in senders:
+                sender.send.close()
+    if failure is not None:
+        raise failure

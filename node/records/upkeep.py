@@ -1,0 +1,128 @@
+"""Keeping held records whole and deleted records gone, in the background.
+
+Tombstones: whenever the ledger accepts a tombstone (and once at start),
+this node deletes its shards of every tombstoned record it holds.
+
+Repair: every `repair_interval` seconds each record this node holds is
+surveyed; the live holder with the smallest node id is its coordinator and
+the only one that repairs it, so holders do not race each other to rebuild
+the same shards. A record the ledger does not know yet (a put still running,
+or gossip not arrived) is left alone; after `orphan_grace` it is taken for
+an upload that never finished and its shards are deleted, as are indices a
+transfer to this node gave up on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from node.ledger.service import LedgerService
+from node.logs import event, get_logger
+from node.records.repair import Repairer, RepairReport
+from node.records.service import RecordError, short
+from node.records.shard_service import ShardService
+from protocol.ids import node_id
+from protocol.ledger.entries import Entry, TombstoneBody
+
+log = get_logger("upkeep")
+
+# Records surveyed concurrently in a pass: a survey mostly waits (a DHT lookup,
+# then every candidate holder, with timeouts for dead ones), so a node holding
+# many records needs several in flight to finish a pass within its interval.
+SURVEYS_AT_ONCE = 8
+
+
+class RecordUpkeep:
+    def __init__(
+        self,
+        *,
+        repairer: Repairer,
+        shards: ShardService,
+        ledger: LedgerService,
+        interval: float,
+        orphan_grace: float,
+    ) -> None:
+        self.repairer = repairer
+        self.shards = shards
+        self.ledger = ledger
+        self.interval = interval
+        self.orphan_grace_ms = int(orphan_grace * 1000)
+        self.me = repairer.records.public_key
+        self._tombstoned = trio.Event()
+        self.passes = 0
+        ledger.subscribe(self._on_entries)
+
+    def _on_entries(self, entries: list[Entry]) -> None:
+        if any(isinstance(e.body, TombstoneBody) for e in entries):
+            self._tombstoned.set()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.sweep_tombstones()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_tombstones)
+            nursery.start_soon(self._repair_periodically)
+            task_status.started()
+
+    async def _watch_tombstones(self) -> None:
+        while True:
+            await self._tombstoned.wait()
+            self._tombstoned = trio.Event()  # set again by any tombstone arriving meanwhile
+            await self.sweep_tombstones()
+
+    async def sweep_tombstones(self) -> int:
+        """Delete the shards of every tombstoned record held; returns records deleted."""
+        tombstones = self.ledger.state().tombstones
+        doomed = [r for r in self.shards.holdings.records() if r in tombstones]
+        for record_id in doomed:
+            await self.shards.delete_record(record_id)
+        return len(doomed)
+
+    async def _repair_periodically(self) -> None:
+        while True:
+            await trio.sleep(self.interval)
+            try:
+                await self.run_pass()
+            except Exception:  # a bug in one pass must not stop the node; the next pass retries
+                log.exception("repair pass failed")
+
+    async def run_pass(self) -> list[RepairReport]:
+        """Survey every held record once; repair those this node coordinates."""
+        await self.sweep_tombstones()
+        known = self.ledger.state().records
+        await self.shards.collect(known, self.ledger.clock_ms() - self.orphan_grace_ms)
+        reports: list[RepairReport] = []
+        queue = iter([r for r in self.shards.holdings.records() if r in known])
+
+        async def worker() -> None:
+            for record_id in queue:  # shared by the workers: each record once
+                try:
+                    report = await self._repair_if_coordinator(record_id)
+                except RecordError as exc:
+                    event(
+                        log,
+                        logging.WARNING,
+                        "repair skipped",
+                        record=short(record_id),
+                        reason=str(exc),
+                    )
+                    continue
+                if report is not None:
+                    reports.append(report)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(SURVEYS_AT_ONCE):
+                nursery.start_soon(worker)
+        self.passes += 1
+        return reports
+
+    async def _repair_if_coordinator(self, record_id: bytes) -> RepairReport | None:
+        survey = await self.repairer.survey(record_id, verify=False)
+        health = survey.health
+        if health.healthy or not health.holders:
+            return None
+        coordinator = min(health.holders, key=node_id)
+        if coordinator != self.me:
+            return None
+        return await self.repairer.repair(record_id, survey)

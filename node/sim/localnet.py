@@ -1,0 +1,236 @@
+"""Real `medvault` daemons on 127.0.0.1, set up and driven through the CLI.
+
+For end-to-end tests and the cluster benchmark: each node is initialised by
+`medvault init` in its own data directory at a fixed port (so a restarted or
+replaced node keeps its address, as in production) and run as `medvault run`
+with JSON logs. A thread drains each daemon's stderr as it is written (a
+full pipe would block the daemon), appending every line to `log_path` and
+handing parsed events to `wait_for`.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def medvault(
+    *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "node", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+    )
+
+
+class Daemon:
+    def __init__(self, data_dir: Path, log_path: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path or data_dir.with_name(data_dir.name + ".log")
+        self.events: list[dict[str, Any]] = []
+        self.raw_lines: list[str] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._drain: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start (or restart) the daemon; events restart too, raw lines accumulate."""
+        self.events = []
+        self._lines = queue.Queue()
+        command = [sys.executable, "-m", "node", "run", "--data-dir", str(self.data_dir)]
+        self.proc = subprocess.Popen(
+            [*command, "--log-format", "json"],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            bufsize=0,
+        )
+        assert self.proc.stderr is not None
+        self._drain = threading.Thread(
+            target=self._pump, args=(self.proc.stderr, self._lines), daemon=True
+        )
+        self._drain.start()
+
+    def _pump(self, pipe: IO[bytes], lines: queue.Queue[str | None]) -> None:
+        with open(self.log_path, "ab") as log:
+            for raw in iter(pipe.readline, b""):
+                log.write(raw)
+                log.flush()
+                lines.put(raw.decode(errors="replace"))
+        lines.put(None)
+
+    def _next(self, deadline: float) -> str | None:
+        """The next log line; "" once the daemon's output ended, None at the deadline."""
+        try:
+            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        if line is None:
+            self._lines.put(None)  # stays ended
+            return ""
+        self.raw_lines.append(line)
+        self.events.append(json.loads(line))
+        return line
+
+    def wait_for(
+        self, name: str, timeout: float = 30, nth: int = 1, **match: Any
+    ) -> dict[str, Any]:
+        """The `nth` event called `name` with fields `match` (already seen or yet to come)."""
+
+        def wanted(seen: dict[str, Any]) -> bool:
+            return seen["event"] == name and all(seen.get(k) == v for k, v in match.items())
+
+        found = [seen for seen in self.events if wanted(seen)]
+        if len(found) >= nth:
+            return found[nth - 1]
+        deadline = time.monotonic() + timeout
+        while (line := self._next(deadline)) is not None:
+            if not line:
+                raise AssertionError(f"daemon exited before {name!r}: {self.raw_lines[-20:]}")
+            if wanted(self.events[-1]):
+                found.append(self.events[-1])
+                if len(found) == nth:
+                    return found[-1]
+        raise AssertionError(f"no {name!r} event within {timeout}s: {self.raw_lines[-20:]}")
+
+    def drain(self) -> None:
+        """Take in every line logged so far (without waiting for more)."""
+        while self._next(time.monotonic()):
+            pass
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        self._finish()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as when a machine loses power."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._drain is not None:
+            self._drain.join(timeout=10)
+            self._drain = None
+        while self._next(time.monotonic()):
+            pass
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now: a restarted node keeps its address, as in production."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def configure(config: Path, settings: dict[str, dict[str, Any]]) -> None:
+    """Set `key = value` lines in the given [sections] of a config.toml written by init."""
+    section = ""
+    lines = []
+    for line in config.read_text().splitlines():
+        header = re.match(r"^\[(\w+)\]$", line)
+        if header:
+            section = header[1]
+        key = re.match(r"^(\w+) = ", line)
+        if key and key[1] in settings.get(section, {}):
+            lines.append(f"{key[1]} = {json.dumps(settings[section][key[1]])}")
+        else:
+            lines.append(line)
+    config.write_text("\n".join(lines) + "\n")
+
+
+class Network:
+    def __init__(self, root: Path, count: int, settings: dict[str, dict[str, Any]]) -> None:
+        self.root = root
+        self.settings = settings
+        self.ports = free_ports(count)
+        self.nodes: list[Daemon] = []
+        self.keys: list[str] = []
+        for index in range(count):
+            self.nodes.append(Daemon(root / f"node{index}"))
+            self.keys.append(self._init(index))
+
+    def _init(self, index: int) -> str:
+        """Initialise node <index> (a new identity) at its port; returns its public key."""
+        joining = (
+            ["--new-network"]
+            if index == 0
+            else [
+                "--network-key",
+                str(self.root / "node0" / "network.key"),
+                "--bootstrap",
+                f"{self.keys[0]}@127.0.0.1:{self.ports[0]}",
+            ]
+        )
+        data_dir = self.nodes[index].data_dir
+        listen = f"127.0.0.1:{self.ports[index]}"
+        medvault("init", "--data-dir", str(data_dir), "--listen", listen, *joining)
+        configure(data_dir / "config.toml", self.settings)
+        return str(self.cli(index, "id")["public_key"])
+
+    def replace(self, index: int) -> None:
+        """A dead node's machine replaced: same address, empty disk, new identity."""
+        assert not self.nodes[index].running
+        shutil.rmtree(self.nodes[index].data_dir)
+        self.keys[index] = self._init(index)
+
+    def index_of(self, public_key: str) -> int:
+        return self.keys.index(public_key)
+
+    def start(self, index: int) -> None:
+        node = self.nodes[index]
+        node.start()
+        node.wait_for("control socket ready")
+
+    def start_all(self) -> None:
+        for index in range(len(self.nodes)):
+            self.start(index)
+        for node in self.nodes:
+            node.wait_for("joined")
+
+    def run(self, index: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`medvault ARGS --data-dir node<index>`, whatever its exit code."""
+        return medvault(
+            *args, "--data-dir", str(self.nodes[index].data_dir), check=False, timeout=timeout
+        )
+
+    def cli(self, index: int, *args: str, timeout: float = 120) -> Any:
+        """`medvault ARGS --json` on node <index>; its parsed output (it must succeed)."""
+        done = self.run(index, *args, "--json", timeout=timeout)
+        if done.returncode != 0:
+            raise AssertionError(f"medvault {' '.join(args)} failed: {done.stderr.strip()}")
+        return json.loads(done.stdout)
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            if node.running:
+                node.stop()

@@ -1,0 +1,88 @@
+"""The DHT's RPCs. Every request names its sender's contact so the answering
+node can learn it; the sender's key must be the connection's authenticated
+key (checked by the service), so a contact cannot be forged in someone
+else's name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from protocol.dht.contact import ContactInfo
+from protocol.dht.store import ProviderRecord, ValueRecord
+from protocol.net.messages import Message, register
+
+
+@register
+@dataclass(frozen=True)
+class FindNode(Message):
+    TYPE: ClassVar[str] = "find_node"
+    sender: ContactInfo
+    target: bytes
+
+
+@register
+@dataclass(frozen=True)
+class NodesFound(Message):
+    TYPE: ClassVar[str] = "nodes_found"
+    contacts: tuple[ContactInfo, ...]
+
+
+@register
+@dataclass(frozen=True)
+class FindValue(Message):
+    TYPE: ClassVar[str] = "find_value"
+    sender: ContactInfo
+    key: bytes
+
+
+@register
+@dataclass(frozen=True)
+class ValueFound(Message):
+    """The record if held, and the closest contacts either way."""
+
+    TYPE: ClassVar[str] = "value_found"
+    record: ValueRecord | None
+    contacts: tuple[ContactInfo, ...]
+
+
+@register
+@dataclass(frozen=True)
+class StoreValue(Message):
+    TYPE: ClassVar[str] = "store_value"
+    sender: ContactInfo
+    record: ValueRecord
+
+
+@register
+@dataclass(frozen=True)
+class AddProvider(Message):
+    """Store a provider record: the sender's own, or one handed on (it is signed)."""
+
+    TYPE: ClassVar[str] = "add_provider"
+    sender: ContactInfo
+    record: ProviderRecord
+
+
+@register
+@dataclass(frozen=True)
+class Stored(Message):
+    TYPE: ClassVar[str] = "stored"
+    accepted: bool
+    reason: str
+
+
+@register
+@dataclass(frozen=True)
+class GetProviders(Message):
+    TYPE: ClassVar[str] = "get_providers"
+    sender: ContactInfo
+    key: bytes
+
+
+@register
+@dataclass(frozen=True)
+class ProvidersFound(Message):
+    TYPE: ClassVar[str] = "providers_found"
+    providers: tuple[ProviderRecord, ...]
+    contacts: tuple[ContactInfo, ...]

@@ -1,0 +1,1 @@
+"""The signed ledger, sans-IO: entries, feeds, the state fold, gossip decisions."""

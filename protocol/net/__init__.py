@@ -1,0 +1,1 @@
+"""What crosses a connection: handshake, box-stream, frames, messages, request ids."""

@@ -1,0 +1,1 @@
+"""Records among peers, sans-IO: shard messages."""

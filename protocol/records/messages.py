@@ -1,0 +1,121 @@
+"""RPCs between nodes for shard blocks and manifests.
+
+A record's blocks travel per shard index: the putting node (or a repairer)
+sends index i's blocks to its holder in batches of consecutive segments,
+the manifest with the first batch, `complete` with the last. Readers fetch
+blocks by (segment, index) from any holder and verify them against the
+manifest, whose hash the ledger holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from protocol.net.messages import Message, register
+
+MAX_SITE_LENGTH = 64
+
+
+@register
+@dataclass(frozen=True)
+class GetNodeInfo(Message):
+    TYPE: ClassVar[str] = "get_node_info"
+
+
+@register
+@dataclass(frozen=True)
+class NodeInfo(Message):
+    """The answering node's site label and free shard space."""
+
+    TYPE: ClassVar[str] = "node_info"
+    site: str
+    free_bytes: int
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.site) <= MAX_SITE_LENGTH or self.free_bytes < 0:
+            raise ValueError("a site label is 1..64 characters and free space >= 0")
+
+
+@register
+@dataclass(frozen=True)
+class StoreShards(Message):
+    """Blocks of shard `index` for segments first_segment, first_segment+1, ..."""
+
+    TYPE: ClassVar[str] = "store_shards"
+    record_id: bytes
+    manifest: bytes | None
+    index: int
+    first_segment: int
+    blocks: tuple[bytes, ...]
+    complete: bool
+
+
+@register
+@dataclass(frozen=True)
+class ShardsStored(Message):
+    TYPE: ClassVar[str] = "shards_stored"
+    stored: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """One (segment, shard index) pair (a part of FetchBlocks)."""
+
+    segment: int
+    index: int
+
+    def __post_init__(self) -> None:
+        if self.segment < 0 or not 0 <= self.index < 256:
+            raise ValueError("a block reference needs segment >= 0 and 0 <= index < 256")
+
+
+@register
+@dataclass(frozen=True)
+class FetchBlocks(Message):
+    TYPE: ClassVar[str] = "fetch_blocks"
+    record_id: bytes
+    wanted: tuple[BlockRef, ...]
+
+
+@register
+@dataclass(frozen=True)
+class BlocksFound(Message):
+    """One entry per wanted block, in order; None where this node lacks it."""
+
+    TYPE: ClassVar[str] = "blocks_found"
+    blocks: tuple[bytes | None, ...]
+
+
+@register
+@dataclass(frozen=True)
+class GetManifest(Message):
+    TYPE: ClassVar[str] = "get_manifest"
+    record_id: bytes
+
+
+@register
+@dataclass(frozen=True)
+class ManifestFound(Message):
+    TYPE: ClassVar[str] = "manifest_found"
+    manifest: bytes | None
+
+
+@register
+@dataclass(frozen=True)
+class GetHoldings(Message):
+    TYPE: ClassVar[str] = "get_holdings"
+    record_id: bytes
+    verify: bool
+
+
+@register
+@dataclass(frozen=True)
+class HoldingsFound(Message):
+    """Shard indices held complete and partly; with verify, indices with corrupt blocks."""
+
+    TYPE: ClassVar[str] = "holdings_found"
+    complete: tuple[int, ...]
+    partial: tuple[int, ...]
+    corrupt: tuple[int, ...]

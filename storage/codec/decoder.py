@@ -1,0 +1,66 @@
+"""Streaming record decoder: manifest + any k good blocks per segment -> plaintext."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import BinaryIO
+
+from storage.codec.crypt import SegmentCipher
+from storage.codec.erasure import BytesLike, ReedSolomon
+from storage.codec.manifest import Manifest, RecordMetadata
+from storage.codec.segment import SegmentCodec
+from storage.errors import ShardNotFound
+from storage.store.shard_store import ShardStore
+
+# (segment, shard index) -> block, None if unavailable; may raise CorruptShard.
+BlockSource = Callable[[int, int], BytesLike | None]
+
+
+class RecordDecoder:
+    """Decodes the record a manifest describes, with its record key."""
+
+    def __init__(self, manifest: Manifest, record_key: bytes) -> None:
+        self.manifest = manifest
+        self._cipher = SegmentCipher(record_key, manifest.record_id)
+        self._codec = SegmentCodec(ReedSolomon(manifest.k, manifest.n), self._cipher)
+
+    def metadata(self) -> RecordMetadata:
+        """The decrypted descriptive metadata (DecryptionError with a wrong key)."""
+        return self.manifest.metadata(self._cipher)
+
+    def decode_segment(
+        self, segment: int, source: BlockSource, order: Sequence[int] | None = None
+    ) -> bytes:
+        m = self.manifest
+        return self._codec.decode(
+            segment,
+            last=m.is_last(segment),
+            plain_size=m.plain_size(segment),
+            hashes=m.segment_hashes(segment),
+            get_block=lambda index: source(segment, index),
+            order=order,
+        )
+
+    def decode_to(self, out: BinaryIO, source: BlockSource) -> int:
+        """Write the whole record to `out` segment by segment; returns bytes written.
+
+        On an error, the segments before the failing one have been written:
+        callers that must not expose partial output write to a temporary file.
+        """
+        written = 0
+        for segment in range(self.manifest.segment_count):
+            written += out.write(self.decode_segment(segment, source))
+        return written
+
+
+def store_source(store: ShardStore, manifest: Manifest) -> BlockSource:
+    """A block source reading one local shard store by content address."""
+
+    def get(segment: int, index: int) -> BytesLike | None:
+        # A corrupt block raises CorruptShard (already quarantined by the store).
+        try:
+            return store.get(manifest.block_hash(segment, index))
+        except ShardNotFound:
+            return None
+
+    return get

@@ -1,0 +1,100 @@
+"""One segment through the data path: encrypt, erasure-code, hash, and back.
+
+Decoding pulls blocks one at a time from a source, verifies each against its
+expected hash, and stops as soon as k good ones are in hand, so a local read
+touches only the data shards and a corrupt or missing block just means the
+next index is tried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from storage.codec.crypt import MAC_SIZE, SegmentCipher
+from storage.codec.erasure import BytesLike, ReedSolomon
+from storage.codec.hashing import shard_hash
+from storage.errors import CorruptShard, NotEnoughShards
+
+# Returns block `index` of the segment being decoded, or None when it is not
+# available; raises CorruptShard when the source itself found it corrupt.
+BlockGetter = Callable[[int], BytesLike | None]
+
+
+@dataclass(frozen=True)
+class EncodedSegment:
+    """The n shard blocks of one segment and their hashes.
+
+    Blocks are read-only views over buffers no one else writes, so they may
+    be kept after the next segment is produced.
+    """
+
+    index: int
+    last: bool
+    plain_size: int
+    blocks: tuple[memoryview, ...]
+    hashes: tuple[bytes, ...]
+
+
+class SegmentCodec:
+    """Encodes and decodes the segments of one record."""
+
+    def __init__(self, code: ReedSolomon, cipher: SegmentCipher) -> None:
+        self.code = code
+        self.cipher = cipher
+
+    def encode(self, index: int, last: bool, plaintext: bytes) -> EncodedSegment:
+        ciphertext = self.cipher.encrypt_segment(index, last, plaintext)
+        data = self.code.split(ciphertext)
+        blocks = tuple(b.toreadonly() for b in (*data, *self.code.parity(data)))
+        return EncodedSegment(
+            index=index,
+            last=last,
+            plain_size=len(plaintext),
+            blocks=blocks,
+            hashes=tuple(shard_hash(b) for b in blocks),
+        )
+
+    def decode(
+        self,
+        index: int,
+        *,
+        last: bool,
+        plain_size: int,
+        hashes: Sequence[bytes],
+        get_block: BlockGetter,
+        order: Sequence[int] | None = None,
+    ) -> bytes:
+        """Plaintext of segment `index` from any k blocks that verify.
+
+        `order` says which shard indices to try first (default: data shards,
+        which need no arithmetic); every index is tried before giving up.
+        """
+        code = self.code
+        cipher_size = plain_size + MAC_SIZE
+        block_size = code.shard_size(cipher_size)
+        good: dict[int, BytesLike] = {}
+        corrupt: list[int] = []
+        missing: list[int] = []
+        tried = list(dict.fromkeys(order or ()))
+        if any(not 0 <= i < code.n for i in tried):
+            raise ValueError(f"shard order {tried} names indices outside 0..{code.n - 1}")
+        tried += [i for i in range(code.n) if i not in tried]
+        for shard in tried:
+            if len(good) == code.k:
+                break
+            try:
+                block = get_block(shard)
+            except CorruptShard:
+                corrupt.append(shard)
+                continue
+            if block is None:
+                missing.append(shard)
+            elif len(block) != block_size or shard_hash(block) != hashes[shard]:
+                corrupt.append(shard)
+            else:
+                good[shard] = block
+        if len(good) < code.k:
+            raise NotEnoughShards(index, code.k, sorted(good), sorted(corrupt), sorted(missing))
+        ciphertext = code.decode(good, cipher_size)
+        return self.cipher.decrypt_segment(index, last, ciphertext)

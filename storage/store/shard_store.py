@@ -1,0 +1,147 @@
+"""Content-addressed shard block store: the rules every backend shares.
+
+A block is stored under its shard hash and checked against it on the way in
+(a peer cannot plant a block under a false name) and on the way out (bit rot
+is caught, the block quarantined and never served). A quota bounds what the
+store accepts. Backends (disk, memory) only move bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+
+from storage.codec.erasure import BytesLike
+from storage.codec.hashing import DIGEST_SIZE, shard_hash
+from storage.errors import BlockMismatch, CorruptShard, ShardNotFound, StoreFull
+
+
+def check_digest(digest: bytes) -> None:
+    if not isinstance(digest, bytes) or len(digest) != DIGEST_SIZE:
+        raise ValueError(f"a shard digest is {DIGEST_SIZE} bytes")
+
+
+class ShardStore(ABC):
+    """Verified, quota-bounded block storage keyed by shard hash. Thread-safe."""
+
+    def __init__(self, capacity: int | None) -> None:
+        if capacity is not None and (type(capacity) is not int or capacity < 0):
+            raise ValueError(f"store capacity must be a non-negative integer, got {capacity!r}")
+        self.capacity = capacity
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes held by live (not quarantined) blocks."""
+        return self._used
+
+    def put(self, digest: bytes, block: BytesLike) -> bool:
+        """Store `block` durably; False when it was already present.
+
+        Raises BlockMismatch if the block does not hash to `digest` and
+        StoreFull when the quota or the disk has no room; nothing is stored then.
+        """
+        check_digest(digest)
+        if shard_hash(block) != digest:
+            raise BlockMismatch(f"block does not hash to {digest.hex()}; refused")
+        return self._store(digest, block)
+
+    def add(self, block: BytesLike) -> bytes:
+        """Store `block` under its own hash (computed once) and return that hash."""
+        digest = shard_hash(block)
+        self._store(digest, block)
+        return digest
+
+    def _store(self, digest: bytes, block: BytesLike) -> bool:
+        size = memoryview(block).nbytes
+        with self._lock:
+            if self._exists(digest):
+                return False
+            if self.capacity is not None and self._used + size > self.capacity:
+                raise StoreFull(
+                    f"store full: {self._used} of {self.capacity} bytes used,"
+                    f" a {size}-byte block does not fit"
+                )
+            self._used += size
+        created = False
+        try:
+            created = self._write(digest, block)
+        finally:
+            if not created:
+                with self._lock:
+                    self._used -= size
+        return created
+
+    def get(self, digest: bytes) -> bytes:
+        """The block stored under `digest`, verified.
+
+        Raises ShardNotFound, or CorruptShard after moving a bad block aside.
+        """
+        check_digest(digest)
+        block = self._read(digest)
+        if shard_hash(block) != digest:
+            self._move_to_quarantine(digest, len(block))
+            raise CorruptShard(digest)
+        return block
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, bytes) and len(digest) == DIGEST_SIZE and self._exists(digest)
+
+    def delete(self, digest: bytes) -> bool:
+        """Remove a block; False when it was not there."""
+        check_digest(digest)
+        size = self._remove(digest)
+        if size is None:
+            return False
+        with self._lock:
+            self._used -= size
+        return True
+
+    def scrub(self) -> list[bytes]:
+        """Verify every block; quarantine and return the digests of corrupt ones."""
+        corrupt = []
+        for digest in self.digests():
+            try:
+                self.get(digest)
+            except CorruptShard:
+                corrupt.append(digest)
+            except ShardNotFound:
+                continue  # deleted meanwhile
+        return corrupt
+
+    def _move_to_quarantine(self, digest: bytes, size: int) -> None:
+        if self._quarantine(digest):
+            with self._lock:
+                self._used -= size
+
+    def _account_existing(self, size: int) -> None:
+        with self._lock:
+            self._used += size
+
+    @abstractmethod
+    def digests(self) -> list[bytes]:
+        """Digests of all live blocks, sorted."""
+
+    @abstractmethod
+    def quarantined(self) -> list[bytes]:
+        """Digests of blocks found corrupt and set aside, sorted."""
+
+    @abstractmethod
+    def _exists(self, digest: bytes) -> bool: ...
+
+    @abstractmethod
+    def _write(self, digest: bytes, block: BytesLike) -> bool:
+        """Durably store; False if another writer stored it first."""
+
+    @abstractmethod
+    def _read(self, digest: bytes) -> bytes:
+        """Raw bytes of the block; ShardNotFound when absent."""
+
+    @abstractmethod
+    def _remove(self, digest: bytes) -> int | None:
+        """Delete; the removed size, or None when absent."""
+
+    @abstractmethod
+    def _quarantine(self, digest: bytes) -> bool:
+        """Set the block aside; False if it was already gone."""
