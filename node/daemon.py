@@ -21,8 +21,9 @@ from pathlib import Path
 import trio
 
 from node.assembly import Node, NodeParts
+from node.config.addresses import PeerAddress
 from node.config.datadir import DataDir
-from node.config.settings import NodeConfig, PeerAddress
+from node.config.settings import NodeConfig
 from node.control.address import control_path
 from node.control.ops import ControlOps
 from node.control.server import ControlServer

@@ -18,12 +18,13 @@ from pathlib import Path
 import nacl.signing
 
 from storage.codec.crypt import KEY_SIZE, open_sealed_key, seal_key
-from storage.codec.decoder import RecordDecoder, store_source
+from storage.codec.decoder import RecordDecoder
 from storage.codec.encoder import RecordEncoder
 from storage.codec.hashing import derive_record_id
 from storage.codec.manifest import Manifest, RecordMetadata
 from storage.errors import DecryptionError
 from storage.store.disk import DiskShardStore
+from storage.store.shard_store import store_source
 
 MARKER = b"MEDVAULT-DEMO-PLAINTEXT"
 

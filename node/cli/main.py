@@ -17,8 +17,8 @@ from node.cli import records as cli_records
 from node.cli.codec_demo import run_codec_demo
 from node.cli.common import data_dir_option, open_data_dir, operator_errors, print_report
 from node.cli.network_demo import run_network_demo
+from node.config.addresses import PeerAddress, parse_host_port
 from node.config.keyfiles import KeyKind, read_secret
-from node.config.settings import PeerAddress, parse_host_port
 from node.config.storage import StorageConfig
 from node.control.client import DaemonNotRunning, call
 from node.daemon import run_until_signalled

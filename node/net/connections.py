@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import nacl.signing
 import trio
 
-from node.config.settings import Limits, PeerAddress
+from node.config.addresses import PeerAddress
+from node.config.settings import Limits
 from node.logs import event, get_logger, short_key
 from node.net.channel import SecureChannel, open_client_channel, open_server_channel
 from node.net.errors import DialBackoff, PeerUnreachable

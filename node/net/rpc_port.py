@@ -12,7 +12,7 @@ from typing import Protocol
 
 import trio
 
-from node.config.settings import PeerAddress, parse_host_port
+from node.config.addresses import PeerAddress, parse_host_port
 from node.net.connections import ConnectionManager
 from node.net.errors import PeerUnreachable, RemoteError, RequestError
 from protocol.dht.contact import Contact

@@ -18,14 +18,14 @@ from typing import Any
 
 from node.logs import event, get_logger
 from node.records.fetch import BlockFetcher, TooFewShards
-from node.records.health import RecordHealth
 from node.records.service import RecordError, RecordService, short
 from node.records.transfer import HolderSender, holder_senders, send_to_holders
 from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
+from protocol.records.health import RecordHealth
+from protocol.records.placement import Candidate, add_holders
 from storage.codec.erasure import ReedSolomon
 from storage.codec.manifest import Manifest
-from storage.placement import Candidate, add_holders
 
 log = get_logger("repair")
 

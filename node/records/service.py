@@ -50,13 +50,13 @@ from protocol.records.messages import (
     ManifestFound,
     NodeInfo,
 )
+from protocol.records.placement import Candidate, place
 from storage.codec.crypt import KEY_SIZE, SegmentCipher, check_recipient, open_sealed_key, seal_key
 from storage.codec.encoder import RecordEncoder, SegmentJob
 from storage.codec.erasure import BytesLike
 from storage.codec.manifest import Manifest, RecordMetadata
 from storage.codec.segment import EncodedSegment
 from storage.errors import KeyFormatError, ManifestError
-from storage.placement import Candidate, place
 
 log = get_logger("records")
 NODE_INFO_TTL = 300.0

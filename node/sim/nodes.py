@@ -27,11 +27,11 @@ import trio
 from node.assembly import Node, NodeParts
 from node.config.settings import NodeConfig
 from node.net.errors import RpcError
-from node.net.transport import MemoryNetwork
 from node.records.fetch import TooFewShards
-from node.records.health import RecordHealth
 from node.records.service import RecordError
+from node.sim.memory import MemoryNetwork
 from node.sim.network import SimNetwork, SimPort
+from protocol.records.health import RecordHealth
 from protocol.records.messages import HoldingsFound
 from storage.codec.crypt import open_sealed_key
 from storage.codec.manifest import RecordMetadata

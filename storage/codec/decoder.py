@@ -9,8 +9,6 @@ from storage.codec.crypt import SegmentCipher
 from storage.codec.erasure import BytesLike, ReedSolomon
 from storage.codec.manifest import Manifest, RecordMetadata
 from storage.codec.segment import SegmentCodec
-from storage.errors import ShardNotFound
-from storage.store.shard_store import ShardStore
 
 # (segment, shard index) -> block, None if unavailable; may raise CorruptShard.
 BlockSource = Callable[[int, int], BytesLike | None]
@@ -51,16 +49,3 @@ class RecordDecoder:
         for segment in range(self.manifest.segment_count):
             written += out.write(self.decode_segment(segment, source))
         return written
-
-
-def store_source(store: ShardStore, manifest: Manifest) -> BlockSource:
-    """A block source reading one local shard store by content address."""
-
-    def get(segment: int, index: int) -> BytesLike | None:
-        # A corrupt block raises CorruptShard (already quarantined by the store).
-        try:
-            return store.get(manifest.block_hash(segment, index))
-        except ShardNotFound:
-            return None
-
-    return get

@@ -11,8 +11,10 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 
+from storage.codec.decoder import BlockSource
 from storage.codec.erasure import BytesLike
 from storage.codec.hashing import DIGEST_SIZE, shard_hash
+from storage.codec.manifest import Manifest
 from storage.errors import BlockMismatch, CorruptShard, ShardNotFound, StoreFull
 
 
@@ -145,3 +147,16 @@ class ShardStore(ABC):
     @abstractmethod
     def _quarantine(self, digest: bytes) -> bool:
         """Set the block aside; False if it was already gone."""
+
+
+def store_source(store: ShardStore, manifest: Manifest) -> BlockSource:
+    """A block source reading one local shard store by content address."""
+
+    def get(segment: int, index: int) -> BytesLike | None:
+        # A corrupt block raises CorruptShard (already quarantined by the store).
+        try:
+            return store.get(manifest.block_hash(segment, index))
+        except ShardNotFound:
+            return None
+
+    return get

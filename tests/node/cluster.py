@@ -17,7 +17,7 @@ from node.config.dht import DhtConfig
 from node.config.gossip import GossipConfig
 from node.config.settings import NodeConfig
 from node.config.storage import StorageConfig
-from node.net.transport import MemoryNetwork
+from node.sim.memory import MemoryNetwork
 from storage.store.holdings import Holdings
 from storage.store.memory import MemoryShardStore
 from tests.protocol.keys import NETWORK, seed

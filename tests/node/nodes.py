@@ -7,10 +7,12 @@ from collections.abc import Callable
 import nacl.signing
 import trio
 
-from node.config.settings import Limits, PeerAddress, parse_host_port
+from node.config.addresses import PeerAddress, parse_host_port
+from node.config.settings import Limits
 from node.net.connections import ConnectionManager
 from node.net.dispatch import Dispatcher, base_dispatcher
-from node.net.transport import MemoryNetwork, TcpTransport, Transport
+from node.net.transport import TcpTransport, Transport
+from node.sim.memory import MemoryNetwork
 from tests.protocol.keys import NETWORK, seed
 
 TransportFactory = Callable[[], Transport]

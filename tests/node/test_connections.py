@@ -7,13 +7,14 @@ import pytest
 import trio
 import trio.testing
 
-from node.config.settings import Limits, PeerAddress
+from node.config.addresses import PeerAddress
+from node.config.settings import Limits
 from node.net import connections
 from node.net.channel import SecureChannel, open_client_channel
 from node.net.connections import ConnectionManager
 from node.net.dispatch import base_dispatcher
 from node.net.errors import DialBackoff, PeerClosed, PeerUnreachable
-from node.net.transport import MemoryNetwork
+from node.sim.memory import MemoryNetwork
 from protocol.net.boxstream import BoxWriter
 from protocol.net.messages import Kind, Ping, Pong, decode_envelope
 from tests.node.nodes import address_of, start_node

@@ -5,16 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from node.config.addresses import PeerAddress, parse_host_port
 from node.config.datadir import DataDir, DataDirError
 from node.config.keyfiles import KeyFileError, KeyKind, read_secret, write_secret
-from node.config.settings import (
-    ConfigError,
-    Limits,
-    PeerAddress,
-    load_config,
-    parse_config,
-    parse_host_port,
-)
+from node.config.settings import ConfigError, Limits, load_config, parse_config
 
 
 def test_key_file_round_trip_and_mode(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import os
 import pytest
 import trio
 
-from node.config.settings import PeerAddress
+from node.config.addresses import PeerAddress
 from node.net.dispatch import base_dispatcher
 from node.net.errors import CallTimeout, PeerUnreachable, RemoteError, RequestError
 from node.net.rpc_port import Caller

@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.codec.decoder import BlockSource, RecordDecoder, store_source
+from storage.codec.decoder import BlockSource, RecordDecoder
 from storage.codec.encoder import RecordEncoder
 from storage.codec.erasure import BytesLike
 from storage.codec.manifest import Manifest, RecordMetadata
 from storage.codec.segment import EncodedSegment
 from storage.errors import DecryptionError, ManifestError, NotEnoughShards
 from storage.store.memory import MemoryShardStore
+from storage.store.shard_store import store_source
 
 KEY = b"K" * 32
 RID = b"I" * 32

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.records.messages import HoldingsFound
-from storage.placement import spread
+from protocol.records.placement import spread
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.placement import Candidate, add_holders, place, spread
+from protocol.records.placement import Candidate, add_holders, place, spread
 
 
 def candidates(sites: list[str]) -> list[Candidate[str]]:
