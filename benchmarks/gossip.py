@@ -58,7 +58,6 @@ def run(
     size: int, loss: float, trials: int, config: GossipConfig, seed: int
 ) -> tuple[list[Trial], float]:
     async def main() -> tuple[list[Trial], float]:
-        deterministic_scheduling(seed)
         rng = random.Random(seed)
         network = SimNetwork(seed, LinkModel(loss=loss))
         cluster = GossipCluster(network, config, rng)
@@ -83,7 +82,8 @@ def run(
             nursery.cancel_scope.cancel()
         return results, sent / size / rounds
 
-    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    with deterministic_scheduling(seed):
+        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 async def spread(cluster: GossipCluster, entry_hash: bytes) -> tuple[float, float | None]:

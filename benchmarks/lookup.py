@@ -56,7 +56,6 @@ def percentile(values: list[float], share: float) -> float:
 
 def measure(size: int, lookups: int, seed: int, loss: float, config: DhtConfig) -> list[Sample]:
     async def main() -> list[Sample]:
-        deterministic_scheduling(seed)
         rng = random.Random(seed)
         cluster = SimCluster(SimNetwork(seed, LinkModel(loss=loss)), config, rng)
         samples = []
@@ -74,7 +73,8 @@ def measure(size: int, lookups: int, seed: int, loss: float, config: DhtConfig) 
             nursery.cancel_scope.cancel()
         return samples
 
-    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    with deterministic_scheduling(seed):
+        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def summarise(samples: list[Sample], k: int) -> dict[str, Any]:

@@ -105,8 +105,8 @@ def run_virtual(seed: int, main: Callable[[], Awaitable[T]]) -> T:
         with inline_work():
             return await main()
 
-    deterministic_scheduling(seed)
-    return trio.run(inline, clock=trio.testing.MockClock(autojump_threshold=0))
+    with deterministic_scheduling(seed):
+        return trio.run(inline, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def traffic(sim: SimNodes, kinds: tuple[str, ...] = REPAIR_TRAFFIC) -> int:

@@ -23,15 +23,12 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def medvault(
     *args: str, check: bool = True, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "node", *args],
-        cwd=REPO,
         capture_output=True,
         text=True,
         check=check,
@@ -56,7 +53,6 @@ class Daemon:
         command = [sys.executable, "-m", "node", "run", "--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(
             [*command, "--log-format", "json"],
-            cwd=REPO,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             bufsize=0,

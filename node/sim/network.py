@@ -5,7 +5,7 @@ bug shows up here as on the wire; the secret handshake and box stream are
 left out (they have their own tests) so that a 1000-node run takes seconds.
 Each link has a fixed one-way latency derived from the seed; loss is drawn
 per message from one seeded RNG; nodes can be crashed and revived and the
-network split into groups. With `deterministic_scheduling(seed)` (trio
+network split into groups. Within `deterministic_scheduling(seed)` (trio
 shuffles its run queue with a module RNG) a seed reproduces a run exactly.
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import trio
@@ -31,12 +32,24 @@ from protocol.net.messages import (
 )
 
 
-def deterministic_scheduling(seed: int) -> None:
-    """Make trio's task ordering a function of `seed` (private trio hook, as pytest-trio uses)."""
+@contextmanager
+def deterministic_scheduling(seed: int) -> Iterator[None]:
+    """Within the block, trio's task ordering is a function of `seed`.
+
+    A private trio hook (as pytest-trio uses): trio shuffles its run queue with
+    a module RNG when the flag is set. Both are restored when the block ends,
+    so a simulation leaves the process's scheduling as it found it.
+    """
     import trio._core._run as run  # noqa: PLC0415 - private, only for simulations
 
+    allowed, state = run._ALLOW_DETERMINISTIC_SCHEDULING, run._r.getstate()
     run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
     run._r.seed(seed)
+    try:
+        yield
+    finally:
+        run._ALLOW_DETERMINISTIC_SCHEDULING = allowed  # type: ignore[misc]
+        run._r.setstate(state)
 
 
 @dataclass(frozen=True)

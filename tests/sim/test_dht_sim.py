@@ -32,14 +32,14 @@ K = 20
 async def cluster(
     seed: int, size: int, *, loss: float = 0.0, config: DhtConfig | None = None, **kwargs: object
 ) -> AsyncIterator[tuple[SimCluster, trio.Nursery, random.Random]]:
-    deterministic_scheduling(seed)
     rng = random.Random(seed)
     network = SimNetwork(seed, LinkModel(loss=loss))
     sim = SimCluster(network, config or DhtConfig(k=K), rng, **kwargs)  # type: ignore[arg-type]
-    async with trio.open_nursery() as nursery:
-        await sim.grow(nursery, size)
-        yield sim, nursery, rng
-        nursery.cancel_scope.cancel()
+    with deterministic_scheduling(seed):
+        async with trio.open_nursery() as nursery:
+            await sim.grow(nursery, size)
+            yield sim, nursery, rng
+            nursery.cancel_scope.cancel()
 
 
 async def accuracy(sim: SimCluster, rng: random.Random, lookups: int) -> float:

@@ -29,14 +29,14 @@ INTERVAL = 0.2
 async def ledger_cluster(
     seed: int, size: int, *, loss: float = 0.0, config: GossipConfig | None = None
 ) -> AsyncIterator[tuple[GossipCluster, random.Random]]:
-    deterministic_scheduling(seed)
     rng = random.Random(seed)
     network = SimNetwork(seed, LinkModel(loss=loss))
     cluster = GossipCluster(network, config or GossipConfig(interval=INTERVAL), rng)
-    async with trio.open_nursery() as nursery:
-        await cluster.start(nursery, size)
-        yield cluster, rng
-        nursery.cancel_scope.cancel()
+    with deterministic_scheduling(seed):
+        async with trio.open_nursery() as nursery:
+            await cluster.start(nursery, size)
+            yield cluster, rng
+            nursery.cancel_scope.cancel()
 
 
 async def new_record(

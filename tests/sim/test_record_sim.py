@@ -109,8 +109,8 @@ def placement_of_a_run(seed: int) -> list[list[int]]:
                 nursery.cancel_scope.cancel()
         return [sorted(m.index for m in sim.holders(r)) for r in records]
 
-    deterministic_scheduling(seed)
-    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    with deterministic_scheduling(seed):
+        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def test_a_seed_reproduces_placement() -> None:
