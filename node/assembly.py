@@ -70,6 +70,7 @@ class Node:
             handler=self.dispatcher,
             limits=config.limits,
             random_bytes=parts.random_bytes,
+            rng=parts.rng.random,
         )
         outbound = parts.port or ManagerPort(self.manager)
         self.port = SelfRoutingPort(outbound, public, self.dispatcher)

@@ -37,9 +37,9 @@ def test_deterministic_scheduling_is_undone_when_the_block_ends() -> None:
 
     allowed, state = run._ALLOW_DETERMINISTIC_SCHEDULING, run._r.getstate()
     with deterministic_scheduling(5):
-        assert run._ALLOW_DETERMINISTIC_SCHEDULING is True
+        assert getattr(run, "_ALLOW_DETERMINISTIC_SCHEDULING") is True  # noqa: B009
         run._r.random()  # the simulation draws from trio's scheduling RNG
-    assert run._ALLOW_DETERMINISTIC_SCHEDULING == allowed
+    assert allowed == run._ALLOW_DETERMINISTIC_SCHEDULING
     assert run._r.getstate() == state
 
 

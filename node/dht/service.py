@@ -15,7 +15,6 @@ passes time.time; the simulator its virtual clock).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +27,7 @@ from node.net.dispatch import Dispatcher
 from node.net.errors import CallTimeout, RequestError, RpcError
 from node.net.rpc_port import Caller, RpcPort
 from protocol.dht.contact import Contact, ContactInfo, distance
+from protocol.dht.liveness import Evict, Liveness
 from protocol.dht.lookup import Finished, Lookup
 from protocol.dht.messages import (
     AddProvider,
@@ -132,10 +132,7 @@ class DhtService:
         )
         self.store = store or RecordStore()
         self.stats = DhtStats()
-        self._failures: dict[bytes, tuple[int, float]] = {}  # id -> (failures, first sent at)
-        # When a peer last talked to or answered us. A node that is itself cut
-        # off sees every call fail; it must not empty its routing table for it.
-        self._heard_at = -math.inf
+        self.liveness = Liveness(self.config.max_failures)
         self._pinging: dict[bytes, None] = {}
         self._provided: dict[bytes, None] = {}
         self._published: dict[bytes, ValueRecord] = {}
@@ -196,9 +193,9 @@ class DhtService:
 
     def observe(self, contact: Contact) -> None:
         """`contact` talked to us or answered us: it is alive."""
-        self._heard_at = trio.current_time()
-        self._failures.pop(contact.node_id, None)
-        decision = self.routing.observe(contact, trio.current_time())
+        now = trio.current_time()
+        self.liveness.heard(contact.node_id, now)
+        decision = self.routing.observe(contact, now)
         if self._nursery is None:
             return
         if isinstance(decision, BucketFull):
@@ -214,35 +211,31 @@ class DhtService:
         try:
             await self.port.call(oldest, Ping(0), self.config.query_timeout)
         except RpcError:
-            if self._heard_at >= sent_at:  # others answer meanwhile: it is the peer, not us
-                self._evict(oldest, "did not answer a liveness ping")
+            self._evict(self.liveness.ping_failed(oldest.node_id, sent_at))
         else:
             self.routing.observe(oldest, trio.current_time())
         finally:
             del self._pinging[oldest.node_id]
 
     def _note_failure(self, contact: Contact, *, garbage: bool, sent_at: float) -> None:
-        """A query to `contact` sent at `sent_at` failed.
-
-        Garbage evicts at once. Silence evicts after `max_failures` only if some
-        other peer was heard since the first failing query went out: when
-        nobody answers, the fault is more likely this node's own network.
-        """
+        """A query to `contact` sent at `sent_at` failed (protocol.dht.liveness decides)."""
         self.stats.query_failures += 1
-        count, first = self._failures.get(contact.node_id, (0, sent_at))
-        count += 1
-        self._failures[contact.node_id] = (count, first)
-        if garbage:
-            self._evict(contact, "sent garbage")
-        elif count >= self.config.max_failures and self._heard_at >= first:
-            self._evict(contact, f"failed {count} times")
+        self._evict(self.liveness.failed(contact.node_id, sent_at=sent_at, garbage=garbage))
 
-    def _evict(self, contact: Contact, reason: str) -> None:
-        if self.routing.get(contact.node_id) is not None:
-            self.routing.remove(contact.node_id)
+    def _evict(self, decision: Evict | None) -> None:
+        if decision is None:
+            return
+        evicted = self.routing.get(decision.node_id)
+        if evicted is not None:
+            self.routing.remove(decision.node_id)
             self.stats.evictions += 1
-            event(log, logging.DEBUG, "evicted", peer=short_key(contact.public_key), reason=reason)
-        self._failures.pop(contact.node_id, None)
+            event(
+                log,
+                logging.DEBUG,
+                "evicted",
+                peer=short_key(evicted.public_key),
+                reason=decision.reason,
+            )
 
     async def _hand_on(self, newcomer: Contact) -> None:
         """Re-store our records on a new contact closer to them than we are."""

@@ -4,16 +4,16 @@ Inbound: a handshake slot is taken without waiting (none free: the stream is
 dropped at once, so a flood of half-open connections costs nothing but those
 slots), the handshake runs under a timeout, then the peer is admitted if
 the connection limit allows. Outbound: concurrent dials to one peer share
-one attempt; a failed address waits out an exponential backoff.
-
-When both sides dial each other at once, each keeps the connection dialed by
-the peer with the smaller public key, so both keep the same one.
+one attempt; a failed address waits out a jittered exponential backoff.
+The backoff and the choice between duplicate connections are pure
+decisions (protocol.net.dialing); this shell carries them out.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +28,7 @@ from node.net.errors import DialBackoff, PeerUnreachable
 from node.net.peer import Handler, PeerConnection
 from node.net.transport import Transport
 from protocol.errors import HandshakeFailed
+from protocol.net.dialing import Backoff, keep_new_connection
 from protocol.net.messages import Message
 
 log = get_logger("connections")
@@ -54,6 +55,7 @@ class ConnectionManager:
         handler: Handler,
         limits: Limits | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.identity = identity
         self.public_key = bytes(identity.verify_key)
@@ -66,7 +68,9 @@ class ConnectionManager:
         self.stats = ConnectionStats()
         self._peers: dict[bytes, PeerConnection] = {}
         self._dialing: dict[bytes, trio.Event] = {}
-        self._backoff: dict[str, tuple[float, float]] = {}
+        self._backoff = Backoff(
+            initial=self.limits.backoff_initial, maximum=self.limits.backoff_max, rng=rng
+        )
         self._handshakes = trio.Semaphore(self.limits.max_handshakes)
         self._nursery: trio.Nursery | None = None
         self._admitted = trio.Event()  # set and replaced whenever a peer is admitted
@@ -115,10 +119,9 @@ class ConnectionManager:
             if joined is None:
                 raise PeerUnreachable(f"{peer.address}: the concurrent dial failed")
             return joined
-        now = trio.current_time()
-        retry_at, _ = self._backoff.get(peer.address, (0.0, 0.0))
-        if now < retry_at:
-            raise DialBackoff(peer.address, retry_at - now)
+        wait = self._backoff.wait(peer.address, trio.current_time())
+        if wait > 0:
+            raise DialBackoff(peer.address, wait)
         done = self._dialing[peer.public_key] = trio.Event()
         try:
             return await self._dial(peer)
@@ -140,7 +143,7 @@ class ConnectionManager:
         try:
             channel = await self._dial_channel(peer)
         except PeerUnreachable as exc:
-            self._note_failure(peer.address)
+            self._backoff.failed(peer.address, trio.current_time())
             event(
                 log,
                 logging.INFO,
@@ -150,7 +153,7 @@ class ConnectionManager:
                 reason=str(exc),
             )
             raise
-        self._backoff.pop(peer.address, None)
+        self._backoff.succeeded(peer.address)
         self.stats.dialed += 1
         connection = self._new_connection(channel, outbound=True)
         kept = self._admit(connection)
@@ -181,13 +184,6 @@ class ConnectionManager:
             reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
             raise PeerUnreachable(f"{peer.address}: {reason}") from None
 
-    def _note_failure(self, address: str) -> None:
-        _, delay = self._backoff.get(address, (0.0, 0.0))
-        delay = (
-            self.limits.backoff_initial if not delay else min(delay * 2, self.limits.backoff_max)
-        )
-        self._backoff[address] = (trio.current_time() + delay, delay)
-
     def _new_connection(self, channel: SecureChannel, *, outbound: bool) -> PeerConnection:
         return PeerConnection(
             channel,
@@ -203,10 +199,12 @@ class ConnectionManager:
         existing = self.peer(key)
         if existing is not None:
             self.stats.duplicates_closed += 1
-            # Same direction means the peer redialed: its old connection is stale.
-            redialed = existing.outbound is connection.outbound
-            smaller_dialed_new = (self.public_key < key) is connection.outbound
-            if not (redialed or smaller_dialed_new):
+            if not keep_new_connection(
+                self.public_key,
+                key,
+                existing_outbound=existing.outbound,
+                new_outbound=connection.outbound,
+            ):
                 return existing
             self._register(connection)
             if self._nursery is not None:
