@@ -9,7 +9,6 @@ that holds it. Record keys never cross the socket.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import os
@@ -42,6 +41,7 @@ from protocol.control import (
 )
 from protocol.ids import node_id
 from protocol.ledger.entries import Entry
+from protocol.records.upload import UploadSegments
 from storage.codec.crypt import SegmentCipher
 from storage.codec.encoder import read_full
 from storage.codec.manifest import RecordMetadata
@@ -308,25 +308,16 @@ def describe_entry(entry: Entry, rejected: str | None) -> Reply:
 
 
 async def upload_segments(stream: Replies, size: int) -> AsyncIterator[tuple[bytes, bool]]:
-    """Cut the client's Chunk frames into `size`-byte segments (the last may be shorter).
-
-    A chunk that is exactly one segment (as the CLI sends them) passes through
-    without a copy.
-    """
-    pieces = Pieces()
-    while True:
+    """The client's Chunk frames as segments (protocol.records.upload cuts them)."""
+    segments = UploadSegments(size)
+    while not segments.finished:
         request = await stream.receive()
         if request is None:
             raise RecordError("the upload ended before its last chunk; nothing was stored")
         if not isinstance(request, Chunk):
             raise RecordError(f"expected an upload chunk, got {request.OP!r}")
-        pieces.add(request.data)
-        # Hold a full segment back until more data arrives: only then is it not the last.
-        while pieces.size > size:
-            yield pieces.take(size), False
-        if request.last:
-            yield pieces.take(pieces.size), True
-            return
+        for segment in segments.add(request.data, request.last):
+            yield segment
 
 
 PROGRESS_EVERY = 8 * 1024 * 1024
@@ -351,35 +342,3 @@ async def file_segments(
         if not following:
             return
         current = following
-
-
-class Pieces:
-    """A queue of byte strings read from the front in arbitrary lengths."""
-
-    def __init__(self) -> None:
-        self._queue: collections.deque[bytes] = collections.deque()
-        self._offset = 0  # bytes of the first piece already taken
-        self.size = 0
-
-    def add(self, data: bytes) -> None:
-        if data:
-            self._queue.append(data)
-            self.size += len(data)
-
-    def take(self, count: int) -> bytes:
-        """The next `count` bytes (a queued piece itself when it is exactly that)."""
-        if self._queue and self._offset == 0 and len(self._queue[0]) == count:
-            self.size -= count
-            return self._queue.popleft()
-        out = bytearray()
-        while len(out) < count:
-            piece = memoryview(self._queue[0])[self._offset :]
-            wanted = count - len(out)
-            out += piece[:wanted]
-            if len(piece) <= wanted:
-                self._queue.popleft()
-                self._offset = 0
-            else:
-                self._offset += wanted
-        self.size -= count
-        return bytes(out)

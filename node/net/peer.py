@@ -152,7 +152,7 @@ class PeerConnection:
                 await self._send(Envelope(Kind.REQUEST, request_id, message))
             except RemoteProtocolError as exc:  # the stream broke under us
                 raise PeerClosed(f"connection lost while sending: {exc.reason}") from None
-            with trio.move_on_at(now + timeout):
+            with trio.move_on_at(self._tracker.deadline(request_id) or now):
                 await waiter.done.wait()
         finally:
             self._waiters.pop(request_id, None)

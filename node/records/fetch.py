@@ -1,10 +1,10 @@
 """Reading a record's blocks from the network: verified, parallel, fastest first.
 
-Per window of segments, each segment needs k verified blocks. Indices are
-tried data shards first (no arithmetic to decode), each from its fastest
-known holder (latency is tracked per node); every answer is checked against
-the manifest's block hashes, and a missing, corrupt or late block is tried
-again from another index or holder. A segment that cannot reach k good
+Per window of segments, each segment needs k verified blocks; which holder
+is asked for which block, round by round, is protocol.records.fetching's
+decision (data shards first, fastest holder first). Every answer is checked
+against the manifest's block hashes here, and a missing, corrupt or late
+block is tried again from another index or holder. A segment that cannot reach k good
 blocks raises TooFewShards naming it. Decoding (which needs no key: the
 result is still ciphertext) runs in a worker thread.
 """
@@ -12,7 +12,6 @@ result is still ciphertext) runs in a worker thread.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 
 import trio
 
@@ -20,6 +19,7 @@ from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
 from node.offload import in_worker
 from protocol.dht.contact import Contact
+from protocol.records.fetching import FetchRounds, Latency
 from protocol.records.messages import BlockRef, BlocksFound, FetchBlocks
 from storage.codec.crypt import MAC_SIZE
 from storage.codec.erasure import ReedSolomon
@@ -32,20 +32,6 @@ REQUEST_BYTES = 3 * 1024 * 1024
 
 class TooFewShards(Exception):
     """Fewer than k verified blocks of a segment could be fetched."""
-
-
-@dataclass
-class Latency:
-    """Per-node response time, smoothed (exponentially weighted)."""
-
-    seconds: dict[bytes, float] = field(default_factory=dict)
-
-    def note(self, node: bytes, elapsed: float) -> None:
-        before = self.seconds.get(node)
-        self.seconds[node] = elapsed if before is None else 0.7 * before + 0.3 * elapsed
-
-    def rank(self, node: bytes) -> float:
-        return self.seconds.get(node, 0.05)
 
 
 class BlockFetcher:
@@ -90,59 +76,35 @@ class BlockFetcher:
     ) -> dict[int, dict[int, bytes]]:
         """At least `need` verified blocks per segment (indices in `avoid` not used)."""
         got: dict[int, dict[int, bytes]] = {s: {} for s in segments}
-        tried: dict[int, set[tuple[int, bytes]]] = {s: set() for s in segments}
-        while True:
-            short = [s for s in segments if len(got[s]) < need]
-            if not short:
-                return got
-            plan = self._plan(short, got, tried, need, set(avoid))
+        rounds = FetchRounds(
+            segments=segments,
+            need=need,
+            n=self.manifest.n,
+            holders=self.holders,
+            latency=self.latency,
+            corrupt=self.corrupt,
+            avoid=avoid,
+        )
+        while rounds.short():
+            plan = rounds.next_round()
             if not plan:
-                worst = min(short, key=lambda s: len(got[s]))
-                raise TooFewShards(
-                    f"segment {worst}: only {len(got[worst])} verified shards reachable,"
-                    f" {need} needed"
-                )
+                raise TooFewShards(rounds.shortfall())
             async with trio.open_nursery() as nursery:
                 for holder, refs in plan.items():
                     for chunk in self._chunks(refs):
-                        nursery.start_soon(self._ask, holder, chunk, got)
-
-    def _plan(
-        self,
-        short: list[int],
-        got: dict[int, dict[int, bytes]],
-        tried: dict[int, set[tuple[int, bytes]]],
-        need: int,
-        avoid: set[int],
-    ) -> dict[Contact, list[BlockRef]]:
-        plan: dict[Contact, list[BlockRef]] = {}
-        for segment in short:
-            wanted = need - len(got[segment])
-            for index in range(self.manifest.n):
-                if wanted == 0:
-                    break
-                if index in got[segment] or index in avoid:
-                    continue
-                options = [
-                    h
-                    for h in self.holders.get(index, [])
-                    if (index, h.public_key) not in tried[segment]
-                    and index not in self.corrupt.get(h.public_key, set())
-                ]
-                if not options:
-                    continue
-                holder = min(options, key=lambda h: self.latency.rank(h.public_key))
-                tried[segment].add((index, holder.public_key))
-                plan.setdefault(holder, []).append(BlockRef(segment, index))
-                wanted -= 1
-        return plan
+                        nursery.start_soon(self._ask, holder, chunk, got, rounds)
+        return got
 
     def _chunks(self, refs: list[BlockRef]) -> list[list[BlockRef]]:
         per_request = max(1, REQUEST_BYTES // max(self.manifest.block_size(0), 1))
         return [refs[i : i + per_request] for i in range(0, len(refs), per_request)]
 
     async def _ask(
-        self, holder: Contact, refs: list[BlockRef], got: dict[int, dict[int, bytes]]
+        self,
+        holder: Contact,
+        refs: list[BlockRef],
+        got: dict[int, dict[int, bytes]],
+        rounds: FetchRounds,
     ) -> None:
         started = trio.current_time()
         try:
@@ -159,6 +121,7 @@ class BlockFetcher:
         for ref, block, good in checked:
             if good:
                 got[ref.segment][ref.index] = block
+                rounds.received(ref.segment, ref.index)
             else:
                 self.corrupt.setdefault(holder.public_key, set()).add(ref.index)
 

@@ -1,12 +1,11 @@
 """Repairing a record: rebuild its missing shard indices onto new holders.
 
-The survey asks every candidate holder what it holds (RecordHealth). Indices
-no live node holds are rebuilt from any k verified blocks per segment (the
-blocks are ciphertext: repair needs no record key) and so are crowded ones
-while nodes holding nothing of the record remain. Targets come from
-`add_holders` over the nodes closest to the record's key: nodes holding
-nothing of the record first, sites balanced. Every rebuilt block is checked
-against the manifest before it is sent, and the new holders check again.
+The survey asks every candidate holder what it holds (RecordHealth);
+protocol.records.repair decides which indices go to which of the nodes
+closest to the record's key. The blocks are rebuilt from any k verified
+blocks per segment (they are ciphertext: repair needs no record key); every
+rebuilt block is checked against the manifest before it is sent, and the new
+holders check again.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ from node.records.transfer import HolderSender, holder_senders, send_to_holders
 from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
 from protocol.records.health import RecordHealth
-from protocol.records.placement import Candidate, add_holders
+from protocol.records.placement import Candidate
+from protocol.records.repair import plan_repair, triage
 from storage.codec.erasure import ReedSolomon
 from storage.codec.manifest import Manifest
 
@@ -76,14 +76,9 @@ class Repairer:
         record = self.records.lookup(record_id)
         survey = survey or await self.survey(record_id, verify=False)
         health = survey.health
-        if health.healthy:
-            return RepairReport(health, note="healthy")
-        if not health.readable:
-            return RepairReport(
-                health,
-                note=f"unrecoverable for now: {len(health.held)} of {health.k} needed"
-                " shard indices reachable",
-            )
+        note = triage(health)
+        if note is not None:
+            return RepairReport(health, note=note)
         manifest = await self.records.manifest_of(record)
         pool = await self.records.candidates(record_dht_key(record_id), health.n)
         contacts = {**survey.contacts, **{c.public_key: c for c, _ in pool}}
@@ -91,17 +86,10 @@ class Repairer:
         for node in health.holders:
             if node not in sites:
                 sites[node] = await self.records.site_of(survey.contacts[node]) or node.hex()
-        fresh = sum(1 for c, _ in pool if c.public_key not in health.holders)
-        spare = max(0, fresh - len(health.missing))
-        needs = [*health.missing, *health.crowded[:spare]]
-        if not needs:
-            return RepairReport(health, note="no node holding none of the record is reachable")
-        candidates = [Candidate(c.public_key, site) for c, site in pool]
-        targets = {
-            index: node
-            for index, node in add_holders(needs, candidates, health.holders, sites).items()
-            if index not in health.holders.get(node, ())
-        }
+        plan = plan_repair(health, [Candidate(c.public_key, site) for c, site in pool], sites)
+        if not plan.targets:
+            return RepairReport(health, note=plan.note)
+        targets = plan.targets
         senders = await self._rebuild(manifest, health, contacts, targets)
         placed = {i: s.holder.public_key for s in senders if s.confirmed for i in s.indices}
         failed = {s.holder.public_key: s.failure for s in senders if s.failure is not None}

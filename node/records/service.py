@@ -29,7 +29,7 @@ from node.logs import event, get_logger
 from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
 from node.offload import in_worker
-from node.records.fetch import BlockFetcher, Latency
+from node.records.fetch import BlockFetcher
 from node.records.shard_service import ShardService
 from node.records.transfer import HolderSender, holder_senders, send_to_holders
 from protocol.dht.contact import Contact, distance
@@ -42,6 +42,7 @@ from protocol.ledger.entries import (
     derive_record_id,
 )
 from protocol.ledger.state import GrantInfo, RecordInfo
+from protocol.records.fetching import Latency
 from protocol.records.messages import (
     GetHoldings,
     GetManifest,

@@ -23,8 +23,8 @@ from node.logs import event, get_logger
 from node.records.repair import Repairer, RepairReport
 from node.records.service import RecordError, short
 from node.records.shard_service import ShardService
-from protocol.ids import node_id
 from protocol.ledger.entries import Entry, TombstoneBody
+from protocol.records.repair import coordinator
 
 log = get_logger("upkeep")
 
@@ -120,9 +120,8 @@ class RecordUpkeep:
     async def _repair_if_coordinator(self, record_id: bytes) -> RepairReport | None:
         survey = await self.repairer.survey(record_id, verify=False)
         health = survey.health
-        if health.healthy or not health.holders:
+        if health.healthy:
             return None
-        coordinator = min(health.holders, key=node_id)
-        if coordinator != self.me:
+        if coordinator(health) != self.me:
             return None
         return await self.repairer.repair(record_id, survey)

@@ -1,8 +1,10 @@
 """Request ids and their expiry, sans-IO: the caller supplies `now`.
 
-Ids are 32-bit, allocated in sequence and never reused while outstanding;
-a response to an id that is not outstanding (unknown, or already expired)
-is reported as such rather than delivered to the wrong caller.
+Ids are 32-bit, allocated in sequence and never reused while outstanding,
+at most `max_outstanding` at once per connection; a response to an id that
+is not outstanding (unknown, or already given up) is reported as such
+rather than delivered to the wrong caller. The shell (node.net.peer) waits
+for each answer until the deadline the tracker set.
 """
 
 from __future__ import annotations
@@ -41,18 +43,9 @@ class RequestTracker:
         self._next = self._next + 1 if self._next < MAX_REQUEST_ID else 1
 
     def deadline(self, request_id: int) -> float | None:
+        """When the outstanding request `request_id` stops waiting for its answer."""
         return self._deadlines.get(request_id)
 
     def close(self, request_id: int) -> bool:
         """Settle a request; False when it was not outstanding (late or bogus)."""
         return self._deadlines.pop(request_id, None) is not None
-
-    def expire(self, now: float) -> list[int]:
-        """Remove and return every request whose deadline has passed."""
-        expired = [rid for rid, deadline in self._deadlines.items() if deadline <= now]
-        for rid in expired:
-            del self._deadlines[rid]
-        return expired
-
-    def next_deadline(self) -> float | None:
-        return min(self._deadlines.values(), default=None)

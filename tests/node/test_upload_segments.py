@@ -7,10 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from node.control.ops import PROGRESS_EVERY, Pieces, file_segments, upload_segments
+from node.control.ops import PROGRESS_EVERY, file_segments, upload_segments
 from node.records.service import RecordError
 from protocol.control import Chunk, ControlRequest, Status
 
@@ -33,21 +31,6 @@ class Script:
 
 async def cut(requests: Sequence[ControlRequest], size: int) -> list[tuple[bytes, bool]]:
     return [item async for item in upload_segments(Script(requests), size)]
-
-
-@given(st.lists(st.integers(0, 300), max_size=8), st.integers(1, 100))
-def test_pieces_take_returns_the_bytes_in_order(sizes: list[int], take: int) -> None:
-    pieces = Pieces()
-    data = os.urandom(sum(sizes))
-    at = 0
-    for size in sizes:
-        pieces.add(data[at : at + size])
-        at += size
-    out = b""
-    while pieces.size >= take:
-        out += pieces.take(take)
-    out += pieces.take(pieces.size)
-    assert out == data and pieces.size == 0
 
 
 async def test_any_chunking_gives_full_segments_and_a_flagged_last() -> None:

@@ -157,12 +157,11 @@ def test_tracker_ids_deadlines_and_late_responses() -> None:
     a = tracker.open(now=0.0, timeout=5.0)
     b = tracker.open(now=1.0, timeout=1.0)
     assert a != b and len(tracker) == 2
-    assert tracker.next_deadline() == 2.0
-    assert tracker.expire(now=2.0) == [b]
-    assert tracker.close(b) is False  # late response: not delivered
-    assert tracker.close(a) is True
-    assert tracker.close(a) is False
-    assert tracker.next_deadline() is None
+    assert tracker.deadline(a) == 5.0 and tracker.deadline(b) == 2.0
+    assert tracker.close(b) is True
+    assert tracker.close(b) is False  # a late or repeated response: not delivered
+    assert tracker.deadline(b) is None
+    assert tracker.close(a) is True and len(tracker) == 0
 
 
 def test_tracker_limits_and_wraparound() -> None:

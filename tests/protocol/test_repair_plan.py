@@ -1,0 +1,101 @@
+"""Record health, repair planning and the repair coordinator, without trio or peers."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.ids import node_id
+from protocol.records.health import RecordHealth
+from protocol.records.messages import HoldingsFound
+from protocol.records.placement import Candidate
+from protocol.records.repair import coordinator, plan_repair, triage
+
+RECORD = b"r" * 32
+
+
+def key(i: int) -> bytes:
+    return bytes([i]) * 32
+
+
+def health(
+    k: int, n: int, held: dict[int, tuple[int, ...]], **extra: tuple[int, ...]
+) -> RecordHealth:
+    answers = [(key(node), HoldingsFound(indices, (), ())) for node, indices in held.items()]
+    for name, indices in extra.items():  # corrupt_<node>=(...)
+        node = int(name.split("_")[1])
+        answers.append((key(node), HoldingsFound(indices, (), indices)))
+    return RecordHealth.of(RECORD, k, n, answers)
+
+
+def pool(*nodes: int, site: str | None = None) -> list[Candidate[bytes]]:
+    return [Candidate(key(i), site or f"site-{i}") for i in nodes]
+
+
+def sites_of(*nodes: int) -> dict[bytes, str]:
+    return {key(i): f"site-{i}" for i in nodes}
+
+
+def test_health_counts_distinct_hosts_missing_and_crowded() -> None:
+    h = health(2, 4, {1: (0, 1), 2: (2,)})
+    assert h.held == {0, 1, 2}
+    assert h.missing == (3,)
+    assert h.distinct_hosts == 2 and h.crowded == (1,)  # node 1 stands for one index only
+    assert h.readable and not h.healthy
+
+
+def test_corrupt_indices_do_not_count() -> None:
+    h = health(2, 3, {1: (0,)}, corrupt_2=(1,))
+    assert h.held == {0} and not h.readable
+    assert h.corrupt == {key(2): (1,)}
+
+
+def test_triage() -> None:
+    assert triage(health(2, 2, {1: (0,), 2: (1,)})) == "healthy"
+    assert triage(health(2, 3, {1: (0,)})) == (
+        "unrecoverable for now: 1 of 2 needed shard indices reachable"
+    )
+    assert triage(health(2, 3, {1: (0,), 2: (1,)})) is None
+
+
+def test_missing_indices_go_to_fresh_nodes_at_new_sites_first() -> None:
+    h = health(2, 4, {1: (0,), 2: (1,)})
+    plan = plan_repair(h, pool(1, 2, 3, 4, 5), sites_of(1, 2, 3, 4, 5))
+    assert plan.targets == {2: key(3), 3: key(4)}
+
+
+def test_crowded_indices_move_only_while_fresh_nodes_remain() -> None:
+    h = health(2, 4, {1: (0, 1, 2, 3)})
+    # Three fresh nodes for no missing index: three of the four crowded indices move.
+    plan = plan_repair(h, pool(1, 2, 3, 4), sites_of(1, 2, 3, 4))
+    assert sorted(plan.targets.values()) == [key(2), key(3), key(4)]
+    assert len(set(plan.targets)) == 3
+    # No fresh node at all: nothing to do, and the plan says why.
+    stuck = plan_repair(h, pool(1), sites_of(1))
+    assert stuck.targets == {} and "no node holding none" in stuck.note
+
+
+def test_nothing_is_planned_for_a_healthy_or_unreadable_record() -> None:
+    assert plan_repair(health(1, 1, {1: (0,)}), pool(2), sites_of(1, 2)).note == "healthy"
+    assert plan_repair(health(2, 3, {}), pool(2), sites_of(2)).note.startswith("unrecoverable")
+
+
+def test_the_coordinator_is_the_holder_with_the_smallest_node_id() -> None:
+    h = health(1, 3, {1: (0,), 2: (1,), 3: (2,)})
+    assert coordinator(h) == min((key(1), key(2), key(3)), key=node_id)
+    assert coordinator(health(1, 3, {})) is None
+
+
+@given(
+    st.dictionaries(st.integers(1, 12), st.sets(st.integers(0, 7), min_size=1), max_size=8),
+    st.lists(st.integers(1, 20), min_size=1, max_size=12, unique=True),
+)
+def test_a_plan_never_gives_a_node_an_index_it_holds_or_an_index_twice(
+    held: dict[int, set[int]], candidates: list[int]
+) -> None:
+    h = health(2, 8, {node: tuple(sorted(indices)) for node, indices in held.items()})
+    plan = plan_repair(h, pool(*candidates), sites_of(*candidates, *held))
+    for index, node in plan.targets.items():
+        assert index not in h.holders.get(node, ())
+        assert index in h.missing or index in h.crowded
+    assert bool(plan.targets) != bool(plan.note)
