@@ -14,9 +14,10 @@ finished can still be found and collected. Times (ms) come from the caller.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterable
 from pathlib import Path
+
+from storage.store.sqlite import Database, statements
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -33,11 +34,24 @@ CREATE TABLE IF NOT EXISTS blocks (
 );
 CREATE INDEX IF NOT EXISTS blocks_by_digest ON blocks (digest);
 """
-# Columns added after the first release: (table, column, declaration).
+# Columns added before schema versions were kept: (table, column, declaration).
 _ADDED = (
     ("records", "first_seen", "INTEGER NOT NULL DEFAULT 0"),
     ("shards", "touched", "INTEGER NOT NULL DEFAULT 0"),
 )
+
+
+def _version_1(db: sqlite3.Connection) -> None:
+    """The schema as of version 1, from nothing or from any earlier unversioned file."""
+    for statement in statements(_SCHEMA):
+        db.execute(statement)
+    for table, column, declaration in _ADDED:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:  # names are fixed above, never input
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
+MIGRATIONS = (_version_1,)
 
 
 class HoldingsError(Exception):
@@ -47,58 +61,41 @@ class HoldingsError(Exception):
 class Holdings:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            self._upgrade()
-        except sqlite3.DatabaseError as exc:
-            raise HoldingsError(f"{path} is not a usable holdings database ({exc})") from None
-
-    def _upgrade(self) -> None:
-        for table, column, declaration in _ADDED:
-            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in present:  # names are fixed above, never input
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        self._db = Database(
+            path, migrations=MIGRATIONS, what="holdings database", error=HoldingsError
+        )
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def begin(self, record_id: bytes, manifest: bytes | None, index: int, now_ms: int) -> None:
         """Note that blocks of `index` are arriving (not complete yet)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
+        with self._db.transaction() as db:
+            db.execute(
                 "INSERT OR IGNORE INTO records VALUES (?, ?, ?)", (record_id, manifest, now_ms)
             )
             if manifest is not None:
-                self._db.execute(
+                db.execute(
                     "UPDATE records SET manifest = ? WHERE record_id = ? AND manifest IS NULL",
                     (manifest, record_id),
                 )
-            self._db.execute(
+            db.execute(
                 "INSERT OR IGNORE INTO shards VALUES (?, ?, 0, ?)", (record_id, index, now_ms)
             )
-            self._db.execute("COMMIT")
 
     def note_blocks(
         self, record_id: bytes, index: int, digests: Iterable[bytes], now_ms: int
     ) -> None:
         """Blocks of `index` now in the store (found later without a manifest)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
+        with self._db.transaction() as db:
+            db.executemany(
                 "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?)",
                 [(record_id, index, digest) for digest in digests],
             )
-            self._db.execute(
+            db.execute(
                 "UPDATE shards SET touched = ? WHERE record_id = ? AND shard_index = ?",
                 (now_ms, record_id, index),
             )
-            self._db.execute("COMMIT")
 
     def complete(self, record_id: bytes, index: int) -> None:
         """Every block of `index` is stored and fsync'd."""
@@ -109,37 +106,37 @@ class Holdings:
         self._set_complete(record_id, index, False)
 
     def _set_complete(self, record_id: bytes, index: int, complete: bool) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._db.connection() as db:
+            db.execute(
                 "UPDATE shards SET complete = ? WHERE record_id = ? AND shard_index = ?",
                 (int(complete), record_id, index),
             )
 
     def manifest(self, record_id: bytes) -> bytes | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.connection() as db:
+            row = db.execute(
                 "SELECT manifest FROM records WHERE record_id = ?", (record_id,)
             ).fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
     def indices(self, record_id: bytes) -> tuple[list[int], list[int]]:
         """(complete indices, partial indices) held for `record_id`."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.connection() as db:
+            rows = db.execute(
                 "SELECT shard_index, complete FROM shards WHERE record_id = ? ORDER BY shard_index",
                 (record_id,),
             ).fetchall()
         return [i for i, done in rows if done], [i for i, done in rows if not done]
 
     def records(self) -> list[bytes]:
-        with self._lock:
-            rows = self._db.execute("SELECT record_id FROM records ORDER BY record_id").fetchall()
+        with self._db.connection() as db:
+            rows = db.execute("SELECT record_id FROM records ORDER BY record_id").fetchall()
         return [bytes(row[0]) for row in rows]
 
     def seen_before(self, before_ms: int) -> list[bytes]:
         """Records whose first block arrived before `before_ms`."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.connection() as db:
+            rows = db.execute(
                 "SELECT record_id FROM records WHERE first_seen < ? ORDER BY record_id",
                 (before_ms,),
             ).fetchall()
@@ -147,8 +144,8 @@ class Holdings:
 
     def partial_before(self, before_ms: int) -> list[tuple[bytes, int]]:
         """(record, index) not complete, no block of which arrived since `before_ms`."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.connection() as db:
+            rows = db.execute(
                 "SELECT record_id, shard_index FROM shards WHERE complete = 0 AND touched < ?"
                 " ORDER BY record_id, shard_index",
                 (before_ms,),
@@ -169,27 +166,18 @@ class Holdings:
             if index is None
             else ("record_id = ? AND shard_index = ?", (record_id, index))
         )
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                digests = [
-                    bytes(row[0])
-                    for row in self._db.execute(f"SELECT digest FROM blocks WHERE {where}", args)
-                ]
-                self._db.execute(f"DELETE FROM blocks WHERE {where}", args)  # fixed clauses
-                self._db.execute(f"DELETE FROM shards WHERE {where}", args)
-                if index is None:
-                    self._db.execute("DELETE FROM records WHERE record_id = ?", (record_id,))
-                free = [
-                    digest
-                    for digest in dict.fromkeys(digests)
-                    if self._db.execute(
-                        "SELECT 1 FROM blocks WHERE digest = ? LIMIT 1", (digest,)
-                    ).fetchone()
-                    is None
-                ]
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return free
+        with self._db.transaction() as db:
+            digests = [
+                bytes(row[0])
+                for row in db.execute(f"SELECT digest FROM blocks WHERE {where}", args)
+            ]
+            db.execute(f"DELETE FROM blocks WHERE {where}", args)  # fixed clauses
+            db.execute(f"DELETE FROM shards WHERE {where}", args)
+            if index is None:
+                db.execute("DELETE FROM records WHERE record_id = ?", (record_id,))
+            return [
+                digest
+                for digest in dict.fromkeys(digests)
+                if db.execute("SELECT 1 FROM blocks WHERE digest = ? LIMIT 1", (digest,)).fetchone()
+                is None
+            ]

@@ -13,13 +13,12 @@ committed batch survives power loss.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-SCHEMA_VERSION = 1
+from storage.store.sqlite import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -38,6 +37,9 @@ CREATE TABLE IF NOT EXISTS grants (
 CREATE TABLE IF NOT EXISTS tombstones (record_id BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS flagged (author BLOB PRIMARY KEY);
 """
+# Version 1 is the schema above (IF NOT EXISTS: files written before versions
+# were kept, which hold exactly these tables, upgrade in place).
+MIGRATIONS = (_SCHEMA,)
 
 
 class LedgerDBError(Exception):
@@ -83,22 +85,9 @@ class DerivedState:
 class LedgerDB:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            version = self._meta("schema_version")
-        except sqlite3.DatabaseError as exc:
-            raise LedgerDBError(f"{path} is not a usable ledger database ({exc})") from None
-        if version is None:
-            self._db.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?)",
-                (SCHEMA_VERSION.to_bytes(4, "big"),),
-            )
-        elif int.from_bytes(version, "big") != SCHEMA_VERSION:
-            raise LedgerDBError(f"{path} has ledger schema {int.from_bytes(version, 'big')}")
+        self._db = Database(
+            path, migrations=MIGRATIONS, what="ledger database", error=LedgerDBError
+        )
 
     def __enter__(self) -> LedgerDB:
         return self
@@ -112,98 +101,86 @@ class LedgerDB:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
-    def _meta(self, key: str) -> bytes | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    @staticmethod
+    def _meta(db: sqlite3.Connection, key: str) -> bytes | None:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def append(self, entries: Sequence[StoredEntry], derived: DerivedState) -> None:
         """Add a batch of entries and the state they lead to, atomically."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?)",
-                    [(e.hash, e.author, e.seq, e.raw) for e in entries],
-                )
-                self._write_derived(derived)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._db.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?)",
+                [(e.hash, e.author, e.seq, e.raw) for e in entries],
+            )
+            _write_derived(db, derived)
 
     def replace_derived(self, derived: DerivedState) -> None:
         """Rewrite the derived tables (after a rebuild from the entries)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._write_derived(derived)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    def _write_derived(self, derived: DerivedState) -> None:
-        db = self._db
-        for table in ("records", "grants", "tombstones", "flagged"):
-            db.execute(f"DELETE FROM {table}")  # table names are fixed, never input
-        db.executemany(
-            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (r.record_id, r.owner, r.manifest_hash, r.size, r.k, r.n, r.created_at)
-                for r in derived.records
-            ],
-        )
-        db.executemany(
-            "INSERT INTO grants VALUES (?, ?, ?)",
-            [(g.record_id, g.grantee, g.expires_at) for g in derived.grants],
-        )
-        db.executemany("INSERT INTO tombstones VALUES (?)", [(t,) for t in derived.tombstones])
-        db.executemany("INSERT INTO flagged VALUES (?)", [(a,) for a in derived.flagged])
-        db.executemany(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-            [("digest", derived.digest), ("entry_count", derived.entry_count.to_bytes(8, "big"))],
-        )
+        with self._db.transaction() as db:
+            _write_derived(db, derived)
 
     def load(self) -> list[bytes]:
         """Every stored entry, feed by feed in seq order."""
-        with self._lock:
-            rows = self._db.execute("SELECT raw FROM entries ORDER BY author, seq, hash").fetchall()
+        with self._db.connection() as db:
+            rows = db.execute("SELECT raw FROM entries ORDER BY author, seq, hash").fetchall()
         return [bytes(row[0]) for row in rows]
 
     def heads(self) -> dict[bytes, tuple[int, int]]:
         """Per author: (highest seq, entries held), from the (author, seq) index."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.connection() as db:
+            rows = db.execute(
                 "SELECT author, MAX(seq), COUNT(*) FROM entries GROUP BY author"
             ).fetchall()
         return {bytes(author): (top, count) for author, top, count in rows}
 
     def entry_count(self) -> int:
-        with self._lock:
-            count: int = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        with self._db.connection() as db:
+            count: int = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
         return count
 
     def derived_digest(self) -> tuple[bytes, int] | None:
         """(digest, entry count) of the stored derived state, if any."""
-        with self._lock:
-            digest, count = self._meta("digest"), self._meta("entry_count")
+        with self._db.connection() as db:
+            digest, count = self._meta(db, "digest"), self._meta(db, "entry_count")
         if digest is None or count is None:
             return None
         return digest, int.from_bytes(count, "big")
 
     def derived_records(self) -> list[DerivedRecord]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM records ORDER BY record_id").fetchall()
+        with self._db.connection() as db:
+            rows = db.execute("SELECT * FROM records ORDER BY record_id").fetchall()
         return [DerivedRecord(bytes(r[0]), bytes(r[1]), bytes(r[2]), *r[3:]) for r in rows]
 
     def derived_grants(self) -> list[DerivedGrant]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM grants ORDER BY record_id, grantee").fetchall()
+        with self._db.connection() as db:
+            rows = db.execute("SELECT * FROM grants ORDER BY record_id, grantee").fetchall()
         return [DerivedGrant(bytes(r[0]), bytes(r[1]), r[2]) for r in rows]
 
     def integrity_ok(self) -> bool:
-        with self._lock:
-            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+        with self._db.connection() as db:
+            return bool(db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+def _write_derived(db: sqlite3.Connection, derived: DerivedState) -> None:
+    for table in ("records", "grants", "tombstones", "flagged"):
+        db.execute(f"DELETE FROM {table}")  # table names are fixed, never input
+    db.executemany(
+        "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (r.record_id, r.owner, r.manifest_hash, r.size, r.k, r.n, r.created_at)
+            for r in derived.records
+        ],
+    )
+    db.executemany(
+        "INSERT INTO grants VALUES (?, ?, ?)",
+        [(g.record_id, g.grantee, g.expires_at) for g in derived.grants],
+    )
+    db.executemany("INSERT INTO tombstones VALUES (?)", [(t,) for t in derived.tombstones])
+    db.executemany("INSERT INTO flagged VALUES (?)", [(a,) for a in derived.flagged])
+    db.executemany(
+        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+        [("digest", derived.digest), ("entry_count", derived.entry_count.to_bytes(8, "big"))],
+    )

@@ -1,0 +1,106 @@
+"""One way to keep a node's SQLite files: open, pragmas, transactions, migrations.
+
+Every file is opened in WAL mode with synchronous=FULL (a committed
+transaction survives power loss), shared between the trio thread and worker
+threads under one lock. `transaction()` commits what its block did or rolls
+all of it back when the block raises, so a failed statement never leaves the
+connection inside a transaction. The schema is versioned by `PRAGMA
+user_version`: each migration runs in its own transaction with the version
+bump, so a crash mid-upgrade leaves the previous version intact, and a file
+written by a newer medvault is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+# A migration: SQL statements, or a function of the connection (for upgrades
+# that must look at what is there first). Run inside a transaction.
+Migration = str | Callable[[sqlite3.Connection], None]
+
+
+class Database:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        migrations: Sequence[Migration],
+        what: str,
+        error: type[Exception],
+    ) -> None:
+        """Open (creating if need be) and bring the schema up to date.
+
+        `what` names the file's purpose in errors ("ledger database"), raised
+        as `error`.
+        """
+        self.path = path
+        self.lock = threading.Lock()
+        self._error = error
+        self._what = what
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate(migrations)
+        except sqlite3.DatabaseError as exc:
+            raise error(f"{path} is not a usable {what} ({exc})") from None
+
+    @property
+    def version(self) -> int:
+        with self.lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        current = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if current > len(migrations):
+            raise self._error(
+                f"{self.path} is a {self._what} of schema version {current}, written by a"
+                f" newer medvault; this one knows versions up to {len(migrations)}"
+            )
+        for version, migration in enumerate(migrations[current:], start=current + 1):
+            with self.transaction() as db:
+                if isinstance(migration, str):
+                    for statement in statements(migration):
+                        db.execute(statement)
+                else:
+                    migration(db)
+                db.execute(f"PRAGMA user_version = {int(version)}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside BEGIN IMMEDIATE ... COMMIT; ROLLBACK if the block raises."""
+        with self.lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads or one autocommitted statement, under the lock."""
+        with self.lock:
+            yield self._db
+
+    def close(self) -> None:
+        with self.lock:
+            self._db.close()
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a migration script (executescript would commit on its own)."""
+    out, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            out.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:60]!r}")
+    return out
