@@ -28,7 +28,7 @@ import trio
 
 from benchmarks.harness import MB, MIB, emit_json, parser, print_table
 from node.config.addresses import PeerAddress
-from node.config.settings import Limits
+from node.config.network import Limits
 from node.net.channel import SecureChannel, open_client_channel, open_server_channel
 from node.net.connections import ConnectionManager
 from node.net.dispatch import base_dispatcher

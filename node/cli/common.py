@@ -13,8 +13,8 @@ from typing import Any, Protocol, TypeVar
 import click
 
 from node.config.datadir import ENV_HOME, DataDir, DataDirError, default_data_dir
+from node.config.fields import ConfigError
 from node.config.keyfiles import KeyFileError
-from node.config.settings import ConfigError
 from node.control.client import ControlFailed, DaemonNotRunning
 from storage.errors import StorageError
 from storage.store.ledger_db import LedgerDBError

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nacl.signing
 
+from node.config.addresses import PeerAddress
 from node.config.gossip import GossipConfig
 from node.config.keyfiles import (
     KeyKind,
@@ -23,7 +24,8 @@ from node.config.keyfiles import (
     read_secret,
     write_secret,
 )
-from node.config.settings import CONFIG_FILE, NodeConfig, default_config_text, load_config
+from node.config.network import NetworkConfig
+from node.config.settings import CONFIG_FILE, NodeConfig, config_text, load_config
 from node.config.storage import StorageConfig
 
 ENV_HOME = "MEDVAULT_HOME"
@@ -73,9 +75,14 @@ class DataDir:
         os.chmod(self.root, 0o700)
         identity = create_signing_key(self.identity_path, KeyKind.IDENTITY, random_bytes(32))
         write_secret(self.network_key_path, KeyKind.NETWORK, network_key)
-        self.config_path.write_text(
-            default_config_text(listen, bootstrap, storage, gossip), encoding="utf-8"
+        config = NodeConfig(
+            network=NetworkConfig(
+                listen=listen, bootstrap=tuple(PeerAddress.parse(p) for p in bootstrap)
+            ),
+            storage=storage or StorageConfig(),
+            gossip=gossip or GossipConfig(),
         )
+        self.config_path.write_text(config_text(config), encoding="utf-8")
         return identity
 
     def _require(self) -> None:

@@ -1,25 +1,68 @@
-"""Record storage parameters (plain data, so config parsing needs nothing else)."""
+"""The [storage] section: how records are coded and kept (plain data, parsed alone)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from node.config.fields import setting
+from protocol.records.messages import MAX_SITE_LENGTH
+
 
 @dataclass(frozen=True)
 class StorageConfig:
-    # The hospital or building this node stands in; "" means the node itself.
-    site: str = ""
-    k: int = 4
-    n: int = 8
-    happy: int = 6
-    segment_size: int = 1024 * 1024
-    # Bytes of shard blocks this node accepts; 0 means no limit but the disk.
-    quota_bytes: int = 0
-    repair_interval: float = 600.0
-    # Seconds before the shards of an upload that never finished are deleted.
-    orphan_grace: float = 7 * 86_400.0
-    transfer_batch_bytes: int = 2 * 1024 * 1024
-    call_timeout: float = 30.0
+    site: str = setting(
+        "",
+        "The hospital or building this node stands in; shards of one record are spread over"
+        " distinct sites first. Empty: the node counts as its own site.",
+        max_length=MAX_SITE_LENGTH,
+    )
+    k: int = setting(
+        4, "Erasure code of new records: any k of n shards rebuild a record.", low=1, high=255
+    )
+    n: int = setting(8, "Shards per segment of a new record.", low=1, high=255)
+    happy: int = setting(
+        6,
+        "A put succeeds only when this many distinct nodes confirmed their shards.",
+        low=1,
+        high=255,
+    )
+    segment_size: int = setting(
+        1024 * 1024,
+        "Bytes of plaintext per segment (each segment is encrypted and coded on its own).",
+        low=64 * 1024,
+        high=64 * 1024 * 1024,
+    )
+    quota_bytes: int = setting(
+        0,
+        "Bytes of shard blocks this node accepts (0: only the disk limits it).",
+        low=0,
+        high=2**62,
+    )
+    repair_interval: float = setting(
+        600.0,
+        "Seconds between repair passes over the records this node holds.",
+        low=1,
+        high=7 * 86_400,
+    )
+    orphan_grace: float = setting(
+        7 * 86_400.0,
+        "Seconds after which shards of an upload that never finished (no ledger entry), or"
+        " of a transfer to this node that was given up, are deleted.",
+        low=60,
+        high=365 * 86_400,
+    )
+    transfer_batch_bytes: int = setting(
+        2 * 1024 * 1024,
+        "Bytes of shard blocks sent to a holder per call.",
+        low=64 * 1024,
+        high=3 * 1024 * 1024,
+    )
+    call_timeout: float = setting(
+        30.0,
+        "Seconds a holder may take to answer one transfer call before it counts as failed.",
+        low=1,
+        high=3600,
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n <= 255:

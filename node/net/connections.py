@@ -21,7 +21,7 @@ import nacl.signing
 import trio
 
 from node.config.addresses import PeerAddress
-from node.config.settings import Limits
+from node.config.network import Limits
 from node.logs import event, get_logger, short_key
 from node.net.channel import SecureChannel, open_client_channel, open_server_channel
 from node.net.errors import DialBackoff, PeerUnreachable

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import queue
-import re
 import shutil
 import signal
 import socket
@@ -22,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 from typing import IO, Any
+
+import tomlkit
 
 
 def medvault(
@@ -149,19 +150,13 @@ def free_ports(count: int) -> list[int]:
 
 
 def configure(config: Path, settings: dict[str, dict[str, Any]]) -> None:
-    """Set `key = value` lines in the given [sections] of a config.toml written by init."""
-    section = ""
-    lines = []
-    for line in config.read_text().splitlines():
-        header = re.match(r"^\[(\w+)\]$", line)
-        if header:
-            section = header[1]
-        key = re.match(r"^(\w+) = ", line)
-        if key and key[1] in settings.get(section, {}):
-            lines.append(f"{key[1]} = {json.dumps(settings[section][key[1]])}")
-        else:
-            lines.append(line)
-    config.write_text("\n".join(lines) + "\n")
+    """Set values in the given [sections] of a config.toml, keeping its comments."""
+    document = tomlkit.parse(config.read_text())
+    for section, values in settings.items():
+        table = document.setdefault(section, tomlkit.table())
+        for key, value in values.items():
+            table[key] = value
+    config.write_text(tomlkit.dumps(document))
 
 
 class Network:

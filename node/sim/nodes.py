@@ -91,9 +91,8 @@ class SimNodes:
         identity = nacl.signing.SigningKey(self.rng.randbytes(32))
         public = bytes(identity.verify_key)
         storage = dataclasses.replace(self.config.storage, site=site if self.site_aware else "")
-        config = dataclasses.replace(
-            self.config, listen_host=f"sim-{index}", listen_port=1, storage=storage
-        )
+        network = dataclasses.replace(self.config.network, listen=f"sim-{index}:1")
+        config = dataclasses.replace(self.config, network=network, storage=storage)
         node_rng = random.Random(self.rng.getrandbits(64))
         node = Node(
             NodeParts(

@@ -8,7 +8,7 @@ import nacl.signing
 import trio
 
 from node.config.addresses import PeerAddress, parse_host_port
-from node.config.settings import Limits
+from node.config.network import Limits
 from node.net.connections import ConnectionManager
 from node.net.dispatch import Dispatcher, base_dispatcher
 from node.net.transport import TcpTransport, Transport

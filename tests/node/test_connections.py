@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from node.config.addresses import PeerAddress
-from node.config.settings import Limits
+from node.config.network import Limits
 from node.net import connections
 from node.net.channel import SecureChannel, open_client_channel
 from node.net.connections import ConnectionManager

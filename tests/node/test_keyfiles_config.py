@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from node.config.addresses import PeerAddress, parse_host_port
 from node.config.datadir import DataDir, DataDirError
+from node.config.fields import ConfigError, specs
+from node.config.gossip import GossipConfig
 from node.config.keyfiles import KeyFileError, KeyKind, read_secret, write_secret
-from node.config.settings import ConfigError, Limits, load_config, parse_config
+from node.config.network import Limits, NetworkConfig
+from node.config.settings import SECTIONS, NodeConfig, config_text, load_config, parse_config
+from node.config.storage import StorageConfig
 
 
 def test_key_file_round_trip_and_mode(tmp_path: Path) -> None:
@@ -81,7 +86,7 @@ def test_defaults_and_values() -> None:
             "limits": {"max_connections": 10, "call_timeout": 2.5},
         }
     )
-    assert config.listen_port == 9000 and config.bootstrap[0].host == "10.0.0.2"
+    assert config.listen == "0.0.0.0:9000" and config.bootstrap[0].host == "10.0.0.2"
     assert config.limits.max_connections == 10 and config.limits.call_timeout == 2.5
 
 
@@ -135,3 +140,50 @@ def test_data_dir_initialise_load_and_lock(tmp_path: Path) -> None:
         pass
     with pytest.raises(DataDirError, match="not a medvault data directory"):
         DataDir(tmp_path / "empty").identity()
+
+
+def test_the_template_loads_to_exactly_the_defaults() -> None:
+    assert parse_config(tomllib.loads(config_text(NodeConfig()))) == NodeConfig()
+
+
+def test_the_template_holds_the_values_it_was_given_escaped() -> None:
+    tricky = 'St. "Mary\'s" \\ ward\n2 # not a comment'
+    config = NodeConfig(
+        network=NetworkConfig(
+            listen="[::1]:0", bootstrap=(PeerAddress.parse("ab" * 32 + "@10.0.0.2:7420"),)
+        ),
+        storage=StorageConfig(site=tricky, k=2, n=3, happy=3),
+        gossip=GossipConfig(call_timeout=0.5),
+    )
+    assert parse_config(tomllib.loads(config_text(config))) == config
+
+
+def test_every_setting_is_declared_documented_and_in_the_template() -> None:
+    text = config_text(NodeConfig())
+    raw = tomllib.loads(text)
+    for name, section, _ in SECTIONS:
+        declared = specs(section)  # TypeError for a field not declared with setting()
+        assert declared, name
+        for key, default, spec in declared:
+            assert spec.doc.strip(), f"{name}.{key} has no doc"
+            if default is None:
+                assert f"# {key} = " in text  # optional: shown commented out
+            else:
+                assert key in raw[name], f"{name}.{key} missing from the template"
+    assert raw["gossip"]["call_timeout"] == GossipConfig().call_timeout
+
+
+def test_settings_outside_their_declared_range_are_refused() -> None:
+    for name, section, _ in SECTIONS:
+        for key, default, spec in specs(section):
+            if spec.high is None or isinstance(default, bool):
+                continue
+            with pytest.raises(ConfigError, match=f"{name}.{key}: .* is outside"):
+                parse_config({name: {key: spec.high * 2 + 1}})
+
+
+def test_cross_field_rules_name_the_section() -> None:
+    with pytest.raises(ConfigError, match="storage: need k <= happy <= n"):
+        parse_config({"storage": {"k": 4, "n": 8, "happy": 3}})
+    with pytest.raises(ConfigError, match=r"storage\.site: at most 64 characters"):
+        parse_config({"storage": {"site": "x" * 65}})

@@ -4,7 +4,6 @@ a restarted node keeps its ledger and catches up on what it missed."""
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import trio
@@ -12,6 +11,7 @@ import trio
 from node.assembly import Node
 from node.config.datadir import DataDir
 from node.daemon import LEDGER_FILE, serve_node
+from node.sim.localnet import configure
 from protocol.ledger.entries import Entry, GrantBody, RecordBody, derive_record_id
 from storage.store.ledger_db import LedgerDB
 from tests.protocol.keys import NETWORK
@@ -22,8 +22,7 @@ def make_node(root: Path, bootstrap: list[str]) -> DataDir:
     data.initialize(
         network_key=NETWORK, listen="127.0.0.1:0", bootstrap=bootstrap, random_bytes=os.urandom
     )
-    config = data.config_path.read_text()
-    data.config_path.write_text(re.sub(r"(?m)^interval = .*$", "interval = 0.2", config))
+    configure(data.config_path, {"gossip": {"interval": 0.2}})
     return data
 
 
