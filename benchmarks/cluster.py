@@ -45,7 +45,8 @@ from benchmarks.harness import (
 )
 from node.control.client import ControlClient, call
 from node.sim.localnet import Network
-from protocol.control import Get, ListRecords, Put
+from protocol.control.commands import Get, ListRecords, Put
+from protocol.control.replies import GetHeader, RecordsReply
 
 GRANT_WAIT = 60.0
 TARGET_MBPS = 100  # issue 6: 64 MiB put and get on the 2-core development machine
@@ -71,15 +72,15 @@ def put(net: Network, source: Path, grantee: str) -> tuple[str, float]:
         started = time.perf_counter()
         reply = client.upload(request, handle)
         elapsed = time.perf_counter() - started
-    return str(reply["record_id"]), elapsed
+    return reply.record_id.hex(), elapsed
 
 
 def wait_known(net: Network, index: int, record_id: str) -> None:
     """Until node `index` lists the record (its grant arrived by gossip)."""
     deadline = time.monotonic() + GRANT_WAIT
     while True:
-        rows = call(net.nodes[index].data_dir, ListRecords(None))["records"]
-        if any(row["record_id"] == record_id for row in rows):
+        rows = call(net.nodes[index].data_dir, ListRecords(None), RecordsReply).records
+        if any(row.record_id.hex() == record_id for row in rows):
             return
         if time.monotonic() > deadline:
             raise SystemExit(f"node{index} did not learn of record {record_id} in {GRANT_WAIT}s")
@@ -106,7 +107,7 @@ def get(net: Network, index: int, record_id: str) -> tuple[str, float]:
     sink = _Hashing()
     with ControlClient(net.nodes[index].data_dir) as client:
         started = time.perf_counter()
-        client.request(Get(bytes.fromhex(record_id), None))
+        client.request(Get(bytes.fromhex(record_id), None), GetHeader)
         client.download(sink)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - started
     return sink.hash.hexdigest(), elapsed

@@ -22,7 +22,8 @@ from node.config.keyfiles import KeyKind, read_secret
 from node.config.storage import StorageConfig
 from node.control.client import DaemonNotRunning, call
 from node.daemon import run_until_signalled
-from protocol import control
+from protocol.control import commands
+from protocol.control.replies import StatusReply
 from protocol.ids import node_id
 from protocol.records.messages import MAX_SITE_LENGTH
 from storage.codec.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE
@@ -178,12 +179,12 @@ def show_id(*, data_dir: Path | None, as_json: bool) -> None:
     """
     target = open_data_dir(data_dir)
     try:
-        status = call(target.root, control.Status())
+        status = call(target.root, commands.Status(), StatusReply)
     except DaemonNotRunning:
         public = bytes(target.identity().verify_key)
         address = target.config().listen
     else:
-        public, address = bytes.fromhex(status["public_key"]), status["address"]
+        public, address = status.public_key, status.address
     info = {
         "public_key": public.hex(),
         "node_id": node_id(public).hex(),

@@ -9,6 +9,7 @@ Failures print one line on stderr and exit non-zero.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -26,8 +27,19 @@ from node.cli.common import common, open_data_dir
 from node.config.datadir import DataDirError
 from node.config.keyfiles import KeyFileError, KeyKind, load_signing_key, write_secret
 from node.control.client import ControlClient, ControlFailed, call
-from protocol import control
-from protocol.ledger.entries import AttestBody, sign_entry
+from protocol.control import commands
+from protocol.control.replies import (
+    CheckReply,
+    CheckRow,
+    Done,
+    FeedHeadReply,
+    GetHeader,
+    LedgerReply,
+    PeersReply,
+    RecordsReply,
+    StatusReply,
+)
+from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entry, sign_entry
 from storage.codec.crypt import SegmentCipher, open_sealed_key
 from storage.codec.manifest import Manifest
 
@@ -73,16 +85,22 @@ def person_key(path: Path) -> nacl.signing.SigningKey:
 
 
 def jsonable(value: Any) -> Any:
+    """A reply (or any of its parts) as JSON values: bytes in hex, dataclasses as maps."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items() if k != "ok"}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
 
 
-def emit(reply: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], None]) -> None:
+Shown = TypeVar("Shown")
+
+
+def emit(reply: Shown, as_json: bool, text: Callable[[Shown], None]) -> None:
     if as_json:
         click.echo(json.dumps(jsonable(reply)))
     else:
@@ -100,9 +118,9 @@ def when(ms: int) -> str:
 @common
 def status(*, data_dir: Path | None, as_json: bool) -> None:
     """Show the running node: identity, peers, ledger and store."""
-    reply = call(_root(data_dir), control.Status())
+    reply = call(_root(data_dir), commands.Status(), StatusReply)
 
-    def text(r: dict[str, Any]) -> None:
+    def text(r: StatusReply) -> None:
         for key, value in jsonable(r).items():
             click.echo(f"{key:18} {value}")
 
@@ -113,12 +131,12 @@ def status(*, data_dir: Path | None, as_json: bool) -> None:
 @common
 def peers(*, data_dir: Path | None, as_json: bool) -> None:
     """List the nodes in this node's routing table, with their sites."""
-    reply = call(_root(data_dir), control.Peers())
+    reply = call(_root(data_dir), commands.Peers(), PeersReply)
 
-    def text(r: dict[str, Any]) -> None:
-        for peer in r["peers"]:
-            state = peer["site"] if peer["reachable"] else "unreachable"
-            click.echo(f"{peer['public_key']}  {peer['address']:21}  {state}")
+    def text(r: PeersReply) -> None:
+        for peer in r.peers:
+            state = peer.site if peer.reachable else "unreachable"
+            click.echo(f"{peer.public_key.hex()}  {peer.address:21}  {state}")
 
     emit(reply, as_json, text)
 
@@ -170,7 +188,7 @@ def put(
     as_json: bool,
 ) -> None:
     """Store FILE ('-' for stdin) across the network; prints the record id."""
-    request = control.Put(
+    request = commands.Put(
         content_type=content_type,
         filename=name if name is not None else ("" if str(file) == "-" else file.name),
         patient=hex_bytes(patient, "--patient") if patient else None,
@@ -183,7 +201,7 @@ def put(
     total = None if str(file) == "-" else file.stat().st_size
     with source, ControlClient(root) as client, _progress(total) as advance:
         reply = client.upload(request, source, advance)
-    emit(reply, as_json, lambda r: click.echo(r["record_id"]))
+    emit(reply, as_json, lambda r: click.echo(r.record_id.hex()))
 
 
 class _progress:
@@ -230,12 +248,14 @@ def get(
         raise click.UsageError("refusing to write a record to a terminal; give -o FILE")
     root = _root(data_dir)
     with ControlClient(root) as client:
-        header = client.request(control.Get(rid, bytes(reader.verify_key) if reader else None))
+        header = client.request(
+            commands.Get(rid, bytes(reader.verify_key) if reader else None), GetHeader
+        )
         decrypt = _decryptor(header, rid, reader) if reader else None
         with _output(output) as sink:
             written = client.download(sink, decrypt)
-    if written != header["size"]:
-        raise click.ClickException(f"received {written} bytes, the record has {header['size']}")
+    if written != header.size:
+        raise click.ClickException(f"received {written} bytes, the record has {header.size}")
     if output is not None:
         emit({"record_id": record_id, "size": written, "file": str(output)}, as_json, _quiet)
 
@@ -245,12 +265,14 @@ def _quiet(reply: dict[str, Any]) -> None:
 
 
 def _decryptor(
-    header: dict[str, Any], record_id: bytes, reader: nacl.signing.SigningKey
+    header: GetHeader, record_id: bytes, reader: nacl.signing.SigningKey
 ) -> Callable[[int, bytes], bytes]:
-    manifest = Manifest.decode(header["manifest"])
+    if header.manifest is None or header.sealed_key is None:
+        raise ControlFailed("the daemon sent no manifest or sealed key for a reader's get")
+    manifest = Manifest.decode(header.manifest)
     if manifest.record_id != record_id:
         raise ControlFailed("the daemon sent the manifest of another record")
-    cipher = SegmentCipher(open_sealed_key(header["sealed_key"], reader), record_id)
+    cipher = SegmentCipher(open_sealed_key(header.sealed_key, reader), record_id)
 
     def decrypt(segment: int, ciphertext: bytes) -> bytes:
         return cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
@@ -298,13 +320,13 @@ class _output:
 def list_records(*, as_key: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """List the records this node (or --as person) owns or was granted."""
     reader = bytes(person_key(as_key).verify_key) if as_key else None
-    reply = call(_root(data_dir), control.ListRecords(reader))
+    reply = call(_root(data_dir), commands.ListRecords(reader), RecordsReply)
 
-    def text(r: dict[str, Any]) -> None:
-        for row in r["records"]:
+    def text(r: RecordsReply) -> None:
+        for row in r.records:
             click.echo(
-                f"{row['record_id']}  {row['size']:>12}  {when(row['created_at'])}"
-                f"  owner {row['owner'][:16]}  {len(row['grantees'])} grants"
+                f"{row.record_id.hex()}  {row.size:>12}  {when(row.created_at)}"
+                f"  owner {row.owner.hex()[:16]}  {len(row.grantees)} grants"
             )
 
     emit(reply, as_json, text)
@@ -319,10 +341,10 @@ def grant(
     *, record_id: str, public_key: str, expires: str | None, data_dir: Path | None, as_json: bool
 ) -> None:
     """Let PUBLIC_KEY read a record this node owns."""
-    request = control.Grant(
+    request = commands.Grant(
         hex_bytes(record_id, "RECORD_ID"), hex_bytes(public_key, "PUBLIC_KEY"), expiry_ms(expires)
     )
-    emit(call(_root(data_dir), request), as_json, lambda r: click.echo("granted"))
+    emit(call(_root(data_dir), request, Done), as_json, lambda r: click.echo("granted"))
 
 
 @click.command()
@@ -331,8 +353,10 @@ def grant(
 @common
 def revoke(*, record_id: str, public_key: str, data_dir: Path | None, as_json: bool) -> None:
     """Stop PUBLIC_KEY reading a record (new reads are refused)."""
-    request = control.Revoke(hex_bytes(record_id, "RECORD_ID"), hex_bytes(public_key, "PUBLIC_KEY"))
-    emit(call(_root(data_dir), request), as_json, lambda r: click.echo("revoked"))
+    request = commands.Revoke(
+        hex_bytes(record_id, "RECORD_ID"), hex_bytes(public_key, "PUBLIC_KEY")
+    )
+    emit(call(_root(data_dir), request, Done), as_json, lambda r: click.echo("revoked"))
 
 
 @click.command()
@@ -340,8 +364,8 @@ def revoke(*, record_id: str, public_key: str, data_dir: Path | None, as_json: b
 @common
 def delete(*, record_id: str, data_dir: Path | None, as_json: bool) -> None:
     """Tombstone a record this node owns: every holder deletes its shards."""
-    request = control.Delete(hex_bytes(record_id, "RECORD_ID"))
-    emit(call(_root(data_dir), request), as_json, lambda r: click.echo("deleted"))
+    request = commands.Delete(hex_bytes(record_id, "RECORD_ID"))
+    emit(call(_root(data_dir), request, Done), as_json, lambda r: click.echo("deleted"))
 
 
 @click.command()
@@ -359,15 +383,11 @@ def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool
     rid = hex_bytes(record_id, "RECORD_ID")
     signer = person_key(as_key)
     root = _root(data_dir)
-    head = call(root, control.FeedHead(bytes(signer.verify_key), rid))
+    head = call(root, commands.FeedHead(bytes(signer.verify_key), rid), FeedHeadReply)
     entry = sign_entry(
-        signer,
-        head["seq"],
-        head["prev"],
-        int(time.time() * 1000),
-        AttestBody(rid, head["manifest_hash"]),
+        signer, head.seq, head.prev, int(time.time() * 1000), AttestBody(rid, head.manifest_hash)
     )
-    call(root, control.Submit(entry.raw))
+    call(root, commands.Submit(entry.raw), Done)
     emit({"entry": entry.hash.hex()}, as_json, lambda r: click.echo(f"attested ({r['entry']})"))
 
 
@@ -378,7 +398,8 @@ def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool
 def ledger(*, record_id: str | None, tail: int, data_dir: Path | None, as_json: bool) -> None:
     """Show ledger entries (oldest first)."""
     rid = hex_bytes(record_id, "--record") if record_id else None
-    reply = call(_root(data_dir), control.Ledger(rid, tail))
+    reply = call(_root(data_dir), commands.Ledger(rid, tail), LedgerReply)
+    shown = {"entries": [describe_entry(row.raw, row.rejected) for row in reply.entries]}
 
     def text(r: dict[str, Any]) -> None:
         for entry in r["entries"]:
@@ -391,7 +412,29 @@ def ledger(*, record_id: str | None, tail: int, data_dir: Path | None, as_json: 
                 f"  by {entry['author'][:16]}#{entry['seq']}{flag}"
             )
 
-    emit(reply, as_json, text)
+    emit(shown, as_json, text)
+
+
+def describe_entry(raw: bytes, rejected: str | None) -> dict[str, Any]:
+    """An entry for display: its fields, keys in hex, sealed keys left out."""
+    try:
+        entry: Entry = decode_entry(raw)
+    except InvalidEntry as exc:
+        raise ControlFailed(f"the daemon sent a ledger entry that does not decode: {exc}") from None
+    body = {
+        name: value.hex() if isinstance(value, bytes) else value
+        for name, value in vars(entry.body).items()
+        if name != "sealed_key"
+    }
+    return {
+        "hash": entry.hash.hex(),
+        "author": entry.author.hex(),
+        "seq": entry.seq,
+        "timestamp": entry.timestamp,
+        "type": str(entry.type),
+        "body": body,
+        "rejected": rejected,
+    }
 
 
 @click.command()
@@ -413,33 +456,35 @@ def check(
     if (record_id is None) == (not check_all):
         raise click.UsageError("give a RECORD_ID or --all")
     rid = hex_bytes(record_id, "RECORD_ID") if record_id else None
-    reply = call(_root(data_dir), control.Check(rid, repair, not no_verify))
+    reply = call(_root(data_dir), commands.Check(rid, repair, not no_verify), CheckReply)
     emit(reply, as_json, _print_health)
-    if any(not (r.get("after") or r["health"])["readable"] for r in reply["records"]):
+    if any(not (row.after or row.health).readable for row in reply.records):
         sys.exit(2)
 
 
-def _print_health(reply: dict[str, Any]) -> None:
-    for report in reply["records"]:
-        health = report["health"]
-        verdict = "healthy" if health["healthy"] else "degraded"
-        if not health["readable"]:
-            verdict = "UNREADABLE"
-        click.echo(
-            f"{health['record_id']}  {verdict}  hosts {health['distinct_hosts']}/{health['n']}"
-            f"  missing {health['missing'] or '-'}  corrupt {health['corrupt'] or '-'}"
-        )
-        for node, indices in sorted(health["holders"].items()):
-            click.echo(f"    {node[:16]}  holds {indices}")
-        repaired = report.get("repair")
-        if repaired is not None:
-            if "error" in repaired:
-                click.echo(f"    repair failed: {repaired['error']}")
-            else:
-                placed = ", ".join(f"{i}->{n[:16]}" for i, n in repaired["placed"].items())
-                click.echo(f"    repaired: {placed or repaired['note'] or 'nothing placed'}")
-                after = report["after"]
-                click.echo(f"    now: hosts {after['distinct_hosts']}/{after['n']}")
+def _print_health(reply: CheckReply) -> None:
+    for row in reply.records:
+        _print_row(row)
+
+
+def _print_row(row: CheckRow) -> None:
+    health = row.health
+    verdict = "healthy" if health.healthy else "degraded"
+    if not health.readable:
+        verdict = "UNREADABLE"
+    click.echo(
+        f"{health.record_id.hex()}  {verdict}  hosts {health.distinct_hosts}/{health.n}"
+        f"  missing {list(health.missing) or '-'}  corrupt {health.corrupt or '-'}"
+    )
+    for node, indices in sorted(health.holders.items()):
+        click.echo(f"    {node[:16]}  holds {list(indices)}")
+    if row.repair_error is not None:
+        click.echo(f"    repair failed: {row.repair_error}")
+    if row.repair is not None:
+        placed = ", ".join(f"{i}->{n.hex()[:16]}" for i, n in row.repair.placed.items())
+        click.echo(f"    repaired: {placed or row.repair.note or 'nothing placed'}")
+    if row.after is not None:
+        click.echo(f"    now: hosts {row.after.distinct_hosts}/{row.after.n}")
 
 
 COMMANDS: list[click.Command] = [

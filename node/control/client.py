@@ -14,23 +14,27 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TypeVar
 
 from node.control.address import control_path, socket_address
-from protocol.control import (
-    MAX_CONTROL_FRAME,
-    BadControlMessage,
-    Chunk,
-    ControlRequest,
-    Put,
+from protocol.control.commands import Chunk, ControlRequest, Put, encode_request
+from protocol.control.frames import MAX_CONTROL_FRAME, BadControlMessage
+from protocol.control.replies import (
+    ControlReply,
+    DataChunk,
+    Done,
+    ErrorReply,
+    PutReply,
+    UploadProgress,
+    UploadReady,
     decode_reply,
-    encode_request,
 )
 from protocol.errors import RemoteProtocolError
 from protocol.net.wire import FrameDecoder
 
 RECEIVE_SIZE = 256 * 1024
 Decrypt = Callable[[int, bytes], bytes]  # (segment, ciphertext) -> plaintext
+R = TypeVar("R", bound=ControlReply)
 
 
 def _ignore(done: int) -> None:
@@ -85,20 +89,29 @@ class ControlClient:
             raise RuntimeError("use the client in a `with` block")
         return self._sock
 
-    def request(self, request: ControlRequest) -> dict[str, Any]:
-        """Send one request and return the first reply (ControlFailed if it is an error)."""
+    def request(self, request: ControlRequest, expect: type[R]) -> R:
+        """Send one request and return its reply (ControlFailed if it is an error)."""
         self.send(request)
-        return self.reply()
+        return self.reply(expect)
 
     def send(self, request: ControlRequest) -> None:
         try:
             self.sock.sendall(encode_request(request))
         except (BrokenPipeError, ConnectionResetError):
             # The daemon gave up on the request; its reason is usually waiting to be read.
-            self.reply()
+            self.reply(ControlReply)
             raise ControlFailed("the daemon closed the connection") from None
 
-    def reply(self) -> dict[str, Any]:
+    def reply(self, expect: type[R]) -> R:
+        """The next reply, which must be an `expect` (an ErrorReply raises ControlFailed)."""
+        reply = self._next()
+        if isinstance(reply, ErrorReply):
+            raise ControlFailed(reply.error)
+        if not isinstance(reply, expect):
+            raise ControlFailed(f"the daemon answered {reply.KIND!r}, not {expect.KIND!r}")
+        return reply
+
+    def _next(self) -> ControlReply:
         while not self._ready:
             try:
                 data = self.sock.recv(RECEIVE_SIZE)
@@ -111,16 +124,13 @@ class ControlClient:
             except RemoteProtocolError as exc:
                 raise ControlFailed(f"bad reply from the daemon: {exc}") from None
         try:
-            reply = decode_reply(self._ready.pop(0))
+            return decode_reply(self._ready.pop(0))
         except BadControlMessage as exc:
             raise ControlFailed(f"bad reply from the daemon: {exc}") from None
-        if not reply["ok"]:
-            raise ControlFailed(str(reply.get("error", "the daemon reported an error")))
-        return reply
 
     def upload(
         self, request: Put, source: IO[bytes], advance: Callable[[int], None] = _ignore
-    ) -> dict[str, Any]:
+    ) -> PutReply:
         """Run a put of `source`; the daemon's final reply.
 
         A source with a file descriptor (a file, a pipe) is handed to the
@@ -132,15 +142,18 @@ class ControlClient:
         except (OSError, AttributeError, io.UnsupportedOperation):
             return self._stream(request, source, advance)
         self._send_with_fd(dataclasses.replace(request, attached=True), fd)
-        self.reply()  # the go-ahead
+        self.reply(UploadReady)  # the go-ahead
         done = 0
         while True:
-            reply = self.reply()
-            if "progress" not in reply:
-                advance(max(0, reply.get("size", done) - done))
-                return reply
-            advance(reply["progress"] - done)
-            done = reply["progress"]
+            reply = self.reply(ControlReply)
+            if isinstance(reply, UploadProgress):
+                advance(reply.done - done)
+                done = reply.done
+                continue
+            if not isinstance(reply, PutReply):
+                raise ControlFailed(f"the daemon answered {reply.KIND!r} to a put")
+            advance(max(0, reply.size - done))
+            return reply
 
     def _send_with_fd(self, request: ControlRequest, fd: int) -> None:
         frame = encode_request(request)
@@ -149,17 +162,15 @@ class ControlClient:
         if sent < len(frame):
             self.sock.sendall(frame[sent:])
 
-    def _stream(
-        self, request: Put, source: IO[bytes], advance: Callable[[int], None]
-    ) -> dict[str, Any]:
-        size = self.request(dataclasses.replace(request, attached=False))["chunk_size"]
+    def _stream(self, request: Put, source: IO[bytes], advance: Callable[[int], None]) -> PutReply:
+        size = self.request(dataclasses.replace(request, attached=False), UploadReady).chunk_size
         current = source.read(size)
         while True:  # one chunk read ahead, so the last one can be flagged
             following = source.read(size) if len(current) == size else b""
             self.send(Chunk(current, not following))
             advance(len(current))
             if not following:
-                return self.reply()
+                return self.reply(PutReply)
             current = following
 
     def download(self, sink: IO[bytes], decrypt: Decrypt | None = None) -> int:
@@ -167,20 +178,20 @@ class ControlClient:
         written = 0
         expected = 0
         while True:
-            frame = self.reply()
-            if frame.get("done"):
+            frame = self.reply(ControlReply)
+            if isinstance(frame, Done):
                 return written
-            data = frame["data"]
-            if decrypt is not None:
-                if frame["segment"] != expected:
-                    raise ControlFailed(f"segment {frame['segment']} arrived, {expected} expected")
-                data = decrypt(expected, data)
-                expected += 1
+            if not isinstance(frame, DataChunk):
+                raise ControlFailed(f"the daemon sent {frame.KIND!r} inside a download")
+            if frame.segment != expected:
+                raise ControlFailed(f"segment {frame.segment} arrived, {expected} expected")
+            data = frame.data if decrypt is None else decrypt(expected, frame.data)
+            expected += 1
             sink.write(data)
             written += len(data)
 
 
-def call(data_dir: Path, request: ControlRequest) -> dict[str, Any]:
-    """One request, one reply."""
+def call(data_dir: Path, request: ControlRequest, expect: type[R]) -> R:
+    """One request, one reply of type `expect`."""
     with ControlClient(data_dir) as client:
-        return client.request(request)
+        return client.request(request, expect)

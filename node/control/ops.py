@@ -1,15 +1,17 @@
 """What each control request does to the node.
 
-Simple requests answer one map. put reads the upload as Chunk frames and
-cuts it into segments itself (a client may send chunks of any size); get
-streams either plaintext (the node reads with its own grant) or ciphertext
-plus the reader's sealed key, so a person's private key stays in the CLI
-that holds it. Record keys never cross the socket.
+Simple requests answer one typed reply (protocol.control.replies). put
+reads the upload as Chunk frames and cuts it into segments itself (a client
+may send chunks of any size); get streams either plaintext (the node reads
+with its own grant) or ciphertext plus the reader's sealed key, so a
+person's private key stays in the CLI that holds it. Record keys never
+cross the socket.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +25,7 @@ from node.logs import event, get_logger
 from node.offload import in_worker
 from node.records.fetch import TooFewShards
 from node.records.service import RecordError
-from protocol.control import (
+from protocol.control.commands import (
     Check,
     Chunk,
     ControlRequest,
@@ -39,8 +41,28 @@ from protocol.control import (
     Status,
     Submit,
 )
+from protocol.control.replies import (
+    CheckReply,
+    CheckRow,
+    ControlReply,
+    DataChunk,
+    Done,
+    FeedHeadReply,
+    GetHeader,
+    HealthReport,
+    LedgerReply,
+    LedgerRow,
+    PeerRow,
+    PeersReply,
+    PutReply,
+    RecordRow,
+    RecordsReply,
+    StatusReply,
+    UploadProgress,
+    UploadReady,
+)
+from protocol.dht.contact import Contact
 from protocol.ids import node_id
-from protocol.ledger.entries import Entry
 from protocol.records.upload import UploadSegments
 from storage.codec.crypt import SegmentCipher
 from storage.codec.encoder import read_full
@@ -54,13 +76,12 @@ OPERATOR_ERRORS: tuple[type[Exception], ...] = (
     TooFewShards,
     StorageError,
 )
-Reply = dict[str, Any]
 
 
 class Replies(Protocol):
     async def receive(self) -> ControlRequest | None: ...
 
-    async def send(self, reply: Reply) -> None: ...
+    async def send(self, reply: ControlReply) -> None: ...
 
     def take_fd(self) -> int | None: ...
 
@@ -69,7 +90,7 @@ class ControlOps:
     def __init__(self, node: Node, *, started: float) -> None:
         self.node = node
         self.started = started
-        self._simple: dict[type, Callable[[Any], Awaitable[Reply]]] = {
+        self._simple: dict[type, Callable[[Any], Awaitable[ControlReply]]] = {
             Status: self.status,
             Peers: self.peers,
             ListRecords: self.list_records,
@@ -88,63 +109,63 @@ class ControlOps:
         elif isinstance(request, Get):
             await self.get(request, stream)
         elif type(request) in self._simple:
-            await stream.send({"ok": True, **await self._simple[type(request)](request)})
+            await stream.send(await self._simple[type(request)](request))
         else:
             raise RecordError(f"a {request.OP} frame cannot start a request")
 
     # -- node --------------------------------------------------------------------
 
-    async def status(self, request: Status) -> Reply:
+    async def status(self, request: Status) -> StatusReply:
         node = self.node
         state = node.ledger.state()
         config = node.parts.config.storage
         store = node.parts.store
-        return {
-            "public_key": node.public_key.hex(),
-            "node_id": node_id(node.public_key).hex(),
-            "address": node.contact.address,
-            "site": node.shards.site,
-            "uptime_s": round(trio.current_time() - self.started, 1),
-            "contacts": len(node.dht.routing),
-            "connections": len(node.manager.peers),
-            "ledger_entries": len(node.ledger.book),
-            "records": len(state.records) - len(state.tombstones),
-            "records_held": len(node.shards.holdings.records()),
-            "store_used_bytes": store.used_bytes,
-            "store_quota_bytes": store.capacity or 0,
-            "k": config.k,
-            "n": config.n,
-            "happy": config.happy,
-            "segment_size": config.segment_size,
-            "repair_passes": node.upkeep.passes,
-        }
+        return StatusReply(
+            public_key=node.public_key,
+            node_id=node_id(node.public_key),
+            address=node.contact.address,
+            site=node.shards.site,
+            uptime_s=round(trio.current_time() - self.started, 1),
+            contacts=len(node.dht.routing),
+            connections=len(node.manager.peers),
+            ledger_entries=len(node.ledger.book),
+            records=len(state.records) - len(state.tombstones),
+            records_held=len(node.shards.holdings.records()),
+            store_used_bytes=store.used_bytes,
+            store_quota_bytes=store.capacity or 0,
+            k=config.k,
+            n=config.n,
+            happy=config.happy,
+            segment_size=config.segment_size,
+            repair_passes=node.upkeep.passes,
+        )
 
-    async def peers(self, request: Peers) -> Reply:
+    async def peers(self, request: Peers) -> PeersReply:
         contacts = self.node.dht.routing.contacts()
         sites: dict[bytes, str | None] = {}
 
-        async def ask(contact: Any) -> None:
+        async def ask(contact: Contact) -> None:
             sites[contact.public_key] = await self.node.records.site_of(contact)
 
         async with trio.open_nursery() as nursery:
             for contact in contacts:
                 nursery.start_soon(ask, contact)
-        return {
-            "peers": [
-                {
-                    "public_key": c.public_key.hex(),
-                    "node_id": c.node_id.hex(),
-                    "address": c.address,
-                    "site": sites.get(c.public_key),
-                    "reachable": sites.get(c.public_key) is not None,
-                }
+        return PeersReply(
+            tuple(
+                PeerRow(
+                    public_key=c.public_key,
+                    node_id=c.node_id,
+                    address=c.address,
+                    site=sites.get(c.public_key),
+                    reachable=sites.get(c.public_key) is not None,
+                )
                 for c in sorted(contacts, key=lambda c: c.node_id)
-            ]
-        }
+            )
+        )
 
     # -- records -------------------------------------------------------------------
 
-    async def put(self, request: Put, stream: Replies) -> Reply:
+    async def put(self, request: Put, stream: Replies) -> PutReply:
         size = self.node.records.config.segment_size
         with contextlib.ExitStack() as attached:
             segments: AsyncIterator[tuple[bytes, bool]]
@@ -157,7 +178,7 @@ class ControlOps:
                 source = attached.enter_context(os.fdopen(fd, "rb", buffering=0))
                 segments = file_segments(source, size, stream)
             event(log, logging.INFO, "upload started", grantees=len(request.grantees))
-            await stream.send({"ok": True, "chunk_size": size})
+            await stream.send(UploadReady(size))
             metadata = RecordMetadata(
                 content_type=request.content_type or "application/octet-stream",
                 filename=request.filename,
@@ -167,37 +188,42 @@ class ControlOps:
             result = await self.node.records.put(
                 segments, metadata=metadata, grantees=grantees, expires_at=request.expires_at
             )
-        return {
-            "ok": True,
-            "record_id": result.record_id.hex(),
-            "size": result.manifest.size,
-            "segments": result.manifest.segment_count,
-            "holders": result.confirmed,
-            "grantees": [g.hex() for g in dict.fromkeys([self.node.public_key, *grantees])],
-        }
+        return PutReply(
+            record_id=result.record_id,
+            size=result.manifest.size,
+            segments=result.manifest.segment_count,
+            holders=result.confirmed,
+            grantees=tuple(dict.fromkeys([self.node.public_key, *grantees])),
+        )
 
     async def get(self, request: Get, stream: Replies) -> None:
         records = self.node.records
         handle = await records.open(request.record_id, request.reader)
         manifest = handle.manifest
-        header: Reply = {"ok": True, "size": manifest.size, "segments": manifest.segment_count}
+        size, segments = manifest.size, manifest.segment_count
         if request.reader is None:
             record_key = records.record_key(handle)
             metadata = manifest.metadata(SegmentCipher(record_key, manifest.record_id))
             await stream.send(
-                header | {"filename": metadata.filename, "type": metadata.content_type}
+                GetHeader(
+                    size, segments, filename=metadata.filename, content_type=metadata.content_type
+                )
             )
+            segment = 0
             async for plaintext in records.plaintext(handle, record_key):
-                await stream.send({"ok": True, "data": plaintext})
+                await stream.send(DataChunk(segment, plaintext))
+                segment += 1
         else:
             await stream.send(
-                header | {"manifest": manifest.encode(), "sealed_key": handle.grant.sealed_key}
+                GetHeader(
+                    size, segments, manifest=manifest.encode(), sealed_key=handle.grant.sealed_key
+                )
             )
             async for segment, ciphertext in handle.fetcher.ciphertext():
-                await stream.send({"ok": True, "segment": segment, "data": ciphertext})
-        await stream.send({"ok": True, "done": True})
+                await stream.send(DataChunk(segment, ciphertext))
+        await stream.send(Done())
 
-    async def list_records(self, request: ListRecords) -> Reply:
+    async def list_records(self, request: ListRecords) -> RecordsReply:
         node = self.node
         reader = request.reader or node.public_key
         state = node.ledger.state()
@@ -209,52 +235,52 @@ class ControlOps:
             if record.owner != reader and state.grant_for(record.record_id, reader, now) is None:
                 continue
             rows.append(
-                {
-                    "record_id": record.record_id.hex(),
-                    "owner": record.owner.hex(),
-                    "size": record.size,
-                    "k": record.k,
-                    "n": record.n,
-                    "created_at": record.created_at,
-                    "grantees": [
-                        g.grantee.hex() for g in state.grants_of(record.record_id) if g.active(now)
-                    ],
-                    "attested_by": [a.hex() for a in state.attestations.get(record.record_id, ())],
-                }
+                RecordRow(
+                    record_id=record.record_id,
+                    owner=record.owner,
+                    size=record.size,
+                    k=record.k,
+                    n=record.n,
+                    created_at=record.created_at,
+                    grantees=tuple(
+                        g.grantee for g in state.grants_of(record.record_id) if g.active(now)
+                    ),
+                    attested_by=tuple(state.attestations.get(record.record_id, ())),
+                )
             )
-        return {"records": rows}
+        return RecordsReply(tuple(rows))
 
-    async def grant(self, request: Grant) -> Reply:
+    async def grant(self, request: Grant) -> Done:
         await self.node.records.grant(request.record_id, request.grantee, request.expires_at)
-        return {}
+        return Done()
 
-    async def revoke(self, request: Revoke) -> Reply:
+    async def revoke(self, request: Revoke) -> Done:
         await self.node.records.revoke(request.record_id, request.grantee)
-        return {}
+        return Done()
 
-    async def delete(self, request: Delete) -> Reply:
+    async def delete(self, request: Delete) -> Done:
         await self.node.records.delete(request.record_id)
-        return {}
+        return Done()
 
     # -- ledger ------------------------------------------------------------------------
 
-    async def feed_head(self, request: FeedHead) -> Reply:
+    async def feed_head(self, request: FeedHead) -> FeedHeadReply:
         record = self.node.records.lookup(request.record_id)
         book = self.node.ledger.book
         head = book.head_entry(request.author)
         if head is None and request.author in book.flagged:
             raise LedgerError("this key's ledger feed is forked; it cannot be extended")
-        return {
-            "seq": 1 if head is None else head.seq + 1,
-            "prev": b"" if head is None else head.hash,
-            "manifest_hash": record.manifest_hash,
-        }
+        return FeedHeadReply(
+            seq=1 if head is None else head.seq + 1,
+            prev=b"" if head is None else head.hash,
+            manifest_hash=record.manifest_hash,
+        )
 
-    async def submit(self, request: Submit) -> Reply:
+    async def submit(self, request: Submit) -> Done:
         await self.node.records.submit(request.entry)
-        return {}
+        return Done()
 
-    async def ledger(self, request: Ledger) -> Reply:
+    async def ledger(self, request: Ledger) -> LedgerReply:
         entries = self.node.ledger.book.entries()
         if request.record_id is not None:
             entries = [e for e in entries if e.record_id == request.record_id]
@@ -262,49 +288,33 @@ class ControlOps:
         if request.tail:
             entries = entries[-request.tail :]
         rejected = self.node.ledger.state().rejected
-        return {"entries": [describe_entry(e, rejected.get(e.hash)) for e in entries]}
+        return LedgerReply(tuple(LedgerRow(e.raw, rejected.get(e.hash)) for e in entries))
 
-    async def check(self, request: Check) -> Reply:
+    async def check(self, request: Check) -> CheckReply:
         wanted = [request.record_id] if request.record_id is not None else self._owned_or_held()
-        reports = []
+        rows = []
         repairer = self.node.repairer
         for record_id in wanted:
             health = await repairer.check(record_id, verify=request.verify)
-            report: Reply = {"health": health.as_dict()}
+            row = CheckRow(HealthReport.of(health))
             if request.repair and not health.healthy:
                 try:
                     repaired = await repairer.repair(record_id)
                 except RecordError as exc:
-                    report["repair"] = {"error": str(exc)}
+                    row = dataclasses.replace(row, repair_error=str(exc))
                 else:
-                    report["repair"] = repaired.as_dict()
-                    report["after"] = (await repairer.check(record_id, verify=False)).as_dict()
-            reports.append(report)
-        return {"records": reports}
+                    after = await repairer.check(record_id, verify=False)
+                    row = dataclasses.replace(
+                        row, repair=repaired.outcome(), after=HealthReport.of(after)
+                    )
+            rows.append(row)
+        return CheckReply(tuple(rows))
 
     def _owned_or_held(self) -> list[bytes]:
         state = self.node.ledger.state()
         mine = {r for r, info in state.records.items() if info.owner == self.node.public_key}
         held = {r for r in self.node.shards.holdings.records() if r in state.records}
         return sorted((mine | held) - set(state.tombstones))
-
-
-def describe_entry(entry: Entry, rejected: str | None) -> Reply:
-    """An entry for display: its fields, keys in hex, sealed keys left out."""
-    body: Reply = {}
-    for name, value in vars(entry.body).items():
-        if name == "sealed_key":
-            continue
-        body[name] = value.hex() if isinstance(value, bytes) else value
-    return {
-        "hash": entry.hash.hex(),
-        "author": entry.author.hex(),
-        "seq": entry.seq,
-        "timestamp": entry.timestamp,
-        "type": str(entry.type),
-        "body": body,
-        "rejected": rejected,
-    }
 
 
 async def upload_segments(stream: Replies, size: int) -> AsyncIterator[tuple[bytes, bool]]:
@@ -337,7 +347,7 @@ async def file_segments(
         yield current, not following
         done += len(current)
         if done - reported >= PROGRESS_EVERY:
-            await stream.send({"ok": True, "progress": done})
+            await stream.send(UploadProgress(done))
             reported = done
         if not following:
             return

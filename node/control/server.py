@@ -16,20 +16,15 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 import trio
 
 from node.control.address import socket_address
 from node.control.ops import OPERATOR_ERRORS, ControlOps
 from node.logs import event, get_logger
-from protocol.control import (
-    MAX_CONTROL_FRAME,
-    BadControlMessage,
-    ControlRequest,
-    decode_request,
-    encode_reply,
-)
+from protocol.control.commands import ControlRequest, decode_request
+from protocol.control.frames import MAX_CONTROL_FRAME, BadControlMessage
+from protocol.control.replies import ControlReply, ErrorReply, encode_reply
 from protocol.errors import RemoteProtocolError
 from protocol.net.wire import FrameDecoder
 
@@ -42,7 +37,7 @@ REPORTED: tuple[type[Exception], ...] = (*OPERATOR_ERRORS, BadControlMessage, Re
 
 
 class ControlStream:
-    """Typed requests in, reply maps out, over one client connection.
+    """Typed requests in, typed replies out, over one client connection.
 
     Reads with recvmsg, so a file descriptor the client attaches to a frame
     (put's file) is received; `take_fd` hands it over, and any not taken are
@@ -85,7 +80,7 @@ class ControlStream:
             os.close(fd)
         self._fds = []
 
-    async def send(self, reply: dict[str, Any]) -> None:
+    async def send(self, reply: ControlReply) -> None:
         await self.stream.send_all(encode_reply(reply))
 
 
@@ -137,4 +132,4 @@ class ControlServer:
 
 async def _send_error(connection: ControlStream, message: str) -> None:
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await connection.send({"ok": False, "error": message})
+        await connection.send(ErrorReply(message))

@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from node.logs import event, get_logger
 from node.records.fetch import BlockFetcher, TooFewShards
 from node.records.service import RecordError, RecordService, short
 from node.records.transfer import HolderSender, holder_senders, send_to_holders
+from protocol.control.replies import RepairOutcome
 from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
 from protocol.records.health import RecordHealth
@@ -43,14 +43,12 @@ class RepairReport:
     failed: dict[bytes, str] = field(default_factory=dict)  # target -> why
     note: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "record_id": self.before.record_id.hex(),
-            "before": self.before.as_dict(),
-            "placed": {str(i): node.hex() for i, node in self.placed.items()},
-            "failed": {node.hex(): why for node, why in self.failed.items()},
-            "note": self.note,
-        }
+    def outcome(self) -> RepairOutcome:
+        return RepairOutcome(
+            placed={str(i): node for i, node in self.placed.items()},
+            failed={node.hex(): why for node, why in self.failed.items()},
+            note=self.note,
+        )
 
 
 class Repairer:

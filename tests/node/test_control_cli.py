@@ -28,7 +28,8 @@ from node.config.keyfiles import KeyKind, write_secret
 from node.control.address import control_path
 from node.control.ops import ControlOps
 from node.control.server import ControlServer
-from protocol.control import Chunk, Put, Status, decode_reply, encode_request
+from protocol.control.commands import Chunk, Put, Status, encode_request
+from protocol.control.replies import ErrorReply, UploadReady, decode_reply
 from protocol.net.wire import FrameDecoder
 from tests.node.cluster import Cluster, small_config
 from tests.protocol.keys import seed
@@ -180,6 +181,12 @@ async def test_operator_errors_are_one_line(tmp_path: Path) -> None:
     assert "no medvault daemon is running" in stopped.output
 
 
+def error_of(payload: bytes) -> str:
+    reply = decode_reply(payload)
+    assert isinstance(reply, ErrorReply), reply
+    return reply.error
+
+
 async def test_an_upload_cut_short_records_nothing(tmp_path: Path) -> None:
     async with controlled(tmp_path, count=5, served=1) as net:
         address = str(control_path(net.dirs[0]))
@@ -187,7 +194,8 @@ async def test_an_upload_cut_short_records_nothing(tmp_path: Path) -> None:
         def start_upload(sock: socket.socket) -> None:
             sock.connect(address)
             sock.sendall(encode_request(Put("", "", None, (), 0, False)))
-            assert decode_reply(FrameDecoder().feed(sock.recv(1024))[0])["chunk_size"] > 0
+            ready = decode_reply(FrameDecoder().feed(sock.recv(1024))[0])
+            assert isinstance(ready, UploadReady) and ready.chunk_size > 0
             sock.sendall(encode_request(Chunk(MARKER * 10_000, False)))
 
         def hang_up() -> None:
@@ -201,7 +209,7 @@ async def test_an_upload_cut_short_records_nothing(tmp_path: Path) -> None:
                 frames = FrameDecoder()
                 while not (payloads := frames.feed(sock.recv(65536))):
                     pass
-                return str(decode_reply(payloads[0]).get("error"))
+                return error_of(payloads[0])
 
         def attached_nothing() -> str:
             with socket.socket(socket.AF_UNIX) as sock:
@@ -210,7 +218,7 @@ async def test_an_upload_cut_short_records_nothing(tmp_path: Path) -> None:
                 frames = FrameDecoder()
                 while not (replies := frames.feed(sock.recv(65536))):
                     pass
-                return str(decode_reply(replies[0]).get("error"))
+                return error_of(replies[0])
 
         await trio.to_thread.run_sync(hang_up)
         assert "expected an upload chunk" in await trio.to_thread.run_sync(wrong_frame)

@@ -10,7 +10,8 @@ import pytest
 
 from node.control.ops import PROGRESS_EVERY, file_segments, upload_segments
 from node.records.service import RecordError
-from protocol.control import Chunk, ControlRequest, Status
+from protocol.control.commands import Chunk, ControlRequest, Status
+from protocol.control.replies import ControlReply, UploadProgress
 
 
 class Script:
@@ -22,7 +23,7 @@ class Script:
     async def receive(self) -> ControlRequest | None:
         return self.requests.pop(0) if self.requests else None
 
-    async def send(self, reply: dict[str, object]) -> None:
+    async def send(self, reply: ControlReply) -> None:
         raise AssertionError("no replies during an upload")
 
     def take_fd(self) -> int | None:
@@ -61,9 +62,9 @@ async def test_a_cut_or_confused_upload_is_refused() -> None:
 class Listener(Script):
     def __init__(self) -> None:
         super().__init__([])
-        self.replies: list[dict[str, object]] = []
+        self.replies: list[ControlReply] = []
 
-    async def send(self, reply: dict[str, object]) -> None:
+    async def send(self, reply: ControlReply) -> None:
         self.replies.append(reply)
 
 
@@ -77,4 +78,4 @@ async def test_an_attached_file_is_read_in_segments_with_progress(tmp_path: Path
     assert b"".join(s for s, _ in segments) == data
     assert [last for _, last in segments] == [False] * (len(segments) - 1) + [True]
     assert all(len(s) == 65536 for s, _ in segments[:-1]) and len(segments[-1][0]) == 5
-    assert listener.replies == [{"ok": True, "progress": PROGRESS_EVERY}]
+    assert listener.replies == [UploadProgress(PROGRESS_EVERY)]

@@ -5,9 +5,14 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from protocol import control
-from protocol.control import BadControlMessage, decode_reply, decode_request, encode_request
+from protocol.control import commands as control
+from protocol.control import replies
+from protocol.control.commands import decode_request, encode_request
+from protocol.control.frames import MAX_CONTROL_FRAME, BadControlMessage
+from protocol.control.replies import decode_reply, encode_reply
 from protocol.net.wire import FrameDecoder
+from protocol.records.health import RecordHealth
+from protocol.records.messages import HoldingsFound
 
 KEY = bytes(range(32))
 RECORD = bytes(range(32, 64))
@@ -32,7 +37,7 @@ REQUESTS: list[control.ControlRequest] = [
 
 
 def frame_payload(frame: bytes) -> bytes:
-    (payload,) = FrameDecoder(control.MAX_CONTROL_FRAME).feed(frame)
+    (payload,) = FrameDecoder(MAX_CONTROL_FRAME).feed(frame)
     return payload
 
 
@@ -44,8 +49,8 @@ def test_requests_round_trip(request_: control.ControlRequest) -> None:
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        (["nope", {}], "unknown control op 'nope'"),
-        ({"op": "status"}, r"a control request is \[op, body\]"),
+        (["nope", {}], "unknown control request 'nope'"),
+        ({"op": "status"}, r"a control request is \[kind, body\]"),
         (["get", {"record_id": RECORD}], "fields"),
         (["get", {"record_id": b"short", "reader": None}], "record id must be 32 bytes"),
         (["grant", {"record_id": RECORD, "grantee": KEY, "expires_at": -1}], "expires_at"),
@@ -76,7 +81,61 @@ def test_garbage_is_not_msgpack() -> None:
         decode_request(b"\xc1\xc1\xc1")
 
 
-def test_replies_need_an_ok_flag() -> None:
-    assert decode_reply(msgpack.packb({"ok": True, "x": 1}))["x"] == 1
-    with pytest.raises(BadControlMessage, match="`ok` flag"):
-        decode_reply(msgpack.packb({"x": 1}))
+HEALTH = RecordHealth.of(RECORD, 2, 3, [(KEY, HoldingsFound((0, 2), (1,), ()))])
+REPLIES: list[replies.ControlReply] = [
+    replies.ErrorReply("unknown record 0011"),
+    replies.Done(),
+    replies.StatusReply(
+        KEY, KEY[:20], "127.0.0.1:1", "a", 1.5, 3, 2, 10, 4, 2, 99, 0, 4, 8, 6, 1, 0
+    ),
+    replies.PeersReply((replies.PeerRow(KEY, KEY[:20], "h:1", None, False),)),
+    replies.UploadReady(65536),
+    replies.UploadProgress(8 << 20),
+    replies.PutReply(RECORD, 10, 1, 5, (KEY,)),
+    replies.GetHeader(10, 1, filename="a.pdf", content_type="application/pdf"),
+    replies.GetHeader(10, 1, manifest=b"m", sealed_key=b"s"),
+    replies.DataChunk(0, b"\x00" * 100),
+    replies.RecordsReply((replies.RecordRow(RECORD, KEY, 10, 2, 3, 7, (KEY,), ()),)),
+    replies.FeedHeadReply(1, b"", b"h" * 32),
+    replies.LedgerReply((replies.LedgerRow(b"raw", None), replies.LedgerRow(b"x", "why"))),
+    replies.CheckReply(
+        (
+            replies.CheckRow(replies.HealthReport.of(HEALTH)),
+            replies.CheckRow(
+                replies.HealthReport.of(HEALTH),
+                replies.RepairOutcome({"1": KEY}, {KEY.hex(): "timed out"}, ""),
+                None,
+                replies.HealthReport.of(HEALTH),
+            ),
+        )
+    ),
+]
+
+
+@pytest.mark.parametrize("reply", REPLIES, ids=lambda r: r.KIND)
+def test_replies_round_trip(reply: replies.ControlReply) -> None:
+    assert decode_reply(frame_payload(encode_reply(reply))) == reply
+
+
+def test_every_reply_kind_is_tested() -> None:
+    assert {type(r) for r in REPLIES} == set(replies._KINDS.values())
+
+
+def test_a_health_report_keeps_what_the_cli_shows() -> None:
+    report = replies.HealthReport.of(HEALTH)
+    assert report.holders == {KEY.hex(): (0, 2)} and report.partial == {KEY.hex(): (1,)}
+    assert report.missing == (1,) and report.readable and not report.healthy
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (["teleported", {}], "unknown control reply 'teleported'"),
+        ({"ok": True}, r"a control reply is \[kind, body\]"),
+        (["put", {"record_id": RECORD}], "fields"),
+        (["data", {"segment": "0", "data": b""}], "expected an integer"),
+    ],
+)
+def test_bad_replies_are_refused_with_a_reason(value: object, reason: str) -> None:
+    with pytest.raises(BadControlMessage, match=reason):
+        decode_reply(msgpack.packb(value, use_bin_type=True))

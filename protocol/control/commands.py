@@ -1,29 +1,19 @@
-"""The local control protocol between the `medvault` CLI and its daemon.
+"""What the `medvault` CLI asks its daemon: one typed command per connection.
 
-It runs over the daemon's Unix socket (mode 0600 in the data directory), one
-request per connection, in length-prefixed frames (protocol.wire). The
-client's frames are typed messages, msgpack [type, body], decoded with the
-same schema checks as peer messages: the daemon trusts nothing it is sent.
-The daemon's frames are msgpack maps: {"ok": true, ...} or {"ok": false,
-"error": "..."}; streams (put's upload, get's download) are Chunk frames
-ended by a chunk with `last` set (upload) or a final {"ok": true, "done":
-true} map (download).
+It runs over the daemon's Unix socket (mode 0600 in the data directory), in
+control frames (protocol.control.frames). The daemon answers with typed
+replies (protocol.control.replies). Put's upload is Chunk frames ended by a
+chunk with `last` set, unless the file itself is attached as a descriptor.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
-
-import msgpack
+from typing import ClassVar, TypeVar
 
 from protocol import schema
-from protocol.errors import RemoteProtocolError
-from protocol.net.wire import encode_frame
+from protocol.control.frames import decode_typed, encode_typed
 
-# A download frame holds at most one segment (<= 64 MiB) and its header the
-# manifest (<= 16 MiB); the cap leaves room for both and the map around them.
-MAX_CONTROL_FRAME = 81 * 1024 * 1024
 KEY_SIZE = 32
 RECORD_ID_SIZE = 32
 
@@ -44,10 +34,6 @@ def control_op(cls: R) -> R:
     schema.decoder(cls)
     _OPS[cls.OP] = cls
     return cls
-
-
-class BadControlMessage(RemoteProtocolError):
-    """A control frame that does not decode; the message says why."""
 
 
 def _key(value: bytes | None, what: str, size: int = KEY_SIZE) -> None:
@@ -217,41 +203,8 @@ def encode_request(request: ControlRequest) -> bytes:
     """One frame (length prefix included) carrying `request`."""
     if _OPS.get(request.OP) is not type(request):
         raise TypeError(f"{type(request).__name__} is not a registered control op")
-    body = schema.encoder(type(request))(request)
-    return encode_frame(msgpack.packb([request.OP, body], use_bin_type=True), MAX_CONTROL_FRAME)
-
-
-def _reject_ext(code: int, data: bytes) -> Any:
-    raise ValueError(f"msgpack extension type {code} is not allowed")
-
-
-def _unpack(payload: bytes) -> Any:
-    try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=True, ext_hook=_reject_ext)
-    except Exception as exc:  # msgpack raises many types on garbage
-        raise BadControlMessage(f"frame is not valid msgpack ({type(exc).__name__})") from None
+    return encode_typed(request.OP, type(request), request)
 
 
 def decode_request(payload: bytes) -> ControlRequest:
-    value = _unpack(payload)
-    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str):
-        raise BadControlMessage("a control request is [op, body]")
-    cls = _OPS.get(value[0])
-    if cls is None:
-        raise BadControlMessage(f"unknown control op {value[0]!r}")
-    try:
-        request: ControlRequest = schema.decoder(cls)(value[1])
-    except schema.SchemaError as exc:
-        raise BadControlMessage(f"{cls.OP}: {exc}") from None
-    return request
-
-
-def encode_reply(reply: dict[str, Any]) -> bytes:
-    return encode_frame(msgpack.packb(reply, use_bin_type=True), MAX_CONTROL_FRAME)
-
-
-def decode_reply(payload: bytes) -> dict[str, Any]:
-    value = _unpack(payload)
-    if not isinstance(value, dict) or not isinstance(value.get("ok"), bool):
-        raise BadControlMessage("a control reply is a map with an `ok` flag")
-    return value
+    return decode_typed(payload, _OPS, "request")

@@ -1,0 +1,254 @@
+"""What the daemon answers the CLI: one typed reply class per kind of answer.
+
+Every reply is a frozen dataclass sent as a control frame [kind, body] and
+decoded on the CLI's side with the same schema checks as a command, so the
+CLI reads fields, not string keys of a map. A failure is an ErrorReply; a
+download is a GetHeader, DataChunk frames, then Done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
+
+from protocol import schema
+from protocol.control.frames import decode_typed, encode_typed
+from protocol.records.health import RecordHealth
+
+
+class ControlReply:
+    """Base of the daemon's answers; subclasses are frozen dataclasses."""
+
+    KIND: ClassVar[str] = ""
+
+
+R = TypeVar("R", bound=type[ControlReply])
+_KINDS: dict[str, type[ControlReply]] = {}
+
+
+def control_reply(cls: R) -> R:
+    if not cls.KIND or cls.KIND in _KINDS:
+        raise TypeError(f"control reply {cls.KIND!r} is empty or already registered")
+    schema.decoder(cls)
+    _KINDS[cls.KIND] = cls
+    return cls
+
+
+def encode_reply(reply: ControlReply) -> bytes:
+    if _KINDS.get(reply.KIND) is not type(reply):
+        raise TypeError(f"{type(reply).__name__} is not a registered control reply")
+    return encode_typed(reply.KIND, type(reply), reply)
+
+
+def decode_reply(payload: bytes) -> ControlReply:
+    return decode_typed(payload, _KINDS, "reply")
+
+
+@control_reply
+@dataclass(frozen=True)
+class ErrorReply(ControlReply):
+    KIND: ClassVar[str] = "error"
+    error: str
+
+
+@control_reply
+@dataclass(frozen=True)
+class Done(ControlReply):
+    """The request succeeded and says nothing more (or a download ended)."""
+
+    KIND: ClassVar[str] = "done"
+
+
+@control_reply
+@dataclass(frozen=True)
+class StatusReply(ControlReply):
+    KIND: ClassVar[str] = "status"
+    public_key: bytes
+    node_id: bytes
+    address: str
+    site: str
+    uptime_s: float
+    contacts: int
+    connections: int
+    ledger_entries: int
+    records: int
+    records_held: int
+    store_used_bytes: int
+    store_quota_bytes: int
+    k: int
+    n: int
+    happy: int
+    segment_size: int
+    repair_passes: int
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    public_key: bytes
+    node_id: bytes
+    address: str
+    site: str | None
+    reachable: bool
+
+
+@control_reply
+@dataclass(frozen=True)
+class PeersReply(ControlReply):
+    KIND: ClassVar[str] = "peers"
+    peers: tuple[PeerRow, ...]
+
+
+@control_reply
+@dataclass(frozen=True)
+class UploadReady(ControlReply):
+    """Go ahead; streamed uploads send chunks of `chunk_size` bytes."""
+
+    KIND: ClassVar[str] = "upload_ready"
+    chunk_size: int
+
+
+@control_reply
+@dataclass(frozen=True)
+class UploadProgress(ControlReply):
+    """Bytes of an attached file the daemon has read so far."""
+
+    KIND: ClassVar[str] = "upload_progress"
+    done: int
+
+
+@control_reply
+@dataclass(frozen=True)
+class PutReply(ControlReply):
+    KIND: ClassVar[str] = "put"
+    record_id: bytes
+    size: int
+    segments: int
+    holders: int
+    grantees: tuple[bytes, ...]
+
+
+@control_reply
+@dataclass(frozen=True)
+class GetHeader(ControlReply):
+    """Before a download: as this node (filename, content type) or as a person (sealed)."""
+
+    KIND: ClassVar[str] = "get"
+    size: int
+    segments: int
+    filename: str | None = None
+    content_type: str | None = None
+    manifest: bytes | None = None  # when reading as a person: decryption happens in the CLI
+    sealed_key: bytes | None = None
+
+
+@control_reply
+@dataclass(frozen=True)
+class DataChunk(ControlReply):
+    """One segment of a download: plaintext, or ciphertext for a person's CLI to open."""
+
+    KIND: ClassVar[str] = "data"
+    segment: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    record_id: bytes
+    owner: bytes
+    size: int
+    k: int
+    n: int
+    created_at: int
+    grantees: tuple[bytes, ...]
+    attested_by: tuple[bytes, ...]
+
+
+@control_reply
+@dataclass(frozen=True)
+class RecordsReply(ControlReply):
+    KIND: ClassVar[str] = "records"
+    records: tuple[RecordRow, ...]
+
+
+@control_reply
+@dataclass(frozen=True)
+class FeedHeadReply(ControlReply):
+    """Where a person's next ledger entry goes, and the record's manifest hash."""
+
+    KIND: ClassVar[str] = "feed_head"
+    seq: int
+    prev: bytes
+    manifest_hash: bytes
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    raw: bytes  # the signed entry itself: the CLI decodes and verifies it
+    rejected: str | None
+
+
+@control_reply
+@dataclass(frozen=True)
+class LedgerReply(ControlReply):
+    KIND: ClassVar[str] = "ledger"
+    entries: tuple[LedgerRow, ...]
+
+
+def _by_node(indices: Mapping[bytes, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    return {node.hex(): tuple(found) for node, found in indices.items()}
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """A RecordHealth as the CLI sees it (nodes as hex keys)."""
+
+    record_id: bytes
+    k: int
+    n: int
+    holders: dict[str, tuple[int, ...]]
+    distinct_hosts: int
+    missing: tuple[int, ...]
+    crowded: tuple[int, ...]
+    partial: dict[str, tuple[int, ...]]
+    corrupt: dict[str, tuple[int, ...]]
+    readable: bool
+    healthy: bool
+
+    @classmethod
+    def of(cls, health: RecordHealth) -> HealthReport:
+        return cls(
+            record_id=health.record_id,
+            k=health.k,
+            n=health.n,
+            holders=_by_node(health.holders),
+            distinct_hosts=health.distinct_hosts,
+            missing=health.missing,
+            crowded=health.crowded,
+            partial=_by_node(health.partial),
+            corrupt=_by_node(health.corrupt),
+            readable=health.readable,
+            healthy=health.healthy,
+        )
+
+
+@dataclass(frozen=True)
+class RepairOutcome:
+    placed: dict[str, bytes]  # shard index (as text) -> its new holder
+    failed: dict[str, str]  # node (hex) -> why
+    note: str
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    health: HealthReport
+    repair: RepairOutcome | None = None
+    repair_error: str | None = None
+    after: HealthReport | None = None
+
+
+@control_reply
+@dataclass(frozen=True)
+class CheckReply(ControlReply):
+    KIND: ClassVar[str] = "check"
+    records: tuple[CheckRow, ...]
