@@ -9,10 +9,9 @@ chunk with `last` set, unless the file itself is attached as a descriptor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
-from protocol import schema
-from protocol.control.frames import decode_typed, encode_typed
+from protocol.control.frames import Registry
 
 KEY_SIZE = 32
 RECORD_ID_SIZE = 32
@@ -24,16 +23,8 @@ class ControlRequest:
     OP: ClassVar[str] = ""
 
 
-R = TypeVar("R", bound=type[ControlRequest])
-_OPS: dict[str, type[ControlRequest]] = {}
-
-
-def control_op(cls: R) -> R:
-    if not cls.OP or cls.OP in _OPS:
-        raise TypeError(f"control op {cls.OP!r} is empty or already registered")
-    schema.decoder(cls)
-    _OPS[cls.OP] = cls
-    return cls
+COMMANDS = Registry[ControlRequest]("request", lambda cls: str(cls.OP))
+control_op = COMMANDS.register
 
 
 def _key(value: bytes | None, what: str, size: int = KEY_SIZE) -> None:
@@ -201,10 +192,8 @@ class Check(ControlRequest):
 
 def encode_request(request: ControlRequest) -> bytes:
     """One frame (length prefix included) carrying `request`."""
-    if _OPS.get(request.OP) is not type(request):
-        raise TypeError(f"{type(request).__name__} is not a registered control op")
-    return encode_typed(request.OP, type(request), request)
+    return COMMANDS.encode(request)
 
 
 def decode_request(payload: bytes) -> ControlRequest:
-    return decode_typed(payload, _OPS, "request")
+    return COMMANDS.decode(payload)

@@ -7,7 +7,8 @@ schema checks as peer messages.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import msgpack
 
@@ -20,31 +21,55 @@ from protocol.net.wire import encode_frame
 MAX_CONTROL_FRAME = 81 * 1024 * 1024
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 
 class BadControlMessage(RemoteProtocolError):
     """A control frame that does not decode; the message says why."""
 
 
-def encode_typed(kind: str, cls: type, value: Any) -> bytes:
-    """One frame (length prefix included) carrying `value` of dataclass `cls` as `kind`."""
-    body = schema.encoder(cls)(value)
-    return encode_frame(msgpack.packb([kind, body], use_bin_type=True), MAX_CONTROL_FRAME)
+class Registry(Generic[T]):
+    """The classes one side may send, by kind: registered once, encoded and decoded by kind.
 
+    `what` names the side in errors ("request", "reply"); `kind_of` reads a
+    class's kind (its OP or KIND class attribute).
+    """
 
-def decode_typed(payload: bytes, kinds: dict[str, type[T]], what: str) -> T:
-    """The value a frame carries, of the class its kind names in `kinds`."""
-    value = _unpack(payload)
-    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str):
-        raise BadControlMessage(f"a control {what} is [kind, body]")
-    cls = kinds.get(value[0])
-    if cls is None:
-        raise BadControlMessage(f"unknown control {what} {value[0]!r}")
-    try:
-        decoded: T = schema.decoder(cls)(value[1])
-    except schema.SchemaError as exc:
-        raise BadControlMessage(f"{value[0]}: {exc}") from None
-    return decoded
+    def __init__(self, what: str, kind_of: Callable[[Any], str]) -> None:
+        self.what = what
+        self.kind_of = kind_of
+        self.kinds: dict[str, type[T]] = {}
+
+    def register(self, cls: C) -> C:
+        kind = self.kind_of(cls)
+        if not kind or kind in self.kinds:
+            raise TypeError(f"control {self.what} {kind!r} is empty or already registered")
+        schema.decoder(cls)  # built now: a class without a wire form fails at import
+        self.kinds[kind] = cls
+        return cls
+
+    def encode(self, value: T) -> bytes:
+        """One frame (length prefix included) carrying `value`."""
+        cls = type(value)
+        kind = self.kind_of(cls)
+        if self.kinds.get(kind) is not cls:
+            raise TypeError(f"{cls.__name__} is not a registered control {self.what}")
+        body = schema.encoder(cls)(value)
+        return encode_frame(msgpack.packb([kind, body], use_bin_type=True), MAX_CONTROL_FRAME)
+
+    def decode(self, payload: bytes) -> T:
+        """The value a frame carries, of the class its kind names."""
+        value = _unpack(payload)
+        if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str):
+            raise BadControlMessage(f"a control {self.what} is [kind, body]")
+        cls = self.kinds.get(value[0])
+        if cls is None:
+            raise BadControlMessage(f"unknown control {self.what} {value[0]!r}")
+        try:
+            decoded: T = schema.decoder(cls)(value[1])
+        except schema.SchemaError as exc:
+            raise BadControlMessage(f"{value[0]}: {exc}") from None
+        return decoded
 
 
 def _reject_ext(code: int, data: bytes) -> Any:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
-from protocol import schema
-from protocol.control.frames import decode_typed, encode_typed
+from protocol.control.frames import Registry
 from protocol.records.health import RecordHealth
 
 
@@ -23,26 +22,16 @@ class ControlReply:
     KIND: ClassVar[str] = ""
 
 
-R = TypeVar("R", bound=type[ControlReply])
-_KINDS: dict[str, type[ControlReply]] = {}
-
-
-def control_reply(cls: R) -> R:
-    if not cls.KIND or cls.KIND in _KINDS:
-        raise TypeError(f"control reply {cls.KIND!r} is empty or already registered")
-    schema.decoder(cls)
-    _KINDS[cls.KIND] = cls
-    return cls
+REPLIES = Registry[ControlReply]("reply", lambda cls: str(cls.KIND))
+control_reply = REPLIES.register
 
 
 def encode_reply(reply: ControlReply) -> bytes:
-    if _KINDS.get(reply.KIND) is not type(reply):
-        raise TypeError(f"{type(reply).__name__} is not a registered control reply")
-    return encode_typed(reply.KIND, type(reply), reply)
+    return REPLIES.encode(reply)
 
 
 def decode_reply(payload: bytes) -> ControlReply:
-    return decode_typed(payload, _KINDS, "reply")
+    return REPLIES.decode(payload)
 
 
 @control_reply

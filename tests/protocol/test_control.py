@@ -118,7 +118,7 @@ def test_replies_round_trip(reply: replies.ControlReply) -> None:
 
 
 def test_every_reply_kind_is_tested() -> None:
-    assert {type(r) for r in REPLIES} == set(replies._KINDS.values())
+    assert {type(r) for r in REPLIES} == set(replies.REPLIES.kinds.values())
 
 
 def test_a_health_report_keeps_what_the_cli_shows() -> None:
