@@ -82,6 +82,7 @@ class Node:
             wall_clock=parts.wall_clock,
             config=config.dht,
         )
+        self.manager.on_inbound = lambda peer: self.dht.greet(peer, peer.call)
         self.ledger = LedgerService(
             identity=parts.identity, clock_ms=self.clock_ms, db=parts.ledger_db
         )
@@ -92,6 +93,7 @@ class Node:
             peers=self.dht.routing.contacts,
             rng=parts.rng,
             config=config.gossip,
+            heard=self.dht.observe,
         )
         self.shards = ShardService(
             store=parts.store,
@@ -122,6 +124,8 @@ class Node:
         for service in (self.dht, self.gossip, self.shards):
             service.install(self.dispatcher)
         self._nursery: trio.Nursery | None = None
+        self._announcing = 0  # provider announcements started and not yet finished
+        self._announced = trio.Event()  # set and replaced when the count drops to 0
 
     def clock_ms(self) -> int:
         return int(self.parts.wall_clock() * 1000)
@@ -132,6 +136,7 @@ class Node:
 
     def _announce(self, key: bytes) -> None:
         if self._nursery is not None:
+            self._announcing += 1
             self._nursery.start_soon(self._provide, key)
 
     async def _provide(self, key: bytes) -> None:
@@ -139,6 +144,16 @@ class Node:
             await self.dht.provide(key)
         except Exception:  # an announcement is retried by republish; never fatal
             log.exception("provider announcement failed")
+        finally:
+            self._announcing -= 1
+            if self._announcing == 0:
+                self._announced.set()
+                self._announced = trio.Event()
+
+    async def announcements_done(self) -> None:
+        """Return once every provider announcement started so far has finished."""
+        while self._announcing:
+            await self._announced.wait()
 
     async def serve(
         self,

@@ -37,6 +37,23 @@ class DhtConfig:
         high=100,
     )
     join_refreshes: int = setting(4, "Random far regions looked up when joining.", low=0, high=160)
+    join_retry_first: float = setting(
+        0.5,
+        "Seconds before a node that is joining (or whose table still grows) looks itself"
+        " up again; the delay doubles up to join_retry_max.",
+        low=0.01,
+        high=600,
+    )
+    join_retry_max: float = setting(
+        30.0, "Longest delay between those lookups, in seconds.", low=0.1, high=3600
+    )
+    quiet_time: float = setting(
+        60.0,
+        "Seconds without hearing any peer, while queries fail, after which the node"
+        " takes itself for cut off and joins again.",
+        low=1,
+        high=86_400,
+    )
     max_pings: int = setting(
         8, "Liveness pings of full buckets' oldest contacts in flight.", low=1, high=1000
     )

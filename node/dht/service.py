@@ -27,6 +27,7 @@ from node.net.dispatch import Dispatcher
 from node.net.errors import CallTimeout, RequestError, RpcError
 from node.net.rpc_port import Caller, RpcPort
 from protocol.dht.contact import Contact, ContactInfo, distance
+from protocol.dht.joining import JoinSchedule, Phase, Seen
 from protocol.dht.liveness import Evict, Liveness
 from protocol.dht.lookup import Finished, Lookup
 from protocol.dht.messages import (
@@ -34,6 +35,7 @@ from protocol.dht.messages import (
     FindNode,
     FindValue,
     GetProviders,
+    Hello,
     NodesFound,
     ProvidersFound,
     Stored,
@@ -50,7 +52,7 @@ from protocol.dht.store import (
     validate,
     validate_provider,
 )
-from protocol.ids import NODE_ID_SIZE
+from protocol.ids import NODE_ID_SIZE, node_id
 from protocol.net.messages import ErrorCode, Message, Ping
 
 log = get_logger("dht")
@@ -133,6 +135,13 @@ class DhtService:
         self.store = store or RecordStore()
         self.stats = DhtStats()
         self.liveness = Liveness(self.config.max_failures)
+        self.joining = JoinSchedule(
+            rng=self._fraction,
+            first=self.config.join_retry_first,
+            cap=self.config.join_retry_max,
+            quiet=self.config.quiet_time,
+        )
+        self.bootstrap: tuple[Contact, ...] = ()
         self._pinging: dict[bytes, None] = {}
         self._provided: dict[bytes, None] = {}
         self._published: dict[bytes, ValueRecord] = {}
@@ -146,6 +155,7 @@ class DhtService:
         self.info = self.contact.info()
 
     def install(self, dispatcher: Dispatcher) -> None:
+        dispatcher.route(Hello, self._on_hello)
         dispatcher.route(FindNode, self._on_find_node)
         dispatcher.route(FindValue, self._on_find_value)
         dispatcher.route(StoreValue, self._on_store_value)
@@ -158,21 +168,25 @@ class DhtService:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Join through `bootstrap` (and any restored contacts), then keep the table fresh."""
+        """Join through `bootstrap` (and any restored contacts), then keep the table fresh.
+
+        Bootstrap peers are lookup seeds, not table entries: they enter the
+        table when they answer. Until the node has joined, and while its
+        table is small, it keeps looking itself up (protocol.dht.joining).
+        """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            now = trio.current_time()
-            for contact in bootstrap:
-                self.routing.observe(contact, now)
+            self.bootstrap = tuple(bootstrap)
             await self.join()
+            nursery.start_soon(self._keep_joined)
             nursery.start_soon(self._every, self.config.refresh_interval / 4, self.refresh)
             nursery.start_soon(self._every, self.config.republish_interval, self.republish)
             nursery.start_soon(self._every, self.config.expire_interval, self._expire)
             task_status.started()
 
     async def join(self) -> None:
-        """Find our neighbourhood, then a few random far regions."""
-        await self.find_node(self.contact.node_id)
+        """Find our neighbourhood (through the bootstrap peers too), then a few far regions."""
+        await self._find_self()
         targets = self.routing.refresh_targets(trio.current_time(), 0.0, self.random_bytes)
         for target in targets[: self.config.join_refreshes]:
             await self.find_node(target)
@@ -183,6 +197,38 @@ class DhtService:
             contacts=len(self.routing),
             buckets=self.routing.bucket_count,
         )
+
+    def _fraction(self) -> float:
+        return int.from_bytes(self.random_bytes(7), "big") / 2**56
+
+    def _seen(self) -> Seen:
+        return Seen(
+            trio.current_time(),
+            len(self.routing),
+            self.liveness.heard_at,
+            self.liveness.failed_at,
+        )
+
+    async def _find_self(self) -> LookupResult:
+        start = trio.current_time()
+        known = {c.node_id for c in self.routing.contacts()}
+        target = self.contact.node_id
+        lookup = self._new_lookup(target, extra=self.bootstrap)
+        done = await self._lookup(lookup, FindNode(self.info, target), self._absorb_nodes)
+        self.joining.looked_up(any(c.node_id not in known for c in self.routing.contacts()))
+        return _result(done, start)
+
+    async def _keep_joined(self) -> None:
+        """Look this node up again while it is joining or settling (see protocol.dht.joining)."""
+        phase = None
+        while True:
+            now_phase, delay = self.joining.next_delay(self._seen())
+            if now_phase is not phase:
+                phase = now_phase
+                event(log, logging.INFO, "dht phase", phase=phase.value, contacts=len(self.routing))
+            await trio.sleep(delay)
+            if self.joining.phase(self._seen()) is not Phase.SETTLED:
+                await self._find_self()
 
     async def _every(self, period: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -272,6 +318,25 @@ class DhtService:
         closest = self.routing.closest(target, self.config.k, exclude=exclude.node_id)
         return tuple(c.info() for c in closest)
 
+    async def _on_hello(self, message: Hello, caller: Caller) -> Hello:
+        self._learn(message.sender, caller)
+        return Hello(self.info)
+
+    async def greet(self, caller: Caller, call: Callable[[Message], Awaitable[Message]]) -> None:
+        """A peer connected and authenticated: exchange contacts if it is not in the table.
+
+        A contact evicted while it was unreachable thus comes back as soon as
+        it is heard from again, whatever it connected for.
+        """
+        if self.routing.get(node_id(caller.remote_public_key)) is not None:
+            return
+        try:
+            answer = await call(Hello(self.info))
+        except RpcError:
+            return
+        if isinstance(answer, Hello) and answer.sender.public_key == caller.remote_public_key:
+            self.observe(Contact.from_info(answer.sender))
+
     async def _on_find_node(self, message: FindNode, caller: Caller) -> NodesFound:
         sender = self._learn(message.sender, caller)
         _require_key(message.target)
@@ -353,10 +418,10 @@ class DhtService:
         finally:
             run.signal.fire()
 
-    def _new_lookup(self, target: bytes) -> Lookup:
+    def _new_lookup(self, target: bytes, extra: Sequence[Contact] = ()) -> Lookup:
         return Lookup(
             target,
-            self.routing.closest(target, self.config.k),
+            [*self.routing.closest(target, self.config.k), *extra],
             k=self.config.k,
             alpha=self.config.alpha,
             timeout=self.config.query_timeout,
@@ -369,17 +434,17 @@ class DhtService:
             raise BadAnswer(f"{len(infos)} contacts, more than k={self.config.k}")
         return [Contact.from_info(info) for info in infos]
 
+    def _absorb_nodes(self, contact: Contact, answer: Message) -> list[Contact]:
+        if not isinstance(answer, NodesFound):
+            raise BadAnswer(f"answered find_node with {answer.TYPE}")
+        return self._contacts(answer.contacts)
+
     async def find_node(self, target: bytes) -> LookupResult:
         """The k closest live contacts to `target`."""
         _check_key(target)
-
-        def absorb(contact: Contact, answer: Message) -> list[Contact]:
-            if not isinstance(answer, NodesFound):
-                raise BadAnswer(f"answered find_node with {answer.TYPE}")
-            return self._contacts(answer.contacts)
-
         start = trio.current_time()
-        done = await self._lookup(self._new_lookup(target), FindNode(self.info, target), absorb)
+        request = FindNode(self.info, target)
+        done = await self._lookup(self._new_lookup(target), request, self._absorb_nodes)
         return _result(done, start)
 
     async def get_value(self, key: bytes) -> LookupResult:

@@ -58,8 +58,10 @@ class GossipService:
         peers: Callable[[], Sequence[Contact]],
         rng: random.Random,
         config: GossipConfig | None = None,
+        heard: Callable[[Contact], None] | None = None,
     ) -> None:
         self.ledger = ledger
+        self.heard = heard  # told of every peer that gossips with us (the DHT learns it)
         self.port = port
         self.me = me
         self.peers = peers
@@ -162,8 +164,11 @@ class GossipService:
             raise RequestError(
                 ErrorCode.BAD_REQUEST, "sender key differs from the connection's key"
             )
+        sender = Contact.from_info(message.sender)
+        if self.heard is not None:
+            self.heard(sender)
         if self._nursery is not None:  # the caller may be ahead of us: pull too
-            self._nursery.start_soon(self._pull, Contact.from_info(message.sender), message.heads)
+            self._nursery.start_soon(self._pull, sender, message.heads)
         return LedgerHeadsReply(heads_message(self.ledger.book.heads()))
 
     async def _on_get_entries(self, message: GetEntries, caller: Caller) -> EntriesFound:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nacl.signing
@@ -74,6 +74,9 @@ class ConnectionManager:
         self._handshakes = trio.Semaphore(self.limits.max_handshakes)
         self._nursery: trio.Nursery | None = None
         self._admitted = trio.Event()  # set and replaced whenever a peer is admitted
+        # Run (as its own task) for every inbound connection admitted: the DHT
+        # learns who connected. Failures in it are the hook's own business.
+        self.on_inbound: Callable[[PeerConnection], Awaitable[None]] | None = None
 
     @property
     def peers(self) -> list[PeerConnection]:
@@ -271,7 +274,17 @@ class ConnectionManager:
             return
         self.stats.accepted += 1
         event(log, logging.INFO, "accepted", peer=short_key(connection.remote_public_key))
+        if self.on_inbound is not None and self._nursery is not None:
+            self._nursery.start_soon(self._greet, self.on_inbound, connection)
         await self._run(connection)
+
+    async def _greet(
+        self, hook: Callable[[PeerConnection], Awaitable[None]], connection: PeerConnection
+    ) -> None:
+        try:
+            await hook(connection)
+        except Exception:  # a bug in the hook must not stop the node
+            log.exception("inbound hook failed")
 
     async def _accept_channel(self, stream: trio.abc.Stream) -> SecureChannel | None:
         with trio.move_on_after(self.limits.handshake_timeout):

@@ -65,9 +65,13 @@ class SimCluster:
         self.network.attach(address, public, dispatcher)
         return dht
 
-    def add(self) -> SimNode:
+    def new_identity(self) -> nacl.signing.SigningKey:
+        return nacl.signing.SigningKey(self.rng.randbytes(32))
+
+    def add(self, identity: nacl.signing.SigningKey | None = None) -> SimNode:
+        """A new node (attached to the network at once: it listens from now on)."""
         index = len(self.nodes)
-        identity = nacl.signing.SigningKey(self.rng.randbytes(32))
+        identity = identity or self.new_identity()
         address = f"sim-{index}:1"
         node = SimNode(index, identity, address, self._service(identity, address))
         self.nodes.append(node)
@@ -113,6 +117,43 @@ class SimCluster:
         node.dht.routing.restore(node.saved_table, trio.current_time())
         node.up = True
         await self.start_node(nursery, node, bootstrap)
+
+    def knows_its_neighbours(self, node: SimNode) -> bool:
+        """Whether the node's table holds the k live nodes closest to it (all, if fewer)."""
+        table = {c.public_key for c in node.dht.routing.contacts()}
+        wanted = self.true_closest(node.contact.node_id, self.config.k, exclude=node)
+        return all(c.public_key in table for c in wanted)
+
+    def complete(self) -> float:
+        """The share of live nodes that know their neighbourhood."""
+        live = self.live()
+        return sum(self.knows_its_neighbours(n) for n in live) / len(live) if live else 1.0
+
+    async def until_complete(self, limit: float, every: float = 0.25) -> float | None:
+        """Virtual seconds until every live node knows its k closest (None: not in `limit`)."""
+        started = trio.current_time()
+        with trio.move_on_after(limit):
+            while self.complete() < 1.0:  # noqa: ASYNC110 - a look every `every` virtual s
+                await trio.sleep(every)
+            return trio.current_time() - started
+        return None
+
+    async def start_together(
+        self, nursery: trio.Nursery, size: int, bootstrap_delay: float
+    ) -> SimNode:
+        """`size - 1` nodes start at once, all bootstrapping from a node that starts last,
+        `bootstrap_delay` seconds later (nobody listens at its address until then)."""
+        first = self.new_identity()
+        pending = Contact(bytes(first.verify_key), f"sim-{len(self.nodes) + size - 1}:1")
+        others = [self.add() for _ in range(size - 1)]
+        async with trio.open_nursery() as starting:
+            for node in others:
+                starting.start_soon(self.start_node, nursery, node, [pending])
+        await trio.sleep(bootstrap_delay)
+        bootstrap = self.add(first)
+        assert bootstrap.contact == pending
+        await self.start_node(nursery, bootstrap, [])
+        return bootstrap
 
     def true_closest(self, target: bytes, k: int, exclude: SimNode | None = None) -> list[Contact]:
         """The k live nodes closest to `target` (without `exclude`, e.g. the asking node)."""

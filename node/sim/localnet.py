@@ -24,6 +24,10 @@ from typing import IO, Any
 
 import tomlkit
 
+from node.control.client import call
+from protocol.control.commands import Status
+from protocol.control.replies import StatusReply
+
 
 def medvault(
     *args: str, check: bool = True, timeout: float = 60
@@ -207,6 +211,31 @@ class Network:
             self.start(index)
         for node in self.nodes:
             node.wait_for("joined")
+
+    def start_together(self, order: list[int] | None = None) -> None:
+        """Start every daemon at once (in `order`), as after a site-wide power cut."""
+        order = list(range(len(self.nodes))) if order is None else order
+        for index in order:
+            self.nodes[index].start()
+        for index in order:
+            self.nodes[index].wait_for("control socket ready")
+
+    def contacts(self) -> list[int]:
+        """Each running node's routing-table size, asked over its control socket."""
+        return [
+            call(node.data_dir, Status(), StatusReply).contacts if node.running else 0
+            for node in self.nodes
+        ]
+
+    def wait_complete(self, deadline: float) -> float:
+        """Seconds until every table holds all the other nodes (AssertionError at `deadline`)."""
+        started = time.monotonic()
+        whole = [len(self.nodes) - 1] * len(self.nodes)
+        while (sizes := self.contacts()) != whole:
+            if time.monotonic() - started > deadline:
+                raise AssertionError(f"routing tables after {deadline}s: {sizes}")
+            time.sleep(0.05)  # polling the daemons' state, not waiting for time to pass
+        return time.monotonic() - started
 
     def run(self, index: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """`medvault ARGS --data-dir node<index>`, whatever its exit code."""

@@ -154,9 +154,11 @@ class SimNodes:
         return StoredRecord(result.record_id, data, storage.k, storage.n)
 
     async def known_everywhere(self, records: Sequence[StoredRecord]) -> None:
-        """Return once every live node's ledger holds every record's grants."""
+        """Return once every live node's ledger holds every record's grants,
+        and every holder's provider announcements have gone out."""
         reader = bytes(self.reader.verify_key)
         for member in self.live():
+            await member.node.announcements_done()
             ledger = member.node.ledger
             for record in records:
                 while ledger.state().grant_for(record.record_id, reader, 0) is None:

@@ -34,6 +34,7 @@ class Liveness:
         self.max_failures = max_failures
         self.max_tracked = max_tracked
         self.heard_at = -math.inf  # when any peer last talked to or answered this node
+        self.failed_at = -math.inf  # when the latest query that failed was sent
         self._failures: OrderedDict[bytes, _Failures] = OrderedDict()
 
     def __len__(self) -> int:
@@ -46,6 +47,7 @@ class Liveness:
 
     def failed(self, node_id: bytes, *, sent_at: float, garbage: bool = False) -> Evict | None:
         """A query sent to `node_id` at `sent_at` failed; the eviction it calls for, if any."""
+        self.failed_at = max(self.failed_at, sent_at)
         before = self._failures.pop(node_id, None)
         failures = _Failures(
             1 if before is None else before.count + 1,
@@ -62,6 +64,7 @@ class Liveness:
 
     def ping_failed(self, node_id: bytes, sent_at: float) -> Evict | None:
         """A full bucket's oldest contact did not answer a ping sent at `sent_at`."""
+        self.failed_at = max(self.failed_at, sent_at)
         if self.heard_at >= sent_at:  # others answered meanwhile: it is the peer, not us
             self._failures.pop(node_id, None)
             return Evict(node_id, "did not answer a liveness ping")

@@ -15,6 +15,15 @@ from protocol.net.messages import Message, register
 
 @register
 @dataclass(frozen=True)
+class Hello(Message):
+    """Exchange contacts on a fresh connection; the answer is a Hello with the answerer's."""
+
+    TYPE: ClassVar[str] = "hello"
+    sender: ContactInfo
+
+
+@register
+@dataclass(frozen=True)
 class FindNode(Message):
     TYPE: ClassVar[str] = "find_node"
     sender: ContactInfo

@@ -87,9 +87,13 @@ async def test_providers_are_found_everywhere_and_republish_restores_them(
         sim.crash(publisher)
         for node in rng.sample([h for h in holders if h is not publisher], len(holders) * 3 // 10):
             sim.crash(node)
-        # The restarted publisher re-announces what it holds (as a node does at start).
+        # The restarted publisher re-announces what it holds (as a node does at start),
+        # and again at its next republish, once bucket refreshes everywhere have
+        # evicted the crashed nodes that filled every answer at first.
         await sim.restart(nursery, publisher, [])
         await publisher.dht.provide(key)
+        await trio.sleep(sim.config.refresh_interval / 4 + 1)
+        await publisher.dht.republish()
         closest = sim.true_closest(key, K)
         now = trio.current_time()
         by_key = {n.dht.contact.public_key: n for n in sim.live()}
@@ -126,14 +130,17 @@ async def test_values_blob_and_signed_round_trip(autojump_clock: trio.abc.Clock)
         owner = nacl.signing.SigningKey(rng.randbytes(32))
         v1 = make_signed(owner, b"node-info", b"v1", 1, 10**9)
         v2 = make_signed(owner, b"node-info", b"v2", 2, 10**9)
-        await sim.nodes[2].dht.put_value(v1)
+        # The old version's publisher: the node farthest from the key, which no
+        # store or hand-on of the newer version ever reaches.
+        old = max(sim.live(), key=lambda n: distance(n.contact.node_id, v1.key))
+        await old.dht.put_value(v1)
         await sim.nodes[3].dht.put_value(v2)
         now = trio.current_time()
         by_key = {n.dht.contact.public_key: n for n in sim.live()}
         closest = [by_key[c.public_key] for c in sim.true_closest(v1.key, K)]
         assert all(n.dht.store.get(v1.key, now) == v2 for n in closest)  # newest won everywhere
-        assert sim.nodes[2].dht.store.get(v1.key, now) == v1  # the old publisher's own copy
-        assert (await sim.nodes[2].dht.get_value(v1.key)).value == v2  # ...loses to the newer one
+        assert old.dht.store.get(v1.key, now) == v1  # the old publisher's own copy
+        assert (await old.dht.get_value(v1.key)).value == v2  # ...loses to the newer one
         assert (await sim.nodes[60].dht.get_value(v1.key)).value == v2
         assert (await sim.nodes[61].dht.get_value(rng.randbytes(20))).value is None
 
