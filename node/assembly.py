@@ -102,6 +102,7 @@ class Node:
             announce=self._announce,
             withdraw=self.dht.stop_providing,
             clock_ms=self.clock_ms,
+            recorded=lambda record_id: record_id in self.ledger.state().records,
         )
         self.records = RecordService(
             identity=parts.identity,

@@ -34,6 +34,13 @@ OPERATOR_ERRORS = (
 )
 
 
+# Exit codes every verb shares (click's own: 1 for an error, 2 for bad usage).
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_DEGRADED = 3  # a put was recorded, but below n holders or too much on one site
+EXIT_UNREADABLE = 4  # check found a record that cannot be read now
+
+
 def data_dir_option(func: F) -> F:
     """`--data-dir DIR`, else $MEDVAULT_HOME, else ~/.medvault."""
     option = click.option(

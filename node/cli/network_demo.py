@@ -29,7 +29,7 @@ from node.config.datadir import DataDir
 from node.config.gossip import GossipConfig
 from node.config.storage import StorageConfig
 from node.daemon import serve_node
-from node.records.service import RecordError
+from node.records.errors import RecordError
 from storage.codec.crypt import open_sealed_key
 from storage.codec.manifest import RecordMetadata
 

@@ -23,7 +23,7 @@ from typing import IO, Any, TypeVar
 import click
 import nacl.signing
 
-from node.cli.common import common, open_data_dir
+from node.cli.common import EXIT_DEGRADED, EXIT_UNREADABLE, common, open_data_dir
 from node.config.datadir import DataDirError
 from node.config.keyfiles import KeyFileError, KeyKind, load_signing_key, write_secret
 from node.control.client import ControlClient, ControlFailed, call
@@ -77,6 +77,8 @@ def expiry_ms(value: str | None) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
+    if moment.timestamp() <= time.time():
+        raise click.BadParameter(f"{value!r} is in the past", param_hint="--expires")
     return int(moment.timestamp() * 1000)
 
 
@@ -174,7 +176,17 @@ def keys_new(*, output: Path, as_json: bool) -> None:
 @click.option("--name", default=None, help="File name to record (default: FILE's name).")
 @click.option("--patient", default=None, help="The patient's public key: granted, and noted.")
 @click.option("--grant", "grants", multiple=True, help="Another public key to grant (repeatable).")
-@click.option("--expires", default=None, help="Expiry of the --grant grants (30d, ISO date).")
+@click.option(
+    "--expires",
+    default=None,
+    help="When the --grant grants end (30d, 12h, or an ISO date); the owner's and the"
+    " patient's never do.",
+)
+@click.option(
+    "--require-full",
+    is_flag=True,
+    help="Fail (and record nothing) unless all n holders, spread over sites, confirm.",
+)
 @common
 def put(
     *,
@@ -184,10 +196,16 @@ def put(
     patient: str | None,
     grants: tuple[str, ...],
     expires: str | None,
+    require_full: bool,
     data_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Store FILE ('-' for stdin) across the network; prints the record id."""
+    """Store FILE ('-' for stdin) across the network; prints the record id.
+
+    A put that was recorded but is degraded (fewer than n distinct holders,
+    or so much on one site that losing it loses the record) says why on
+    stderr and exits 3.
+    """
     request = commands.Put(
         content_type=content_type,
         filename=name if name is not None else ("" if str(file) == "-" else file.name),
@@ -195,6 +213,8 @@ def put(
         grantees=tuple(hex_bytes(g, "--grant") for g in grants),
         expires_at=expiry_ms(expires),
         attached=True,  # the file goes to the daemon as a descriptor when it has one
+        size=0 if str(file) == "-" else file.stat().st_size,
+        require_full=require_full,
     )
     root = _root(data_dir)
     source = sys.stdin.buffer if str(file) == "-" else open(file, "rb")  # noqa: SIM115
@@ -202,6 +222,14 @@ def put(
     with source, ControlClient(root) as client, _progress(total) as advance:
         reply = client.upload(request, source, advance)
     emit(reply, as_json, lambda r: click.echo(r.record_id.hex()))
+    if reply.degraded:
+        click.echo(
+            f"degraded: {'; '.join(reply.reasons)}; the record was stored on {reply.holders}"
+            f" nodes at {reply.sites} site(s) (`medvault check --repair` when the network has"
+            " room)",
+            err=True,
+        )
+        sys.exit(EXIT_DEGRADED)
 
 
 class _progress:
@@ -459,7 +487,7 @@ def check(
     reply = call(_root(data_dir), commands.Check(rid, repair, not no_verify), CheckReply)
     emit(reply, as_json, _print_health)
     if any(not (row.after or row.health).readable for row in reply.records):
-        sys.exit(2)
+        sys.exit(EXIT_UNREADABLE)
 
 
 def _print_health(reply: CheckReply) -> None:

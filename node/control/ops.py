@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import trio
 
@@ -23,8 +25,8 @@ from node.assembly import Node
 from node.ledger.service import LedgerError
 from node.logs import event, get_logger
 from node.offload import in_worker
+from node.records.errors import RecordError
 from node.records.fetch import TooFewShards
-from node.records.service import RecordError
 from protocol.control.commands import (
     Check,
     Chunk,
@@ -70,12 +72,39 @@ from storage.codec.manifest import RecordMetadata
 from storage.errors import StorageError
 
 log = get_logger("control")
+T = TypeVar("T")
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
     RecordError,
     LedgerError,
     TooFewShards,
     StorageError,
 )
+
+
+def _regular_size(fd: int) -> int:
+    """The size of an attached regular file (0 for a pipe or a terminal)."""
+    info = os.fstat(fd)
+    return info.st_size if stat.S_ISREG(info.st_mode) else 0
+
+
+async def _unless_client_leaves(put: Callable[[], Awaitable[T]], stream: Replies) -> T:
+    """Run an attached put while watching the client: if it hangs up (Ctrl-C), the
+    put is cancelled, which makes it drop what holders took and record nothing."""
+    results: list[T] = []
+
+    async def watch(scope: trio.CancelScope) -> None:
+        if await stream.receive() is not None:
+            raise RecordError("a frame arrived during an attached upload")
+        scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch, nursery.cancel_scope)
+        results.append(await put())
+        nursery.cancel_scope.cancel()
+    if not results:
+        event(log, logging.INFO, "upload abandoned", reason="the client hung up")
+        raise trio.BrokenResourceError("the client hung up during the put")
+    return results[0]
 
 
 class Replies(Protocol):
@@ -145,7 +174,7 @@ class ControlOps:
         sites: dict[bytes, str | None] = {}
 
         async def ask(contact: Contact) -> None:
-            sites[contact.public_key] = await self.node.records.site_of(contact)
+            sites[contact.public_key] = await self.node.records.reach.site_of(contact)
 
         async with trio.open_nursery() as nursery:
             for contact in contacts:
@@ -169,6 +198,7 @@ class ControlOps:
         size = self.node.records.config.segment_size
         with contextlib.ExitStack() as attached:
             segments: AsyncIterator[tuple[bytes, bool]]
+            size_hint = request.size
             if not request.attached:
                 segments = upload_segments(stream, size)
             else:
@@ -176,6 +206,7 @@ class ControlOps:
                 if fd is None:
                     raise RecordError("the put said a file was attached, but none came")
                 source = attached.enter_context(os.fdopen(fd, "rb", buffering=0))
+                size_hint = size_hint or _regular_size(fd)
                 segments = file_segments(source, size, stream)
             event(log, logging.INFO, "upload started", grantees=len(request.grantees))
             await stream.send(UploadReady(size))
@@ -184,16 +215,28 @@ class ControlOps:
                 filename=request.filename,
                 patient_ref=request.patient.hex() if request.patient else "",
             )
-            grantees = [*([request.patient] if request.patient else []), *request.grantees]
-            result = await self.node.records.put(
-                segments, metadata=metadata, grantees=grantees, expires_at=request.expires_at
+            patient = [request.patient] if request.patient else []
+            put = functools.partial(
+                self.node.records.put,
+                segments,
+                metadata=metadata,
+                grantees=patient,
+                expiring=request.grantees,
+                expires_at=request.expires_at,
+                size_hint=size_hint,
+                require_full=request.require_full,
             )
+            result = await (_unless_client_leaves(put, stream) if request.attached else put())
+        verdict = result.verdict
         return PutReply(
             record_id=result.record_id,
             size=result.manifest.size,
             segments=result.manifest.segment_count,
-            holders=result.confirmed,
-            grantees=tuple(dict.fromkeys([self.node.public_key, *grantees])),
+            holders=verdict.holders,
+            sites=verdict.sites,
+            degraded=verdict.degraded,
+            reasons=verdict.reasons,
+            grantees=tuple(dict.fromkeys([self.node.public_key, *patient, *request.grantees])),
         )
 
     async def get(self, request: Get, stream: Replies) -> None:

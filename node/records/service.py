@@ -16,7 +16,7 @@ records and the closest nodes.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import nacl.signing
@@ -29,10 +29,21 @@ from node.logs import event, get_logger
 from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
 from node.offload import in_worker
+from node.records.errors import RecordError, short
 from node.records.fetch import BlockFetcher
+from node.records.put import (
+    PutResult,
+    drop_everywhere,
+    placed_health,
+    refuse_unless_kept,
+    shard_bytes,
+    stream_segments,
+    top_up,
+)
+from node.records.reach import Reach
 from node.records.shard_service import ShardService
-from node.records.transfer import HolderSender, holder_senders, send_to_holders
-from protocol.dht.contact import Contact, distance
+from node.records.transfer import holder_senders
+from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
 from protocol.ledger.entries import (
     GrantBody,
@@ -46,34 +57,17 @@ from protocol.records.fetching import Latency
 from protocol.records.messages import (
     GetHoldings,
     GetManifest,
-    GetNodeInfo,
     HoldingsFound,
     ManifestFound,
-    NodeInfo,
 )
-from protocol.records.placement import Candidate, place
+from protocol.records.placement import place
+from protocol.records.verdict import judge_put
 from storage.codec.crypt import KEY_SIZE, SegmentCipher, check_recipient, open_sealed_key, seal_key
-from storage.codec.encoder import RecordEncoder, SegmentJob
-from storage.codec.erasure import BytesLike
+from storage.codec.encoder import RecordEncoder
 from storage.codec.manifest import Manifest, RecordMetadata
-from storage.codec.segment import EncodedSegment
 from storage.errors import KeyFormatError, ManifestError
 
 log = get_logger("records")
-NODE_INFO_TTL = 300.0
-ENCODE_WORKERS = 2  # segments encoded at once (hashing and crypto release the GIL)
-
-
-class RecordError(Exception):
-    """A record operation cannot be done; the message says why, in one line."""
-
-
-@dataclass(frozen=True)
-class PutResult:
-    record_id: bytes
-    manifest: Manifest
-    holders: dict[int, bytes]
-    confirmed: int
 
 
 @dataclass(frozen=True)
@@ -88,10 +82,6 @@ class ReadHandle:
 class Holding:
     contact: Contact
     found: HoldingsFound
-
-
-def short(value: bytes) -> str:
-    return value.hex()[:16]
 
 
 MANIFEST_ASKS_AT_ONCE = 4  # candidates asked for a manifest at the same time
@@ -121,46 +111,7 @@ class RecordService:
         self.random_bytes = random_bytes
         self.clock_ms = clock_ms
         self.latency = Latency()
-        self._sites: dict[bytes, tuple[str, float]] = {}
-
-    # -- placement --------------------------------------------------------------
-
-    async def candidates(self, key: bytes, want: int) -> list[tuple[Contact, str]]:
-        """Reachable nodes closest to `key` (this one included), with their sites.
-
-        All of the DHT's k closest are asked, not just the first few beyond
-        `want`: a narrower pool can miss a whole site, and site-aware
-        placement can only spread over the sites its pool contains.
-        """
-        found = await self.dht.find_node(key)
-        contacts = sorted(
-            [*found.closest, self.dht.contact], key=lambda c: distance(c.node_id, key)
-        )[: max(self.dht.config.k, want + 4)]
-        sites: dict[bytes, str] = {}
-
-        async def ask(contact: Contact) -> None:
-            site = await self.site_of(contact)
-            if site is not None:
-                sites[contact.public_key] = site
-
-        async with trio.open_nursery() as nursery:
-            for contact in contacts:
-                nursery.start_soon(ask, contact)
-        return [(c, sites[c.public_key]) for c in contacts if c.public_key in sites]
-
-    async def site_of(self, contact: Contact) -> str | None:
-        """A node's site label (cached), or None when it does not answer."""
-        cached = self._sites.get(contact.public_key)
-        if cached is not None and trio.current_time() - cached[1] < NODE_INFO_TTL:
-            return cached[0]
-        try:
-            info = await self.port.call(contact, GetNodeInfo(), self.dht.config.query_timeout)
-        except RpcError:
-            return None
-        if not isinstance(info, NodeInfo):
-            return None
-        self._sites[contact.public_key] = (info.site, trio.current_time())
-        return info.site
+        self.reach = Reach(dht=dht, port=port)
 
     # -- put ------------------------------------------------------------------------
 
@@ -170,11 +121,24 @@ class RecordService:
         *,
         metadata: RecordMetadata,
         grantees: Sequence[bytes] = (),
+        expiring: Sequence[bytes] = (),
         expires_at: int = 0,
+        size_hint: int = 0,
+        require_full: bool = False,
     ) -> PutResult:
-        """Store a record pushed segment by segment (every segment but the last full)."""
+        """Store a record pushed segment by segment (every segment but the last full).
+
+        `grantees` (the patient) get grants that never expire, `expiring` ones
+        that end at `expires_at` (ms; 0: never); the owner (this node) always
+        gets one. `size_hint` (0: unknown) lets placement pass over nodes
+        without room; `require_full` fails (and records nothing) a put that
+        would be degraded.
+        """
         config = self.config
-        for grantee in grantees:
+        self._check_expiry(expires_at)
+        grants = {self.public_key: 0} | dict.fromkeys(expiring, expires_at)
+        grants |= dict.fromkeys([*grantees, self.public_key], 0)
+        for grantee in grants:
             try:
                 check_recipient(grantee)
             except KeyFormatError as exc:
@@ -190,16 +154,19 @@ class RecordService:
             segment_size=config.segment_size,
             metadata=metadata,
         )
+        need = shard_bytes(size_hint or config.segment_size, config.k)
+        wanted = config.n if require_full else config.happy
         started = trio.current_time()
-        pool = await self.candidates(record_dht_key(record_id), config.n)
+        pool = await self.reach.candidates(record_dht_key(record_id), config.n)
         placed = trio.current_time()
-        if len(pool) < config.happy:
+        if len(pool) < wanted:
+            setting = "n, for --require-full" if require_full else "storage.happy"
             raise RecordError(
-                f"network too small: {len(pool)} reachable nodes, a put needs"
-                f" {config.happy} distinct holders (storage.happy)"
+                f"network too small: {len(pool)} nodes answered, a put needs {wanted}"
+                f" distinct holders ({setting})"
             )
-        chosen = place(config.n, [Candidate(c.public_key, site) for c, site in pool])
-        contacts = {c.public_key: c for c, _ in pool}
+        chosen = place(config.n, [r.candidate() for r in pool], need)
+        contacts = {r.contact.public_key: r.contact for r in pool}
         senders = holder_senders(
             port=self.port,
             record_id=record_id,
@@ -207,69 +174,59 @@ class RecordService:
             batch_bytes=config.transfer_batch_bytes,
             timeout=config.call_timeout,
         )
-        await self._stream(encoder, segments, senders)
-        streamed = trio.current_time()
-        confirmed = [s for s in senders if s.confirmed]
-        if len(confirmed) < config.happy:
-            failures = "; ".join(
-                f"{short(s.holder.public_key)}: {s.failure}" for s in senders if s.failure
+        sent_to = {s.holder.public_key: s.holder for s in senders}
+        try:
+            await stream_segments(encoder, segments, senders)
+            streamed = trio.current_time()
+            manifest = encoder.manifest()
+            for sender in senders:
+                if sender.failure is not None:
+                    self.reach.forget(sender.holder.public_key)
+            holders = await top_up(
+                port=self.port,
+                config=config,
+                latency=self.latency,
+                manifest=manifest,
+                holders={i: s.holder for s in senders if s.confirmed for i in s.indices},
+                pool=pool,
+                excluded={s.holder.public_key for s in senders if not s.confirmed},
+                sent_to=sent_to,
+                need=need,
             )
-            raise RecordError(
-                f"only {len(confirmed)} of {len(senders)} holders confirmed their shards, a put"
-                f" needs {config.happy}; nothing was recorded ({failures})"
+            sites = {r.contact.public_key: r.site for r in pool}
+            verdict = judge_put(
+                placed_health(manifest, holders),
+                sites,
+                happy=wanted,
+                network_sites=len(set(sites.values())),
             )
-        manifest = encoder.manifest()
-        await self._record(
-            record_id,
-            nonce=nonce,
-            manifest=manifest,
-            record_key=record_key,
-            grantees=grantees,
-            expires_at=expires_at,
-        )
+            refuse_unless_kept(verdict, wanted=wanted, require_full=require_full, senders=senders)
+            await self._record(
+                record_id,
+                nonce=nonce,
+                manifest=manifest,
+                record_key=record_key,
+                grants=grants,
+            )
+        except BaseException:
+            await drop_everywhere(self.port, record_id, sent_to.values())
+            raise
         event(
             log,
             logging.INFO,
             "record stored",
             record=short(record_id),
             size=manifest.size,
-            holders=len(confirmed),
+            holders=verdict.holders,
+            sites=verdict.sites,
+            degraded=verdict.degraded,
             placement_ms=round((placed - started) * 1000, 1),
             transfer_ms=round((streamed - placed) * 1000, 1),
             ledger_ms=round((trio.current_time() - streamed) * 1000, 1),
         )
-        return PutResult(record_id, manifest, dict(enumerate(chosen)), len(confirmed))
-
-    async def _stream(
-        self,
-        encoder: RecordEncoder,
-        segments: AsyncIterator[tuple[bytes, bool]],
-        senders: list[HolderSender],
-    ) -> None:
-        """Read, encode and send segments as a pipeline; every holder then completes."""
-
-        async def claimed() -> AsyncIterator[SegmentJob]:
-            last = False
-            async for plaintext, last in segments:
-                yield encoder.claim(plaintext, last)
-                if last:
-                    return
-            raise RecordError("the upload ended before its last segment")
-
-        def accepted(encoded: EncodedSegment) -> Sequence[BytesLike]:
-            return encoder.accept(encoded).blocks
-
-        try:
-            await send_to_holders(
-                senders,
-                encoder.manifest,
-                claimed(),
-                encoder.encode_job,
-                accepted,
-                workers=ENCODE_WORKERS,
-            )
-        except (ValueError, ManifestError) as exc:
-            raise RecordError(f"cannot encode the record: {exc}") from None
+        return PutResult(
+            record_id, manifest, {i: c.public_key for i, c in holders.items()}, verdict
+        )
 
     async def _record(
         self,
@@ -278,23 +235,17 @@ class RecordService:
         nonce: bytes,
         manifest: Manifest,
         record_key: bytes,
-        grantees: Sequence[bytes],
-        expires_at: int,
+        grants: Mapping[bytes, int],
     ) -> None:
         owner = self.public_key
         record = RecordBody(
             record_id, nonce, manifest.digest(), manifest.size, manifest.k, manifest.n, owner
         )
-        grants = [
-            GrantBody(
-                record_id,
-                grantee,
-                self._seal(record_key, grantee),
-                0 if grantee == owner else expires_at,
-            )
-            for grantee in dict.fromkeys([owner, *grantees])
+        bodies = [
+            GrantBody(record_id, grantee, self._seal(record_key, grantee), expires_at)
+            for grantee, expires_at in grants.items()
         ]
-        await self.ledger.append_all([record, *grants])  # one transaction: all or nothing
+        await self.ledger.append_all([record, *bodies])  # one transaction: all or nothing
 
     def _seal(self, record_key: bytes, grantee: bytes) -> bytes:
         return seal_key(record_key, grantee, self.random_bytes(32))
@@ -438,7 +389,12 @@ class RecordService:
             )
         return record
 
+    def _check_expiry(self, expires_at: int) -> None:
+        if expires_at and expires_at <= self.clock_ms():
+            raise RecordError("the expiry is in the past; give a future time, or none")
+
     async def grant(self, record_id: bytes, grantee: bytes, expires_at: int = 0) -> None:
+        self._check_expiry(expires_at)
         self._owned(record_id)
         own = self.grant_of(record_id, self.public_key)
         record_key = open_sealed_key(own.sealed_key, self.identity)

@@ -22,6 +22,7 @@ from protocol.ids import record_dht_key
 from protocol.net.messages import ErrorCode
 from protocol.records.messages import (
     BlocksFound,
+    DropShards,
     FetchBlocks,
     GetHoldings,
     GetManifest,
@@ -29,6 +30,7 @@ from protocol.records.messages import (
     HoldingsFound,
     ManifestFound,
     NodeInfo,
+    ShardsDropped,
     ShardsStored,
     StoreShards,
 )
@@ -54,8 +56,10 @@ class ShardService:
         announce: Announce,
         withdraw: Announce,
         clock_ms: Callable[[], int],
+        recorded: Callable[[bytes], bool] = lambda record_id: False,
     ) -> None:
         self.store = store
+        self.recorded = recorded  # whether the ledger knows the record
         self.holdings = holdings
         self.clock_ms = clock_ms
         self.site = site
@@ -70,6 +74,7 @@ class ShardService:
         dispatcher.route(FetchBlocks, self._on_fetch)
         dispatcher.route(GetManifest, self._on_manifest)
         dispatcher.route(GetHoldings, self._on_holdings)
+        dispatcher.route(DropShards, self._on_drop)
 
     def manifest(self, record_id: bytes) -> Manifest | None:
         """The manifest of a record this node holds shards of."""
@@ -99,7 +104,9 @@ class ShardService:
 
     async def _on_store(self, message: StoreShards, caller: Caller) -> ShardsStored:
         try:
-            manifest, stored = await in_worker(self._store_blocks, message)
+            manifest, stored = await in_worker(
+                self._store_blocks, message, caller.remote_public_key
+            )
         except BlockMismatch as exc:
             raise RequestError(ErrorCode.BAD_REQUEST, str(exc)) from None
         except StoreFull as exc:
@@ -118,7 +125,7 @@ class ShardService:
                 )
         return ShardsStored(stored, complete)
 
-    def _store_blocks(self, message: StoreShards) -> tuple[Manifest | None, int]:
+    def _store_blocks(self, message: StoreShards, sender: bytes) -> tuple[Manifest | None, int]:
         """In a worker thread: check the batch (against the manifest if known), store it."""
         manifest = self._accept_manifest(message)
         limit = manifest.n if manifest is not None else 255
@@ -129,17 +136,17 @@ class ShardService:
             raise RequestError(ErrorCode.BAD_REQUEST, "segments out of range for this record")
         raw = manifest.encode() if message.manifest is not None and manifest is not None else None
         if raw is not None or (message.record_id, message.index) not in self._begun:
-            self.holdings.begin(message.record_id, raw, message.index, self.clock_ms())
+            self.holdings.begin(message.record_id, raw, message.index, self.clock_ms(), sender)
             self._begun.add((message.record_id, message.index))
-        digests = []
+        noted = []
         for offset, block in enumerate(message.blocks):
             if manifest is None:
-                digests.append(self.store.add(block))  # checked against the manifest at the end
+                digest = self.store.add(block)  # checked against the manifest at the end
             else:
                 digest = manifest.block_hash(message.first_segment + offset, message.index)
                 self.store.put(digest, block)
-                digests.append(digest)
-        self.holdings.note_blocks(message.record_id, message.index, digests, self.clock_ms())
+            noted.append((digest, len(block)))
+        self.holdings.note_blocks(message.record_id, message.index, noted, self.clock_ms())
         return manifest, len(message.blocks)
 
     def _accept_manifest(self, message: StoreShards) -> Manifest | None:
@@ -197,6 +204,21 @@ class ShardService:
             budget -= len(block)
             out.append(block)
         return tuple(out)
+
+    async def _on_drop(self, message: DropShards, caller: Caller) -> ShardsDropped:
+        """The uploader of a record the ledger does not know takes back what it sent."""
+        record_id = message.record_id
+        if self.recorded(record_id):
+            raise RequestError(
+                ErrorCode.BAD_REQUEST,
+                "the record is in the ledger: only its owner's tombstone deletes it",
+            )
+        uploader = self.holdings.uploader(record_id)
+        if uploader is None:
+            return ShardsDropped(0)
+        if uploader != caller.remote_public_key:
+            raise RequestError(ErrorCode.BAD_REQUEST, "only a record's uploader may drop it")
+        return ShardsDropped(await self.delete_record(record_id))
 
     async def _on_manifest(self, message: GetManifest, caller: Caller) -> ManifestFound:
         return ManifestFound(self.holdings.manifest(message.record_id))

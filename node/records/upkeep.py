@@ -20,8 +20,8 @@ import trio
 
 from node.ledger.service import LedgerService
 from node.logs import event, get_logger
+from node.records.errors import RecordError, short
 from node.records.repair import Repairer, RepairReport
-from node.records.service import RecordError, short
 from node.records.shard_service import ShardService
 from protocol.ledger.entries import Entry, TombstoneBody
 from protocol.records.repair import coordinator

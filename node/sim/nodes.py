@@ -27,8 +27,8 @@ import trio
 from node.assembly import Node, NodeParts
 from node.config.settings import NodeConfig
 from node.net.errors import RpcError
+from node.records.errors import RecordError
 from node.records.fetch import TooFewShards
-from node.records.service import RecordError
 from node.sim.memory import MemoryNetwork
 from node.sim.network import SimNetwork, SimPort
 from protocol.records.health import RecordHealth

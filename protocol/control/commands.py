@@ -51,8 +51,11 @@ class Put(ControlRequest):
 
     `attached`: the file itself came with this frame as a file descriptor
     (SCM_RIGHTS) and the daemon reads it; otherwise Chunk frames follow, the
-    last one with `last` set. The daemon answers {"chunk_size"} first, then
-    (attached) {"progress": bytes read} now and then, then the result.
+    last one with `last` set. The daemon answers UploadReady first, then
+    (attached) UploadProgress now and then, then a PutReply. `expires_at`
+    applies to `grantees` only (the patient's grant never expires); `size`
+    is the upload's size when known (0: unknown), for placement by free
+    space; `require_full` refuses a degraded put.
     """
 
     OP: ClassVar[str] = "put"
@@ -62,13 +65,15 @@ class Put(ControlRequest):
     grantees: tuple[bytes, ...]
     expires_at: int
     attached: bool
+    size: int = 0
+    require_full: bool = False
 
     def __post_init__(self) -> None:
         _key(self.patient, "patient key")
         for grantee in self.grantees:
             _key(grantee, "grantee key")
-        if self.expires_at < 0:
-            raise ValueError("expires_at must be >= 0")
+        if self.expires_at < 0 or self.size < 0:
+            raise ValueError("expires_at and size must be >= 0")
 
 
 @control_op

@@ -113,7 +113,10 @@ class PutReply(ControlReply):
     record_id: bytes
     size: int
     segments: int
-    holders: int
+    holders: int  # distinct nodes standing for distinct indices
+    sites: int  # distinct sites among them
+    degraded: bool  # recorded, but below n holders or too much on one site
+    reasons: tuple[str, ...]  # why it is degraded
     grantees: tuple[bytes, ...]
 
 

@@ -59,6 +59,26 @@ class ShardsStored(Message):
     complete: bool
 
 
+@register
+@dataclass(frozen=True)
+class DropShards(Message):
+    """A writer whose put failed or was interrupted: drop what I sent of this record.
+
+    Honoured only for the record's uploader (the first sender of its blocks)
+    and only while the ledger does not know the record.
+    """
+
+    TYPE: ClassVar[str] = "drop_shards"
+    record_id: bytes
+
+
+@register
+@dataclass(frozen=True)
+class ShardsDropped(Message):
+    TYPE: ClassVar[str] = "shards_dropped"
+    blocks: int
+
+
 @dataclass(frozen=True)
 class BlockRef:
     """One (segment, shard index) pair (a part of FetchBlocks)."""

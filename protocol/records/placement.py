@@ -10,6 +10,11 @@ candidates than n, nodes take several indices, as evenly as possible.
 
 Repair uses `add_holders`: new indices go only to candidates that hold
 nothing of the record, while any such candidate remains.
+
+Free space: a candidate that said how much room it has (`free`) and has
+less than `need` bytes (what one shard index of the record takes) is used
+only when no candidate with room is left: a node that would refuse is no
+holder.
 """
 
 from __future__ import annotations
@@ -26,15 +31,22 @@ N = TypeVar("N", bound=Hashable)
 class Candidate(Generic[N]):
     node: N
     site: str
+    free: int | None = None  # bytes of room it reported (None: unknown)
 
 
-def place(n: int, candidates: Sequence[Candidate[N]]) -> list[N]:
+def with_room(candidates: Sequence[Candidate[N]], need: int) -> list[Candidate[N]]:
+    """The candidates with room for `need` bytes (all of them if none has)."""
+    roomy = [c for c in candidates if c.free is None or c.free >= need]
+    return roomy or list(candidates)
+
+
+def place(n: int, candidates: Sequence[Candidate[N]], need: int = 0) -> list[N]:
     """`n` assignments (index i -> node) from candidates ordered closest first."""
     if n < 1:
         raise ValueError("n must be at least 1")
     if not candidates:
         raise ValueError("no candidate nodes to place shards on")
-    return _assign(n, candidates, Counter(), Counter())
+    return _assign(n, with_room(candidates, need), Counter(), Counter())
 
 
 def add_holders(
@@ -42,6 +54,7 @@ def add_holders(
     candidates: Sequence[Candidate[N]],
     held: Mapping[N, Sequence[int]],
     sites: Mapping[N, str],
+    need: int = 0,
 ) -> dict[int, N]:
     """Targets for the `missing` indices of a record; `held` says what live nodes hold.
 
@@ -50,6 +63,7 @@ def add_holders(
     """
     if not candidates:
         raise ValueError("no candidate nodes to repair onto")
+    candidates = with_room(candidates, need)
     per_node = Counter({node: len(indices) for node, indices in held.items() if indices})
     per_site: Counter[str] = Counter()
     for node, count in per_node.items():

@@ -51,7 +51,14 @@ def _version_1(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
-MIGRATIONS = (_version_1,)
+# Version 2: who sent a record's first blocks (only it may drop an unrecorded
+# upload), and each block's size (what orphans weigh).
+_VERSION_2 = """
+ALTER TABLE records ADD COLUMN uploader BLOB;
+ALTER TABLE blocks ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS = (_version_1, _VERSION_2)
 
 
 class HoldingsError(Exception):
@@ -68,11 +75,21 @@ class Holdings:
     def close(self) -> None:
         self._db.close()
 
-    def begin(self, record_id: bytes, manifest: bytes | None, index: int, now_ms: int) -> None:
-        """Note that blocks of `index` are arriving (not complete yet)."""
+    def begin(
+        self,
+        record_id: bytes,
+        manifest: bytes | None,
+        index: int,
+        now_ms: int,
+        uploader: bytes | None = None,
+    ) -> None:
+        """Note that blocks of `index` are arriving (not complete yet); the first
+        sender of a record's blocks is its uploader."""
         with self._db.transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO records VALUES (?, ?, ?)", (record_id, manifest, now_ms)
+                "INSERT OR IGNORE INTO records (record_id, manifest, first_seen, uploader)"
+                " VALUES (?, ?, ?, ?)",
+                (record_id, manifest, now_ms, uploader),
             )
             if manifest is not None:
                 db.execute(
@@ -84,13 +101,14 @@ class Holdings:
             )
 
     def note_blocks(
-        self, record_id: bytes, index: int, digests: Iterable[bytes], now_ms: int
+        self, record_id: bytes, index: int, blocks: Iterable[tuple[bytes, int]], now_ms: int
     ) -> None:
-        """Blocks of `index` now in the store (found later without a manifest)."""
+        """Blocks (digest, size) of `index` now in the store (found later without a manifest)."""
         with self._db.transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?)",
-                [(record_id, index, digest) for digest in digests],
+                "INSERT OR IGNORE INTO blocks (record_id, shard_index, digest, size)"
+                " VALUES (?, ?, ?, ?)",
+                [(record_id, index, digest, size) for digest, size in blocks],
             )
             db.execute(
                 "UPDATE shards SET touched = ? WHERE record_id = ? AND shard_index = ?",
@@ -127,6 +145,30 @@ class Holdings:
                 (record_id,),
             ).fetchall()
         return [i for i, done in rows if done], [i for i, done in rows if not done]
+
+    def uploader(self, record_id: bytes) -> bytes | None:
+        """Who sent the record's first blocks (None: unknown, or not held)."""
+        with self._db.connection() as db:
+            row = db.execute(
+                "SELECT uploader FROM records WHERE record_id = ?", (record_id,)
+            ).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    def weights(self) -> tuple[dict[bytes, int], dict[bytes, int]]:
+        """Bytes of blocks noted per record, in all and in indices not complete."""
+        with self._db.connection() as db:
+            whole = db.execute(
+                "SELECT record_id, SUM(size) FROM blocks GROUP BY record_id"
+            ).fetchall()
+            partial = db.execute(
+                "SELECT b.record_id, SUM(b.size) FROM blocks b JOIN shards s"
+                " ON s.record_id = b.record_id AND s.shard_index = b.shard_index"
+                " WHERE s.complete = 0 GROUP BY b.record_id"
+            ).fetchall()
+        return (
+            {bytes(record): int(size) for record, size in whole},
+            {bytes(record): int(size) for record, size in partial},
+        )
 
     def records(self) -> list[bytes]:
         with self._db.connection() as db:

@@ -55,7 +55,7 @@ class Cluster:
             network_key=NETWORK,
             config=config,
             transport=self.network.transport(f"mem-{index}:1"),
-            store=MemoryShardStore(),
+            store=MemoryShardStore(config.storage.quota_bytes or None),
             holdings=Holdings(self.root / f"holdings-{index}.sqlite"),
             ledger_db=None,
             random_bytes=os.urandom,

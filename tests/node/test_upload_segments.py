@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from node.control.ops import PROGRESS_EVERY, file_segments, upload_segments
-from node.records.service import RecordError
+from node.records.errors import RecordError
 from protocol.control.commands import Chunk, ControlRequest, Status
 from protocol.control.replies import ControlReply, UploadProgress
 

@@ -118,3 +118,18 @@ def _best(indices: list[int], holders: dict[int, list[str]], used: frozenset[str
         if node not in used:
             best = max(best, 1 + _best(rest, holders, used | {node}))
     return best
+
+
+def test_placement_passes_over_nodes_without_room_while_others_have_it() -> None:
+    pool = [
+        Candidate("full-a", "a", free=10),
+        Candidate("roomy-b", "b", free=10_000),
+        Candidate("unknown-c", "c"),
+    ]
+    assert set(place(4, pool, need=1000)) == {"roomy-b", "unknown-c"}
+    # Nobody has room: placement still answers (the holders will say no, and the put says so).
+    assert place(2, [Candidate("x", "a", free=0), Candidate("y", "b", free=0)], need=5) == [
+        "x",
+        "y",
+    ]
+    assert add_holders([3], pool, {"roomy-b": [0]}, {"roomy-b": "b"}, need=1000) == {3: "unknown-c"}

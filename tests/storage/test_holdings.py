@@ -15,7 +15,7 @@ def test_indices_complete_only_when_marked(tmp_path: Path) -> None:
     holdings = Holdings(tmp_path / "h.sqlite")
     holdings.begin(R1, None, 0, now_ms=10)
     holdings.begin(R1, b"manifest", 1, now_ms=11)
-    holdings.note_blocks(R1, 0, [A, B], now_ms=12)
+    holdings.note_blocks(R1, 0, [(A, 10), (B, 20)], now_ms=12)
     holdings.complete(R1, 1)
     assert holdings.indices(R1) == ([1], [0])
     assert holdings.manifest(R1) == b"manifest"  # arrived with a later batch
@@ -32,7 +32,7 @@ def test_what_is_old_enough_to_collect(tmp_path: Path) -> None:
     assert holdings.seen_before(101) == [R1]
     assert holdings.seen_before(501) == [R1, R2]
     assert holdings.partial_before(600) == [(R1, 0), (R2, 3)]
-    holdings.note_blocks(R1, 0, [A], now_ms=700)  # a block arrived: the transfer is alive
+    holdings.note_blocks(R1, 0, [(A, 10)], now_ms=700)  # a block arrived: the transfer is alive
     assert holdings.partial_before(600) == [(R2, 3)]
 
 
@@ -40,7 +40,7 @@ def test_removal_frees_only_blocks_no_one_else_holds(tmp_path: Path) -> None:
     holdings = Holdings(tmp_path / "h.sqlite")
     for record, index, digests in ((R1, 0, [A, B]), (R1, 1, [C]), (R2, 0, [B])):
         holdings.begin(record, None, index, now_ms=1)
-        holdings.note_blocks(record, index, digests, now_ms=1)
+        holdings.note_blocks(record, index, [(d, 1) for d in digests], now_ms=1)
     assert holdings.remove_index(R1, 1) == [C]
     assert holdings.indices(R1) == ([], [0])
     assert sorted(holdings.remove(R1)) == [A]  # B is still R2's
@@ -70,3 +70,14 @@ def test_a_database_from_before_the_timestamps_is_upgraded(tmp_path: Path) -> No
     assert holdings.seen_before(1) == [R1]  # unknown age counts as old
     holdings.begin(R2, None, 0, now_ms=5)
     assert holdings.records() == [R1, R2]
+
+
+def test_uploader_and_what_orphans_weigh(tmp_path: Path) -> None:
+    holdings = Holdings(tmp_path / "h.sqlite")
+    holdings.begin(R1, None, 0, now_ms=1, uploader=A)
+    holdings.begin(R1, None, 1, now_ms=2, uploader=B)  # a later sender is not the uploader
+    holdings.note_blocks(R1, 0, [(A, 100), (B, 50)], now_ms=3)
+    holdings.note_blocks(R1, 1, [(C, 7)], now_ms=3)
+    holdings.complete(R1, 0)
+    assert holdings.uploader(R1) == A and holdings.uploader(R2) is None
+    assert holdings.weights() == ({R1: 157}, {R1: 7})

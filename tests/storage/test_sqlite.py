@@ -67,8 +67,8 @@ def test_a_failed_holdings_statement_leaves_the_store_usable(tmp_path: Path) -> 
     holdings = Holdings(tmp_path / "h.sqlite")
     holdings.begin(R1, None, 0, now_ms=1)
     with pytest.raises(sqlite3.Error):
-        holdings.note_blocks(R1, 0, [A, object()], now_ms=2)  # type: ignore[list-item]
-    holdings.note_blocks(R1, 0, [B], now_ms=3)  # the store still works...
+        holdings.note_blocks(R1, 0, [(A, 1), (object(), 1)], now_ms=2)  # type: ignore[list-item]
+    holdings.note_blocks(R1, 0, [(B, 1)], now_ms=3)  # the store still works...
     holdings.begin(R1, None, 1, now_ms=4)
     assert holdings.remove_index(R1, 0) == [B]  # ...and A of the failed batch was never noted
     assert holdings.indices(R1) == ([], [1])
@@ -91,7 +91,7 @@ def test_an_unversioned_holdings_file_from_an_early_release_is_upgraded(tmp_path
     assert holdings.indices(b"\x01") == ([3], [])
     assert holdings.manifest(b"\x01") == b"\xaa"
     assert holdings.seen_before(1) == [b"\x01"]  # first_seen added with its default
-    assert holdings._db.version == 1
+    assert holdings._db.version == 2
 
 
 def test_both_databases_name_the_file_they_cannot_use(tmp_path: Path) -> None:

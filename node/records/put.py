@@ -1,0 +1,196 @@
+"""The writer's side of a put: stream, top up, judge, and leave nothing behind on failure.
+
+Shard index i goes to the i-th node of a site- and space-aware placement
+over the reachable nodes closest to the record's key; each holder gets its
+blocks streamed as the record is encoded. Holders that refuse (full), die
+or stall are then replaced: while at least k indices are held, the missing
+ones are rebuilt from those holders onto the next candidates (nodes holding
+nothing of the record first, other sites first), for a few rounds. The
+verdict (protocol.records.verdict) says whether the put may be recorded and
+whether it is degraded. A put that fails, or is interrupted (the client
+hangs up, the daemon is stopped), asks every node it sent blocks to to drop
+them (DropShards), bounded in time and shielded from the cancellation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from node.config.storage import StorageConfig
+from node.logs import event, get_logger
+from node.net.errors import RpcError
+from node.net.rpc_port import RpcPort
+from node.records.errors import RecordError, short
+from node.records.reach import Reachable
+from node.records.rebuild import rebuild_onto
+from node.records.transfer import HolderSender, send_to_holders
+from protocol.dht.contact import Contact
+from protocol.records.fetching import Latency
+from protocol.records.health import RecordHealth
+from protocol.records.messages import DropShards, HoldingsFound
+from protocol.records.placement import add_holders
+from protocol.records.verdict import PutVerdict
+from storage.codec.encoder import RecordEncoder, SegmentJob
+from storage.codec.erasure import BytesLike
+from storage.codec.manifest import Manifest
+from storage.codec.segment import EncodedSegment
+from storage.errors import ManifestError
+
+log = get_logger("records")
+ENCODE_WORKERS = 2  # segments encoded at once (hashing and crypto release the GIL)
+TOP_UP_ROUNDS = 3  # rounds of replacing holders that failed
+DROP_TIMEOUT = 5.0  # seconds a failed put spends telling holders to drop its blocks
+
+
+@dataclass(frozen=True)
+class PutResult:
+    record_id: bytes
+    manifest: Manifest
+    holders: dict[int, bytes]  # index -> the node that confirmed it
+    verdict: PutVerdict
+
+
+def shard_bytes(size: int, k: int) -> int:
+    """About what one shard index of a record of `size` bytes takes on its holder."""
+    return math.ceil(size / k)
+
+
+async def stream_segments(
+    encoder: RecordEncoder,
+    segments: AsyncIterator[tuple[bytes, bool]],
+    senders: list[HolderSender],
+) -> None:
+    """Read, encode and send segments as a pipeline; every holder then completes."""
+
+    async def claimed() -> AsyncIterator[SegmentJob]:
+        last = False
+        async for plaintext, last in segments:
+            yield encoder.claim(plaintext, last)
+            if last:
+                return
+        raise RecordError("the upload ended before its last segment")
+
+    def accepted(encoded: EncodedSegment) -> Sequence[BytesLike]:
+        return encoder.accept(encoded).blocks
+
+    try:
+        await send_to_holders(
+            senders,
+            encoder.manifest,
+            claimed(),
+            encoder.encode_job,
+            accepted,
+            workers=ENCODE_WORKERS,
+        )
+    except (ValueError, ManifestError) as exc:
+        raise RecordError(f"cannot encode the record: {exc}") from None
+
+
+async def top_up(
+    *,
+    port: RpcPort,
+    config: StorageConfig,
+    latency: Latency,
+    manifest: Manifest,
+    holders: Mapping[int, Contact],
+    pool: Sequence[Reachable],
+    excluded: set[bytes],
+    sent_to: dict[bytes, Contact],
+    need: int,
+) -> dict[int, Contact]:
+    """Rebuild the missing indices onto further candidates; the holders afterwards.
+
+    `excluded`: nodes that failed (not asked again; grows). `sent_to`: every
+    node blocks went to (grows: a failed put drops them all).
+    """
+    placed = dict(holders)
+    sites = {r.contact.public_key: r.site for r in pool}
+    contacts = {r.contact.public_key: r.contact for r in pool}
+    for _ in range(TOP_UP_ROUNDS):
+        missing = [i for i in range(manifest.n) if i not in placed]
+        candidates = [r.candidate() for r in pool if r.contact.public_key not in excluded]
+        if not missing or len(placed) < manifest.k or not candidates:
+            break
+        held: dict[bytes, list[int]] = {}
+        for index, contact in placed.items():
+            held.setdefault(contact.public_key, []).append(index)
+        targets = {
+            index: contacts[node]
+            for index, node in add_holders(missing, candidates, held, sites, need).items()
+        }
+        sent_to.update({c.public_key: c for c in targets.values()})
+        try:
+            senders = await rebuild_onto(
+                port=port,
+                config=config,
+                latency=latency,
+                manifest=manifest,
+                sources={index: [contact] for index, contact in placed.items()},
+                targets=targets,
+            )
+        except RecordError as exc:
+            event(log, logging.WARNING, "top-up failed", reason=str(exc))
+            break
+        for sender in senders:
+            if sender.confirmed:
+                placed.update(dict.fromkeys(sender.indices, sender.holder))
+            else:
+                excluded.add(sender.holder.public_key)
+    return placed
+
+
+def refuse_unless_kept(
+    verdict: PutVerdict, *, wanted: int, require_full: bool, senders: Sequence[HolderSender]
+) -> None:
+    """RecordError (nothing will be recorded) unless the put kept its promise."""
+    if verdict.acceptable and not (require_full and verdict.degraded):
+        return
+    failures = "; ".join(f"{short(s.holder.public_key)}: {s.failure}" for s in senders if s.failure)
+    why = "; ".join(verdict.reasons) or f"{verdict.holders} distinct holders"
+    raise RecordError(
+        f"the put reached {verdict.holders} distinct holders on {verdict.sites} site(s), it"
+        f" needs {wanted}{' and no degradation' if require_full else ''} ({why});"
+        " nothing was recorded" + (f" (holders that failed: {failures})" if failures else "")
+    )
+
+
+def placed_health(manifest: Manifest, holders: Mapping[int, Contact]) -> RecordHealth:
+    """The record's health as the put left it (each holder's confirmed indices)."""
+    by_node: dict[bytes, list[int]] = {}
+    for index, contact in holders.items():
+        by_node.setdefault(contact.public_key, []).append(index)
+    answers = [(node, HoldingsFound(tuple(indices), (), ())) for node, indices in by_node.items()]
+    return RecordHealth.of(manifest.record_id, manifest.k, manifest.n, answers)
+
+
+async def drop_everywhere(port: RpcPort, record_id: bytes, nodes: Iterable[Contact]) -> int:
+    """Ask every node to drop what this put sent it; returns how many confirmed.
+
+    Runs shielded from cancellation (the put may be failing because it was
+    cancelled) and bounded by DROP_TIMEOUT; what it does not reach is
+    collected by the holders' orphan rule or `medvault gc`.
+    """
+    dropped = 0
+
+    async def drop(contact: Contact) -> None:
+        nonlocal dropped
+        try:
+            await port.call(contact, DropShards(record_id), DROP_TIMEOUT)
+        except RpcError as exc:
+            event(
+                log, logging.INFO, "drop refused", peer=short(contact.public_key), reason=str(exc)
+            )
+            return
+        dropped += 1
+
+    with trio.CancelScope(shield=True), trio.move_on_after(DROP_TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            for contact in nodes:
+                nursery.start_soon(drop, contact)
+    event(log, logging.INFO, "failed put dropped", record=short(record_id), holders=dropped)
+    return dropped
