@@ -33,6 +33,7 @@ from protocol.control.replies import (
     CheckRow,
     Done,
     FeedHeadReply,
+    GcReply,
     GetHeader,
     LedgerReply,
     PeersReply,
@@ -60,6 +61,16 @@ def hex_bytes(value: str, what: str) -> bytes:
     if not HEX_KEY.match(value):
         raise click.BadParameter(f"{what} must be 64 hex characters, got {value[:80]!r}")
     return bytes.fromhex(value)
+
+
+def duration_s(value: str, hint: str) -> int:
+    """Seconds of a duration written 45s, 90m, 12h or 30d."""
+    match = DURATION.match(value)
+    if not match:
+        raise click.BadParameter(
+            f"{value!r} is not a duration (45s, 90m, 12h, 30d)", param_hint=hint
+        )
+    return int(match[1]) * UNITS[match[2]]
 
 
 def expiry_ms(value: str | None) -> int:
@@ -466,6 +477,28 @@ def describe_entry(raw: bytes, rejected: str | None) -> dict[str, Any]:
 
 
 @click.command()
+@click.option(
+    "--older-than",
+    default="1h",
+    show_default=True,
+    help="Only what is older than this (30m, 12h, 2d); an upload still running is younger.",
+)
+@common
+def gc(*, older_than: str, data_dir: Path | None, as_json: bool) -> None:
+    """Delete shards that failed uploads left behind (`status` shows what they weigh)."""
+    seconds = duration_s(older_than, "--older-than")
+    reply = call(_root(data_dir), commands.Gc(seconds), GcReply)
+
+    def text(r: GcReply) -> None:
+        click.echo(
+            f"deleted {r.records} unrecorded uploads and {r.indices} unfinished shard"
+            f" indices, {r.bytes_freed} bytes freed"
+        )
+
+    emit(reply, as_json, text)
+
+
+@click.command()
 @click.argument("record_id", required=False)
 @click.option("--all", "check_all", is_flag=True, help="Every record this node owns or holds.")
 @click.option("--repair", is_flag=True, help="Repair what is not healthy, now.")
@@ -528,4 +561,5 @@ COMMANDS: list[click.Command] = [
     ledger,
     check,
     delete,
+    gc,
 ]

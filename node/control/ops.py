@@ -33,6 +33,7 @@ from protocol.control.commands import (
     ControlRequest,
     Delete,
     FeedHead,
+    Gc,
     Get,
     Grant,
     Ledger,
@@ -50,6 +51,7 @@ from protocol.control.replies import (
     DataChunk,
     Done,
     FeedHeadReply,
+    GcReply,
     GetHeader,
     HealthReport,
     LedgerReply,
@@ -130,6 +132,7 @@ class ControlOps:
             Submit: self.submit,
             Ledger: self.ledger,
             Check: self.check,
+            Gc: self.gc,
         }
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:
@@ -149,6 +152,7 @@ class ControlOps:
         state = node.ledger.state()
         config = node.parts.config.storage
         store = node.parts.store
+        orphans = await in_worker(node.shards.orphans, state.records)
         return StatusReply(
             public_key=node.public_key,
             node_id=node_id(node.public_key),
@@ -167,6 +171,8 @@ class ControlOps:
             happy=config.happy,
             segment_size=config.segment_size,
             repair_passes=node.upkeep.passes,
+            orphan_pieces=orphans[0],
+            orphan_bytes=orphans[1],
         )
 
     async def peers(self, request: Peers) -> PeersReply:
@@ -332,6 +338,16 @@ class ControlOps:
             entries = entries[-request.tail :]
         rejected = self.node.ledger.state().rejected
         return LedgerReply(tuple(LedgerRow(e.raw, rejected.get(e.hash)) for e in entries))
+
+    async def gc(self, request: Gc) -> GcReply:
+        """Delete orphans older than the request says (not only past storage.orphan_grace)."""
+        node = self.node
+        store = node.parts.store
+        before = store.used_bytes
+        records, indices = await node.shards.collect(
+            node.ledger.state().records, node.clock_ms() - request.older_than_s * 1000
+        )
+        return GcReply(records, indices, max(0, before - store.used_bytes))
 
     async def check(self, request: Check) -> CheckReply:
         wanted = [request.record_id] if request.record_id is not None else self._owned_or_held()

@@ -293,6 +293,19 @@ class ShardService:
             )
         return len(records), len(partial)
 
+    def orphans(self, known: Container[bytes]) -> tuple[int, int]:
+        """(records or indices, bytes) held that no finished upload accounts for.
+
+        A record the ledger does not know, or an index of a known record that
+        never completed: what `collect` (and `medvault gc`) would delete.
+        """
+        whole, partial = self.holdings.weights()
+        unknown = [r for r in self.holdings.records() if r not in known]
+        pieces = len(unknown) + sum(1 for r, _ in self.holdings.partial_before(2**62) if r in known)
+        size = sum(whole.get(r, 0) for r in unknown)
+        size += sum(bytes_ for r, bytes_ in partial.items() if r in known)
+        return pieces, size
+
     def _remove_index(self, record_id: bytes, index: int) -> None:
         for digest in self.holdings.remove_index(record_id, index):
             self.store.delete(digest)

@@ -195,6 +195,19 @@ class Check(ControlRequest):
         _key(self.record_id, "record id", RECORD_ID_SIZE)
 
 
+@control_op
+@dataclass(frozen=True)
+class Gc(ControlRequest):
+    """Delete what failed uploads left behind, if older than `older_than_s` seconds."""
+
+    OP: ClassVar[str] = "gc"
+    older_than_s: int
+
+    def __post_init__(self) -> None:
+        if self.older_than_s < 0:
+            raise ValueError("older_than_s must be >= 0")
+
+
 def encode_request(request: ControlRequest) -> bytes:
     """One frame (length prefix included) carrying `request`."""
     return COMMANDS.encode(request)

@@ -70,6 +70,17 @@ class StatusReply(ControlReply):
     happy: int
     segment_size: int
     repair_passes: int
+    orphan_pieces: int  # unrecorded uploads and never-completed indices held
+    orphan_bytes: int  # what they weigh (`medvault gc` reclaims it)
+
+
+@control_reply
+@dataclass(frozen=True)
+class GcReply(ControlReply):
+    KIND: ClassVar[str] = "gc"
+    records: int  # unrecorded uploads deleted
+    indices: int  # never-completed indices of known records deleted
+    bytes_freed: int
 
 
 @dataclass(frozen=True)

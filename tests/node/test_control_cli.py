@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from click.testing import CliRunner, Result
@@ -28,9 +29,12 @@ from node.config.keyfiles import KeyKind, write_secret
 from node.control.address import control_path
 from node.control.ops import ControlOps
 from node.control.server import ControlServer
+from node.records import service as records_service
+from node.records.errors import RecordError
 from protocol.control.commands import Chunk, Put, Status, encode_request
 from protocol.control.replies import ErrorReply, UploadReady, decode_reply
 from protocol.net.wire import FrameDecoder
+from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, small_config
 from tests.protocol.keys import seed
 
@@ -247,3 +251,31 @@ async def test_id_asks_the_running_daemon_for_its_real_address(tmp_path: Path) -
     # Daemon gone: `id` reads the data directory (this one has no config.toml).
     offline = CliRunner().invoke(cli, ["id", "--data-dir", str(net.dirs[0])])
     assert offline.exit_code == 1 and "config.toml does not exist" in offline.output
+
+
+async def test_status_shows_orphans_and_gc_reclaims_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def writer_died(*args: object) -> int:  # a crash: nobody tells holders to drop
+        return 0
+
+    monkeypatch.setattr(records_service, "drop_everywhere", writer_died)
+    async with controlled(tmp_path, count=5, served=5) as net:
+
+        async def cut_short() -> AsyncIterator[tuple[bytes, bool]]:
+            for _ in range(250):  # past two 2 MiB transfer batches per holder, then cut
+                yield os.urandom(64 * 1024), False
+
+        with pytest.raises(RecordError):
+            await net.cluster.nodes[0].records.put(cut_short(), metadata=RecordMetadata())
+        statuses = [await net.ok(i, "status") for i in range(5)]
+        weight = sum(s["orphan_bytes"] for s in statuses)
+        assert weight > 0 and sum(s["orphan_pieces"] for s in statuses) > 0
+        kept = await net.ok(0, "gc")  # the default keeps anything younger than an hour
+        assert kept == {"records": 0, "indices": 0, "bytes_freed": 0}
+        freed = [await net.ok(i, "gc", "--older-than", "0s") for i in range(5)]
+        assert sum(f["bytes_freed"] for f in freed) == weight
+        for index in range(5):
+            assert (await net.ok(index, "status"))["orphan_bytes"] == 0
+        bad = await net.run(0, "gc", "--older-than", "soon")
+        assert bad.exit_code == 2 and "not a duration" in bad.output

@@ -33,6 +33,7 @@ REQUESTS: list[control.ControlRequest] = [
     control.Submit(b"entry"),
     control.Ledger(None, 10),
     control.Check(RECORD, True, False),
+    control.Gc(3600),
 ]
 
 
@@ -88,8 +89,9 @@ REPLIES: list[replies.ControlReply] = [
     replies.ErrorReply("unknown record 0011"),
     replies.Done(),
     replies.StatusReply(
-        KEY, KEY[:20], "127.0.0.1:1", "a", 1.5, 3, 2, 10, 4, 2, 99, 0, 4, 8, 6, 1, 0
+        KEY, KEY[:20], "127.0.0.1:1", "a", 1.5, 3, 2, 10, 4, 2, 99, 0, 4, 8, 6, 1, 0, 2, 9
     ),
+    replies.GcReply(1, 2, 3000),
     replies.PeersReply((replies.PeerRow(KEY, KEY[:20], "h:1", None, False),)),
     replies.UploadReady(65536),
     replies.UploadProgress(8 << 20),
