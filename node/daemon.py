@@ -42,6 +42,7 @@ from storage.store.ledger_db import LedgerDB
 
 log = get_logger("daemon")
 SAVE_PEERS_EVERY = 60.0
+CONTROL_GRACE = 15.0  # seconds requests in flight get to end when the node is stopped
 
 
 LEDGER_FILE = "ledger.sqlite"
@@ -49,9 +50,17 @@ HOLDINGS_FILE = "holdings.sqlite"
 
 
 async def serve_node(
-    data_dir: DataDir, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED
+    data_dir: DataDir,
+    stop: trio.Event | None = None,
+    *,
+    task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the node's services until cancelled."""
+    """Run the node's services until cancelled, or until `stop` is set.
+
+    On `stop` the control socket closes first and the requests in flight end
+    (an interrupted put tells its holders to drop what they took) while the
+    network is still up; then everything else stops.
+    """
     config = data_dir.config()
     identity = data_dir.identity()
     public = bytes(identity.verify_key)
@@ -74,13 +83,19 @@ async def serve_node(
                     rng=random.SystemRandom(),
                 )
             )
-            await _serve(node, config, data_dir.root, task_status=task_status)
+            stopping = stop if stop is not None else trio.Event()
+            await _serve(node, config, data_dir.root, stopping, task_status=task_status)
     finally:
         holdings.close()
 
 
 async def _serve(
-    node: Node, config: NodeConfig, root: Path, *, task_status: trio.TaskStatus[Node]
+    node: Node,
+    config: NodeConfig,
+    root: Path,
+    stop: trio.Event,
+    *,
+    task_status: trio.TaskStatus[Node],
 ) -> None:
     peers_path = root / PEERS_FILE
     restored = _load_peers(peers_path)
@@ -103,12 +118,26 @@ async def _serve(
                 advertise=node.dht.contact.address,
             )
             ops = ControlOps(node, started=trio.current_time())
-            await nursery.start(ControlServer(ops, control_path(root)).serve)
+            control = trio.CancelScope()
+            control_done = trio.Event()
+
+            async def run_control(*, task_status: trio.TaskStatus[Path]) -> None:
+                try:
+                    with control:
+                        await ControlServer(ops, control_path(root)).serve(task_status=task_status)
+                finally:
+                    control_done.set()
+
+            await nursery.start(run_control)
             nursery.start_soon(_save_periodically, node.dht, peers_path)
             for peer in config.bootstrap:
                 nursery.start_soon(_reach, node.manager, peer)
             task_status.started(node)
-            await trio.sleep_forever()
+            await stop.wait()
+            control.cancel()  # requests in flight end first, with the network still up
+            with trio.move_on_after(CONTROL_GRACE):
+                await control_done.wait()
+            nursery.cancel_scope.cancel()
         finally:
             _save(node.dht, peers_path)  # synchronous: runs even when cancelled
 
@@ -169,11 +198,22 @@ async def _reach(manager: ConnectionManager, peer: PeerAddress) -> None:
 
 
 async def run_until_signalled(data_dir: DataDir) -> None:
+    """Serve until SIGINT or SIGTERM: the first stops cleanly, a second at once."""
+    stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_node, data_dir)
+
+            async def run(*, task_status: trio.TaskStatus[Node]) -> None:
+                await serve_node(data_dir, stop, task_status=task_status)
+                nursery.cancel_scope.cancel()  # stopped: no more signals to wait for
+
+            await nursery.start(run)
             async for signum in signals:
-                event(log, logging.INFO, "stopping", signal=signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+                name = signal.Signals(signum).name
+                if stop.is_set():
+                    event(log, logging.WARNING, "stopping at once", signal=name)
+                    nursery.cancel_scope.cancel()
+                    break
+                event(log, logging.INFO, "stopping", signal=name)
+                stop.set()
     event(log, logging.INFO, "stopped")

@@ -93,16 +93,22 @@ async def _unless_client_leaves(put: Callable[[], Awaitable[T]], stream: Replies
     """Run an attached put while watching the client: if it hangs up (Ctrl-C), the
     put is cancelled, which makes it drop what holders took and record nothing."""
     results: list[T] = []
+    failures: list[Exception] = []
 
     async def watch(scope: trio.CancelScope) -> None:
         if await stream.receive() is not None:
-            raise RecordError("a frame arrived during an attached upload")
+            failures.append(RecordError("a frame arrived during an attached upload"))
         scope.cancel()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch, nursery.cancel_scope)
-        results.append(await put())
+        try:
+            results.append(await put())
+        except Exception as exc:  # raised as itself below, not in an exception group
+            failures.append(exc)
         nursery.cancel_scope.cancel()
+    if failures:
+        raise failures[0]
     if not results:
         event(log, logging.INFO, "upload abandoned", reason="the client hung up")
         raise trio.BrokenResourceError("the client hung up during the put")

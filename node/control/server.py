@@ -53,9 +53,12 @@ class ControlStream:
     async def receive(self) -> ControlRequest | None:
         """The next request, or None when the client closed the connection."""
         while not self._ready:
-            data, ancillary, flags, _ = await self.stream.socket.recvmsg(
-                RECEIVE_SIZE, socket.CMSG_SPACE(MAX_FDS * FD_SIZE)
-            )
+            try:
+                data, ancillary, flags, _ = await self.stream.socket.recvmsg(
+                    RECEIVE_SIZE, socket.CMSG_SPACE(MAX_FDS * FD_SIZE)
+                )
+            except ConnectionResetError:  # the client went away with replies unread
+                return None
             self._keep_fds(ancillary)
             if flags & socket.MSG_CTRUNC:
                 raise BadControlMessage(f"more than {MAX_FDS} file descriptors attached")

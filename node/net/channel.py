@@ -50,6 +50,7 @@ class SecureChannel:
         self._sealed = bytearray()  # reused for every outgoing message (under the lock)
         self._pending = leftover
         self.closed = False
+        self.broken = False  # a send was cut off: nothing more can be sent on this stream
 
     @property
     def remote_public_key(self) -> bytes:
@@ -60,13 +61,21 @@ class SecureChannel:
         size = sum(memoryview(part).nbytes for part in parts)
         prefix = frame_prefix(size, self.max_message)
         async with self._send_lock:  # sealing takes the next nonces: seal in sending order
+            if self.broken:
+                raise ConnectionLost("an earlier send was cut off mid-message")
             seal = functools.partial(self._writer.seal_into, self._sealed, prefix, *parts)
-            sealed = await in_worker(seal) if size >= SEAL_IN_THREAD else seal()
             try:
+                sealed = await in_worker(seal) if size >= SEAL_IN_THREAD else seal()
                 with memoryview(self._sealed) as view:
                     await self.stream.send_all(view[:sealed])
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ConnectionLost(f"send failed: {type(exc).__name__}") from None
+            except BaseException:
+                # Cancelled once the nonces were taken, or mid-message: the peer would
+                # see a frame out of step and drop us. This stream is done; say so.
+                self.broken = True
+                await trio.aclose_forcefully(self.stream)
+                raise
             if len(self._sealed) > KEEP_SEALED:
                 self._sealed = bytearray()  # do not hold on to a rare huge message's buffer
 

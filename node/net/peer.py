@@ -123,6 +123,11 @@ class PeerConnection:
         for waiter in self._waiters.values():
             waiter.done.set()
 
+    def _lost(self, reason: str) -> None:
+        """The stream is unusable: closed now (a caller redials), the reader stops."""
+        self._finish(reason)
+        self._cancel.cancel()
+
     async def aclose(self) -> None:
         """Close the connection (goodbye sent) and wait until it is down."""
         self._finish("closed locally")
@@ -151,7 +156,12 @@ class PeerConnection:
             try:
                 await self._send(Envelope(Kind.REQUEST, request_id, message))
             except RemoteProtocolError as exc:  # the stream broke under us
+                self._lost(exc.reason)
                 raise PeerClosed(f"connection lost while sending: {exc.reason}") from None
+            except BaseException:
+                if self.channel.broken:  # cancelled mid-message: this connection is done
+                    self._lost("a send was cut off")
+                raise
             with trio.move_on_at(self._tracker.deadline(request_id) or now):
                 await waiter.done.wait()
         finally:

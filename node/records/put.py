@@ -23,7 +23,7 @@ import trio
 
 from node.config.storage import StorageConfig
 from node.logs import event, get_logger
-from node.net.errors import RpcError
+from node.net.errors import PeerClosed, RpcError
 from node.net.rpc_port import RpcPort
 from node.records.errors import RecordError, short
 from node.records.reach import Reachable
@@ -180,7 +180,10 @@ async def drop_everywhere(port: RpcPort, record_id: bytes, nodes: Iterable[Conta
     async def drop(contact: Contact) -> None:
         nonlocal dropped
         try:
-            await port.call(contact, DropShards(record_id), DROP_TIMEOUT)
+            try:
+                await port.call(contact, DropShards(record_id), DROP_TIMEOUT)
+            except PeerClosed:  # the put's own cancelled send broke it: a fresh connection
+                await port.call(contact, DropShards(record_id), DROP_TIMEOUT)
         except RpcError as exc:
             event(
                 log, logging.INFO, "drop refused", peer=short(contact.public_key), reason=str(exc)

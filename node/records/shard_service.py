@@ -10,6 +10,7 @@ Disk and hashing work runs in worker threads.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable, Container
 
@@ -42,6 +43,7 @@ from storage.store.shard_store import ShardStore
 log = get_logger("shards")
 MAX_FETCH_BYTES = 3 * 1024 * 1024
 UNLIMITED_FREE = 2**62
+MAX_DROPPED = 4096  # dropped uploads remembered, to refuse their late blocks
 
 Announce = Callable[[bytes], None]
 
@@ -67,6 +69,8 @@ class ShardService:
         self.withdraw = withdraw
         self._manifests: dict[bytes, Manifest] = {}
         self._begun: set[tuple[bytes, int]] = set()  # (record, index) noted in holdings
+        # Uploads their writer dropped: blocks of them still in flight are refused.
+        self._dropped: collections.OrderedDict[bytes, None] = collections.OrderedDict()
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(GetNodeInfo, self._on_node_info)
@@ -103,6 +107,8 @@ class ShardService:
         return NodeInfo(self.site, free)
 
     async def _on_store(self, message: StoreShards, caller: Caller) -> ShardsStored:
+        if message.record_id in self._dropped:
+            raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
         try:
             manifest, stored = await in_worker(
                 self._store_blocks, message, caller.remote_public_key
@@ -111,6 +117,9 @@ class ShardService:
             raise RequestError(ErrorCode.BAD_REQUEST, str(exc)) from None
         except StoreFull as exc:
             raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
+        if message.record_id in self._dropped:  # dropped while this batch was being written
+            await self.delete_record(message.record_id)
+            raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
         complete = False
         if message.complete and manifest is not None:
             complete = await in_worker(self._finish, manifest, message.index)
@@ -214,10 +223,16 @@ class ShardService:
                 "the record is in the ledger: only its owner's tombstone deletes it",
             )
         uploader = self.holdings.uploader(record_id)
+        if uploader is not None and uploader != caller.remote_public_key:
+            raise RequestError(ErrorCode.BAD_REQUEST, "only a record's uploader may drop it")
+        # Remembered even when nothing arrived yet: batches still in flight are refused.
+        # (A record id is unpredictable before its upload starts, so nobody else's
+        # upload can be refused this way.)
+        self._dropped[record_id] = None
+        while len(self._dropped) > MAX_DROPPED:
+            self._dropped.popitem(last=False)
         if uploader is None:
             return ShardsDropped(0)
-        if uploader != caller.remote_public_key:
-            raise RequestError(ErrorCode.BAD_REQUEST, "only a record's uploader may drop it")
         return ShardsDropped(await self.delete_record(record_id))
 
     async def _on_manifest(self, message: GetManifest, caller: Caller) -> ManifestFound:

@@ -220,12 +220,13 @@ class Network:
         for index in order:
             self.nodes[index].wait_for("control socket ready")
 
+    def status(self, index: int) -> StatusReply:
+        """Node `index`'s status, asked over its control socket (no CLI process)."""
+        return call(self.nodes[index].data_dir, Status(), StatusReply)
+
     def contacts(self) -> list[int]:
-        """Each running node's routing-table size, asked over its control socket."""
-        return [
-            call(node.data_dir, Status(), StatusReply).contacts if node.running else 0
-            for node in self.nodes
-        ]
+        """Each running node's routing-table size."""
+        return [self.status(i).contacts if n.running else 0 for i, n in enumerate(self.nodes)]
 
     def wait_complete(self, deadline: float) -> float:
         """Seconds until every table holds all the other nodes (AssertionError at `deadline`)."""
