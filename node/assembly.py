@@ -121,6 +121,7 @@ class Node:
             ledger=self.ledger,
             interval=config.storage.repair_interval,
             orphan_grace=config.storage.orphan_grace,
+            scrub_bytes=config.storage.scrub_bytes,
         )
         for service in (self.dht, self.gossip, self.shards):
             service.install(self.dispatcher)

@@ -501,6 +501,12 @@ def gc(*, older_than: str, data_dir: Path | None, as_json: bool) -> None:
 @click.command()
 @click.argument("record_id", required=False)
 @click.option("--all", "check_all", is_flag=True, help="Every record this node owns or holds.")
+@click.option(
+    "--network",
+    "check_network",
+    is_flag=True,
+    help="Every record in the ledger, whoever owns or holds it (works on an empty node).",
+)
 @click.option("--repair", is_flag=True, help="Repair what is not healthy, now.")
 @click.option("--no-verify", is_flag=True, help="Skip reading every block (faster).")
 @common
@@ -508,16 +514,18 @@ def check(
     *,
     record_id: str | None,
     check_all: bool,
+    check_network: bool,
     repair: bool,
     no_verify: bool,
     data_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Report holders, distinct hosts, missing indices and corrupt blocks."""
-    if (record_id is None) == (not check_all):
-        raise click.UsageError("give a RECORD_ID or --all")
+    if sum([record_id is not None, check_all, check_network]) != 1:
+        raise click.UsageError("give a RECORD_ID, --all or --network")
     rid = hex_bytes(record_id, "RECORD_ID") if record_id else None
-    reply = call(_root(data_dir), commands.Check(rid, repair, not no_verify), CheckReply)
+    request = commands.Check(rid, repair, not no_verify, check_network)
+    reply = call(_root(data_dir), request, CheckReply)
     emit(reply, as_json, _print_health)
     if any(not (row.after or row.health).readable for row in reply.records):
         sys.exit(EXIT_UNREADABLE)

@@ -44,6 +44,14 @@ class StorageConfig:
         low=1,
         high=7 * 86_400,
     )
+    scrub_bytes: int = setting(
+        64 * 1024 * 1024,
+        "Bytes of held shard blocks read back and verified in each repair pass, resuming"
+        " where the last pass stopped; a block found missing or corrupt is repaired"
+        " (0: no scrub).",
+        low=0,
+        high=2**40,
+    )
     orphan_grace: float = setting(
         7 * 86_400.0,
         "Seconds after which shards of an upload that never finished (no ledger entry), or"

@@ -356,7 +356,13 @@ class ControlOps:
         return GcReply(records, indices, max(0, before - store.used_bytes))
 
     async def check(self, request: Check) -> CheckReply:
-        wanted = [request.record_id] if request.record_id is not None else self._owned_or_held()
+        if request.record_id is not None:
+            wanted = [request.record_id]
+        elif request.network:
+            state = self.node.ledger.state()
+            wanted = sorted(set(state.records) - set(state.tombstones))
+        else:
+            wanted = self._owned_or_held()
         rows = []
         repairer = self.node.repairer
         for record_id in wanted:

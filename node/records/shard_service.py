@@ -44,6 +44,7 @@ log = get_logger("shards")
 MAX_FETCH_BYTES = 3 * 1024 * 1024
 UNLIMITED_FREE = 2**62
 MAX_DROPPED = 4096  # dropped uploads remembered, to refuse their late blocks
+SCRUB_ROWS = 256  # holdings rows read at a time by the scrub
 
 Announce = Callable[[bytes], None]
 
@@ -69,6 +70,7 @@ class ShardService:
         self.withdraw = withdraw
         self._manifests: dict[bytes, Manifest] = {}
         self._begun: set[tuple[bytes, int]] = set()  # (record, index) noted in holdings
+        self._scrub_cursor = 0  # where the background scrub resumes (a holdings position)
         # Uploads their writer dropped: blocks of them still in flight are refused.
         self._dropped: collections.OrderedDict[bytes, None] = collections.OrderedDict()
 
@@ -203,10 +205,9 @@ class ShardService:
                 continue
             try:
                 block = self.store.get(manifest.block_hash(ref.segment, ref.index))
-            except ShardNotFound:
-                out.append(None)
-                continue
-            except CorruptShard:  # quarantined by the store; repair will rebuild it elsewhere
+            except (ShardNotFound, CorruptShard):
+                # Lost, or quarantined by the store: the index is no longer held whole,
+                # and repair will rebuild it (a no-op for an index this node never had).
                 self.holdings.incomplete(manifest.record_id, ref.index)
                 out.append(None)
                 continue
@@ -262,6 +263,38 @@ class ShardService:
         return bad
 
     # -- local -------------------------------------------------------------------
+
+    async def scrub_some(self, budget: int) -> tuple[int, list[tuple[bytes, int]]]:
+        """Verify up to `budget` bytes of held blocks, resuming where the last call
+        stopped; (blocks read, (record, index) found damaged, now incomplete)."""
+        return await in_worker(self._scrub_some, budget)
+
+    def _scrub_some(self, budget: int) -> tuple[int, list[tuple[bytes, int]]]:
+        checked = 0
+        damaged: list[tuple[bytes, int]] = []
+        start, wrapped = self._scrub_cursor, False
+        while budget > 0:
+            rows = self.holdings.held_blocks_after(self._scrub_cursor, SCRUB_ROWS)
+            if wrapped:  # at most one round per call
+                rows = [row for row in rows if row[0] <= start]
+            if not rows:
+                if wrapped or self._scrub_cursor == 0:
+                    break
+                self._scrub_cursor, wrapped = 0, True  # start the next round
+                continue
+            for position, record_id, index, digest, size in rows:
+                self._scrub_cursor = position
+                checked += 1
+                budget -= max(size, 1)
+                try:
+                    self.store.get(digest)
+                except (CorruptShard, ShardNotFound):
+                    if (record_id, index) not in damaged:
+                        damaged.append((record_id, index))
+                        self.holdings.incomplete(record_id, index)
+                if budget <= 0:
+                    break
+        return checked, damaged
 
     async def delete_record(self, record_id: bytes) -> int:
         """Delete every block held of a record (tombstoned, or never recorded)."""

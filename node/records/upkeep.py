@@ -3,6 +3,10 @@
 Tombstones: whenever the ledger accepts a tombstone (and once at start),
 this node deletes its shards of every tombstoned record it holds.
 
+Scrub: each pass first reads back `scrub_bytes` of held blocks (resuming
+where the last pass stopped) and demotes an index with a missing or corrupt
+block, so damage is found without an operator running `check`.
+
 Repair: every `repair_interval` seconds each record this node holds is
 surveyed; the live holder with the smallest node id is its coordinator and
 the only one that repairs it, so holders do not race each other to rebuild
@@ -43,11 +47,13 @@ class RecordUpkeep:
         ledger: LedgerService,
         interval: float,
         orphan_grace: float,
+        scrub_bytes: int = 0,
     ) -> None:
         self.repairer = repairer
         self.shards = shards
         self.ledger = ledger
         self.interval = interval
+        self.scrub_bytes = scrub_bytes
         self.orphan_grace_ms = int(orphan_grace * 1000)
         self.me = repairer.records.public_key
         self._tombstoned = trio.Event()
@@ -90,6 +96,17 @@ class RecordUpkeep:
     async def run_pass(self) -> list[RepairReport]:
         """Survey every held record once; repair those this node coordinates."""
         await self.sweep_tombstones()
+        if self.scrub_bytes:
+            checked, damaged = await self.shards.scrub_some(self.scrub_bytes)
+            for record_id, index in damaged:
+                event(
+                    log,
+                    logging.WARNING,
+                    "damaged shard found",
+                    record=short(record_id),
+                    index=index,
+                    blocks_checked=checked,
+                )
         known = self.ledger.state().records
         await self.shards.collect(known, self.ledger.clock_ms() - self.orphan_grace_ms)
         reports: list[RepairReport] = []

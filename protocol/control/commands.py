@@ -184,12 +184,14 @@ class Ledger(ControlRequest):
 @control_op
 @dataclass(frozen=True)
 class Check(ControlRequest):
-    """Health of one record, or (record_id None) of every record owned or held."""
+    """Health of one record; or (record_id None) of every record this node owns or
+    holds, or with `network` of every record in the ledger."""
 
     OP: ClassVar[str] = "check"
     record_id: bytes | None
     repair: bool
     verify: bool
+    network: bool = False
 
     def __post_init__(self) -> None:
         _key(self.record_id, "record id", RECORD_ID_SIZE)

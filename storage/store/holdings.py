@@ -170,6 +170,23 @@ class Holdings:
             {bytes(record): int(size) for record, size in partial},
         )
 
+    def held_blocks_after(
+        self, cursor: int, limit: int
+    ) -> list[tuple[int, bytes, int, bytes, int]]:
+        """(position, record, index, digest, size) of blocks of complete indices, in
+        position order after `cursor`: a scrub walks them a few at a time."""
+        with self._db.connection() as db:
+            rows = db.execute(
+                "SELECT b.rowid, b.record_id, b.shard_index, b.digest, b.size FROM blocks b"
+                " JOIN shards s ON s.record_id = b.record_id AND s.shard_index = b.shard_index"
+                " WHERE s.complete = 1 AND b.rowid > ? ORDER BY b.rowid LIMIT ?",
+                (cursor, limit),
+            ).fetchall()
+        return [
+            (position, bytes(record), index, bytes(digest), size)
+            for position, record, index, digest, size in rows
+        ]
+
     def records(self) -> list[bytes]:
         with self._db.connection() as db:
             rows = db.execute("SELECT record_id FROM records ORDER BY record_id").fetchall()

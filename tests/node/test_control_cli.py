@@ -177,7 +177,7 @@ async def test_operator_errors_are_one_line(tmp_path: Path) -> None:
         not_mine = await net.run(0, "grant", "cd" * 32, "ef" * 32)
         assert not_mine.exit_code == 1 and "unknown record" in not_mine.output
         check_usage = await net.run(0, "check")
-        assert check_usage.exit_code == 2 and "RECORD_ID or --all" in check_usage.output
+        assert check_usage.exit_code == 2 and "RECORD_ID, --all or --network" in check_usage.output
 
     # No daemon behind the data directory any more.
     stopped = CliRunner().invoke(cli, ["status", "--data-dir", str(net.dirs[0])])

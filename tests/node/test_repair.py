@@ -150,3 +150,58 @@ async def test_holders_delete_their_shards_when_the_record_is_tombstoned(
             assert node.shards.holdings.records() == []
             assert node.parts.store.used_bytes == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_a_damaged_or_lost_block_is_found_by_the_scrub_and_repaired(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 8, small_config(scrub_bytes=10**9))
+        data = os.urandom(DATA_SIZE)
+        record_id = await put_record(cluster, cluster.nodes[0], data)
+        victims = [n for n in holders_of(cluster, record_id) if n is not cluster.nodes[0]][:2]
+        rotten, lost = victims
+        for node, harm in ((rotten, "rot"), (lost, "loss")):
+            store = node.parts.store
+            assert isinstance(store, MemoryShardStore)
+            digest = store.digests()[0]
+            if harm == "rot":
+                store.damage(digest, b"\x00" * 10)
+            else:
+                store.delete(digest)
+        # Nobody runs check: the background passes find and repair both.
+        for _ in range(2):
+            for node in cluster.nodes:
+                await node.upkeep.run_pass()
+        health = await cluster.nodes[0].repairer.check(record_id, verify=True)
+        assert health.healthy and not health.corrupt  # rebuilt (perhaps on the same nodes)
+        for node in victims:
+            _, damaged = await node.shards.scrub_some(10**9)
+            assert damaged == []  # what they hold now reads back whole
+        assert await read_all(cluster.nodes[0], record_id) == data
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_read_that_finds_a_block_missing_demotes_the_index(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 6, small_config())
+        data = os.urandom(DATA_SIZE)
+        writer = cluster.nodes[0]
+        record_id = await put_record(cluster, writer, data)
+        # A holder of a data shard (readers ask those first) loses its disk.
+        victim = next(
+            n
+            for n in holders_of(cluster, record_id)
+            if n is not writer and n.shards.holdings.indices(record_id)[0][0] < 3
+        )
+        store = victim.parts.store
+        assert isinstance(store, MemoryShardStore)
+        for digest in store.digests():
+            store.delete(digest)
+        assert await read_all(writer, record_id) == data  # from the others
+        assert victim.shards.holdings.indices(record_id)[0] == []  # no longer claimed
+        nursery.cancel_scope.cancel()

@@ -33,6 +33,7 @@ REQUESTS: list[control.ControlRequest] = [
     control.Submit(b"entry"),
     control.Ledger(None, 10),
     control.Check(RECORD, True, False),
+    control.Check(None, False, True, True),
     control.Gc(3600),
 ]
 

@@ -81,3 +81,17 @@ def test_uploader_and_what_orphans_weigh(tmp_path: Path) -> None:
     holdings.complete(R1, 0)
     assert holdings.uploader(R1) == A and holdings.uploader(R2) is None
     assert holdings.weights() == ({R1: 157}, {R1: 7})
+
+
+def test_held_blocks_are_walked_in_order_from_a_cursor(tmp_path: Path) -> None:
+    holdings = Holdings(tmp_path / "h.sqlite")
+    holdings.begin(R1, None, 0, now_ms=1)
+    holdings.note_blocks(R1, 0, [(A, 1), (B, 2)], now_ms=1)
+    holdings.begin(R1, None, 1, now_ms=1)  # never completed: not walked
+    holdings.note_blocks(R1, 1, [(C, 3)], now_ms=1)
+    holdings.complete(R1, 0)
+    first = holdings.held_blocks_after(0, 1)
+    assert [(r, i, d) for _, r, i, d, _ in first] == [(R1, 0, A)]
+    rest = holdings.held_blocks_after(first[0][0], 10)
+    assert [(d, size) for _, _, _, d, size in rest] == [(B, 2)]
+    assert holdings.held_blocks_after(rest[0][0], 10) == []
