@@ -54,6 +54,9 @@ class NodeParts:
     # An in-process network's port (simulations). None: the connection manager
     # over `transport` (secret handshake, box stream), as the daemon runs.
     port: RpcPort | None = None
+    # Write this node's own ledger entries only once peers confirmed its feed
+    # (the daemon: a restored ledger must not fork it). Tests start fresh.
+    confirm_own_feed: bool = False
 
 
 class Node:
@@ -84,7 +87,10 @@ class Node:
         )
         self.manager.on_inbound = lambda peer: self.dht.greet(peer, peer.call)
         self.ledger = LedgerService(
-            identity=parts.identity, clock_ms=self.clock_ms, db=parts.ledger_db
+            identity=parts.identity,
+            clock_ms=self.clock_ms,
+            db=parts.ledger_db,
+            confirm_own_feed=parts.confirm_own_feed,
         )
         self.gossip = GossipService(
             ledger=self.ledger,

@@ -38,7 +38,7 @@ from protocol.ids import node_id
 from protocol.net.messages import Ping, Pong
 from storage.store.disk import DiskShardStore
 from storage.store.holdings import Holdings
-from storage.store.ledger_db import LedgerDB
+from storage.store.ledger_db import LedgerDB, LedgerDBError
 
 log = get_logger("daemon")
 SAVE_PEERS_EVERY = 60.0
@@ -53,13 +53,16 @@ async def serve_node(
     data_dir: DataDir,
     stop: trio.Event | None = None,
     *,
+    trust_local_ledger: bool = False,
     task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the node's services until cancelled, or until `stop` is set.
 
     On `stop` the control socket closes first and the requests in flight end
     (an interrupted put tells its holders to drop what they took) while the
-    network is still up; then everything else stops.
+    network is still up; then everything else stops. The node's own ledger
+    entries wait for peers to confirm its feed (a restored ledger must not
+    fork it) unless `trust_local_ledger`.
     """
     config = data_dir.config()
     identity = data_dir.identity()
@@ -68,7 +71,7 @@ async def serve_node(
     quota = config.storage.quota_bytes or None
     holdings = Holdings(data_dir.root / HOLDINGS_FILE)
     try:
-        with LedgerDB(data_dir.root / LEDGER_FILE) as db:
+        with open_ledger(data_dir.root / LEDGER_FILE) as db:
             node = Node(
                 NodeParts(
                     identity=identity,
@@ -81,6 +84,7 @@ async def serve_node(
                     random_bytes=os.urandom,
                     wall_clock=time.time,
                     rng=random.SystemRandom(),
+                    confirm_own_feed=not trust_local_ledger,
                 )
             )
             stopping = stop if stop is not None else trio.Event()
@@ -142,6 +146,30 @@ async def _serve(
             _save(node.dht, peers_path)  # synchronous: runs even when cancelled
 
 
+def open_ledger(path: Path) -> LedgerDB:
+    """The ledger database; an unusable file is moved aside and a new one started.
+
+    The ledger is replicated: peers gossip every entry back, and the node's
+    own feed is confirmed with them before it writes again.
+    """
+    try:
+        return LedgerDB(path)
+    except LedgerDBError as exc:
+        aside = path.with_name(f"{path.name}.unusable-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            part = path.with_name(path.name + suffix)
+            if part.exists():
+                part.rename(aside.with_name(aside.name + suffix))
+        event(
+            log,
+            logging.WARNING,
+            "ledger file unusable: moved aside, rebuilding from peers",
+            moved_to=str(aside),
+            reason=str(exc),
+        )
+        return LedgerDB(path)
+
+
 def _load_peers(path: Path) -> list[tuple[bytes, str]]:
     try:
         return load_peers(path)
@@ -197,14 +225,16 @@ async def _reach(manager: ConnectionManager, peer: PeerAddress) -> None:
         return
 
 
-async def run_until_signalled(data_dir: DataDir) -> None:
+async def run_until_signalled(data_dir: DataDir, trust_local_ledger: bool = False) -> None:
     """Serve until SIGINT or SIGTERM: the first stops cleanly, a second at once."""
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def run(*, task_status: trio.TaskStatus[Node]) -> None:
-                await serve_node(data_dir, stop, task_status=task_status)
+                await serve_node(
+                    data_dir, stop, trust_local_ledger=trust_local_ledger, task_status=task_status
+                )
                 nursery.cancel_scope.cancel()  # stopped: no more signals to wait for
 
             await nursery.start(run)

@@ -204,13 +204,25 @@ def show_id(*, data_dir: Path | None, as_json: bool) -> None:
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+@click.option(
+    "--trust-local-ledger",
+    is_flag=True,
+    help="Write this node's ledger entries without first confirming its feed with peers"
+    " (only when its ledger is known to be current, e.g. the network's only node).",
+)
 @operator_errors
-def run(*, data_dir: Path | None, log_format: logs.LogFormat, log_level: str) -> None:
-    """Run the node in the foreground until SIGINT or SIGTERM."""
+def run(
+    *,
+    data_dir: Path | None,
+    log_format: logs.LogFormat,
+    log_level: str,
+    trust_local_ledger: bool,
+) -> None:
+    """Run the node in the foreground until SIGINT or SIGTERM (a second one stops at once)."""
     logs.configure(getattr(logging, log_level.upper()), log_format)
     target = open_data_dir(data_dir)
     with target.lock():
-        trio.run(run_until_signalled, target)
+        trio.run(run_until_signalled, target, trust_local_ledger)
 
 
 for _command in cli_records.COMMANDS:

@@ -33,6 +33,7 @@ from protocol.control.replies import (
     CheckRow,
     Done,
     FeedHeadReply,
+    FeedResumed,
     GcReply,
     GetHeader,
     LedgerReply,
@@ -433,9 +434,25 @@ def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool
 @click.command()
 @click.option("--record", "record_id", default=None, help="Only this record's entries.")
 @click.option("--tail", default=0, type=click.IntRange(min=0), help="Only the last N entries.")
+@click.option(
+    "--resume-feed",
+    is_flag=True,
+    help="This node's own feed forked: let its next write continue from one of its tips.",
+)
 @common
-def ledger(*, record_id: str | None, tail: int, data_dir: Path | None, as_json: bool) -> None:
+def ledger(
+    *,
+    record_id: str | None,
+    tail: int,
+    resume_feed: bool,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
     """Show ledger entries (oldest first)."""
+    if resume_feed:
+        resumed = call(_root(data_dir), commands.ResumeFeed(), FeedResumed)
+        emit(resumed, as_json, lambda r: click.echo(f"the next write follows {r.tip.hex()}"))
+        return
     rid = hex_bytes(record_id, "--record") if record_id else None
     reply = call(_root(data_dir), commands.Ledger(rid, tail), LedgerReply)
     shown = {"entries": [describe_entry(row.raw, row.rejected) for row in reply.entries]}

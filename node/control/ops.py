@@ -40,6 +40,7 @@ from protocol.control.commands import (
     ListRecords,
     Peers,
     Put,
+    ResumeFeed,
     Revoke,
     Status,
     Submit,
@@ -51,6 +52,7 @@ from protocol.control.replies import (
     DataChunk,
     Done,
     FeedHeadReply,
+    FeedResumed,
     GcReply,
     GetHeader,
     HealthReport,
@@ -139,6 +141,7 @@ class ControlOps:
             Ledger: self.ledger,
             Check: self.check,
             Gc: self.gc,
+            ResumeFeed: self.resume_feed,
         }
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:
@@ -344,6 +347,9 @@ class ControlOps:
             entries = entries[-request.tail :]
         rejected = self.node.ledger.state().rejected
         return LedgerReply(tuple(LedgerRow(e.raw, rejected.get(e.hash)) for e in entries))
+
+    async def resume_feed(self, request: ResumeFeed) -> FeedResumed:
+        return FeedResumed(self.node.ledger.resume_forked_feed())
 
     async def gc(self, request: Gc) -> GcReply:
         """Delete orphans older than the request says (not only past storage.orphan_grace)."""

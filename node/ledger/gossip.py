@@ -106,7 +106,12 @@ class GossipService:
             self.stats.failures += 1
             return
         if isinstance(reply, LedgerHeadsReply):
-            await self._pull(peer, reply.heads)
+            await self._pull_and_hear(peer, reply.heads)
+
+    async def _pull_and_hear(self, peer: Contact, heads: Sequence[FeedHead]) -> None:
+        """Pull what `peer` has beyond us, then let the ledger judge its own feed by it."""
+        await self._pull(peer, heads)
+        self.ledger.heard_heads(peer.public_key, heads, len(self.peers()))
 
     async def _pull(self, peer: Contact, heads: Sequence[FeedHead]) -> None:
         config = self.config
@@ -168,7 +173,7 @@ class GossipService:
         if self.heard is not None:
             self.heard(sender)
         if self._nursery is not None:  # the caller may be ahead of us: pull too
-            self._nursery.start_soon(self._pull, sender, message.heads)
+            self._nursery.start_soon(self._pull_and_hear, sender, message.heads)
         return LedgerHeadsReply(heads_message(self.ledger.book.heads()))
 
     async def _on_get_entries(self, message: GetEntries, caller: Caller) -> EntriesFound:

@@ -22,7 +22,9 @@ import trio
 from node.logs import event, get_logger
 from node.offload import in_worker
 from protocol.ledger.book import LedgerBook
-from protocol.ledger.entries import Body, Entry, sign_entry
+from protocol.ledger.confirm import FeedConfirmation
+from protocol.ledger.entries import Body, Entry, InvalidEntry, decode_entry, sign_entry
+from protocol.ledger.messages import FeedHead
 from protocol.ledger.state import LedgerState, fold
 from storage.store.ledger_db import (
     DerivedGrant,
@@ -34,6 +36,7 @@ from storage.store.ledger_db import (
 
 log = get_logger("ledger")
 Listener = Callable[[list[Entry]], None]
+CONFIRM_WAIT = 30.0  # seconds a write waits for peers to confirm this node's own feed
 
 
 class LedgerError(Exception):
@@ -47,8 +50,15 @@ class LedgerService:
         identity: nacl.signing.SigningKey,
         clock_ms: Callable[[], int],
         db: LedgerDB | None = None,
+        confirm_own_feed: bool = False,
     ) -> None:
         self.identity = identity
+        self.public_key = bytes(identity.verify_key)
+        self.confirmation = FeedConfirmation(self.public_key)
+        self.own_feed_confirmed = trio.Event()
+        if not confirm_own_feed:
+            self.trust_local()
+        self._resume_fork = False
         self.clock_ms = clock_ms
         self.db = db
         self.book = LedgerBook()
@@ -61,22 +71,73 @@ class LedgerService:
             self._load(db)
 
     def _load(self, db: LedgerDB) -> None:
-        result = self.book.ingest(db.load())
+        """Load the stored entries; drop corrupt rows; rebuild derived tables that disagree.
+
+        A row that does not decode, or whose entry does not hash to the row's
+        key, is deleted (gossip brings a good copy: the feed then has a gap the
+        next exchange fills). The derived tables are compared by content, not
+        only by their stored digest.
+        """
+        good: list[bytes] = []
+        corrupt: list[bytes] = []
+        for stored_hash, raw in db.load_rows():
+            try:
+                intact = decode_entry(raw).hash == stored_hash
+            except InvalidEntry:
+                intact = False
+            if intact:
+                good.append(raw)
+            else:
+                corrupt.append(stored_hash)
+        if corrupt:
+            db.delete_entries(corrupt)
+            event(log, logging.WARNING, "corrupt ledger rows dropped", rows=len(corrupt))
+        self.book.ingest(good)
         state = self.state()
-        stored = db.derived_digest()
-        if stored != (state.digest(), len(self.book)) or result.rejected:
-            db.replace_derived(_derived(state, len(self.book)))
-            if stored is not None or len(self.book) or result.rejected:  # not just a new ledger
-                event(
-                    log,
-                    logging.WARNING,
-                    "rebuilt derived ledger tables",
-                    entries=len(self.book),
-                    unreadable=len(result.rejected),
-                )
+        derived = _derived(state, len(self.book))
+        stored = db.derived_content()
+        if _comparable(stored) != _comparable(derived):
+            db.replace_derived(derived)
+            if stored.entry_count >= 0 or len(self.book):  # not just a new ledger
+                event(log, logging.WARNING, "rebuilt derived ledger tables", entries=len(self.book))
         event(
             log, logging.INFO, "ledger loaded", entries=len(self.book), records=len(state.records)
         )
+
+    def trust_local(self) -> None:
+        """Write this node's own entries without waiting for peers to confirm its feed."""
+        self.confirmation.trust_local()
+        self.own_feed_confirmed.set()
+
+    def heard_heads(self, peer: bytes, heads: Sequence[FeedHead], peers_known: int) -> None:
+        """A peer showed its feed heads (after gossip pulled what it had beyond ours)."""
+        if self.own_feed_confirmed.is_set():
+            return
+        ours = self.book.heads().get(self.public_key)
+        if self.confirmation.heard(peer, heads, ours, peers_known):
+            self.own_feed_confirmed.set()
+            event(
+                log,
+                logging.INFO,
+                "own ledger feed confirmed",
+                seq=0 if ours is None else ours.seq,
+                peers=self.confirmation.confirmations,
+            )
+
+    def resume_forked_feed(self) -> bytes:
+        """Let the next write continue this node's forked feed from one of its tips.
+
+        The way back for a node whose own feed forked (two entries at its top
+        seq, e.g. written after restoring an older ledger with the peers'
+        check overridden): the tip with the smallest hash is continued, so
+        the top seq is single again. The fork stays on record as evidence.
+        Returns the hash of the tip that will be continued.
+        """
+        tips = self.book.tips(self.public_key)
+        if len(tips) < 2:
+            raise LedgerError("this node's own feed is not forked at its head")
+        self._resume_fork = True
+        return min(tip.hash for tip in tips)
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -110,6 +171,17 @@ class LedgerService:
         """Return after the next batch of entries is accepted."""
         await self._changed.wait()
 
+    async def _confirmed(self) -> None:
+        """Wait (a while) until peers confirmed this node's feed; LedgerError if they do not."""
+        if await _wait(self.own_feed_confirmed, CONFIRM_WAIT):
+            return
+        raise LedgerError(
+            "this node's own ledger feed is not yet confirmed by its peers (it may have been"
+            " restored from an older backup, and writing now could fork it); writes wait"
+            " until peers are reachable, or run with --trust-local-ledger if this node's"
+            " ledger is known to be current"
+        )
+
     async def append(self, body: Body, signer: nacl.signing.SigningKey | None = None) -> Entry:
         """Write a new entry at the head of the signer's feed (default: this node)."""
         return (await self.append_all([body], signer))[0]
@@ -120,9 +192,19 @@ class LedgerService:
         """Write consecutive entries in one batch: stored together or not at all."""
         signer = signer or self.identity
         author = bytes(signer.verify_key)
+        if author == self.public_key:
+            await self._confirmed()
         head = self.book.head_entry(author)
+        if head is None and author == self.public_key and self._resume_fork:
+            head = min(self.book.tips(author), key=lambda tip: tip.hash)
+            self._resume_fork = False
         if head is None and author in self.book.flagged:
-            raise LedgerError("the signer's feed is forked; it cannot be extended here")
+            hint = (
+                " (`medvault ledger --resume-feed` continues it from one of its tips)"
+                if author == self.public_key
+                else ""
+            )
+            raise LedgerError(f"the signer's feed is forked; it cannot be extended here{hint}")
         seq, prev = (head.seq + 1, head.hash) if head is not None else (1, b"")
         entries = []
         for body in bodies:
@@ -132,6 +214,23 @@ class LedgerService:
         if len(await self.ingest([e.raw for e in entries])) != len(entries):
             raise LedgerError("the new entries were not accepted")
         return entries
+
+
+async def _wait(event_: trio.Event, seconds: float) -> bool:
+    with trio.move_on_after(seconds):
+        await event_.wait()
+    return event_.is_set()
+
+
+def _comparable(derived: DerivedState) -> tuple[object, ...]:
+    return (
+        derived.digest,
+        derived.entry_count,
+        sorted(derived.records, key=lambda r: r.record_id),
+        sorted(derived.grants, key=lambda g: (g.record_id, g.grantee)),
+        sorted(derived.tombstones),
+        sorted(derived.flagged),
+    )
 
 
 def _derived(state: LedgerState, entry_count: int) -> DerivedState:

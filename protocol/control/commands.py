@@ -210,6 +210,14 @@ class Gc(ControlRequest):
             raise ValueError("older_than_s must be >= 0")
 
 
+@control_op
+@dataclass(frozen=True)
+class ResumeFeed(ControlRequest):
+    """Let the node's next write continue its forked own feed from one of its tips."""
+
+    OP: ClassVar[str] = "resume_feed"
+
+
 def encode_request(request: ControlRequest) -> bytes:
     """One frame (length prefix included) carrying `request`."""
     return COMMANDS.encode(request)

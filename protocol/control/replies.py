@@ -185,6 +185,13 @@ class FeedHeadReply(ControlReply):
     manifest_hash: bytes
 
 
+@control_reply
+@dataclass(frozen=True)
+class FeedResumed(ControlReply):
+    KIND: ClassVar[str] = "feed_resumed"
+    tip: bytes  # the entry the node's next write follows
+
+
 @dataclass(frozen=True)
 class LedgerRow:
     raw: bytes  # the signed entry itself: the CLI decodes and verifies it

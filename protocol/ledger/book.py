@@ -146,6 +146,11 @@ class LedgerBook:
         hashes = feed[max(feed)]
         return self._entries[hashes[0]] if len(hashes) == 1 else None
 
+    def tips(self, author: bytes) -> list[Entry]:
+        """The entries at the top seq of `author`'s feed (two or more: forked there)."""
+        feed = self._feeds.get(author)
+        return [self._entries[h] for h in feed[max(feed)]] if feed else []
+
     def range(self, author: bytes, first: int, last: int, limit: int) -> list[bytes]:
         """Raw entries of `author` with first <= seq <= last, in order, at most `limit`."""
         feed = self._feeds.get(author, {})

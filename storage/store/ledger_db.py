@@ -124,9 +124,33 @@ class LedgerDB:
 
     def load(self) -> list[bytes]:
         """Every stored entry, feed by feed in seq order."""
+        return [raw for _, raw in self.load_rows()]
+
+    def load_rows(self) -> list[tuple[bytes, bytes]]:
+        """(stored hash, raw entry) of every row, feed by feed in seq order."""
         with self._db.connection() as db:
-            rows = db.execute("SELECT raw FROM entries ORDER BY author, seq, hash").fetchall()
-        return [bytes(row[0]) for row in rows]
+            rows = db.execute("SELECT hash, raw FROM entries ORDER BY author, seq, hash").fetchall()
+        return [(bytes(row[0]), bytes(row[1])) for row in rows]
+
+    def delete_entries(self, hashes: Sequence[bytes]) -> None:
+        """Drop rows found corrupt (a good copy from a peer is stored again later)."""
+        with self._db.transaction() as db:
+            db.executemany("DELETE FROM entries WHERE hash = ?", [(h,) for h in hashes])
+
+    def derived_content(self) -> DerivedState:
+        """The derived tables as stored, to compare with a fresh fold of the entries."""
+        stored = self.derived_digest()
+        with self._db.connection() as db:
+            tombstones = [bytes(r[0]) for r in db.execute("SELECT record_id FROM tombstones")]
+            flagged = [bytes(r[0]) for r in db.execute("SELECT author FROM flagged")]
+        return DerivedState(
+            digest=b"" if stored is None else stored[0],
+            entry_count=-1 if stored is None else stored[1],
+            records=self.derived_records(),
+            grants=self.derived_grants(),
+            tombstones=sorted(tombstones),
+            flagged=sorted(flagged),
+        )
 
     def heads(self) -> dict[bytes, tuple[int, int]]:
         """Per author: (highest seq, entries held), from the (author, seq) index."""

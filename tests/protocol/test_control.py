@@ -35,6 +35,7 @@ REQUESTS: list[control.ControlRequest] = [
     control.Check(RECORD, True, False),
     control.Check(None, False, True, True),
     control.Gc(3600),
+    control.ResumeFeed(),
 ]
 
 
@@ -93,6 +94,7 @@ REPLIES: list[replies.ControlReply] = [
         KEY, KEY[:20], "127.0.0.1:1", "a", 1.5, 3, 2, 10, 4, 2, 99, 0, 4, 8, 6, 1, 0, 2, 9
     ),
     replies.GcReply(1, 2, 3000),
+    replies.FeedResumed(b"t" * 32),
     replies.PeersReply((replies.PeerRow(KEY, KEY[:20], "h:1", None, False),)),
     replies.UploadReady(65536),
     replies.UploadProgress(8 << 20),
