@@ -64,21 +64,32 @@ async def serve_node(
     entries wait for peers to confirm its feed (a restored ledger must not
     fork it) unless `trust_local_ledger`.
     """
+    # Everything that can refuse to start is opened before the first log line,
+    # so a node that cannot start says why in one line.
     config = data_dir.config()
     identity = data_dir.identity()
+    network_key = data_dir.network_key()
     public = bytes(identity.verify_key)
-    event(log, logging.INFO, "starting", node_id=node_id(public).hex(), public_key=public.hex())
-    quota = config.storage.quota_bytes or None
+    store = DiskShardStore(data_dir.root, config.storage.quota_bytes or None)
+    transport = TcpTransport(config.listen)
+    await transport.bind()
     holdings = Holdings(data_dir.root / HOLDINGS_FILE)
     try:
         with open_ledger(data_dir.root / LEDGER_FILE) as db:
+            event(
+                log,
+                logging.INFO,
+                "starting",
+                node_id=node_id(public).hex(),
+                public_key=public.hex(),
+            )
             node = Node(
                 NodeParts(
                     identity=identity,
-                    network_key=data_dir.network_key(),
+                    network_key=network_key,
                     config=config,
-                    transport=TcpTransport(config.listen),
-                    store=DiskShardStore(data_dir.root, quota),
+                    transport=transport,
+                    store=store,
                     holdings=holdings,
                     ledger_db=db,
                     random_bytes=os.urandom,

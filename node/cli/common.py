@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import click
+import trio
 
 from node.config.datadir import ENV_HOME, DataDir, DataDirError, default_data_dir
 from node.config.fields import ConfigError
@@ -64,10 +66,39 @@ def operator_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            reader_went_away()
         except OPERATOR_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
+        except BaseExceptionGroup as group:  # a failure inside the daemon's nurseries
+            found = operator_error_in(group)
+            if found is None:
+                raise
+            raise click.ClickException(str(found)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def reader_went_away() -> NoReturn:
+    """stdout's reader left (`medvault status | head -1`): not an error. Point stdout
+    at /dev/null so the interpreter's last flush fails quietly too, and exit 0."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
+
+
+def operator_error_in(group: BaseExceptionGroup) -> Exception | None:
+    """The operator error that ended a task group (what else ended is cancellation)."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        elif not isinstance(current, trio.Cancelled):
+            leaves.append(current)
+    if len(leaves) == 1 and isinstance(leaves[0], OPERATOR_ERRORS):
+        return leaves[0]
+    return None
 
 
 def common(func: F) -> F:

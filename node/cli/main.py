@@ -15,7 +15,13 @@ import trio
 from node import logs
 from node.cli import records as cli_records
 from node.cli.codec_demo import run_codec_demo
-from node.cli.common import data_dir_option, open_data_dir, operator_errors, print_report
+from node.cli.common import (
+    data_dir_option,
+    open_data_dir,
+    operator_errors,
+    print_report,
+    reader_went_away,
+)
 from node.cli.network_demo import run_network_demo
 from node.config.addresses import PeerAddress, parse_host_port
 from node.config.keyfiles import KeyKind, read_secret
@@ -230,4 +236,7 @@ for _command in cli_records.COMMANDS:
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except BrokenPipeError:
+        reader_went_away()

@@ -331,6 +331,8 @@ class _output:
     def __enter__(self) -> IO[bytes]:
         if self.path is None:
             return sys.stdout.buffer
+        if not self.path.parent.is_dir():
+            raise click.ClickException(f"cannot write {self.path}: its directory does not exist")
         self.temp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
         fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         self.handle = os.fdopen(fd, "wb")

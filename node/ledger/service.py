@@ -211,9 +211,24 @@ class LedgerService:
             entry = sign_entry(signer, seq, prev, self.clock_ms(), body)
             entries.append(entry)
             seq, prev = seq + 1, entry.hash
+        await self.check_rules(entries)
         if len(await self.ingest([e.raw for e in entries])) != len(entries):
             raise LedgerError("the new entries were not accepted")
         return entries
+
+    async def check_rules(self, entries: Sequence[Entry]) -> None:
+        """LedgerError if the state rules would reject any of `entries`.
+
+        Checked before an entry is written: an entry that breaks a rule has no
+        effect, but once written it is signed history every node keeps.
+        """
+        held = self.book.entries()
+        flagged = dict(self.book.flagged)
+        state = await in_worker(fold, [*held, *entries], flagged)
+        for entry in entries:
+            reason = state.rejected.get(entry.hash)
+            if reason is not None:
+                raise LedgerError(f"the ledger would reject this {entry.type} entry: {reason}")
 
 
 async def _wait(event_: trio.Event, seconds: float) -> bool:

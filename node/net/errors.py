@@ -47,3 +47,10 @@ class RequestError(Exception):
         self.code = code
         self.detail = detail
         super().__init__(f"{code}: {detail}")
+
+
+class ListenError(OSError):
+    """The node cannot listen on its address (in use, not this host's, not allowed)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)

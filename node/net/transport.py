@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from node.config.addresses import format_host_port, parse_host_port
+from node.net.errors import ListenError
 
 StreamHandler = Callable[[trio.abc.Stream], Awaitable[None]]
 
@@ -36,6 +37,16 @@ class TcpTransport(Transport):
 
     def __init__(self, listen: str = "127.0.0.1:0") -> None:
         self.host, self.port = parse_host_port(listen)
+        self._listeners: list[trio.SocketListener] | None = None
+
+    async def bind(self) -> None:
+        """Take the listening address now (ListenError if it cannot be had)."""
+        try:
+            self._listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        except OSError as exc:
+            where = format_host_port(self.host, self.port)
+            reason = exc.strerror or str(exc)
+            raise ListenError(exc.errno, f"cannot listen on {where}: {reason}") from None
 
     async def connect(self, address: str) -> trio.abc.Stream:
         host, port = parse_host_port(address)
@@ -47,7 +58,9 @@ class TcpTransport(Transport):
         *,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        if self._listeners is None:
+            await self.bind()
+        listeners, self._listeners = self._listeners or [], None
         sockname = listeners[0].socket.getsockname()
         bound = format_host_port(self.host, sockname[1])
         async with trio.open_nursery() as nursery:

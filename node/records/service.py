@@ -47,9 +47,11 @@ from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
 from protocol.ledger.entries import (
     GrantBody,
+    InvalidEntry,
     RecordBody,
     RevokeBody,
     TombstoneBody,
+    decode_entry,
     derive_record_id,
 )
 from protocol.ledger.state import GrantInfo, RecordInfo
@@ -414,12 +416,22 @@ class RecordService:
         await self.ledger.append(TombstoneBody(record_id))
 
     async def submit(self, raw: bytes) -> None:
-        """Accept an entry a person signed elsewhere (e.g. an attestation made with --as)."""
-        accepted = await self.ledger.ingest([raw])
-        if not accepted:
+        """Accept an entry a person signed elsewhere (e.g. an attestation made with --as).
+
+        It must verify, follow its author's feed head, and keep the ledger's
+        rules: a refused entry is never written (nor gossiped).
+        """
+        try:
+            entry = decode_entry(raw)
+        except InvalidEntry as exc:
+            raise RecordError(f"the entry does not verify: {exc}") from None
+        head = self.ledger.book.head_entry(entry.author)
+        expected = (1, b"") if head is None else (head.seq + 1, head.hash)
+        if (entry.seq, entry.prev) != expected:
             raise RecordError(
-                "the entry was not accepted (bad signature, duplicate or out of order)"
+                f"the entry does not follow its author's feed (seq {entry.seq}, the next is"
+                f" {expected[0]}): it may be a duplicate or signed against an old head"
             )
-        reason = self.ledger.state().rejected.get(accepted[0].hash)
-        if reason is not None:
-            raise RecordError(f"the entry has no effect: {reason}")
+        await self.ledger.check_rules([entry])
+        if not await self.ledger.ingest([raw]):
+            raise RecordError("the entry was not accepted")

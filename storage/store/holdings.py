@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from storage.errors import StorageError
 from storage.store.sqlite import Database, statements
 
 _SCHEMA = """
@@ -61,7 +62,7 @@ ALTER TABLE blocks ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
 MIGRATIONS = (_version_1, _VERSION_2)
 
 
-class HoldingsError(Exception):
+class HoldingsError(StorageError):
     """The holdings file cannot be used."""
 
 

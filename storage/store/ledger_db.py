@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from storage.errors import StorageError
 from storage.store.sqlite import Database
 
 _SCHEMA = """
@@ -42,7 +43,7 @@ CREATE TABLE IF NOT EXISTS flagged (author BLOB PRIMARY KEY);
 MIGRATIONS = (_SCHEMA,)
 
 
-class LedgerDBError(Exception):
+class LedgerDBError(StorageError):
     """The ledger file cannot be used; the message says which file and why."""
 
 

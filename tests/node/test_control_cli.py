@@ -129,6 +129,12 @@ async def test_put_get_grant_revoke_through_the_cli(tmp_path: Path) -> None:
             f"Error: no grant for key {stranger_short} on record {record_id[:16]}"
         ]
         assert leftovers(tmp_path, "x") == []
+        nowhere = tmp_path / "no-such-dir" / "out.pdf"
+        missing = await net.run(0, "get", record_id, "-o", str(nowhere))
+        assert missing.exit_code == 1
+        assert missing.output.strip().splitlines() == [
+            f"Error: cannot write {nowhere}: its directory does not exist"
+        ]
 
         # Revoked: new reads are refused.
         await net.ok(0, "revoke", record_id, patient)
@@ -148,14 +154,25 @@ async def test_attest_ls_ledger_check_and_delete(tmp_path: Path) -> None:
         patient_key, patient = new_person(tmp_path, "patient")
         record_id = str((await net.ok(0, "put", str(source), "--patient", patient))["record_id"])
 
+        stranger_key, _ = new_person(tmp_path, "stranger")
+        before = len(net.cluster.nodes[0].ledger.book)
+        refused = await net.run(0, "attest", record_id, "--as", str(stranger_key))
+        assert refused.exit_code == 1
+        assert refused.output.strip().splitlines() == [
+            "Error: the ledger would reject this attest entry: attester was never granted"
+            " the record"
+        ]
+        assert len(net.cluster.nodes[0].ledger.book) == before  # never written nor gossiped
         assert (
             "attested" in (await net.run(0, "attest", record_id, "--as", str(patient_key))).output
         )
+        again = await net.run(0, "attest", record_id, "--as", str(patient_key))
+        assert again.exit_code == 0  # a second attestation follows the first in the feed
         listed = await net.ok(0, "ls")
         (row,) = listed["records"]
         assert row["record_id"] == record_id and row["attested_by"] == [patient]
         entries = (await net.ok(0, "ledger", "--record", record_id))["entries"]
-        assert [e["type"] for e in entries] == ["record", "grant", "grant", "attest"]
+        assert [e["type"] for e in entries] == ["record", "grant", "grant", "attest", "attest"]
         assert all("sealed_key" not in e["body"] for e in entries)
 
         (report,) = (await net.ok(0, "check", record_id))["records"]
