@@ -43,20 +43,40 @@ EXIT_DEGRADED = 3  # a put was recorded, but below n holders or too much on one 
 EXIT_UNREADABLE = 4  # check found a record that cannot be read now
 
 
+DATA_DIR_HELP = f"Node data directory (default: ${ENV_HOME} or ~/.medvault)."
+
+
+def _from_group(func: F, name: str) -> F:
+    """The option `name` as given to the verb, else as given before it (`medvault
+    --data-dir X status` works like `medvault status --data-dir X`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get(name):
+            context = click.get_current_context(silent=True)
+            root = context.find_root() if context is not None else None
+            if root is not None and root.params.get(name):
+                kwargs[name] = root.params[name]
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def data_dir_option(func: F) -> F:
-    """`--data-dir DIR`, else $MEDVAULT_HOME, else ~/.medvault."""
+    """`--data-dir DIR` (here or before the verb), else $MEDVAULT_HOME, else ~/.medvault."""
     option = click.option(
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
-        envvar=ENV_HOME,
         default=None,
-        help=f"Node data directory (default: ${ENV_HOME} or ~/.medvault).",
+        help=DATA_DIR_HELP,
     )
-    return option(func)
+    return option(_from_group(func, "data_dir"))
 
 
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+    """`--json`, here or before the verb."""
+    option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    return option(_from_group(func, "as_json"))
 
 
 def operator_errors(func: F) -> F:

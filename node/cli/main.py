@@ -16,6 +16,7 @@ from node import logs
 from node.cli import records as cli_records
 from node.cli.codec_demo import run_codec_demo
 from node.cli.common import (
+    DATA_DIR_HELP,
     data_dir_option,
     open_data_dir,
     operator_errors,
@@ -38,8 +39,15 @@ from storage.errors import StorageError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="medvault")
-def cli() -> None:
-    """medvault: encrypted, erasure-coded patient records across hospitals."""
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=DATA_DIR_HELP
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (every verb that reports).")
+def cli(*, data_dir: Path | None, as_json: bool) -> None:
+    """medvault: encrypted, erasure-coded patient records across hospitals.
+
+    --data-dir and --json may come before the verb or after it.
+    """
 
 
 @cli.command()

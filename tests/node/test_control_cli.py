@@ -296,3 +296,26 @@ async def test_status_shows_orphans_and_gc_reclaims_them(
             assert (await net.ok(index, "status"))["orphan_bytes"] == 0
         bad = await net.run(0, "gc", "--older-than", "soon")
         assert bad.exit_code == 2 and "not a duration" in bad.output
+
+
+async def test_data_dir_and_json_may_come_before_the_verb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with controlled(tmp_path, count=5, served=2) as net:
+
+        async def invoke(*args: str) -> Result:
+            return await trio.to_thread.run_sync(functools.partial(CliRunner().invoke, cli, args))
+
+        before = await invoke("--data-dir", str(net.dirs[0]), "--json", "status")
+        after = await invoke("status", "--data-dir", str(net.dirs[0]), "--json")
+        assert before.exit_code == after.exit_code == 0
+        assert json.loads(before.stdout)["public_key"] == json.loads(after.stdout)["public_key"]
+        # After the verb wins over before it; the environment comes last.
+        monkeypatch.setenv("MEDVAULT_HOME", str(net.dirs[1]))
+        both = await invoke(
+            "--data-dir", str(net.dirs[1]), "status", "--data-dir", str(net.dirs[0])
+        )
+        env = await invoke("--json", "status")
+        assert json.loads(env.stdout)["public_key"] == net.cluster.nodes[1].public_key.hex()
+        assert "public_key" in both.stdout
+        assert net.cluster.nodes[0].public_key.hex() in both.stdout
