@@ -79,6 +79,19 @@ def json_option(func: F) -> F:
     return option(_from_group(func, "as_json"))
 
 
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def byte_size(text: str) -> int:
+    """Bytes written 1500, 64K, 500M, 2G or 1T (binary units)."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = value[-1:] if value[-1:] in _UNITS and value[-1:] else ""
+    number = value[: len(value) - len(unit)]
+    if not number.isdigit():
+        raise click.BadParameter(f"{text!r} is not a size (1500, 64K, 500M, 2G, 1T)")
+    return int(number) * _UNITS[unit]
+
+
 def operator_errors(func: F) -> F:
     """Turn the errors an operator can fix into one line on stderr and exit 1."""
 

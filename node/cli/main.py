@@ -17,7 +17,9 @@ from node.cli import records as cli_records
 from node.cli.codec_demo import run_codec_demo
 from node.cli.common import (
     DATA_DIR_HELP,
+    byte_size,
     data_dir_option,
+    json_option,
     open_data_dir,
     operator_errors,
     print_report,
@@ -118,11 +120,33 @@ def codec_demo(
 @click.option(
     "--listen", default="127.0.0.1:7420", show_default=True, help="HOST:PORT to listen on."
 )
-@click.option("--bootstrap", multiple=True, help="A peer to contact: PUBLIC_KEY@HOST:PORT.")
+@click.option(
+    "--advertise",
+    default=None,
+    help="HOST:PORT peers dial to reach this node (needed when listening on 0.0.0.0).",
+)
+@click.option(
+    "--bootstrap", multiple=True, help="A peer to contact: PUBLIC_KEY@HOST:PORT (repeatable)."
+)
 @click.option(
     "--site", default="", help="This node's hospital or building (placement spreads sites)."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option(
+    "--k", "k", type=int, default=DEFAULT_K, show_default=True, help="Shards a read needs."
+)
+@click.option(
+    "--n", "n", type=int, default=DEFAULT_N, show_default=True, help="Shards per segment."
+)
+@click.option(
+    "--happy", type=int, default=None, help="Distinct holders a put needs (default: n - k/2)."
+)
+@click.option(
+    "--quota",
+    default="0",
+    show_default=True,
+    help="Shard space this node offers (500G; 0: the disk).",
+)
+@json_option
 @operator_errors
 def init(
     *,
@@ -131,18 +155,45 @@ def init(
     new_network: bool,
     network_key_file: Path | None,
     listen: str,
+    advertise: str | None,
     bootstrap: tuple[str, ...],
     site: str,
+    k: int,
+    n: int,
+    happy: int | None,
+    quota: str,
 ) -> None:
-    """Create a node: identity key, network key and config.toml."""
+    """Create a node: identity key, network key and config.toml.
+
+    One of --new-network (the first hospital) or --network-key FILE (joining).
+    """
     if new_network == (network_key_file is not None):
         raise click.UsageError("give exactly one of --new-network or --network-key FILE")
     try:
         parse_host_port(listen)
+        if advertise is not None:
+            parse_host_port(advertise)
         for peer in bootstrap:
             PeerAddress.parse(peer)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    try:
+        storage = StorageConfig(
+            site=site,
+            k=k,
+            n=n,
+            happy=happy if happy is not None else max(k, n - k // 2),
+            quota_bytes=byte_size(quota),
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if parse_host_port(listen)[0] in ("0.0.0.0", "::", "") and advertise is None:
+        click.echo(
+            f"warning: listening on {listen} without --advertise: peers cannot dial a wildcard"
+            " address; set network.advertise in config.toml to this node's reachable"
+            " HOST:PORT before starting it",
+            err=True,
+        )
     network_key = (
         os.urandom(32)
         if network_key_file is None
@@ -156,7 +207,8 @@ def init(
         listen=listen,
         bootstrap=list(bootstrap),
         random_bytes=os.urandom,
-        storage=StorageConfig(site=site),
+        storage=storage,
+        advertise=advertise,
     )
     public = bytes(identity.verify_key)
     if as_json:
@@ -196,7 +248,8 @@ def show_id(*, data_dir: Path | None, as_json: bool) -> None:
         status = call(target.root, commands.Status(), StatusReply)
     except DaemonNotRunning:
         public = bytes(target.identity().verify_key)
-        address = target.config().listen
+        config = target.config()
+        address = config.network.advertise or config.listen
     else:
         public, address = status.public_key, status.address
     info = {

@@ -67,6 +67,7 @@ class DataDir:
         random_bytes: Callable[[int], bytes],
         storage: StorageConfig | None = None,
         gossip: GossipConfig | None = None,
+        advertise: str | None = None,
     ) -> nacl.signing.SigningKey:
         """Create the directory (0700), identity, network key and config."""
         if self.identity_path.exists():
@@ -77,7 +78,9 @@ class DataDir:
         write_secret(self.network_key_path, KeyKind.NETWORK, network_key)
         config = NodeConfig(
             network=NetworkConfig(
-                listen=listen, bootstrap=tuple(PeerAddress.parse(p) for p in bootstrap)
+                listen=listen,
+                advertise=advertise,
+                bootstrap=tuple(PeerAddress.parse(p) for p in bootstrap),
             ),
             storage=storage or StorageConfig(),
             gossip=gossip or GossipConfig(),
