@@ -38,15 +38,20 @@ from protocol.control.replies import (
     GetHeader,
     LedgerReply,
     PeersReply,
+    RecordResolved,
+    RecordRow,
     RecordsReply,
     StatusReply,
+    Written,
 )
 from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entry, sign_entry
 from storage.codec.crypt import SegmentCipher, open_sealed_key
-from storage.codec.manifest import Manifest
+from storage.codec.manifest import Manifest, RecordMetadata
+from storage.errors import StorageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
+HEX_PREFIX = re.compile(r"^[0-9a-fA-F]{8,63}$")
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -56,6 +61,19 @@ def _root(data_dir: Path | None) -> Path:
     if not target.identity_path.exists():
         raise DataDirError(f"{target.root} is not a medvault data directory (run `medvault init`)")
     return target.root
+
+
+def record_id_of(root: Path, text: str, what: str = "RECORD_ID") -> bytes:
+    """A record id, or the unique record whose id starts with 8+ hex digits (the
+    daemon resolves prefixes against its ledger)."""
+    if HEX_KEY.match(text):
+        return bytes.fromhex(text)
+    if not HEX_PREFIX.match(text):
+        raise click.BadParameter(
+            f"a record id is 64 hex digits, or a unique prefix of 8 or more; got {text[:80]!r}",
+            param_hint=what,
+        )
+    return call(root, commands.ResolveRecord(text), RecordResolved).record_id
 
 
 def hex_bytes(value: str, what: str) -> bytes:
@@ -177,6 +195,21 @@ def keys_new(*, output: Path, as_json: bool) -> None:
         click.echo(public)
 
 
+@keys.command("show")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def keys_show(*, file: Path, as_json: bool) -> None:
+    """Print the public key of a person's key file (the private part stays in the file)."""
+    try:
+        public = bytes(person_key(file).verify_key).hex()
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"public_key": public, "key_file": str(file)}))
+    else:
+        click.echo(public)
+
+
 # -- records -----------------------------------------------------------------------------
 
 
@@ -282,11 +315,11 @@ def get(
     as_json: bool,
 ) -> None:
     """Read a record back (to -o FILE, else stdout)."""
-    rid = hex_bytes(record_id, "RECORD_ID")
     reader = person_key(as_key) if as_key else None
     if output is None and sys.stdout.isatty():
         raise click.UsageError("refusing to write a record to a terminal; give -o FILE")
     root = _root(data_dir)
+    rid = record_id_of(root, record_id)
     with ControlClient(root) as client:
         header = client.request(
             commands.Get(rid, bytes(reader.verify_key) if reader else None), GetHeader
@@ -297,7 +330,7 @@ def get(
     if written != header.size:
         raise click.ClickException(f"received {written} bytes, the record has {header.size}")
     if output is not None:
-        emit({"record_id": record_id, "size": written, "file": str(output)}, as_json, _quiet)
+        emit({"record_id": rid.hex(), "size": written, "file": str(output)}, as_json, _quiet)
 
 
 def _quiet(reply: dict[str, Any]) -> None:
@@ -361,17 +394,41 @@ class _output:
 @common
 def list_records(*, as_key: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """List the records this node (or --as person) owns or was granted."""
-    reader = bytes(person_key(as_key).verify_key) if as_key else None
+    person = person_key(as_key) if as_key else None
+    reader = bytes(person.verify_key) if person else None
     reply = call(_root(data_dir), commands.ListRecords(reader), RecordsReply)
+    rows = [opened(row, person) for row in reply.records]
 
-    def text(r: RecordsReply) -> None:
-        for row in r.records:
+    def text(shown: dict[str, list[RecordRow]]) -> None:
+        click.echo(f"{'RECORD':16}  {'NAME':24}  {'TYPE':24}  {'SIZE':>12}  {'CREATED':20}  GRANTS")
+        for row in shown["records"]:
             click.echo(
-                f"{row.record_id.hex()}  {row.size:>12}  {when(row.created_at)}"
-                f"  owner {row.owner.hex()[:16]}  {len(row.grantees)} grants"
+                f"{row.record_id.hex()[:16]}  {(row.filename or '?')[:24]:24}"
+                f"  {(row.content_type or '?')[:24]:24}  {row.size:>12}"
+                f"  {when(row.created_at):20}  {len(row.grantees)}"
             )
 
-    emit(reply, as_json, text)
+    emit({"records": rows}, as_json, text)
+
+
+def opened(row: RecordRow, person: nacl.signing.SigningKey | None) -> RecordRow:
+    """The row with name and type opened here with the person's key, when it came sealed."""
+    if person is None or row.sealed_metadata is None or row.sealed_key is None:
+        return row
+    try:
+        key = open_sealed_key(row.sealed_key, person)
+        metadata = RecordMetadata.decode(
+            SegmentCipher(key, row.record_id).decrypt_metadata(row.sealed_metadata)
+        )
+    except StorageError:
+        return row
+    return dataclasses.replace(
+        row,
+        filename=metadata.filename,
+        content_type=metadata.content_type,
+        sealed_metadata=None,
+        sealed_key=None,
+    )
 
 
 @click.command()
@@ -383,10 +440,11 @@ def grant(
     *, record_id: str, public_key: str, expires: str | None, data_dir: Path | None, as_json: bool
 ) -> None:
     """Let PUBLIC_KEY read a record this node owns."""
+    root = _root(data_dir)
     request = commands.Grant(
-        hex_bytes(record_id, "RECORD_ID"), hex_bytes(public_key, "PUBLIC_KEY"), expiry_ms(expires)
+        record_id_of(root, record_id), hex_bytes(public_key, "PUBLIC_KEY"), expiry_ms(expires)
     )
-    emit(call(_root(data_dir), request, Done), as_json, lambda r: click.echo("granted"))
+    show_written(call(root, request, Written), as_json, "granted")
 
 
 @click.command()
@@ -395,10 +453,9 @@ def grant(
 @common
 def revoke(*, record_id: str, public_key: str, data_dir: Path | None, as_json: bool) -> None:
     """Stop PUBLIC_KEY reading a record (new reads are refused)."""
-    request = commands.Revoke(
-        hex_bytes(record_id, "RECORD_ID"), hex_bytes(public_key, "PUBLIC_KEY")
-    )
-    emit(call(_root(data_dir), request, Done), as_json, lambda r: click.echo("revoked"))
+    root = _root(data_dir)
+    request = commands.Revoke(record_id_of(root, record_id), hex_bytes(public_key, "PUBLIC_KEY"))
+    show_written(call(root, request, Written), as_json, "revoked")
 
 
 @click.command()
@@ -406,8 +463,14 @@ def revoke(*, record_id: str, public_key: str, data_dir: Path | None, as_json: b
 @common
 def delete(*, record_id: str, data_dir: Path | None, as_json: bool) -> None:
     """Tombstone a record this node owns: every holder deletes its shards."""
-    request = commands.Delete(hex_bytes(record_id, "RECORD_ID"))
-    emit(call(_root(data_dir), request, Done), as_json, lambda r: click.echo("deleted"))
+    root = _root(data_dir)
+    request = commands.Delete(record_id_of(root, record_id))
+    show_written(call(root, request, Written), as_json, "deleted")
+
+
+def show_written(reply: Written, as_json: bool, done: str) -> None:
+    """What a grant, revoke or delete wrote: the entry (JSON), or one word."""
+    emit(describe_entry(reply.entry, None), as_json, lambda entry: click.echo(done))
 
 
 @click.command()
@@ -422,9 +485,9 @@ def delete(*, record_id: str, data_dir: Path | None, as_json: bool) -> None:
 @common
 def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
     """Sign, as a person, that a record is theirs and correct."""
-    rid = hex_bytes(record_id, "RECORD_ID")
     signer = person_key(as_key)
     root = _root(data_dir)
+    rid = record_id_of(root, record_id)
     head = call(root, commands.FeedHead(bytes(signer.verify_key), rid), FeedHeadReply)
     entry = sign_entry(
         signer, head.seq, head.prev, int(time.time() * 1000), AttestBody(rid, head.manifest_hash)
@@ -455,8 +518,9 @@ def ledger(
         resumed = call(_root(data_dir), commands.ResumeFeed(), FeedResumed)
         emit(resumed, as_json, lambda r: click.echo(f"the next write follows {r.tip.hex()}"))
         return
-    rid = hex_bytes(record_id, "--record") if record_id else None
-    reply = call(_root(data_dir), commands.Ledger(rid, tail), LedgerReply)
+    root = _root(data_dir)
+    rid = record_id_of(root, record_id, "--record") if record_id else None
+    reply = call(root, commands.Ledger(rid, tail), LedgerReply)
     shown = {"entries": [describe_entry(row.raw, row.rejected) for row in reply.entries]}
 
     def text(r: dict[str, Any]) -> None:
@@ -542,9 +606,10 @@ def check(
     """Report holders, distinct hosts, missing indices and corrupt blocks."""
     if sum([record_id is not None, check_all, check_network]) != 1:
         raise click.UsageError("give a RECORD_ID, --all or --network")
-    rid = hex_bytes(record_id, "RECORD_ID") if record_id else None
+    root = _root(data_dir)
+    rid = record_id_of(root, record_id) if record_id else None
     request = commands.Check(rid, repair, not no_verify, check_network)
-    reply = call(_root(data_dir), request, CheckReply)
+    reply = call(root, request, CheckReply)
     emit(reply, as_json, _print_health)
     if any(not (row.after or row.health).readable for row in reply.records):
         sys.exit(EXIT_UNREADABLE)

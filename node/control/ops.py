@@ -40,6 +40,7 @@ from protocol.control.commands import (
     ListRecords,
     Peers,
     Put,
+    ResolveRecord,
     ResumeFeed,
     Revoke,
     Status,
@@ -61,11 +62,13 @@ from protocol.control.replies import (
     PeerRow,
     PeersReply,
     PutReply,
+    RecordResolved,
     RecordRow,
     RecordsReply,
     StatusReply,
     UploadProgress,
     UploadReady,
+    Written,
 )
 from protocol.dht.contact import Contact
 from protocol.ids import node_id
@@ -77,6 +80,8 @@ from storage.errors import StorageError
 
 log = get_logger("control")
 T = TypeVar("T")
+DESCRIBE_AT_ONCE = 8  # records whose manifests ls fetches at the same time
+DESCRIBE_WAIT = 10.0  # seconds ls spends on names and types in all
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
     RecordError,
     LedgerError,
@@ -142,6 +147,7 @@ class ControlOps:
             Check: self.check,
             Gc: self.gc,
             ResumeFeed: self.resume_feed,
+            ResolveRecord: self.resolve,
         }
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:
@@ -306,19 +312,55 @@ class ControlOps:
                     attested_by=tuple(state.attestations.get(record.record_id, ())),
                 )
             )
-        return RecordsReply(tuple(rows))
+        described = list(rows)
+        limiter = trio.CapacityLimiter(DESCRIBE_AT_ONCE)
 
-    async def grant(self, request: Grant) -> Done:
-        await self.node.records.grant(request.record_id, request.grantee, request.expires_at)
-        return Done()
+        async def describe(position: int) -> None:
+            async with limiter:
+                described[position] = await self._describe(rows[position], reader, now)
 
-    async def revoke(self, request: Revoke) -> Done:
-        await self.node.records.revoke(request.record_id, request.grantee)
-        return Done()
+        with trio.move_on_after(DESCRIBE_WAIT):  # names are a courtesy: never a stuck ls
+            async with trio.open_nursery() as nursery:
+                for position in range(len(rows)):
+                    nursery.start_soon(describe, position)
+        return RecordsReply(tuple(described))
 
-    async def delete(self, request: Delete) -> Done:
-        await self.node.records.delete(request.record_id)
-        return Done()
+    async def _describe(self, row: RecordRow, reader: bytes, now: int) -> RecordRow:
+        """The row with the record's name and type, for a reader who can open them."""
+        records = self.node.records
+        grant = self.node.ledger.state().grant_for(row.record_id, reader, now)
+        if grant is None:
+            return row
+        try:
+            manifest = await records.manifest_of(records.lookup(row.record_id))
+        except RecordError:
+            return row
+        if reader != self.node.public_key:
+            return dataclasses.replace(
+                row, sealed_metadata=manifest.sealed_metadata, sealed_key=grant.sealed_key
+            )
+        cipher = SegmentCipher(records.own_key(grant), manifest.record_id)
+        try:
+            metadata = manifest.metadata(cipher)
+        except StorageError:
+            return row
+        return dataclasses.replace(
+            row, filename=metadata.filename, content_type=metadata.content_type
+        )
+
+    async def grant(self, request: Grant) -> Written:
+        records = self.node.records
+        entry = await records.grant(request.record_id, request.grantee, request.expires_at)
+        return Written(entry.raw)
+
+    async def revoke(self, request: Revoke) -> Written:
+        return Written((await self.node.records.revoke(request.record_id, request.grantee)).raw)
+
+    async def delete(self, request: Delete) -> Written:
+        return Written((await self.node.records.delete(request.record_id)).raw)
+
+    async def resolve(self, request: ResolveRecord) -> RecordResolved:
+        return RecordResolved(self.node.records.resolve(request.prefix))
 
     # -- ledger ------------------------------------------------------------------------
 

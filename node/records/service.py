@@ -46,6 +46,7 @@ from node.records.transfer import holder_senders
 from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
 from protocol.ledger.entries import (
+    Entry,
     GrantBody,
     InvalidEntry,
     RecordBody,
@@ -291,7 +292,11 @@ class RecordService:
 
     def record_key(self, handle: ReadHandle) -> bytes:
         """The record key, when this node itself is the reader."""
-        return open_sealed_key(handle.grant.sealed_key, self.identity)
+        return self.own_key(handle.grant)
+
+    def own_key(self, grant: GrantInfo) -> bytes:
+        """The record key a grant to this node seals."""
+        return open_sealed_key(grant.sealed_key, self.identity)
 
     async def plaintext(self, handle: ReadHandle, record_key: bytes) -> AsyncIterator[bytes]:
         """The record's plaintext, segment by segment (decrypted in a worker thread)."""
@@ -395,25 +400,37 @@ class RecordService:
         if expires_at and expires_at <= self.clock_ms():
             raise RecordError("the expiry is in the past; give a future time, or none")
 
-    async def grant(self, record_id: bytes, grantee: bytes, expires_at: int = 0) -> None:
+    async def grant(self, record_id: bytes, grantee: bytes, expires_at: int = 0) -> Entry:
         self._check_expiry(expires_at)
         self._owned(record_id)
         own = self.grant_of(record_id, self.public_key)
         record_key = open_sealed_key(own.sealed_key, self.identity)
-        await self.ledger.append(
+        return await self.ledger.append(
             GrantBody(record_id, grantee, self._seal(record_key, grantee), expires_at)
         )
 
-    async def revoke(self, record_id: bytes, grantee: bytes) -> None:
+    async def revoke(self, record_id: bytes, grantee: bytes) -> Entry:
         self._owned(record_id)
         if self.ledger.state().grant_for(record_id, grantee, self.clock_ms()) is None:
             raise RecordError(f"key {short(grantee)} holds no grant on record {short(record_id)}")
-        await self.ledger.append(RevokeBody(record_id, grantee))
+        return await self.ledger.append(RevokeBody(record_id, grantee))
 
-    async def delete(self, record_id: bytes) -> None:
+    async def delete(self, record_id: bytes) -> Entry:
         """Tombstone the record: every holder deletes its shards when it sees the entry."""
         self._owned(record_id)
-        await self.ledger.append(TombstoneBody(record_id))
+        return await self.ledger.append(TombstoneBody(record_id))
+
+    def resolve(self, prefix: str) -> bytes:
+        """The record whose id starts with `prefix` (hex, at least 8 digits): unique or refused."""
+        text = prefix.lower()
+        if not 8 <= len(text) <= 64 or any(c not in "0123456789abcdef" for c in text):
+            raise RecordError(f"{prefix!r} is not a record id or a prefix of 8+ hex digits")
+        found = [r for r in self.ledger.state().records if r.hex().startswith(text)]
+        if not found:
+            raise RecordError(f"unknown record {text[:16]}")
+        if len(found) > 1:
+            raise RecordError(f"{text} is the start of {len(found)} record ids; give more digits")
+        return found[0]
 
     async def submit(self, raw: bytes) -> None:
         """Accept an entry a person signed elsewhere (e.g. an attestation made with --as).

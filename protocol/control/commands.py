@@ -218,6 +218,19 @@ class ResumeFeed(ControlRequest):
     OP: ClassVar[str] = "resume_feed"
 
 
+@control_op
+@dataclass(frozen=True)
+class ResolveRecord(ControlRequest):
+    """The full id of the record whose id starts with `prefix` (8+ hex digits)."""
+
+    OP: ClassVar[str] = "resolve_record"
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if len(self.prefix) > 64:
+            raise ValueError("a record id prefix is at most 64 hex digits")
+
+
 def encode_request(request: ControlRequest) -> bytes:
     """One frame (length prefix included) carrying `request`."""
     return COMMANDS.encode(request)

@@ -165,6 +165,29 @@ class RecordRow:
     created_at: int
     grantees: tuple[bytes, ...]
     attested_by: tuple[bytes, ...]
+    # Descriptive metadata, when the reader can open it: decrypted by the daemon
+    # for itself; for a person, the sealed metadata and the person's sealed key
+    # (the CLI opens them: a person's private key never reaches the daemon).
+    filename: str | None = None
+    content_type: str | None = None
+    sealed_metadata: bytes | None = None
+    sealed_key: bytes | None = None
+
+
+@control_reply
+@dataclass(frozen=True)
+class Written(ControlReply):
+    """The ledger entry a grant, revoke or delete wrote (the CLI decodes it)."""
+
+    KIND: ClassVar[str] = "written"
+    entry: bytes
+
+
+@control_reply
+@dataclass(frozen=True)
+class RecordResolved(ControlReply):
+    KIND: ClassVar[str] = "record_resolved"
+    record_id: bytes
 
 
 @control_reply

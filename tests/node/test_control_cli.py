@@ -190,7 +190,7 @@ async def test_operator_errors_are_one_line(tmp_path: Path) -> None:
         unknown = await net.run(0, "get", "ab" * 32, "-o", str(tmp_path / "o"))
         assert unknown.exit_code == 1 and unknown.output == f"Error: unknown record {'ab' * 8}\n"
         bad_id = await net.run(0, "get", "xyz", "-o", str(tmp_path / "o"))
-        assert bad_id.exit_code == 2 and "64 hex characters" in bad_id.output
+        assert bad_id.exit_code == 2 and "a unique prefix of 8 or more" in bad_id.output
         not_mine = await net.run(0, "grant", "cd" * 32, "ef" * 32)
         assert not_mine.exit_code == 1 and "unknown record" in not_mine.output
         check_usage = await net.run(0, "check")
@@ -319,3 +319,34 @@ async def test_data_dir_and_json_may_come_before_the_verb(
         assert json.loads(env.stdout)["public_key"] == net.cluster.nodes[1].public_key.hex()
         assert "public_key" in both.stdout
         assert net.cluster.nodes[0].public_key.hex() in both.stdout
+
+
+async def test_ls_names_records_ids_take_prefixes_and_writes_show_their_entry(
+    tmp_path: Path,
+) -> None:
+    async with controlled(tmp_path) as net:
+        source = tmp_path / "scan.pdf"
+        source.write_bytes(os.urandom(30_000))
+        patient_key, patient = new_person(tmp_path, "patient")
+        shown = CliRunner().invoke(cli, ["keys", "show", str(patient_key)])
+        assert shown.exit_code == 0 and shown.stdout.strip() == patient
+        put = await net.ok(0, "put", str(source), "--type", "application/pdf", "--patient", patient)
+        record_id = str(put["record_id"])
+        listed = await net.run(0, "ls")
+        header, row = listed.stdout.splitlines()
+        assert header.split()[:4] == ["RECORD", "NAME", "TYPE", "SIZE"]
+        assert row.split()[:4] == [record_id[:16], "scan.pdf", "application/pdf", "30000"]
+        await net.knows(1, record_id, patient_key)
+        mine = await net.ok(1, "ls", "--as", str(patient_key))  # opened in the CLI
+        assert [(r["filename"], r["sealed_key"]) for r in mine["records"]] == [("scan.pdf", None)]
+        # Any unique prefix of 8+ hex digits names the record.
+        _, other = new_person(tmp_path, "other")
+        granted = await net.ok(0, "grant", record_id[:8], other)
+        assert granted["type"] == "grant" and granted["body"]["grantee"] == other
+        assert granted["body"]["record_id"] == record_id and "sealed_key" not in granted["body"]
+        revoked = await net.ok(0, "revoke", record_id[:12], other)
+        assert revoked["type"] == "revoke" and revoked["author"] == put["grantees"][0]
+        unknown = await net.run(0, "get", "00000000", "-o", str(tmp_path / "o"))
+        assert unknown.exit_code == 1 and "unknown record" in unknown.output
+        deleted = await net.ok(0, "delete", record_id[:10])
+        assert deleted["type"] == "tombstone"

@@ -36,6 +36,7 @@ REQUESTS: list[control.ControlRequest] = [
     control.Check(None, False, True, True),
     control.Gc(3600),
     control.ResumeFeed(),
+    control.ResolveRecord("abcdef12"),
 ]
 
 
@@ -95,6 +96,8 @@ REPLIES: list[replies.ControlReply] = [
     ),
     replies.GcReply(1, 2, 3000),
     replies.FeedResumed(b"t" * 32),
+    replies.Written(b"entry"),
+    replies.RecordResolved(RECORD),
     replies.PeersReply((replies.PeerRow(KEY, KEY[:20], "h:1", None, False),)),
     replies.UploadReady(65536),
     replies.UploadProgress(8 << 20),
@@ -102,7 +105,15 @@ REPLIES: list[replies.ControlReply] = [
     replies.GetHeader(10, 1, filename="a.pdf", content_type="application/pdf"),
     replies.GetHeader(10, 1, manifest=b"m", sealed_key=b"s"),
     replies.DataChunk(0, b"\x00" * 100),
-    replies.RecordsReply((replies.RecordRow(RECORD, KEY, 10, 2, 3, 7, (KEY,), ()),)),
+    replies.RecordsReply(
+        (
+            replies.RecordRow(RECORD, KEY, 10, 2, 3, 7, (KEY,), ()),
+            replies.RecordRow(RECORD, KEY, 10, 2, 3, 7, (), (KEY,), "a.pdf", "application/pdf"),
+            replies.RecordRow(
+                RECORD, KEY, 1, 2, 3, 7, (), (), sealed_metadata=b"m", sealed_key=b"k"
+            ),
+        )
+    ),
     replies.FeedHeadReply(1, b"", b"h" * 32),
     replies.LedgerReply((replies.LedgerRow(b"raw", None), replies.LedgerRow(b"x", "why"))),
     replies.CheckReply(
