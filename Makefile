@@ -49,4 +49,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.fuzz
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache *.egg-info build

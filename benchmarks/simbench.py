@@ -1,6 +1,6 @@
 """What the research benchmarks share: a seeded network of whole nodes, virtual time.
 
-Every run builds a fresh network of complete nodes (`node.simnodes`) on the
+Every run builds a fresh network of complete nodes (`node.sim.nodes`) on the
 seeded simulated network, spreads them round-robin over `sites` hospitals,
 stores `records` records of random content from random nodes, and waits
 until every ledger knows them. Time is trio's autojump clock: a repair

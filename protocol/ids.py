@@ -1,4 +1,4 @@
-"""Node identifiers: 160-bit BLAKE2b of the Ed25519 public key.
+"""DHT identifiers: node ids (BLAKE2b-160 of the Ed25519 public key), records' DHT keys.
 
 An id cannot be chosen without its key (S/Kademlia's first defence).
 """

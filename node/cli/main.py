@@ -82,7 +82,9 @@ def demo(*, size: int, keep: Path | None, as_json: bool) -> None:
 @click.option("--size", default=3 * 2**20 + 12345, show_default=True, help="Record size in bytes.")
 @click.option("-k", "k", default=DEFAULT_K, show_default=True, help="Shards needed to read.")
 @click.option("-n", "n", default=DEFAULT_N, show_default=True, help="Shards written.")
-@click.option("--segment-size", default=DEFAULT_SEGMENT_SIZE, show_default=True)
+@click.option(
+    "--segment-size", default=DEFAULT_SEGMENT_SIZE, show_default=True, help="Bytes per segment."
+)
 @click.option(
     "--keep",
     type=click.Path(file_okay=False, path_type=Path),
@@ -268,9 +270,19 @@ def show_id(*, data_dir: Path | None, as_json: bool) -> None:
 @cli.command()
 @data_dir_option
 @click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per event on stderr, as text or as JSON.",
 )
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning"]),
+    default="info",
+    show_default=True,
+    help="The least important events logged.",
+)
 @click.option(
     "--trust-local-ledger",
     is_flag=True,

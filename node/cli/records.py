@@ -166,6 +166,8 @@ def peers(*, data_dir: Path | None, as_json: bool) -> None:
     reply = call(_root(data_dir), commands.Peers(), PeersReply)
 
     def text(r: PeersReply) -> None:
+        if not r.peers:
+            click.echo("no peers known yet (is a bootstrap peer reachable? see the log)")
         for peer in r.peers:
             state = peer.site if peer.reachable else "unreachable"
             click.echo(f"{peer.public_key.hex()}  {peer.address:21}  {state}")
@@ -179,7 +181,13 @@ def keys() -> None:
 
 
 @keys.command("new")
-@click.option("-o", "output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "-o",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The key file to create (mode 0600; never overwritten).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_new(*, output: Path, as_json: bool) -> None:
     """Create a person's key file (mode 0600) and print its public key."""
@@ -298,7 +306,13 @@ class _progress:
 
 @click.command()
 @click.argument("record_id")
-@click.option("-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "-o",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here (in place only once complete); default stdout.",
+)
 @click.option(
     "--as",
     "as_key",
@@ -389,7 +403,11 @@ class _output:
 
 @click.command("ls")
 @click.option(
-    "--as", "as_key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None
+    "--as",
+    "as_key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="List as this person (their key file): what they may read, names opened here.",
 )
 @common
 def list_records(*, as_key: Path | None, data_dir: Path | None, as_json: bool) -> None:
@@ -635,7 +653,10 @@ def _print_row(row: CheckRow) -> None:
         click.echo(f"    repair failed: {row.repair_error}")
     if row.repair is not None:
         placed = ", ".join(f"{i}->{n.hex()[:16]}" for i, n in row.repair.placed.items())
-        click.echo(f"    repaired: {placed or row.repair.note or 'nothing placed'}")
+        if placed:
+            click.echo(f"    repaired: {placed}")
+        else:
+            click.echo(f"    not repaired: {row.repair.note or 'nothing could be placed'}")
     if row.after is not None:
         click.echo(f"    now: hosts {row.after.distinct_hosts}/{row.after.n}")
 

@@ -1,7 +1,7 @@
 """The DHT service: Kademlia RPCs, iterative lookups, and upkeep loops.
 
-The pure parts decide (`protocol.routing`, `protocol.lookup`,
-`protocol.records`); this shell carries out what they return: it answers
+The pure parts decide (`protocol.dht.routing`, `lookup`, `liveness`,
+`joining`, `store`); this shell carries out what they return: it answers
 FIND_NODE/FIND_VALUE/STORE/ADD_PROVIDER/GET_PROVIDERS, runs lookups with
 alpha queries in flight, pings the oldest contact of a full bucket, evicts
 peers that keep failing (at once for garbage), hands stored records on to

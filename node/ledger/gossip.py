@@ -8,7 +8,7 @@ Two mechanisms:
   beyond their own heads. Lost messages and partitions are repaired by the
   next rounds.
 
-The decisions (which ranges, which peers) are `protocol.gossip`'s.
+The decisions (which ranges, which peers) are `protocol.ledger.gossip`'s.
 """
 
 from __future__ import annotations

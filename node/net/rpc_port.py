@@ -1,4 +1,4 @@
-"""How the DHT reaches peers: one call interface, two implementations.
+"""How services reach peers (DHT, gossip, records): one call interface, two implementations.
 
 `ManagerPort` goes through the connection manager (secret handshake, box
 stream, TCP); the simulator provides its own port over an in-process network.

@@ -32,7 +32,7 @@ KEY_SIZE = 32
 SEALED_KEY_SIZE = 80
 _ENTRY_TAG = b"medvault/ledger-entry/v1"
 _SIGN_TAG = b"medvault/ledger-sign/v1"
-RECORD_ID_TAG = b"medvault/record/v1"  # the same derivation as storage.hashing
+RECORD_ID_TAG = b"medvault/record/v1"  # the same derivation as storage.codec.hashing
 
 
 class InvalidEntry(ValueError):
@@ -53,7 +53,7 @@ def _check_len(value: bytes, size: int, what: str) -> None:
 
 
 def derive_record_id(owner: bytes, nonce: bytes) -> bytes:
-    """A record id bound to its owner's key (identical to storage.hashing's)."""
+    """A record id bound to its owner's key (identical to storage.codec.hashing's)."""
     hasher = hashlib.blake2b(digest_size=32, key=RECORD_ID_TAG)
     hasher.update(owner)
     hasher.update(nonce)

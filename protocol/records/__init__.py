@@ -1,1 +1,1 @@
-"""Records among peers, sans-IO: shard messages."""
+"""Records among peers, sans-IO: shard messages, placement, health, repair, fetch, upload."""
