@@ -13,7 +13,7 @@ import click
 import trio
 
 from node import logs
-from node.cli import records as cli_records
+from node.cli import verbs
 from node.cli.codec_demo import run_codec_demo
 from node.cli.common import (
     DATA_DIR_HELP,
@@ -304,7 +304,7 @@ def run(
         trio.run(run_until_signalled, target, trust_local_ledger)
 
 
-for _command in cli_records.COMMANDS:
+for _command in verbs.COMMANDS:
     cli.add_command(_command)
 
 

@@ -1,4 +1,4 @@
-"""The `medvault` verbs that talk to a running daemon (and `keys new`, which does not).
+"""The `medvault` verbs that talk to a running daemon (and `keys`, which need none).
 
 Every verb reaches the daemon through its control socket only: the CLI
 never opens the data files of a running node. With `--as KEYFILE` the
