@@ -188,6 +188,7 @@ class ControlOps:
             repair_passes=node.upkeep.passes,
             orphan_pieces=orphans[0],
             orphan_bytes=orphans[1],
+            ledger_caught_up=node.ledger.caught_up,
         )
 
     async def peers(self, request: Peers) -> PeersReply:
@@ -396,6 +397,12 @@ class ControlOps:
     async def gc(self, request: Gc) -> GcReply:
         """Delete orphans older than the request says (not only past storage.orphan_grace)."""
         node = self.node
+        if not node.ledger.caught_up:
+            raise RecordError(
+                "this node's ledger has not caught up with its peers yet: shards of records"
+                " it does not know of yet would be taken for leftovers; gc waits for that"
+                " (`status` shows ledger_caught_up)"
+            )
         store = node.parts.store
         before = store.used_bytes
         records, indices = await node.shards.collect(

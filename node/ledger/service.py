@@ -56,6 +56,7 @@ class LedgerService:
         self.public_key = bytes(identity.verify_key)
         self.confirmation = FeedConfirmation(self.public_key)
         self.own_feed_confirmed = trio.Event()
+        self.ledger_caught_up = trio.Event()
         if not confirm_own_feed:
             self.trust_local()
         self._resume_fork = False
@@ -108,20 +109,31 @@ class LedgerService:
         """Write this node's own entries without waiting for peers to confirm its feed."""
         self.confirmation.trust_local()
         self.own_feed_confirmed.set()
+        self.ledger_caught_up.set()
+
+    @property
+    def caught_up(self) -> bool:
+        """Peers showed no feed beyond this node's copy (or the operator vouched for it)."""
+        return self.confirmation.caught_up
 
     def heard_heads(self, peer: bytes, heads: Sequence[FeedHead], peers_known: int) -> None:
         """A peer showed its feed heads (after gossip pulled what it had beyond ours)."""
-        if self.own_feed_confirmed.is_set():
+        confirmation = self.confirmation
+        if confirmation.confirmed and confirmation.caught_up:
             return
-        ours = self.book.heads().get(self.public_key)
-        if self.confirmation.heard(peer, heads, ours, peers_known):
+        ours = self.book.heads()
+        confirmation.heard(peer, heads, ours, peers_known)
+        if confirmation.caught_up:
+            self.ledger_caught_up.set()
+        if confirmation.confirmed and not self.own_feed_confirmed.is_set():
             self.own_feed_confirmed.set()
+            own = ours.get(self.public_key)
             event(
                 log,
                 logging.INFO,
                 "own ledger feed confirmed",
-                seq=0 if ours is None else ours.seq,
-                peers=self.confirmation.confirmations,
+                seq=0 if own is None else own.seq,
+                peers=confirmation.confirmations,
             )
 
     def resume_forked_feed(self) -> bytes:

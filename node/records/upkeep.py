@@ -108,7 +108,8 @@ class RecordUpkeep:
                     blocks_checked=checked,
                 )
         known = self.ledger.state().records
-        await self.shards.collect(known, self.ledger.clock_ms() - self.orphan_grace_ms)
+        if self.ledger.caught_up:  # else a record may just not have reached this ledger yet
+            await self.shards.collect(known, self.ledger.clock_ms() - self.orphan_grace_ms)
         reports: list[RepairReport] = []
         queue = iter([r for r in self.shards.holdings.records() if r in known])
 

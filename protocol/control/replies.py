@@ -72,6 +72,7 @@ class StatusReply(ControlReply):
     repair_passes: int
     orphan_pieces: int  # unrecorded uploads and never-completed indices held
     orphan_bytes: int  # what they weigh (`medvault gc` reclaims it)
+    ledger_caught_up: bool  # peers showed nothing beyond this ledger (gc is safe)
 
 
 @control_reply

@@ -92,7 +92,7 @@ REPLIES: list[replies.ControlReply] = [
     replies.ErrorReply("unknown record 0011"),
     replies.Done(),
     replies.StatusReply(
-        KEY, KEY[:20], "127.0.0.1:1", "a", 1.5, 3, 2, 10, 4, 2, 99, 0, 4, 8, 6, 1, 0, 2, 9
+        KEY, KEY[:20], "127.0.0.1:1", "a", 1.5, 3, 2, 10, 4, 2, 99, 0, 4, 8, 6, 1, 0, 2, 9, True
     ),
     replies.GcReply(1, 2, 3000),
     replies.FeedResumed(b"t" * 32),
