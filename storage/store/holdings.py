@@ -59,7 +59,14 @@ ALTER TABLE records ADD COLUMN uploader BLOB;
 ALTER TABLE blocks ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
 """
 
-MIGRATIONS = (_version_1, _VERSION_2)
+# Version 3: an index that was ever complete is never collected as an unfinished
+# transfer (a damaged one keeps its good blocks until repair replaces it).
+_VERSION_3 = """
+ALTER TABLE shards ADD COLUMN ever_complete INTEGER NOT NULL DEFAULT 0;
+UPDATE shards SET ever_complete = 1 WHERE complete = 1;
+"""
+
+MIGRATIONS = (_version_1, _VERSION_2, _VERSION_3)
 
 
 class HoldingsError(StorageError):
@@ -98,7 +105,9 @@ class Holdings:
                     (manifest, record_id),
                 )
             db.execute(
-                "INSERT OR IGNORE INTO shards VALUES (?, ?, 0, ?)", (record_id, index, now_ms)
+                "INSERT OR IGNORE INTO shards (record_id, shard_index, complete, touched)"
+                " VALUES (?, ?, 0, ?)",
+                (record_id, index, now_ms),
             )
 
     def note_blocks(
@@ -127,8 +136,9 @@ class Holdings:
     def _set_complete(self, record_id: bytes, index: int, complete: bool) -> None:
         with self._db.connection() as db:
             db.execute(
-                "UPDATE shards SET complete = ? WHERE record_id = ? AND shard_index = ?",
-                (int(complete), record_id, index),
+                "UPDATE shards SET complete = ?, ever_complete = MAX(ever_complete, ?)"
+                " WHERE record_id = ? AND shard_index = ?",
+                (int(complete), int(complete), record_id, index),
             )
 
     def manifest(self, record_id: bytes) -> bytes | None:
@@ -203,10 +213,12 @@ class Holdings:
         return [bytes(row[0]) for row in rows]
 
     def partial_before(self, before_ms: int) -> list[tuple[bytes, int]]:
-        """(record, index) not complete, no block of which arrived since `before_ms`."""
+        """(record, index) never completed, no block of which arrived since `before_ms`:
+        a transfer to this node that was given up (a demoted index is not one)."""
         with self._db.connection() as db:
             rows = db.execute(
-                "SELECT record_id, shard_index FROM shards WHERE complete = 0 AND touched < ?"
+                "SELECT record_id, shard_index FROM shards"
+                " WHERE complete = 0 AND ever_complete = 0 AND touched < ?"
                 " ORDER BY record_id, shard_index",
                 (before_ms,),
             ).fetchall()

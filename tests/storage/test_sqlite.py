@@ -91,7 +91,7 @@ def test_an_unversioned_holdings_file_from_an_early_release_is_upgraded(tmp_path
     assert holdings.indices(b"\x01") == ([3], [])
     assert holdings.manifest(b"\x01") == b"\xaa"
     assert holdings.seen_before(1) == [b"\x01"]  # first_seen added with its default
-    assert holdings._db.version == 2
+    assert holdings._db.version == 3
 
 
 def test_both_databases_name_the_file_they_cannot_use(tmp_path: Path) -> None:
