@@ -37,6 +37,7 @@ from storage.store.ledger_db import (
 log = get_logger("ledger")
 Listener = Callable[[list[Entry]], None]
 CONFIRM_WAIT = 30.0  # seconds a write waits for peers to confirm this node's own feed
+MAX_FEED_LOCKS = 1024  # feeds with a write lock kept (idle ones are dropped beyond it)
 
 
 class LedgerError(Exception):
@@ -60,6 +61,7 @@ class LedgerService:
         if not confirm_own_feed:
             self.trust_local()
         self._resume_fork = False
+        self._feed_locks: dict[bytes, trio.Lock] = {}
         self.clock_ms = clock_ms
         self.db = db
         self.book = LedgerBook()
@@ -201,32 +203,47 @@ class LedgerService:
     async def append_all(
         self, bodies: Sequence[Body], signer: nacl.signing.SigningKey | None = None
     ) -> list[Entry]:
-        """Write consecutive entries in one batch: stored together or not at all."""
+        """Write consecutive entries in one batch: stored together or not at all.
+
+        Writes to one feed are serialised from reading its head to storing the
+        entries: two at once would both follow the same head, a fork.
+        """
         signer = signer or self.identity
         author = bytes(signer.verify_key)
         if author == self.public_key:
             await self._confirmed()
-        head = self.book.head_entry(author)
-        if head is None and author == self.public_key and self._resume_fork:
-            head = min(self.book.tips(author), key=lambda tip: tip.hash)
-            self._resume_fork = False
-        if head is None and author in self.book.flagged:
-            hint = (
-                " (`medvault ledger --resume-feed` continues it from one of its tips)"
-                if author == self.public_key
-                else ""
-            )
-            raise LedgerError(f"the signer's feed is forked; it cannot be extended here{hint}")
-        seq, prev = (head.seq + 1, head.hash) if head is not None else (1, b"")
-        entries = []
-        for body in bodies:
-            entry = sign_entry(signer, seq, prev, self.clock_ms(), body)
-            entries.append(entry)
-            seq, prev = seq + 1, entry.hash
-        await self.check_rules(entries)
-        if len(await self.ingest([e.raw for e in entries])) != len(entries):
-            raise LedgerError("the new entries were not accepted")
-        return entries
+        async with self._feed_lock(author):
+            resuming = author == self.public_key and self._resume_fork
+            head = self.book.head_entry(author)
+            if head is None and resuming:
+                head = min(self.book.tips(author), key=lambda tip: tip.hash)
+            if head is None and author in self.book.flagged:
+                hint = (
+                    " (`medvault ledger --resume-feed` continues it from one of its tips)"
+                    if author == self.public_key
+                    else ""
+                )
+                raise LedgerError(f"the signer's feed is forked; it cannot be extended here{hint}")
+            seq, prev = (head.seq + 1, head.hash) if head is not None else (1, b"")
+            entries = []
+            for body in bodies:
+                entry = sign_entry(signer, seq, prev, self.clock_ms(), body)
+                entries.append(entry)
+                seq, prev = seq + 1, entry.hash
+            await self.check_rules(entries)
+            if len(await self.ingest([e.raw for e in entries])) != len(entries):
+                raise LedgerError("the new entries were not accepted")
+            if resuming:
+                self._resume_fork = False  # only once a write followed the chosen tip
+            return entries
+
+    def _feed_lock(self, author: bytes) -> trio.Lock:
+        lock = self._feed_locks.get(author)
+        if lock is None:
+            if len(self._feed_locks) > MAX_FEED_LOCKS:  # people's keys come and go
+                self._feed_locks = {a: k for a, k in self._feed_locks.items() if k.locked()}
+            lock = self._feed_locks[author] = trio.Lock()
+        return lock
 
     async def check_rules(self, entries: Sequence[Entry]) -> None:
         """LedgerError if the state rules would reject any of `entries`.
