@@ -122,7 +122,7 @@ class ConnectionManager:
             if joined is None:
                 raise PeerUnreachable(f"{peer.address}: the concurrent dial failed")
             return joined
-        wait = self._backoff.wait(peer.address, trio.current_time())
+        wait = self._backoff.wait(_dial_key(peer), trio.current_time())
         if wait > 0:
             raise DialBackoff(peer.address, wait)
         done = self._dialing[peer.public_key] = trio.Event()
@@ -146,7 +146,7 @@ class ConnectionManager:
         try:
             channel = await self._dial_channel(peer)
         except PeerUnreachable as exc:
-            self._backoff.failed(peer.address, trio.current_time())
+            self._backoff.failed(_dial_key(peer), trio.current_time())
             event(
                 log,
                 logging.INFO,
@@ -156,7 +156,7 @@ class ConnectionManager:
                 reason=str(exc),
             )
             raise
-        self._backoff.succeeded(peer.address)
+        self._backoff.succeeded(_dial_key(peer))
         self.stats.dialed += 1
         connection = self._new_connection(channel, outbound=True)
         kept = self._admit(connection)
@@ -319,3 +319,9 @@ class ConnectionManager:
                         peer=short_key(connection.remote_public_key),
                     )
                     await connection.aclose()
+
+
+def _dial_key(peer: PeerAddress) -> str:
+    """What a failed dial backs off: this key at this address. Keyed by address alone,
+    a member claiming an honest node's address would make every dial to it wait."""
+    return f"{peer.public_key.hex()}@{peer.address}"

@@ -152,17 +152,23 @@ class PeerConnection:
         except LocalProtocolError as exc:
             raise RpcError(str(exc)) from None
         waiter = self._waiters[request_id] = _Waiter()
+        deadline = self._tracker.deadline(request_id) or now + timeout
         try:
-            try:
-                await self._send(Envelope(Kind.REQUEST, request_id, message))
-            except RemoteProtocolError as exc:  # the stream broke under us
-                self._lost(exc.reason)
-                raise PeerClosed(f"connection lost while sending: {exc.reason}") from None
-            except BaseException:
-                if self.channel.broken:  # cancelled mid-message: this connection is done
-                    self._lost("a send was cut off")
-                raise
-            with trio.move_on_at(self._tracker.deadline(request_id) or now):
+            # The deadline covers the send too: a peer that stops reading must not
+            # hold a call (and the channel's send lock) past its timeout.
+            with trio.move_on_at(deadline) as sending:
+                try:
+                    await self._send(Envelope(Kind.REQUEST, request_id, message))
+                except RemoteProtocolError as exc:  # the stream broke under us
+                    self._lost(exc.reason)
+                    raise PeerClosed(f"connection lost while sending: {exc.reason}") from None
+                except BaseException:
+                    if self.channel.broken:  # cut off mid-message: this connection is done
+                        self._lost("a send was cut off")
+                    raise
+            if sending.cancelled_caught:
+                raise CallTimeout(f"{message.TYPE} could not be sent within {timeout}s")
+            with trio.move_on_at(deadline):
                 await waiter.done.wait()
         finally:
             self._waiters.pop(request_id, None)
