@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 from collections.abc import Callable, Container
 
 from node.logs import event, get_logger
@@ -45,6 +46,7 @@ MAX_FETCH_BYTES = 3 * 1024 * 1024
 UNLIMITED_FREE = 2**62
 MAX_DROPPED = 4096  # dropped uploads remembered, to refuse their late blocks
 SCRUB_ROWS = 256  # holdings rows read at a time by the scrub
+MANIFEST_CACHE_BYTES = 32 * 1024 * 1024  # decoded manifests kept in memory, by weight
 
 Announce = Callable[[bytes], None]
 
@@ -68,11 +70,17 @@ class ShardService:
         self.site = site
         self.announce = announce
         self.withdraw = withdraw
-        self._manifests: dict[bytes, Manifest] = {}
+        # Decoded manifests of held records, most recently used last, at most
+        # MANIFEST_CACHE_BYTES of block hashes (a member can send huge ones).
+        self._manifests: collections.OrderedDict[bytes, Manifest] = collections.OrderedDict()
+        self._manifest_bytes = 0
+        self._cache_lock = threading.Lock()  # worker threads store and delete too
         self._begun: set[tuple[bytes, int]] = set()  # (record, index) noted in holdings
         self._scrub_cursor = 0  # where the background scrub resumes (a holdings position)
         # Uploads their writer dropped: blocks of them still in flight are refused.
-        self._dropped: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._dropped: collections.OrderedDict[tuple[bytes, bytes], None] = (
+            collections.OrderedDict()
+        )  # (record, writer): that writer's late batches of that record are refused
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(GetNodeInfo, self._on_node_info)
@@ -84,13 +92,35 @@ class ShardService:
 
     def manifest(self, record_id: bytes) -> Manifest | None:
         """The manifest of a record this node holds shards of."""
-        cached = self._manifests.get(record_id)
-        if cached is None:
-            raw = self.holdings.manifest(record_id)
-            if raw is None:
-                return None
-            cached = self._manifests[record_id] = Manifest.decode(raw)
-        return cached
+        with self._cache_lock:
+            cached = self._manifests.get(record_id)
+            if cached is not None:
+                self._manifests.move_to_end(record_id)
+                return cached
+        raw = self.holdings.manifest(record_id)
+        if raw is None:
+            return None
+        manifest = Manifest.decode(raw)
+        self._cache_manifest(manifest)
+        return manifest
+
+    def _cache_manifest(self, manifest: Manifest) -> None:
+        with self._cache_lock:
+            self._drop_cached(manifest.record_id)
+            self._manifests[manifest.record_id] = manifest
+            self._manifest_bytes += _weight(manifest)
+            while self._manifest_bytes > MANIFEST_CACHE_BYTES and len(self._manifests) > 1:
+                _, dropped = self._manifests.popitem(last=False)
+                self._manifest_bytes -= _weight(dropped)
+
+    def _forget_manifest(self, record_id: bytes) -> None:
+        with self._cache_lock:
+            self._drop_cached(record_id)
+
+    def _drop_cached(self, record_id: bytes) -> None:
+        dropped = self._manifests.pop(record_id, None)
+        if dropped is not None:
+            self._manifest_bytes -= _weight(dropped)
 
     def announce_all(self) -> int:
         """Announce every record held (at start: the DHT forgets announcements)."""
@@ -109,7 +139,8 @@ class ShardService:
         return NodeInfo(self.site, free)
 
     async def _on_store(self, message: StoreShards, caller: Caller) -> ShardsStored:
-        if message.record_id in self._dropped:
+        dropped = (message.record_id, caller.remote_public_key)
+        if dropped in self._dropped and not self.recorded(message.record_id):
             raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
         try:
             manifest, stored = await in_worker(
@@ -119,7 +150,8 @@ class ShardService:
             raise RequestError(ErrorCode.BAD_REQUEST, str(exc)) from None
         except StoreFull as exc:
             raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
-        if message.record_id in self._dropped:  # dropped while this batch was being written
+        if dropped in self._dropped and not self.recorded(message.record_id):
+            # dropped while this batch was being written
             await self.delete_record(message.record_id)
             raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
         complete = False
@@ -178,7 +210,7 @@ class ShardService:
             raise RequestError(
                 ErrorCode.BAD_REQUEST, "a different manifest is held for this record"
             )
-        self._manifests[message.record_id] = manifest
+        self._cache_manifest(manifest)
         return manifest
 
     def _finish(self, manifest: Manifest, index: int) -> bool:
@@ -211,6 +243,10 @@ class ShardService:
                 self.holdings.incomplete(manifest.record_id, ref.index)
                 out.append(None)
                 continue
+            if len(block) > budget and budget < MAX_FETCH_BYTES:
+                out.append(None)  # the answer must fit one message: ask again for the rest
+                budget = 0
+                continue
             budget -= len(block)
             out.append(block)
         return tuple(out)
@@ -229,7 +265,7 @@ class ShardService:
         # Remembered even when nothing arrived yet: batches still in flight are refused.
         # (A record id is unpredictable before its upload starts, so nobody else's
         # upload can be refused this way.)
-        self._dropped[record_id] = None
+        self._dropped[(record_id, caller.remote_public_key)] = None
         while len(self._dropped) > MAX_DROPPED:
             self._dropped.popitem(last=False)
         if uploader is None:
@@ -285,10 +321,10 @@ class ShardService:
             for position, record_id, index, digest, size in rows:
                 self._scrub_cursor = position
                 checked += 1
-                budget -= max(size, 1)
                 try:
-                    self.store.get(digest)
+                    budget -= len(self.store.get(digest))
                 except (CorruptShard, ShardNotFound):
+                    budget -= max(size, 1)
                     if (record_id, index) not in damaged:
                         damaged.append((record_id, index))
                         self.holdings.incomplete(record_id, index)
@@ -306,20 +342,17 @@ class ShardService:
         return deleted
 
     def _remove_record(self, record_id: bytes) -> int:
-        """In a worker thread: the record's blocks (by holdings, and by manifest) and rows."""
-        manifest = self.manifest(record_id)
-        named: list[bytes] = []
-        if manifest is not None:
-            complete, partial = self.holdings.indices(record_id)
-            named = [
-                manifest.block_hash(segment, index)
-                for index in complete + partial
-                for segment in range(manifest.segment_count)
-            ]
+        """In a worker thread: the record's rows, and the blocks no other record references.
+
+        Only blocks noted as received for this record count, never what its
+        manifest names: a manifest anyone could write may name another
+        record's blocks, and a block another record references is never
+        deleted (content addressing shares identical blocks).
+        """
         free = self.holdings.remove(record_id)
-        self._manifests.pop(record_id, None)
+        self._forget_manifest(record_id)
         self._begun = {key for key in self._begun if key[0] != record_id}
-        return sum(self.store.delete(digest) for digest in dict.fromkeys([*free, *named]))
+        return sum(self.store.delete(digest) for digest in free)
 
     async def collect(self, known: Container[bytes], before_ms: int) -> tuple[int, int]:
         """Delete what failed uploads left before `before_ms`: (records, shard indices).
@@ -358,3 +391,8 @@ class ShardService:
         for digest in self.holdings.remove_index(record_id, index):
             self.store.delete(digest)
         self._begun.discard((record_id, index))
+
+
+def _weight(manifest: Manifest) -> int:
+    """About what a decoded manifest holds: its block hashes and sealed metadata."""
+    return 32 * manifest.n * manifest.segment_count + len(manifest.sealed_metadata) + 256

@@ -71,12 +71,15 @@ class HolderSender:
             async for blocks in self._receive:
                 if self.failure is not None:
                     continue  # drain: the feeder must never block on a dead holder
-                for index, block in blocks.items():
-                    self._pending[index].append(block)
-                    self._size += len(block)
-                if self._size >= self.batch_bytes:
+                incoming = sum(len(block) for block in blocks.values())
+                if self._size and self._size + incoming > self.batch_bytes:
+                    # Send what is pending first: no message grows past a batch
+                    # (or one segment's blocks), so each fits the peer's size cap.
                     await self._slots.acquire()
                     nursery.start_soon(self._send_batch, self._take(), None)
+                for index, block in blocks.items():
+                    self._pending[index].append(block)
+                self._size += incoming
         if self.failure is None:
             await self._send_batch(self._take(), manifest())
 
