@@ -82,8 +82,31 @@ def load_config(path: Path) -> NodeConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+MESSAGE_OVERHEAD = 64 * 1024  # room a shard message needs beside its blocks
+
+
 def parse_config(raw: dict[str, Any]) -> NodeConfig:
     only(raw, {name for name, _, _ in SECTIONS}, "")
-    return NodeConfig(
+    config = NodeConfig(
         **{name: parse_section(cls, raw.get(name, {}), name) for name, cls, _ in SECTIONS}
     )
+    check_message_sizes(config)
+    return config
+
+
+def check_message_sizes(config: NodeConfig) -> None:
+    """Shard transfers must fit the largest message a node accepts (every node's, so
+    keep limits.max_message_bytes alike across a network)."""
+    storage, cap = config.storage, config.limits.max_message_bytes
+    block = -(-storage.segment_size // storage.k)
+    if block + MESSAGE_OVERHEAD > cap:
+        raise ConfigError(
+            f"storage.segment_size / storage.k is {block} bytes per block, more than a message"
+            f" may carry (limits.max_message_bytes = {cap}); use a smaller segment_size or a"
+            " larger k"
+        )
+    if storage.transfer_batch_bytes + MESSAGE_OVERHEAD > cap:
+        raise ConfigError(
+            f"storage.transfer_batch_bytes ({storage.transfer_batch_bytes}) does not fit a"
+            f" message (limits.max_message_bytes = {cap})"
+        )

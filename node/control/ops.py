@@ -340,8 +340,8 @@ class ControlOps:
             return dataclasses.replace(
                 row, sealed_metadata=manifest.sealed_metadata, sealed_key=grant.sealed_key
             )
-        cipher = SegmentCipher(records.own_key(grant), manifest.record_id)
-        try:
+        try:  # a junk grant (anyone may grant this node anything) must not break ls
+            cipher = SegmentCipher(records.own_key(grant), manifest.record_id)
             metadata = manifest.metadata(cipher)
         except StorageError:
             return row
