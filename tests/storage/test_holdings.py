@@ -36,6 +36,20 @@ def test_what_is_old_enough_to_collect(tmp_path: Path) -> None:
     assert holdings.partial_before(600) == [(R2, 3)]
 
 
+def test_an_index_that_was_complete_is_not_an_abandoned_transfer(tmp_path: Path) -> None:
+    # The scrub demotes a damaged index to incomplete: its good blocks wait for repair,
+    # they are not leftovers of an upload that was given up.
+    holdings = Holdings(tmp_path / "h.sqlite")
+    holdings.begin(R1, None, 0, now_ms=100)
+    holdings.begin(R1, None, 1, now_ms=100)
+    holdings.complete(R1, 0)
+    holdings.incomplete(R1, 0)
+    assert holdings.indices(R1) == ([], [0, 1])
+    assert holdings.partial_before(600) == [(R1, 1)]
+    reopened = Holdings(tmp_path / "h.sqlite")  # the mark is on disk
+    assert reopened.partial_before(600) == [(R1, 1)]
+
+
 def test_removal_frees_only_blocks_no_one_else_holds(tmp_path: Path) -> None:
     holdings = Holdings(tmp_path / "h.sqlite")
     for record, index, digests in ((R1, 0, [A, B]), (R1, 1, [C]), (R2, 0, [B])):

@@ -1,0 +1,84 @@
+"""A member that misuses the shard RPCs harms nobody else's blocks or uploads: a manifest
+naming another record's blocks and then dropped deletes none of them, and a drop sent
+for someone else's upload does not refuse that upload's batches."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import trio
+
+from node.assembly import Node
+from node.sim.nodes import segments
+from protocol.records.messages import DropShards, StoreShards
+from storage.codec.manifest import RecordMetadata
+from tests.node.cluster import Cluster, read_all, small_config
+
+
+def holders(cluster: Cluster, record_id: bytes) -> list[Node]:
+    return [n for n in cluster.nodes if n.shards.holdings.indices(record_id)[0]]
+
+
+async def test_a_fake_manifest_naming_a_victims_blocks_deletes_none_of_them(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 6, small_config())
+        victim, attacker = cluster.nodes[0], cluster.nodes[5]
+        data = os.urandom(150_000)
+        result = await victim.records.put(segments(data, 64 * 1024), metadata=RecordMetadata())
+        targets = [n for n in holders(cluster, result.record_id) if n is not attacker]
+        assert targets
+        fake_id = os.urandom(32)
+        for holder in targets:
+            manifest = holder.shards.manifest(result.record_id)
+            assert manifest is not None
+            fake = dataclasses.replace(manifest, record_id=fake_id).encode()
+            (index,) = holder.shards.holdings.indices(result.record_id)[0][:1]
+            # "Complete" without bytes: the holder already has every block it names.
+            reply = await attacker.port.call(
+                holder.contact, StoreShards(fake_id, fake, index, 0, (), True), 5.0
+            )
+            assert reply.complete  # the claim is accepted (issue 13 bounds what it buys)
+            await attacker.port.call(holder.contact, DropShards(fake_id), 5.0)
+            assert fake_id not in holder.shards.holdings.records()
+        for holder in targets:  # every block of the victim is still on disk
+            manifest = holder.shards.manifest(result.record_id)
+            assert manifest is not None
+            for index in holder.shards.holdings.indices(result.record_id)[0]:
+                for segment in range(manifest.segment_count):
+                    assert manifest.block_hash(segment, index) in holder.shards.store
+        assert await read_all(victim, result.record_id) == data
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_drop_for_someone_elses_upload_does_not_refuse_its_batches(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 6, small_config())
+        writer, member, holder = cluster.nodes[0], cluster.nodes[4], cluster.nodes[5]
+        record_id = os.urandom(32)
+        block = os.urandom(1000)
+        # The member learns (or guesses) the record id and drops it first.
+        await member.port.call(holder.contact, DropShards(record_id), 5.0)
+        reply = await writer.port.call(
+            holder.contact, StoreShards(record_id, None, 0, 0, (block,), False), 5.0
+        )
+        assert reply.stored == 1 and record_id in holder.shards.holdings.records()
+        # The writer's own drop still works, and refuses its own late batches.
+        await writer.port.call(holder.contact, DropShards(record_id), 5.0)
+        assert record_id not in holder.shards.holdings.records()
+        try:
+            await writer.port.call(
+                holder.contact, StoreShards(record_id, None, 0, 1, (block,), False), 5.0
+            )
+        except Exception as exc:
+            assert "dropped by its writer" in str(exc)
+        else:
+            raise AssertionError("a late batch of a dropped upload was accepted")
+        nursery.cancel_scope.cancel()
