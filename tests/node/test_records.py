@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nacl.signing
 import pytest
 import trio
 import trio.testing
@@ -151,4 +152,30 @@ async def test_shards_of_an_unfinished_upload_are_collected_after_the_grace(
             else:
                 assert node.parts.store.used_bytes == used
         assert await read_all(cluster.nodes[0], result.record_id) == kept
+        nursery.cancel_scope.cancel()
+
+
+async def test_grants_written_at_once_extend_one_feed_without_forking(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Two operators granting at the same moment: each write follows the other's head.
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 5, small_config())
+        writer = cluster.nodes[0]
+        result = await writer.records.put(
+            segments(b"z" * 5000, 64 * 1024), metadata=RecordMetadata()
+        )
+        before = writer.ledger.book.head_entry(writer.public_key)
+        assert before is not None
+        grantees = [nacl.signing.SigningKey.generate().verify_key.encode() for _ in range(8)]
+        async with trio.open_nursery() as granting:
+            for grantee in grantees:
+                granting.start_soon(writer.records.grant, result.record_id, grantee)
+        assert writer.public_key not in writer.ledger.book.flagged
+        state = writer.ledger.state()
+        for grantee in grantees:
+            assert state.grant_for(result.record_id, grantee, writer.clock_ms()) is not None
+        head = writer.ledger.book.head_entry(writer.public_key)
+        assert head is not None and head.seq == before.seq + len(grantees)
         nursery.cancel_scope.cancel()
