@@ -258,3 +258,21 @@ async def test_a_bug_on_one_connection_does_not_stop_the_node(
         await trio.sleep(b.limits.backoff_initial)
         assert await (await b.connect(address_of(a))).request(Ping(7), Pong) == Pong(7)
         nursery.cancel_scope.cancel()
+
+
+async def test_backoff_is_per_key_at_an_address(autojump_clock: trio.abc.Clock) -> None:
+    # A member that advertises an honest node's address under its own key fails to be
+    # dialled there; the honest node at that address is still dialled at once.
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a")
+        b = await start_node(nursery, network.transport(), "b")
+        honest = address_of(a)
+        liar = PeerAddress(bytes(signing_key("liar").verify_key), honest.host, honest.port)
+        with pytest.raises(PeerUnreachable):
+            await b.connect(liar)
+        with pytest.raises(DialBackoff):
+            await b.connect(liar)
+        connection = await b.connect(honest)
+        assert connection.remote_public_key == a.public_key
+        nursery.cancel_scope.cancel()

@@ -187,3 +187,18 @@ def test_cross_field_rules_name_the_section() -> None:
         parse_config({"storage": {"k": 4, "n": 8, "happy": 3}})
     with pytest.raises(ConfigError, match=r"storage\.site: at most 64 characters"):
         parse_config({"storage": {"site": "x" * 65}})
+
+
+def test_shard_transfers_must_fit_the_message_limit() -> None:
+    # A block of a segment, or a batch, larger than a message would be refused by every
+    # holder at put time: the config says so at start instead.
+    with pytest.raises(ConfigError, match=r"segment_size / storage\.k is 8388608 bytes per"):
+        parse_config({"storage": {"segment_size": 16 * 1024 * 1024, "k": 2, "n": 3, "happy": 2}})
+    with pytest.raises(ConfigError, match=r"transfer_batch_bytes \(3145728\) does not fit"):
+        parse_config(
+            {
+                "storage": {"transfer_batch_bytes": 3 * 1024 * 1024},
+                "limits": {"max_message_bytes": 3 * 1024 * 1024},
+            }
+        )
+    parse_config({"storage": {"segment_size": 16 * 1024 * 1024, "k": 8, "n": 12, "happy": 10}})

@@ -11,9 +11,13 @@ import pytest
 import trio
 import trio.testing
 
+from node.control.ops import ControlOps
 from node.records import service
 from node.records.errors import RecordError
 from node.sim.nodes import segments
+from protocol.control.commands import ListRecords
+from protocol.ledger.entries import GrantBody
+from storage.codec.crypt import SEALED_KEY_SIZE
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, knows_grant, read_all, small_config
 
@@ -178,4 +182,30 @@ async def test_grants_written_at_once_extend_one_feed_without_forking(
             assert state.grant_for(result.record_id, grantee, writer.clock_ms()) is not None
         head = writer.ledger.book.head_entry(writer.public_key)
         assert head is not None and head.seq == before.seq + len(grantees)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_junk_grant_does_not_break_the_grantees_ls(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Any owner may grant anything to anyone: a sealed key that opens to nothing is
+    # listed without a name, and the grantee's other records still are.
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 5, small_config())
+        owner, grantee = cluster.nodes[0], cluster.nodes[1]
+        named = RecordMetadata(filename="scan.dcm")
+        junk = await owner.records.put(segments(b"j" * 5000, 64 * 1024), metadata=named)
+        good = await owner.records.put(
+            segments(b"g" * 5000, 64 * 1024), metadata=named, grantees=[grantee.public_key]
+        )
+        await owner.ledger.append(
+            GrantBody(junk.record_id, grantee.public_key, os.urandom(SEALED_KEY_SIZE), 0)
+        )
+        await knows_grant(grantee, junk.record_id, grantee.public_key)
+        await knows_grant(grantee, good.record_id, grantee.public_key)
+        reply = await ControlOps(grantee, started=0).list_records(ListRecords(None))
+        rows = {row.record_id: row for row in reply.records}
+        assert rows[junk.record_id].filename is None
+        assert rows[good.record_id].filename == "scan.dcm"
         nursery.cancel_scope.cancel()
