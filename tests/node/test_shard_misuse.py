@@ -12,7 +12,7 @@ import trio
 
 from node.assembly import Node
 from node.sim.nodes import segments
-from protocol.records.messages import DropShards, StoreShards
+from protocol.records.messages import DropShards, ShardsStored, StoreShards
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, read_all, small_config
 
@@ -42,7 +42,9 @@ async def test_a_fake_manifest_naming_a_victims_blocks_deletes_none_of_them(
             reply = await attacker.port.call(
                 holder.contact, StoreShards(fake_id, fake, index, 0, (), True), 5.0
             )
-            assert reply.complete  # the claim is accepted (issue 13 bounds what it buys)
+            assert (
+                isinstance(reply, ShardsStored) and reply.complete
+            )  # the claim is accepted (issue 13 bounds what it buys)
             await attacker.port.call(holder.contact, DropShards(fake_id), 5.0)
             assert fake_id not in holder.shards.holdings.records()
         for holder in targets:  # every block of the victim is still on disk
@@ -69,7 +71,8 @@ async def test_a_drop_for_someone_elses_upload_does_not_refuse_its_batches(
         reply = await writer.port.call(
             holder.contact, StoreShards(record_id, None, 0, 0, (block,), False), 5.0
         )
-        assert reply.stored == 1 and record_id in holder.shards.holdings.records()
+        assert isinstance(reply, ShardsStored) and reply.stored == 1
+        assert record_id in holder.shards.holdings.records()
         # The writer's own drop still works, and refuses its own late batches.
         await writer.port.call(holder.contact, DropShards(record_id), 5.0)
         assert record_id not in holder.shards.holdings.records()
