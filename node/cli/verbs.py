@@ -36,6 +36,7 @@ from protocol.control.replies import (
     FeedResumed,
     GcReply,
     GetHeader,
+    HealthReport,
     LedgerReply,
     PeersReply,
     RecordResolved,
@@ -643,22 +644,48 @@ def _print_row(row: CheckRow) -> None:
     verdict = "healthy" if health.healthy else "degraded"
     if not health.readable:
         verdict = "UNREADABLE"
+    corrupt = "; ".join(f"{node[:16]} {list(found)}" for node, found in health.corrupt.items())
     click.echo(
         f"{health.record_id.hex()}  {verdict}  hosts {health.distinct_hosts}/{health.n}"
-        f"  missing {list(health.missing) or '-'}  corrupt {health.corrupt or '-'}"
+        f"  missing {list(health.missing) or '-'}  corrupt {corrupt or '-'}"
     )
+    click.echo(f"    sites: {_site_verdict(health)}")
     for node, indices in sorted(health.holders.items()):
-        click.echo(f"    {node[:16]}  holds {list(indices)}")
+        site = health.sites.get(node)
+        click.echo(f"    {node[:16]}  holds {list(indices)}" + (f"  (site {site})" if site else ""))
     if row.repair_error is not None:
         click.echo(f"    repair failed: {row.repair_error}")
     if row.repair is not None:
-        placed = ", ".join(f"{i}->{n.hex()[:16]}" for i, n in row.repair.placed.items())
+        repair = row.repair
+        placed = ", ".join(f"{i}->{n.hex()[:16]}" for i, n in repair.placed.items())
+        copied = ", ".join(f"{i}->{n.hex()[:16]}" for i, n in repair.copied.items())
         if placed:
             click.echo(f"    repaired: {placed}")
-        else:
-            click.echo(f"    not repaired: {row.repair.note or 'nothing could be placed'}")
+        if copied:
+            click.echo(f"    copied to other sites: {copied}")
+        if not placed and not copied:
+            click.echo(f"    not repaired: {repair.note or 'nothing could be placed'}")
+        for node, why in repair.failed.items():
+            click.echo(f"    target {node[:16]} failed: {why}")
     if row.after is not None:
-        click.echo(f"    now: hosts {row.after.distinct_hosts}/{row.after.n}")
+        click.echo(
+            f"    now: hosts {row.after.distinct_hosts}/{row.after.n}, sites:"
+            f" {_site_verdict(row.after)}"
+        )
+
+
+def _site_verdict(health: HealthReport) -> str:
+    """Whether losing any one site loses the record, in words."""
+    if not health.site_losses:
+        return "none"
+    worst = min(health.site_losses, key=lambda site: health.site_losses[site])
+    spread = f"{len(health.site_losses)} of {health.network_sites} known"
+    if health.site_losses[worst] >= health.k:
+        return f"{spread}; survives the loss of any one"
+    if health.site_safe:
+        return f"{spread}; too few sites to survive the loss of one"
+    name = f"node {worst[:16]}" if worst in health.holders else worst
+    return f"{spread}; losing {name} leaves {health.site_losses[worst]} of {health.k} shards needed"
 
 
 COMMANDS: list[click.Command] = [

@@ -420,6 +420,7 @@ class ControlOps:
             wanted = self._owned_or_held()
         rows = []
         repairer = self.node.repairer
+        await self.node.records.reach.refresh_sites()  # records are judged by them
         for record_id in wanted:
             health = await repairer.check(record_id, verify=request.verify)
             row = CheckRow(HealthReport.of(health))

@@ -131,7 +131,7 @@ async def top_up(
                 latency=latency,
                 manifest=manifest,
                 sources={index: [contact] for index, contact in placed.items()},
-                targets=targets,
+                targets=list(targets.items()),
             )
         except RecordError as exc:
             event(log, logging.WARNING, "top-up failed", reason=str(exc))
@@ -159,13 +159,25 @@ def refuse_unless_kept(
     )
 
 
-def placed_health(manifest: Manifest, holders: Mapping[int, Contact]) -> RecordHealth:
+def placed_health(
+    manifest: Manifest,
+    holders: Mapping[int, Contact],
+    sites: Mapping[bytes, str],
+    network_sites: int,
+) -> RecordHealth:
     """The record's health as the put left it (each holder's confirmed indices)."""
     by_node: dict[bytes, list[int]] = {}
     for index, contact in holders.items():
         by_node.setdefault(contact.public_key, []).append(index)
     answers = [(node, HoldingsFound(tuple(indices), (), ())) for node, indices in by_node.items()]
-    return RecordHealth.of(manifest.record_id, manifest.k, manifest.n, answers)
+    return RecordHealth.of(
+        manifest.record_id,
+        manifest.k,
+        manifest.n,
+        answers,
+        sites=sites,
+        network_sites=network_sites,
+    )
 
 
 async def drop_everywhere(port: RpcPort, record_id: bytes, nodes: Iterable[Contact]) -> int:

@@ -6,6 +6,11 @@ included) for its NodeInfo: a node that does not answer is not counted, so a
 put counts the peers it can actually reach, not its routing table. Answers
 are cached for a few minutes; a holder that refuses shards (full) is
 forgotten at once so the next placement asks it again.
+
+Sites seen are remembered for a day (`SITE_MEMORY`): a hospital that is down
+during a put still counts among the network's sites, so a put that could
+not spread to it is reported as not surviving a site's loss, and repair
+spreads the record once the site is back.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from protocol.records.messages import GetNodeInfo, NodeInfo
 from protocol.records.placement import Candidate
 
 NODE_INFO_TTL = 300.0
+SITE_MEMORY = 86_400.0  # seconds a site seen counts among the network's sites
+MAX_SITES_REMEMBERED = 4096
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Reach:
         self.dht = dht
         self.port = port
         self._infos: dict[bytes, tuple[NodeInfo, float]] = {}
+        self._sites_seen: dict[str, float] = {}  # site (or lone node's key) -> last seen
 
     async def candidates(self, key: bytes, want: int) -> list[Reachable]:
         """Reachable nodes closest to `key` (this one included), closest first.
@@ -78,8 +86,31 @@ class Reach:
             return None
         if not isinstance(info, NodeInfo):
             return None
-        self._infos[contact.public_key] = (info, trio.current_time())
+        now = trio.current_time()
+        self._infos[contact.public_key] = (info, now)
+        self._sites_seen[info.site or contact.public_key.hex()] = now
+        if len(self._sites_seen) > MAX_SITES_REMEMBERED:  # members may claim any site
+            oldest = min(self._sites_seen, key=self._sites_seen.__getitem__)
+            del self._sites_seen[oldest]
         return info
+
+    async def refresh_sites(self, at_once: int = 16) -> int:
+        """Ask every routing-table contact its site (answers cached): the sites known."""
+        limiter = trio.CapacityLimiter(at_once)
+
+        async def ask(contact: Contact) -> None:
+            async with limiter:
+                await self.info_of(contact)
+
+        async with trio.open_nursery() as nursery:
+            for contact in self.dht.routing.contacts():
+                nursery.start_soon(ask, contact)
+        return self.known_sites()
+
+    def known_sites(self) -> int:
+        """Sites that answered within SITE_MEMORY (a node with no site is a site of its own)."""
+        now = trio.current_time()
+        return sum(1 for seen in self._sites_seen.values() if now - seen < SITE_MEMORY)
 
     async def site_of(self, contact: Contact) -> str | None:
         info = await self.info_of(contact)

@@ -29,9 +29,9 @@ async def rebuild_onto(
     latency: Latency,
     manifest: Manifest,
     sources: Mapping[int, Sequence[Contact]],
-    targets: Mapping[int, Contact],
+    targets: Sequence[tuple[int, Contact]],
 ) -> list[HolderSender]:
-    """Stream the rebuilt blocks of `targets` (index -> new holder) from `sources`.
+    """Stream the rebuilt blocks of `targets` ((index, new holder) pairs) from `sources`.
 
     `sources` maps each held index to the nodes holding it. Returns the
     senders: each says whether its holder confirmed. RecordError when fewer
@@ -52,7 +52,7 @@ async def rebuild_onto(
         timeout=config.call_timeout,
     )
     code = ReedSolomon(manifest.k, manifest.n)
-    wanted = sorted(targets)
+    wanted = sorted({index for index, _ in targets})
 
     def rebuild(item: tuple[int, dict[int, bytes]]) -> dict[int, bytes]:
         segment, blocks = item

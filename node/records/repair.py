@@ -22,6 +22,7 @@ from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
 from protocol.records.health import RecordHealth
 from protocol.records.repair import plan_repair, triage
+from storage.codec.manifest import Manifest
 
 log = get_logger("repair")
 
@@ -36,12 +37,14 @@ class Survey:
 class RepairReport:
     before: RecordHealth
     placed: dict[int, bytes] = field(default_factory=dict)  # index -> new holder (confirmed)
+    copied: dict[int, bytes] = field(default_factory=dict)  # index -> copy on another site
     failed: dict[bytes, str] = field(default_factory=dict)  # target -> why
     note: str = ""
 
     def outcome(self) -> RepairOutcome:
         return RepairOutcome(
             placed={str(i): node for i, node in self.placed.items()},
+            copied={str(i): node for i, node in self.copied.items()},
             failed={node.hex(): why for node, why in self.failed.items()},
             note=self.note,
         )
@@ -52,13 +55,22 @@ class Repairer:
         self.records = records
 
     async def survey(self, record_id: bytes, verify: bool) -> Survey:
+        """Who holds what of the record, at which site, in a network of how many sites."""
         record = self.records.lookup(record_id)
         holdings = await self.records.holdings_of(record_id, verify)
+        reach = self.records.reach
+        sites: dict[bytes, str] = {}
+        for h in holdings:
+            site = await reach.site_of(h.contact)
+            if site:
+                sites[h.contact.public_key] = site
         health = RecordHealth.of(
             record_id,
             record.k,
             record.n,
             [(h.contact.public_key, h.found) for h in holdings],
+            sites=sites,
+            network_sites=reach.known_sites(),
         )
         return Survey(health, {h.contact.public_key: h.contact for h in holdings})
 
@@ -77,14 +89,12 @@ class Repairer:
         reach = self.records.reach
         pool = await reach.candidates(record_dht_key(record_id), health.n)
         contacts = {**survey.contacts, **{r.contact.public_key: r.contact for r in pool}}
-        sites = {r.contact.public_key: r.site for r in pool}
-        for node in health.holders:
-            if node not in sites:
-                sites[node] = await reach.site_of(survey.contacts[node]) or node.hex()
-        plan = plan_repair(health, [r.candidate() for r in pool], sites)
-        if not plan.targets:
+        sites = {**health.sites, **{r.contact.public_key: r.site for r in pool if r.site}}
+        need = shard_size(manifest)
+        plan = plan_repair(health, [r.candidate() for r in pool], sites, need)
+        targets = plan.assignments()
+        if not targets:
             return RepairReport(health, note=plan.note)
-        targets = plan.targets
         records = self.records
         senders = await rebuild_onto(
             port=records.port,
@@ -95,16 +105,28 @@ class Repairer:
                 index: [contacts[node] for node in health.holders_of(index)]
                 for index in health.held
             },
-            targets={index: contacts[node] for index, node in targets.items()},
+            targets=[(index, contacts[node]) for index, node in targets],
         )
-        placed = {i: s.holder.public_key for s in senders if s.confirmed for i in s.indices}
+        confirmed = {s.holder.public_key for s in senders if s.confirmed}
+        placed = {i: node for i, node in plan.targets.items() if node in confirmed}
+        copied = {i: node for i, node in plan.copies if node in confirmed}
         failed = {s.holder.public_key: s.failure for s in senders if s.failure is not None}
         event(
             log,
-            logging.INFO,
-            "record repaired" if placed else "repair failed",
+            logging.INFO if (placed or copied) and not failed else logging.WARNING,
+            "record repaired" if placed or copied else "repair failed",
             record=short(record_id),
             placed=len(placed),
+            copied=len(copied),
             failed=len(failed),
+            reasons="; ".join(f"{short(node)}: {why}" for node, why in failed.items()),
         )
-        return RepairReport(health, placed, failed)
+        for sender in senders:  # a target that refused (full) may have changed: ask again
+            if sender.failure is not None:
+                reach.forget(sender.holder.public_key)
+        return RepairReport(health, placed, copied, failed)
+
+
+def shard_size(manifest: Manifest) -> int:
+    """Bytes one shard index of the record takes on a holder."""
+    return sum(manifest.block_size(segment) for segment in range(manifest.segment_count))

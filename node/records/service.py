@@ -57,6 +57,7 @@ from protocol.ledger.entries import (
 )
 from protocol.ledger.state import GrantInfo, RecordInfo
 from protocol.records.fetching import Latency
+from protocol.records.health import site_of
 from protocol.records.messages import (
     GetHoldings,
     GetManifest,
@@ -168,12 +169,12 @@ class RecordService:
                 f"network too small: {len(pool)} nodes answered, a put needs {wanted}"
                 f" distinct holders ({setting})"
             )
-        chosen = place(config.n, [r.candidate() for r in pool], need)
+        chosen = place(config.n, [r.candidate() for r in pool], need, k=config.k)
         contacts = {r.contact.public_key: r.contact for r in pool}
         senders = holder_senders(
             port=self.port,
             record_id=record_id,
-            assignment={index: contacts[node] for index, node in enumerate(chosen)},
+            assignment=[(index, contacts[node]) for index, node in enumerate(chosen)],
             batch_bytes=config.transfer_batch_bytes,
             timeout=config.call_timeout,
         )
@@ -197,11 +198,11 @@ class RecordService:
                 need=need,
             )
             sites = {r.contact.public_key: r.site for r in pool}
+            network_sites = max(
+                self.reach.known_sites(), len({site_of(node, sites) for node in sites})
+            )
             verdict = judge_put(
-                placed_health(manifest, holders),
-                sites,
-                happy=wanted,
-                network_sites=len(set(sites.values())),
+                placed_health(manifest, holders, sites, network_sites), happy=wanted
             )
             refuse_unless_kept(verdict, wanted=wanted, require_full=require_full, senders=senders)
             await self._record(

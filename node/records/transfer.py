@@ -10,7 +10,7 @@ one dead node neither blocks nor fails the others.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar, cast
 
 import trio
@@ -130,14 +130,14 @@ def holder_senders(
     *,
     port: RpcPort,
     record_id: bytes,
-    assignment: Mapping[int, Contact],
+    assignment: Iterable[tuple[int, Contact]],
     batch_bytes: int,
     timeout: float,
 ) -> list[HolderSender]:
-    """One sender per holder, for the shard indices `assignment` gives it."""
+    """One sender per holder, for the (index, holder) pairs of `assignment`."""
     by_holder: dict[bytes, list[int]] = {}
     contacts: dict[bytes, Contact] = {}
-    for index, contact in sorted(assignment.items()):
+    for index, contact in sorted(assignment, key=lambda pair: pair[0]):
         by_holder.setdefault(contact.public_key, []).append(index)
         contacts[contact.public_key] = contact
     return [

@@ -7,12 +7,14 @@ Scrub: each pass first reads back `scrub_bytes` of held blocks (resuming
 where the last pass stopped) and demotes an index with a missing or corrupt
 block, so damage is found without an operator running `check`.
 
-Repair: every `repair_interval` seconds each record this node holds is
-surveyed; the live holder with the smallest node id is its coordinator and
-the only one that repairs it, so holders do not race each other to rebuild
-the same shards. A record the ledger does not know yet (a put still running,
-or gossip not arrived) is left alone; after `orphan_grace` it is taken for
-an upload that never finished and its shards are deleted, as are indices a
+Repair: every `repair_interval` seconds this node learns the sites of its
+routing table's contacts, then each record it holds is surveyed (also for
+surviving the loss of any one site, where the network has enough sites);
+the live holder with the smallest node id is its coordinator and the only
+one that repairs it, so holders do not race each other to rebuild the same
+shards. A record the ledger does not know yet (a put still running, or
+gossip not arrived) is left alone; after `orphan_grace` it is taken for an
+upload that never finished and its shards are deleted, as are indices a
 transfer to this node gave up on.
 """
 
@@ -110,6 +112,9 @@ class RecordUpkeep:
         known = self.ledger.state().records
         if self.ledger.caught_up:  # else a record may just not have reached this ledger yet
             await self.shards.collect(known, self.ledger.clock_ms() - self.orphan_grace_ms)
+        # The network's sites, known before any record is judged by them: a site
+        # that is back after an outage makes records put meanwhile need spreading.
+        await self.repairer.records.reach.refresh_sites()
         reports: list[RepairReport] = []
         queue = iter([r for r in self.shards.holdings.records() if r in known])
 

@@ -248,6 +248,10 @@ class HealthReport:
     corrupt: dict[str, tuple[int, ...]]
     readable: bool
     healthy: bool
+    sites: dict[str, str]  # holder (hex) -> its site, where known
+    network_sites: int  # sites the network is known to have
+    site_losses: dict[str, int]  # site -> distinct indices left elsewhere if it is lost
+    site_safe: bool  # losing any one site leaves it readable (or too few sites to ask it)
 
     @classmethod
     def of(cls, health: RecordHealth) -> HealthReport:
@@ -263,12 +267,17 @@ class HealthReport:
             corrupt=_by_node(health.corrupt),
             readable=health.readable,
             healthy=health.healthy,
+            sites={node.hex(): site for node, site in health.sites.items()},
+            network_sites=health.network_sites,
+            site_losses=health.site_losses,
+            site_safe=health.site_safe,
         )
 
 
 @dataclass(frozen=True)
 class RepairOutcome:
     placed: dict[str, bytes]  # shard index (as text) -> its new holder
+    copied: dict[str, bytes]  # shard index (as text) -> a holder on another site (site safety)
     failed: dict[str, str]  # node (hex) -> why
     note: str
 

@@ -5,17 +5,25 @@ where it is complete and not found corrupt. `hosts` is a maximum matching of
 indices to distinct nodes, so `distinct_hosts` is how many node losses the
 record is spread over; a held index left out of it is `crowded` (its only
 holders already stand for other indices) and repair copies it to a node that
-holds nothing of the record. A record is healthy with n distinct hosts.
+holds nothing of the record.
+
+Sites: when the network has enough sites to spread n indices with at most
+n - k on any one (`site_loss_avoidable`), a record must also survive the
+loss of any one site: every site's loss must leave at least k distinct good
+indices on other sites. A record is healthy with n distinct hosts and, where
+it can be, safe from the loss of a site. `sites` names the site of every
+holder (a holder of unknown site counts as a site of its own);
+`network_sites` is how many sites the network is known to have.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.records.messages import HoldingsFound
-from protocol.records.placement import spread
+from protocol.records.placement import site_loss_avoidable, spread
 
 
 @dataclass(frozen=True)
@@ -27,10 +35,19 @@ class RecordHealth:
     partial: dict[bytes, tuple[int, ...]]
     corrupt: dict[bytes, tuple[int, ...]]
     hosts: dict[int, bytes]  # index -> the distinct node standing for it
+    sites: Mapping[bytes, str] = field(default_factory=dict)  # holder -> its site
+    network_sites: int = 0  # sites the network is known to have
 
     @classmethod
     def of(
-        cls, record_id: bytes, k: int, n: int, answers: Sequence[tuple[bytes, HoldingsFound]]
+        cls,
+        record_id: bytes,
+        k: int,
+        n: int,
+        answers: Sequence[tuple[bytes, HoldingsFound]],
+        *,
+        sites: Mapping[bytes, str] | None = None,
+        network_sites: int = 0,
     ) -> RecordHealth:
         holders: dict[bytes, tuple[int, ...]] = {}
         partial: dict[bytes, tuple[int, ...]] = {}
@@ -48,7 +65,17 @@ class RecordHealth:
         for node in sorted(holders):
             for index in holders[node]:
                 by_index.setdefault(index, []).append(node)
-        return cls(record_id, k, n, holders, partial, corrupt, spread(by_index))
+        return cls(
+            record_id,
+            k,
+            n,
+            holders,
+            partial,
+            corrupt,
+            spread(by_index),
+            dict(sites or {}),
+            network_sites,
+        )
 
     @property
     def held(self) -> set[int]:
@@ -72,8 +99,21 @@ class RecordHealth:
         return len(self.held) >= self.k
 
     @property
+    def site_losses(self) -> dict[str, int]:
+        """For each holder site: distinct good indices left on the other sites if it is lost."""
+        return site_losses(self.holders, self.sites)
+
+    @property
+    def site_safe(self) -> bool:
+        """Losing any one site leaves it readable, or the network has too few sites for it."""
+        if not site_loss_avoidable(self.n, self.k, self.network_sites):
+            return True
+        losses = self.site_losses
+        return bool(losses) and min(losses.values()) >= self.k
+
+    @property
     def healthy(self) -> bool:
-        return self.distinct_hosts == self.n
+        return self.distinct_hosts == self.n and self.site_safe
 
     def holders_of(self, index: int) -> list[bytes]:
         return [node for node, indices in sorted(self.holders.items()) if index in indices]
@@ -89,6 +129,28 @@ class RecordHealth:
             "crowded": list(self.crowded),
             "partial": {node.hex(): list(indices) for node, indices in self.partial.items()},
             "corrupt": {node.hex(): list(indices) for node, indices in self.corrupt.items()},
+            "sites": {node.hex(): site for node, site in self.sites.items()},
+            "network_sites": self.network_sites,
+            "site_losses": self.site_losses,
+            "site_safe": self.site_safe,
             "readable": self.readable,
             "healthy": self.healthy,
         }
+
+
+def site_of(node: bytes, sites: Mapping[bytes, str]) -> str:
+    """A node's site; a node of unknown site is a site of its own."""
+    return sites.get(node) or node.hex()
+
+
+def site_losses(
+    holders: Mapping[bytes, Iterable[int]], sites: Mapping[bytes, str]
+) -> dict[str, int]:
+    """For each site holding something: distinct indices held outside it."""
+    by_site: dict[str, set[int]] = {}
+    for node, indices in holders.items():
+        by_site.setdefault(site_of(node, sites), set()).update(indices)
+    return {
+        site: len(set().union(*(held for other, held in by_site.items() if other != site)))
+        for site in by_site
+    }

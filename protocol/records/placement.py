@@ -2,11 +2,14 @@
 
 Candidates come ordered by XOR distance to the record's key (closest first).
 Each of the n indices goes, in turn, to the candidate that minimises
-(indices already at its site, indices already on it, its distance rank):
-the indices spread over as many sites as possible, as evenly as possible, so
-losing one hospital loses as few shards as it can; within a site they spread
-over distinct nodes; and among equals the closest node wins. With fewer
-candidates than n, nodes take several indices, as evenly as possible.
+(its site already holds n - k indices, it already holds one, indices at
+its site, indices on it, its distance rank). So: when the candidates' sites
+can hold n indices with at most n - k on each (`site_loss_avoidable`), no
+site gets more, and losing any one hospital leaves k; within that, every
+index goes to a distinct node while one is left (losing any node costs one
+index), the sites as evenly as possible; among equals the closest node
+wins. With fewer candidates than n, nodes take several indices, as evenly
+as possible. A candidate without a site is a site of its own.
 
 Repair uses `add_holders`: new indices go only to candidates that hold
 nothing of the record, while any such candidate remains.
@@ -19,6 +22,7 @@ holder.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,19 +38,40 @@ class Candidate(Generic[N]):
     free: int | None = None  # bytes of room it reported (None: unknown)
 
 
+def site_loss_avoidable(n: int, k: int, site_count: int) -> bool:
+    """Whether n indices fit on `site_count` sites with at most n - k on any one."""
+    return site_count >= 2 and n - math.ceil(n / site_count) >= k
+
+
+def _site_cap(n: int, k: int | None, candidates: Sequence[Candidate[N]]) -> int:
+    """Most indices one site may take: n - k where the sites allow it, else n."""
+    sites = {_site(c) for c in candidates}
+    return n - k if k is not None and site_loss_avoidable(n, k, len(sites)) else n
+
+
+def _site(candidate: Candidate[N]) -> str:
+    return candidate.site or f"node:{candidate.node!r}"
+
+
 def with_room(candidates: Sequence[Candidate[N]], need: int) -> list[Candidate[N]]:
     """The candidates with room for `need` bytes (all of them if none has)."""
     roomy = [c for c in candidates if c.free is None or c.free >= need]
     return roomy or list(candidates)
 
 
-def place(n: int, candidates: Sequence[Candidate[N]], need: int = 0) -> list[N]:
-    """`n` assignments (index i -> node) from candidates ordered closest first."""
+def place(
+    n: int, candidates: Sequence[Candidate[N]], need: int = 0, k: int | None = None
+) -> list[N]:
+    """`n` assignments (index i -> node) from candidates ordered closest first.
+
+    `k`: the record's k, for the site cap (None: no cap, sites only balanced).
+    """
     if n < 1:
         raise ValueError("n must be at least 1")
     if not candidates:
         raise ValueError("no candidate nodes to place shards on")
-    return _assign(n, with_room(candidates, need), Counter(), Counter())
+    pool = with_room(candidates, need)
+    return _assign(n, pool, Counter(), Counter(), cap=_site_cap(n, k, pool))
 
 
 def add_holders(
@@ -67,10 +92,12 @@ def add_holders(
     per_node = Counter({node: len(indices) for node, indices in held.items() if indices})
     per_site: Counter[str] = Counter()
     for node, count in per_node.items():
-        per_site[sites.get(node, str(node))] += count
+        per_site[sites.get(node) or f"node:{node!r}"] += count
     fresh = [c for c in candidates if c.node not in per_node]
     pool = fresh if len(fresh) >= len(missing) else list(candidates)
-    chosen = _assign(len(missing), pool, per_site, per_node, prefer_empty=True)
+    chosen = _assign(
+        len(missing), pool, per_site, per_node, cap=len(missing) + sum(per_site.values())
+    )
     return dict(zip(missing, chosen, strict=True))
 
 
@@ -79,21 +106,22 @@ def _assign(
     candidates: Sequence[Candidate[N]],
     per_site: Counter[str],
     per_node: Counter[N],
-    prefer_empty: bool = False,
+    cap: int,
 ) -> list[N]:
     chosen = []
     for _ in range(count):
         best = min(
             range(len(candidates)),
             key=lambda rank: (
-                per_node[candidates[rank].node] > 0 if prefer_empty else False,
-                per_site[candidates[rank].site],
+                per_site[_site(candidates[rank])] >= cap,
+                per_node[candidates[rank].node] > 0,
+                per_site[_site(candidates[rank])],
                 per_node[candidates[rank].node],
                 rank,
             ),
         )
         pick = candidates[best]
-        per_site[pick.site] += 1
+        per_site[_site(pick)] += 1
         per_node[pick.node] += 1
         chosen.append(pick.node)
     return chosen

@@ -4,7 +4,14 @@ Indices no live node holds are rebuilt first; crowded indices (held only by
 nodes that already stand for another index) are copied too, as long as nodes
 holding nothing of the record remain for them. Targets come from
 `add_holders`: nodes holding nothing of the record first, sites balanced. A
-target never gets an index it already holds.
+target never gets an index it already holds, and nodes with room for a shard
+come before nodes without.
+
+Then sites: when the network has enough sites and the record, as planned so
+far, would not survive losing its most exposed site, indices held only there
+are copied to nodes of other sites until every site's loss leaves k distinct
+indices elsewhere (or no candidate elsewhere is left). Copies go beyond n
+shards on purpose: they are what lets one hospital go dark.
 
 The coordinator of a record is its live holder with the smallest node id:
 the only one that repairs it in background passes, so holders do not race
@@ -17,14 +24,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from protocol.ids import node_id
-from protocol.records.health import RecordHealth
-from protocol.records.placement import Candidate, add_holders
+from protocol.records.health import RecordHealth, site_losses, site_of
+from protocol.records.placement import Candidate, add_holders, site_loss_avoidable
 
 
 @dataclass(frozen=True)
 class RepairPlan:
     targets: dict[int, bytes] = field(default_factory=dict)  # index -> node to rebuild it on
+    copies: list[tuple[int, bytes]] = field(default_factory=list)  # (index, node): site safety
     note: str = ""  # why there is nothing to do, when targets is empty
+
+    def assignments(self) -> list[tuple[int, bytes]]:
+        """Every (index, node) to rebuild, the missing and crowded ones first."""
+        return [*self.targets.items(), *self.copies]
 
 
 def triage(health: RecordHealth) -> str | None:
@@ -40,28 +52,84 @@ def triage(health: RecordHealth) -> str | None:
 
 
 def plan_repair(
-    health: RecordHealth, pool: Sequence[Candidate[bytes]], sites: Mapping[bytes, str]
+    health: RecordHealth,
+    pool: Sequence[Candidate[bytes]],
+    sites: Mapping[bytes, str],
+    need: int = 0,
 ) -> RepairPlan:
-    """Targets for the record's missing and crowded indices among `pool` (closest first).
+    """Targets for the record's missing and crowded indices among `pool` (closest first),
+    then for copies that make it survive the loss of any one site.
 
-    `sites` gives the site of every node in `pool` and of every current holder.
+    `sites` gives the site of every node in `pool` and of every current holder;
+    `need` is the bytes one shard index takes (nodes with less room come last).
     """
     note = triage(health)
     if note is not None:
         return RepairPlan(note=note)
-    fresh = sum(1 for c in pool if c.node not in health.holders)
-    spare = max(0, fresh - len(health.missing))
-    needs = [*health.missing, *health.crowded[:spare]]
-    if not needs or not pool:
+    if not pool:
         return RepairPlan(note="no node holding none of the record is reachable")
-    targets = {
-        index: node
-        for index, node in add_holders(needs, pool, health.holders, sites).items()
-        if index not in health.holders.get(node, ())
-    }
-    if not targets:
+    targets: dict[int, bytes] = {}
+    needs: list[int] = []
+    if health.distinct_hosts < health.n:
+        fresh = sum(1 for c in pool if c.node not in health.holders)
+        spare = max(0, fresh - len(health.missing))
+        needs = [*health.missing, *health.crowded[:spare]]
+        if needs:
+            targets = {
+                index: node
+                for index, node in add_holders(needs, pool, health.holders, sites, need).items()
+                if index not in health.holders.get(node, ())
+            }
+    copies = _site_copies(health, pool, sites, targets, need)
+    if not targets and not copies:
+        if health.distinct_hosts < health.n and not needs:
+            return RepairPlan(note="no node holding none of the record is reachable")
+        if health.distinct_hosts == health.n:
+            return RepairPlan(note="no reachable node on another site can take a copy")
         return RepairPlan(note="every reachable node already holds what it could take")
-    return RepairPlan(targets)
+    return RepairPlan(targets, copies)
+
+
+def _site_copies(
+    health: RecordHealth,
+    pool: Sequence[Candidate[bytes]],
+    sites: Mapping[bytes, str],
+    targets: Mapping[int, bytes],
+    need: int,
+) -> list[tuple[int, bytes]]:
+    """(index, node) copies to other sites until losing any one site leaves k indices."""
+    if not site_loss_avoidable(health.n, health.k, health.network_sites):
+        return []
+    held = {node: set(indices) for node, indices in health.holders.items()}
+    for index, node in targets.items():
+        held.setdefault(node, set()).add(index)
+    copies: list[tuple[int, bytes]] = []
+    for _ in range(health.n):  # each round lifts the most exposed site by at least one
+        losses = site_losses(held, sites)
+        worst = min(losses, key=lambda site: (losses[site], site)) if losses else None
+        if worst is None or losses[worst] >= health.k:
+            break
+        outside = {
+            i for node, indices in held.items() if site_of(node, sites) != worst for i in indices
+        }
+        only_there = sorted(
+            {i for node, indices in held.items() for i in indices if site_of(node, sites) == worst}
+            - outside
+        )
+        elsewhere = [c for c in pool if site_of(c.node, sites) != worst]
+        wanted = only_there[: health.k - losses[worst]]
+        if not wanted or not elsewhere:
+            break
+        chosen = add_holders(
+            wanted, elsewhere, {n: sorted(i) for n, i in held.items()}, sites, need
+        )
+        added = [(i, node) for i, node in chosen.items() if i not in held.get(node, set())]
+        if not added:
+            break
+        for index, node in added:
+            held.setdefault(node, set()).add(index)
+        copies.extend(added)
+    return copies
 
 
 def coordinator(health: RecordHealth) -> bytes | None:

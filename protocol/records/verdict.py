@@ -11,12 +11,9 @@ put on it is not called degraded for its sites.
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from protocol.records.health import RecordHealth
+from protocol.records.health import RecordHealth, site_of
 
 
 @dataclass(frozen=True)
@@ -28,31 +25,16 @@ class PutVerdict:
     reasons: tuple[str, ...]
 
 
-def site_loss_avoidable(n: int, k: int, site_count: int) -> bool:
-    """Whether n indices fit on `site_count` sites with at most n - k on any one."""
-    return site_count >= 2 and n - math.ceil(n / site_count) >= k
-
-
-def survives_site_loss(health: RecordHealth, sites: Mapping[bytes, str]) -> bool:
-    """Whether losing any one site leaves at least k distinct indices elsewhere."""
-    per_site = Counter(sites.get(node, node.hex()) for node in health.hosts.values())
-    return bool(per_site) and len(health.hosts) - max(per_site.values()) >= health.k
-
-
-def judge_put(
-    health: RecordHealth, sites: Mapping[bytes, str], *, happy: int, network_sites: int
-) -> PutVerdict:
-    """`health`: what the holders confirmed; `network_sites`: sites among the candidates."""
+def judge_put(health: RecordHealth, *, happy: int) -> PutVerdict:
+    """`health`: what the holders confirmed, with their sites and the network's site count."""
     hosts = health.distinct_hosts
-    used = {sites.get(node, node.hex()) for node in health.hosts.values()}
+    used = {site_of(node, health.sites) for node in health.hosts.values()}
     reasons = []
     if hosts < health.n:
         reasons.append(f"{hosts} of {health.n} shards on distinct nodes")
-    if site_loss_avoidable(health.n, health.k, network_sites) and not survives_site_loss(
-        health, sites
-    ):
+    if not health.site_safe:
         reasons.append(
             f"on {len(used)} site(s), losing one of them loses the record"
-            f" ({network_sites} sites were reachable)"
+            f" (the network has {health.network_sites} sites)"
         )
     return PutVerdict(hosts, len(used), hosts >= happy, bool(reasons), tuple(reasons))

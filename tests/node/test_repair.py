@@ -131,6 +131,42 @@ async def test_repair_moves_a_crowded_index_to_a_new_node(
         nursery.cancel_scope.cancel()
 
 
+async def test_a_site_back_after_a_put_gets_copies_so_losing_any_site_keeps_the_record(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        writer = await cluster.add(nursery, small_config(), site="b")
+        for _ in range(5):
+            await cluster.add(nursery, small_config(), site="a")
+        data = os.urandom(DATA_SIZE)
+        result = await writer.records.put(segments(data, 64 * 1024), metadata=RecordMetadata())
+        # Two sites cannot hold 5 indices with at most n - k = 2 on each: not degraded.
+        assert not result.verdict.degraded and result.verdict.sites == 2
+        record_id = result.record_id
+        for node in cluster.nodes:
+            while record_id not in node.ledger.state().records:
+                await node.ledger.changed()
+        third = await cluster.add(nursery, small_config(), site="c")  # site c comes (back)
+        for node in cluster.nodes:
+            node.dht.observe(third.contact)
+        holders = holders_of(cluster, record_id)
+        assert await writer.records.reach.refresh_sites() == 3  # as `check` does
+        before = await writer.repairer.check(record_id)
+        assert before.network_sites == 3 and before.distinct_hosts == 5
+        assert not before.site_safe and before.site_losses["a"] < 3
+        coordinator = min(holders, key=lambda n: node_id(n.public_key))
+        (report,) = await coordinator.upkeep.run_pass()
+        assert report.copied and not report.failed
+        after = await writer.repairer.check(record_id)
+        assert after.site_safe and after.healthy and min(after.site_losses.values()) >= 3
+        for node in cluster.nodes:  # hospital a goes dark
+            if node.shards.site == "a":
+                cluster.crash(node)
+        assert await read_all(writer, record_id) == data
+        nursery.cancel_scope.cancel()
+
+
 async def test_holders_delete_their_shards_when_the_record_is_tombstoned(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:

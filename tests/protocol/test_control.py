@@ -87,7 +87,9 @@ def test_garbage_is_not_msgpack() -> None:
         decode_request(b"\xc1\xc1\xc1")
 
 
-HEALTH = RecordHealth.of(RECORD, 2, 3, [(KEY, HoldingsFound((0, 2), (1,), ()))])
+HEALTH = RecordHealth.of(
+    RECORD, 2, 3, [(KEY, HoldingsFound((0, 2), (1,), ()))], sites={KEY: "a"}, network_sites=2
+)
 REPLIES: list[replies.ControlReply] = [
     replies.ErrorReply("unknown record 0011"),
     replies.Done(),
@@ -121,7 +123,7 @@ REPLIES: list[replies.ControlReply] = [
             replies.CheckRow(replies.HealthReport.of(HEALTH)),
             replies.CheckRow(
                 replies.HealthReport.of(HEALTH),
-                replies.RepairOutcome({"1": KEY}, {KEY.hex(): "timed out"}, ""),
+                replies.RepairOutcome({"1": KEY}, {"2": KEY}, {KEY.hex(): "timed out"}, ""),
                 None,
                 replies.HealthReport.of(HEALTH),
             ),

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.records.placement import Candidate, add_holders, place, spread
+from protocol.records.placement import (
+    Candidate,
+    add_holders,
+    place,
+    site_loss_avoidable,
+    spread,
+)
 
 
 def candidates(sites: list[str]) -> list[Candidate[str]]:
@@ -28,12 +34,15 @@ def test_three_hospitals_share_indices_evenly_on_distinct_nodes() -> None:
     assert len(set(chosen)) == 8
 
 
-def test_a_lone_node_site_still_gets_its_share() -> None:
-    # Losing either site should cost as little as possible: 4 and 4, not 1 and 7.
+def test_a_lone_node_site_takes_what_losing_the_other_site_needs() -> None:
+    # k = 4 of n = 8: losing either site must leave 4, so "big" takes at most 4.
     pool = [Candidate("alone", "small"), *candidates(["big"] * 10)]
-    chosen = place(8, pool)
+    chosen = place(8, pool, k=4)
     assert chosen.count("alone") == 4
     assert len(set(chosen) - {"alone"}) == 4
+    # Where two sites cannot both keep k (k = 5), distinct nodes come first.
+    chosen = place(8, pool, k=5)
+    assert len(set(chosen)) == 8 and chosen.count("alone") == 1
 
 
 def test_fewer_nodes_than_n_spread_evenly() -> None:
@@ -44,23 +53,41 @@ def test_fewer_nodes_than_n_spread_evenly() -> None:
         place(0, candidates(["a"]))
 
 
-@given(st.lists(st.sampled_from("abcde"), min_size=1, max_size=30), st.integers(1, 20))
-def test_sites_then_nodes_are_balanced(sites: list[str], n: int) -> None:
+@given(
+    st.lists(st.sampled_from("abcde"), min_size=1, max_size=30),
+    st.integers(1, 20),
+    st.integers(1, 20),
+)
+def test_site_cap_then_distinct_nodes_then_balance(sites: list[str], n: int, k: int) -> None:
+    k = min(k, n)
     pool = candidates(sites)
     site_of = {c.node: c.site for c in pool}
-    chosen = place(n, pool)
+    chosen = place(n, pool, k=k)
     assert len(chosen) == n
     per_site = Counter(site_of[node] for node in chosen)
     all_sites = set(sites)
-    if n >= len(all_sites):
-        counts = [per_site[s] for s in all_sites]
+    if site_loss_avoidable(n, k, len(all_sites)):  # losing any one site leaves k
+        assert max(per_site.values()) <= n - k
+    else:  # as many distinct nodes as there are
+        assert len(set(chosen)) == min(n, len(pool))
+    per_node = Counter(chosen)
+    for site in all_sites:  # within a site, nodes share evenly
+        counts = [per_node[c.node] for c in pool if c.site == site]
         assert max(counts) - min(counts) <= 1
-    else:
-        assert max(per_site.values()) == 1
-    for site in all_sites:
-        nodes = [c.node for c in pool if c.site == site]
-        per_node = [chosen.count(node) for node in nodes]
-        assert max(per_node) - min(per_node) <= 1
+
+
+@given(st.lists(st.sampled_from("abcde"), min_size=1, max_size=30), st.integers(1, 20))
+def test_without_k_distinct_nodes_first_then_sites_balanced(sites: list[str], n: int) -> None:
+    pool = candidates(sites)
+    site_of = {c.node: c.site for c in pool}
+    chosen = place(n, pool)
+    assert len(set(chosen)) == min(n, len(pool))
+    if n <= len(pool):  # among distinct nodes, no site could have been spared one more
+        per_site = Counter(site_of[node] for node in chosen)
+        for site in set(sites):
+            free = [c for c in pool if c.site == site and c.node not in chosen]
+            if free:
+                assert max(per_site.values()) - per_site[site] <= 1
 
 
 @given(st.integers(1, 8), st.integers(0, 12), st.integers(1, 8))

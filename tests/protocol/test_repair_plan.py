@@ -99,3 +99,63 @@ def test_a_plan_never_gives_a_node_an_index_it_holds_or_an_index_twice(
         assert index not in h.holders.get(node, ())
         assert index in h.missing or index in h.crowded
     assert bool(plan.targets) != bool(plan.note)
+
+
+def site_health(
+    k: int, n: int, held: dict[int, tuple[int, ...]], sites: dict[bytes, str], network: int
+) -> RecordHealth:
+    answers = [(key(node), HoldingsFound(indices, (), ())) for node, indices in held.items()]
+    return RecordHealth.of(RECORD, k, n, answers, sites=sites, network_sites=network)
+
+
+def test_a_record_on_one_site_of_three_gets_copies_on_the_others() -> None:
+    # Put while sites b and c were down: five distinct hosts, all at a.
+    sites = {key(i): "a" for i in range(1, 6)} | {key(6): "b", key(7): "b", key(8): "c"}
+    h = site_health(3, 5, {i: (i - 1,) for i in range(1, 6)}, sites, network=3)
+    assert h.distinct_hosts == 5 and not h.site_safe and not h.healthy
+    candidates = [Candidate(key(i), sites[key(i)]) for i in range(1, 9)]
+    plan = plan_repair(h, candidates, sites)
+    assert plan.targets == {}
+    assert len(plan.copies) == 3  # losing a must leave k = 3 indices elsewhere
+    assert {sites[node] for _, node in plan.copies} == {"b", "c"}
+    after = site_health(
+        3,
+        5,
+        {**{i: (i - 1,) for i in range(1, 6)}, **_as_held(plan.copies)},
+        sites,
+        network=3,
+    )
+    assert after.site_safe and after.healthy
+    assert plan_repair(after, candidates, sites).note == "healthy"
+
+
+def test_site_copies_are_skipped_where_the_network_has_too_few_sites() -> None:
+    sites = {key(i): "a" if i < 4 else "b" for i in range(1, 7)}
+    h = site_health(3, 5, {i: (i - 1,) for i in range(1, 6)}, sites, network=2)
+    assert h.site_safe and h.healthy  # 5 indices cannot spread over 2 sites with 2 each
+
+
+def test_no_copy_without_a_candidate_on_another_site() -> None:
+    sites = {key(i): "a" for i in range(1, 6)} | {key(9): "b", key(10): "c"}
+    h = site_health(3, 5, {i: (i - 1,) for i in range(1, 6)}, sites, network=3)
+    plan = plan_repair(h, [Candidate(key(i), "a") for i in range(1, 6)], sites)
+    assert not plan.assignments() and "another site" in plan.note
+
+
+def test_copies_prefer_nodes_with_room() -> None:
+    sites = {key(i): "a" for i in range(1, 6)} | {key(6): "b", key(7): "b", key(8): "c"}
+    h = site_health(3, 5, {i: (i - 1,) for i in range(1, 6)}, sites, network=3)
+    candidates = [Candidate(key(i), "a") for i in range(1, 6)] + [
+        Candidate(key(6), "b", free=10),
+        Candidate(key(7), "b", free=10_000),
+        Candidate(key(8), "c", free=10_000),
+    ]
+    plan = plan_repair(h, candidates, sites, need=1000)
+    assert key(6) not in {node for _, node in plan.copies}
+
+
+def _as_held(pairs: list[tuple[int, bytes]]) -> dict[int, tuple[int, ...]]:
+    held: dict[int, tuple[int, ...]] = {}
+    for index, node in pairs:
+        held[node[0]] = (*held.get(node[0], ()), index)
+    return held
