@@ -214,9 +214,21 @@ class ShardService:
         return manifest
 
     def _finish(self, manifest: Manifest, index: int) -> bool:
-        for segment in range(manifest.segment_count):
-            if manifest.block_hash(segment, index) not in self.store:
-                return False
+        """In a worker thread: complete the index if every block it names is held.
+
+        Blocks already held for another record (content addressing shares
+        them) are noted for this one too: they were verified against their
+        hash when stored, and noting them keeps them while this record lives.
+        """
+        named = [
+            (manifest.block_hash(segment, index), manifest.block_size(segment))
+            for segment in range(manifest.segment_count)
+        ]
+        # Noted before the check: a block another record frees meanwhile is then
+        # either kept (noted first) or found missing here.
+        self.holdings.note_blocks(manifest.record_id, index, named, self.clock_ms())
+        if any(digest not in self.store for digest, _ in named):
+            return False
         self.holdings.complete(manifest.record_id, index)
         return True
 

@@ -145,13 +145,15 @@ async def test_shards_of_an_unfinished_upload_are_collected_after_the_grace(
                 await node.ledger.changed()
             known = node.ledger.state().records
             assert await node.shards.collect(known, before_ms=0) == (0, 0)  # too young
+            # (a batch still being written in a worker thread may have landed since)
+            orphaned = len(node.shards.holdings.records()) > 1
             used = node.parts.store.used_bytes
             collected = await node.shards.collect(known, before_ms=node.clock_ms() + 1)
-            assert collected[0] == (1 if node in orphans else 0)
+            assert collected[0] == (1 if orphaned else 0)
             assert node.shards.holdings.records() == (
                 [result.record_id] if node.shards.holdings.indices(result.record_id)[0] else []
             )
-            if node in orphans:
+            if orphaned:
                 assert node.parts.store.used_bytes < used
             else:
                 assert node.parts.store.used_bytes == used

@@ -85,3 +85,29 @@ async def test_a_drop_for_someone_elses_upload_does_not_refuse_its_batches(
         else:
             raise AssertionError("a late batch of a dropped upload was accepted")
         nursery.cancel_scope.cancel()
+
+
+async def test_an_index_completed_from_shared_blocks_keeps_them_when_the_other_record_goes(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Content addressing shares identical blocks between records: an index that was
+    # completed from blocks already held keeps them after the first record is deleted.
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 6, small_config())
+        owner, other = cluster.nodes[0], cluster.nodes[5]
+        result = await owner.records.put(
+            segments(os.urandom(150_000), 64 * 1024), metadata=RecordMetadata()
+        )
+        holder = next(n for n in holders(cluster, result.record_id) if n is not other)
+        manifest = holder.shards.manifest(result.record_id)
+        assert manifest is not None
+        copy_id = os.urandom(32)
+        copy = dataclasses.replace(manifest, record_id=copy_id).encode()
+        index = holder.shards.holdings.indices(result.record_id)[0][0]
+        await other.port.call(holder.contact, StoreShards(copy_id, copy, index, 0, (), True), 5.0)
+        await holder.shards.delete_record(result.record_id)  # as a tombstone would
+        for segment in range(manifest.segment_count):
+            assert manifest.block_hash(segment, index) in holder.shards.store
+        assert holder.shards.holdings.indices(copy_id)[0] == [index]
+        nursery.cancel_scope.cancel()
