@@ -28,6 +28,43 @@ def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
         logger.log(level, name, extra={"fields": fields})
 
 
+class RateLimitedLog:
+    """An offence repeated a million times is logged once per `period` per reason,
+    with how many were not logged since: a flood must not flood the log too."""
+
+    MAX_REASONS = 256
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        name: str,
+        *,
+        period: float,
+        level: int = logging.WARNING,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.name = name
+        self.period = period
+        self.level = level
+        self.clock = clock
+        self._last: dict[str, tuple[float, int]] = {}  # reason -> (logged at, suppressed)
+
+    def note(self, reason: str, **fields: Any) -> bool:
+        """Log `reason` unless it was logged within the period; True when logged."""
+        now = self.clock()
+        last = self._last.get(reason)
+        if last is not None and now - last[0] < self.period:
+            self._last[reason] = (last[0], last[1] + 1)
+            return False
+        if last is None and len(self._last) >= self.MAX_REASONS:
+            self._last.clear()  # reasons seen long ago go; at worst a line more
+        suppressed = last[1] if last is not None else 0
+        self._last[reason] = (now, 0)
+        event(self.logger, self.level, self.name, reason=reason, suppressed=suppressed, **fields)
+        return True
+
+
 def short_key(public_key: bytes) -> str:
     """How a peer's public key appears in logs."""
     return public_key.hex()[:16]

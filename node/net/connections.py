@@ -1,8 +1,9 @@
 """The node's connections: one per peer, bounded, with backoff and idle closing.
 
-Inbound: a handshake slot is taken without waiting (none free: the stream is
-dropped at once, so a flood of half-open connections costs nothing but those
-slots), the handshake runs under a timeout, then the peer is admitted if
+Inbound: a handshake slot is taken without waiting (none free, or the
+source host already holds `max_handshakes_per_host`: the stream is dropped
+at once, so a flood of half-open connections costs nothing but those slots
+and one host cannot take them all), the handshake runs under a timeout, then the peer is admitted if
 the connection limit allows. Outbound: concurrent dials to one peer share
 one attempt; a failed address waits out a jittered exponential backoff.
 The backoff and the choice between duplicate connections are pure
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -22,7 +24,7 @@ import trio
 
 from node.config.addresses import PeerAddress
 from node.config.network import Limits
-from node.logs import event, get_logger, short_key
+from node.logs import RateLimitedLog, event, get_logger, short_key
 from node.net.channel import SecureChannel, open_client_channel, open_server_channel
 from node.net.errors import DialBackoff, PeerUnreachable
 from node.net.peer import Handler, PeerConnection
@@ -72,6 +74,8 @@ class ConnectionManager:
             initial=self.limits.backoff_initial, maximum=self.limits.backoff_max, rng=rng
         )
         self._handshakes = trio.Semaphore(self.limits.max_handshakes)
+        self._host_handshakes: Counter[str] = Counter()  # handshakes in progress per host
+        self._refusals = RateLimitedLog(log, "refused", period=60.0)
         self._nursery: trio.Nursery | None = None
         self._admitted = trio.Event()  # set and replaced whenever a peer is admitted
         # Run (as its own task) for every inbound connection admitted: the DHT
@@ -249,23 +253,31 @@ class ConnectionManager:
                 reason=connection.close_reason,
             )
 
-    async def _on_inbound(self, stream: trio.abc.Stream) -> None:
+    async def _on_inbound(self, stream: trio.abc.Stream, host: str) -> None:
         try:
-            await self._serve_inbound(stream)
+            await self._serve_inbound(stream, host)
         except Exception:  # a bug on one connection must not stop the node
             log.exception("inbound connection failed")
 
-    async def _serve_inbound(self, stream: trio.abc.Stream) -> None:
+    async def _serve_inbound(self, stream: trio.abc.Stream, host: str) -> None:
+        if self._host_handshakes[host] >= self.limits.max_handshakes_per_host:
+            self.stats.refused_busy += 1
+            self._refusals.note(f"too many handshakes in progress from {host or 'one host'}")
+            return
         try:
             self._handshakes.acquire_nowait()
         except trio.WouldBlock:
             self.stats.refused_busy += 1
-            event(log, logging.WARNING, "refused", reason="too many handshakes in progress")
+            self._refusals.note("too many handshakes in progress")
             return
+        self._host_handshakes[host] += 1
         try:
             channel = await self._accept_channel(stream)
         finally:
             self._handshakes.release()
+            self._host_handshakes[host] -= 1
+            if not self._host_handshakes[host]:
+                del self._host_handshakes[host]
         if channel is None:
             return
         connection = self._new_connection(channel, outbound=False)

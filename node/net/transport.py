@@ -14,7 +14,9 @@ import trio
 from node.config.addresses import format_host_port, parse_host_port
 from node.net.errors import ListenError
 
-StreamHandler = Callable[[trio.abc.Stream], Awaitable[None]]
+# Called with each inbound stream and the host it came from ("" when unknown):
+# per-source limits need to know who is knocking before any handshake.
+StreamHandler = Callable[[trio.abc.Stream, str], Awaitable[None]]
 
 
 class Transport(abc.ABC):
@@ -64,15 +66,28 @@ class TcpTransport(Transport):
         sockname = listeners[0].socket.getsockname()
         bound = format_host_port(self.host, sockname[1])
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, guarded(handler), listeners)
+            await nursery.start(trio.serve_listeners, guarded(handler, _peer_host), listeners)
             task_status.started(bound)
 
 
-def guarded(handler: StreamHandler) -> Callable[[trio.abc.Stream], Awaitable[None]]:
-    """Make sure a stream is closed whatever the handler does."""
+def guarded(
+    handler: StreamHandler, host_of: Callable[[trio.abc.Stream], str]
+) -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    """Hand the stream and its source host on; close the stream whatever the handler does."""
 
     async def run(stream: trio.abc.Stream) -> None:
         async with stream:
-            await handler(stream)
+            await handler(stream, host_of(stream))
 
     return run
+
+
+def _peer_host(stream: trio.abc.Stream) -> str:
+    """The remote IP address of a TCP stream ("" if it has none any more)."""
+    if not isinstance(stream, trio.SocketStream):
+        return ""
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:  # reset before we looked
+        return ""
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)

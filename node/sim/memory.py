@@ -35,13 +35,14 @@ class MemoryNetwork:
     def _unregister(self, address: str) -> None:
         self._listeners.pop(address, None)
 
-    def _open(self, address: str) -> trio.abc.Stream:
+    def _open(self, address: str, source: str) -> trio.abc.Stream:
         entry = self._listeners.get(address)
         if entry is None:
             raise OSError(f"connection to {address} refused (nobody listening)")
         nursery, handler = entry
         client, server = trio.testing.memory_stream_pair()
-        nursery.start_soon(guarded(handler), server)
+        host = source.rsplit(":", 1)[0]  # the dialer's endpoint name stands for its host
+        nursery.start_soon(guarded(handler, lambda _: host), server)
         return client
 
 
@@ -52,7 +53,7 @@ class MemoryTransport(Transport):
 
     async def connect(self, address: str) -> trio.abc.Stream:
         await trio.lowlevel.checkpoint()
-        return self.network._open(address)
+        return self.network._open(address, self.address)
 
     async def serve(
         self,

@@ -276,3 +276,29 @@ async def test_backoff_is_per_key_at_an_address(autojump_clock: trio.abc.Clock) 
         connection = await b.connect(honest)
         assert connection.remote_public_key == a.public_key
         nursery.cancel_scope.cancel()
+
+
+async def test_one_host_cannot_take_every_handshake_slot(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 200 half-open connections from one address: the 5th and later are dropped at
+    # once and logged once; peers from elsewhere still get through.
+    network = MemoryNetwork()
+    limits = Limits(handshake_timeout=60, max_handshakes=32, max_handshakes_per_host=4)
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a", limits=limits)
+        b = await start_node(nursery, network.transport(), "b")
+        assert a.address is not None
+        flooder = network.transport("mem-flood:9")
+        idle = [await flooder.connect(a.address) for _ in range(200)]
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.stats.refused_busy == 196
+        refusals = [r for r in caplog.records if r.getMessage() == "refused"]
+        assert len(refusals) == 1
+        for _ in range(12):  # legitimate handshakes from other hosts all succeed
+            peer = await start_node(nursery, network.transport(), "peer")
+            assert await (await peer.connect(address_of(a))).request(Ping(2), Pong) == Pong(2)
+        assert await (await b.connect(address_of(a))).request(Ping(1), Pong) == Pong(1)
+        for stream in idle:
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
