@@ -42,7 +42,7 @@ CHUNK = MIB
 REPO = Path(__file__).resolve().parents[1]
 
 
-async def _sink(stream: trio.abc.Stream) -> None:
+async def _sink(stream: trio.abc.Stream, host: str) -> None:
     channel = await open_server_channel(
         stream,
         network_key=NETWORK_KEY,
@@ -66,7 +66,7 @@ async def serve() -> None:
         network_key=NETWORK_KEY,
         transport=TcpTransport("127.0.0.1:0"),
         handler=base_dispatcher(),
-        limits=Limits(max_handshakes=1000, max_connections=10_000),
+        limits=Limits(max_handshakes=1000, max_handshakes_per_host=1000, max_connections=10_000),
     )
     async with trio.open_nursery() as nursery:
         rpc_address = await nursery.start(manager.serve)

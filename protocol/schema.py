@@ -6,6 +6,10 @@ straight calls, not twenty walks over `typing` machinery. Decoders check
 exact types (an int is not a bool), exact field sets, and run a dataclass's
 own `__post_init__` checks; an error names the path to the bad field, which
 is assembled only when something fails.
+
+A list or map field may carry its cap, `Annotated[tuple[X, ...], MaxItems(n)]`:
+a longer one is refused before any of its items is decoded, so a peer's huge
+list costs one length check, not a walk.
 """
 
 from __future__ import annotations
@@ -17,6 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 Converter = Callable[[Any], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxItems:
+    """The most items a list or map field may hold on the wire."""
+
+    count: int
 
 
 class SchemaError(Exception):
@@ -47,7 +58,8 @@ def encoder(hint: Any) -> Converter:
     """value -> msgpack-ready value, for values of type `hint`."""
     built = _encoders.get(hint)
     if built is None:
-        built = _encoders[hint] = _build_encoder(hint)
+        annotated = typing.get_origin(hint) is typing.Annotated  # caps matter to decoding
+        built = _encoders[hint] = _build_encoder(typing.get_args(hint)[0] if annotated else hint)
     return built
 
 
@@ -62,7 +74,7 @@ def decoder(hint: Any) -> Converter:
 def _build_encoder(hint: Any) -> Converter:
     origin = typing.get_origin(hint)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        hints = typing.get_type_hints(hint)
+        hints = typing.get_type_hints(hint, include_extras=True)
         fields = [(f.name, encoder(hints[f.name])) for f in dataclasses.fields(hint)]
         return lambda value: {name: enc(getattr(value, name)) for name, enc in fields}
     if origin is tuple:
@@ -104,14 +116,18 @@ _SCALARS: dict[Any, Converter] = {
 }
 
 
-def _build_decoder(hint: Any) -> Converter:
+def _build_decoder(hint: Any, limit: int | None = None) -> Converter:
     if hint in _SCALARS:
         return _SCALARS[hint]
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        base, *extras = typing.get_args(hint)
+        caps = [extra.count for extra in extras if isinstance(extra, MaxItems)]
+        return _build_decoder(base, min(caps) if caps else None)
     if origin is tuple:
-        return _sequence(decoder(typing.get_args(hint)[0]))
+        return _sequence(decoder(typing.get_args(hint)[0]), limit)
     if origin is dict:
-        return _mapping(decoder(typing.get_args(hint)[1]))
+        return _mapping(decoder(typing.get_args(hint)[1]), limit)
     if origin in (typing.Union, types.UnionType):
         (inner_hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
         inner = decoder(inner_hint)
@@ -121,10 +137,18 @@ def _build_decoder(hint: Any) -> Converter:
     raise TypeError(f"no wire form for {hint!r}")  # a bug in a message class
 
 
-def _sequence(inner: Converter) -> Converter:
+def _too_many(count: int, limit: int | None) -> SchemaError | None:
+    if limit is not None and count > limit:
+        return SchemaError(f"{count} items, at most {limit} allowed")
+    return None
+
+
+def _sequence(inner: Converter, limit: int | None = None) -> Converter:
     def decode(value: Any) -> tuple[Any, ...]:
         if type(value) is not list:
             raise SchemaError("expected a list")
+        if (error := _too_many(len(value), limit)) is not None:
+            raise error
         out = []
         for index, item in enumerate(value):
             try:
@@ -136,9 +160,13 @@ def _sequence(inner: Converter) -> Converter:
     return decode
 
 
-def _mapping(inner: Converter) -> Converter:
+def _mapping(inner: Converter, limit: int | None = None) -> Converter:
     def decode(value: Any) -> dict[str, Any]:
-        if type(value) is not dict or not all(type(k) is str for k in value):
+        if type(value) is not dict:
+            raise SchemaError("expected a map with text keys")
+        if (error := _too_many(len(value), limit)) is not None:
+            raise error
+        if not all(type(k) is str for k in value):
             raise SchemaError("expected a map with text keys")
         out = {}
         for key, item in value.items():
@@ -152,7 +180,7 @@ def _mapping(inner: Converter) -> Converter:
 
 
 def _record(cls: type) -> Converter:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = [(f.name, decoder(hints[f.name])) for f in dataclasses.fields(cls)]
     names = {name for name, _ in fields}
 

@@ -20,7 +20,7 @@ from node.net.rpc_port import RpcPort
 from node.offload import in_worker
 from protocol.dht.contact import Contact
 from protocol.records.fetching import FetchRounds, Latency
-from protocol.records.messages import BlockRef, BlocksFound, FetchBlocks
+from protocol.records.messages import MAX_FETCH_REFS, BlockRef, BlocksFound, FetchBlocks
 from storage.codec.crypt import MAC_SIZE
 from storage.codec.erasure import ReedSolomon
 from storage.codec.hashing import shard_hash
@@ -96,7 +96,9 @@ class BlockFetcher:
         return got
 
     def _chunks(self, refs: list[BlockRef]) -> list[list[BlockRef]]:
-        per_request = max(1, REQUEST_BYTES // max(self.manifest.block_size(0), 1))
+        per_request = min(
+            MAX_FETCH_REFS, max(1, REQUEST_BYTES // max(self.manifest.block_size(0), 1))
+        )
         return [refs[i : i + per_request] for i in range(0, len(refs), per_request)]
 
     async def _ask(

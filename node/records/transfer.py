@@ -19,7 +19,7 @@ from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
 from node.records.stages import run_stages
 from protocol.dht.contact import Contact
-from protocol.records.messages import ShardsStored, StoreShards
+from protocol.records.messages import MAX_BATCH_BLOCKS, ShardsStored, StoreShards
 from storage.codec.erasure import BytesLike
 from storage.codec.manifest import Manifest
 
@@ -57,6 +57,7 @@ class HolderSender:
         self._pending: dict[int, list[BytesLike]] = {i: [] for i in indices}
         self._first = dict.fromkeys(indices, first_segment)
         self._size = 0
+        self._segments = 0  # segments pending: blocks per index in the next batch
         self._slots = trio.Semaphore(IN_FLIGHT)
         self.send, self._receive = trio.open_memory_channel[Blocks](2)
 
@@ -72,7 +73,8 @@ class HolderSender:
                 if self.failure is not None:
                     continue  # drain: the feeder must never block on a dead holder
                 incoming = sum(len(block) for block in blocks.values())
-                if self._size and self._size + incoming > self.batch_bytes:
+                full = self._size + incoming > self.batch_bytes
+                if self._size and (full or self._segments >= MAX_BATCH_BLOCKS):
                     # Send what is pending first: no message grows past a batch
                     # (or one segment's blocks), so each fits the peer's size cap.
                     await self._slots.acquire()
@@ -80,6 +82,7 @@ class HolderSender:
                 for index, block in blocks.items():
                     self._pending[index].append(block)
                 self._size += incoming
+                self._segments += 1
         if self.failure is None:
             await self._send_batch(self._take(), manifest())
 
@@ -89,6 +92,7 @@ class HolderSender:
             self._first[index] += len(self._pending[index])
             self._pending[index] = []
         self._size = 0
+        self._segments = 0
         return batch
 
     async def _send_batch(self, batch: Batch, manifest: Manifest | None) -> None:

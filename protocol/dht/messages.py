@@ -6,11 +6,16 @@ else's name."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from protocol.dht.contact import ContactInfo
 from protocol.dht.store import ProviderRecord, ValueRecord
 from protocol.net.messages import Message, register
+from protocol.schema import MaxItems
+
+# List caps, checked before any item is decoded (protocol.schema.MaxItems).
+MAX_CONTACTS = 100  # contacts in one answer (dht.k is at most 100)
+MAX_PROVIDERS = 256  # provider records in one answer
 
 
 @register
@@ -34,7 +39,7 @@ class FindNode(Message):
 @dataclass(frozen=True)
 class NodesFound(Message):
     TYPE: ClassVar[str] = "nodes_found"
-    contacts: tuple[ContactInfo, ...]
+    contacts: Annotated[tuple[ContactInfo, ...], MaxItems(MAX_CONTACTS)]
 
 
 @register
@@ -52,7 +57,7 @@ class ValueFound(Message):
 
     TYPE: ClassVar[str] = "value_found"
     record: ValueRecord | None
-    contacts: tuple[ContactInfo, ...]
+    contacts: Annotated[tuple[ContactInfo, ...], MaxItems(MAX_CONTACTS)]
 
 
 @register
@@ -93,5 +98,5 @@ class GetProviders(Message):
 @dataclass(frozen=True)
 class ProvidersFound(Message):
     TYPE: ClassVar[str] = "providers_found"
-    providers: tuple[ProviderRecord, ...]
-    contacts: tuple[ContactInfo, ...]
+    providers: Annotated[tuple[ProviderRecord, ...], MaxItems(MAX_PROVIDERS)]
+    contacts: Annotated[tuple[ContactInfo, ...], MaxItems(MAX_CONTACTS)]

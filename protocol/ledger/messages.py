@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from protocol.dht.contact import ContactInfo
 from protocol.net.messages import Message, register
+from protocol.schema import MaxItems
+
+# List caps, checked before any item is decoded (protocol.schema.MaxItems).
+MAX_HEADS = 65_536  # feeds compared in one exchange
+MAX_RANGES = 4096  # feed ranges asked in one GetEntries
+MAX_ENTRIES = 65_536  # entries in one answer or push (also bounded by gossip.budget)
 
 
 @dataclass(frozen=True)
@@ -39,28 +45,28 @@ class LedgerHeads(Message):
 
     TYPE: ClassVar[str] = "ledger_heads"
     sender: ContactInfo
-    heads: tuple[FeedHead, ...]
+    heads: Annotated[tuple[FeedHead, ...], MaxItems(MAX_HEADS)]
 
 
 @register
 @dataclass(frozen=True)
 class LedgerHeadsReply(Message):
     TYPE: ClassVar[str] = "ledger_heads_reply"
-    heads: tuple[FeedHead, ...]
+    heads: Annotated[tuple[FeedHead, ...], MaxItems(MAX_HEADS)]
 
 
 @register
 @dataclass(frozen=True)
 class GetEntries(Message):
     TYPE: ClassVar[str] = "get_entries"
-    ranges: tuple[FeedRange, ...]
+    ranges: Annotated[tuple[FeedRange, ...], MaxItems(MAX_RANGES)]
 
 
 @register
 @dataclass(frozen=True)
 class EntriesFound(Message):
     TYPE: ClassVar[str] = "entries_found"
-    entries: tuple[bytes, ...]
+    entries: Annotated[tuple[bytes, ...], MaxItems(MAX_ENTRIES)]
 
 
 @register
@@ -69,7 +75,7 @@ class PushEntries(Message):
     """Entries new to the sender, pushed at once rather than waiting for a round."""
 
     TYPE: ClassVar[str] = "push_entries"
-    entries: tuple[bytes, ...]
+    entries: Annotated[tuple[bytes, ...], MaxItems(MAX_ENTRIES)]
 
 
 @register

@@ -60,6 +60,11 @@ def register(cls: M) -> M:
     return cls
 
 
+def registered() -> list[type[Message]]:
+    """Every message class registered so far."""
+    return list(_REGISTRY.values())
+
+
 def message_type(name: str) -> type[Message] | None:
     return _REGISTRY.get(name)
 

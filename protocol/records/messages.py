@@ -10,11 +10,16 @@ manifest, whose hash the ledger holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from protocol.net.messages import Message, register
+from protocol.schema import MaxItems
 
 MAX_SITE_LENGTH = 64
+# List caps, checked before any item is decoded (protocol.schema.MaxItems).
+MAX_BATCH_BLOCKS = 16_384  # blocks in one StoreShards (senders split before this)
+MAX_FETCH_REFS = 4096  # blocks asked in one FetchBlocks (readers split before this)
+MAX_INDICES = 256  # shard indices of one record (n <= 255)
 
 
 @register
@@ -47,7 +52,7 @@ class StoreShards(Message):
     manifest: bytes | None
     index: int
     first_segment: int
-    blocks: tuple[bytes, ...]
+    blocks: Annotated[tuple[bytes, ...], MaxItems(MAX_BATCH_BLOCKS)]
     complete: bool
 
 
@@ -96,7 +101,7 @@ class BlockRef:
 class FetchBlocks(Message):
     TYPE: ClassVar[str] = "fetch_blocks"
     record_id: bytes
-    wanted: tuple[BlockRef, ...]
+    wanted: Annotated[tuple[BlockRef, ...], MaxItems(MAX_FETCH_REFS)]
 
 
 @register
@@ -105,7 +110,7 @@ class BlocksFound(Message):
     """One entry per wanted block, in order; None where this node lacks it."""
 
     TYPE: ClassVar[str] = "blocks_found"
-    blocks: tuple[bytes | None, ...]
+    blocks: Annotated[tuple[bytes | None, ...], MaxItems(MAX_FETCH_REFS)]
 
 
 @register
@@ -136,6 +141,6 @@ class HoldingsFound(Message):
     """Shard indices held complete and partly; with verify, indices with corrupt blocks."""
 
     TYPE: ClassVar[str] = "holdings_found"
-    complete: tuple[int, ...]
-    partial: tuple[int, ...]
-    corrupt: tuple[int, ...]
+    complete: Annotated[tuple[int, ...], MaxItems(MAX_INDICES)]
+    partial: Annotated[tuple[int, ...], MaxItems(MAX_INDICES)]
+    corrupt: Annotated[tuple[int, ...], MaxItems(MAX_INDICES)]

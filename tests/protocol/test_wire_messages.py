@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import typing
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -9,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from protocol.dht.messages import ProvidersFound
 from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.ledger.messages import LedgerHeads
 from protocol.net.messages import (
     LARGE_BYTES,
     BadMessage,
@@ -25,10 +28,12 @@ from protocol.net.messages import (
     encode_envelope,
     encode_envelope_parts,
     register,
+    registered,
 )
 from protocol.net.rpc import RequestTracker
 from protocol.net.wire import FrameDecoder, encode_frame
-from protocol.records.messages import StoreShards
+from protocol.records.messages import MAX_FETCH_REFS, FetchBlocks, StoreShards
+from protocol.schema import MaxItems
 
 
 def test_frames_round_trip_across_chunk_boundaries() -> None:
@@ -199,3 +204,30 @@ def test_envelope_parts_leave_large_blocks_in_place() -> None:
     # Without large strings, the parts are the ordinary encoding.
     small = Envelope(Kind.RESPONSE, 1, Echo(b"x" * 100))
     assert b"".join(encode_envelope_parts(small)) == encode_envelope(small)
+
+
+def test_a_list_over_its_cap_is_refused_before_its_items_are_decoded() -> None:
+    refs = [{"segment": 0, "index": 0}] * (MAX_FETCH_REFS + 1)
+    bad = envelope_bytes(1, 0, 1, "fetch_blocks", {"record_id": b"r" * 32, "wanted": refs})
+    with pytest.raises(BadMessage, match=rf"wanted: {MAX_FETCH_REFS + 1} items, at most"):
+        decode_envelope(bad)
+    ok = envelope_bytes(1, 0, 1, "fetch_blocks", {"record_id": b"r" * 32, "wanted": refs[:-1]})
+    message = decode_envelope(ok).message
+    assert isinstance(message, FetchBlocks) and len(message.wanted) == MAX_FETCH_REFS
+
+
+def test_every_list_a_peer_sends_has_a_cap() -> None:
+    # A list without a cap lets one message make a node walk millions of items.
+    uncapped = []
+    assert {ProvidersFound, LedgerHeads, FetchBlocks} <= set(registered())  # all imported
+    for cls in registered():
+        if cls.__module__.startswith("tests."):
+            continue
+        for name, hint in typing.get_type_hints(cls, include_extras=True).items():
+            if name == "TYPE":
+                continue
+            if typing.get_origin(hint) is tuple or typing.get_origin(hint) is dict:
+                uncapped.append(f"{cls.__name__}.{name}")
+            if typing.get_origin(hint) is typing.Annotated:
+                assert any(isinstance(m, MaxItems) for m in typing.get_args(hint)[1:])
+    assert uncapped == []
