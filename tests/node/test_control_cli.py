@@ -350,3 +350,15 @@ async def test_ls_names_records_ids_take_prefixes_and_writes_show_their_entry(
         assert unknown.exit_code == 1 and "unknown record" in unknown.output
         deleted = await net.ok(0, "delete", record_id[:10])
         assert deleted["type"] == "tombstone"
+
+
+async def test_peers_asks_every_contact_afresh(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=4, served=1) as net:
+        before = (await net.ok(0, "peers"))["peers"]
+        assert len(before) == 3 and all(p["reachable"] for p in before)
+        dead = net.cluster.nodes[3]
+        net.cluster.crash(dead)
+        after = {p["public_key"]: p["reachable"] for p in (await net.ok(0, "peers"))["peers"]}
+        # A node that just died shows unreachable, not what it said minutes ago.
+        assert after.pop(dead.public_key.hex()) is False
+        assert all(after.values())
