@@ -60,7 +60,7 @@ def cli(*, data_dir: Path | None, as_json: bool) -> None:
     default=None,
     help="Keep the nodes' data directories (and demo.log) here instead of a temporary one.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 def demo(*, size: int, keep: Path | None, as_json: bool) -> None:
     """Run 7 nodes for 3 hospitals on 127.0.0.1: store, lose a hospital, read back, repair."""
     if size < 0:
@@ -91,7 +91,7 @@ def demo(*, size: int, keep: Path | None, as_json: bool) -> None:
     default=None,
     help="Keep the demo data in this directory instead of a temporary one.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 def codec_demo(
     *, size: int, k: int, n: int, segment_size: int, keep: Path | None, as_json: bool
 ) -> None:
@@ -237,7 +237,7 @@ def init(
 
 @cli.command("id")
 @data_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@json_option
 @operator_errors
 def show_id(*, data_dir: Path | None, as_json: bool) -> None:
     """Show this node's public key, node id and peer address.

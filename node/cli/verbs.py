@@ -23,7 +23,7 @@ from typing import IO, Any, TypeVar
 import click
 import nacl.signing
 
-from node.cli.common import EXIT_DEGRADED, EXIT_UNREADABLE, common, open_data_dir
+from node.cli.common import EXIT_DEGRADED, EXIT_UNREADABLE, common, json_option, open_data_dir
 from node.config.datadir import DataDirError
 from node.config.keyfiles import KeyFileError, KeyKind, load_signing_key, write_secret
 from node.control.client import ControlClient, ControlFailed, call
@@ -189,7 +189,7 @@ def keys() -> None:
     required=True,
     help="The key file to create (mode 0600; never overwritten).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def keys_new(*, output: Path, as_json: bool) -> None:
     """Create a person's key file (mode 0600) and print its public key."""
     seed = os.urandom(32)
@@ -206,7 +206,7 @@ def keys_new(*, output: Path, as_json: bool) -> None:
 
 @keys.command("show")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def keys_show(*, file: Path, as_json: bool) -> None:
     """Print the public key of a person's key file (the private part stays in the file)."""
     try:
