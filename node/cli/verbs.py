@@ -517,7 +517,9 @@ def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool
 
 @click.command()
 @click.option("--record", "record_id", default=None, help="Only this record's entries.")
-@click.option("--tail", default=0, type=click.IntRange(min=0), help="Only the last N entries.")
+@click.option(
+    "--tail", default=None, type=click.IntRange(min=1), help="Only the last N entries (N >= 1)."
+)
 @click.option(
     "--resume-feed",
     is_flag=True,
@@ -527,7 +529,7 @@ def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool
 def ledger(
     *,
     record_id: str | None,
-    tail: int,
+    tail: int | None,
     resume_feed: bool,
     data_dir: Path | None,
     as_json: bool,
@@ -539,7 +541,7 @@ def ledger(
         return
     root = _root(data_dir)
     rid = record_id_of(root, record_id, "--record") if record_id else None
-    reply = call(root, commands.Ledger(rid, tail), LedgerReply)
+    reply = call(root, commands.Ledger(rid, tail or 0), LedgerReply)  # 0: every entry
     shown = {"entries": [describe_entry(row.raw, row.rejected) for row in reply.entries]}
 
     def text(r: dict[str, Any]) -> None:

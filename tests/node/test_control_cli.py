@@ -362,3 +362,17 @@ async def test_peers_asks_every_contact_afresh(tmp_path: Path) -> None:
         # A node that just died shows unreachable, not what it said minutes ago.
         assert after.pop(dead.public_key.hex()) is False
         assert all(after.values())
+
+
+async def test_ledger_tail_takes_at_least_one_entry(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=5, served=1) as net:
+        source = tmp_path / "note.txt"
+        source.write_bytes(os.urandom(5_000))
+        _, patient = new_person(tmp_path, "patient")
+        await net.ok(0, "put", str(source), "--patient", patient)
+        everything = (await net.ok(0, "ledger"))["entries"]
+        assert len(everything) == 3  # record, the owner's grant, the patient's
+        assert (await net.ok(0, "ledger", "--tail", "1"))["entries"] == everything[-1:]
+        zero = await net.run(0, "ledger", "--tail", "0")
+        assert zero.exit_code == 2 and "Invalid value for '--tail'" in zero.output
+        assert "0 is not in the range x>=1" in zero.output
