@@ -23,7 +23,14 @@ from typing import IO, Any, TypeVar
 import click
 import nacl.signing
 
-from node.cli.common import EXIT_DEGRADED, EXIT_UNREADABLE, common, json_option, open_data_dir
+from node.cli.common import (
+    EXIT_DEGRADED,
+    EXIT_UNREADABLE,
+    common,
+    json_option,
+    open_data_dir,
+    printable,
+)
 from node.config.datadir import DataDirError
 from node.config.keyfiles import KeyFileError, KeyKind, load_signing_key, write_secret
 from node.control.client import ControlClient, ControlFailed, call
@@ -421,9 +428,11 @@ def list_records(*, as_key: Path | None, data_dir: Path | None, as_json: bool) -
     def text(shown: dict[str, list[RecordRow]]) -> None:
         click.echo(f"{'RECORD':16}  {'NAME':24}  {'TYPE':24}  {'SIZE':>12}  {'CREATED':20}  GRANTS")
         for row in shown["records"]:
+            # Name and type are whatever the record's writer chose: escaped, then cut.
+            name = printable(row.filename or "?")[:24]
+            kind = printable(row.content_type or "?")[:24]
             click.echo(
-                f"{row.record_id.hex()[:16]}  {(row.filename or '?')[:24]:24}"
-                f"  {(row.content_type or '?')[:24]:24}  {row.size:>12}"
+                f"{row.record_id.hex()[:16]}  {name:24}  {kind:24}  {row.size:>12}"
                 f"  {when(row.created_at):20}  {len(row.grantees)}"
             )
 

@@ -23,6 +23,7 @@ import trio
 import trio.testing
 from click.testing import CliRunner, Result
 
+from node.cli.common import printable
 from node.cli.main import cli
 from node.config.datadir import IDENTITY_FILE
 from node.config.keyfiles import KeyKind, write_secret
@@ -376,3 +377,29 @@ async def test_ledger_tail_takes_at_least_one_entry(tmp_path: Path) -> None:
         zero = await net.run(0, "ledger", "--tail", "0")
         assert zero.exit_code == 2 and "Invalid value for '--tail'" in zero.output
         assert "0 is not in the range x>=1" in zero.output
+
+
+async def test_ls_escapes_what_a_record_writer_chose(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=5, served=1) as net:
+        source = tmp_path / "note.txt"
+        source.write_bytes(os.urandom(5_000))
+        name = "a\nffffffffffffffff  forged\x1b[2J\u202e\\"
+        kind = "text/plain\r\x07"
+        put = await net.ok(0, "put", str(source), "--name", name, "--type", kind)
+        listed = await net.run(0, "ls")
+        assert listed.exit_code == 0, listed.output
+        _, row = listed.stdout.splitlines()  # no forged line
+        assert all(c.isprintable() for c in row), row
+        assert row[18:42] == r"a\nffffffffffffffff  for"  # escaped, then cut to the column
+        assert r"text/plain\r\x07" in row
+        # JSON stays exact.
+        (shown,) = (await net.ok(0, "ls"))["records"]
+        assert (shown["record_id"], shown["filename"]) == (put["record_id"], name)
+        assert shown["content_type"] == kind
+
+
+def test_printable_escapes_only_what_a_terminal_would_act_on() -> None:
+    assert printable("scan é 😀.pdf") == "scan é 😀.pdf"
+    assert printable("a\nb\r\t\x1b[31m\x00") == r"a\nb\r\t\x1b[31m\x00"
+    assert printable("\u202eevil\x85\U000e0001") == r"\u202eevil\x85\U000e0001"
+    assert printable("C:\\x1b") == r"C:\\x1b"  # a backslash cannot fake an escape
