@@ -106,7 +106,12 @@ def expiry_ms(value: str | None) -> int:
         return 0
     match = DURATION.match(value)
     if match:
-        return int((time.time() + int(match[1]) * UNITS[match[2]]) * 1000)
+        seconds = int(match[1]) * UNITS[match[2]]
+        if seconds == 0:
+            raise click.BadParameter(
+                f"{value!r} would end the grant at once; give 1s or more", param_hint="--expires"
+            )
+        return int((time.time() + seconds) * 1000)
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -267,6 +272,10 @@ def put(
     or so much on one site that losing it loses the record) says why on
     stderr and exits 3.
     """
+    if expires is not None and not grants:
+        raise click.UsageError(
+            "--expires applies to --grant (the owner's and the patient's grants never end)"
+        )
     request = commands.Put(
         content_type=content_type,
         filename=name if name is not None else ("" if str(file) == "-" else file.name),
