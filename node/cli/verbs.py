@@ -53,6 +53,7 @@ from protocol.control.replies import (
     Written,
 )
 from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entry, sign_entry
+from protocol.text import counted
 from storage.codec.crypt import SegmentCipher, open_sealed_key
 from storage.codec.manifest import Manifest, RecordMetadata
 from storage.errors import StorageError
@@ -294,9 +295,9 @@ def put(
     emit(reply, as_json, lambda r: click.echo(r.record_id.hex()))
     if reply.degraded:
         click.echo(
-            f"degraded: {'; '.join(reply.reasons)}; the record was stored on {reply.holders}"
-            f" nodes at {reply.sites} site(s) (`medvault check --repair` when the network has"
-            " room)",
+            f"degraded: {'; '.join(reply.reasons)}; the record was stored on"
+            f" {counted(reply.holders, 'node')} at {counted(reply.sites, 'site')}"
+            " (`medvault check --repair` when the network has room)",
             err=True,
         )
         sys.exit(EXIT_DEGRADED)
@@ -359,13 +360,15 @@ def get(
         with _output(output) as sink:
             written = client.download(sink, decrypt)
     if written != header.size:
-        raise click.ClickException(f"received {written} bytes, the record has {header.size}")
+        raise click.ClickException(
+            f"received {counted(written, 'byte')}, the record has {header.size}"
+        )
     if output is not None:
         emit({"record_id": rid.hex(), "size": written, "file": str(output)}, as_json, _quiet)
 
 
 def _quiet(reply: dict[str, Any]) -> None:
-    click.echo(f"wrote {reply['size']} bytes to {reply['file']}", err=True)
+    click.echo(f"wrote {counted(reply['size'], 'byte')} to {reply['file']}", err=True)
 
 
 def _decryptor(
@@ -612,9 +615,10 @@ def gc(*, older_than: str, data_dir: Path | None, as_json: bool) -> None:
     reply = call(_root(data_dir), commands.Gc(seconds), GcReply)
 
     def text(r: GcReply) -> None:
+        indices = counted(r.indices, "unfinished shard index", "unfinished shard indices")
         click.echo(
-            f"deleted {r.records} unrecorded uploads and {r.indices} unfinished shard"
-            f" indices, {r.bytes_freed} bytes freed"
+            f"deleted {counted(r.records, 'unrecorded upload')} and {indices},"
+            f" {counted(r.bytes_freed, 'byte')} freed"
         )
 
     emit(reply, as_json, text)

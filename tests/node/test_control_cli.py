@@ -403,3 +403,17 @@ def test_printable_escapes_only_what_a_terminal_would_act_on() -> None:
     assert printable("a\nb\r\t\x1b[31m\x00") == r"a\nb\r\t\x1b[31m\x00"
     assert printable("\u202eevil\x85\U000e0001") == r"\u202eevil\x85\U000e0001"
     assert printable("C:\\x1b") == r"C:\\x1b"  # a backslash cannot fake an escape
+
+
+async def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=5, served=1) as net:
+        source = tmp_path / "one.txt"
+        source.write_bytes(b"x")
+        record_id = (await net.ok(0, "put", str(source)))["record_id"]
+        got = await net.run(0, "get", record_id, "-o", str(tmp_path / "back.txt"))
+        assert got.exit_code == 0 and got.stderr.startswith("wrote 1 byte to "), got.output
+    (tmp_path / "alone").mkdir()
+    async with controlled(tmp_path / "alone", count=1, served=1) as net:
+        alone = await net.run(0, "put", str(source))
+        assert alone.exit_code == 1
+        assert "network too small: 1 node answered, a put needs 4" in alone.output
