@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nacl.signing
 
+from protocol.text import counted
 from storage.codec.crypt import KEY_SIZE, open_sealed_key, seal_key
 from storage.codec.decoder import RecordDecoder
 from storage.codec.encoder import RecordEncoder
@@ -54,14 +55,16 @@ class DemoReport:
         on_disk = "YES" if self.plaintext_on_disk else "no"
         return [
             "medvault codec demo (one node; the multi-node network demo comes with the daemon)",
-            f"  record   {self.record_id[:16]}...  {_mib(self.size)} in {self.segments}"
-            f" segments, k={self.k} n={self.n}",
-            f"  stored   {self.blocks_stored} encrypted shard blocks, {_mib(self.bytes_stored)};"
+            f"  record   {self.record_id[:16]}...  {_mib(self.size)} in"
+            f" {counted(self.segments, 'segment')}, k={self.k} n={self.n}",
+            f"  stored   {counted(self.blocks_stored, 'encrypted shard block')},"
+            f" {_mib(self.bytes_stored)};"
             f" plaintext marker on disk: {on_disk}",
             f"  damage   every segment lost shards {self.deleted} (deleted)"
             f" and {self.corrupted} (corrupted)",
             f"  read     {'intact' if self.intact else 'MISMATCH'} from the surviving"
-            f" {self.k} of {self.n} shards; {self.quarantined} corrupt blocks quarantined",
+            f" {self.k} of {self.n} shards; {counted(self.quarantined, 'corrupt block')}"
+            " quarantined",
             "  access   owner key opens it; another key is"
             f" {'refused' if self.other_key_refused else 'NOT refused'}",
             "OK" if self.ok else "FAILED",

@@ -92,6 +92,25 @@ def byte_size(text: str) -> int:
     return int(number) * _UNITS[unit]
 
 
+_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    r"""`text` safe for a terminal: non-printable characters (controls, ANSI escapes,
+    bidi overrides) as \n, \xNN, \uNNNN or \UNNNNNNNN and a backslash as two, so text
+    chosen by someone else can neither forge output lines nor drive the terminal."""
+    return "".join(char if char.isprintable() and char != "\\" else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def operator_errors(func: F) -> F:
     """Turn the errors an operator can fix into one line on stderr and exit 1."""
 

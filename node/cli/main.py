@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -60,7 +61,7 @@ def cli(*, data_dir: Path | None, as_json: bool) -> None:
     default=None,
     help="Keep the nodes' data directories (and demo.log) here instead of a temporary one.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 def demo(*, size: int, keep: Path | None, as_json: bool) -> None:
     """Run 7 nodes for 3 hospitals on 127.0.0.1: store, lose a hospital, read back, repair."""
     if size < 0:
@@ -91,7 +92,7 @@ def demo(*, size: int, keep: Path | None, as_json: bool) -> None:
     default=None,
     help="Keep the demo data in this directory instead of a temporary one.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 def codec_demo(
     *, size: int, k: int, n: int, segment_size: int, keep: Path | None, as_json: bool
 ) -> None:
@@ -171,24 +172,18 @@ def init(
     """
     if new_network == (network_key_file is not None):
         raise click.UsageError("give exactly one of --new-network or --network-key FILE")
-    try:
-        parse_host_port(listen)
-        if advertise is not None:
-            parse_host_port(advertise)
-        for peer in bootstrap:
-            PeerAddress.parse(peer)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    try:
-        storage = StorageConfig(
-            site=site,
-            k=k,
-            n=n,
-            happy=happy if happy is not None else max(k, n - k // 2),
-            quota_bytes=byte_size(quota),
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    addresses: list[tuple[str, str, Callable[[str], object]]] = [
+        ("--listen", listen, parse_host_port)
+    ]
+    if advertise is not None:
+        addresses.append(("--advertise", advertise, parse_host_port))
+    addresses += [("--bootstrap", peer, PeerAddress.parse) for peer in bootstrap]
+    for option, value, parse in addresses:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+    storage = _storage_config(site, k, n, happy, quota)
     if parse_host_port(listen)[0] in ("0.0.0.0", "::", "") and advertise is None:
         click.echo(
             f"warning: listening on {listen} without --advertise: peers cannot dial a wildcard"
@@ -235,9 +230,31 @@ def init(
         )
 
 
+def _storage_config(site: str, k: int, n: int, happy: int | None, quota: str) -> StorageConfig:
+    """init's [storage] settings; a bad value is a usage error naming its option."""
+    try:
+        quota_bytes = byte_size(quota)
+    except click.BadParameter as exc:
+        raise click.BadParameter(exc.message, param_hint="--quota") from None
+    try:
+        StorageConfig(k=k, n=n, happy=k)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=["--k", "--n"]) from None
+    try:
+        return StorageConfig(
+            site=site,
+            k=k,
+            n=n,
+            happy=happy if happy is not None else max(k, n - k // 2),
+            quota_bytes=quota_bytes,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--happy") from None
+
+
 @cli.command("id")
 @data_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@json_option
 @operator_errors
 def show_id(*, data_dir: Path | None, as_json: bool) -> None:
     """Show this node's public key, node id and peer address.

@@ -30,6 +30,7 @@ from node.config.gossip import GossipConfig
 from node.config.storage import StorageConfig
 from node.daemon import serve_node
 from node.records.errors import RecordError
+from protocol.text import counted
 from storage.codec.crypt import open_sealed_key
 from storage.codec.manifest import RecordMetadata
 
@@ -71,7 +72,8 @@ class NetworkDemoReport:
     def lines(self) -> list[str]:
         lost = [i for i, where in self.placement.items() if self.stopped_site in where]
         out = [
-            f"medvault demo: {self.nodes} nodes on 127.0.0.1 for {len(self.sites)} hospitals,"
+            f"medvault demo: {counted(self.nodes, 'node')} on 127.0.0.1 for"
+            f" {counted(len(self.sites), 'hospital')},"
             f" records coded k={self.k} of n={self.n}",
         ]
         for site, names in self.sites.items():
@@ -85,10 +87,11 @@ class NetworkDemoReport:
             f"read     on {self.read_on} as the patient (decrypted with the patient's key):"
             f" {'intact' if self.intact else 'NOT INTACT'} in {self.read_seconds:.2f}s",
             f"refused  a key without a grant: {'yes' if self.stranger_refused else 'NO'}",
-            f"repaired {len(self.repaired)} shard indices rebuilt onto surviving nodes:"
+            f"repaired {counted(len(self.repaired), 'shard index', 'shard indices')} rebuilt onto"
+            " surviving nodes:"
             f" {self.hosts_after} of {self.n} distinct hosts again",
-            f"scanned  {self.files_scanned} files the nodes wrote (stores, ledgers, logs):"
-            f" plaintext found in {self.plaintext_found or 'none'}",
+            f"scanned  {counted(self.files_scanned, 'file')} the nodes wrote (stores, ledgers,"
+            f" logs): plaintext found in {self.plaintext_found or 'none'}",
             "OK" if self.ok else "FAILED",
         ]
         return out

@@ -23,7 +23,14 @@ from typing import IO, Any, TypeVar
 import click
 import nacl.signing
 
-from node.cli.common import EXIT_DEGRADED, EXIT_UNREADABLE, common, open_data_dir
+from node.cli.common import (
+    EXIT_DEGRADED,
+    EXIT_UNREADABLE,
+    common,
+    json_option,
+    open_data_dir,
+    printable,
+)
 from node.config.datadir import DataDirError
 from node.config.keyfiles import KeyFileError, KeyKind, load_signing_key, write_secret
 from node.control.client import ControlClient, ControlFailed, call
@@ -46,6 +53,7 @@ from protocol.control.replies import (
     Written,
 )
 from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entry, sign_entry
+from protocol.text import counted
 from storage.codec.crypt import SegmentCipher, open_sealed_key
 from storage.codec.manifest import Manifest, RecordMetadata
 from storage.errors import StorageError
@@ -99,7 +107,12 @@ def expiry_ms(value: str | None) -> int:
         return 0
     match = DURATION.match(value)
     if match:
-        return int((time.time() + int(match[1]) * UNITS[match[2]]) * 1000)
+        seconds = int(match[1]) * UNITS[match[2]]
+        if seconds == 0:
+            raise click.BadParameter(
+                f"{value!r} would end the grant at once; give 1s or more", param_hint="--expires"
+            )
+        return int((time.time() + seconds) * 1000)
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -189,7 +202,7 @@ def keys() -> None:
     required=True,
     help="The key file to create (mode 0600; never overwritten).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def keys_new(*, output: Path, as_json: bool) -> None:
     """Create a person's key file (mode 0600) and print its public key."""
     seed = os.urandom(32)
@@ -206,7 +219,7 @@ def keys_new(*, output: Path, as_json: bool) -> None:
 
 @keys.command("show")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def keys_show(*, file: Path, as_json: bool) -> None:
     """Print the public key of a person's key file (the private part stays in the file)."""
     try:
@@ -260,6 +273,10 @@ def put(
     or so much on one site that losing it loses the record) says why on
     stderr and exits 3.
     """
+    if expires is not None and not grants:
+        raise click.UsageError(
+            "--expires applies to --grant (the owner's and the patient's grants never end)"
+        )
     request = commands.Put(
         content_type=content_type,
         filename=name if name is not None else ("" if str(file) == "-" else file.name),
@@ -278,9 +295,9 @@ def put(
     emit(reply, as_json, lambda r: click.echo(r.record_id.hex()))
     if reply.degraded:
         click.echo(
-            f"degraded: {'; '.join(reply.reasons)}; the record was stored on {reply.holders}"
-            f" nodes at {reply.sites} site(s) (`medvault check --repair` when the network has"
-            " room)",
+            f"degraded: {'; '.join(reply.reasons)}; the record was stored on"
+            f" {counted(reply.holders, 'node')} at {counted(reply.sites, 'site')}"
+            " (`medvault check --repair` when the network has room)",
             err=True,
         )
         sys.exit(EXIT_DEGRADED)
@@ -343,13 +360,15 @@ def get(
         with _output(output) as sink:
             written = client.download(sink, decrypt)
     if written != header.size:
-        raise click.ClickException(f"received {written} bytes, the record has {header.size}")
+        raise click.ClickException(
+            f"received {counted(written, 'byte')}, the record has {header.size}"
+        )
     if output is not None:
         emit({"record_id": rid.hex(), "size": written, "file": str(output)}, as_json, _quiet)
 
 
 def _quiet(reply: dict[str, Any]) -> None:
-    click.echo(f"wrote {reply['size']} bytes to {reply['file']}", err=True)
+    click.echo(f"wrote {counted(reply['size'], 'byte')} to {reply['file']}", err=True)
 
 
 def _decryptor(
@@ -421,9 +440,11 @@ def list_records(*, as_key: Path | None, data_dir: Path | None, as_json: bool) -
     def text(shown: dict[str, list[RecordRow]]) -> None:
         click.echo(f"{'RECORD':16}  {'NAME':24}  {'TYPE':24}  {'SIZE':>12}  {'CREATED':20}  GRANTS")
         for row in shown["records"]:
+            # Name and type are whatever the record's writer chose: escaped, then cut.
+            name = printable(row.filename or "?")[:24]
+            kind = printable(row.content_type or "?")[:24]
             click.echo(
-                f"{row.record_id.hex()[:16]}  {(row.filename or '?')[:24]:24}"
-                f"  {(row.content_type or '?')[:24]:24}  {row.size:>12}"
+                f"{row.record_id.hex()[:16]}  {name:24}  {kind:24}  {row.size:>12}"
                 f"  {when(row.created_at):20}  {len(row.grantees)}"
             )
 
@@ -517,7 +538,9 @@ def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool
 
 @click.command()
 @click.option("--record", "record_id", default=None, help="Only this record's entries.")
-@click.option("--tail", default=0, type=click.IntRange(min=0), help="Only the last N entries.")
+@click.option(
+    "--tail", default=None, type=click.IntRange(min=1), help="Only the last N entries (N >= 1)."
+)
 @click.option(
     "--resume-feed",
     is_flag=True,
@@ -527,7 +550,7 @@ def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool
 def ledger(
     *,
     record_id: str | None,
-    tail: int,
+    tail: int | None,
     resume_feed: bool,
     data_dir: Path | None,
     as_json: bool,
@@ -539,7 +562,7 @@ def ledger(
         return
     root = _root(data_dir)
     rid = record_id_of(root, record_id, "--record") if record_id else None
-    reply = call(root, commands.Ledger(rid, tail), LedgerReply)
+    reply = call(root, commands.Ledger(rid, tail or 0), LedgerReply)  # 0: every entry
     shown = {"entries": [describe_entry(row.raw, row.rejected) for row in reply.entries]}
 
     def text(r: dict[str, Any]) -> None:
@@ -592,9 +615,10 @@ def gc(*, older_than: str, data_dir: Path | None, as_json: bool) -> None:
     reply = call(_root(data_dir), commands.Gc(seconds), GcReply)
 
     def text(r: GcReply) -> None:
+        indices = counted(r.indices, "unfinished shard index", "unfinished shard indices")
         click.echo(
-            f"deleted {r.records} unrecorded uploads and {r.indices} unfinished shard"
-            f" indices, {r.bytes_freed} bytes freed"
+            f"deleted {counted(r.records, 'unrecorded upload')} and {indices},"
+            f" {counted(r.bytes_freed, 'byte')} freed"
         )
 
     emit(reply, as_json, text)

@@ -77,9 +77,15 @@ def load_config(path: Path) -> NodeConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     try:
-        return parse_config(raw)
+        config = parse_config(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    if "listen" not in raw.get("network", {}):  # an empty or truncated file, not the defaults
+        raise ConfigError(
+            f"{path}: network.listen is missing (the [network] section needs"
+            ' listen = "HOST:PORT"; `medvault init` writes it)'
+        )
+    return config
 
 
 MESSAGE_OVERHEAD = 64 * 1024  # room a shard message needs beside its blocks

@@ -192,11 +192,14 @@ class ControlOps:
         )
 
     async def peers(self, request: Peers) -> PeersReply:
+        """Every routing-table contact, each asked now (a cached answer would show a
+        node that just died as reachable)."""
         contacts = self.node.dht.routing.contacts()
         sites: dict[bytes, str | None] = {}
 
         async def ask(contact: Contact) -> None:
-            sites[contact.public_key] = await self.node.records.reach.site_of(contact)
+            reach = self.node.records.reach
+            sites[contact.public_key] = await reach.site_of(contact, fresh=True)
 
         async with trio.open_nursery() as nursery:
             for contact in contacts:

@@ -35,6 +35,7 @@ from protocol.records.health import RecordHealth
 from protocol.records.messages import DropShards, HoldingsFound
 from protocol.records.placement import add_holders
 from protocol.records.verdict import PutVerdict
+from protocol.text import counted
 from storage.codec.encoder import RecordEncoder, SegmentJob
 from storage.codec.erasure import BytesLike
 from storage.codec.manifest import Manifest
@@ -151,9 +152,10 @@ def refuse_unless_kept(
     if verdict.acceptable and not (require_full and verdict.degraded):
         return
     failures = "; ".join(f"{short(s.holder.public_key)}: {s.failure}" for s in senders if s.failure)
-    why = "; ".join(verdict.reasons) or f"{verdict.holders} distinct holders"
+    holders = counted(verdict.holders, "distinct holder")
+    why = "; ".join(verdict.reasons) or holders
     raise RecordError(
-        f"the put reached {verdict.holders} distinct holders on {verdict.sites} site(s), it"
+        f"the put reached {holders} on {counted(verdict.sites, 'site')}, it"
         f" needs {wanted}{' and no degradation' if require_full else ''} ({why});"
         " nothing was recorded" + (f" (holders that failed: {failures})" if failures else "")
     )

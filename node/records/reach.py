@@ -75,16 +75,22 @@ class Reach:
             if c.public_key in infos
         ]
 
-    async def info_of(self, contact: Contact) -> NodeInfo | None:
-        """A node's site and free space (cached), or None when it does not answer."""
+    async def info_of(self, contact: Contact, *, fresh: bool = False) -> NodeInfo | None:
+        """A node's site and free space (cached), or None when it does not answer.
+
+        `fresh` asks the node even when an answer is cached (and replaces it, or
+        forgets it when the node does not answer).
+        """
         cached = self._infos.get(contact.public_key)
-        if cached is not None and trio.current_time() - cached[1] < NODE_INFO_TTL:
+        if not fresh and cached is not None and trio.current_time() - cached[1] < NODE_INFO_TTL:
             return cached[0]
         try:
             info = await self.port.call(contact, GetNodeInfo(), self.dht.config.query_timeout)
         except RpcError:
-            return None
+            info = None
         if not isinstance(info, NodeInfo):
+            if fresh:
+                self.forget(contact.public_key)
             return None
         now = trio.current_time()
         self._infos[contact.public_key] = (info, now)
@@ -112,8 +118,9 @@ class Reach:
         now = trio.current_time()
         return sum(1 for seen in self._sites_seen.values() if now - seen < SITE_MEMORY)
 
-    async def site_of(self, contact: Contact) -> str | None:
-        info = await self.info_of(contact)
+    async def site_of(self, contact: Contact, *, fresh: bool = False) -> str | None:
+        """A node's site, or None when it does not answer (`fresh`: see info_of)."""
+        info = await self.info_of(contact, fresh=fresh)
         return None if info is None else info.site
 
     def forget(self, public_key: bytes) -> None:

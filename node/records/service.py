@@ -66,6 +66,7 @@ from protocol.records.messages import (
 )
 from protocol.records.placement import place
 from protocol.records.verdict import judge_put
+from protocol.text import counted
 from storage.codec.crypt import KEY_SIZE, SegmentCipher, check_recipient, open_sealed_key, seal_key
 from storage.codec.encoder import RecordEncoder
 from storage.codec.manifest import Manifest, RecordMetadata
@@ -166,7 +167,7 @@ class RecordService:
         if len(pool) < wanted:
             setting = "n, for --require-full" if require_full else "storage.happy"
             raise RecordError(
-                f"network too small: {len(pool)} nodes answered, a put needs {wanted}"
+                f"network too small: {counted(len(pool), 'node')} answered, a put needs {wanted}"
                 f" distinct holders ({setting})"
             )
         chosen = place(config.n, [r.candidate() for r in pool], need, k=config.k)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.records.health import RecordHealth, site_of
+from protocol.text import counted
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def judge_put(health: RecordHealth, *, happy: int) -> PutVerdict:
         reasons.append(f"{hosts} of {health.n} shards on distinct nodes")
     if not health.site_safe:
         reasons.append(
-            f"on {len(used)} site(s), losing one of them loses the record"
-            f" (the network has {health.network_sites} sites)"
+            f"on {counted(len(used), 'site')}, losing one of them loses the record"
+            f" (the network has {counted(health.network_sites, 'site')})"
         )
     return PutVerdict(hosts, len(used), hosts >= happy, bool(reasons), tuple(reasons))

@@ -50,3 +50,10 @@ def test_bad_parameters_give_one_clear_line() -> None:
     result = CliRunner().invoke(cli, ["codec-demo", "--size", "-3"])
     assert result.exit_code != 0
     assert "--size" in result.output
+
+
+def test_counts_of_one_are_singular() -> None:
+    result = CliRunner().invoke(cli, ["codec-demo", "--size", "5000", "-k", "2", "-n", "3"])
+    assert result.exit_code == 0, result.output
+    assert "in 1 segment, k=2" in result.output
+    assert "1 corrupt block quarantined" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -39,6 +40,17 @@ def bad_config(root: Path) -> str:
     return "config.toml: storage: need k <= happy <= n, got happy=60"
 
 
+def empty_config(root: Path) -> str:
+    (root / "config.toml").write_text("")
+    return "config.toml: network.listen is missing"
+
+
+def config_without_listen(root: Path) -> str:
+    config = root / "config.toml"
+    config.write_text(re.sub(r"(?m)^listen = .*$", "", config.read_text()))
+    return "config.toml: network.listen is missing"
+
+
 def open_key_file(root: Path) -> str:
     (root / "identity.key").chmod(0o644)
     return "chmod 600"
@@ -49,7 +61,10 @@ def unreadable_holdings(root: Path) -> str:
     return "not a usable holdings database"
 
 
-@pytest.mark.parametrize("harm", [bad_config, open_key_file, unreadable_holdings])
+@pytest.mark.parametrize(
+    "harm",
+    [bad_config, empty_config, config_without_listen, open_key_file, unreadable_holdings],
+)
 def test_a_node_that_cannot_start_says_why_in_one_line(tmp_path: Path, harm: object) -> None:
     root = initialised(tmp_path / "node")
     expected = harm(root)  # type: ignore[operator]

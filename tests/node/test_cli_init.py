@@ -66,6 +66,22 @@ def test_bad_values_are_refused_before_anything_is_written(
     assert not (tmp_path / "n").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--happy", "2"], "--happy"),
+        (["--bootstrap", "ab" * 32 + "@h:1", "--bootstrap", "nope"], "--bootstrap"),
+        (["--listen", "nohost"], "--listen"),
+        (["--advertise", "nohost"], "--advertise"),
+        (["--k", "5", "--n", "4"], "'--k' / '--n'"),
+        (["--quota", "lots"], "--quota"),
+    ],
+)
+def test_a_bad_value_names_its_option(tmp_path: Path, args: list[str], option: str) -> None:
+    code, _, err = init(tmp_path, *args)
+    assert code == 2 and f"Error: Invalid value for {option}: " in err, err
+
+
 def test_byte_sizes() -> None:
     assert [byte_size(s) for s in ["0", "1500", "64K", "500M", "2G", "1T", "3GiB"]] == [
         0, 1500, 64 * 1024, 500 * 1024**2, 2 * 1024**3, 1024**4, 3 * 1024**3,

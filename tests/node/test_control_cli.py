@@ -23,6 +23,7 @@ import trio
 import trio.testing
 from click.testing import CliRunner, Result
 
+from node.cli.common import printable
 from node.cli.main import cli
 from node.config.datadir import IDENTITY_FILE
 from node.config.keyfiles import KeyKind, write_secret
@@ -350,3 +351,69 @@ async def test_ls_names_records_ids_take_prefixes_and_writes_show_their_entry(
         assert unknown.exit_code == 1 and "unknown record" in unknown.output
         deleted = await net.ok(0, "delete", record_id[:10])
         assert deleted["type"] == "tombstone"
+
+
+async def test_peers_asks_every_contact_afresh(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=4, served=1) as net:
+        before = (await net.ok(0, "peers"))["peers"]
+        assert len(before) == 3 and all(p["reachable"] for p in before)
+        dead = net.cluster.nodes[3]
+        net.cluster.crash(dead)
+        after = {p["public_key"]: p["reachable"] for p in (await net.ok(0, "peers"))["peers"]}
+        # A node that just died shows unreachable, not what it said minutes ago.
+        assert after.pop(dead.public_key.hex()) is False
+        assert all(after.values())
+
+
+async def test_ledger_tail_takes_at_least_one_entry(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=5, served=1) as net:
+        source = tmp_path / "note.txt"
+        source.write_bytes(os.urandom(5_000))
+        _, patient = new_person(tmp_path, "patient")
+        await net.ok(0, "put", str(source), "--patient", patient)
+        everything = (await net.ok(0, "ledger"))["entries"]
+        assert len(everything) == 3  # record, the owner's grant, the patient's
+        assert (await net.ok(0, "ledger", "--tail", "1"))["entries"] == everything[-1:]
+        zero = await net.run(0, "ledger", "--tail", "0")
+        assert zero.exit_code == 2 and "Invalid value for '--tail'" in zero.output
+        assert "0 is not in the range x>=1" in zero.output
+
+
+async def test_ls_escapes_what_a_record_writer_chose(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=5, served=1) as net:
+        source = tmp_path / "note.txt"
+        source.write_bytes(os.urandom(5_000))
+        name = "a\nffffffffffffffff  forged\x1b[2J\u202e\\"
+        kind = "text/plain\r\x07"
+        put = await net.ok(0, "put", str(source), "--name", name, "--type", kind)
+        listed = await net.run(0, "ls")
+        assert listed.exit_code == 0, listed.output
+        _, row = listed.stdout.splitlines()  # no forged line
+        assert all(c.isprintable() for c in row), row
+        assert row[18:42] == r"a\nffffffffffffffff  for"  # escaped, then cut to the column
+        assert r"text/plain\r\x07" in row
+        # JSON stays exact.
+        (shown,) = (await net.ok(0, "ls"))["records"]
+        assert (shown["record_id"], shown["filename"]) == (put["record_id"], name)
+        assert shown["content_type"] == kind
+
+
+def test_printable_escapes_only_what_a_terminal_would_act_on() -> None:
+    assert printable("scan é 😀.pdf") == "scan é 😀.pdf"
+    assert printable("a\nb\r\t\x1b[31m\x00") == r"a\nb\r\t\x1b[31m\x00"
+    assert printable("\u202eevil\x85\U000e0001") == r"\u202eevil\x85\U000e0001"
+    assert printable("C:\\x1b") == r"C:\\x1b"  # a backslash cannot fake an escape
+
+
+async def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    async with controlled(tmp_path, count=5, served=1) as net:
+        source = tmp_path / "one.txt"
+        source.write_bytes(b"x")
+        record_id = (await net.ok(0, "put", str(source)))["record_id"]
+        got = await net.run(0, "get", record_id, "-o", str(tmp_path / "back.txt"))
+        assert got.exit_code == 0 and got.stderr.startswith("wrote 1 byte to "), got.output
+    (tmp_path / "alone").mkdir()
+    async with controlled(tmp_path / "alone", count=1, served=1) as net:
+        alone = await net.run(0, "put", str(source))
+        assert alone.exit_code == 1
+        assert "network too small: 1 node answered, a put needs 4" in alone.output

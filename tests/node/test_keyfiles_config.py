@@ -121,6 +121,11 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
     path.write_text("[limits]\nmax_handshakes = -1\n")
     with pytest.raises(ConfigError, match=f"{path}: limits.max_handshakes"):
         load_config(path)
+    # A file without the listen address is not taken for the defaults.
+    for text in ("", "[network]\n", '[storage]\nsite = "a"\n'):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=f"{path}: network.listen is missing"):
+            load_config(path)
 
 
 def test_data_dir_initialise_load_and_lock(tmp_path: Path) -> None:

@@ -57,3 +57,9 @@ def test_demo_text_says_what_it_showed(tmp_path: Path, restore_logging: None) ->
     assert lines[-1] == "OK"
     assert any(line.startswith("read ") and "intact" in line for line in lines)
     assert any(line.startswith("stopped  all of hospital-B") for line in lines)
+
+
+def test_json_before_the_verb_works_too(restore_logging: None) -> None:
+    result = CliRunner().invoke(cli, ["--json", "demo", "--size", "1000"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ok"] is True
