@@ -183,7 +183,7 @@ def peers(*, data_dir: Path | None, as_json: bool) -> None:
         if not r.peers:
             click.echo("no peers known yet (is a bootstrap peer reachable? see the log)")
         for peer in r.peers:
-            state = peer.site if peer.reachable else "unreachable"
+            state = printable(peer.site or "") if peer.reachable else "unreachable"
             click.echo(f"{peer.public_key.hex()}  {peer.address:21}  {state}")
 
     emit(reply, as_json, text)
@@ -676,7 +676,8 @@ def _print_row(row: CheckRow) -> None:
     click.echo(f"    sites: {_site_verdict(health)}")
     for node, indices in sorted(health.holders.items()):
         site = health.sites.get(node)
-        click.echo(f"    {node[:16]}  holds {list(indices)}" + (f"  (site {site})" if site else ""))
+        where = f"  (site {printable(site)})" if site else ""
+        click.echo(f"    {node[:16]}  holds {list(indices)}{where}")
     if row.repair_error is not None:
         click.echo(f"    repair failed: {row.repair_error}")
     if row.repair is not None:
@@ -708,7 +709,7 @@ def _site_verdict(health: HealthReport) -> str:
         return f"{spread}; survives the loss of any one"
     if health.site_safe:
         return f"{spread}; too few sites to survive the loss of one"
-    name = f"node {worst[:16]}" if worst in health.holders else worst
+    name = f"node {worst[:16]}" if worst in health.holders else printable(worst)
     return f"{spread}; losing {name} leaves {health.site_losses[worst]} of {health.k} shards needed"
 
 

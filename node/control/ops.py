@@ -81,6 +81,7 @@ from storage.errors import StorageError
 log = get_logger("control")
 T = TypeVar("T")
 DESCRIBE_AT_ONCE = 8  # records whose manifests ls fetches at the same time
+PEERS_ASKED_AT_ONCE = 16  # contacts `peers` asks for their site at the same time
 DESCRIBE_WAIT = 10.0  # seconds ls spends on names and types in all
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
     RecordError,
@@ -196,10 +197,12 @@ class ControlOps:
         node that just died as reachable)."""
         contacts = self.node.dht.routing.contacts()
         sites: dict[bytes, str | None] = {}
+        limiter = trio.CapacityLimiter(PEERS_ASKED_AT_ONCE)
 
         async def ask(contact: Contact) -> None:
-            reach = self.node.records.reach
-            sites[contact.public_key] = await reach.site_of(contact, fresh=True)
+            async with limiter:
+                reach = self.node.records.reach
+                sites[contact.public_key] = await reach.site_of(contact, fresh=True)
 
         async with trio.open_nursery() as nursery:
             for contact in contacts:
