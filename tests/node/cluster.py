@@ -84,6 +84,11 @@ class Cluster:
         self.scopes[self.nodes.index(node)].cancel()
 
 
+def holders_of(cluster: Cluster, record_id: bytes) -> list[Node]:
+    """The cluster's nodes holding a complete shard index of the record."""
+    return [n for n in cluster.nodes if n.shards.holdings.indices(record_id)[0]]
+
+
 async def read_all(node: Node, record_id: bytes) -> bytes:
     handle = await node.records.open(record_id)
     key = node.records.record_key(handle)

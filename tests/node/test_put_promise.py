@@ -18,7 +18,7 @@ from node.records.put import PutResult
 from node.sim.nodes import segments
 from protocol.records.messages import DropShards
 from storage.codec.manifest import RecordMetadata
-from tests.node.cluster import Cluster, read_all, small_config
+from tests.node.cluster import Cluster, holders_of, read_all, small_config
 
 SITES = ["a", "a", "b", "b", "c", "c", "d"]
 FULL = 1024  # bytes of quota: no record's shard fits
@@ -31,10 +31,6 @@ async def hospitals(tmp_path: Path, nursery: trio.Nursery, full_sites: set[str])
         config = small_config(quota_bytes=quota, transfer_batch_bytes=64 * 1024)
         await cluster.add(nursery, config, site=site)
     return cluster
-
-
-def holding(cluster: Cluster, record_id: bytes) -> list[Node]:
-    return [n for n in cluster.nodes if n.shards.holdings.indices(record_id)[0]]
 
 
 async def put(node: Node, data: bytes, require_full: bool = False) -> PutResult:
@@ -58,7 +54,7 @@ async def test_full_nodes_are_passed_over_and_the_put_reaches_n_holders(
                 segments(data, 64 * 1024), metadata=RecordMetadata(), size_hint=len(data)
             )
             assert result.verdict.holders == 5 and not result.verdict.degraded
-            assert not {"a"} & {n.shards.site for n in holding(cluster, result.record_id)}
+            assert not {"a"} & {n.shards.site for n in holders_of(cluster, result.record_id)}
             assert await read_all(writer, result.record_id) == data
         nursery.cancel_scope.cancel()
 
@@ -74,7 +70,7 @@ async def test_holders_that_refuse_mid_put_are_replaced(
             node.parts.store.capacity = node.parts.store.used_bytes
         data = os.urandom(400_000)
         result = await put(writer, data)
-        held = holding(cluster, result.record_id)
+        held = holders_of(cluster, result.record_id)
         assert len(held) == 5 and not {"a"} & {n.shards.site for n in held}
         assert await read_all(writer, result.record_id) == data
         nursery.cancel_scope.cancel()
@@ -133,7 +129,7 @@ async def test_only_the_uploader_may_drop_and_never_a_recorded_record(
         writer, member = cluster.nodes[6], cluster.nodes[5]
         result = await put(writer, os.urandom(50_000))
         record_id = result.record_id
-        holder = holding(cluster, record_id)[0]
+        holder = holders_of(cluster, record_id)[0]
         while record_id not in holder.ledger.state().records:  # gossip brought the entry
             await holder.ledger.changed()
         with pytest.raises(Exception, match="in the ledger"):

@@ -13,7 +13,7 @@ from node.sim.nodes import segments
 from protocol.ids import node_id
 from storage.codec.manifest import RecordMetadata
 from storage.store.memory import MemoryShardStore
-from tests.node.cluster import Cluster, read_all, small_config
+from tests.node.cluster import Cluster, holders_of, read_all, small_config
 
 DATA_SIZE = 200_000
 
@@ -24,10 +24,6 @@ async def put_record(cluster: Cluster, writer: Node, data: bytes) -> bytes:
         while result.record_id not in node.ledger.state().records:
             await node.ledger.changed()
     return result.record_id
-
-
-def holders_of(cluster: Cluster, record_id: bytes) -> list[Node]:
-    return [n for n in cluster.nodes if n.shards.holdings.indices(record_id)[0]]
 
 
 async def test_repair_restores_n_distinct_holders_after_two_die(

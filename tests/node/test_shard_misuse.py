@@ -10,15 +10,10 @@ from pathlib import Path
 
 import trio
 
-from node.assembly import Node
 from node.sim.nodes import segments
 from protocol.records.messages import DropShards, ShardsStored, StoreShards
 from storage.codec.manifest import RecordMetadata
-from tests.node.cluster import Cluster, read_all, small_config
-
-
-def holders(cluster: Cluster, record_id: bytes) -> list[Node]:
-    return [n for n in cluster.nodes if n.shards.holdings.indices(record_id)[0]]
+from tests.node.cluster import Cluster, holders_of, read_all, small_config
 
 
 async def test_a_fake_manifest_naming_a_victims_blocks_deletes_none_of_them(
@@ -30,7 +25,7 @@ async def test_a_fake_manifest_naming_a_victims_blocks_deletes_none_of_them(
         victim, attacker = cluster.nodes[0], cluster.nodes[5]
         data = os.urandom(150_000)
         result = await victim.records.put(segments(data, 64 * 1024), metadata=RecordMetadata())
-        targets = [n for n in holders(cluster, result.record_id) if n is not attacker]
+        targets = [n for n in holders_of(cluster, result.record_id) if n is not attacker]
         assert targets
         fake_id = os.urandom(32)
         for holder in targets:
@@ -99,7 +94,7 @@ async def test_an_index_completed_from_shared_blocks_keeps_them_when_the_other_r
         result = await owner.records.put(
             segments(os.urandom(150_000), 64 * 1024), metadata=RecordMetadata()
         )
-        holder = next(n for n in holders(cluster, result.record_id) if n is not other)
+        holder = next(n for n in holders_of(cluster, result.record_id) if n is not other)
         manifest = holder.shards.manifest(result.record_id)
         assert manifest is not None
         copy_id = os.urandom(32)
