@@ -1,0 +1,1 @@
+"""Who may be a member: certificates an authority signs for node keys."""
