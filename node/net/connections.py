@@ -27,9 +27,11 @@ from node.config.network import Limits
 from node.logs import RateLimitedLog, event, get_logger, short_key
 from node.net.channel import SecureChannel, open_client_channel, open_server_channel
 from node.net.errors import DialBackoff, PeerUnreachable
+from node.net.membership import Membership
 from node.net.peer import Handler, PeerConnection
 from node.net.transport import Transport
-from protocol.errors import HandshakeFailed
+from protocol.errors import HandshakeFailed, RemoteProtocolError
+from protocol.membership.certificate import CertificateError
 from protocol.net.dialing import Backoff, keep_new_connection
 from protocol.net.messages import Message
 
@@ -41,6 +43,7 @@ class ConnectionStats:
     accepted: int = 0
     dialed: int = 0
     handshake_failures: int = 0
+    refused_uncertified: int = 0  # authenticated, but no valid membership certificate
     refused_busy: int = 0
     refused_full: int = 0
     duplicates_closed: int = 0
@@ -58,6 +61,7 @@ class ConnectionManager:
         limits: Limits | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
         rng: Callable[[], float] = random.random,
+        membership: Membership | None = None,
     ) -> None:
         self.identity = identity
         self.public_key = bytes(identity.verify_key)
@@ -66,6 +70,7 @@ class ConnectionManager:
         self.handler = handler
         self.limits = limits or Limits()
         self.random_bytes = random_bytes
+        self.membership = membership  # None: no certificates asked (an open network)
         self.address: str | None = None
         self.stats = ConnectionStats()
         self._peers: dict[bytes, PeerConnection] = {}
@@ -177,7 +182,7 @@ class ConnectionManager:
         try:
             with trio.fail_after(self.limits.handshake_timeout):
                 stream = await self.transport.connect(peer.address)
-                return await open_client_channel(
+                channel = await open_client_channel(
                     stream,
                     network_key=self.network_key,
                     identity=self.identity,
@@ -185,10 +190,21 @@ class ConnectionManager:
                     ephemeral_seed=self.random_bytes(32),
                     max_message=self.limits.max_message_bytes,
                 )
-        except (OSError, HandshakeFailed, trio.TooSlowError) as exc:
+                if self.membership is not None:
+                    await self.membership.exchange(channel, dialer=True)
+                return channel
+        except (
+            OSError,
+            HandshakeFailed,
+            trio.TooSlowError,
+            CertificateError,
+            RemoteProtocolError,
+        ) as exc:
             if stream is not None:
                 await trio.aclose_forcefully(stream)
             reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
+            if isinstance(exc, CertificateError):
+                reason = f"no valid membership certificate: {reason}"
             raise PeerUnreachable(f"{peer.address}: {reason}") from None
 
     def _new_connection(self, channel: SecureChannel, *, outbound: bool) -> PeerConnection:
@@ -299,9 +315,11 @@ class ConnectionManager:
             log.exception("inbound hook failed")
 
     async def _accept_channel(self, stream: trio.abc.Stream) -> SecureChannel | None:
+        """The authenticated (and, in a certified network, admitted) channel, or None."""
+        channel: SecureChannel | None = None
         with trio.move_on_after(self.limits.handshake_timeout):
             try:
-                return await open_server_channel(
+                channel = await open_server_channel(
                     stream,
                     network_key=self.network_key,
                     identity=self.identity,
@@ -312,9 +330,27 @@ class ConnectionManager:
                 self.stats.handshake_failures += 1
                 event(log, logging.INFO, "handshake failed", reason=exc.reason)
                 return None
+            if self.membership is None:
+                return channel
+            try:
+                await self.membership.exchange(channel, dialer=False)
+            except (CertificateError, RemoteProtocolError) as exc:
+                await self._refuse_uncertified(channel, str(exc))
+                return None
+            return channel
+        if channel is not None:
+            await self._refuse_uncertified(channel, "no certificate within the handshake timeout")
+            return None
         self.stats.handshake_failures += 1
         event(log, logging.INFO, "handshake failed", reason="timed out")
         return None
+
+    async def _refuse_uncertified(self, channel: SecureChannel, why: str) -> None:
+        self.stats.refused_uncertified += 1
+        self._refusals.note(
+            "no valid membership certificate", peer=short_key(channel.remote_public_key), why=why
+        )
+        await channel.aclose()
 
     async def _close_idle(self) -> None:
         period = max(0.5, self.limits.idle_timeout / 4)

@@ -11,6 +11,7 @@ from node.config.addresses import PeerAddress, parse_host_port
 from node.config.network import Limits
 from node.net.connections import ConnectionManager
 from node.net.dispatch import Dispatcher, base_dispatcher
+from node.net.membership import Membership
 from node.net.transport import TcpTransport, Transport
 from node.sim.memory import MemoryNetwork
 from tests.protocol.keys import NETWORK, seed
@@ -35,13 +36,17 @@ async def start_node(
     network_key: bytes = NETWORK,
     limits: Limits | None = None,
     dispatcher: Dispatcher | None = None,
+    membership: Callable[[bytes], Membership] | None = None,
 ) -> ConnectionManager:
+    """`membership`: makes the node's Membership from its public key (None: open network)."""
+    identity = nacl.signing.SigningKey(seed(f"node {name}"))
     manager = ConnectionManager(
-        identity=nacl.signing.SigningKey(seed(f"node {name}")),
+        identity=identity,
         network_key=network_key,
         transport=transport,
         handler=dispatcher or base_dispatcher(),
         limits=limits,
+        membership=membership(bytes(identity.verify_key)) if membership else None,
     )
     await nursery.start(manager.serve)
     return manager

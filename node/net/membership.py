@@ -1,0 +1,71 @@
+"""Showing and checking membership certificates right after the secret handshake.
+
+The dialer sends its certificate as the first message on a new channel;
+the listener checks it and only then answers with its own, which the dialer
+checks: one round trip, and a dialer that is refused learns it at once (the
+channel closes instead of answering). A peer whose certificate does not
+decode, names another key, comes from no authority of this network, or is
+not current is refused before any request of it is handled. The certificates of admitted peers are
+kept: a peer's site is what its certificate says.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Collection
+
+from node.net.channel import SecureChannel
+from protocol.membership.certificate import Certificate, CertificateError, check, decode
+
+MAX_REMEMBERED = 65_536  # peers' certificates kept (least recently shown dropped first)
+
+
+class Membership:
+    def __init__(
+        self,
+        *,
+        own: Certificate,
+        authorities: Collection[bytes],
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.own = own
+        self.authorities = frozenset(authorities)
+        self.clock_ms = clock_ms
+        check(own, node_key=own.node_key, authorities=self.authorities, now_ms=clock_ms())
+        self._peers: collections.OrderedDict[bytes, Certificate] = collections.OrderedDict()
+
+    def certificate_of(self, public_key: bytes) -> Certificate | None:
+        """The certificate a peer showed (this node's own for its own key)."""
+        if public_key == self.own.node_key:
+            return self.own
+        return self._peers.get(public_key)
+
+    def site_of(self, public_key: bytes) -> str | None:
+        cert = self.certificate_of(public_key)
+        return None if cert is None else cert.site
+
+    async def exchange(self, channel: SecureChannel, *, dialer: bool) -> Certificate:
+        """Show ours, check theirs; CertificateError (or a channel error) if it fails."""
+        if dialer:
+            await channel.send(self.own.encode())
+        cert = await self._receive(channel)
+        if not dialer:
+            await channel.send(self.own.encode())
+        return cert
+
+    async def _receive(self, channel: SecureChannel) -> Certificate:
+        raw = await channel.receive()
+        if raw is None:
+            raise CertificateError("the peer left before showing its certificate")
+        cert = decode(raw)
+        check(
+            cert,
+            node_key=channel.remote_public_key,
+            authorities=self.authorities,
+            now_ms=self.clock_ms(),
+        )
+        self._peers[cert.node_key] = cert
+        self._peers.move_to_end(cert.node_key)
+        while len(self._peers) > MAX_REMEMBERED:
+            self._peers.popitem(last=False)
+        return cert

@@ -1,0 +1,114 @@
+"""Certificates shown right after the handshake: members connect, anyone else is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import trio
+import trio.testing
+from nacl.signing import SigningKey
+
+from node.net.errors import PeerUnreachable
+from node.net.membership import Membership
+from node.sim.memory import MemoryNetwork
+from protocol.membership.certificate import issue
+from protocol.net.messages import Ping, Pong
+from tests.node.nodes import address_of, start_node
+from tests.protocol.keys import signing_key
+
+AUTHORITY = signing_key("authority")
+ROGUE = signing_key("rogue authority")
+NOW_MS = 10_000
+
+
+def member(
+    site: str, authority: SigningKey = AUTHORITY, expires_at: int = 0
+) -> Callable[[bytes], Membership]:
+    """A node's Membership: certified by `authority`, trusting that authority, and
+    living at NOW_MS (an intruder's clock is set where its own certificate holds)."""
+
+    def make(public_key: bytes) -> Membership:
+        cert = issue(authority, public_key, site, issued_at=0, expires_at=expires_at)
+        return Membership(
+            own=cert,
+            authorities={bytes(authority.verify_key)},
+            clock_ms=lambda: 1 if expires_at else NOW_MS,
+        )
+
+    return make
+
+
+async def test_members_connect_and_learn_each_others_sites(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a", membership=member("hospital-a"))
+        b = await start_node(nursery, network.transport(), "b", membership=member("hospital-b"))
+        connection = await b.connect(address_of(a))
+        assert await connection.request(Ping(1), Pong) == Pong(1)
+        assert a.membership is not None and b.membership is not None
+        assert b.membership.site_of(a.public_key) == "hospital-a"
+        assert a.membership.site_of(b.public_key) == "hospital-b"
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("intruder", "why"),
+    [
+        (None, "left before showing"),  # a node with the network key but no certificate
+        (member("hospital-x", authority=ROGUE), "not signed by this network"),
+        (member("hospital-x", expires_at=NOW_MS), "expired"),
+    ],
+)
+async def test_a_node_without_a_valid_certificate_is_refused_both_ways(
+    autojump_clock: trio.abc.Clock,
+    caplog: pytest.LogCaptureFixture,
+    intruder: Callable[[bytes], Membership] | None,
+    why: str,
+) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        honest = await start_node(
+            nursery, network.transport(), "honest", membership=member("hospital-a")
+        )
+        other = await start_node(nursery, network.transport(), "x", membership=intruder)
+        for _ in range(3):  # it keeps trying: refused each time, logged once
+            if intruder is None:  # it shows nothing and is dropped
+                await other.connect(address_of(honest))
+            else:  # it learns at once that it was refused
+                with pytest.raises(PeerUnreachable, match="left before"):
+                    await other.connect(address_of(honest))
+            await trio.sleep(other.limits.backoff_max)
+        await trio.testing.wait_all_tasks_blocked()
+        assert honest.peers == [] and honest.stats.refused_uncertified == 3
+        refusals = [r for r in caplog.records if r.getMessage() == "refused"]
+        assert len(refusals) == 1
+        with pytest.raises(PeerUnreachable, match="membership certificate"):
+            await honest.connect(address_of(other))  # and the member will not dial it
+        assert honest.peers == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_certificate_for_another_key_is_refused(autojump_clock: trio.abc.Clock) -> None:
+    # A member replays someone else's (valid) certificate under its own key.
+    stolen = issue(AUTHORITY, b"v" * 32, "hospital-v", issued_at=0)
+
+    def replay(public_key: bytes) -> Membership:
+        membership = member("hospital-x")(public_key)
+        membership.own = stolen
+        return membership
+
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        honest = await start_node(
+            nursery, network.transport(), "honest", membership=member("hospital-a")
+        )
+        thief = await start_node(nursery, network.transport(), "thief", membership=replay)
+        with pytest.raises(PeerUnreachable, match="another key"):
+            await honest.connect(address_of(thief))
+        with pytest.raises(PeerUnreachable):
+            await thief.connect(address_of(honest))
+        assert honest.peers == [] and honest.stats.refused_uncertified == 1
+        nursery.cancel_scope.cancel()
