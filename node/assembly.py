@@ -24,6 +24,7 @@ from node.ledger.service import LedgerService
 from node.logs import event, get_logger
 from node.net.connections import ConnectionManager
 from node.net.dispatch import base_dispatcher
+from node.net.membership import Membership
 from node.net.rpc_port import ManagerPort, RpcPort, SelfRoutingPort
 from node.net.transport import Transport
 from node.records.repair import Repairer
@@ -57,6 +58,8 @@ class NodeParts:
     # Write this node's own ledger entries only once peers confirmed its feed
     # (the daemon: a restored ledger must not fork it). Tests start fresh.
     confirm_own_feed: bool = False
+    # This node's certificate and the network's authorities; None: an open network.
+    membership: Membership | None = None
 
 
 class Node:
@@ -74,6 +77,7 @@ class Node:
             limits=config.limits,
             random_bytes=parts.random_bytes,
             rng=parts.rng.random,
+            membership=parts.membership,
         )
         outbound = parts.port or ManagerPort(self.manager)
         self.port = SelfRoutingPort(outbound, public, self.dispatcher)
@@ -104,7 +108,7 @@ class Node:
         self.shards = ShardService(
             store=parts.store,
             holdings=parts.holdings,
-            site=config.storage.site or node_id(public).hex()[:16],
+            site=_own_site(parts),
             announce=self._announce,
             withdraw=self.dht.stop_providing,
             clock_ms=self.clock_ms,
@@ -120,6 +124,8 @@ class Node:
             random_bytes=parts.random_bytes,
             clock_ms=self.clock_ms,
         )
+        if parts.membership is not None:
+            self.records.reach.certified_site = parts.membership.site_of
         self.repairer = Repairer(self.records)
         self.upkeep = RecordUpkeep(
             repairer=self.repairer,
@@ -190,3 +196,10 @@ class Node:
                 ledger_entries=len(self.ledger.book),
             )
             task_status.started(self)
+
+
+def _own_site(parts: NodeParts) -> str:
+    """A certified node's site is its certificate's; else the configured one, else its id."""
+    if parts.membership is not None:
+        return parts.membership.own.site
+    return parts.config.storage.site or node_id(bytes(parts.identity.verify_key)).hex()[:16]

@@ -22,7 +22,7 @@ import trio
 
 from node.assembly import Node, NodeParts
 from node.config.addresses import PeerAddress
-from node.config.datadir import DataDir
+from node.config.datadir import DataDir, DataDirError
 from node.config.settings import NodeConfig
 from node.control.address import control_path
 from node.control.ops import ControlOps
@@ -32,9 +32,11 @@ from node.dht.service import DhtService
 from node.logs import event, get_logger, short_key
 from node.net.connections import ConnectionManager
 from node.net.errors import RpcError
+from node.net.membership import Membership
 from node.net.transport import TcpTransport
 from protocol.dht.contact import Contact
 from protocol.ids import node_id
+from protocol.membership.certificate import CertificateError
 from protocol.net.messages import Ping, Pong
 from storage.store.disk import DiskShardStore
 from storage.store.holdings import Holdings
@@ -47,6 +49,35 @@ CONTROL_GRACE = 15.0  # seconds requests in flight get to end when the node is s
 
 LEDGER_FILE = "ledger.sqlite"
 HOLDINGS_FILE = "holdings.sqlite"
+
+
+def open_membership(data_dir: DataDir, config: NodeConfig, public: bytes) -> Membership | None:
+    """This node's certificate checked against the network's authorities (None: an open
+    network); DataDirError, naming what to do, when the node may not join."""
+    authorities = config.network.authorities
+    if not authorities:
+        return None
+    path = data_dir.certificate_path
+    cert = data_dir.certificate()
+    if cert is None:
+        raise DataDirError(
+            f"this network admits only certified nodes and {path} is missing: give an admin"
+            " this node's key (`medvault id`), who runs `medvault admit KEY --site SITE`;"
+            " then `medvault certificate install FILE`"
+        )
+    if cert.node_key != public:
+        raise DataDirError(f"{path} is the certificate of another key")
+    if config.storage.site and config.storage.site != cert.site:
+        raise DataDirError(
+            f"storage.site is {config.storage.site!r} but the certificate says {cert.site!r}"
+            " (a certified node's site is its certificate's: remove storage.site)"
+        )
+    try:
+        return Membership(
+            own=cert, authorities=authorities, clock_ms=lambda: int(time.time() * 1000)
+        )
+    except CertificateError as exc:
+        raise DataDirError(f"{path}: {exc}") from None
 
 
 async def serve_node(
@@ -70,6 +101,7 @@ async def serve_node(
     identity = data_dir.identity()
     network_key = data_dir.network_key()
     public = bytes(identity.verify_key)
+    membership = open_membership(data_dir, config, public)
     store = DiskShardStore(data_dir.root, config.storage.quota_bytes or None)
     transport = TcpTransport(config.listen)
     await transport.bind()
@@ -96,6 +128,7 @@ async def serve_node(
                     wall_clock=time.time,
                     rng=random.SystemRandom(),
                     confirm_own_feed=not trust_local_ledger,
+                    membership=membership,
                 )
             )
             stopping = stop if stop is not None else trio.Event()

@@ -7,14 +7,17 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import nacl.signing
 import trio
 
 from node import logs
-from node.cli import verbs
+from node.cli import membership, verbs
 from node.cli.codec_demo import run_codec_demo
 from node.cli.common import (
     DATA_DIR_HELP,
@@ -24,17 +27,21 @@ from node.cli.common import (
     open_data_dir,
     operator_errors,
     print_report,
+    printable,
     reader_went_away,
 )
 from node.cli.network_demo import run_network_demo
+from node.cli.verbs import hex_bytes
 from node.config.addresses import PeerAddress, parse_host_port
-from node.config.keyfiles import KeyKind, read_secret
+from node.config.datadir import AUTHORITY_FILE, DataDir
+from node.config.keyfiles import KeyKind, create_signing_key, read_secret
 from node.config.storage import StorageConfig
 from node.control.client import DaemonNotRunning, call
 from node.daemon import run_until_signalled
 from protocol.control import commands
 from protocol.control.replies import StatusReply
 from protocol.ids import node_id
+from protocol.membership.certificate import Certificate, issue
 from protocol.records.messages import MAX_SITE_LENGTH
 from storage.codec.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE
 from storage.errors import StorageError
@@ -149,6 +156,26 @@ def codec_demo(
     show_default=True,
     help="Shard space this node offers (500G; 0: the disk).",
 )
+@click.option(
+    "--authority-key",
+    "authority_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --new-network: where to write the network's authority key (default:"
+    " authority.key in the data directory; move it offline).",
+)
+@click.option(
+    "--open-network",
+    is_flag=True,
+    help="With --new-network: no membership certificates (anyone with the network key"
+    " is a member; for development).",
+)
+@click.option(
+    "--authority",
+    "authorities",
+    multiple=True,
+    help="Joining: the network's authority public key (hex; repeatable).",
+)
 @json_option
 @operator_errors
 def init(
@@ -165,13 +192,65 @@ def init(
     n: int,
     happy: int | None,
     quota: str,
+    authority_file: Path | None,
+    open_network: bool,
+    authorities: tuple[str, ...],
 ) -> None:
     """Create a node: identity key, network key and config.toml.
 
-    One of --new-network (the first hospital) or --network-key FILE (joining).
+    One of --new-network (the first hospital: also the network's authority key and
+    this node's certificate) or --network-key FILE with --authority KEY (joining; then
+    an admin's `medvault admit` and `medvault certificate install`).
     """
     if new_network == (network_key_file is not None):
         raise click.UsageError("give exactly one of --new-network or --network-key FILE")
+    if not new_network and (open_network or authority_file is not None):
+        raise click.UsageError("--open-network and --authority-key go with --new-network")
+    if new_network and authorities:
+        raise click.UsageError("--authority is for joining; a new network makes its own")
+    trusted = tuple(hex_bytes(key, "--authority") for key in authorities)
+    _check_addresses(listen, advertise, bootstrap)
+    storage = _storage_config(site, k, n, happy, quota)
+    network_key = (
+        os.urandom(32)
+        if network_key_file is None
+        else read_secret(network_key_file, KeyKind.NETWORK)
+    )
+    target = open_data_dir(data_dir)
+    if len(site) > MAX_SITE_LENGTH:
+        raise click.BadParameter(f"at most {MAX_SITE_LENGTH} characters", param_hint="--site")
+    authority_seed = os.urandom(32) if new_network and not open_network else None
+    authority_path = authority_file or target.root / AUTHORITY_FILE
+    if authority_seed is not None:
+        trusted = (bytes(nacl.signing.SigningKey(authority_seed).verify_key),)
+        if authority_file is not None and authority_file.exists():  # (in a new data dir
+            raise click.UsageError(f"{authority_file} already exists")  # it cannot be)
+    identity = target.initialize(
+        network_key=network_key,
+        listen=listen,
+        bootstrap=list(bootstrap),
+        random_bytes=os.urandom,
+        storage=storage,
+        advertise=advertise,
+        authorities=trusted,
+    )
+    public = bytes(identity.verify_key)
+    cert = None
+    if authority_seed is not None:
+        authority = create_signing_key(authority_path, KeyKind.AUTHORITY, authority_seed)
+        own_site = site or f"node-{node_id(public).hex()[:8]}"
+        cert = issue(authority, public, own_site, issued_at=int(time.time() * 1000))
+        target.install_certificate(cert)
+    made = InitReport(target, public, new_network, trusted, cert, authority_path, site)
+    if as_json:
+        click.echo(json.dumps(made.as_dict()))
+    else:
+        made.print()
+
+
+def _check_addresses(listen: str, advertise: str | None, bootstrap: tuple[str, ...]) -> None:
+    """Each address parses (a usage error naming its option), and a wildcard listen
+    without --advertise is warned about."""
     addresses: list[tuple[str, str, Callable[[str], object]]] = [
         ("--listen", listen, parse_host_port)
     ]
@@ -183,7 +262,6 @@ def init(
             parse(value)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint=option) from None
-    storage = _storage_config(site, k, n, happy, quota)
     if parse_host_port(listen)[0] in ("0.0.0.0", "::", "") and advertise is None:
         click.echo(
             f"warning: listening on {listen} without --advertise: peers cannot dial a wildcard"
@@ -191,43 +269,55 @@ def init(
             " HOST:PORT before starting it",
             err=True,
         )
-    network_key = (
-        os.urandom(32)
-        if network_key_file is None
-        else read_secret(network_key_file, KeyKind.NETWORK)
-    )
-    target = open_data_dir(data_dir)
-    if len(site) > MAX_SITE_LENGTH:
-        raise click.BadParameter(f"at most {MAX_SITE_LENGTH} characters", param_hint="--site")
-    identity = target.initialize(
-        network_key=network_key,
-        listen=listen,
-        bootstrap=list(bootstrap),
-        random_bytes=os.urandom,
-        storage=storage,
-        advertise=advertise,
-    )
-    public = bytes(identity.verify_key)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "data_dir": str(target.root),
-                    "public_key": public.hex(),
-                    "node_id": node_id(public).hex(),
-                    "network_key": str(target.network_key_path),
-                    "new_network": new_network,
-                }
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What `init` made, for the operator."""
+
+    target: DataDir
+    public: bytes
+    new_network: bool
+    trusted: tuple[bytes, ...]
+    cert: Certificate | None
+    authority_path: Path
+    site: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "data_dir": str(self.target.root),
+            "public_key": self.public.hex(),
+            "node_id": node_id(self.public).hex(),
+            "network_key": str(self.target.network_key_path),
+            "new_network": self.new_network,
+            "authorities": [key.hex() for key in self.trusted],
+            "authority_key": str(self.authority_path) if self.cert is not None else None,
+            "site": self.cert.site if self.cert is not None else self.site,
+        }
+
+    def print(self) -> None:
+        click.echo(f"initialised {self.target.root}")
+        click.echo(f"  public key  {self.public.hex()}")
+        click.echo(f"  node id     {node_id(self.public).hex()}")
+        if self.new_network:
+            click.echo(
+                f"  network key {self.target.network_key_path} (give a copy, securely, to each"
+                " hospital)"
             )
-        )
-        return
-    click.echo(f"initialised {target.root}")
-    click.echo(f"  public key  {public.hex()}")
-    click.echo(f"  node id     {node_id(public).hex()}")
-    if new_network:
-        click.echo(
-            f"  network key {target.network_key_path} (give a copy, securely, to each hospital)"
-        )
+        if self.cert is not None:
+            click.echo(f"  authority   {self.trusted[0].hex()} (give it to each hospital too)")
+            click.echo(
+                f"  authority key {self.authority_path}: it admits nodes (`medvault admit`);"
+                " move it offline"
+            )
+            click.echo(f"  certified at site {printable(self.cert.site)}")
+        elif self.trusted:
+            click.echo(
+                "  next: send the public key above to an admin (`medvault admit KEY --site S`),"
+                " then `medvault certificate install FILE`"
+            )
+        else:
+            click.echo("  an open network: no membership certificates are asked", err=True)
 
 
 def _storage_config(site: str, k: int, n: int, happy: int | None, quota: str) -> StorageConfig:
@@ -321,7 +411,7 @@ def run(
         trio.run(run_until_signalled, target, trust_local_ledger)
 
 
-for _command in verbs.COMMANDS:
+for _command in [*verbs.COMMANDS, *membership.COMMANDS]:
     cli.add_command(_command)
 
 

@@ -27,9 +27,11 @@ import trio
 from node.assembly import Node
 from node.config.datadir import DataDir
 from node.config.gossip import GossipConfig
+from node.config.keyfiles import KeyKind, create_signing_key
 from node.config.storage import StorageConfig
 from node.daemon import serve_node
 from node.records.errors import RecordError
+from protocol.membership.certificate import issue
 from protocol.text import counted
 from storage.codec.crypt import open_sealed_key
 from storage.codec.manifest import RecordMetadata
@@ -123,17 +125,25 @@ async def _start_nodes(
 ) -> tuple[list[Node], list[trio.CancelScope]]:
     nodes: list[Node] = []
     scopes: list[trio.CancelScope] = []
+    # The network's authority admits every node at its site (certificates are shown
+    # right after each handshake; sites come from them).
+    authority = create_signing_key(root / "authority.key", KeyKind.AUTHORITY, os.urandom(32))
     for index, site in enumerate(SITES):
         data_dir = DataDir(root / f"node{index}")
         bootstrap = [f"{nodes[0].public_key.hex()}@{nodes[0].contact.address}"] if nodes else []
         network_key = os.urandom(32) if not nodes else DataDir(root / "node0").network_key()
-        data_dir.initialize(
+        identity = data_dir.initialize(
             network_key=network_key,
             listen="127.0.0.1:0",
             bootstrap=bootstrap,
             random_bytes=os.urandom,
             storage=dataclasses.replace(storage, site=site),
             gossip=gossip,
+            authorities=(bytes(authority.verify_key),),
+        )
+        now = int(time.time() * 1000)
+        data_dir.install_certificate(
+            issue(authority, bytes(identity.verify_key), site, issued_at=now)
         )
         scope = trio.CancelScope()
         nodes.append(await nursery.start(_run_node, data_dir, scope))

@@ -27,10 +27,13 @@ from node.config.keyfiles import (
 from node.config.network import NetworkConfig
 from node.config.settings import CONFIG_FILE, NodeConfig, config_text, load_config
 from node.config.storage import StorageConfig
+from protocol.membership.certificate import Certificate, CertificateError, from_text
 
 ENV_HOME = "MEDVAULT_HOME"
 IDENTITY_FILE = "identity.key"
 NETWORK_KEY_FILE = "network.key"
+CERTIFICATE_FILE = "node.cert"
+AUTHORITY_FILE = "authority.key"  # written by `init --new-network`: move it offline
 LOCK_FILE = "lock"
 
 
@@ -68,6 +71,7 @@ class DataDir:
         storage: StorageConfig | None = None,
         gossip: GossipConfig | None = None,
         advertise: str | None = None,
+        authorities: tuple[bytes, ...] = (),
     ) -> nacl.signing.SigningKey:
         """Create the directory (0700), identity, network key and config."""
         if self.identity_path.exists():
@@ -81,6 +85,7 @@ class DataDir:
                 listen=listen,
                 advertise=advertise,
                 bootstrap=tuple(PeerAddress.parse(p) for p in bootstrap),
+                authorities=authorities,
             ),
             storage=storage or StorageConfig(),
             gossip=gossip or GossipConfig(),
@@ -105,6 +110,35 @@ class DataDir:
     def config(self) -> NodeConfig:
         self._require()
         return load_config(self.config_path)
+
+    @property
+    def certificate_path(self) -> Path:
+        return self.root / CERTIFICATE_FILE
+
+    def certificate(self) -> Certificate | None:
+        """This node's membership certificate, None when none is installed."""
+        self._require()
+        try:
+            text = self.certificate_path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataDirError(f"{self.certificate_path}: cannot read it ({exc})") from None
+        try:
+            return from_text(text)
+        except CertificateError as exc:
+            raise DataDirError(f"{self.certificate_path}: {exc}") from None
+
+    def install_certificate(self, cert: Certificate) -> None:
+        """Keep `cert` as this node's certificate (replacing an older one atomically)."""
+        self._require()
+        if cert.node_key != bytes(self.identity().verify_key):
+            raise DataDirError(
+                "the certificate is for key " + cert.node_key.hex()[:16] + "..., not this node's"
+            )
+        temporary = self.certificate_path.with_suffix(".tmp")
+        temporary.write_text(cert.text() + "\n", encoding="ascii")
+        os.replace(temporary, self.certificate_path)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

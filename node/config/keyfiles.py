@@ -23,6 +23,7 @@ class KeyKind(StrEnum):
     IDENTITY = "identity"
     NETWORK = "network-key"
     PERSON = "person"
+    AUTHORITY = "authority"  # a network's membership authority: signs certificates
 
 
 class KeyFileError(Exception):

@@ -39,6 +39,25 @@ def _show_peers(peers: tuple[PeerAddress, ...]) -> list[str]:
     return [str(peer) for peer in peers]
 
 
+def _keys(value: Any, where: str) -> tuple[bytes, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of public keys (64 hex digits each)")
+    keys = []
+    for index, item in enumerate(value):
+        try:
+            key = bytes.fromhex(item) if isinstance(item, str) else b""
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ConfigError(f"{where}[{index}]: expected a public key of 64 hex digits")
+        keys.append(key)
+    return tuple(keys)
+
+
+def _show_keys(keys: tuple[bytes, ...]) -> list[str]:
+    return [key.hex() for key in keys]
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     listen: str = setting(
@@ -58,6 +77,14 @@ class NetworkConfig:
         parse=_peers,
         show=_show_peers,
     )
+    authorities: tuple[bytes, ...] = setting(
+        (),
+        "Public keys (hex) of the network's membership authorities: a peer must show a"
+        " certificate one of them signed (`medvault admit`). Empty: an open network, where"
+        " anyone with the network key is a member.",
+        parse=_keys,
+        show=_show_keys,
+    )
 
 
 @dataclass(frozen=True)
@@ -65,7 +92,7 @@ class Limits:
     max_connections: int = setting(256, "Connections kept open at once.", low=1, high=100_000)
     max_handshakes: int = setting(32, "Handshakes allowed in progress at once.", low=1, high=10_000)
     max_handshakes_per_host: int = setting(
-        4,
+        16,
         "Handshakes allowed in progress at once from one source address (a hospital's"
         " nodes behind one NAT share it).",
         low=1,

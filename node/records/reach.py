@@ -15,6 +15,7 @@ spreads the record once the site is back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -47,6 +48,8 @@ class Reach:
         self.port = port
         self._infos: dict[bytes, tuple[NodeInfo, float]] = {}
         self._sites_seen: dict[str, float] = {}  # site (or lone node's key) -> last seen
+        # In a certified network a node's site is its certificate's, not what it says.
+        self.certified_site: Callable[[bytes], str | None] | None = None
 
     async def candidates(self, key: bytes, want: int) -> list[Reachable]:
         """Reachable nodes closest to `key` (this one included), closest first.
@@ -92,6 +95,10 @@ class Reach:
             if fresh:
                 self.forget(contact.public_key)
             return None
+        if self.certified_site is not None:  # what it says of its site is not believed
+            certified = self.certified_site(contact.public_key)
+            site = certified or f"uncertified-{contact.public_key.hex()[:16]}"
+            info = NodeInfo(site, info.free_bytes)
         now = trio.current_time()
         self._infos[contact.public_key] = (info, now)
         self._sites_seen[info.site or contact.public_key.hex()] = now

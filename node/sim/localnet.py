@@ -164,33 +164,66 @@ def configure(config: Path, settings: dict[str, dict[str, Any]]) -> None:
 
 
 class Network:
-    def __init__(self, root: Path, count: int, settings: dict[str, dict[str, Any]]) -> None:
+    """`count` daemons of one certified network: node 0 makes the network (its authority
+    key is `root/authority.key`), the others join and are admitted at their site
+    (`sites[i]`, default site-i)."""
+
+    def __init__(
+        self,
+        root: Path,
+        count: int,
+        settings: dict[str, dict[str, Any]],
+        sites: list[str] | None = None,
+    ) -> None:
         self.root = root
         self.settings = settings
+        self.sites = sites or [f"site-{i}" for i in range(count)]
         self.ports = free_ports(count)
         self.nodes: list[Daemon] = []
         self.keys: list[str] = []
+        self.authority_key = root / "authority.key"
+        self.authority = ""
         for index in range(count):
             self.nodes.append(Daemon(root / f"node{index}"))
             self.keys.append(self._init(index))
 
     def _init(self, index: int) -> str:
-        """Initialise node <index> (a new identity) at its port; returns its public key."""
-        joining = (
-            ["--new-network"]
-            if index == 0
-            else [
-                "--network-key",
-                str(self.root / "node0" / "network.key"),
-                "--bootstrap",
-                f"{self.keys[0]}@127.0.0.1:{self.ports[0]}",
-            ]
-        )
+        """Initialise node <index> (a new identity, admitted) at its port; its public key."""
         data_dir = self.nodes[index].data_dir
         listen = f"127.0.0.1:{self.ports[index]}"
-        medvault("init", "--data-dir", str(data_dir), "--listen", listen, *joining)
+        site = ["--site", self.sites[index]]
+        if index == 0 and not self.authority:
+            self.root.mkdir(parents=True, exist_ok=True)
+            made = medvault(
+                "init", "--data-dir", str(data_dir), "--listen", listen, *site,
+                "--new-network", "--authority-key", str(self.authority_key), "--json",
+            )  # fmt: skip
+            self.authority = json.loads(made.stdout)["authorities"][0]
+            shutil.copy2(data_dir / "network.key", self.root / "network.key")  # for joiners
+        else:
+            first = self.keys[0] if index else ""
+            joining = [
+                "--network-key",
+                str(self.root / "network.key"),
+                "--authority",
+                self.authority,
+                *(["--bootstrap", f"{first}@127.0.0.1:{self.ports[0]}"] if first else []),
+            ]
+            made = medvault("init", "--data-dir", str(data_dir), "--listen", listen, *site,
+                            *joining, "--json")  # fmt: skip
+            self.admit(index, json.loads(made.stdout)["public_key"])
         configure(data_dir / "config.toml", self.settings)
         return str(self.cli(index, "id")["public_key"])
+
+    def admit(self, index: int, public_key: str) -> None:
+        """The admin certifies node <index> at its site; the node installs it."""
+        cert = self.root / f"node{index}.cert"
+        cert.unlink(missing_ok=True)
+        medvault(
+            "admit", public_key, "--site", self.sites[index],
+            "--authority-key", str(self.authority_key), "-o", str(cert),
+        )  # fmt: skip
+        medvault("certificate", "install", str(cert), "--data-dir", str(self.nodes[index].data_dir))
 
     def replace(self, index: int) -> None:
         """A dead node's machine replaced: same address, empty disk, new identity."""

@@ -42,6 +42,14 @@ def test_damaged_blocks_are_found_and_rebuilt_and_any_node_checks_the_network(
     source = tmp_path / "scan.bin"
     source.write_bytes(os.urandom(3 * 2**20))  # three segments: three blocks per holder
     record_id = net.cli(0, "put", str(source))["record_id"]
+
+    def healthy() -> bool:
+        (report,) = net.cli(0, "check", record_id)["records"]  # with --verify: reads all
+        return bool(report["health"]["healthy"]) and not report["health"]["corrupt"]
+
+    # Whatever repair the put's aftermath starts is over before the disks go bad (a
+    # repair in flight could rewrite a deleted block and hide the damage from the scrub).
+    wait_until(healthy)
     holders = [i for i in range(1, 7) if block_files(net.nodes[i])][:2]
     assert len(holders) == 2  # n - k = 2 damaged holders: still readable
     first, second = (block_files(net.nodes[i]) for i in holders)
@@ -51,13 +59,9 @@ def test_damaged_blocks_are_found_and_rebuilt_and_any_node_checks_the_network(
     rotten[50] ^= 0xFF
     second[0].write_bytes(bytes(rotten))
 
-    def repaired() -> bool:
-        (report,) = net.cli(0, "check", record_id)["records"]  # with --verify: reads all
-        return bool(report["health"]["healthy"]) and not report["health"]["corrupt"]
-
     for index in holders:  # each holder's own scrub found its damage
         net.nodes[index].wait_for("damaged shard found", timeout=60)
-    wait_until(repaired)
+    wait_until(healthy)
     out = tmp_path / "back.bin"
     net.cli(0, "get", record_id, "-o", str(out))
     assert out.read_bytes() == source.read_bytes()

@@ -29,6 +29,7 @@ def test_daemons_join_save_their_tables_and_rejoin_alone(
         "--listen",
         f"127.0.0.1:{ports['a']}",
         "--new-network",
+        "--open-network",  # (membership is tested in test_transport_daemons)
     )
     a = Daemon(tmp_path / "a")
     daemons.append(a)

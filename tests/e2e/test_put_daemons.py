@@ -28,10 +28,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def hospitals(root: Path, daemons: list[Daemon], full: str) -> Network:
-    net = Network(root / "net", len(SITES), SETTINGS)
+    net = Network(root / "net", len(SITES), SETTINGS, sites=SITES)
     for node, site in zip(net.nodes, SITES, strict=True):
         quota = 4096 if site == full else 0  # room for nothing
-        configure(node.data_dir / "config.toml", {"storage": {"site": site, "quota_bytes": quota}})
+        configure(node.data_dir / "config.toml", {"storage": {"quota_bytes": quota}})
     daemons.extend(net.nodes)
     net.start_all()
     net.wait_complete(60)

@@ -29,7 +29,16 @@ def test_two_daemons_handshake_and_exchange_rpcs(tmp_path: Path, daemons: list[D
     assert a_address.startswith("127.0.0.1:")
 
     peer = f"{a_info['public_key']}@{a_address}"
-    init(tmp_path / "b", "--network-key", str(tmp_path / "a" / "network.key"), "--bootstrap", peer)
+    authority = DataDir(tmp_path / "a").config().network.authorities[0].hex()
+    network_key = str(tmp_path / "a" / "network.key")
+    b_info = init(
+        tmp_path / "b", "--network-key", network_key, "--authority", authority,
+        "--bootstrap", peer,
+    )  # fmt: skip
+    admitted = tmp_path / "b.cert"
+    medvault("admit", b_info["public_key"], "--site", "b", "--data-dir", str(tmp_path / "a"),
+             "-o", str(admitted))  # fmt: skip
+    medvault("certificate", "install", str(admitted), "--data-dir", str(tmp_path / "b"))
     b = Daemon(tmp_path / "b")
     daemons.append(b)
     b.start()
@@ -46,16 +55,28 @@ def test_two_daemons_handshake_and_exchange_rpcs(tmp_path: Path, daemons: list[D
     assert c.wait_for("bootstrap peer unreachable")
     assert a.wait_for("handshake failed")
 
-    assert [d.stop() for d in (c, b, a)] == [0, 0, 0]
-    for daemon in (a, b, c):
+    # A member of the network key without a certificate (its config trusts no authority,
+    # so it starts) is refused after the handshake; it gets no answer to anything.
+    init(tmp_path / "d", "--network-key", network_key, "--bootstrap", peer)
+    d = Daemon(tmp_path / "d")
+    daemons.append(d)
+    d.start()
+    assert d.wait_for("bootstrap peer unreachable")
+    refused = a.wait_for("refused")
+    assert refused["reason"] == "no valid membership certificate"
+    assert refused["peer"] == d.wait_for("starting")["public_key"][:16]
+
+    assert [x.stop() for x in (d, c, b, a)] == [0, 0, 0, 0]
+    for daemon in (a, b, c, d):
         assert daemon.events[-1]["event"] == "stopped"
 
     # No secret appears in any log line.
     secrets = []
-    for name in ("a", "b", "c"):
+    for name in ("a", "b", "c", "d"):
         data = DataDir(tmp_path / name)
         secrets += [data.network_key().hex(), bytes(data.identity()).hex()]
-    logs = "".join(a.raw_lines + b.raw_lines + c.raw_lines)
+    secrets.append((tmp_path / "a" / "authority.key").read_text().split()[-1])
+    logs = "".join(a.raw_lines + b.raw_lines + c.raw_lines + d.raw_lines)
     assert not any(secret in logs for secret in secrets)
 
 

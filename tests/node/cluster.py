@@ -17,7 +17,9 @@ from node.config.dht import DhtConfig
 from node.config.gossip import GossipConfig
 from node.config.settings import NodeConfig
 from node.config.storage import StorageConfig
+from node.net.membership import Membership
 from node.sim.memory import MemoryNetwork
+from protocol.membership.certificate import issue
 from storage.store.holdings import Holdings
 from storage.store.memory import MemoryShardStore
 from tests.protocol.keys import NETWORK, seed
@@ -46,9 +48,25 @@ class Cluster:
     nodes: list[Node] = field(default_factory=list)
     scopes: list[trio.CancelScope] = field(default_factory=list)
 
-    async def add(self, nursery: trio.Nursery, config: NodeConfig, site: str = "") -> Node:
+    async def add(
+        self,
+        nursery: trio.Nursery,
+        config: NodeConfig,
+        site: str = "",
+        authority: nacl.signing.SigningKey | None = None,
+    ) -> Node:
+        """A node of the cluster; with `authority`, certified at `site` by it (and
+        trusting only it)."""
         index = len(self.nodes)
         identity = nacl.signing.SigningKey(seed(f"cluster node {index}"))
+        membership = None
+        if authority is not None:
+            public = bytes(identity.verify_key)
+            membership = Membership(
+                own=issue(authority, public, site or f"node-{index}", issued_at=0),
+                authorities={bytes(authority.verify_key)},
+                clock_ms=lambda: int(time.time() * 1000),
+            )
         config = dataclasses.replace(config, storage=dataclasses.replace(config.storage, site=site))
         parts = NodeParts(
             identity=identity,
@@ -61,6 +79,7 @@ class Cluster:
             random_bytes=os.urandom,
             wall_clock=time.time,
             rng=random.Random(index),
+            membership=membership,
         )
         node = Node(parts)
         bootstrap = [self.nodes[0].contact] if self.nodes else []

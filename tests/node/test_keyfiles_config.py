@@ -104,6 +104,9 @@ def test_defaults_and_values() -> None:
         ({"limits": {"call_timeout": "1"}}, "limits.call_timeout: expected a number"),
         ({"limits": {"call_timeout": True}}, "limits.call_timeout: expected a number"),
         ({"limits": 3}, r"\[limits\] must be a table"),
+        ({"network": {"authorities": "ab"}}, "network.authorities: expected a list"),
+        ({"network": {"authorities": ["ab"]}}, r"network.authorities\[0\]: expected a public"),
+        ({"network": {"authorities": [7]}}, r"network.authorities\[0\]: expected a public"),
     ],
 )
 def test_invalid_settings_name_the_key(raw: dict[str, object], message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -12,8 +13,11 @@ from nacl.signing import SigningKey
 from node.net.errors import PeerUnreachable
 from node.net.membership import Membership
 from node.sim.memory import MemoryNetwork
+from node.sim.nodes import segments
 from protocol.membership.certificate import issue
 from protocol.net.messages import Ping, Pong
+from storage.codec.manifest import RecordMetadata
+from tests.node.cluster import Cluster, small_config
 from tests.node.nodes import address_of, start_node
 from tests.protocol.keys import signing_key
 
@@ -111,4 +115,35 @@ async def test_a_certificate_for_another_key_is_refused(autojump_clock: trio.abc
         with pytest.raises(PeerUnreachable):
             await thief.connect(address_of(honest))
         assert honest.peers == [] and honest.stats.refused_uncertified == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_members_site_is_its_certificates_not_what_it_says(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for site in ("a", "b", "b", "c"):
+            await cluster.add(nursery, small_config(), site=site, authority=AUTHORITY)
+        liar = await cluster.add(nursery, small_config(), site="a", authority=AUTHORITY)
+        liar.shards.site = "hospital-everywhere"  # what its NodeInfo now claims
+        honest = cluster.nodes[0]
+        info = await honest.records.reach.info_of(liar.contact)
+        assert info is not None and info.site == "a"
+        assert await honest.records.reach.refresh_sites() == 3
+        # Placement over certified sites: at most n - k = 2 indices on site a.
+        result = await honest.records.put(
+            segments(b"x" * 50_000, 64 * 1024), metadata=RecordMetadata()
+        )
+        on_a = [
+            i
+            for i, node in result.holders.items()
+            if node
+            in {
+                n.public_key
+                for n in cluster.nodes
+                if n.parts.membership is not None and n.parts.membership.own.site == "a"
+            }
+        ]
+        assert len(on_a) <= 2 and not result.verdict.degraded
         nursery.cancel_scope.cancel()

@@ -1,0 +1,149 @@
+"""Membership through the command: a new network certifies its first node, an admin admits
+the others, and a node without a valid certificate, or a site other than its
+certificate's, will not start (one line naming what to do)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tomllib
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from node.cli.main import cli
+from node.config.datadir import DataDir
+from node.daemon import open_membership
+from protocol.membership.certificate import from_text
+
+
+def medvault(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def new_network(tmp_path: Path) -> dict[str, object]:
+    made = medvault(
+        "init", "--data-dir", str(tmp_path / "a"), "--new-network", "--site", "hospital-a",
+        "--json",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    return dict(json.loads(made.stdout))
+
+
+def join(tmp_path: Path, name: str, authority: str) -> str:
+    made = medvault(
+        "init", "--data-dir", str(tmp_path / name),
+        "--network-key", str(tmp_path / "a" / "network.key"), "--authority", authority,
+        "--json",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    return str(json.loads(made.stdout)["public_key"])
+
+
+def test_a_new_network_makes_its_authority_and_certifies_its_first_node(tmp_path: Path) -> None:
+    made = new_network(tmp_path)
+    authority_key = Path(str(made["authority_key"]))
+    assert authority_key == tmp_path / "a" / "authority.key"
+    assert stat.S_IMODE(authority_key.stat().st_mode) == 0o600
+    config = tomllib.loads((tmp_path / "a" / "config.toml").read_text())
+    assert config["network"]["authorities"] == made["authorities"]
+    data_dir = DataDir(tmp_path / "a")
+    cert = data_dir.certificate()
+    assert cert is not None and cert.site == "hospital-a"
+    assert cert.node_key.hex() == made["public_key"]
+    membership = open_membership(data_dir, data_dir.config(), cert.node_key)
+    assert membership is not None and membership.own == cert
+
+
+def test_an_admin_admits_a_joining_node_which_then_starts(tmp_path: Path) -> None:
+    made = new_network(tmp_path)
+    authorities = made["authorities"]
+    assert isinstance(authorities, list)
+    key = join(tmp_path, "b", authorities[0])
+    data_dir = DataDir(tmp_path / "b")
+    refused = medvault("run", "--data-dir", str(tmp_path / "b"))
+    assert refused.exit_code == 1
+    assert "admits only certified nodes" in refused.stderr
+    assert "medvault admit" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    cert_file = tmp_path / "b.cert"
+    admitted = medvault(
+        "admit", key, "--site", "hospital-b", "--expires", "365d",
+        "--data-dir", str(tmp_path / "a"), "-o", str(cert_file), "--json",
+    )  # fmt: skip
+    assert admitted.exit_code == 0, admitted.output
+    assert json.loads(admitted.stdout)["site"] == "hospital-b"
+    installed = medvault(
+        "certificate", "install", str(cert_file), "--data-dir", str(tmp_path / "b")
+    )
+    assert installed.exit_code == 0, installed.output
+    cert = data_dir.certificate()
+    assert cert is not None and cert.site == "hospital-b" and cert.expires_at > cert.issued_at
+    membership = open_membership(data_dir, data_dir.config(), bytes.fromhex(key))
+    assert membership is not None and membership.own.site == "hospital-b"
+    shown = medvault("certificate", "show", "--data-dir", str(tmp_path / "b"), "--json")
+    assert json.loads(shown.stdout)["node_key"] == key
+
+
+def test_certificates_of_another_network_or_key_are_refused(tmp_path: Path) -> None:
+    made = new_network(tmp_path)
+    authorities = made["authorities"]
+    assert isinstance(authorities, list)
+    key = join(tmp_path, "b", authorities[0])
+    other = medvault("authority", "new", "-o", str(tmp_path / "rogue.key"))
+    assert other.exit_code == 0, other.output
+    foreign = tmp_path / "foreign.cert"
+    medvault(
+        "admit", key, "--site", "x", "--authority-key", str(tmp_path / "rogue.key"),
+        "-o", str(foreign),
+    )  # fmt: skip
+    refused = medvault("certificate", "install", str(foreign), "--data-dir", str(tmp_path / "b"))
+    assert refused.exit_code == 1 and "not signed by an authority" in refused.stderr
+    someone_else = tmp_path / "a.cert"
+    medvault(
+        "admit", str(made["public_key"]), "--site", "x", "--data-dir", str(tmp_path / "a"),
+        "-o", str(someone_else),
+    )  # fmt: skip
+    refused = medvault(
+        "certificate", "install", str(someone_else), "--data-dir", str(tmp_path / "b")
+    )
+    assert refused.exit_code == 1 and "not this node's" in refused.stderr
+
+
+def test_a_configured_site_other_than_the_certificates_stops_the_start(tmp_path: Path) -> None:
+    new_network(tmp_path)
+    config = tmp_path / "a" / "config.toml"
+    config.write_text(config.read_text().replace('site = "hospital-a"', 'site = "hospital-z"'))
+    refused = medvault("run", "--data-dir", str(tmp_path / "a"))
+    assert refused.exit_code == 1 and "the certificate says 'hospital-a'" in refused.stderr
+
+
+def test_a_damaged_certificate_file_is_named(tmp_path: Path) -> None:
+    new_network(tmp_path)
+    path = tmp_path / "a" / "node.cert"
+    text = path.read_text()
+    path.write_text(text[:-12] + "AAAAAAAAAAA\n")
+    refused = medvault("run", "--data-dir", str(tmp_path / "a"))
+    assert refused.exit_code == 1 and str(path) in refused.stderr
+    assert from_text(text) is not None
+
+
+def test_admit_needs_an_authority_key_and_a_site(tmp_path: Path) -> None:
+    key = os.urandom(32).hex()
+    nothing = medvault("admit", key, "--site", "s", "--data-dir", str(tmp_path / "none"))
+    assert nothing.exit_code != 0
+    made = new_network(tmp_path)
+    bad_site = medvault("admit", key, "--site", "a\nb", "--data-dir", str(tmp_path / "a"))
+    assert bad_site.exit_code == 2 and "--site" in bad_site.stderr
+    assert made["new_network"] is True
+
+
+def test_an_open_network_asks_no_certificate(tmp_path: Path) -> None:
+    made = medvault(
+        "init", "--data-dir", str(tmp_path / "o"), "--new-network", "--open-network", "--json"
+    )
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["authorities"] == []
+    data_dir = DataDir(tmp_path / "o")
+    assert data_dir.certificate() is None
+    assert open_membership(data_dir, data_dir.config(), b"k" * 32) is None
