@@ -22,7 +22,7 @@ import trio
 
 from node.assembly import Node, NodeParts
 from node.config.addresses import PeerAddress
-from node.config.datadir import DataDir, DataDirError
+from node.config.datadir import AUTHORITY_FILE, DataDir, DataDirError
 from node.config.settings import NodeConfig
 from node.control.address import control_path
 from node.control.ops import ControlOps
@@ -44,6 +44,7 @@ from storage.store.ledger_db import LedgerDB, LedgerDBError
 
 log = get_logger("daemon")
 SAVE_PEERS_EVERY = 60.0
+EXPIRY_WARNING_MS = 30 * 86_400_000  # a certificate this close to its end is warned about
 CONTROL_GRACE = 15.0  # seconds requests in flight get to end when the node is stopped
 
 
@@ -78,6 +79,29 @@ def open_membership(data_dir: DataDir, config: NodeConfig, public: bytes) -> Mem
         )
     except CertificateError as exc:
         raise DataDirError(f"{path}: {exc}") from None
+
+
+def warn_about_membership(data_dir: DataDir, membership: Membership | None) -> None:
+    """The authority key admits anyone: on a running node it is one break-in away. A
+    certificate about to expire will soon cut this node off."""
+    if membership is not None and membership.own.expires_at:
+        left = membership.own.expires_at - int(time.time() * 1000)
+        if left < EXPIRY_WARNING_MS:
+            event(
+                log,
+                logging.WARNING,
+                "membership certificate expires soon",
+                days_left=round(left / 86_400_000, 1),
+                advice="ask an admin for another `medvault admit`",
+            )
+    if (data_dir.root / AUTHORITY_FILE).exists():
+        event(
+            log,
+            logging.WARNING,
+            "authority key on this node",
+            path=str(data_dir.root / AUTHORITY_FILE),
+            advice="move it to an offline machine; `medvault admit --authority-key FILE`",
+        )
 
 
 async def serve_node(
@@ -115,6 +139,7 @@ async def serve_node(
                 node_id=node_id(public).hex(),
                 public_key=public.hex(),
             )
+            warn_about_membership(data_dir, membership)
             node = Node(
                 NodeParts(
                     identity=identity,

@@ -29,8 +29,9 @@ def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
 
 
 class RateLimitedLog:
-    """An offence repeated a million times is logged once per `period` per reason,
-    with how many were not logged since: a flood must not flood the log too."""
+    """An offence repeated a million times is logged once per `period` per reason (and
+    per `who`, when given: one noisy peer does not mask another), with how many were
+    not logged since: a flood must not flood the log too."""
 
     MAX_REASONS = 256
 
@@ -50,17 +51,20 @@ class RateLimitedLog:
         self.clock = clock
         self._last: dict[str, tuple[float, int]] = {}  # reason -> (logged at, suppressed)
 
-    def note(self, reason: str, **fields: Any) -> bool:
+    def note(self, reason: str, who: str = "", **fields: Any) -> bool:
         """Log `reason` unless it was logged within the period; True when logged."""
         now = self.clock()
-        last = self._last.get(reason)
+        key = f"{reason}\0{who}"
+        last = self._last.get(key)
         if last is not None and now - last[0] < self.period:
-            self._last[reason] = (last[0], last[1] + 1)
+            self._last[key] = (last[0], last[1] + 1)
             return False
         if last is None and len(self._last) >= self.MAX_REASONS:
             self._last.clear()  # reasons seen long ago go; at worst a line more
         suppressed = last[1] if last is not None else 0
-        self._last[reason] = (now, 0)
+        self._last[key] = (now, 0)
+        if who:
+            fields = {"peer": who, **fields}
         event(self.logger, self.level, self.name, reason=reason, suppressed=suppressed, **fields)
         return True
 

@@ -18,6 +18,7 @@ from node.config.datadir import ENV_HOME, DataDir, DataDirError, default_data_di
 from node.config.fields import ConfigError
 from node.config.keyfiles import KeyFileError
 from node.control.client import ControlFailed, DaemonNotRunning
+from protocol.membership.certificate import CertificateError
 from storage.errors import StorageError
 from storage.store.ledger_db import LedgerDBError
 
@@ -32,6 +33,7 @@ OPERATOR_ERRORS = (
     ConfigError,
     StorageError,
     LedgerDBError,
+    CertificateError,
     OSError,
 )
 

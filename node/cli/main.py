@@ -33,7 +33,7 @@ from node.cli.common import (
 from node.cli.network_demo import run_network_demo
 from node.cli.verbs import hex_bytes
 from node.config.addresses import PeerAddress, parse_host_port
-from node.config.datadir import AUTHORITY_FILE, DataDir
+from node.config.datadir import AUTHORITY_FILE, DataDir, DataDirError
 from node.config.keyfiles import KeyKind, create_signing_key, read_secret
 from node.config.storage import StorageConfig
 from node.control.client import DaemonNotRunning, call
@@ -41,7 +41,7 @@ from node.daemon import run_until_signalled
 from protocol.control import commands
 from protocol.control.replies import StatusReply
 from protocol.ids import node_id
-from protocol.membership.certificate import Certificate, issue
+from protocol.membership.certificate import ISSUE_SKEW_MS, Certificate, issue
 from protocol.records.messages import MAX_SITE_LENGTH
 from storage.codec.encoder import DEFAULT_K, DEFAULT_N, DEFAULT_SEGMENT_SIZE
 from storage.errors import StorageError
@@ -217,14 +217,18 @@ def init(
         else read_secret(network_key_file, KeyKind.NETWORK)
     )
     target = open_data_dir(data_dir)
-    if len(site) > MAX_SITE_LENGTH:
-        raise click.BadParameter(f"at most {MAX_SITE_LENGTH} characters", param_hint="--site")
+    if len(site) > MAX_SITE_LENGTH or not site.isprintable():
+        raise click.BadParameter(
+            f"at most {MAX_SITE_LENGTH} printable characters", param_hint="--site"
+        )
+    if target.identity_path.exists():
+        raise DataDirError(f"{target.root} is already initialised")
     authority_seed = os.urandom(32) if new_network and not open_network else None
     authority_path = authority_file or target.root / AUTHORITY_FILE
     if authority_seed is not None:
         trusted = (bytes(nacl.signing.SigningKey(authority_seed).verify_key),)
-        if authority_file is not None and authority_file.exists():  # (in a new data dir
-            raise click.UsageError(f"{authority_file} already exists")  # it cannot be)
+        if authority_file is not None:  # written first: a bad path leaves nothing behind
+            create_signing_key(authority_file, KeyKind.AUTHORITY, authority_seed)
     identity = target.initialize(
         network_key=network_key,
         listen=listen,
@@ -237,9 +241,12 @@ def init(
     public = bytes(identity.verify_key)
     cert = None
     if authority_seed is not None:
-        authority = create_signing_key(authority_path, KeyKind.AUTHORITY, authority_seed)
+        authority = nacl.signing.SigningKey(authority_seed)
+        if authority_file is None:
+            create_signing_key(authority_path, KeyKind.AUTHORITY, authority_seed)
         own_site = site or f"node-{node_id(public).hex()[:8]}"
-        cert = issue(authority, public, own_site, issued_at=int(time.time() * 1000))
+        issued = int(time.time() * 1000) - ISSUE_SKEW_MS
+        cert = issue(authority, public, own_site, issued_at=issued)
         target.install_certificate(cert)
     made = InitReport(target, public, new_network, trusted, cert, authority_path, site)
     if as_json:

@@ -19,6 +19,7 @@ from node.cli.verbs import expiry_ms, hex_bytes
 from node.config.datadir import AUTHORITY_FILE, DataDirError
 from node.config.keyfiles import KeyKind, create_signing_key, load_signing_key
 from protocol.membership.certificate import (
+    ISSUE_SKEW_MS,
     MAX_SITE_LENGTH,
     Certificate,
     CertificateError,
@@ -75,7 +76,12 @@ def _authority(path: Path | None, data_dir: Path | None) -> nacl.signing.Signing
 @click.command()
 @click.argument("public_key")
 @click.option("--site", required=True, help="The node's hospital or building, as it will count.")
-@click.option("--expires", default=None, help="30d, 12h, or an ISO date/time (default: never).")
+@click.option(
+    "--expires",
+    default="365d",
+    show_default=True,
+    help="30d, 12h, an ISO date/time, or never (renew with another admit before then).",
+)
 @click.option(
     "--authority-key",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -104,11 +110,17 @@ def admit(
         raise click.BadParameter(f"1..{MAX_SITE_LENGTH} printable characters", param_hint="--site")
     authority = _authority(authority_key, data_dir)
     now = int(time.time() * 1000)
-    cert = issue(authority, node_key, site, issued_at=now, expires_at=expiry_ms(expires))
+    expires_at = 0 if expires == "never" else expiry_ms(expires)
+    if expires_at >= 2**63:
+        raise click.BadParameter("too far in the future", param_hint="--expires")
+    cert = issue(authority, node_key, site, issued_at=now - ISSUE_SKEW_MS, expires_at=expires_at)
     if output is not None:
-        if output.exists():
-            raise click.UsageError(f"{output} already exists")
-        output.write_text(cert.text() + "\n", encoding="ascii")
+        try:  # never through a symlink, never over a file
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            raise click.UsageError(f"{output} already exists") from None
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(cert.text() + "\n")
     _print(cert, as_json, output)
 
 
@@ -133,6 +145,8 @@ def certificate_install(*, file: Path, data_dir: Path | None, as_json: bool) -> 
     if authorities and cert.authority not in authorities:
         raise DataDirError(f"{file} is not signed by an authority in this node's config")
     target.install_certificate(cert)
+    if not cert.active(int(time.time() * 1000)):
+        click.echo("warning: this certificate is not current: peers will refuse it", err=True)
     _print(cert, as_json, target.certificate_path)
 
 

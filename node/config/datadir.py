@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,9 +137,23 @@ class DataDir:
             raise DataDirError(
                 "the certificate is for key " + cert.node_key.hex()[:16] + "..., not this node's"
             )
-        temporary = self.certificate_path.with_suffix(".tmp")
-        temporary.write_text(cert.text() + "\n", encoding="ascii")
-        os.replace(temporary, self.certificate_path)
+        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".node.cert.")
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(cert.text() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, self.certificate_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        directory = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -92,7 +92,7 @@ class Limits:
     max_connections: int = setting(256, "Connections kept open at once.", low=1, high=100_000)
     max_handshakes: int = setting(32, "Handshakes allowed in progress at once.", low=1, high=10_000)
     max_handshakes_per_host: int = setting(
-        16,
+        8,
         "Handshakes allowed in progress at once from one source address (a hospital's"
         " nodes behind one NAT share it).",
         low=1,

@@ -79,11 +79,15 @@ class SecureChannel:
             if len(self._sealed) > KEEP_SEALED:
                 self._sealed = bytearray()  # do not hold on to a rare huge message's buffer
 
-    async def receive(self) -> bytes | None:
+    async def receive(self, max_size: int | None = None) -> bytes | None:
         """The next message, or None once the peer said goodbye.
 
+        `max_size` caps this message only (checked at its length prefix, before it
+        is buffered): what a peer may send before it is admitted is small.
         Raises RemoteProtocolError (ConnectionLost for a cut stream) on bad input.
         """
+        if max_size is not None and not self._inbox:
+            self._frames.next_cap = max_size
         while not self._inbox:
             if self._reader.closed:
                 return None

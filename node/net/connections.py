@@ -36,6 +36,7 @@ from protocol.net.dialing import Backoff, keep_new_connection
 from protocol.net.messages import Message
 
 log = get_logger("connections")
+CERTIFICATE_RECHECK = 60.0  # seconds between checks that connected peers are still members
 
 
 @dataclass
@@ -278,7 +279,7 @@ class ConnectionManager:
     async def _serve_inbound(self, stream: trio.abc.Stream, host: str) -> None:
         if self._host_handshakes[host] >= self.limits.max_handshakes_per_host:
             self.stats.refused_busy += 1
-            self._refusals.note(f"too many handshakes in progress from {host or 'one host'}")
+            self._refusals.note("too many handshakes in progress from one host", who=host)
             return
         try:
             self._handshakes.acquire_nowait()
@@ -348,14 +349,24 @@ class ConnectionManager:
     async def _refuse_uncertified(self, channel: SecureChannel, why: str) -> None:
         self.stats.refused_uncertified += 1
         self._refusals.note(
-            "no valid membership certificate", peer=short_key(channel.remote_public_key), why=why
+            "no valid membership certificate", who=short_key(channel.remote_public_key), why=why
         )
         await channel.aclose()
 
     async def _close_idle(self) -> None:
-        period = max(0.5, self.limits.idle_timeout / 4)
+        """Close idle connections, and those whose peer's certificate stopped holding."""
+        period = min(CERTIFICATE_RECHECK, max(0.5, self.limits.idle_timeout / 4))
         while True:
             await trio.sleep(period)
+            if self.membership is not None:
+                for connection in self.peers:
+                    if not self.membership.current(connection.remote_public_key):
+                        self.stats.refused_uncertified += 1
+                        self._refusals.note(
+                            "membership certificate expired",
+                            who=short_key(connection.remote_public_key),
+                        )
+                        await connection.aclose()
             cutoff = trio.current_time() - self.limits.idle_timeout
             for connection in self.peers:
                 if connection.last_activity < cutoff and connection.pending_calls == 0:

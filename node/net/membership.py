@@ -15,7 +15,13 @@ import collections
 from collections.abc import Callable, Collection
 
 from node.net.channel import SecureChannel
-from protocol.membership.certificate import Certificate, CertificateError, check, decode
+from protocol.membership.certificate import (
+    MAX_ENCODED,
+    Certificate,
+    CertificateError,
+    check,
+    decode,
+)
 
 MAX_REMEMBERED = 65_536  # peers' certificates kept (least recently shown dropped first)
 
@@ -41,22 +47,32 @@ class Membership:
         return self._peers.get(public_key)
 
     def site_of(self, public_key: bytes) -> str | None:
+        """The site of a peer whose certificate is current (None otherwise)."""
         cert = self.certificate_of(public_key)
-        return None if cert is None else cert.site
+        return cert.site if cert is not None and cert.active(self.clock_ms()) else None
+
+    def current(self, public_key: bytes) -> bool:
+        """Whether the peer's certificate still holds (connections are re-checked)."""
+        cert = self._peers.get(public_key)
+        return cert is not None and cert.active(self.clock_ms())
 
     async def exchange(self, channel: SecureChannel, *, dialer: bool) -> Certificate:
         """Show ours, check theirs; CertificateError (or a channel error) if it fails."""
         if dialer:
             await channel.send(self.own.encode())
-        cert = await self._receive(channel)
+        cert = await self._receive(channel, dialer=dialer)
         if not dialer:
             await channel.send(self.own.encode())
         return cert
 
-    async def _receive(self, channel: SecureChannel) -> Certificate:
-        raw = await channel.receive()
+    async def _receive(self, channel: SecureChannel, *, dialer: bool) -> Certificate:
+        raw = await channel.receive(max_size=MAX_ENCODED)
         if raw is None:
-            raise CertificateError("the peer left before showing its certificate")
+            raise CertificateError(
+                "the peer refused this node (is this node's certificate current?)"
+                if dialer
+                else "the peer left before showing its certificate"
+            )
         cert = decode(raw)
         check(
             cert,

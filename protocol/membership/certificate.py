@@ -31,6 +31,9 @@ MAX_SITE_LENGTH = 64
 MAX_ENCODED = 512  # bytes: a certificate is ~200
 _SIGN_TAG = b"medvault membership certificate v1\x00"
 TEXT_PREFIX = "medvault-certificate-v1:"
+# An admin's offline machine may run ahead of the nodes' clocks: certificates are
+# issued valid from this long before the moment they are made.
+ISSUE_SKEW_MS = 3_600_000
 
 
 class CertificateError(Exception):

@@ -35,6 +35,9 @@ class FrameDecoder:
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE) -> None:
         self.max_size = max_size
+        # A one-shot, smaller cap for the next frame only (a certificate before
+        # admission): checked at its length prefix, before anything is buffered.
+        self.next_cap: int | None = None
         self._prefix = bytearray()
         self._length: int | None = None
         self._parts: list[memoryview] = []
@@ -63,9 +66,11 @@ class FrameDecoder:
                 self._prefix = bytearray()
                 if length == 0:
                     raise RemoteProtocolError("empty message frame")
-                if length > self.max_size:
+                cap = self.max_size if self.next_cap is None else self.next_cap
+                self.next_cap = None
+                if length > cap:
                     raise RemoteProtocolError(
-                        f"message of {length} bytes announced, over the {self.max_size}-byte cap"
+                        f"message of {length} bytes announced, over the {cap}-byte cap"
                     )
                 self._length = length
             piece = view[: self._length - self._have]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 import tomllib
 from pathlib import Path
 
@@ -147,3 +148,53 @@ def test_an_open_network_asks_no_certificate(tmp_path: Path) -> None:
     data_dir = DataDir(tmp_path / "o")
     assert data_dir.certificate() is None
     assert open_membership(data_dir, data_dir.config(), b"k" * 32) is None
+
+
+def test_a_bad_init_leaves_nothing_behind(tmp_path: Path) -> None:
+    bad_site = medvault(
+        "init", "--data-dir", str(tmp_path / "s"), "--new-network", "--site", "a\tb"
+    )
+    assert bad_site.exit_code == 2 and "--site" in bad_site.stderr
+    assert not (tmp_path / "s").exists()
+    nowhere = medvault(
+        "init", "--data-dir", str(tmp_path / "k"), "--new-network",
+        "--authority-key", str(tmp_path / "missing" / "a.key"),
+    )  # fmt: skip
+    assert nowhere.exit_code == 1 and len(nowhere.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "k").exists()
+    elsewhere = medvault(
+        "init", "--data-dir", str(tmp_path / "k"), "--new-network",
+        "--authority-key", str(tmp_path / "offline.key"), "--json",
+    )  # fmt: skip
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert (tmp_path / "offline.key").exists() and not (tmp_path / "k" / "authority.key").exists()
+    again = medvault("init", "--data-dir", str(tmp_path / "k"), "--new-network")
+    assert again.exit_code == 1 and "already initialised" in again.stderr
+
+
+def test_admit_defaults_to_a_year_tolerates_a_fast_admin_clock_and_never_follows_links(
+    tmp_path: Path,
+) -> None:
+    new_network(tmp_path)
+    key = os.urandom(32).hex()
+    made = medvault("admit", key, "--site", "s", "--data-dir", str(tmp_path / "a"), "--json")
+    cert = from_text(json.loads(made.stdout)["certificate"])
+    now = int(time.time() * 1000)
+    assert cert.issued_at <= now - 3_000_000  # valid for nodes up to an hour behind
+    assert 364 * 86_400_000 < cert.expires_at - now <= 365 * 86_400_000
+    forever = medvault(
+        "admit", key, "--site", "s", "--expires", "never", "--data-dir", str(tmp_path / "a"),
+        "--json",
+    )  # fmt: skip
+    assert json.loads(forever.stdout)["expires_at"] == 0
+    huge = medvault(
+        "admit", key, "--site", "s", "--expires", "999999999999999d",
+        "--data-dir", str(tmp_path / "a"),
+    )  # fmt: skip
+    assert huge.exit_code == 2 and "--expires" in huge.stderr
+    link = tmp_path / "link.cert"
+    link.symlink_to(tmp_path / "victim.txt")
+    refused = medvault(
+        "admit", key, "--site", "s", "--data-dir", str(tmp_path / "a"), "-o", str(link)
+    )
+    assert refused.exit_code != 0 and not (tmp_path / "victim.txt").exists()

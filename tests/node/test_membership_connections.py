@@ -10,16 +10,18 @@ import trio
 import trio.testing
 from nacl.signing import SigningKey
 
+from node.net.channel import open_client_channel
 from node.net.errors import PeerUnreachable
 from node.net.membership import Membership
 from node.sim.memory import MemoryNetwork
 from node.sim.nodes import segments
+from protocol.errors import RemoteProtocolError
 from protocol.membership.certificate import issue
 from protocol.net.messages import Ping, Pong
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, small_config
 from tests.node.nodes import address_of, start_node
-from tests.protocol.keys import signing_key
+from tests.protocol.keys import NETWORK, seed, signing_key
 
 AUTHORITY = signing_key("authority")
 ROGUE = signing_key("rogue authority")
@@ -82,7 +84,7 @@ async def test_a_node_without_a_valid_certificate_is_refused_both_ways(
             if intruder is None:  # it shows nothing and is dropped
                 await other.connect(address_of(honest))
             else:  # it learns at once that it was refused
-                with pytest.raises(PeerUnreachable, match="left before"):
+                with pytest.raises(PeerUnreachable, match="refused this node"):
                     await other.connect(address_of(honest))
             await trio.sleep(other.limits.backoff_max)
         await trio.testing.wait_all_tasks_blocked()
@@ -146,4 +148,69 @@ async def test_a_members_site_is_its_certificates_not_what_it_says(
             }
         ]
         assert len(on_a) <= 2 and not result.verdict.degraded
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_ends_when_the_peers_certificate_expires(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    now = [NOW_MS]
+
+    def clocked(site: str, expires_at: int = 0) -> Callable[[bytes], Membership]:
+        def make(public_key: bytes) -> Membership:
+            cert = issue(AUTHORITY, public_key, site, issued_at=0, expires_at=expires_at)
+            return Membership(
+                own=cert, authorities={bytes(AUTHORITY.verify_key)}, clock_ms=lambda: now[0]
+            )
+
+        return make
+
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        honest = await start_node(nursery, network.transport(), "honest", membership=clocked("a"))
+        leaving = await start_node(
+            nursery, network.transport(), "leaving", membership=clocked("b", NOW_MS + 3_600_000)
+        )
+        connection = await leaving.connect(address_of(honest))
+        assert honest.membership is not None
+        assert honest.membership.site_of(leaving.public_key) == "b"
+        now[0] += 2 * 3_600_000  # its certificate ran out; it keeps pinging
+        for nonce in range(3):
+            if connection.closed.is_set():
+                break
+            await connection.request(Ping(nonce), Pong)
+            await trio.sleep(20)
+        await trio.sleep(61)
+        assert honest.peers == [] and connection.closed.is_set()
+        assert honest.membership.site_of(leaving.public_key) is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_before_admission_a_peer_may_send_only_a_small_message(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A 4 MiB "certificate" is refused at its length prefix, not buffered for 10 s.
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        honest = await start_node(nursery, network.transport(), "honest", membership=member("a"))
+        assert honest.address is not None
+        stream = await network.transport().connect(honest.address)
+        channel = await open_client_channel(
+            stream,
+            network_key=NETWORK,
+            identity=signing_key("big sender"),
+            server_public=honest.public_key,
+            ephemeral_seed=seed("big eph"),
+        )
+        started = trio.current_time()
+        sealed = bytearray()
+        size = channel._writer.seal_into(sealed, (4 * 1024 * 1024).to_bytes(4, "big"))
+        await channel.stream.send_all(sealed[:size])  # a length prefix, then nothing
+        with pytest.raises(RemoteProtocolError):  # it is dropped: a goodbye, then the end
+            while True:
+                if await channel.receive() is None:
+                    raise RemoteProtocolError("goodbye")
+        await trio.testing.wait_all_tasks_blocked()
+        assert honest.stats.refused_uncertified == 1 and honest.peers == []
+        assert trio.current_time() - started < honest.limits.handshake_timeout
         nursery.cancel_scope.cancel()
