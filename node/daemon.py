@@ -75,7 +75,10 @@ def open_membership(data_dir: DataDir, config: NodeConfig, public: bytes) -> Mem
         )
     try:
         return Membership(
-            own=cert, authorities=authorities, clock_ms=lambda: int(time.time() * 1000)
+            own=cert,
+            authorities=authorities,
+            clock_ms=lambda: int(time.time() * 1000),
+            revoked=config.network.revoked,
         )
     except CertificateError as exc:
         raise DataDirError(f"{path}: {exc}") from None

@@ -85,6 +85,13 @@ class NetworkConfig:
         parse=_keys,
         show=_show_keys,
     )
+    revoked: tuple[bytes, ...] = setting(
+        (),
+        "Public keys (hex) of nodes no longer members: refused at connect and dropped"
+        " within a minute, whatever their certificates say (restart to apply).",
+        parse=_keys,
+        show=_show_keys,
+    )
 
 
 @dataclass(frozen=True)

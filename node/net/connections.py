@@ -363,7 +363,7 @@ class ConnectionManager:
                     if not self.membership.current(connection.remote_public_key):
                         self.stats.refused_uncertified += 1
                         self._refusals.note(
-                            "membership certificate expired",
+                            "no longer a member (certificate expired or revoked)",
                             who=short_key(connection.remote_public_key),
                         )
                         await connection.aclose()

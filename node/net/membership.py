@@ -33,9 +33,11 @@ class Membership:
         own: Certificate,
         authorities: Collection[bytes],
         clock_ms: Callable[[], int],
+        revoked: Collection[bytes] = (),
     ) -> None:
         self.own = own
         self.authorities = frozenset(authorities)
+        self.revoked = frozenset(revoked)  # node keys refused whatever they show
         self.clock_ms = clock_ms
         check(own, node_key=own.node_key, authorities=self.authorities, now_ms=clock_ms())
         self._peers: collections.OrderedDict[bytes, Certificate] = collections.OrderedDict()
@@ -48,13 +50,15 @@ class Membership:
 
     def site_of(self, public_key: bytes) -> str | None:
         """The site of a peer whose certificate is current (None otherwise)."""
+        if public_key != self.own.node_key and not self.current(public_key):
+            return None
         cert = self.certificate_of(public_key)
-        return cert.site if cert is not None and cert.active(self.clock_ms()) else None
+        return None if cert is None else cert.site
 
     def current(self, public_key: bytes) -> bool:
-        """Whether the peer's certificate still holds (connections are re-checked)."""
+        """Whether the peer is still a member (connections are re-checked)."""
         cert = self._peers.get(public_key)
-        return cert is not None and cert.active(self.clock_ms())
+        return cert is not None and cert.active(self.clock_ms()) and public_key not in self.revoked
 
     async def exchange(self, channel: SecureChannel, *, dialer: bool) -> Certificate:
         """Show ours, check theirs; CertificateError (or a channel error) if it fails."""
@@ -74,6 +78,8 @@ class Membership:
                 else "the peer left before showing its certificate"
             )
         cert = decode(raw)
+        if cert.node_key in self.revoked:
+            raise CertificateError("this node's membership was revoked")
         check(
             cert,
             node_key=channel.remote_public_key,

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from node.cli.main import cli
 from node.config.datadir import DataDir
 from node.daemon import open_membership
+from node.sim.localnet import configure
 from protocol.membership.certificate import from_text
 
 
@@ -198,3 +199,14 @@ def test_admit_defaults_to_a_year_tolerates_a_fast_admin_clock_and_never_follows
         "admit", key, "--site", "s", "--data-dir", str(tmp_path / "a"), "-o", str(link)
     )
     assert refused.exit_code != 0 and not (tmp_path / "victim.txt").exists()
+
+
+def test_revoked_keys_in_the_config_reach_the_membership(tmp_path: Path) -> None:
+    made = new_network(tmp_path)
+    gone = os.urandom(32)
+    configure(tmp_path / "a" / "config.toml", {"network": {"revoked": [gone.hex()]}})
+    data_dir = DataDir(tmp_path / "a")
+    membership = open_membership(
+        data_dir, data_dir.config(), bytes.fromhex(str(made["public_key"]))
+    )
+    assert membership is not None and membership.revoked == {gone}

@@ -214,3 +214,26 @@ async def test_before_admission_a_peer_may_send_only_a_small_message(
         assert honest.stats.refused_uncertified == 1 and honest.peers == []
         assert trio.current_time() - started < honest.limits.handshake_timeout
         nursery.cancel_scope.cancel()
+
+
+async def test_a_revoked_node_is_refused_and_dropped_whatever_its_certificate(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        honest = await start_node(nursery, network.transport(), "honest", membership=member("a"))
+        other = await start_node(nursery, network.transport(), "other", membership=member("c"))
+        revoked = await start_node(nursery, network.transport(), "gone", membership=member("b"))
+        connection = await revoked.connect(address_of(honest))
+        await other.connect(address_of(honest))
+        assert honest.membership is not None
+        honest.membership.revoked = frozenset({revoked.public_key})  # config, restarted
+        await trio.sleep(61)  # the next re-check drops it
+        assert connection.closed.is_set()
+        assert [p.remote_public_key for p in honest.peers] == [other.public_key]
+        assert honest.membership.site_of(revoked.public_key) is None
+        with pytest.raises(PeerUnreachable, match="refused this node"):
+            await revoked.connect(address_of(honest))
+        with pytest.raises(PeerUnreachable, match="revoked"):
+            await honest.connect(address_of(revoked))
+        nursery.cancel_scope.cancel()
