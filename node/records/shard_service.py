@@ -238,6 +238,20 @@ class ShardService:
             return BlocksFound(tuple(None for _ in message.wanted))
         return BlocksFound(await in_worker(self._read_blocks, manifest, message))
 
+    def _demote_on_read(self, record_id: bytes, index: int) -> None:
+        """A read found a block of `index` lost or corrupt: demote it, and say so once."""
+        if index not in self.holdings.indices(record_id)[0]:
+            return  # never held whole here (a reader asks around), or already demoted
+        self.holdings.incomplete(record_id, index)
+        event(
+            log,
+            logging.WARNING,
+            "damaged shard found",
+            record=record_id.hex()[:16],
+            index=index,
+            found_by="read",
+        )
+
     def _read_blocks(self, manifest: Manifest, message: FetchBlocks) -> tuple[bytes | None, ...]:
         out: list[bytes | None] = []
         budget = MAX_FETCH_BYTES
@@ -252,7 +266,7 @@ class ShardService:
             except (ShardNotFound, CorruptShard):
                 # Lost, or quarantined by the store: the index is no longer held whole,
                 # and repair will rebuild it (a no-op for an index this node never had).
-                self.holdings.incomplete(manifest.record_id, ref.index)
+                self._demote_on_read(manifest.record_id, ref.index)
                 out.append(None)
                 continue
             if len(block) > budget and budget < MAX_FETCH_BYTES:

@@ -107,6 +107,7 @@ class RecordUpkeep:
                     "damaged shard found",
                     record=short(record_id),
                     index=index,
+                    found_by="scrub",
                     blocks_checked=checked,
                 )
         known = self.ledger.state().records

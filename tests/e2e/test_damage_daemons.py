@@ -59,7 +59,7 @@ def test_damaged_blocks_are_found_and_rebuilt_and_any_node_checks_the_network(
     rotten[50] ^= 0xFF
     second[0].write_bytes(bytes(rotten))
 
-    for index in holders:  # each holder's own scrub found its damage
+    for index in holders:  # each holder found its damage: its scrub, or a read (repair's)
         net.nodes[index].wait_for("damaged shard found", timeout=60)
     wait_until(healthy)
     out = tmp_path / "back.bin"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
@@ -216,7 +217,7 @@ async def test_a_damaged_or_lost_block_is_found_by_the_scrub_and_repaired(
 
 
 async def test_a_read_that_finds_a_block_missing_demotes_the_index(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
+    tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
@@ -236,4 +237,7 @@ async def test_a_read_that_finds_a_block_missing_demotes_the_index(
             store.delete(digest)
         assert await read_all(writer, record_id) == data  # from the others
         assert victim.shards.holdings.indices(record_id)[0] == []  # no longer claimed
+        found = [r for r in caplog.records if r.getMessage() == "damaged shard found"]
+        assert len(found) == 1  # said once, though several blocks were missing
+        assert found[0].__dict__["fields"]["found_by"] == "read"
         nursery.cancel_scope.cancel()
