@@ -284,16 +284,18 @@ class DhtService:
             )
 
     async def _hand_on(self, newcomer: Contact) -> None:
-        """Re-store our records on a new contact closer to them than we are."""
+        """Re-store the values we hold on a new contact closer to them than we are.
+
+        Provider records are not handed on: a node takes them only from the
+        provider itself, which republishes them to the closest nodes of the
+        time (every `republish_interval`), newcomers included.
+        """
         now = self.wall_clock()
         own = self.contact.node_id
         target = newcomer.node_id
         for record in self.store.value_records(now):
             if distance(target, record.key) < distance(own, record.key):
                 await self._send_store(newcomer, StoreValue(self.info, record))
-        for provider in self.store.provider_records(now):
-            if distance(target, provider.key) < distance(own, provider.key):
-                await self._send_store(newcomer, AddProvider(self.info, provider))
 
     async def _send_store(self, contact: Contact, message: StoreValue | AddProvider) -> bool:
         try:
@@ -358,6 +360,10 @@ class DhtService:
 
     async def _on_add_provider(self, message: AddProvider, caller: Caller) -> Stored:
         self._learn(message.sender, caller)
+        if message.record.provider.public_key != caller.remote_public_key:
+            # Only a provider announces itself: nobody relays, or plants, records for
+            # others (each one a signed claim, but a member could replay old ones).
+            return Stored(False, "a provider record is accepted only from its provider")
         try:
             changed = self.store.add_provider(message.record, self.wall_clock())
         except InvalidRecord as exc:

@@ -22,6 +22,7 @@ keeps valid data around longer.)
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -195,6 +196,9 @@ class StoreLimits:
     max_values: int = 100_000
     max_provider_keys: int = 100_000
     max_providers_per_key: int = 64
+    # Keys one provider may hold here: a member announcing junk keys fills at most
+    # a quarter of the store, and honest nodes' announcements still fit.
+    max_keys_per_provider: int = 25_000
 
 
 @dataclass
@@ -204,8 +208,10 @@ class RecordStore:
     limits: StoreLimits = field(default_factory=StoreLimits)
     _values: dict[bytes, _Stored] = field(default_factory=dict)
     _providers: dict[bytes, dict[bytes, ProviderRecord]] = field(default_factory=dict)
+    _keys_of: Counter[bytes] = field(default_factory=Counter)  # provider -> keys held
 
     NO_ROOM: ClassVar[str] = "store full"
+    PROVIDER_FULL: ClassVar[str] = "this provider holds its share of keys here already"
 
     def put(self, record: ValueRecord, now: float) -> bool:
         """Keep `record` (or the better of it and what is held); False if unchanged."""
@@ -239,9 +245,15 @@ class RecordStore:
         held = providers.get(public_key)
         if held is None and len(providers) >= self.limits.max_providers_per_key:
             raise InvalidRecord(self.NO_ROOM)
+        if held is None and self._keys_of[public_key] >= self.limits.max_keys_per_provider:
+            if not providers:
+                del self._providers[record.key]
+            raise InvalidRecord(self.PROVIDER_FULL)
         if held is not None and held.expires_at >= record.expires_at:
             return False
         providers[public_key] = record
+        if held is None:
+            self._keys_of[public_key] += 1
         return True
 
     def providers(self, key: bytes, now: float, limit: int = 20) -> list[ProviderRecord]:
@@ -260,6 +272,9 @@ class RecordStore:
             entries = self._providers[key]
             for public_key in [p for p, r in entries.items() if r.expires_at <= now]:
                 del entries[public_key]
+                self._keys_of[public_key] -= 1
+                if not self._keys_of[public_key]:
+                    del self._keys_of[public_key]
                 removed += 1
             if not entries:
                 del self._providers[key]

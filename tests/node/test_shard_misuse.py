@@ -11,6 +11,7 @@ from pathlib import Path
 import trio
 
 from node.sim.nodes import segments
+from protocol.dht.messages import AddProvider, Stored
 from protocol.records.messages import DropShards, ShardsStored, StoreShards
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, holders_of, read_all, small_config
@@ -105,4 +106,30 @@ async def test_an_index_completed_from_shared_blocks_keeps_them_when_the_other_r
         for segment in range(manifest.segment_count):
             assert manifest.block_hash(segment, index) in holder.shards.store
         assert holder.shards.holdings.indices(copy_id)[0] == [index]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_member_cannot_plant_or_replay_someone_elses_provider_record(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 6, small_config())
+        writer, member = cluster.nodes[0], cluster.nodes[5]
+        await writer.records.put(segments(os.urandom(50_000), 64 * 1024), metadata=RecordMetadata())
+        now = member.dht.wall_clock()
+        stolen = next(
+            record
+            for node in cluster.nodes
+            for record in node.dht.store.provider_records(now)
+            if record.provider.public_key != member.public_key
+        )
+        target = next(
+            n
+            for n in cluster.nodes
+            if n not in (member,) and n.public_key != stolen.provider.public_key
+        )
+        reply = await member.port.call(target.contact, AddProvider(member.dht.info, stolen), 5.0)
+        assert isinstance(reply, Stored) and not reply.accepted
+        assert "only from its provider" in reply.reason
         nursery.cancel_scope.cancel()

@@ -132,3 +132,19 @@ def test_value_record_fields_are_all_on_the_wire() -> None:
     record = make_signed(ALICE, b"n", b"v", 3, 99)
     assert {f.name for f in dataclasses.fields(ValueRecord)} >= {"expires_at", "signature"}
     assert record.signature and len(record.signature) == 64
+
+
+def test_one_provider_holds_at_most_its_share_of_keys() -> None:
+    store = RecordStore(StoreLimits(max_provider_keys=10, max_keys_per_provider=3))
+    flooder, honest = signing_key("flooder"), signing_key("honest")
+    for i in range(3):
+        store.add_provider(make_provider(flooder, bytes([i]) * 20, "h:1", 100), now=0)
+    with pytest.raises(InvalidRecord, match="its share"):
+        store.add_provider(make_provider(flooder, b"\x09" * 20, "h:1", 100), now=0)
+    assert store.stats()["provider_keys"] == 3  # the refused key left nothing behind
+    for i in range(3):  # others still have room, on the flooder's keys too
+        store.add_provider(make_provider(honest, bytes([i]) * 20, "h:2", 100), now=0)
+    refreshed = make_provider(flooder, b"\x00" * 20, "h:1", 200)
+    assert store.add_provider(refreshed, now=0)  # refreshing a held key is no new key
+    assert store.expire(now=150) == 5  # its old keys expire: room again
+    store.add_provider(make_provider(flooder, b"\x09" * 20, "h:1", 300), now=150)
