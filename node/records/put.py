@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -103,6 +103,7 @@ async def top_up(
     excluded: set[bytes],
     sent_to: dict[bytes, Contact],
     need: int,
+    random_bytes: Callable[[int], bytes],
 ) -> dict[int, Contact]:
     """Rebuild the missing indices onto further candidates; the holders afterwards.
 
@@ -133,6 +134,7 @@ async def top_up(
                 manifest=manifest,
                 sources={index: [contact] for index, contact in placed.items()},
                 targets=list(targets.items()),
+                random_bytes=random_bytes,
             )
         except RecordError as exc:
             event(log, logging.WARNING, "top-up failed", reason=str(exc))

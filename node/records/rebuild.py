@@ -9,7 +9,7 @@ new holders check again. Fetching, rebuilding and sending overlap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from node.config.storage import StorageConfig
 from node.net.rpc_port import RpcPort
@@ -30,11 +30,12 @@ async def rebuild_onto(
     manifest: Manifest,
     sources: Mapping[int, Sequence[Contact]],
     targets: Sequence[tuple[int, Contact]],
+    random_bytes: Callable[[int], bytes],
 ) -> list[HolderSender]:
     """Stream the rebuilt blocks of `targets` ((index, new holder) pairs) from `sources`.
 
     `sources` maps each held index to the nodes holding it. Returns the
-    senders: each says whether its holder confirmed. RecordError when fewer
+    senders: each says whether its holder confirmed and proved it stores. RecordError when fewer
     than k indices can be fetched for some segment (nobody then claims).
     """
     senders = holder_senders(
@@ -43,6 +44,7 @@ async def rebuild_onto(
         assignment=targets,
         batch_bytes=config.transfer_batch_bytes,
         timeout=config.call_timeout,
+        random_bytes=random_bytes,
     )
     fetcher = BlockFetcher(
         port=port,

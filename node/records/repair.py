@@ -106,6 +106,7 @@ class Repairer:
                 for index in health.held
             },
             targets=[(index, contacts[node]) for index, node in targets],
+            random_bytes=records.random_bytes,
         )
         confirmed = {s.holder.public_key for s in senders if s.confirmed}
         placed = {i: node for i, node in plan.targets.items() if node in confirmed}

@@ -178,6 +178,7 @@ class RecordService:
             assignment=[(index, contacts[node]) for index, node in enumerate(chosen)],
             batch_bytes=config.transfer_batch_bytes,
             timeout=config.call_timeout,
+            random_bytes=self.random_bytes,
         )
         sent_to = {s.holder.public_key: s.holder for s in senders}
         try:
@@ -197,6 +198,7 @@ class RecordService:
                 excluded={s.holder.public_key for s in senders if not s.confirmed},
                 sent_to=sent_to,
                 need=need,
+                random_bytes=self.random_bytes,
             )
             sites = {r.contact.public_key: r.site for r in pool}
             network_sites = max(

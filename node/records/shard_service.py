@@ -32,10 +32,13 @@ from protocol.records.messages import (
     HoldingsFound,
     ManifestFound,
     NodeInfo,
+    ProveShards,
     ShardsDropped,
+    ShardsProven,
     ShardsStored,
     StoreShards,
 )
+from protocol.records.proofs import NONCE_SIZE, block_proof
 from storage.codec.manifest import Manifest
 from storage.errors import BlockMismatch, CorruptShard, ManifestError, ShardNotFound, StoreFull
 from storage.store.holdings import Holdings
@@ -89,6 +92,7 @@ class ShardService:
         dispatcher.route(GetManifest, self._on_manifest)
         dispatcher.route(GetHoldings, self._on_holdings)
         dispatcher.route(DropShards, self._on_drop)
+        dispatcher.route(ProveShards, self._on_prove)
 
     def manifest(self, record_id: bytes) -> Manifest | None:
         """The manifest of a record this node holds shards of."""
@@ -275,6 +279,31 @@ class ShardService:
                 continue
             budget -= len(block)
             out.append(block)
+        return tuple(out)
+
+    async def _on_prove(self, message: ProveShards, caller: Caller) -> ShardsProven:
+        """Keyed hashes of the named blocks: only a node keeping the blocks can answer."""
+        if len(message.nonce) != NONCE_SIZE:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"a proof nonce is {NONCE_SIZE} bytes")
+        manifest = self.manifest(message.record_id)
+        if manifest is None or not 0 <= message.index < manifest.n:
+            return ShardsProven(tuple(None for _ in message.segments))
+        return ShardsProven(await in_worker(self._prove, manifest, message))
+
+    def _prove(self, manifest: Manifest, message: ProveShards) -> tuple[bytes | None, ...]:
+        """In a worker thread: read (and so verify) each named block, hash it under the nonce."""
+        out: list[bytes | None] = []
+        for segment in message.segments:
+            if not 0 <= segment < manifest.segment_count:
+                out.append(None)
+                continue
+            try:
+                block = self.store.get(manifest.block_hash(segment, message.index))
+            except (ShardNotFound, CorruptShard):
+                self._demote_on_read(manifest.record_id, message.index)
+                out.append(None)
+                continue
+            out.append(block_proof(message.nonce, block))
         return tuple(out)
 
     async def _on_drop(self, message: DropShards, caller: Caller) -> ShardsDropped:

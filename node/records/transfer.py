@@ -5,11 +5,14 @@ holder's indices segment by segment; the sender batches them (about
 `batch_bytes` per call, two batches in flight) and, once the manifest is known,
 sends the last batch of each index with the manifest and `complete`. A
 holder whose call fails is marked failed and its further blocks dropped, so
-one dead node neither blocks nor fails the others.
+one dead node neither blocks nor fails the others. A holder that says an
+index is complete must then prove it keeps the blocks (ProveShards, see
+protocol.records.proofs) before it counts as confirmed.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar, cast
 
@@ -19,7 +22,14 @@ from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
 from node.records.stages import run_stages
 from protocol.dht.contact import Contact
-from protocol.records.messages import MAX_BATCH_BLOCKS, ShardsStored, StoreShards
+from protocol.records.messages import (
+    MAX_BATCH_BLOCKS,
+    ProveShards,
+    ShardsProven,
+    ShardsStored,
+    StoreShards,
+)
+from protocol.records.proofs import NONCE_SIZE, ProofSampler
 from storage.codec.erasure import BytesLike
 from storage.codec.manifest import Manifest
 
@@ -45,8 +55,11 @@ class HolderSender:
         first_segment: int = 0,
         batch_bytes: int,
         timeout: float,
+        sampler: ProofSampler | None = None,
     ) -> None:
         self.port = port
+        self.sampler = sampler  # None: the holder's word is taken (tests of other parts)
+        self._next_segment = first_segment
         self.holder = holder
         self.record_id = record_id
         self.indices = indices
@@ -81,6 +94,9 @@ class HolderSender:
                     nursery.start_soon(self._send_batch, self._take(), None)
                 for index, block in blocks.items():
                     self._pending[index].append(block)
+                if self.sampler is not None:
+                    self.sampler.observe(self._next_segment, blocks)
+                self._next_segment += 1
                 self._size += incoming
                 self._segments += 1
         if self.failure is None:
@@ -103,9 +119,27 @@ class HolderSender:
             if not final:
                 self._slots.release()
         if final and self.failure is None:
-            self.confirmed = complete
             if not complete:
                 self.failure = "holder did not confirm every block"
+            elif await self._proven():
+                self.confirmed = True
+
+    async def _proven(self) -> bool:
+        """Whether the holder answers the storage challenge for each of its indices."""
+        sampler = self.sampler
+        if sampler is None:
+            return True
+        for index in self.indices:
+            challenge = ProveShards(self.record_id, index, sampler.nonce, sampler.segments())
+            try:
+                answer = await self.port.call(self.holder, challenge, self.timeout)
+            except RpcError as exc:
+                self.failure = f"storage proof not answered: {exc}"
+                return False
+            if not isinstance(answer, ShardsProven) or not sampler.verify(index, answer.proofs):
+                self.failure = f"holder failed the storage proof of index {index}"
+                return False
+        return True
 
     async def _store(self, batch: Batch, manifest: Manifest | None) -> bool:
         final = manifest is not None
@@ -137,8 +171,13 @@ def holder_senders(
     assignment: Iterable[tuple[int, Contact]],
     batch_bytes: int,
     timeout: float,
+    random_bytes: Callable[[int], bytes] | None,
 ) -> list[HolderSender]:
-    """One sender per holder, for the (index, holder) pairs of `assignment`."""
+    """One sender per holder, for the (index, holder) pairs of `assignment`.
+
+    With `random_bytes` (unpredictable to the holders), each holder must pass a
+    storage proof under its own fresh nonce and sample before it counts.
+    """
     by_holder: dict[bytes, list[int]] = {}
     contacts: dict[bytes, Contact] = {}
     for index, contact in sorted(assignment, key=lambda pair: pair[0]):
@@ -152,9 +191,15 @@ def holder_senders(
             indices=indices,
             batch_bytes=batch_bytes,
             timeout=timeout,
+            sampler=None if random_bytes is None else _sampler(random_bytes),
         )
         for key, indices in by_holder.items()
     ]
+
+
+def _sampler(random_bytes: Callable[[int], bytes]) -> ProofSampler:
+    seed = int.from_bytes(random_bytes(16), "big")
+    return ProofSampler(nonce=random_bytes(NONCE_SIZE), rng=random.Random(seed))
 
 
 async def send_to_holders(

@@ -20,6 +20,7 @@ MAX_SITE_LENGTH = 64
 MAX_BATCH_BLOCKS = 16_384  # blocks in one StoreShards (senders split before this)
 MAX_FETCH_REFS = 4096  # blocks asked in one FetchBlocks (readers split before this)
 MAX_INDICES = 256  # shard indices of one record (n <= 255)
+MAX_PROOF_SEGMENTS = 64  # segments one ProveShards names (protocol.records.proofs)
 
 
 @register
@@ -144,3 +145,25 @@ class HoldingsFound(Message):
     complete: Annotated[tuple[int, ...], MaxItems(MAX_INDICES)]
     partial: Annotated[tuple[int, ...], MaxItems(MAX_INDICES)]
     corrupt: Annotated[tuple[int, ...], MaxItems(MAX_INDICES)]
+
+
+@register
+@dataclass(frozen=True)
+class ProveShards(Message):
+    """Show you keep index `index`'s blocks of these segments: their keyed hashes under
+    `nonce` (protocol.records.proofs), one per segment, in order."""
+
+    TYPE: ClassVar[str] = "prove_shards"
+    record_id: bytes
+    index: int
+    nonce: bytes
+    segments: Annotated[tuple[int, ...], MaxItems(MAX_PROOF_SEGMENTS)]
+
+
+@register
+@dataclass(frozen=True)
+class ShardsProven(Message):
+    """One proof per segment asked; None where this node lacks the block."""
+
+    TYPE: ClassVar[str] = "shards_proven"
+    proofs: Annotated[tuple[bytes | None, ...], MaxItems(MAX_PROOF_SEGMENTS)]

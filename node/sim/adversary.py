@@ -1,0 +1,96 @@
+"""A compromised member, built from the project's own modules, for attack tests.
+
+`python -m node.sim.adversary LIE[,LIE...] -- medvault-args...` runs the
+ordinary daemon (or any medvault command) with some of its honest code
+replaced by a lie, so end-to-end tests can watch real honest daemons deal
+with a member that has the network key and a valid certificate. The same
+lies patch a single in-process node (`lie_on(node, ...)`) for cluster tests.
+
+Lies:
+- `fake-storage`: acknowledge every block and claim every index complete, but
+  keep nothing (the attack that made "successful" puts unreadable); storage
+  proofs are answered with made-up hashes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from node.assembly import Node
+from node.cli.main import main as medvault
+from node.net.rpc_port import Caller
+from node.records.shard_service import ShardService
+from protocol.records.messages import ProveShards, ShardsProven, StoreShards
+from storage.codec.manifest import Manifest
+
+
+def _keep_nothing(self: ShardService, message: StoreShards, sender: bytes) -> Any:
+    """Check and note the batch like an honest holder, but store no block."""
+    manifest = self._accept_manifest(message)
+    raw = manifest.encode() if message.manifest is not None and manifest is not None else None
+    self.holdings.begin(message.record_id, raw, message.index, self.clock_ms(), sender)
+    return manifest, len(message.blocks)
+
+
+def _claim_complete(self: ShardService, manifest: Manifest, index: int) -> bool:
+    self.holdings.complete(manifest.record_id, index)
+    return True
+
+
+async def _make_up_proofs(self: ShardService, message: ProveShards, caller: Caller) -> Any:
+    return ShardsProven(tuple(os.urandom(32) for _ in message.segments))
+
+
+def _never_demote(self: ShardService, record_id: bytes, index: int) -> None:
+    return None
+
+
+LIES: dict[str, dict[str, Callable[..., Any]]] = {
+    "fake-storage": {
+        "_store_blocks": _keep_nothing,
+        "_finish": _claim_complete,
+        "_on_prove": _make_up_proofs,
+        "_demote_on_read": _never_demote,
+        "_scrub": lambda self, manifest, indices: [],
+    },
+}
+
+
+# Handlers are bound when a service installs its routes: these are routed anew.
+_HANDLERS = {"_on_prove": ProveShards}
+
+
+def lie_on(node: Node, *lies: str) -> None:
+    """Make one in-process node tell `lies`."""
+    for lie in lies:
+        for name, function in LIES[lie].items():
+            bound = function.__get__(node.shards)
+            setattr(node.shards, name, bound)
+            if name in _HANDLERS:
+                node.dispatcher._routes[_HANDLERS[name]] = bound
+
+
+def patch_class(*lies: str) -> None:
+    """Make every ShardService in this process tell `lies`."""
+    for lie in lies:
+        for name, function in LIES[lie].items():
+            setattr(ShardService, name, function)
+
+
+def main() -> None:
+    if len(sys.argv) < 3 or sys.argv[2] != "--":
+        sys.exit("usage: python -m node.sim.adversary LIE[,LIE...] -- medvault-args...")
+    lies = sys.argv[1].split(",")
+    unknown = [lie for lie in lies if lie not in LIES]
+    if unknown:
+        sys.exit(f"unknown lie {unknown[0]!r}; known: {', '.join(LIES)}")
+    patch_class(*lies)
+    sys.argv = ["medvault", *sys.argv[3:]]
+    medvault()
+
+
+if __name__ == "__main__":
+    main()
