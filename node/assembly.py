@@ -134,6 +134,7 @@ class Node:
             interval=config.storage.repair_interval,
             orphan_grace=config.storage.orphan_grace,
             scrub_bytes=config.storage.scrub_bytes,
+            audit_bytes=config.storage.audit_bytes,
         )
         for service in (self.dht, self.gossip, self.shards):
             service.install(self.dispatcher)

@@ -646,7 +646,7 @@ def check(
     data_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Report holders, distinct hosts, missing indices and corrupt blocks."""
+    """Report holders, distinct hosts, missing indices, corrupt blocks and failed audits."""
     if sum([record_id is not None, check_all, check_network]) != 1:
         raise click.UsageError("give a RECORD_ID, --all or --network")
     root = _root(data_dir)
@@ -678,6 +678,8 @@ def _print_row(row: CheckRow) -> None:
         site = health.sites.get(node)
         where = f"  (site {printable(site)})" if site else ""
         click.echo(f"    {node[:16]}  holds {list(indices)}{where}")
+    for node, indices in sorted(health.unproven.items()):
+        click.echo(f"    {node[:16]}  claims {list(indices)} but FAILED THE AUDIT (not counted)")
     if row.repair_error is not None:
         click.echo(f"    repair failed: {row.repair_error}")
     if row.repair is not None:

@@ -52,6 +52,15 @@ class StorageConfig:
         low=0,
         high=2**40,
     )
+    audit_bytes: int = setting(
+        16 * 1024 * 1024,
+        "Bytes of blocks fetched in each repair pass to audit the holders of the records"
+        " this node coordinates (one random block per claimed index; a holder that fails"
+        " is not counted, its index is rebuilt elsewhere and it gets no shards for a day;"
+        " 0: no background audits, `check` still audits).",
+        low=0,
+        high=2**40,
+    )
     orphan_grace: float = setting(
         7 * 86_400.0,
         "Seconds after which shards of an upload that never finished (no ledger entry), or"

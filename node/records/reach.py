@@ -5,7 +5,8 @@ A put or a repair asks every one of the DHT's k closest nodes (this one
 included) for its NodeInfo: a node that does not answer is not counted, so a
 put counts the peers it can actually reach, not its routing table. Answers
 are cached for a few minutes; a holder that refuses shards (full) is
-forgotten at once so the next placement asks it again.
+forgotten at once so the next placement asks it again. A node that failed a
+storage proof or an audit is not offered for a day (`DISTRUST_FOR`).
 
 Sites seen are remembered for a day (`SITE_MEMORY`): a hospital that is down
 during a put still counts among the network's sites, so a put that could
@@ -28,6 +29,8 @@ from protocol.records.messages import GetNodeInfo, NodeInfo
 from protocol.records.placement import Candidate
 
 NODE_INFO_TTL = 300.0
+DISTRUST_FOR = 86_400.0  # seconds a node that failed a storage proof or audit is passed over
+MAX_DISTRUSTED = 4096
 SITE_MEMORY = 86_400.0  # seconds a site seen counts among the network's sites
 MAX_SITES_REMEMBERED = 4096
 
@@ -48,6 +51,7 @@ class Reach:
         self.port = port
         self._infos: dict[bytes, tuple[NodeInfo, float]] = {}
         self._sites_seen: dict[str, float] = {}  # site (or lone node's key) -> last seen
+        self._distrusted: dict[bytes, float] = {}  # node -> when it failed a proof or audit
         # In a certified network a node's site is its certificate's, not what it says.
         self.certified_site: Callable[[bytes], str | None] | None = None
 
@@ -75,7 +79,7 @@ class Reach:
         return [
             Reachable(c, infos[c.public_key].site, infos[c.public_key].free_bytes)
             for c in contacts
-            if c.public_key in infos
+            if c.public_key in infos and not self.distrusted(c.public_key)
         ]
 
     async def info_of(self, contact: Contact, *, fresh: bool = False) -> NodeInfo | None:
@@ -129,6 +133,20 @@ class Reach:
         """A node's site, or None when it does not answer (`fresh`: see info_of)."""
         info = await self.info_of(contact, fresh=fresh)
         return None if info is None else info.site
+
+    def distrust(self, public_key: bytes) -> None:
+        """A node failed a storage proof or an audit: no shards go to it for a while."""
+        self._distrusted[public_key] = trio.current_time()
+        if len(self._distrusted) > MAX_DISTRUSTED:
+            oldest = min(self._distrusted, key=self._distrusted.__getitem__)
+            del self._distrusted[oldest]
+
+    def distrusted(self, public_key: bytes) -> bool:
+        since = self._distrusted.get(public_key)
+        if since is not None and trio.current_time() - since >= DISTRUST_FOR:
+            del self._distrusted[public_key]
+            since = None
+        return since is not None
 
     def forget(self, public_key: bytes) -> None:
         """What a node said of itself is stale (it refused shards): ask again next time."""

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from node.logs import event, get_logger
+from node.records.audit import audit_holders
 from node.records.errors import short
 from node.records.rebuild import rebuild_onto
 from node.records.service import RecordService
@@ -21,6 +22,7 @@ from protocol.control.replies import RepairOutcome
 from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
 from protocol.records.health import RecordHealth
+from protocol.records.messages import HoldingsFound
 from protocol.records.repair import plan_repair, triage
 from storage.codec.manifest import Manifest
 
@@ -31,6 +33,8 @@ log = get_logger("repair")
 class Survey:
     health: RecordHealth
     contacts: dict[bytes, Contact]
+    claims: list[tuple[Contact, HoldingsFound]]  # what each holder answered
+    audited_bytes: int = 0  # block bytes fetched to audit the holders (0: not audited)
 
 
 @dataclass(frozen=True)
@@ -54,33 +58,70 @@ class Repairer:
     def __init__(self, records: RecordService) -> None:
         self.records = records
 
-    async def survey(self, record_id: bytes, verify: bool) -> Survey:
-        """Who holds what of the record, at which site, in a network of how many sites."""
-        record = self.records.lookup(record_id)
+    async def survey(self, record_id: bytes, verify: bool, audit: bool = False) -> Survey:
+        """Who holds what of the record, at which site, in a network of how many sites.
+
+        With `audit`, every claimed index is checked (see `audit`).
+        """
         holdings = await self.records.holdings_of(record_id, verify)
+        claims = [(h.contact, h.found) for h in holdings]
+        survey = await self._judge(record_id, claims, {}, 0)
+        return await self.audit(survey) if audit else survey
+
+    async def audit(self, survey: Survey) -> Survey:
+        """The survey with every claimed index checked with one random block
+        (node/records/audit.py): one that fails does not count, and its holder
+        is avoided by placement for a while."""
+        if not survey.claims:
+            return survey
+        records = self.records
+        result = await audit_holders(
+            port=records.port,
+            manifest=await records.manifest_of(records.lookup(survey.health.record_id)),
+            claims=survey.claims,
+            random_bytes=records.random_bytes,
+            timeout=records.config.call_timeout,
+        )
+        for node in result.failed:
+            records.reach.distrust(node)
+        return await self._judge(
+            survey.health.record_id, survey.claims, result.failed, result.audited_bytes
+        )
+
+    async def _judge(
+        self,
+        record_id: bytes,
+        claims: list[tuple[Contact, HoldingsFound]],
+        unproven: dict[bytes, tuple[int, ...]],
+        audited: int,
+    ) -> Survey:
+        record = self.records.lookup(record_id)
         reach = self.records.reach
         sites: dict[bytes, str] = {}
-        for h in holdings:
-            site = await reach.site_of(h.contact)
+        for contact, _ in claims:
+            site = await reach.site_of(contact)
             if site:
-                sites[h.contact.public_key] = site
+                sites[contact.public_key] = site
         health = RecordHealth.of(
             record_id,
             record.k,
             record.n,
-            [(h.contact.public_key, h.found) for h in holdings],
+            [(contact.public_key, found) for contact, found in claims],
             sites=sites,
             network_sites=reach.known_sites(),
+            unproven=unproven,
         )
-        return Survey(health, {h.contact.public_key: h.contact for h in holdings})
+        contacts = {contact.public_key: contact for contact, _ in claims}
+        return Survey(health, contacts, claims, audited)
 
     async def check(self, record_id: bytes, verify: bool = True) -> RecordHealth:
-        return (await self.survey(record_id, verify)).health
+        """The record's health; no index counts on its holder's word alone (audited)."""
+        return (await self.survey(record_id, verify, audit=True)).health
 
     async def repair(self, record_id: bytes, survey: Survey | None = None) -> RepairReport:
         """Bring the record back to n distinct holders, as far as the network allows."""
         record = self.records.lookup(record_id)
-        survey = survey or await self.survey(record_id, verify=False)
+        survey = survey or await self.survey(record_id, verify=False, audit=True)
         health = survey.health
         note = triage(health)
         if note is not None:
@@ -125,6 +166,8 @@ class Repairer:
         for sender in senders:  # a target that refused (full) may have changed: ask again
             if sender.failure is not None:
                 reach.forget(sender.holder.public_key)
+            if sender.proof_failed:
+                reach.distrust(sender.holder.public_key)
         return RepairReport(health, placed, copied, failed)
 
 

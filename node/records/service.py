@@ -188,6 +188,8 @@ class RecordService:
             for sender in senders:
                 if sender.failure is not None:
                     self.reach.forget(sender.holder.public_key)
+                if sender.proof_failed:
+                    self.reach.distrust(sender.holder.public_key)
             holders = await top_up(
                 port=self.port,
                 config=config,

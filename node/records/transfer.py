@@ -67,6 +67,7 @@ class HolderSender:
         self.timeout = timeout
         self.failure: str | None = None
         self.confirmed = False
+        self.proof_failed = False  # it said complete, then could not show the blocks
         self._pending: dict[int, list[BytesLike]] = {i: [] for i in indices}
         self._first = dict.fromkeys(indices, first_segment)
         self._size = 0
@@ -138,6 +139,7 @@ class HolderSender:
                 return False
             if not isinstance(answer, ShardsProven) or not sampler.verify(index, answer.proofs):
                 self.failure = f"holder failed the storage proof of index {index}"
+                self.proof_failed = True
                 return False
         return True
 

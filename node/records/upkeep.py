@@ -7,6 +7,11 @@ Scrub: each pass first reads back `scrub_bytes` of held blocks (resuming
 where the last pass stopped) and demotes an index with a missing or corrupt
 block, so damage is found without an operator running `check`.
 
+Audit: as the coordinator of a record, this node checks its holders' claims
+with one random block per claimed index (node/records/audit.py), up to
+`audit_bytes` per pass over records taken in a random order; an index whose
+holder fails is rebuilt elsewhere, and the holder is passed over.
+
 Repair: every `repair_interval` seconds this node learns the sites of its
 routing table's contacts, then each record it holds is surveyed (also for
 surviving the loss of any one site, where the network has enough sites);
@@ -21,6 +26,7 @@ transfer to this node gave up on.
 from __future__ import annotations
 
 import logging
+import random
 
 import trio
 
@@ -50,12 +56,15 @@ class RecordUpkeep:
         interval: float,
         orphan_grace: float,
         scrub_bytes: int = 0,
+        audit_bytes: int = 0,
     ) -> None:
         self.repairer = repairer
         self.shards = shards
         self.ledger = ledger
         self.interval = interval
         self.scrub_bytes = scrub_bytes
+        self.audit_bytes = audit_bytes
+        self._audit_left = 0  # of this pass's audit budget
         self.orphan_grace_ms = int(orphan_grace * 1000)
         self.me = repairer.records.public_key
         self._tombstoned = trio.Event()
@@ -117,7 +126,11 @@ class RecordUpkeep:
         # that is back after an outage makes records put meanwhile need spreading.
         await self.repairer.records.reach.refresh_sites()
         reports: list[RepairReport] = []
-        queue = iter([r for r in self.shards.holdings.records() if r in known])
+        held = [r for r in self.shards.holdings.records() if r in known]
+        # A random order: the audit budget reaches different records each pass.
+        random.Random(self.repairer.records.random_bytes(16)).shuffle(held)
+        self._audit_left = self.audit_bytes
+        queue = iter(held)
 
         async def worker() -> None:
             for record_id in queue:  # shared by the workers: each record once
@@ -143,9 +156,11 @@ class RecordUpkeep:
 
     async def _repair_if_coordinator(self, record_id: bytes) -> RepairReport | None:
         survey = await self.repairer.survey(record_id, verify=False)
-        health = survey.health
-        if health.healthy:
+        if coordinator(survey.health) != self.me:
             return None
-        if coordinator(health) != self.me:
+        if self._audit_left > 0:  # the holders' word is checked, as far as the budget goes
+            survey = await self.repairer.audit(survey)
+            self._audit_left -= max(survey.audited_bytes, 1)
+        if survey.health.healthy:
             return None
         return await self.repairer.repair(record_id, survey)

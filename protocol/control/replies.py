@@ -252,6 +252,7 @@ class HealthReport:
     network_sites: int  # sites the network is known to have
     site_losses: dict[str, int]  # site -> distinct indices left elsewhere if it is lost
     site_safe: bool  # losing any one site leaves it readable (or too few sites to ask it)
+    unproven: dict[str, tuple[int, ...]]  # claimed by a holder that failed its audit
 
     @classmethod
     def of(cls, health: RecordHealth) -> HealthReport:
@@ -271,6 +272,7 @@ class HealthReport:
             network_sites=health.network_sites,
             site_losses=health.site_losses,
             site_safe=health.site_safe,
+            unproven=_by_node(health.unproven),
         )
 
 

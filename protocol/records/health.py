@@ -1,7 +1,8 @@
 """How well a record is stored: who holds which shard index, what is missing.
 
 Built from the holders' own answers (GetHoldings): an index counts only
-where it is complete and not found corrupt. `hosts` is a maximum matching of
+where it is complete, not found corrupt, and not `unproven` (its holder
+failed an audit: see node/records/audit.py). `hosts` is a maximum matching of
 indices to distinct nodes, so `distinct_hosts` is how many node losses the
 record is spread over; a held index left out of it is `crowded` (its only
 holders already stand for other indices) and repair copies it to a node that
@@ -37,6 +38,7 @@ class RecordHealth:
     hosts: dict[int, bytes]  # index -> the distinct node standing for it
     sites: Mapping[bytes, str] = field(default_factory=dict)  # holder -> its site
     network_sites: int = 0  # sites the network is known to have
+    unproven: dict[bytes, tuple[int, ...]] = field(default_factory=dict)  # failed an audit
 
     @classmethod
     def of(
@@ -48,13 +50,16 @@ class RecordHealth:
         *,
         sites: Mapping[bytes, str] | None = None,
         network_sites: int = 0,
+        unproven: Mapping[bytes, Iterable[int]] | None = None,
     ) -> RecordHealth:
+        failed = {node: tuple(sorted(set(i))) for node, i in (unproven or {}).items() if i}
         holders: dict[bytes, tuple[int, ...]] = {}
         partial: dict[bytes, tuple[int, ...]] = {}
         corrupt: dict[bytes, tuple[int, ...]] = {}
         for node, found in answers:
             bad = set(found.corrupt)
-            good = tuple(sorted(i for i in set(found.complete) - bad if 0 <= i < n))
+            good_claims = set(found.complete) - set(failed.get(node, ()))
+            good = tuple(sorted(i for i in good_claims - bad if 0 <= i < n))
             if good:
                 holders[node] = good
             if found.partial:
@@ -75,6 +80,7 @@ class RecordHealth:
             spread(by_index),
             dict(sites or {}),
             network_sites,
+            failed,
         )
 
     @property
@@ -129,6 +135,7 @@ class RecordHealth:
             "crowded": list(self.crowded),
             "partial": {node.hex(): list(indices) for node, indices in self.partial.items()},
             "corrupt": {node.hex(): list(indices) for node, indices in self.corrupt.items()},
+            "unproven": {node.hex(): list(indices) for node, indices in self.unproven.items()},
             "sites": {node.hex(): site for node, site in self.sites.items()},
             "network_sites": self.network_sites,
             "site_losses": self.site_losses,

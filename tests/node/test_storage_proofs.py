@@ -76,3 +76,65 @@ async def test_a_put_among_too_many_liars_fails_instead_of_pretending(
         assert "nothing was recorded" in str(failure.value)
         assert not writer.ledger.state().records
         nursery.cancel_scope.cancel()
+
+
+def throw_away_blocks(node: Node, record_id: bytes) -> list[int]:
+    """The node keeps claiming the record's indices but deletes their blocks."""
+    lie_on(node, "fake-storage")
+    manifest = node.shards.manifest(record_id)
+    assert manifest is not None
+    claimed = node.shards.holdings.indices(record_id)[0]
+    for index in claimed:
+        for segment in range(manifest.segment_count):
+            node.parts.store.delete(manifest.block_hash(segment, index))
+    return list(claimed)
+
+
+async def test_check_audits_instead_of_believing_and_repair_rebuilds_elsewhere(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A holder that proved its blocks at put time and threw them away later."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(tmp_path)
+        await cluster.add_many(nursery, 8, small_config(transfer_batch_bytes=64 * 1024))
+        writer = cluster.nodes[0]
+        data = os.urandom(300_000)
+        record_id, holders, _ = await put(writer, data)
+        cheat = next(
+            n for n in cluster.nodes if n.public_key in holders.values() and n is not writer
+        )
+        claimed = throw_away_blocks(cheat, record_id)
+        # Its word alone still says healthy ...
+        unaudited = (await writer.repairer.survey(record_id, verify=False)).health
+        assert unaudited.healthy
+        # ... the audit does not believe it.
+        health = await writer.repairer.check(record_id, verify=False)
+        assert health.unproven == {cheat.public_key: tuple(claimed)}
+        assert cheat.public_key not in health.holders and not health.healthy
+        assert writer.records.reach.distrusted(cheat.public_key)
+        report = await writer.repairer.repair(record_id)
+        assert cheat.public_key not in set(report.placed.values())
+        after = await writer.repairer.check(record_id, verify=False)
+        assert after.healthy and cheat.public_key not in after.holders
+        cluster.crash(cheat)
+        assert await read_all(writer, record_id) == data
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_repair_pass_audits_and_repairs_without_an_operator(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(tmp_path)
+        await cluster.add_many(nursery, 8, small_config(transfer_batch_bytes=64 * 1024))
+        writer = cluster.nodes[0]
+        record_id, holders, _ = await put(writer, os.urandom(200_000))
+        cheats = [n for n in cluster.nodes if n.public_key in holders.values()]
+        cheat = max(cheats, key=lambda n: n.dht.contact.node_id)  # not the coordinator
+        throw_away_blocks(cheat, record_id)
+        for node in cluster.nodes:  # each node's pass: the coordinator audits and repairs
+            if node is not cheat and node.shards.holdings.indices(record_id)[0]:
+                await node.upkeep.run_pass()
+        health = await writer.repairer.check(record_id, verify=False)
+        assert health.healthy and cheat.public_key not in health.holders
+        nursery.cancel_scope.cancel()

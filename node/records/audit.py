@@ -1,0 +1,89 @@
+"""Audits: a holder's claim to hold an index is checked, not believed.
+
+For every index a holder says it holds complete, the auditor asks for the
+block of one randomly chosen segment and compares it with the manifest's
+hash (the manifest is checked against the ledger). A holder that does not
+answer, answers nothing, or answers a wrong block fails that index: it does
+not count in the record's health (so `check` reports it and repair rebuilds
+it elsewhere), and the holder is avoided by placement for a while. One
+random block per claim catches a holder that kept nothing at once, and one
+that kept a fraction f of an index with probability 1 - f per audit.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from node.logs import RateLimitedLog, get_logger
+from node.net.errors import RpcError
+from node.net.rpc_port import RpcPort
+from node.records.errors import short
+from protocol.dht.contact import Contact
+from protocol.records.messages import BlockRef, BlocksFound, FetchBlocks, HoldingsFound
+from storage.codec.manifest import Manifest
+
+log = get_logger("audit")
+AUDITS_AT_ONCE = 8  # holders audited concurrently
+_offences = RateLimitedLog(log, "holder failed an audit", period=600.0)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    failed: dict[bytes, tuple[int, ...]]  # holder -> claimed indices it could not show
+    audited_bytes: int
+
+
+async def audit_holders(
+    *,
+    port: RpcPort,
+    manifest: Manifest,
+    claims: Sequence[tuple[Contact, HoldingsFound]],
+    random_bytes: Callable[[int], bytes],
+    timeout: float,
+) -> AuditResult:
+    """Ask each holder for one random block of every index it claims complete."""
+    rng = random.Random(int.from_bytes(random_bytes(16), "big"))
+    failed: dict[bytes, tuple[int, ...]] = {}
+    audited = 0
+    limiter = trio.CapacityLimiter(AUDITS_AT_ONCE)
+
+    async def audit(contact: Contact, claimed: tuple[int, ...]) -> None:
+        nonlocal audited
+        refs = [
+            BlockRef(rng.randrange(manifest.segment_count), index)
+            for index in claimed
+            if 0 <= index < manifest.n
+        ]
+        async with limiter:
+            try:
+                answer = await port.call(
+                    contact, FetchBlocks(manifest.record_id, tuple(refs)), timeout
+                )
+            except RpcError:
+                answer = None
+        blocks = answer.blocks if isinstance(answer, BlocksFound) else ()
+        bad = []
+        for number, ref in enumerate(refs):
+            block = blocks[number] if number < len(blocks) else None
+            if block is None or not manifest.verify_block(ref.segment, ref.index, block):
+                bad.append(ref.index)
+            else:
+                audited += len(block)
+        if bad:
+            failed[contact.public_key] = tuple(sorted(bad))
+            _offences.note(
+                "claims blocks it does not serve",
+                short(contact.public_key),
+                record=short(manifest.record_id),
+                indices=",".join(map(str, sorted(bad))),
+            )
+
+    async with trio.open_nursery() as nursery:
+        for contact, found in claims:
+            if found.complete:
+                nursery.start_soon(audit, contact, tuple(found.complete))
+    return AuditResult(failed, audited)
