@@ -18,6 +18,7 @@ from typing import TypeVar, cast
 
 import trio
 
+from node.logs import RateLimitedLog, get_logger, short_key
 from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
 from node.records.stages import run_stages
@@ -42,6 +43,7 @@ Batch = dict[int, tuple[int, list[BytesLike]]]  # shard index -> (first segment,
 T = TypeVar("T")
 R = TypeVar("R")
 IN_FLIGHT = 2  # batches sent but not yet acknowledged, per holder
+_offences = RateLimitedLog(get_logger("records"), "holder failed a storage proof", period=600.0)
 
 
 class HolderSender:
@@ -140,6 +142,12 @@ class HolderSender:
             if not isinstance(answer, ShardsProven) or not sampler.verify(index, answer.proofs):
                 self.failure = f"holder failed the storage proof of index {index}"
                 self.proof_failed = True
+                _offences.note(
+                    "claimed blocks it could not prove",
+                    short_key(self.holder.public_key),
+                    record=self.record_id.hex()[:16],
+                    index=index,
+                )
                 return False
         return True
 

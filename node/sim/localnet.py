@@ -48,6 +48,7 @@ class Daemon:
         self.events: list[dict[str, Any]] = []
         self.raw_lines: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
+        self.lies: tuple[str, ...] = ()  # set before start: the daemon lies so
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._drain: threading.Thread | None = None
 
@@ -55,7 +56,9 @@ class Daemon:
         """Start (or restart) the daemon; events restart too, raw lines accumulate."""
         self.events = []
         self._lines = queue.Queue()
-        command = [sys.executable, "-m", "node", "run", "--data-dir", str(self.data_dir)]
+        # A daemon given lies is a compromised member (node/sim/adversary.py).
+        program = ["node.sim.adversary", ",".join(self.lies), "--"] if self.lies else ["node"]
+        command = [sys.executable, "-m", *program, "run", "--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(
             [*command, "--log-format", "json"],
             stderr=subprocess.PIPE,
