@@ -134,6 +134,8 @@ async def test_a_repair_pass_audits_and_repairs_without_an_operator(
         throw_away_blocks(cheat, record_id)
         for node in cluster.nodes:  # each node's pass: the coordinator audits and repairs
             if node is not cheat and node.shards.holdings.indices(record_id)[0]:
+                while record_id not in node.ledger.state().records:  # gossip brings it
+                    await node.ledger.changed()
                 await node.upkeep.run_pass()
         health = await writer.repairer.check(record_id, verify=False)
         assert health.healthy and cheat.public_key not in health.holders
