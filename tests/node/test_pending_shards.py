@@ -9,15 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import trio
 
 from node.net.dispatch import Dispatcher
-from node.net.errors import RequestError
+from node.net.errors import RemoteError, RequestError
 from node.records.pending import PendingBytes
 from node.records.shard_service import ShardService
+from node.sim.nodes import segments
 from protocol.net.messages import ErrorCode
 from protocol.records.messages import DropShards, ShardsStored, StoreShards
 from storage.store.holdings import ROW_WEIGHT, Holdings
+from storage.codec.manifest import RecordMetadata
 from storage.store.memory import MemoryShardStore
+from tests.node.cluster import Cluster, holders_of, read_all, small_config
 
 WRITER, MEMBER = b"w" * 32, b"m" * 32
 BLOCK = 64 * 1024
@@ -156,3 +160,59 @@ async def test_unrecorded_shards_go_a_grace_after_their_last_block(tmp_path: Pat
     assert holder.holdings.records() == [long_upload]
     assert holder.shards.pending.of(MEMBER) == 0
     assert holder.shards.pending.of(WRITER) == 4 * BLOCK + ROW_WEIGHT
+
+
+async def test_a_member_streaming_unrecorded_shards_is_capped_and_collected(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Whole nodes: a member floods one node with shards it never records. It is capped,
+    # an honest put meanwhile succeeds and is readable, the ledger entry takes the
+    # writer's bytes out of its count, and an hour after their last block the member's
+    # shards are gone (the node's clock is moved on, nothing waits).
+    cap = 1024 * 1024
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        config = small_config(pending_bytes_per_writer=cap, unrecorded_grace=3600.0)
+        await cluster.add_many(nursery, 6, config)
+        writer, member = cluster.nodes[0], cluster.nodes[5]
+        attacked = cluster.nodes[:5]  # every node but the member
+        for target in attacked:
+            sent = refused = 0
+            for _ in range(24):  # 24 records of one 64 KiB block: 1.5 MiB offered
+                message = StoreShards(os.urandom(32), None, 0, 0, (os.urandom(BLOCK),), False)
+                try:
+                    await member.port.call(target.contact, message, 5.0)
+                    sent += 1
+                except RemoteError as exc:
+                    assert exc.code == ErrorCode.UNAVAILABLE
+                    assert "pending bytes cap" in exc.detail
+                    refused += 1
+            assert sent == cap // (BLOCK + ROW_WEIGHT) and refused == 24 - sent
+            assert target.shards.pending.of(member.public_key) <= cap
+        capped = [r for r in caplog.records if r.getMessage() == "pending shard bytes capped"]
+        assert len(capped) == len(attacked)  # once per node, not once per refusal
+        # An honest writer's put to the same nodes is unaffected.
+        data = os.urandom(300_000)
+        result = await writer.records.put(segments(data, 64 * 1024), metadata=RecordMetadata())
+        assert await read_all(writer, result.record_id) == data
+        target = next(n for n in holders_of(cluster, result.record_id) if n is not writer)
+        while target.shards.pending.of(writer.public_key):  # until gossip brings the entry
+            await target.ledger.changed()
+        # An honest upload still going on when the grace has passed is kept.
+        going_on = os.urandom(32)
+        first = StoreShards(going_on, None, 0, 0, (os.urandom(BLOCK),), False)
+        await writer.port.call(target.contact, first, 5.0)
+        await target.ledger.ledger_caught_up.wait()
+        real_clock = target.parts.wall_clock
+        target.parts.wall_clock = lambda: real_clock() + 2 * 3600
+        later = StoreShards(going_on, None, 0, 1, (os.urandom(BLOCK),), False)
+        await writer.port.call(target.contact, later, 5.0)
+        await target.upkeep.run_pass()
+        held = target.shards.holdings.records()
+        assert result.record_id in held and going_on in held
+        assert len(held) == 2  # the member's shards are gone...
+        assert target.shards.pending.of(member.public_key) == 0  # ...and no longer counted
+        message = StoreShards(os.urandom(32), None, 0, 0, (os.urandom(BLOCK),), False)
+        assert isinstance(await member.port.call(target.contact, message, 5.0), ShardsStored)
+        assert await read_all(writer, result.record_id) == data
+        nursery.cancel_scope.cancel()
