@@ -18,8 +18,8 @@ from node.records.shard_service import ShardService
 from node.sim.nodes import segments
 from protocol.net.messages import ErrorCode
 from protocol.records.messages import DropShards, ShardsStored, StoreShards
-from storage.store.holdings import ROW_WEIGHT, Holdings
 from storage.codec.manifest import RecordMetadata
+from storage.store.holdings import ROW_WEIGHT, Holdings
 from storage.store.memory import MemoryShardStore
 from tests.node.cluster import Cluster, holders_of, read_all, small_config
 
