@@ -33,6 +33,7 @@ from node.records.shard_service import ShardService
 from node.records.upkeep import RecordUpkeep
 from protocol.dht.contact import Contact
 from protocol.ids import node_id
+from protocol.ledger.entries import RecordBody
 from storage.store.holdings import Holdings
 from storage.store.ledger_db import LedgerDB
 from storage.store.shard_store import ShardStore
@@ -113,6 +114,12 @@ class Node:
             withdraw=self.dht.stop_providing,
             clock_ms=self.clock_ms,
             recorded=lambda record_id: record_id in self.ledger.state().records,
+            pending_cap=config.storage.pending_bytes_per_writer,
+        )
+        self.ledger.subscribe(
+            lambda entries: self.shards.now_recorded(
+                e.body.record_id for e in entries if isinstance(e.body, RecordBody)
+            )
         )
         self.records = RecordService(
             identity=parts.identity,
@@ -133,6 +140,7 @@ class Node:
             ledger=self.ledger,
             interval=config.storage.repair_interval,
             orphan_grace=config.storage.orphan_grace,
+            unrecorded_grace=config.storage.unrecorded_grace,
             scrub_bytes=config.storage.scrub_bytes,
             audit_bytes=config.storage.audit_bytes,
         )
@@ -186,6 +194,7 @@ class Node:
             self.dht.routing.restore(restored, trio.current_time())
             await nursery.start(self.dht.serve, bootstrap)
             await nursery.start(self.gossip.serve)
+            self.shards.rebuild_pending()
             held = self.shards.announce_all()
             await nursery.start(self.upkeep.serve)
             event(

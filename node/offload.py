@@ -23,12 +23,15 @@ Ts = TypeVarTuple("Ts")
 _INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("medvault_inline", default=False)
 
 
-async def in_worker(fn: Callable[[*Ts], R], *args: *Ts) -> R:
-    """Run `fn(*args)` in a worker thread (inline under `inline_work`)."""
+async def in_worker(
+    fn: Callable[[*Ts], R], *args: *Ts, limiter: trio.CapacityLimiter | None = None
+) -> R:
+    """Run `fn(*args)` in a worker thread (inline under `inline_work`); `limiter`
+    bounds how many such threads run at once (default: trio's shared one)."""
     if _INLINE.get():
         await trio.lowlevel.checkpoint()
         return fn(*args)
-    return await trio.to_thread.run_sync(fn, *args)
+    return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
 
 
 @contextmanager

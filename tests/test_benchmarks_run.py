@@ -172,3 +172,11 @@ def test_report_runs_everything_and_writes_one_page(tmp_path: Path) -> None:
     assert len(images) == 6
     for image in images:
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stall_benchmark_measures_both_ways_of_decoding() -> None:
+    figures = run_json("benchmarks.stall", "--messages", "2")
+    assert figures["message_bytes"] > 4_000_000
+    for mode in ("inline", "worker"):
+        assert figures[f"{mode}_max_gap_s"] >= 0
+        assert figures[f"{mode}_seconds_per_message"] > 0

@@ -63,10 +63,26 @@ class StorageConfig:
     )
     orphan_grace: float = setting(
         7 * 86_400.0,
-        "Seconds after which shards of an upload that never finished (no ledger entry), or"
-        " of a transfer to this node that was given up, are deleted.",
+        "Seconds after which an incomplete shard index of a record the ledger knows (a"
+        " transfer to this node that was given up) is deleted, counted from its last block.",
         low=60,
         high=365 * 86_400,
+    )
+    unrecorded_grace: float = setting(
+        3600.0,
+        "Seconds after the last block of a record the ledger does not know arrived before"
+        " its shards are deleted (an upload that never finished, or shards a member sent"
+        " and never recorded); only while this node's ledger is caught up.",
+        low=60,
+        high=365 * 86_400,
+    )
+    pending_bytes_per_writer: int = setting(
+        8 * 1024**3,
+        "Bytes of shards one writer may keep on this node for records the ledger does not"
+        " know yet (uploads in progress); beyond, its batches are refused. Must exceed the"
+        " largest share of one record a writer sends one node: size / k per index.",
+        low=1024 * 1024,
+        high=2**62,
     )
     transfer_batch_bytes: int = setting(
         2 * 1024 * 1024,

@@ -401,7 +401,7 @@ class ControlOps:
         return FeedResumed(self.node.ledger.resume_forked_feed())
 
     async def gc(self, request: Gc) -> GcReply:
-        """Delete orphans older than the request says (not only past storage.orphan_grace)."""
+        """Delete orphans older than the request says (not only past the configured graces)."""
         node = self.node
         if not node.ledger.caught_up:
             raise RecordError(

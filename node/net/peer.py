@@ -4,6 +4,13 @@ A reader task decodes envelopes: responses wake the call waiting for them,
 requests run as tasks (at most `max_concurrent` at once; beyond that the
 peer gets an `unavailable` error). Any protocol violation by the peer ends
 this connection with a logged reason and nothing else.
+
+Decoding a large envelope (up to 4 MiB of capped lists: ~0.15 s of Python
+work) would stall every other peer if it ran on the trio thread, so
+envelopes of `DECODE_IN_WORKER_BYTES` or more are decoded in a worker
+thread; at most `DECODE_THREADS` of them at once, node-wide, so a flood from
+many peers cannot starve the trio thread of the GIL either. Small envelopes
+(most RPCs) stay inline: a thread hand-off would cost more than decoding.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from node.net.errors import (
     RpcError,
     UnexpectedResponse,
 )
+from node.offload import in_worker
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.ids import node_id
 from protocol.net.messages import (
@@ -41,6 +49,11 @@ from protocol.net.messages import (
 from protocol.net.rpc import RequestTracker
 
 log = get_logger("peer")
+DECODE_IN_WORKER_BYTES = 64 * 1024
+DECODE_THREADS = 2
+_decode_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
+    "medvault_decode_limiter"
+)
 Handler = Callable[[Message, "PeerConnection"], Awaitable[Message]]
 T = TypeVar("T", bound=Message)
 
@@ -205,7 +218,7 @@ class PeerConnection:
                 return
             self.last_activity = trio.current_time()
             try:
-                envelope = decode_envelope(payload)
+                envelope = await decode(payload)
             except BadMessage as exc:
                 if exc.request_id is None or exc.kind is not Kind.REQUEST:
                     raise
@@ -260,3 +273,15 @@ class PeerConnection:
     async def _answer_error(self, request_id: int, code: str, detail: str) -> None:
         with contextlib.suppress(RemoteProtocolError):
             await self._send(Envelope(Kind.ERROR, request_id, ErrorResponse(code, detail)))
+
+
+async def decode(payload: bytes) -> Envelope:
+    """`decode_envelope`, in a worker thread for a large payload (see the module doc)."""
+    if len(payload) < DECODE_IN_WORKER_BYTES:
+        return decode_envelope(payload)
+    try:
+        limiter = _decode_limiter.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(DECODE_THREADS)
+        _decode_limiter.set(limiter)
+    return await in_worker(decode_envelope, payload, limiter=limiter)

@@ -6,6 +6,11 @@ known (a streaming put sends it with the last batch); once it is, every block
 is checked against it, and an index counts as held (and the node announces
 itself as a provider) only when every segment's block of it is stored.
 Disk and hashing work runs in worker threads.
+
+Blocks of a record the ledger does not know are charged to its writer
+(node.records.pending): past `pending_cap` bytes per writer a batch is
+refused before anything is written, and upkeep deletes such a record a
+short grace after its last block arrived.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterable
 
-from node.logs import event, get_logger
+from node.logs import RateLimitedLog, event, get_logger, short_key
 from node.net.dispatch import Dispatcher
 from node.net.errors import RequestError
 from node.net.rpc_port import Caller
 from node.offload import in_worker
+from node.records.pending import PendingBytes, Reservation
 from protocol.ids import record_dht_key
 from protocol.net.messages import ErrorCode
 from protocol.records.messages import (
@@ -41,7 +47,7 @@ from protocol.records.messages import (
 from protocol.records.proofs import NONCE_SIZE, block_proof
 from storage.codec.manifest import Manifest
 from storage.errors import BlockMismatch, CorruptShard, ManifestError, ShardNotFound, StoreFull
-from storage.store.holdings import Holdings
+from storage.store.holdings import ROW_WEIGHT, Holdings
 from storage.store.shard_store import ShardStore
 
 log = get_logger("shards")
@@ -65,6 +71,7 @@ class ShardService:
         withdraw: Announce,
         clock_ms: Callable[[], int],
         recorded: Callable[[bytes], bool] = lambda record_id: False,
+        pending_cap: int = 2**62,
     ) -> None:
         self.store = store
         self.recorded = recorded  # whether the ledger knows the record
@@ -84,6 +91,8 @@ class ShardService:
         self._dropped: collections.OrderedDict[tuple[bytes, bytes], None] = (
             collections.OrderedDict()
         )  # (record, writer): that writer's late batches of that record are refused
+        self.pending = PendingBytes(pending_cap)  # rebuilt by rebuild_pending at start
+        self._capped = RateLimitedLog(log, "pending shard bytes capped", period=3600.0)
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(GetNodeInfo, self._on_node_info)
@@ -126,6 +135,17 @@ class ShardService:
         if dropped is not None:
             self._manifest_bytes -= _weight(dropped)
 
+    def rebuild_pending(self) -> None:
+        """Count every writer's bytes of unrecorded records again, from holdings."""
+        self.pending.rebuild(self.holdings.pending_weights(), self.recorded)
+
+    def now_recorded(self, record_ids: Iterable[bytes]) -> None:
+        """The ledger accepted entries of these records: those now known stop being
+        pending (wired to the ledger's listener)."""
+        for record_id in record_ids:
+            if record_id in self.pending and self.recorded(record_id):
+                self.pending.release(record_id)
+
     def announce_all(self) -> int:
         """Announce every record held (at start: the DHT forgets announcements)."""
         held = 0
@@ -143,37 +163,74 @@ class ShardService:
         return NodeInfo(self.site, free)
 
     async def _on_store(self, message: StoreShards, caller: Caller) -> ShardsStored:
-        dropped = (message.record_id, caller.remote_public_key)
-        if dropped in self._dropped and not self.recorded(message.record_id):
+        record_id, sender = message.record_id, caller.remote_public_key
+        dropped = (record_id, sender)
+        if dropped in self._dropped and not self.recorded(record_id):
             raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
+        charge = self._reserve(message, sender)
+        added = 0
+        keep = True
         try:
-            manifest, stored = await in_worker(
-                self._store_blocks, message, caller.remote_public_key
-            )
-        except BlockMismatch as exc:
-            raise RequestError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        except StoreFull as exc:
-            raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
-        if dropped in self._dropped and not self.recorded(message.record_id):
-            # dropped while this batch was being written
-            await self.delete_record(message.record_id)
-            raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
-        complete = False
-        if message.complete and manifest is not None:
-            complete = await in_worker(self._finish, manifest, message.index)
-            if complete:
-                self.announce(record_dht_key(message.record_id))
-                event(
-                    log,
-                    logging.INFO,
-                    "shard held",
-                    record=message.record_id.hex()[:16],
-                    index=message.index,
-                )
+            try:
+                manifest, stored, added = await in_worker(self._store_blocks, message, sender)
+            except BlockMismatch as exc:
+                raise RequestError(ErrorCode.BAD_REQUEST, str(exc)) from None
+            except StoreFull as exc:
+                raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
+            if dropped in self._dropped and not self.recorded(record_id):
+                # dropped while this batch was being written
+                keep = False
+                await self.delete_record(record_id)
+                raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
+            complete = False
+            if message.complete and manifest is not None:
+                complete, noted = await in_worker(self._finish, manifest, message.index)
+                added += noted
+                if complete:
+                    self.announce(record_dht_key(record_id))
+                    event(
+                        log,
+                        logging.INFO,
+                        "shard held",
+                        record=record_id.hex()[:16],
+                        index=message.index,
+                    )
+        finally:
+            if charge is not None:
+                self.pending.settle(charge, added, keep=keep and not self.recorded(record_id))
         return ShardsStored(stored, complete)
 
-    def _store_blocks(self, message: StoreShards, sender: bytes) -> tuple[Manifest | None, int]:
-        """In a worker thread: check the batch (against the manifest if known), store it."""
+    def _reserve(self, message: StoreShards, sender: bytes) -> Reservation | None:
+        """Charge a batch of an unrecorded record to its writer, or refuse it (UNAVAILABLE)
+        when the writer's pending bytes would pass the cap. None: a recorded record
+        (repair, a put the ledger already knows), never charged nor refused."""
+        if self.recorded(message.record_id):
+            return None
+        size = sum(len(block) for block in message.blocks) + ROW_WEIGHT
+        size += len(message.manifest) if message.manifest is not None else 0
+        charge = self.pending.reserve(message.record_id, sender, size)
+        if charge is not None:
+            return charge
+        writer = self.pending.writer_of(message.record_id) or sender
+        held = self.pending.of(writer)
+        self._capped.note(
+            "shards of records the ledger does not know, over the writer's cap",
+            who=short_key(writer),
+            pending_bytes=held,
+            cap=self.pending.cap,
+        )
+        raise RequestError(
+            ErrorCode.UNAVAILABLE,
+            f"pending bytes cap: the writer has {held} bytes of shards here for records the"
+            f" ledger does not know (at most {self.pending.cap}); more are refused until"
+            " those are recorded or collected",
+        )
+
+    def _store_blocks(
+        self, message: StoreShards, sender: bytes
+    ) -> tuple[Manifest | None, int, int]:
+        """In a worker thread: check the batch (against the manifest if known), store it.
+        Returns the manifest, the blocks stored and the weight added to holdings."""
         manifest = self._accept_manifest(message)
         limit = manifest.n if manifest is not None else 255
         if not 0 <= message.index < limit or message.first_segment < 0:
@@ -182,8 +239,11 @@ class ShardService:
         if manifest is not None and last > manifest.segment_count:
             raise RequestError(ErrorCode.BAD_REQUEST, "segments out of range for this record")
         raw = manifest.encode() if message.manifest is not None and manifest is not None else None
+        added = 0
         if raw is not None or (message.record_id, message.index) not in self._begun:
-            self.holdings.begin(message.record_id, raw, message.index, self.clock_ms(), sender)
+            added += self.holdings.begin(
+                message.record_id, raw, message.index, self.clock_ms(), sender
+            )
             self._begun.add((message.record_id, message.index))
         noted = []
         for offset, block in enumerate(message.blocks):
@@ -193,8 +253,8 @@ class ShardService:
                 digest = manifest.block_hash(message.first_segment + offset, message.index)
                 self.store.put(digest, block)
             noted.append((digest, len(block)))
-        self.holdings.note_blocks(message.record_id, message.index, noted, self.clock_ms())
-        return manifest, len(message.blocks)
+        added += self.holdings.note_blocks(message.record_id, message.index, noted, self.clock_ms())
+        return manifest, len(message.blocks), added
 
     def _accept_manifest(self, message: StoreShards) -> Manifest | None:
         known = self.manifest(message.record_id)
@@ -217,8 +277,9 @@ class ShardService:
         self._cache_manifest(manifest)
         return manifest
 
-    def _finish(self, manifest: Manifest, index: int) -> bool:
-        """In a worker thread: complete the index if every block it names is held.
+    def _finish(self, manifest: Manifest, index: int) -> tuple[bool, int]:
+        """In a worker thread: complete the index if every block it names is held;
+        (complete, weight added to holdings).
 
         Blocks already held for another record (content addressing shares
         them) are noted for this one too: they were verified against their
@@ -230,11 +291,11 @@ class ShardService:
         ]
         # Noted before the check: a block another record frees meanwhile is then
         # either kept (noted first) or found missing here.
-        self.holdings.note_blocks(manifest.record_id, index, named, self.clock_ms())
+        added = self.holdings.note_blocks(manifest.record_id, index, named, self.clock_ms())
         if any(digest not in self.store for digest, _ in named):
-            return False
+            return False, added
         self.holdings.complete(manifest.record_id, index)
-        return True
+        return True, added
 
     async def _on_fetch(self, message: FetchBlocks, caller: Caller) -> BlocksFound:
         manifest = self.manifest(message.record_id)
@@ -390,6 +451,7 @@ class ShardService:
     async def delete_record(self, record_id: bytes) -> int:
         """Delete every block held of a record (tombstoned, or never recorded)."""
         deleted = await in_worker(self._remove_record, record_id)
+        self.pending.release(record_id)
         self.withdraw(record_dht_key(record_id))
         event(
             log, logging.INFO, "record shards deleted", record=record_id.hex()[:16], blocks=deleted
@@ -409,18 +471,23 @@ class ShardService:
         self._begun = {key for key in self._begun if key[0] != record_id}
         return sum(self.store.delete(digest) for digest in free)
 
-    async def collect(self, known: Container[bytes], before_ms: int) -> tuple[int, int]:
-        """Delete what failed uploads left before `before_ms`: (records, shard indices).
+    async def collect(
+        self, known: Container[bytes], before_ms: int, partial_before_ms: int | None = None
+    ) -> tuple[int, int]:
+        """Delete what failed uploads left: (records, shard indices).
 
-        A record the ledger does not know is an upload that never finished
-        (the ledger entry comes after the holders confirm, and gossip brings
-        it within the grace period); an index never completed is a transfer
-        to this node that was given up.
+        A record the ledger does not know, no block of which arrived since
+        `before_ms`, is an upload that never finished (the ledger entry comes
+        after the holders confirm, and gossip brings it within the grace
+        period), or shards a member sent and never recorded; an index of a
+        known record never completed, untouched since `partial_before_ms`
+        (default: `before_ms`), is a transfer to this node that was given up.
         """
-        records = [r for r in self.holdings.seen_before(before_ms) if r not in known]
+        records = [r for r in self.holdings.idle_before(before_ms) if r not in known]
         for record_id in records:
             await self.delete_record(record_id)
-        partial = [(r, i) for r, i in self.holdings.partial_before(before_ms) if r in known]
+        partial_before_ms = before_ms if partial_before_ms is None else partial_before_ms
+        partial = [(r, i) for r, i in self.holdings.partial_before(partial_before_ms) if r in known]
         for record_id, index in partial:
             await in_worker(self._remove_index, record_id, index)
         if records or partial:

@@ -18,9 +18,11 @@ surviving the loss of any one site, where the network has enough sites);
 the live holder with the smallest node id is its coordinator and the only
 one that repairs it, so holders do not race each other to rebuild the same
 shards. A record the ledger does not know yet (a put still running, or
-gossip not arrived) is left alone; after `orphan_grace` it is taken for an
-upload that never finished and its shards are deleted, as are indices a
-transfer to this node gave up on.
+gossip not arrived) is left alone; `unrecorded_grace` after its last block
+arrived it is taken for an upload that never finished (or shards a member
+sent and never recorded) and its shards are deleted. An incomplete index
+of a known record (a transfer to this node given up) is deleted after the
+longer `orphan_grace`. Neither happens before the ledger caught up.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class RecordUpkeep:
         ledger: LedgerService,
         interval: float,
         orphan_grace: float,
+        unrecorded_grace: float | None = None,
         scrub_bytes: int = 0,
         audit_bytes: int = 0,
     ) -> None:
@@ -66,6 +69,9 @@ class RecordUpkeep:
         self.audit_bytes = audit_bytes
         self._audit_left = 0  # of this pass's audit budget
         self.orphan_grace_ms = int(orphan_grace * 1000)
+        self.unrecorded_grace_ms = int(
+            (orphan_grace if unrecorded_grace is None else unrecorded_grace) * 1000
+        )
         self.me = repairer.records.public_key
         self._tombstoned = trio.Event()
         self.passes = 0
@@ -121,7 +127,10 @@ class RecordUpkeep:
                 )
         known = self.ledger.state().records
         if self.ledger.caught_up:  # else a record may just not have reached this ledger yet
-            await self.shards.collect(known, self.ledger.clock_ms() - self.orphan_grace_ms)
+            now = self.ledger.clock_ms()
+            await self.shards.collect(
+                known, now - self.unrecorded_grace_ms, now - self.orphan_grace_ms
+            )
         # The network's sites, known before any record is judged by them: a site
         # that is back after an outage makes records put meanwhile need spreading.
         await self.repairer.records.reach.refresh_sites()

@@ -183,12 +183,42 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
+# Payloads longer than this are unpacked a piece at a time: msgpack's C unpacker
+# holds the GIL for a whole call (~30 ms for 4 MiB of small maps), so a worker
+# thread decoding a large envelope in one call would stall the event loop that
+# long. Its state machine resumes where the previous piece ended.
+UNPACK_PIECE = 64 * 1024
+
+
+def _unpack(payload: bytes) -> Any:
+    if len(payload) <= UNPACK_PIECE:
+        return msgpack.unpackb(
+            payload, raw=False, strict_map_key=True, use_list=True, ext_hook=_reject_ext
+        )
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=True,
+        use_list=True,
+        ext_hook=_reject_ext,
+        max_buffer_size=len(payload),
+    )
+    view = memoryview(payload)
+    for offset in range(0, len(payload), UNPACK_PIECE):
+        unpacker.feed(view[offset : offset + UNPACK_PIECE])
+        try:
+            value = unpacker.unpack()
+        except msgpack.OutOfData:
+            continue
+        if unpacker.tell() != len(payload):
+            raise ValueError("extra bytes after the message")
+        return value
+    raise ValueError("the message ends early")
+
+
 def decode_envelope(payload: bytes) -> Envelope:
     """Parse and validate one envelope; raises BadMessage (or a subclass)."""
     try:
-        value = msgpack.unpackb(
-            payload, raw=False, strict_map_key=True, use_list=True, ext_hook=_reject_ext
-        )
+        value = _unpack(payload)
     except Exception as exc:  # msgpack raises many types on garbage
         raise BadMessage(f"message is not valid msgpack ({type(exc).__name__})") from None
     if not isinstance(value, list) or len(value) != 5:

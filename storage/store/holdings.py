@@ -9,6 +9,11 @@ Blocks may arrive before the manifest (a streaming put knows it only at the
 end): the record is then noted without one until it comes, and each block's
 digest is noted as it is stored, so the blocks of an upload that never
 finished can still be found and collected. Times (ms) come from the caller.
+
+What a record weighs here (`pending_weights`): its noted blocks' sizes, its
+manifest's length and `ROW_WEIGHT` per shard index begun, so that even a
+batch without blocks costs its sender something. `begin` and `note_blocks`
+return the weight they added, so a caller can keep the sums in memory.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ UPDATE shards SET ever_complete = 1 WHERE complete = 1;
 """
 
 MIGRATIONS = (_version_1, _VERSION_2, _VERSION_3)
+ROW_WEIGHT = 512  # what one (record, index) row and its bookkeeping weigh, in bytes
 
 
 class HoldingsError(StorageError):
@@ -90,40 +96,53 @@ class Holdings:
         index: int,
         now_ms: int,
         uploader: bytes | None = None,
-    ) -> None:
+    ) -> int:
         """Note that blocks of `index` are arriving (not complete yet); the first
-        sender of a record's blocks is its uploader."""
+        sender of a record's blocks is its uploader. Returns the weight added
+        (a manifest kept now, a new index row)."""
+        added = 0
         with self._db.transaction() as db:
-            db.execute(
+            inserted = db.execute(
                 "INSERT OR IGNORE INTO records (record_id, manifest, first_seen, uploader)"
                 " VALUES (?, ?, ?, ?)",
                 (record_id, manifest, now_ms, uploader),
-            )
-            if manifest is not None:
-                db.execute(
+            ).rowcount
+            if manifest is not None and not inserted:
+                inserted = db.execute(
                     "UPDATE records SET manifest = ? WHERE record_id = ? AND manifest IS NULL",
                     (manifest, record_id),
-                )
-            db.execute(
+                ).rowcount
+            if manifest is not None and inserted:
+                added += len(manifest)  # kept now
+            if db.execute(
                 "INSERT OR IGNORE INTO shards (record_id, shard_index, complete, touched)"
                 " VALUES (?, ?, 0, ?)",
                 (record_id, index, now_ms),
-            )
+            ).rowcount:
+                added += ROW_WEIGHT
+        return added
 
     def note_blocks(
         self, record_id: bytes, index: int, blocks: Iterable[tuple[bytes, int]], now_ms: int
-    ) -> None:
-        """Blocks (digest, size) of `index` now in the store (found later without a manifest)."""
+    ) -> int:
+        """Blocks (digest, size) of `index` now in the store (found later without a
+        manifest); returns the bytes not noted before (what the record weighs more)."""
+        added = 0
         with self._db.transaction() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO blocks (record_id, shard_index, digest, size)"
-                " VALUES (?, ?, ?, ?)",
-                [(record_id, index, digest, size) for digest, size in blocks],
-            )
+            for digest, size in blocks:
+                added += (
+                    size
+                    * db.execute(
+                        "INSERT OR IGNORE INTO blocks (record_id, shard_index, digest, size)"
+                        " VALUES (?, ?, ?, ?)",
+                        (record_id, index, digest, size),
+                    ).rowcount
+                )
             db.execute(
                 "UPDATE shards SET touched = ? WHERE record_id = ? AND shard_index = ?",
                 (now_ms, record_id, index),
             )
+        return added
 
     def complete(self, record_id: bytes, index: int) -> None:
         """Every block of `index` is stored and fsync'd."""
@@ -211,6 +230,33 @@ class Holdings:
                 (before_ms,),
             ).fetchall()
         return [bytes(row[0]) for row in rows]
+
+    def idle_before(self, before_ms: int) -> list[bytes]:
+        """Records no block of which arrived since `before_ms` (by any index's last)."""
+        with self._db.connection() as db:
+            rows = db.execute(
+                "SELECT record_id FROM shards GROUP BY record_id HAVING MAX(touched) < ?"
+                " UNION SELECT record_id FROM records r WHERE NOT EXISTS"
+                " (SELECT 1 FROM shards s WHERE s.record_id = r.record_id)"
+                " ORDER BY record_id",
+                (before_ms,),
+            ).fetchall()
+        return [bytes(row[0]) for row in rows]
+
+    def pending_weights(self) -> list[tuple[bytes, bytes | None, int]]:
+        """(record, uploader, weight) of every record held (see the module doc)."""
+        with self._db.connection() as db:
+            rows = db.execute(
+                "SELECT r.record_id, r.uploader, IFNULL(LENGTH(r.manifest), 0)"
+                " + IFNULL((SELECT SUM(size) FROM blocks b WHERE b.record_id = r.record_id), 0)"
+                " + ? * (SELECT COUNT(*) FROM shards s WHERE s.record_id = r.record_id)"
+                " FROM records r ORDER BY r.record_id",
+                (ROW_WEIGHT,),
+            ).fetchall()
+        return [
+            (bytes(record), None if uploader is None else bytes(uploader), int(weight))
+            for record, uploader, weight in rows
+        ]
 
     def partial_before(self, before_ms: int) -> list[tuple[bytes, int]]:
         """(record, index) never completed, no block of which arrived since `before_ms`:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import msgpack
 import pytest
 import trio
@@ -9,14 +11,22 @@ import trio.testing
 
 from node.config.addresses import PeerAddress
 from node.config.network import Limits
-from node.net import connections
+from node.net import connections, peer
 from node.net.channel import SecureChannel, open_client_channel
 from node.net.connections import ConnectionManager
 from node.net.dispatch import base_dispatcher
 from node.net.errors import DialBackoff, PeerClosed, PeerUnreachable
 from node.sim.memory import MemoryNetwork
 from protocol.net.boxstream import BoxWriter
-from protocol.net.messages import Kind, Ping, Pong, decode_envelope
+from protocol.net.messages import (
+    Echo,
+    EchoReply,
+    Envelope,
+    Kind,
+    Ping,
+    Pong,
+    decode_envelope,
+)
 from tests.node.nodes import address_of, start_node
 from tests.protocol.keys import NETWORK, seed, signing_key
 
@@ -301,4 +311,41 @@ async def test_one_host_cannot_take_every_handshake_slot(
         assert await (await b.connect(address_of(a))).request(Ping(1), Pong) == Pong(1)
         for stream in idle:
             await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_large_envelope_is_decoded_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # While one peer's large envelope decodes, the node serves another peer: the
+    # decoder below only finishes after a ping from a second peer was answered, which
+    # it asks the trio thread for (impossible if it ran on that thread). No autojump
+    # clock: a worker thread is at work, and nothing here is timed.
+    network = MemoryNetwork()
+    threads: list[str] = []
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a")
+        big_sender = await start_node(nursery, network.transport(), "b")
+        other = await start_node(nursery, network.transport(), "c")
+        to_a = await big_sender.connect(address_of(a))
+        other_to_a = await other.connect(address_of(a))
+
+        async def other_peer_served() -> Pong:
+            return await other_to_a.request(Ping(7), Pong)
+
+        def decode_after_others_ran(payload: bytes) -> Envelope:
+            if len(payload) >= peer.DECODE_IN_WORKER_BYTES:
+                threads.append(threading.current_thread().name)
+                assert trio.from_thread.run(other_peer_served) == Pong(7)
+            return decode_envelope(payload)
+
+        monkeypatch.setattr(peer, "decode_envelope", decode_after_others_ran)
+        data = b"x" * (peer.DECODE_IN_WORKER_BYTES + 1)
+        with trio.fail_after(60):  # a deadlock guard, not a timing assertion
+            assert (await to_a.request(Echo(data), EchoReply)).data == data
+        assert threads and all(name != threading.main_thread().name for name in threads)
+        # Small envelopes stay inline (no thread hand-off for every ping).
+        threads.clear()
+        assert await to_a.request(Ping(8), Pong) == Pong(8)
+        assert threads == []
         nursery.cancel_scope.cancel()

@@ -24,7 +24,7 @@ async def test_shards_are_not_orphans_while_the_ledger_lags(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        await cluster.add_many(nursery, 6, small_config(orphan_grace=0.0))
+        await cluster.add_many(nursery, 6, small_config(orphan_grace=0.0, unrecorded_grace=0.0))
         writer = cluster.nodes[0]
         result = await writer.records.put(
             segments(os.urandom(100_000), 64 * 1024), metadata=RecordMetadata()

@@ -15,6 +15,7 @@ from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.ledger.messages import LedgerHeads
 from protocol.net.messages import (
     LARGE_BYTES,
+    UNPACK_PIECE,
     BadMessage,
     Echo,
     Envelope,
@@ -231,3 +232,21 @@ def test_every_list_a_peer_sends_has_a_cap() -> None:
             if typing.get_origin(hint) is typing.Annotated:
                 assert any(isinstance(m, MaxItems) for m in typing.get_args(hint)[1:])
     assert uncapped == []
+
+
+def test_a_large_envelope_is_unpacked_in_pieces_exactly_as_a_small_one() -> None:
+    # Over UNPACK_PIECE the msgpack is read a piece at a time (so a worker thread
+    # decoding it lets the event loop run): the same value, the same refusals.
+    data = bytes(range(256)) * (3 * UNPACK_PIECE // 256)
+    envelope = Envelope(Kind.REQUEST, 5, Echo(data))
+    payload = encode_envelope(envelope)
+    assert len(payload) > 2 * UNPACK_PIECE
+    assert decode_envelope(payload) == envelope
+    nested = _Nested(items=tuple(Ping(i) for i in range(30_000)), labels={"a": 1}, maybe=b"m")
+    assert decode_envelope(encode_envelope(Envelope(Kind.RESPONSE, 6, nested))).message == nested
+    with pytest.raises(BadMessage, match="not valid msgpack"):
+        decode_envelope(payload[:-1])  # ends early
+    with pytest.raises(BadMessage, match="not valid msgpack"):
+        decode_envelope(payload + b"\x00")  # extra bytes
+    with pytest.raises(BadMessage, match="not valid msgpack"):
+        decode_envelope(payload[: UNPACK_PIECE + 10])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from storage.store.holdings import Holdings
+from storage.store.holdings import ROW_WEIGHT, Holdings
 
 R1, R2 = b"\x01" * 32, b"\x02" * 32
 A, B, C = b"a" * 32, b"b" * 32, b"c" * 32
@@ -109,3 +109,34 @@ def test_held_blocks_are_walked_in_order_from_a_cursor(tmp_path: Path) -> None:
     rest = holdings.held_blocks_after(first[0][0], 10)
     assert [(d, size) for _, _, _, d, size in rest] == [(B, 2)]
     assert holdings.held_blocks_after(rest[0][0], 10) == []
+
+
+def test_a_record_is_idle_from_its_last_block_not_its_first(tmp_path: Path) -> None:
+    # A long upload keeps sending: it is never idle, however long ago it began.
+    holdings = Holdings(tmp_path / "h.sqlite")
+    holdings.begin(R1, None, 0, now_ms=100)
+    holdings.begin(R1, None, 1, now_ms=100)
+    holdings.begin(R2, None, 0, now_ms=100)
+    holdings.note_blocks(R1, 1, [(A, 10)], now_ms=5_000)  # one index still receiving
+    assert holdings.idle_before(1_000) == [R2]
+    assert holdings.idle_before(5_001) == [R1, R2]
+    assert Holdings(tmp_path / "h.sqlite").idle_before(1_000) == [R2]  # kept on disk
+
+
+def test_weights_added_are_what_pending_weights_finds_after_a_restart(tmp_path: Path) -> None:
+    holdings = Holdings(tmp_path / "h.sqlite")
+    added = holdings.begin(R1, None, 0, now_ms=1, uploader=A)
+    assert added == ROW_WEIGHT
+    added += holdings.note_blocks(R1, 0, [(A, 100), (B, 50)], now_ms=1)
+    assert holdings.note_blocks(R1, 0, [(A, 100)], now_ms=2) == 0  # a resent block: no more
+    assert holdings.begin(R1, None, 0, now_ms=2) == 0  # an index already begun
+    added += holdings.begin(R1, b"m" * 40, 1, now_ms=3, uploader=B)  # manifest + a new index
+    assert holdings.begin(R1, b"m" * 40, 1, now_ms=3) == 0  # the manifest is kept once
+    added += holdings.note_blocks(R1, 1, [(C, 7)], now_ms=3)
+    assert added == 2 * ROW_WEIGHT + 150 + 40 + 7
+    holdings.begin(R2, None, 0, now_ms=4)
+    holdings.close()
+    reopened = Holdings(tmp_path / "h.sqlite")
+    assert reopened.pending_weights() == [(R1, A, added), (R2, None, ROW_WEIGHT)]
+    reopened.remove(R1)
+    assert reopened.pending_weights() == [(R2, None, ROW_WEIGHT)]
