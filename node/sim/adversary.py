@@ -31,13 +31,13 @@ def _keep_nothing(self: ShardService, message: StoreShards, sender: bytes) -> An
     """Check and note the batch like an honest holder, but store no block."""
     manifest = self._accept_manifest(message)
     raw = manifest.encode() if message.manifest is not None and manifest is not None else None
-    self.holdings.begin(message.record_id, raw, message.index, self.clock_ms(), sender)
-    return manifest, len(message.blocks)
+    added = self.holdings.begin(message.record_id, raw, message.index, self.clock_ms(), sender)
+    return manifest, len(message.blocks), added
 
 
-def _claim_complete(self: ShardService, manifest: Manifest, index: int) -> bool:
+def _claim_complete(self: ShardService, manifest: Manifest, index: int) -> Any:
     self.holdings.complete(manifest.record_id, index)
-    return True
+    return True, 0
 
 
 async def _make_up_proofs(self: ShardService, message: ProveShards, caller: Caller) -> Any:
