@@ -193,34 +193,37 @@ class RevocationService:
         self._refused.note(why, who=short_key(peer))
 
     async def _apply(self, new: list[Revocation], *, source: bytes | None) -> int:
-        """Keep, enforce, then spread revocations this node has just learned."""
+        """Keep, enforce, then spread revocations this node has just learned; returns
+        the peers they are pushed to. Closing connections and pushing run as tasks of
+        this service: a handler must not wait on the connection it answers on."""
         await self._save()
         for revocation in new:
-            key = revocation.node_key
             event(
                 log,
                 logging.WARNING,
                 "node revoked",
-                node=short_key(key),
+                node=short_key(revocation.node_key),
                 authority=short_key(revocation.authority),
                 heard_from=short_key(source) if source else "operator",
             )
-            self.on_revoked(key)
-            await self.manager.drop(key, "membership revoked")
+            self.on_revoked(revocation.node_key)
         self._changed.set()
         self._changed = trio.Event()
-        batch = tuple(r.encode() for r in new)
         peers = [
             p
             for p in self.manager.peers
             if p.remote_public_key != source and not self.membership.is_revoked(p.remote_public_key)
         ]
-        if self._nursery is not None:
-            for start in range(0, len(batch), MAX_SHARED):
-                for connection in peers:
-                    self._nursery.start_soon(
-                        self._push, connection, batch[start : start + MAX_SHARED]
-                    )
+        if self._nursery is None:  # not serving: enforce now, push nothing
+            for revocation in new:
+                await self.manager.drop(revocation.node_key, "membership revoked")
+            return 0
+        for revocation in new:
+            self._nursery.start_soon(self.manager.drop, revocation.node_key, "membership revoked")
+        batch = tuple(r.encode() for r in new)
+        for start in range(0, len(batch), MAX_SHARED):
+            for connection in peers:
+                self._nursery.start_soon(self._push, connection, batch[start : start + MAX_SHARED])
         return len(peers)
 
     async def _push(self, connection: PeerConnection, batch: tuple[bytes, ...]) -> bool:

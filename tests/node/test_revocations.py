@@ -94,6 +94,24 @@ async def test_a_published_revocation_reaches_every_node_which_drops_and_refuses
         nursery.cancel_scope.cancel()
 
 
+async def test_a_node_handed_its_own_revocation_spreads_it_and_is_dropped_everywhere(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Each receiver closes the very connection the push arrived on: gossip goes on.
+    async with trio.open_nursery() as nursery:
+        cluster = await certified_cluster(nursery, tmp_path, 5)
+        gone = cluster.nodes[1]
+        with trio.fail_after(600):  # (a handler waiting on its own connection hung here)
+            await service(gone).publish(revoke(AUTHORITY, gone.public_key, revoked_at=1))
+            for node in cluster.nodes:
+                await knows(node, gone.public_key)
+        await trio.testing.wait_all_tasks_blocked()
+        assert gone.manager.peers == []
+        for node in cluster.nodes:
+            assert gone.public_key not in {p.remote_public_key for p in node.manager.peers}
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_node_that_connects_later_learns_the_revocations_at_connect(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
