@@ -216,15 +216,21 @@ class RevocationService:
         ]
         if self._nursery is None:  # not serving: enforce now, push nothing
             for revocation in new:
-                await self.manager.drop(revocation.node_key, "membership revoked")
+                await self._drop(revocation.node_key)
             return 0
         for revocation in new:
-            self._nursery.start_soon(self.manager.drop, revocation.node_key, "membership revoked")
+            self._nursery.start_soon(self._drop, revocation.node_key)
         batch = tuple(r.encode() for r in new)
         for start in range(0, len(batch), MAX_SHARED):
             for connection in peers:
                 self._nursery.start_soon(self._push, connection, batch[start : start + MAX_SHARED])
         return len(peers)
+
+    async def _drop(self, key: bytes) -> None:
+        """Close its connection, then forget it again: what it said until the close
+        (a DHT request observes its sender) must not bring it back."""
+        await self.manager.drop(key, "membership revoked")
+        self.on_revoked(key)
 
     async def _push(self, connection: PeerConnection, batch: tuple[bytes, ...]) -> bool:
         try:
