@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import nacl.signing
 import trio
@@ -25,6 +26,7 @@ from node.logs import event, get_logger
 from node.net.connections import ConnectionManager
 from node.net.dispatch import base_dispatcher
 from node.net.membership import Membership
+from node.net.revocations import RevocationService
 from node.net.rpc_port import ManagerPort, RpcPort, SelfRoutingPort
 from node.net.transport import Transport
 from node.records.repair import Repairer
@@ -61,6 +63,10 @@ class NodeParts:
     confirm_own_feed: bool = False
     # This node's certificate and the network's authorities; None: an open network.
     membership: Membership | None = None
+    # Where revocations this node learns are kept (None: in memory only), and the
+    # lines of that file not applied at start (written back with every change).
+    revocations_file: Path | None = None
+    revocations_aside: tuple[str, ...] = ()
 
 
 class Node:
@@ -146,6 +152,17 @@ class Node:
         )
         for service in (self.dht, self.gossip, self.shards):
             service.install(self.dispatcher)
+        self.revocations: RevocationService | None = None
+        if parts.membership is not None:
+            self.revocations = RevocationService(
+                membership=parts.membership,
+                manager=self.manager,
+                path=parts.revocations_file,
+                aside=list(parts.revocations_aside),
+                on_revoked=self._forget_member,
+            )
+            self.revocations.install(self.dispatcher)
+            self.manager.on_connect = self.revocations.greet
         self._nursery: trio.Nursery | None = None
         self._announcing = 0  # provider announcements started and not yet finished
         self._announced = trio.Event()  # set and replaced when the count drops to 0
@@ -156,6 +173,11 @@ class Node:
     @property
     def contact(self) -> Contact:
         return self.dht.contact
+
+    def _forget_member(self, public_key: bytes) -> None:
+        """A revoked node: not a contact, not a provider, not a placement candidate."""
+        self.dht.forget(public_key)
+        self.records.reach.forget(public_key)
 
     def _announce(self, key: bytes) -> None:
         if self._nursery is not None:
@@ -188,6 +210,8 @@ class Node:
         """Run every service until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self.revocations is not None:
+                await nursery.start(self.revocations.serve)
             if self.parts.port is None:
                 bound = await nursery.start(self.manager.serve)
                 self.dht.set_address(self.parts.config.advertised(bound))

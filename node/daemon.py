@@ -33,6 +33,12 @@ from node.logs import event, get_logger, short_key
 from node.net.connections import ConnectionManager
 from node.net.errors import RpcError
 from node.net.membership import Membership
+from node.net.revocations import (
+    REVOCATIONS_FILE,
+    Loaded,
+    RevocationFileError,
+    load_revocations,
+)
 from node.net.transport import TcpTransport
 from protocol.dht.contact import Contact
 from protocol.ids import node_id
@@ -84,6 +90,17 @@ def open_membership(data_dir: DataDir, config: NodeConfig, public: bytes) -> Mem
         raise DataDirError(f"{path}: {exc}") from None
 
 
+def open_revocations(data_dir: DataDir, membership: Membership | None) -> Loaded:
+    """The revocations this node learned before, applied to `membership` (a file that
+    cannot be read stops the node: starting without it would let revoked nodes in)."""
+    if membership is None:
+        return Loaded(0, [], [])
+    try:
+        return load_revocations(data_dir.root / REVOCATIONS_FILE, membership)
+    except RevocationFileError as exc:
+        raise DataDirError(str(exc)) from None
+
+
 def warn_about_membership(data_dir: DataDir, membership: Membership | None) -> None:
     """The authority key admits anyone: on a running node it is one break-in away. A
     certificate about to expire will soon cut this node off."""
@@ -129,6 +146,7 @@ async def serve_node(
     network_key = data_dir.network_key()
     public = bytes(identity.verify_key)
     membership = open_membership(data_dir, config, public)
+    revocations = open_revocations(data_dir, membership)
     store = DiskShardStore(data_dir.root, config.storage.quota_bytes or None)
     transport = TcpTransport(config.listen)
     await transport.bind()
@@ -143,6 +161,8 @@ async def serve_node(
                 public_key=public.hex(),
             )
             warn_about_membership(data_dir, membership)
+            for problem in revocations.problems:
+                event(log, logging.WARNING, "revocation not applied", reason=problem)
             node = Node(
                 NodeParts(
                     identity=identity,
@@ -157,6 +177,8 @@ async def serve_node(
                     rng=random.SystemRandom(),
                     confirm_own_feed=not trust_local_ledger,
                     membership=membership,
+                    revocations_file=data_dir.root / REVOCATIONS_FILE,
+                    revocations_aside=tuple(revocations.aside),
                 )
             )
             stopping = stop if stop is not None else trio.Event()

@@ -19,6 +19,7 @@ from node.config.fields import ConfigError
 from node.config.keyfiles import KeyFileError
 from node.control.client import ControlFailed, DaemonNotRunning
 from protocol.membership.certificate import CertificateError
+from protocol.membership.revocation import RevocationError
 from storage.errors import StorageError
 from storage.store.ledger_db import LedgerDBError
 
@@ -34,6 +35,7 @@ OPERATOR_ERRORS = (
     StorageError,
     LedgerDBError,
     CertificateError,
+    RevocationError,
     OSError,
 )
 

@@ -61,7 +61,7 @@ def _when(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
 
 
-def _authority(path: Path | None, data_dir: Path | None) -> nacl.signing.SigningKey:
+def load_authority(path: Path | None, data_dir: Path | None) -> nacl.signing.SigningKey:
     if path is None:
         candidate = open_data_dir(data_dir).root / AUTHORITY_FILE
         if not candidate.exists():
@@ -108,20 +108,25 @@ def admit(
     node_key = hex_bytes(public_key, "PUBLIC_KEY")
     if not site or len(site) > MAX_SITE_LENGTH or not site.isprintable():
         raise click.BadParameter(f"1..{MAX_SITE_LENGTH} printable characters", param_hint="--site")
-    authority = _authority(authority_key, data_dir)
+    authority = load_authority(authority_key, data_dir)
     now = int(time.time() * 1000)
     expires_at = 0 if expires == "never" else expiry_ms(expires)
     if expires_at >= 2**63:
         raise click.BadParameter("too far in the future", param_hint="--expires")
     cert = issue(authority, node_key, site, issued_at=now - ISSUE_SKEW_MS, expires_at=expires_at)
     if output is not None:
-        try:  # never through a symlink, never over a file
-            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        except FileExistsError:
-            raise click.UsageError(f"{output} already exists") from None
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(cert.text() + "\n")
+        write_new(output, cert.text())
     _print(cert, as_json, output)
+
+
+def write_new(output: Path, line: str) -> None:
+    """Write `line` to a new file: never through a symlink, never over a file."""
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise click.UsageError(f"{output} already exists") from None
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(line + "\n")
 
 
 @click.group()

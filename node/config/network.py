@@ -88,7 +88,8 @@ class NetworkConfig:
     revoked: tuple[bytes, ...] = setting(
         (),
         "Public keys (hex) of nodes no longer members: refused at connect and dropped"
-        " within a minute, whatever their certificates say (restart to apply).",
+        " within a minute, whatever their certificates say (restart to apply). In a"
+        " certified network prefer `medvault membership revoke`: signed once, gossiped.",
         parse=_keys,
         show=_show_keys,
     )

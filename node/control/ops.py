@@ -39,9 +39,11 @@ from protocol.control.commands import (
     Ledger,
     ListRecords,
     Peers,
+    PublishRevocation,
     Put,
     ResolveRecord,
     ResumeFeed,
+    Revocations,
     Revoke,
     Status,
     Submit,
@@ -65,6 +67,9 @@ from protocol.control.replies import (
     RecordResolved,
     RecordRow,
     RecordsReply,
+    RevocationPublished,
+    RevocationRow,
+    RevocationsReply,
     StatusReply,
     UploadProgress,
     UploadReady,
@@ -72,6 +77,7 @@ from protocol.control.replies import (
 )
 from protocol.dht.contact import Contact
 from protocol.ids import node_id
+from protocol.membership.revocation import RevocationError, parse
 from protocol.records.upload import UploadSegments
 from storage.codec.crypt import SegmentCipher
 from storage.codec.encoder import read_full
@@ -88,6 +94,7 @@ OPERATOR_ERRORS: tuple[type[Exception], ...] = (
     LedgerError,
     TooFewShards,
     StorageError,
+    RevocationError,
 )
 
 
@@ -149,6 +156,8 @@ class ControlOps:
             Gc: self.gc,
             ResumeFeed: self.resume_feed,
             ResolveRecord: self.resolve,
+            PublishRevocation: self.publish_revocation,
+            Revocations: self.revocations,
         }
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:
@@ -190,6 +199,7 @@ class ControlOps:
             orphan_pieces=orphans[0],
             orphan_bytes=orphans[1],
             ledger_caught_up=node.ledger.caught_up,
+            revoked_nodes=len(self._revoked()),
         )
 
     async def peers(self, request: Peers) -> PeersReply:
@@ -219,6 +229,41 @@ class ControlOps:
                 for c in sorted(contacts, key=lambda c: c.node_id)
             )
         )
+
+    # -- membership ----------------------------------------------------------------
+
+    async def publish_revocation(self, request: PublishRevocation) -> RevocationPublished:
+        """Apply an authority's revocation here and gossip it to every peer."""
+        service = self.node.revocations
+        if service is None:
+            raise RevocationError(
+                "this is an open network (no network.authorities): there is no membership"
+                " to revoke; list the key in network.revoked instead"
+            )
+        published = await service.publish(parse(request.revocation))
+        return RevocationPublished(
+            node_key=published.revocation.node_key,
+            new=published.new,
+            pushed_to=published.pushed,
+        )
+
+    async def revocations(self, request: Revocations) -> RevocationsReply:
+        return RevocationsReply(tuple(self._revoked()))
+
+    def _revoked(self) -> list[RevocationRow]:
+        membership = self.node.parts.membership
+        if membership is None:
+            return []
+        rows = [
+            RevocationRow(r.node_key, r.revoked_at, r.authority, "authority")
+            for r in membership.revocations.all()
+        ]
+        rows += [
+            RevocationRow(key, 0, b"", "config")
+            for key in sorted(membership.revoked)
+            if key not in membership.revocations
+        ]
+        return rows
 
     # -- records -------------------------------------------------------------------
 

@@ -556,6 +556,13 @@ class DhtService:
     def stop_providing(self, key: bytes) -> None:
         self._provided.pop(key, None)
 
+    def forget(self, public_key: bytes) -> int:
+        """A node no longer a member: out of the routing table (and so of peers.json),
+        its provider records dropped (readers would dial a node that is refused).
+        Returns the provider records dropped."""
+        self.routing.remove(node_id(public_key))
+        return self.store.drop_provider(public_key)
+
     # -- upkeep ---------------------------------------------------------------
 
     async def refresh(self) -> None:

@@ -87,6 +87,8 @@ class ConnectionManager:
         # Run (as its own task) for every inbound connection admitted: the DHT
         # learns who connected. Failures in it are the hook's own business.
         self.on_inbound: Callable[[PeerConnection], Awaitable[None]] | None = None
+        # Run likewise for every connection admitted, either way (revocations are shared).
+        self.on_connect: Callable[[PeerConnection], Awaitable[None]] | None = None
 
     @property
     def peers(self) -> list[PeerConnection]:
@@ -122,6 +124,8 @@ class ConnectionManager:
 
         Raises PeerUnreachable (DialBackoff while a recent failure cools down).
         """
+        if self.membership is not None and self.membership.is_revoked(peer.public_key):
+            raise PeerUnreachable(f"{peer.address}: this node's membership was revoked")
         existing = self.peer(peer.public_key)
         if existing is not None:
             return existing
@@ -176,7 +180,18 @@ class ConnectionManager:
                 raise PeerUnreachable("connection limit reached")
             return kept
         await self._nursery.start(self._run, connection)
+        if self.on_connect is not None:
+            self._nursery.start_soon(self._greet, self.on_connect, connection)
         return connection
+
+    async def drop(self, public_key: bytes, reason: str) -> bool:
+        """Close the connection with `public_key` now (True if one was open)."""
+        connection = self._peers.get(public_key)
+        if connection is None or not connection.is_open:
+            return False
+        event(log, logging.WARNING, "dropping peer", peer=short_key(public_key), reason=reason)
+        await connection.aclose()
+        return True
 
     async def _dial_channel(self, peer: PeerAddress) -> SecureChannel:
         stream: trio.abc.Stream | None = None
@@ -305,6 +320,8 @@ class ConnectionManager:
         event(log, logging.INFO, "accepted", peer=short_key(connection.remote_public_key))
         if self.on_inbound is not None and self._nursery is not None:
             self._nursery.start_soon(self._greet, self.on_inbound, connection)
+        if self.on_connect is not None and self._nursery is not None:
+            self._nursery.start_soon(self._greet, self.on_connect, connection)
         await self._run(connection)
 
     async def _greet(

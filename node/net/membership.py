@@ -6,7 +6,9 @@ checks: one round trip, and a dialer that is refused learns it at once (the
 channel closes instead of answering). A peer whose certificate does not
 decode, names another key, comes from no authority of this network, or is
 not current is refused before any request of it is handled. The certificates of admitted peers are
-kept: a peer's site is what its certificate says.
+kept: a peer's site is what its certificate says. A key is refused whatever it
+shows when `network.revoked` lists it or an authority's revocation names it
+(`revocations`, which node.net.revocations fills and gossips).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from protocol.membership.certificate import (
     check,
     decode,
 )
+from protocol.membership.revocation import RevocationList
 
 MAX_REMEMBERED = 65_536  # peers' certificates kept (least recently shown dropped first)
 
@@ -37,7 +40,8 @@ class Membership:
     ) -> None:
         self.own = own
         self.authorities = frozenset(authorities)
-        self.revoked = frozenset(revoked)  # node keys refused whatever they show
+        self.revoked = frozenset(revoked)  # node keys refused whatever they show (config)
+        self.revocations = RevocationList(self.authorities)  # ... and by an authority's word
         self.clock_ms = clock_ms
         check(own, node_key=own.node_key, authorities=self.authorities, now_ms=clock_ms())
         self._peers: collections.OrderedDict[bytes, Certificate] = collections.OrderedDict()
@@ -58,7 +62,10 @@ class Membership:
     def current(self, public_key: bytes) -> bool:
         """Whether the peer is still a member (connections are re-checked)."""
         cert = self._peers.get(public_key)
-        return cert is not None and cert.active(self.clock_ms()) and public_key not in self.revoked
+        return cert is not None and cert.active(self.clock_ms()) and not self.is_revoked(public_key)
+
+    def is_revoked(self, public_key: bytes) -> bool:
+        return public_key in self.revoked or public_key in self.revocations
 
     async def exchange(self, channel: SecureChannel, *, dialer: bool) -> Certificate:
         """Show ours, check theirs; CertificateError (or a channel error) if it fails."""
@@ -78,7 +85,7 @@ class Membership:
                 else "the peer left before showing its certificate"
             )
         cert = decode(raw)
-        if cert.node_key in self.revoked:
+        if self.is_revoked(cert.node_key):
             raise CertificateError("this node's membership was revoked")
         check(
             cert,

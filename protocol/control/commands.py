@@ -231,6 +231,28 @@ class ResolveRecord(ControlRequest):
             raise ValueError("a record id prefix is at most 64 hex digits")
 
 
+@control_op
+@dataclass(frozen=True)
+class PublishRevocation(ControlRequest):
+    """Apply an authority's revocation of a node (protocol.membership.revocation,
+    encoded) and gossip it to the network."""
+
+    OP: ClassVar[str] = "publish_revocation"
+    revocation: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.revocation) > 1024:
+            raise ValueError("a revocation is at most 1024 bytes")
+
+
+@control_op
+@dataclass(frozen=True)
+class Revocations(ControlRequest):
+    """The nodes this node refuses: revoked by an authority or in network.revoked."""
+
+    OP: ClassVar[str] = "revocations"
+
+
 def encode_request(request: ControlRequest) -> bytes:
     """One frame (length prefix included) carrying `request`."""
     return COMMANDS.encode(request)

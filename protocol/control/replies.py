@@ -73,6 +73,7 @@ class StatusReply(ControlReply):
     orphan_pieces: int  # unrecorded uploads and never-completed indices held
     orphan_bytes: int  # what they weigh (`medvault gc` reclaims it)
     ledger_caught_up: bool  # peers showed nothing beyond this ledger (gc is safe)
+    revoked_nodes: int  # node keys refused: revoked by an authority or in network.revoked
 
 
 @control_reply
@@ -297,3 +298,27 @@ class CheckRow:
 class CheckReply(ControlReply):
     KIND: ClassVar[str] = "check"
     records: tuple[CheckRow, ...]
+
+
+@control_reply
+@dataclass(frozen=True)
+class RevocationPublished(ControlReply):
+    KIND: ClassVar[str] = "revocation_published"
+    node_key: bytes
+    new: bool  # False: the node was revoked already (nothing changed, nothing pushed)
+    pushed_to: int  # connected peers it was pushed to (they push it on)
+
+
+@dataclass(frozen=True)
+class RevocationRow:
+    node_key: bytes
+    revoked_at: int  # ms; 0 for a key listed in network.revoked
+    authority: bytes  # empty for a key listed in network.revoked
+    source: str  # "authority" or "config"
+
+
+@control_reply
+@dataclass(frozen=True)
+class RevocationsReply(ControlReply):
+    KIND: ClassVar[str] = "revocations"
+    revocations: tuple[RevocationRow, ...]

@@ -280,6 +280,18 @@ class RecordStore:
                 del self._providers[key]
         return removed
 
+    def drop_provider(self, public_key: bytes) -> int:
+        """Forget every provider record of `public_key` (a revoked node); how many went."""
+        removed = 0
+        for key in list(self._providers):
+            entries = self._providers[key]
+            if entries.pop(public_key, None) is not None:
+                removed += 1
+                if not entries:
+                    del self._providers[key]
+        self._keys_of.pop(public_key, None)
+        return removed
+
     def value_records(self, now: float) -> list[ValueRecord]:
         return [h.record for h in self._values.values() if h.expires_at > now]
 

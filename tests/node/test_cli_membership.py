@@ -18,6 +18,7 @@ from node.config.datadir import DataDir
 from node.daemon import open_membership
 from node.sim.localnet import configure
 from protocol.membership.certificate import from_text
+from protocol.membership.revocation import from_text as revocation_from_text
 
 
 def medvault(*args: str) -> Result:
@@ -210,3 +211,46 @@ def test_revoked_keys_in_the_config_reach_the_membership(tmp_path: Path) -> None
         data_dir, data_dir.config(), bytes.fromhex(str(made["public_key"]))
     )
     assert membership is not None and membership.revoked == {gone}
+
+
+def test_an_admin_signs_a_revocation_offline_and_never_over_a_file(tmp_path: Path) -> None:
+    made = new_network(tmp_path)
+    key = os.urandom(32).hex()
+    out = tmp_path / "gone.revocation"
+    signed = medvault(
+        "membership", "revoke", key, "--data-dir", str(tmp_path / "a"), "-o", str(out), "--json"
+    )
+    assert signed.exit_code == 0, signed.output
+    shown = json.loads(signed.stdout)
+    revocation = revocation_from_text(out.read_text())
+    assert revocation.node_key.hex() == key and shown["node_key"] == key
+    assert [revocation.authority.hex()] == made["authorities"]
+    again = medvault("membership", "revoke", key, "--data-dir", str(tmp_path / "a"), "-o", str(out))
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    link = tmp_path / "link.revocation"
+    link.symlink_to(tmp_path / "victim.txt")
+    linked = medvault(
+        "membership", "revoke", key, "--data-dir", str(tmp_path / "a"), "-o", str(link)
+    )
+    assert linked.exit_code != 0 and not (tmp_path / "victim.txt").exists()
+    authority = str(made["authorities"][0])
+    itself = medvault("membership", "revoke", authority, "--data-dir", str(tmp_path / "a"))
+    assert itself.exit_code == 2 and "cannot be revoked" in itself.stderr
+    bad = medvault("membership", "revoke", "abc", "--data-dir", str(tmp_path / "a"))
+    assert bad.exit_code == 2 and "NODE_KEY" in bad.stderr
+
+
+def test_publish_names_what_is_wrong_before_it_reaches_a_daemon(tmp_path: Path) -> None:
+    new_network(tmp_path)
+    junk = tmp_path / "junk.revocation"
+    junk.write_text("medvault-certificate-v1:AAAA\n")
+    refused = medvault("membership", "publish", str(junk), "--data-dir", str(tmp_path / "a"))
+    assert refused.exit_code == 1 and "junk.revocation" in refused.stderr
+    assert "starts with" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    good = tmp_path / "good.revocation"
+    medvault(
+        "membership", "revoke", os.urandom(32).hex(), "--data-dir", str(tmp_path / "a"),
+        "-o", str(good),
+    )  # fmt: skip
+    stopped = medvault("membership", "publish", str(good), "--data-dir", str(tmp_path / "a"))
+    assert stopped.exit_code == 1 and "running" in stopped.stderr

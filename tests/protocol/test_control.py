@@ -37,6 +37,8 @@ REQUESTS: list[control.ControlRequest] = [
     control.Gc(3600),
     control.ResumeFeed(),
     control.ResolveRecord("abcdef12"),
+    control.PublishRevocation(b"revocation"),
+    control.Revocations(),
 ]
 
 
@@ -94,9 +96,16 @@ REPLIES: list[replies.ControlReply] = [
     replies.ErrorReply("unknown record 0011"),
     replies.Done(),
     replies.StatusReply(
-        KEY, KEY[:20], "127.0.0.1:1", "a", 1.5, 3, 2, 10, 4, 2, 99, 0, 4, 8, 6, 1, 0, 2, 9, True
+        KEY, KEY[:20], "127.0.0.1:1", "a", 1.5, 3, 2, 10, 4, 2, 99, 0, 4, 8, 6, 1, 0, 2, 9, True, 1
     ),
     replies.GcReply(1, 2, 3000),
+    replies.RevocationPublished(KEY, True, 3),
+    replies.RevocationsReply(
+        (
+            replies.RevocationRow(KEY, 5, RECORD, "authority"),
+            replies.RevocationRow(RECORD, 0, b"", "config"),
+        )
+    ),
     replies.FeedResumed(b"t" * 32),
     replies.Written(b"entry"),
     replies.RecordResolved(RECORD),
