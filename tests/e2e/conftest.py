@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from node.sim.localnet import Daemon
+from tests.e2e.member import Member
 
 
 @pytest.fixture
@@ -15,3 +16,12 @@ def daemons() -> Iterator[list[Daemon]]:
     yield started
     for daemon in started:
         daemon.kill()
+
+
+@pytest.fixture
+def members() -> Iterator[list[Member]]:
+    """In-process members (tests/e2e/member.py) a test started: stopped when it ends."""
+    started: list[Member] = []
+    yield started
+    for member in started:
+        member.stop()

@@ -8,18 +8,14 @@ stays healthy and reads back intact."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from node.assembly import Node
 from node.config.datadir import DataDir
-from node.daemon import serve_node
 from node.sim.localnet import Daemon, Network
 from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
@@ -34,6 +30,7 @@ from protocol.records.messages import (
     StoreShards,
 )
 from storage.codec.manifest import Manifest
+from tests.e2e.member import Member
 
 pytestmark = pytest.mark.slow
 
@@ -66,43 +63,6 @@ async def holders_and_manifest(
             manifest = Manifest.decode(answer.manifest)
     assert manifest is not None and holders
     return holders, manifest
-
-
-@dataclasses.dataclass
-class Attack:
-    """The attacker runs in its own thread (its own trio run) beside the sync test."""
-
-    data_dir: DataDir
-    victim_record: bytes
-    fakes: dict[str, bytes] = dataclasses.field(default_factory=dict)
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    token: trio.lowlevel.TrioToken | None = None
-    stop: trio.Event | None = None
-
-    error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            trio.run(self._run)
-        except BaseException as exc:  # shown by the test, not lost in the thread
-            self.error = exc
-        finally:
-            self.done.set()
-
-    async def _run(self) -> None:
-        self.token, self.stop = trio.lowlevel.current_trio_token(), trio.Event()
-        async with trio.open_nursery() as nursery:
-            attacker: Node = await nursery.start(
-                functools.partial(serve_node, self.data_dir, trust_local_ledger=True)
-            )
-            self.fakes = await attack(attacker, self.victim_record)
-            self.done.set()
-            await self.stop.wait()  # online until the holders heard its entries
-            nursery.cancel_scope.cancel()
-
-    def end(self) -> None:
-        assert self.token is not None and self.stop is not None
-        trio.from_thread.run_sync(self.stop.set, trio_token=self.token)
 
 
 async def attack(attacker: Node, victim_record: bytes) -> dict[str, bytes]:
@@ -142,7 +102,7 @@ async def attack(attacker: Node, victim_record: bytes) -> dict[str, bytes]:
 
 
 def test_a_member_cannot_delete_a_victims_blocks_through_a_record_of_its_own(
-    tmp_path: Path, daemons: list[Daemon]
+    tmp_path: Path, daemons: list[Daemon], members: list[Member]
 ) -> None:
     net = Network(tmp_path / "net", ATTACKER + 1, SETTINGS)
     daemons.extend(net.nodes[:ATTACKER])
@@ -154,19 +114,15 @@ def test_a_member_cannot_delete_a_victims_blocks_through_a_record_of_its_own(
     before = {i: block_files(net.nodes[i]) for i in range(ATTACKER)}
     assert sum(len(files) for files in before.values()) >= 15
 
-    attack_run = Attack(DataDir(net.nodes[ATTACKER].data_dir), bytes.fromhex(record_id))
-    thread = threading.Thread(target=attack_run.run, daemon=True)
-    thread.start()
-    assert attack_run.done.wait(timeout=120), "the attack did not finish"
-    assert attack_run.error is None, repr(attack_run.error)
-    fakes = attack_run.fakes
+    victim = bytes.fromhex(record_id)
+    member = Member(DataDir(net.nodes[ATTACKER].data_dir), lambda node: attack(node, victim))
+    members.append(member)
+    fakes = member.start()
 
     deleted_fake = fakes["tombstone"].hex()[:16]
     for index in range(ATTACKER):  # every holder saw the tombstone and deleted the fake
         if before[index]:
             net.nodes[index].wait_for("record shards deleted", timeout=60, record=deleted_fake)
-    attack_run.end()
-    thread.join(timeout=60)
     for index in range(ATTACKER):  # and not one of the victim's blocks
         assert before[index] <= block_files(net.nodes[index]), f"node {index} lost blocks"
     (report,) = net.cli(0, "check", record_id)["records"]
