@@ -1,7 +1,8 @@
 """The node's ledger: accepted entries, their state, and their persistence.
 
-Holds the LedgerBook in memory (the state is folded from it on demand and
-cached), writes each accepted batch and the state it leads to in one SQLite
+Holds the LedgerBook in memory and the state incrementally beside it
+(protocol.ledger.live: a batch costs what it changes, not the ledger's size),
+writes each accepted batch and the derived rows it changed in one SQLite
 transaction (in a worker thread: the commit fsyncs; batches stay in order),
 and at start compares the stored derived state with a fresh fold of the
 stored entries, rebuilding the derived tables if they disagree. An entry is
@@ -24,9 +25,11 @@ from node.offload import in_worker
 from protocol.ledger.book import LedgerBook
 from protocol.ledger.confirm import FeedConfirmation
 from protocol.ledger.entries import Body, Entry, InvalidEntry, decode_entry, sign_entry
+from protocol.ledger.live import LiveState, StateChanges
 from protocol.ledger.messages import FeedHead
-from protocol.ledger.state import LedgerState, fold
+from protocol.ledger.state import GrantInfo, LedgerState, RecordInfo
 from storage.store.ledger_db import (
+    DerivedDelta,
     DerivedGrant,
     DerivedRecord,
     DerivedState,
@@ -65,7 +68,7 @@ class LedgerService:
         self.clock_ms = clock_ms
         self.db = db
         self.book = LedgerBook()
-        self._state: LedgerState | None = None
+        self.live = LiveState()
         self._listeners: list[Listener] = []
         self._writing = trio.Lock()
         self._changed = trio.Event()
@@ -95,7 +98,9 @@ class LedgerService:
         if corrupt:
             db.delete_entries(corrupt)
             event(log, logging.WARNING, "corrupt ledger rows dropped", rows=len(corrupt))
-        self.book.ingest(good)
+        loaded = self.book.ingest(good)
+        self.live.apply(loaded.accepted, flagged=self.book.flagged)
+        self.live.changes()  # compared as a whole below
         state = self.state()
         derived = _derived(state, len(self.book))
         stored = db.derived_content()
@@ -157,9 +162,8 @@ class LedgerService:
         self._listeners.append(listener)
 
     def state(self) -> LedgerState:
-        if self._state is None:
-            self._state = fold(self.book.entries(), self.book.flagged)
-        return self._state
+        """The current state (kept up to date in place; do not change it)."""
+        return self.live.state
 
     async def ingest(self, raws: Iterable[bytes]) -> list[Entry]:
         """Accept what verifies and chains; returns the entries new to this node."""
@@ -170,11 +174,12 @@ class LedgerService:
                 event(log, logging.DEBUG, "entry rejected", reason=reason)
             if not result.accepted:
                 return []
-            self._state = None
+            forked = {author: self.book.flagged[author] for author in result.forked}
+            self.live.apply(result.accepted, flagged=forked)
+            delta = _delta(self.state(), self.live.changes(), len(self.book))
             if self.db is not None:
                 rows = [StoredEntry(e.hash, e.author, e.seq, e.raw) for e in result.accepted]
-                derived = _derived(self.state(), len(self.book))
-                await in_worker(self.db.append, rows, derived)
+                await in_worker(self.db.append, rows, delta)
         for listener in self._listeners:
             listener(result.accepted)
         self._changed.set()
@@ -249,13 +254,12 @@ class LedgerService:
         """LedgerError if the state rules would reject any of `entries`.
 
         Checked before an entry is written: an entry that breaks a rule has no
-        effect, but once written it is signed history every node keeps.
+        effect, but once written it is signed history every node keeps. Checked
+        against the current state, not by folding the ledger again.
         """
-        held = self.book.entries()
-        flagged = dict(self.book.flagged)
-        state = await in_worker(fold, [*held, *entries], flagged)
+        problems = self.live.problems(entries)
         for entry in entries:
-            reason = state.rejected.get(entry.hash)
+            reason = problems.get(entry.hash)
             if reason is not None:
                 raise LedgerError(f"the ledger would reject this {entry.type} entry: {reason}")
 
@@ -277,15 +281,38 @@ def _comparable(derived: DerivedState) -> tuple[object, ...]:
     )
 
 
+def _record_row(r: RecordInfo) -> DerivedRecord:
+    return DerivedRecord(r.record_id, r.owner, r.manifest_hash, r.size, r.k, r.n, r.created_at)
+
+
+def _grant_row(g: GrantInfo) -> DerivedGrant:
+    return DerivedGrant(g.record_id, g.grantee, g.expires_at)
+
+
 def _derived(state: LedgerState, entry_count: int) -> DerivedState:
     return DerivedState(
         digest=state.digest(),
         entry_count=entry_count,
-        records=[
-            DerivedRecord(r.record_id, r.owner, r.manifest_hash, r.size, r.k, r.n, r.created_at)
-            for r in state.records.values()
-        ],
-        grants=[DerivedGrant(g.record_id, g.grantee, g.expires_at) for g in state.grants.values()],
+        records=[_record_row(r) for r in state.records.values()],
+        grants=[_grant_row(g) for g in state.grants.values()],
         tombstones=list(state.tombstones),
         flagged=list(state.flagged),
+    )
+
+
+def _delta(state: LedgerState, changes: StateChanges, entry_count: int) -> DerivedDelta:
+    """The rows `changes` names, as they now are (present: upsert; absent: delete)."""
+    records = [state.records.get(r) for r in changes.records]
+    grants = [state.grants.get(p) for p in changes.grants]
+    return DerivedDelta(
+        digest=state.digest(),
+        entry_count=entry_count,
+        records=[_record_row(r) for r in records if r is not None],
+        records_gone=[r for r in changes.records if r not in state.records],
+        grants=[_grant_row(g) for g in grants if g is not None],
+        grants_gone=[p for p in changes.grants if p not in state.grants],
+        tombstones=[t for t in changes.tombstones if t in state.tombstones],
+        tombstones_gone=[t for t in changes.tombstones if t not in state.tombstones],
+        flagged=[a for a in changes.flagged if a in state.flagged],
+        flagged_gone=[a for a in changes.flagged if a not in state.flagged],
     )

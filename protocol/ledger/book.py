@@ -46,7 +46,7 @@ class LedgerBook:
         self.max_orphans = max_orphans
         self._entries: dict[bytes, Entry] = {}
         self._feeds: dict[bytes, dict[int, list[bytes]]] = {}
-        self._heads: dict[bytes, Head] | None = None  # computed once per change (gossip asks often)
+        self._heads: dict[bytes, Head] = {}  # kept per accepted entry (gossip asks often)
         self._orphans: OrderedDict[bytes, Entry] = OrderedDict()
         self._waiting: dict[bytes, list[bytes]] = {}  # prev hash -> orphan hashes
         self.flagged: dict[bytes, list[bytes]] = {}
@@ -105,7 +105,7 @@ class LedgerBook:
         self._entries[entry.hash] = entry
         at_seq = self._feeds.setdefault(entry.author, {}).setdefault(entry.seq, [])
         at_seq.append(entry.hash)
-        self._heads = None
+        self._update_head(entry.author, entry.seq)
         if len(at_seq) > 1:
             evidence = self.flagged.setdefault(entry.author, [])
             evidence.extend(h for h in at_seq if h not in evidence)
@@ -121,14 +121,15 @@ class LedgerBook:
             if dropped.hash in waiters:
                 waiters.remove(dropped.hash)
 
+    def _update_head(self, author: bytes, seq: int) -> None:
+        """One more entry at `seq` in `author`'s feed: its head changes in O(1)."""
+        old = self._heads.get(author)
+        feed = self._feeds[author]
+        top = seq if old is None else max(seq, old.seq)
+        tip = old.tip if old is not None and top == old.seq and seq != top else _tip(feed[top])
+        self._heads[author] = Head(top, 1 if old is None else old.count + 1, tip)
+
     def heads(self) -> dict[bytes, Head]:
-        if self._heads is None:
-            heads = {}
-            for author, feed in self._feeds.items():
-                top = max(feed)
-                tip = hashlib.blake2b(b"".join(sorted(feed[top])), digest_size=16).digest()
-                heads[author] = Head(top, sum(len(h) for h in feed.values()), tip)
-            self._heads = heads
         return dict(self._heads)
 
     def orphan_floors(self) -> dict[bytes, int]:
@@ -161,3 +162,7 @@ class LedgerBook:
                     return out
                 out.append(self._entries[entry_hash].raw)
         return out
+
+
+def _tip(hashes: list[bytes]) -> bytes:
+    return hashlib.blake2b(b"".join(sorted(hashes)), digest_size=16).digest()

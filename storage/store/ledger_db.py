@@ -8,6 +8,10 @@ process killed at any instant leaves entries and derived state that agree.
 If they ever disagree (an older version, a hand edit), the node rebuilds the
 derived tables from the entries (`replace_derived`). synchronous=FULL: a
 committed batch survives power loss.
+
+A batch carries either the whole derived state (`DerivedState`, rewritten) or
+only what changed (`DerivedDelta`: rows upserted or deleted), so a node with a
+million entries writes a handful of rows per put, not its whole state.
 """
 
 from __future__ import annotations
@@ -83,6 +87,22 @@ class DerivedState:
     flagged: Sequence[bytes] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class DerivedDelta:
+    """The derived rows a batch changed: upserts, deletions, and the new digest and count."""
+
+    digest: bytes
+    entry_count: int
+    records: Sequence[DerivedRecord] = field(default_factory=tuple)
+    records_gone: Sequence[bytes] = field(default_factory=tuple)
+    grants: Sequence[DerivedGrant] = field(default_factory=tuple)
+    grants_gone: Sequence[tuple[bytes, bytes]] = field(default_factory=tuple)
+    tombstones: Sequence[bytes] = field(default_factory=tuple)
+    tombstones_gone: Sequence[bytes] = field(default_factory=tuple)
+    flagged: Sequence[bytes] = field(default_factory=tuple)
+    flagged_gone: Sequence[bytes] = field(default_factory=tuple)
+
+
 class LedgerDB:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -109,14 +129,24 @@ class LedgerDB:
         row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def append(self, entries: Sequence[StoredEntry], derived: DerivedState) -> None:
-        """Add a batch of entries and the state they lead to, atomically."""
+    def append(
+        self,
+        entries: Sequence[StoredEntry],
+        derived: DerivedState | DerivedDelta,
+        dropped: Sequence[bytes] = (),
+    ) -> None:
+        """Add a batch of entries, drop `dropped` ones, and write the state they lead to,
+        atomically (the whole state, or only its changed rows)."""
         with self._db.transaction() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?)",
                 [(e.hash, e.author, e.seq, e.raw) for e in entries],
             )
-            _write_derived(db, derived)
+            db.executemany("DELETE FROM entries WHERE hash = ?", [(h,) for h in dropped])
+            if isinstance(derived, DerivedDelta):
+                _write_delta(db, derived)
+            else:
+                _write_derived(db, derived)
 
     def replace_derived(self, derived: DerivedState) -> None:
         """Rewrite the derived tables (after a rebuild from the entries)."""
@@ -192,6 +222,25 @@ class LedgerDB:
 def _write_derived(db: sqlite3.Connection, derived: DerivedState) -> None:
     for table in ("records", "grants", "tombstones", "flagged"):
         db.execute(f"DELETE FROM {table}")  # table names are fixed, never input
+    _insert_rows(db, derived)
+
+
+def _write_delta(db: sqlite3.Connection, delta: DerivedDelta) -> None:
+    gone_records = [(r,) for r in (*delta.records_gone, *(r.record_id for r in delta.records))]
+    db.executemany("DELETE FROM records WHERE record_id = ?", gone_records)
+    gone_grants = [*delta.grants_gone, *((g.record_id, g.grantee) for g in delta.grants)]
+    db.executemany("DELETE FROM grants WHERE record_id = ? AND grantee = ?", gone_grants)
+    db.executemany(
+        "DELETE FROM tombstones WHERE record_id = ?", [(t,) for t in delta.tombstones_gone]
+    )
+    db.executemany("DELETE FROM flagged WHERE author = ?", [(a,) for a in delta.flagged_gone])
+    upserts = DerivedState(delta.digest, delta.entry_count, delta.records, delta.grants)
+    _insert_rows(db, upserts)
+    db.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", [(t,) for t in delta.tombstones])
+    db.executemany("INSERT OR IGNORE INTO flagged VALUES (?)", [(a,) for a in delta.flagged])
+
+
+def _insert_rows(db: sqlite3.Connection, derived: DerivedState) -> None:
     db.executemany(
         "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
         [

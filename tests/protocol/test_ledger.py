@@ -123,7 +123,7 @@ def test_ownership_pending_and_rejections() -> None:
         "grant not by the record's owner",
         "tombstone not by the record's owner",
     ]
-    assert state.pending == (unknown.hash,)
+    assert state.pending == {unknown.hash}
 
 
 def test_record_ids_bind_the_owner() -> None:
