@@ -122,6 +122,7 @@ class GossipService:
             batch=config.batch,
             budget=config.budget,
             orphan_floors=book.orphan_floors(),
+            frozen=book.frozen,
         )
         if not ranges:
             return

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 import nacl.signing
 import trio
 
-from node.logs import event, get_logger
+from node.logs import RateLimitedLog, event, get_logger
 from node.offload import in_worker
 from protocol.ledger.book import LedgerBook
 from protocol.ledger.confirm import FeedConfirmation
@@ -73,6 +73,8 @@ class LedgerService:
         self._writing = trio.Lock()
         self._changed = trio.Event()
         self.rejected_count = 0
+        self.refused_count = 0
+        self._offences = RateLimitedLog(log, "ledger entries refused", period=60.0)
         if db is not None:
             self._load(db)
 
@@ -85,6 +87,7 @@ class LedgerService:
         only by their stored digest.
         """
         good: list[bytes] = []
+        good_hashes: list[bytes] = []
         corrupt: list[bytes] = []
         for stored_hash, raw in db.load_rows():
             try:
@@ -93,13 +96,17 @@ class LedgerService:
                 intact = False
             if intact:
                 good.append(raw)
+                good_hashes.append(stored_hash)
             else:
                 corrupt.append(stored_hash)
         if corrupt:
             db.delete_entries(corrupt)
             event(log, logging.WARNING, "corrupt ledger rows dropped", rows=len(corrupt))
-        loaded = self.book.ingest(good)
-        self.live.apply(loaded.accepted, flagged=self.book.flagged)
+        loaded = self.book.ingest(good)  # no clock: what was stored once is not "future"
+        self.live.apply(loaded.accepted, flagged=self.book.flagged, violations=self.book.violations)
+        if loaded.refused:  # stored before the feed bounds existed: no longer kept
+            book = self.book
+            db.delete_entries([h for h in good_hashes if h not in book and not book.is_orphan(h)])
         self.live.changes()  # compared as a whole below
         state = self.state()
         derived = _derived(state, len(self.book))
@@ -168,23 +175,47 @@ class LedgerService:
     async def ingest(self, raws: Iterable[bytes]) -> list[Entry]:
         """Accept what verifies and chains; returns the entries new to this node."""
         async with self._writing:
-            result = self.book.ingest(raws)
+            result = self.book.ingest(raws, now_ms=self.clock_ms())
             self.rejected_count += len(result.rejected)
             for reason in result.rejected[:3]:
                 event(log, logging.DEBUG, "entry rejected", reason=reason)
-            if not result.accepted:
+            self._note_offences(result.refused, result.frozen)
+            if not result.accepted and not result.dropped:
                 return []
-            forked = {author: self.book.flagged[author] for author in result.forked}
-            self.live.apply(result.accepted, flagged=forked)
+            violations = self.book.violations
+            self.live.apply(
+                result.accepted,
+                removed=result.dropped,
+                flagged=result.flags,
+                violations={
+                    e.hash: violations[e.hash] for e in result.accepted if e.hash in violations
+                },
+            )
             delta = _delta(self.state(), self.live.changes(), len(self.book))
             if self.db is not None:
                 rows = [StoredEntry(e.hash, e.author, e.seq, e.raw) for e in result.accepted]
-                await in_worker(self.db.append, rows, delta)
+                dropped = [e.hash for e in result.dropped]
+                await in_worker(self.db.append, rows, delta, dropped)
+            if not result.accepted:
+                return []
         for listener in self._listeners:
             listener(result.accepted)
         self._changed.set()
         self._changed = trio.Event()
         return result.accepted
+
+    def _note_offences(
+        self, refused: Sequence[tuple[bytes, str]], frozen: Sequence[tuple[bytes, str]]
+    ) -> None:
+        """Each author's refused entries and frozen feed, logged once a minute per reason."""
+        self.refused_count += len(refused)
+        counts: dict[tuple[bytes, str], int] = {}
+        for author, reason in refused:
+            counts[(author, reason)] = counts.get((author, reason), 0) + 1
+        for (author, reason), count in counts.items():
+            self._offences.note(reason, author.hex()[:16], entries=count)
+        for author, reason in frozen:
+            self._offences.note(f"feed frozen: {reason}", author.hex()[:16])
 
     async def changed(self) -> None:
         """Return after the next batch of entries is accepted."""
@@ -231,8 +262,10 @@ class LedgerService:
                 raise LedgerError(f"the signer's feed is forked; it cannot be extended here{hint}")
             seq, prev = (head.seq + 1, head.hash) if head is not None else (1, b"")
             entries = []
+            floor = 0 if head is None else head.timestamp  # timestamps never go back in a feed
             for body in bodies:
-                entry = sign_entry(signer, seq, prev, self.clock_ms(), body)
+                floor = max(floor, self.clock_ms())
+                entry = sign_entry(signer, seq, prev, floor, body)
                 entries.append(entry)
                 seq, prev = seq + 1, entry.hash
             await self.check_rules(entries)
@@ -258,6 +291,7 @@ class LedgerService:
         against the current state, not by folding the ledger again.
         """
         problems = self.live.problems(entries)
+        problems.update(self.book.check_new(list(entries), now_ms=self.clock_ms()))
         for entry in entries:
             reason = problems.get(entry.hash)
             if reason is not None:

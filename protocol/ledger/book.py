@@ -7,6 +7,16 @@ orphan and is connected when the predecessor arrives, so the order entries
 arrive in never matters (orphans are bounded; the oldest go first). Two
 different entries with the same author and seq are a fork: both are kept as
 evidence and the author is flagged.
+
+Bounds (protocol.ledger.feeds): an entry over its author's rate or quota, or
+with a timestamp before its predecessor's, is refused (not kept; entries
+that follow it are refused too, remembered by hash, at most
+DEFAULT_MAX_REFUSED); one too far ahead of `now_ms` is refused unremembered,
+to be offered again. An entry breaking a feed-local rule is kept as evidence,
+its author flagged, and the feed frozen at its seq: held entries above it
+are dropped (reported, so the state and the database drop them too) and
+later ones refused. Every decision depends only on the entry's own chain, so
+the set of entries kept does not depend on arrival order.
 """
 
 from __future__ import annotations
@@ -16,9 +26,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from protocol.ledger.entries import Entry, InvalidEntry, decode_entry
+from protocol.ledger.entries import Entry, EntryType, InvalidEntry, decode_entry
+from protocol.ledger.feeds import MAX_CLOCK_SKEW_MS, limit_problem, rate_seqs, rule_problem
 
 DEFAULT_MAX_ORPHANS = 10_000
+DEFAULT_MAX_REFUSED = 10_000
 
 
 @dataclass(frozen=True)
@@ -39,11 +51,20 @@ class IngestResult:
     orphaned: int = 0
     rejected: list[str] = field(default_factory=list)
     forked: list[bytes] = field(default_factory=list)
+    refused: list[tuple[bytes, str]] = field(default_factory=list)  # (author, reason)
+    frozen: list[tuple[bytes, str]] = field(default_factory=list)  # (author, reason)
+    dropped: list[Entry] = field(default_factory=list)  # held before, dropped by a freeze
+    flags: dict[bytes, list[bytes]] = field(default_factory=dict)  # authors' new evidence
 
 
 class LedgerBook:
     def __init__(self, max_orphans: int = DEFAULT_MAX_ORPHANS) -> None:
         self.max_orphans = max_orphans
+        self.violations: dict[bytes, str] = {}  # held entries that broke a feed rule
+        self.frozen: dict[bytes, int] = {}  # author -> the seq its feed is frozen at
+        self._refused: OrderedDict[bytes, None] = OrderedDict()
+        self._records_of: dict[bytes, list[bytes]] = {}  # record id -> valid record entries
+        self._now_ms: int | None = None
         self._entries: dict[bytes, Entry] = {}
         self._feeds: dict[bytes, dict[int, list[bytes]]] = {}
         self._heads: dict[bytes, Head] = {}  # kept per accepted entry (gossip asks often)
@@ -57,6 +78,9 @@ class LedgerBook:
     def __contains__(self, entry_hash: object) -> bool:
         return entry_hash in self._entries
 
+    def is_orphan(self, entry_hash: bytes) -> bool:
+        return entry_hash in self._orphans
+
     @property
     def orphan_count(self) -> int:
         return len(self._orphans)
@@ -67,7 +91,10 @@ class LedgerBook:
     def get(self, entry_hash: bytes) -> Entry | None:
         return self._entries.get(entry_hash)
 
-    def ingest(self, raws: Iterable[bytes]) -> IngestResult:
+    def ingest(self, raws: Iterable[bytes], now_ms: int | None = None) -> IngestResult:
+        """Take in raw entries; `now_ms` (the receiver's clock) refuses entries from the
+        future (None: no such check)."""
+        self._now_ms = now_ms
         result = IngestResult()
         for raw in raws:
             try:
@@ -82,6 +109,10 @@ class LedgerBook:
         if entry.hash in self._entries or entry.hash in self._orphans:
             result.duplicates += 1
             return
+        early = self._early_refusal(entry)
+        if early is not None:
+            self._refuse(entry, early, result, remember=not early.startswith("timestamp ahead"))
+            return
         if not self._chains(entry):
             self._keep_orphan(entry)
             result.orphaned += 1
@@ -89,11 +120,142 @@ class LedgerBook:
         ready = [entry]
         while ready:
             current = ready.pop()
+            refusal = self._early_refusal(current) or self._limits(current, {})
+            if refusal is not None:
+                self._refuse(current, refusal, result, remember=True)
+                self._refuse_followers(current.hash, result)
+                continue
             self._accept(current, result)
+            problem = rule_problem(current, self._own_record(current, {}))
+            if problem is not None:
+                self._freeze(current, problem, result)
+                continue
+            if current.type is EntryType.RECORD:
+                self._records_of.setdefault(current.record_id, []).append(current.hash)
             for waiting in self._waiting.pop(current.hash, []):
                 orphan = self._orphans.pop(waiting, None)
                 if orphan is not None:
                     ready.append(orphan)
+
+    # -- bounds and feed rules ----------------------------------------------------
+
+    def _early_refusal(self, entry: Entry) -> str | None:
+        """Refusals decided without the entry's predecessor."""
+        if entry.hash in self._refused or entry.prev in self._refused:
+            return "refused before" if entry.hash in self._refused else "follows a refused entry"
+        frozen_at = self.frozen.get(entry.author)
+        if frozen_at is not None and entry.seq > frozen_at:
+            return f"feed frozen at seq {frozen_at} (it broke a ledger rule there)"
+        if self._now_ms is not None and entry.timestamp > self._now_ms + MAX_CLOCK_SKEW_MS:
+            return "timestamp ahead of this node's clock by more than the allowed skew"
+        return None
+
+    def _refuse(self, entry: Entry, reason: str, result: IngestResult, *, remember: bool) -> None:
+        result.refused.append((entry.author, reason))
+        if remember:
+            self._refused[entry.hash] = None
+            while len(self._refused) > DEFAULT_MAX_REFUSED:
+                self._refused.popitem(last=False)
+
+    def _refuse_followers(self, refused: bytes, result: IngestResult) -> None:
+        """Orphans waiting on a refused entry (and theirs) are refused too."""
+        stack = [refused]
+        while stack:
+            for waiting in self._waiting.pop(stack.pop(), []):
+                orphan = self._orphans.pop(waiting, None)
+                if orphan is not None:
+                    self._refuse(orphan, "follows a refused entry", result, remember=True)
+                    stack.append(orphan.hash)
+
+    def _lookup(self, entry_hash: bytes, extra: dict[bytes, Entry]) -> Entry:
+        return extra[entry_hash] if entry_hash in extra else self._entries[entry_hash]
+
+    def _ancestor(self, entry: Entry, seq: int, extra: dict[bytes, Entry]) -> Entry:
+        """`entry`'s ancestor at `seq` (< entry.seq): held entries and `extra` (new ones)."""
+        current = entry
+        while current.seq > seq:
+            if current.prev not in extra:
+                held = self._feeds.get(entry.author, {}).get(seq, [])
+                if len(held) == 1:  # every ancestor is held: a lone entry at seq is it
+                    return self._entries[held[0]]
+            current = self._lookup(current.prev, extra)
+        return current
+
+    def _limits(self, entry: Entry, extra: dict[bytes, Entry]) -> str | None:
+        parent = self._lookup(entry.prev, extra) if entry.seq > 1 else None
+        ancestors = {seq: self._ancestor(entry, seq, extra) for seq in rate_seqs(entry.seq)}
+        return limit_problem(entry, parent, ancestors)
+
+    def _own_record(self, entry: Entry, extra: dict[bytes, Entry]) -> Entry | None:
+        """A valid record entry of `entry`'s record id among its ancestors."""
+        candidates = [self._entries[h] for h in self._records_of.get(entry.record_id, [])]
+        candidates += [e for e in extra.values() if e.type is EntryType.RECORD]
+        for record in candidates:
+            if (
+                record.author == entry.author
+                and record.record_id == entry.record_id
+                and record.seq < entry.seq
+                and self._ancestor(entry, record.seq, extra).hash == record.hash
+            ):
+                return record
+        return None
+
+    def check_new(self, entries: list[Entry], now_ms: int | None = None) -> dict[bytes, str]:
+        """Why the book would refuse or freeze on each of `entries` (consecutive, new,
+        following a held head), without taking them in."""
+        self._now_ms = now_ms
+        extra: dict[bytes, Entry] = {}
+        problems: dict[bytes, str] = {}
+        for entry in entries:
+            problem = (
+                self._early_refusal(entry)
+                or self._limits(entry, extra)
+                or rule_problem(entry, self._own_record(entry, extra))
+            )
+            if problem is not None:
+                problems[entry.hash] = problem
+            extra[entry.hash] = entry
+        return problems
+
+    def _freeze(self, entry: Entry, reason: str, result: IngestResult) -> None:
+        """Keep `entry` as evidence and stop its author's feed at its seq."""
+        author = entry.author
+        self.violations[entry.hash] = reason
+        result.frozen.append((author, reason))
+        frozen_at = self.frozen.get(author)
+        if frozen_at is None or entry.seq < frozen_at:
+            self.frozen[author] = entry.seq
+            self._drop_above(author, entry.seq, result)
+        feed = self._feeds[author]
+        top = self.frozen[author]
+        evidence = [h for hashes in feed.values() if len(hashes) > 1 for h in hashes]
+        evidence += [h for h in feed.get(top, []) if h in self.violations and h not in evidence]
+        self.flagged[author] = evidence
+        result.flags[author] = evidence
+
+    def _drop_above(self, author: bytes, seq: int, result: IngestResult) -> None:
+        feed = self._feeds[author]
+        gone: list[Entry] = []
+        for above in [s for s in feed if s > seq]:
+            for entry_hash in feed.pop(above):
+                dropped = self._entries.pop(entry_hash)
+                self.violations.pop(entry_hash, None)
+                of_record = self._records_of.get(dropped.record_id, [])
+                if entry_hash in of_record:
+                    of_record.remove(entry_hash)
+                gone.append(dropped)
+        if gone:  # those accepted in this very batch were never reported: just unreport them
+            fresh = {e.hash for e in result.accepted}
+            result.dropped += [e for e in gone if e.hash not in fresh]
+            hashes = {e.hash for e in gone}
+            result.accepted = [e for e in result.accepted if e.hash not in hashes]
+        for orphan in [o for o in self._orphans.values() if o.author == author and o.seq > seq]:
+            del self._orphans[orphan.hash]
+            waiters = self._waiting.get(orphan.prev, [])
+            if orphan.hash in waiters:
+                waiters.remove(orphan.hash)
+        top = max(feed)
+        self._heads[author] = Head(top, sum(len(h) for h in feed.values()), _tip(feed[top]))
 
     def _chains(self, entry: Entry) -> bool:
         if entry.seq == 1:
@@ -110,6 +272,7 @@ class LedgerBook:
             evidence = self.flagged.setdefault(entry.author, [])
             evidence.extend(h for h in at_seq if h not in evidence)
             result.forked.append(entry.author)
+            result.flags[entry.author] = evidence
         result.accepted.append(entry)
 
     def _keep_orphan(self, entry: Entry) -> None:

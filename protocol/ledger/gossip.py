@@ -40,8 +40,10 @@ def missing_ranges(
     batch: int,
     budget: int,
     orphan_floors: Mapping[bytes, int] | None = None,
+    frozen: Mapping[bytes, int] | None = None,
 ) -> list[FeedRange]:
-    """Ranges to fetch from a peer whose heads are `theirs`."""
+    """Ranges to fetch from a peer whose heads are `theirs` (never beyond a frozen feed's
+    seq: those entries would be refused)."""
     floors = orphan_floors or {}
     ranges = []
     total = 0
@@ -50,6 +52,11 @@ def missing_ranges(
         if span is None:
             continue
         first, last = span
+        stop = (frozen or {}).get(head.author)
+        if stop is not None:
+            if first > stop:
+                continue
+            last = min(last, stop)
         size = min(last - first + 1, budget - total)
         if size <= 0:
             break

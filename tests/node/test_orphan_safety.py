@@ -15,6 +15,7 @@ from node.sim.nodes import segments
 from protocol.control.commands import Gc
 from protocol.ledger.book import LedgerBook
 from protocol.ledger.confirm import FeedConfirmation
+from protocol.ledger.live import LiveState
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, small_config
 
@@ -40,7 +41,7 @@ async def test_shards_are_not_orphans_while_the_ledger_lags(
 
         monkeypatch.setattr(holder.gossip, "_pull_and_hear", unreachable)
         holder.ledger.book = LedgerBook()
-        holder.ledger._state = None
+        holder.ledger.live = LiveState()
         holder.ledger.confirmation = FeedConfirmation(holder.public_key)
         holder.ledger.ledger_caught_up = trio.Event()
         assert result.record_id not in holder.ledger.state().records

@@ -20,7 +20,7 @@ from tests.protocol.ledger_helpers import Feed
 
 
 def state_of(book: LedgerBook):  # type: ignore[no-untyped-def]
-    return fold(book.entries(), book.flagged)
+    return fold(book.entries(), book.flagged, book.violations)
 
 
 def test_entry_round_trip_and_hash() -> None:
@@ -99,31 +99,33 @@ def test_orphans_are_bounded() -> None:
 
 
 def test_ownership_pending_and_rejections() -> None:
-    owner, mallory, patient = Feed("owner"), Feed("mallory"), Feed("patient")
+    owner, mallory, patient, nosy = Feed("owner"), Feed("mallory"), Feed("patient"), Feed("nosy")
     record_id = owner.record("r1")
     owner.grant(record_id, patient.public)
-    mallory.grant(record_id, mallory.public)  # not the owner
-    mallory.tombstone(record_id)
+    mallory.grant(record_id, mallory.public)  # not the owner: breaks a feed rule
+    mallory.tombstone(record_id)  # after the breach: not kept
     patient.attest(record_id)  # granted: fine
-    mallory.attest(record_id)  # never granted
-    stranger = Feed("stranger")
-    unknown = stranger.grant(b"u" * 32, patient.public)  # record unknown: pending
+    nosy.attest(record_id)  # never granted: rejected, kept (a grant may come later)
+    later = Feed("later")
+    unknown = later.attest(b"u" * 32)  # record unknown: pending
     book = LedgerBook()
-    for feed in (owner, mallory, patient, stranger):
+    for feed in (owner, mallory, patient, nosy, later):
         book.ingest(e.raw for e in feed.entries)
+    assert mallory.entries[1].hash not in book and mallory.entries[0].hash in book
+    assert book.frozen == {mallory.public: 1}
+    assert book.flagged[mallory.public] == [mallory.entries[0].hash]
     state = state_of(book)
     assert set(state.records) == {record_id}
     assert state.grant_for(record_id, patient.public, now_ms=0) is not None
     assert state.grant_for(record_id, mallory.public, now_ms=0) is None
     assert record_id not in state.tombstones
     assert state.attestations[record_id] == (patient.public,)
-    reasons = sorted(state.rejected.values())
-    assert reasons == [
+    assert sorted(state.rejected.values()) == [
         "attester was never granted the record",
-        "grant not by the record's owner",
-        "tombstone not by the record's owner",
+        "grant of a record not created earlier in its author's own feed",
     ]
     assert state.pending == {unknown.hash}
+    assert mallory.public in state.flagged
 
 
 def test_record_ids_bind_the_owner() -> None:

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.ledger.book import LedgerBook
+from protocol.ledger.book import IngestResult, LedgerBook
 from protocol.ledger.entries import RecordBody, derive_record_id
 from protocol.ledger.live import LiveState
 from protocol.ledger.state import LedgerState, fold
@@ -33,7 +33,10 @@ def tangled_history(draw: st.DrawFn) -> list[bytes]:
         grantee = rnd.choice(people)
         after = actor.entries[-2] if len(actor.entries) >= 2 and rnd.random() < 0.15 else None
         if action < 0.5:
-            actor.grant(record_id, grantee.public, expires_at=rnd.choice([0, 10**9]), after=after)
+            expiry = rnd.choice([0, 10**9])
+            actor.grant(
+                record_id, grantee.public, expires_at=expiry, **({"after": after} if after else {})
+            )
         elif action < 0.65:
             actor.revoke(record_id, grantee.public, **({"after": after} if after else {}))
         elif action < 0.8:
@@ -46,6 +49,18 @@ def tangled_history(draw: st.DrawFn) -> list[bytes]:
                               7, 2, 3, owner.public)  # fmt: skip
             owner.write(body, after=owner.entries[-2] if len(owner.entries) >= 2 else None)
     return [e.raw for f in (*feeds, *people) for e in f.entries]
+
+
+def apply(live: LiveState, book: LedgerBook, result: IngestResult) -> None:
+    """What the node's ledger service does with an ingest result."""
+    violations = {
+        e.hash: book.violations[e.hash] for e in result.accepted if e.hash in book.violations
+    }
+    live.apply(result.accepted, removed=result.dropped, flagged=result.flags, violations=violations)
+
+
+def reference_of(book: LedgerBook) -> LedgerState:
+    return fold(book.entries(), book.flagged, book.violations)
 
 
 def assert_same(live: LedgerState, reference: LedgerState) -> None:
@@ -70,14 +85,15 @@ def test_incremental_state_equals_the_full_fold(
     book, live = LedgerBook(), LiveState()
     size = max(1, len(shuffled) // batches)
     for start in range(0, len(shuffled), size):
-        result = book.ingest(shuffled[start : start + size])
-        forked = {a: book.flagged[a] for a in result.forked}
-        live.apply(result.accepted, flagged=forked)
-        assert_same(live.state, fold(book.entries(), book.flagged))
-    assert len(book) == len(set(raws))
+        apply(live, book, book.ingest(shuffled[start : start + size]))
+        assert_same(live.state, reference_of(book))
     reference = LedgerBook()
     reference.ingest(raws)
+    held = {e.hash for e in book.entries()}
+    assert held == {e.hash for e in reference.entries()}  # what is kept: order-independent
+    assert book.frozen == reference.frozen and book.violations == reference.violations
     assert book.heads() == reference.heads()  # heads kept per entry, whatever the order
+    assert live.state.digest() == reference_of(reference).digest()
 
 
 def test_a_batch_touches_only_what_it_changes() -> None:
@@ -87,14 +103,13 @@ def test_a_batch_touches_only_what_it_changes() -> None:
         for j in range(10):
             record_id = owner.record(f"r {i} {j}")
             owner.grant(record_id, owners[(i + 1) % 40].public)
-        result = book.ingest(e.raw for e in owner.entries)
-        live.apply(result.accepted)
+        apply(live, book, book.ingest(e.raw for e in owner.entries))
     live.changes()
     before = live.touched
     newcomer = Feed("newcomer")
     record_id = newcomer.record("new")
     newcomer.grant(record_id, owners[0].public)
-    live.apply(book.ingest(e.raw for e in newcomer.entries).accepted)
+    apply(live, book, book.ingest(e.raw for e in newcomer.entries))
     assert live.touched - before == 2  # 800 entries held, two looked at
     changes = live.changes()
     assert changes.records == {record_id} and changes.size == 2

@@ -1,0 +1,75 @@
+"""Per-author bounds and feed-local rules: network-wide constants, decided per feed.
+
+Every rule here depends only on an entry and its own ancestors (the chain
+its `prev` hashes name), never on other feeds or on what arrived first, so
+every node decides the same for the same entry. That is also why the limits
+are constants of the protocol and not node settings: a node with a lower
+limit would refuse entries its peers keep, and their ledgers would differ
+for good (its digest never equal, gossip pulling the same entries forever).
+
+Limits (an entry over one is refused: not stored, not gossiped; a later
+entry at the same seq, written once the author is within its limits again,
+is accepted):
+- timestamps never decrease along a feed;
+- an entry more than MAX_CLOCK_SKEW_MS ahead of the receiver's clock is not
+  accepted yet (refused without being remembered; gossip offers it again);
+- at most N entries in any window of W ms, for each (W, N) in RATE_LIMITS:
+  entry s is over when its ancestor s-N is less than W older than it;
+- at most MAX_FEED_ENTRIES entries in a feed.
+A busy hospital writing 10,000 records a day, each with three grants, writes
+40,000 entries a day: within 100,000 a day, 20,000 an hour and 2,000 a minute.
+
+Rules (an entry breaking one is kept as evidence, its author flagged and its
+feed frozen at that seq: nothing after it is kept or served):
+- a record entry must be written by its owner, with an id derived from the
+  owner's key, and not repeat a record id earlier in its own feed;
+- a grant, revoke or tombstone must name a record created earlier in its
+  author's own feed (so only the owner can; an honest writer checks first).
+Attestations are judged against other feeds (the grant may arrive later) and
+so never freeze a feed.
+"""
+
+from __future__ import annotations
+
+from protocol.ledger.entries import Entry, EntryType
+from protocol.ledger.state import record_problem
+
+MAX_CLOCK_SKEW_MS = 5 * 60_000
+RATE_LIMITS: tuple[tuple[int, int], ...] = (
+    (60_000, 2_000),  # a minute
+    (3_600_000, 20_000),  # an hour
+    (86_400_000, 100_000),  # a day
+)
+MAX_FEED_ENTRIES = 40_000_000  # a year of a busy hospital's feed at the daily limit
+
+
+def _window(ms: int) -> str:
+    return {60_000: "a minute", 3_600_000: "an hour", 86_400_000: "a day"}.get(ms, f"{ms} ms")
+
+
+def limit_problem(entry: Entry, parent: Entry | None, ancestors: dict[int, Entry]) -> str | None:
+    """Why `entry` is over its author's limits; `ancestors` maps seq-N to that ancestor."""
+    if entry.seq > MAX_FEED_ENTRIES:
+        return f"feed longer than {MAX_FEED_ENTRIES} entries"
+    if parent is not None and entry.timestamp < parent.timestamp:
+        return "timestamp earlier than the entry before it"
+    for window, most in RATE_LIMITS:
+        ancestor = ancestors.get(entry.seq - most)
+        if ancestor is not None and entry.timestamp - ancestor.timestamp < window:
+            return f"over the rate limit of {most} entries in {_window(window)}"
+    return None
+
+
+def rate_seqs(seq: int) -> list[int]:
+    """The ancestors' seqs `limit_problem` needs for an entry at `seq`."""
+    return [seq - most for _, most in RATE_LIMITS if seq > most]
+
+
+def rule_problem(entry: Entry, own_record: Entry | None) -> str | None:
+    """Why `entry` breaks a feed-local rule; `own_record`: a valid record entry of the
+    same id among its ancestors, if any."""
+    if entry.type is EntryType.RECORD:
+        return record_problem(entry) or ("record already exists" if own_record else None)
+    if entry.type is EntryType.ATTEST or own_record is not None:
+        return None
+    return f"{entry.type} of a record not created earlier in its author's own feed"
