@@ -180,3 +180,12 @@ def test_stall_benchmark_measures_both_ways_of_decoding() -> None:
     for mode in ("inline", "worker"):
         assert figures[f"{mode}_max_gap_s"] >= 0
         assert figures[f"{mode}_seconds_per_message"] > 0
+
+
+def test_ledger_fold_benchmark_times_puts_at_each_size() -> None:
+    figures = run_json(
+        "benchmarks.ledger_fold",
+        *("--sizes", "200", "1000", "--puts", "10", "--authors", "20", "--jobs", "1"),
+    )
+    assert [row["entries"] for row in figures["sizes"]] == [200 + 30, 1000 + 60]
+    assert 0 < figures["median_ms"] <= figures["p90_ms"] and figures["old_step_ms"] > 0

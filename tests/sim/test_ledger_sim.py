@@ -152,9 +152,14 @@ async def test_bad_entries_are_rejected_everywhere_and_change_nothing(
                 attacker, bytes(mallory.verify_key), target.contact, PushEntries(bad), 5.0
             )
         await trio.sleep(5)
-        assert cluster.digests() == {reference}
+        # The non-owner's grant broke a feed rule: it is kept as evidence everywhere (its
+        # author flagged, its feed frozen), so every node agrees on a new digest.
+        (agreed,) = cluster.digests()
+        assert agreed != reference
         for node in cluster.nodes:
             assert node.ledger.state().grant_for(record_id, bytes(mallory.verify_key), 0) is None
+            assert node.ledger.state().flagged == {bytes(mallory.verify_key): (non_owner.hash,)}
+            assert node.ledger.book.frozen == {bytes(mallory.verify_key): 1}
         assert sum(n.ledger.rejected_count for n in cluster.nodes) >= 30
 
 
