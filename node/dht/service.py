@@ -22,7 +22,7 @@ import nacl.signing
 import trio
 
 from node.config.dht import DhtConfig
-from node.logs import event, get_logger, short_key
+from node.logs import RateLimitedLog, event, get_logger, short_key
 from node.net.dispatch import Dispatcher
 from node.net.errors import CallTimeout, RequestError, RpcError
 from node.net.rpc_port import Caller, RpcPort
@@ -134,6 +134,7 @@ class DhtService:
         )
         self.store = store or RecordStore()
         self.stats = DhtStats()
+        self._refusals = RateLimitedLog(log, "provider record refused", period=600.0)
         self.liveness = Liveness(self.config.max_failures)
         self.joining = JoinSchedule(
             rng=self._fraction,
@@ -363,10 +364,13 @@ class DhtService:
         if message.record.provider.public_key != caller.remote_public_key:
             # Only a provider announces itself: nobody relays, or plants, records for
             # others (each one a signed claim, but a member could replay old ones).
-            return Stored(False, "a provider record is accepted only from its provider")
+            reason = "a provider record is accepted only from its provider"
+            self._refusals.note(reason, short_key(caller.remote_public_key))
+            return Stored(False, reason)
         try:
             changed = self.store.add_provider(message.record, self.wall_clock())
         except InvalidRecord as exc:
+            self._refusals.note(str(exc), short_key(caller.remote_public_key))
             return Stored(False, str(exc))
         return Stored(True, "stored" if changed else "unchanged")
 
