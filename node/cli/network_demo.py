@@ -195,14 +195,16 @@ async def _exercise(
     while reader.ledger.state().grant_for(result.record_id, bytes(patient.verify_key), 0) is None:
         await reader.ledger.changed()  # the grant arrives by gossip
     started = time.perf_counter()
-    handle = await reader.records.open(result.record_id, bytes(patient.verify_key))
+    permits = [reader.records.permit_as(result.record_id, patient)]
+    handle = await reader.records.open(result.record_id, bytes(patient.verify_key), permits)
     record_key = open_sealed_key(handle.grant.sealed_key, patient)
     chunks = [chunk async for chunk in reader.records.plaintext(handle, record_key)]
     report.read_seconds = time.perf_counter() - started
     report.intact = b"".join(chunks) == data
 
     try:
-        await reader.records.open(result.record_id, bytes(stranger.verify_key))
+        stranger_permits = [reader.records.permit_as(result.record_id, stranger)]
+        await reader.records.open(result.record_id, bytes(stranger.verify_key), stranger_permits)
     except RecordError:
         report.stranger_refused = True
 

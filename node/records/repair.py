@@ -139,6 +139,8 @@ class Repairer:
         records = self.records
         senders = await rebuild_onto(
             port=records.port,
+            permit=records.own_permits(record_id),  # served if this node owns or was granted it
+            proof=records.holder_proofs(manifest),  # served if it holds an index of it
             config=records.config,
             latency=records.latency,
             manifest=manifest,
