@@ -7,7 +7,7 @@ disk stores and the control socket are all the real ones. The demo stores a
 record from hospital A with a grant to a patient, shows which node and site
 took each shard, stops every node of hospital B, reads the record back as
 the patient at hospital C (decrypting here, with the patient's key), shows
-that a stranger's key is refused, repairs the record onto the surviving
+that a stranger's key is refused, repairs the record (from its owner's node) onto the surviving
 nodes, and scans every file the nodes wrote (logs included) for the
 record's plaintext.
 """
@@ -208,9 +208,12 @@ async def _exercise(
     except RecordError:
         report.stranger_refused = True
 
-    repair = await reader.repairer.repair(result.record_id)
+    # The owner's node repairs: holders serve blocks only to the owner, a current
+    # grantee or a proven holder of the record, and the reader's node may be none.
+    repairer = nodes[0].repairer
+    repair = await repairer.repair(result.record_id)
     report.repaired = {i: names[index_of[node]] for i, node in repair.placed.items()}
-    report.hosts_after = (await reader.repairer.check(result.record_id)).distinct_hosts
+    report.hosts_after = (await repairer.check(result.record_id)).distinct_hosts
 
 
 def _record_bytes(size: int) -> bytes:
