@@ -119,3 +119,8 @@ class ReadGate:
 def needs_retry(code: str) -> bool:
     """A refusal that a lagging ledger explains, which may pass a little later."""
     return code in (ErrorCode.NOT_RECORDED, ErrorCode.NO_GRANT)
+
+
+def read_refused(code: str) -> bool:
+    """Any refusal of the gate (as against a lost block or an unreachable holder)."""
+    return code in (ErrorCode.FORBIDDEN, ErrorCode.NOT_RECORDED, ErrorCode.NO_GRANT)

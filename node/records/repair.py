@@ -75,18 +75,21 @@ class Repairer:
         if not survey.claims:
             return survey
         records = self.records
+        record_id = survey.health.record_id
+        manifest = await records.manifest_of(records.lookup(record_id))
         result = await audit_holders(
             port=records.port,
-            manifest=await records.manifest_of(records.lookup(survey.health.record_id)),
+            manifest=manifest,
             claims=survey.claims,
             random_bytes=records.random_bytes,
             timeout=records.config.call_timeout,
+            permit=records.own_permits(record_id),  # an audit is a read: the same rights
+            proof=records.holder_proofs(manifest),
         )
         for node in result.failed:
             records.reach.distrust(node)
-        return await self._judge(
-            survey.health.record_id, survey.claims, result.failed, result.audited_bytes
-        )
+        unproven = {**result.refused, **result.failed}  # refused: not counted, not avoided
+        return await self._judge(record_id, survey.claims, unproven, result.audited_bytes)
 
     async def _judge(
         self,

@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from node.assembly import Node
+from node.logs import short_key
 from node.net.errors import RemoteError
 from node.records.errors import RecordError
 from node.records.fetch import BlockFetcher, TooFewShards
@@ -131,7 +132,7 @@ async def test_requests_without_a_good_permit_get_no_block_and_are_logged_once(
     caplog.set_level(logging.WARNING, logger="medvault.reads")
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        owner, record_id = await stored(cluster, nursery)
+        owner, record_id = await stored(cluster, nursery, count=7)  # two hold nothing
         member = next(
             n for n in cluster.nodes if not n.shards.holdings.records() and n is not owner
         )
@@ -161,7 +162,11 @@ async def test_requests_without_a_good_permit_get_no_block_and_are_logged_once(
         for name, (message, code) in cases.items():
             for _ in range(50):  # a flood of the same offence
                 assert await refusal(member, holder, message) == code, name
-        lines = [r for r in caplog.records if r.getMessage() == "read refused"]
+        lines = [
+            r
+            for r in caplog.records
+            if r.getMessage() == "read refused" and r.fields["peer"] == short_key(member.public_key)  # type: ignore[attr-defined]
+        ]
         per_reason = {(r.fields["reason"], r.fields["peer"]) for r in lines}  # type: ignore[attr-defined]
         assert len(lines) == len(per_reason) == 2  # forbidden and no_grant, once each
         # The owner's own permit, from its own node, is served.
@@ -249,7 +254,7 @@ async def test_repair_reads_need_a_proof_of_holding_an_index(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        owner, record_id = await stored(cluster, nursery, count=7)
+        owner, record_id = await stored(cluster, nursery, count=7)  # two hold nothing
         holder = other_holder(cluster, record_id, besides=owner)
         prover = other_holder(cluster, record_id, besides=holder)
         member = next(
@@ -313,4 +318,21 @@ async def test_a_record_naming_a_victims_blocks_is_not_served_them(
             )
             assert await refusal(attacker, holder, ask) == "nothing served"
         assert await read_all(owner, record_id) == DATA
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_audit_is_a_read_a_refused_one_proves_nothing_and_blames_no_holder(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        owner, record_id = await stored(cluster, nursery, count=7)  # two hold nothing
+        member = next(
+            n for n in cluster.nodes if not n.shards.holdings.records() and n is not owner
+        )
+        by_owner = await owner.repairer.survey(record_id, verify=False, audit=True)
+        assert by_owner.health.healthy and by_owner.audited_bytes > 0
+        by_member = await member.repairer.survey(record_id, verify=False, audit=True)
+        assert not by_member.health.held  # nothing proven to a node that may not read it
+        assert not any(member.records.reach.distrusted(n) for n in by_owner.contacts)
         nursery.cancel_scope.cancel()
