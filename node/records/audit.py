@@ -12,8 +12,8 @@ that kept a fraction f of an index with probability 1 - f per audit.
 An audit is a read: holders serve the block only for this node's permit
 (its owner's or a grantee's) or its holder proof (node.records.read_gate).
 A holder that refuses it for that reason has not failed (it may be right:
-this node may not read the record, or its ledger lags), but its claim is not
-proven either: it does not count, it is not avoided.
+this node may not read the record, or its ledger lags) and is not avoided;
+the caller decides whether its claim counts (node.records.repair).
 """
 
 from __future__ import annotations

@@ -88,7 +88,12 @@ class Repairer:
         )
         for node in result.failed:
             records.reach.distrust(node)
-        unproven = {**result.refused, **result.failed}  # refused: not counted, not avoided
+        # Refused for want of rights: not avoided. Where this node may read the record
+        # an honest holder would have served, so the claim does not count; where it
+        # may not (check on an unrelated node), nothing can be audited from here and
+        # the claims count as the holders state them (docs/records.md).
+        refused = result.refused if records.may_read(record_id) else {}
+        unproven = {**refused, **result.failed}
         return await self._judge(record_id, survey.claims, unproven, result.audited_bytes)
 
     async def _judge(

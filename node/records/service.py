@@ -312,6 +312,19 @@ class RecordService:
         )
         return ReadHandle(record, manifest, grant, fetcher)
 
+    def may_read(self, record_id: bytes) -> bool:
+        """Whether honest holders serve this node the record's blocks: it owns it, holds
+        a current grant, or holds a complete index of it (a holder proof)."""
+        state = self.ledger.state()
+        record = state.records.get(record_id)
+        if record is None or record_id in state.tombstones:
+            return False
+        return (
+            record.owner == self.public_key
+            or state.grant_for(record_id, self.public_key, self.clock_ms()) is not None
+            or bool(self.shards.holdings.indices(record_id)[0])
+        )
+
     def permit_as(self, record_id: bytes, signer: nacl.signing.SigningKey) -> bytes:
         """A permit for this node to read the record as `signer` (who holds that key here:
         tests, simulations, demos; the CLI signs its own)."""

@@ -20,7 +20,7 @@ import trio
 
 from node.assembly import Node
 from node.logs import short_key
-from node.net.errors import RemoteError
+from node.net.errors import RemoteError, RequestError
 from node.records.errors import RecordError
 from node.records.fetch import BlockFetcher, TooFewShards
 from node.sim.nodes import segments
@@ -321,7 +321,7 @@ async def test_a_record_naming_a_victims_blocks_is_not_served_them(
         nursery.cancel_scope.cancel()
 
 
-async def test_an_audit_is_a_read_a_refused_one_proves_nothing_and_blames_no_holder(
+async def test_an_audit_is_a_read_refused_ones_blame_no_holder(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     cluster = Cluster(tmp_path)
@@ -332,7 +332,21 @@ async def test_an_audit_is_a_read_a_refused_one_proves_nothing_and_blames_no_hol
         )
         by_owner = await owner.repairer.survey(record_id, verify=False, audit=True)
         assert by_owner.health.healthy and by_owner.audited_bytes > 0
+        # A node that may not read the record cannot audit it: every holder refuses,
+        # none is blamed or avoided, and the claims count as stated.
+        assert not member.records.may_read(record_id) and owner.records.may_read(record_id)
         by_member = await member.repairer.survey(record_id, verify=False, audit=True)
-        assert not by_member.health.held  # nothing proven to a node that may not read it
+        assert by_member.audited_bytes == 0 and by_member.health.healthy
         assert not any(member.records.reach.distrusted(n) for n in by_owner.contacts)
+        # A holder that refuses a node that may read it proves nothing: its claim
+        # does not count (a holder keeping nothing gains nothing by refusing).
+        holder = other_holder(cluster, record_id, besides=owner)
+
+        async def refuse(*args: object) -> None:
+            raise RequestError(ErrorCode.FORBIDDEN, "no")
+
+        holder.shards.gate.admit = refuse  # type: ignore[method-assign,assignment]
+        again = await owner.repairer.survey(record_id, verify=False, audit=True)
+        assert not again.health.healthy
+        assert not owner.records.reach.distrusted(holder.public_key)
         nursery.cancel_scope.cancel()
