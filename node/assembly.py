@@ -121,6 +121,8 @@ class Node:
             clock_ms=self.clock_ms,
             recorded=lambda record_id: record_id in self.ledger.state().records,
             pending_cap=config.storage.pending_bytes_per_writer,
+            ledger_state=self.ledger.state,
+            own_key=public,
         )
         self.ledger.subscribe(
             lambda entries: self.shards.now_recorded(

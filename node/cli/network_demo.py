@@ -7,7 +7,7 @@ disk stores and the control socket are all the real ones. The demo stores a
 record from hospital A with a grant to a patient, shows which node and site
 took each shard, stops every node of hospital B, reads the record back as
 the patient at hospital C (decrypting here, with the patient's key), shows
-that a stranger's key is refused, repairs the record onto the surviving
+that a stranger's key is refused, repairs the record (from its owner's node) onto the surviving
 nodes, and scans every file the nodes wrote (logs included) for the
 record's plaintext.
 """
@@ -195,20 +195,25 @@ async def _exercise(
     while reader.ledger.state().grant_for(result.record_id, bytes(patient.verify_key), 0) is None:
         await reader.ledger.changed()  # the grant arrives by gossip
     started = time.perf_counter()
-    handle = await reader.records.open(result.record_id, bytes(patient.verify_key))
+    permits = [reader.records.permit_as(result.record_id, patient)]
+    handle = await reader.records.open(result.record_id, bytes(patient.verify_key), permits)
     record_key = open_sealed_key(handle.grant.sealed_key, patient)
     chunks = [chunk async for chunk in reader.records.plaintext(handle, record_key)]
     report.read_seconds = time.perf_counter() - started
     report.intact = b"".join(chunks) == data
 
     try:
-        await reader.records.open(result.record_id, bytes(stranger.verify_key))
+        stranger_permits = [reader.records.permit_as(result.record_id, stranger)]
+        await reader.records.open(result.record_id, bytes(stranger.verify_key), stranger_permits)
     except RecordError:
         report.stranger_refused = True
 
-    repair = await reader.repairer.repair(result.record_id)
+    # The owner's node repairs: holders serve blocks only to the owner, a current
+    # grantee or a proven holder of the record, and the reader's node may be none.
+    repairer = nodes[0].repairer
+    repair = await repairer.repair(result.record_id)
     report.repaired = {i: names[index_of[node]] for i, node in repair.placed.items()}
-    report.hosts_after = (await reader.repairer.check(result.record_id)).distinct_hosts
+    report.hosts_after = (await repairer.check(result.record_id)).distinct_hosts
 
 
 def _record_bytes(size: int) -> bytes:

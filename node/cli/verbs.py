@@ -45,6 +45,7 @@ from protocol.control.replies import (
     GetHeader,
     HealthReport,
     LedgerReply,
+    NodeKeyReply,
     PeersReply,
     RecordResolved,
     RecordRow,
@@ -53,6 +54,7 @@ from protocol.control.replies import (
     Written,
 )
 from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entry, sign_entry
+from protocol.records import permit
 from protocol.text import counted
 from storage.codec.crypt import SegmentCipher, open_sealed_key
 from storage.codec.manifest import Manifest, RecordMetadata
@@ -63,6 +65,7 @@ HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 HEX_PREFIX = re.compile(r"^[0-9a-fA-F]{8,63}$")
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+READ_PERMITS = 12  # `get --as` signs permits for two hours of reading (ten minutes each)
 
 
 def _root(data_dir: Path | None) -> Path:
@@ -352,10 +355,14 @@ def get(
         raise click.UsageError("refusing to write a record to a terminal; give -o FILE")
     root = _root(data_dir)
     rid = record_id_of(root, record_id)
+    request = commands.Get(rid, None)
+    if reader is not None:  # signed here: the holders serve blocks only for it
+        node = call(root, commands.NodeKey(), NodeKeyReply).public_key
+        issued = int(time.time() * 1000)
+        permits = permit.sign_series(reader, rid, node, issued, READ_PERMITS)
+        request = commands.Get(rid, bytes(reader.verify_key), permits)
     with ControlClient(root) as client:
-        header = client.request(
-            commands.Get(rid, bytes(reader.verify_key) if reader else None), GetHeader
-        )
+        header = client.request(request, GetHeader)
         decrypt = _decryptor(header, rid, reader) if reader else None
         with _output(output) as sink:
             written = client.download(sink, decrypt)

@@ -38,6 +38,7 @@ from protocol.control.commands import (
     Grant,
     Ledger,
     ListRecords,
+    NodeKey,
     Peers,
     PublishRevocation,
     Put,
@@ -61,6 +62,7 @@ from protocol.control.replies import (
     HealthReport,
     LedgerReply,
     LedgerRow,
+    NodeKeyReply,
     PeerRow,
     PeersReply,
     PutReply,
@@ -158,6 +160,7 @@ class ControlOps:
             ResolveRecord: self.resolve,
             PublishRevocation: self.publish_revocation,
             Revocations: self.revocations,
+            NodeKey: self.node_key,
         }
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:
@@ -201,6 +204,9 @@ class ControlOps:
             ledger_caught_up=node.ledger.caught_up,
             revoked_nodes=len(self._revoked()),
         )
+
+    async def node_key(self, request: NodeKey) -> NodeKeyReply:
+        return NodeKeyReply(self.node.public_key)
 
     async def peers(self, request: Peers) -> PeersReply:
         """Every routing-table contact, each asked now (a cached answer would show a
@@ -314,7 +320,7 @@ class ControlOps:
 
     async def get(self, request: Get, stream: Replies) -> None:
         records = self.node.records
-        handle = await records.open(request.record_id, request.reader)
+        handle = await records.open(request.record_id, request.reader, request.permits)
         manifest = handle.manifest
         size, segments = manifest.size, manifest.segment_count
         if request.reader is None:

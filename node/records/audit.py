@@ -8,20 +8,29 @@ not count in the record's health (so `check` reports it and repair rebuilds
 it elsewhere), and the holder is avoided by placement for a while. One
 random block per claim catches a holder that kept nothing at once, and one
 that kept a fraction f of an index with probability 1 - f per audit.
+
+An audit is a read: holders serve the block only for this node's permit
+(its owner's or a grantee's) or its holder proof (node.records.read_gate).
+A holder that refuses it for that reason has not failed (it may be right:
+this node may not read the record, or its ledger lags) and is not avoided;
+the caller decides whether its claim counts (node.records.repair).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
 from node.logs import RateLimitedLog, get_logger
-from node.net.errors import RpcError
+from node.net.errors import RemoteError, RpcError
 from node.net.rpc_port import RpcPort
 from node.records.errors import short
+from node.records.fetch import Permit, Proof, no_permit
+from node.records.read_gate import read_refused
 from protocol.dht.contact import Contact
 from protocol.records.messages import BlockRef, BlocksFound, FetchBlocks, HoldingsFound
 from storage.codec.manifest import Manifest
@@ -29,12 +38,15 @@ from storage.codec.manifest import Manifest
 log = get_logger("audit")
 AUDITS_AT_ONCE = 8  # holders audited concurrently
 _offences = RateLimitedLog(log, "holder failed an audit", period=600.0)
+_refusals = RateLimitedLog(log, "audit read refused", period=600.0, level=logging.INFO)
 
 
 @dataclass(frozen=True)
 class AuditResult:
     failed: dict[bytes, tuple[int, ...]]  # holder -> claimed indices it could not show
     audited_bytes: int
+    # holder -> claimed indices it would not show this node (no permit or proof it honours)
+    refused: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
 
 
 async def audit_holders(
@@ -44,10 +56,13 @@ async def audit_holders(
     claims: Sequence[tuple[Contact, HoldingsFound]],
     random_bytes: Callable[[int], bytes],
     timeout: float,
+    permit: Permit = no_permit,
+    proof: Proof | None = None,
 ) -> AuditResult:
     """Ask each holder for one random block of every index it claims complete."""
     rng = random.Random(int.from_bytes(random_bytes(16), "big"))
     failed: dict[bytes, tuple[int, ...]] = {}
+    refused: dict[bytes, tuple[int, ...]] = {}
     audited = 0
     limiter = trio.CapacityLimiter(AUDITS_AT_ONCE)
 
@@ -59,10 +74,18 @@ async def audit_holders(
             if 0 <= index < manifest.n
         ]
         async with limiter:
+            shown = await proof(contact) if proof is not None else None
+            request = FetchBlocks(manifest.record_id, tuple(refs), permit(), shown)
             try:
-                answer = await port.call(
-                    contact, FetchBlocks(manifest.record_id, tuple(refs)), timeout
-                )
+                answer = await port.call(contact, request, timeout)
+            except RemoteError as exc:
+                if read_refused(exc.code):
+                    refused[contact.public_key] = tuple(sorted({r.index for r in refs}))
+                    _refusals.note(
+                        exc.code, short(contact.public_key), record=short(manifest.record_id)
+                    )
+                    return
+                answer = None
             except RpcError:
                 answer = None
         blocks = answer.blocks if isinstance(answer, BlocksFound) else ()
@@ -86,4 +109,4 @@ async def audit_holders(
         for contact, found in claims:
             if found.complete:
                 nursery.start_soon(audit, contact, tuple(found.complete))
-    return AuditResult(failed, audited)
+    return AuditResult(failed, audited, refused)

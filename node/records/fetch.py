@@ -7,20 +7,35 @@ against the manifest's block hashes here, and a missing, corrupt or late
 block is tried again from another index or holder. A segment that cannot reach k good
 blocks raises TooFewShards naming it. Decoding (which needs no key: the
 result is still ciphertext) runs in a worker thread.
+
+Every request carries the reader's permit (or a repairer's holder proof,
+made per holder): holders serve only what their own ledger allows
+(node.records.read_gate). A holder whose ledger lags (the grant or the
+record was written a moment ago) refuses for now: when such refusals left a
+segment short, the fetch waits and asks again, LAG_RETRIES times at most,
+then fails saying why the holders refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import trio
 
-from node.net.errors import RpcError
+from node.net.errors import RemoteError, RpcError
 from node.net.rpc_port import RpcPort
 from node.offload import in_worker
+from node.records.read_gate import needs_retry
 from protocol.dht.contact import Contact
 from protocol.records.fetching import FetchRounds, Latency
-from protocol.records.messages import MAX_FETCH_REFS, BlockRef, BlocksFound, FetchBlocks
+from protocol.records.messages import (
+    MAX_FETCH_REFS,
+    BlockRef,
+    BlocksFound,
+    FetchBlocks,
+    HolderProof,
+)
 from storage.codec.crypt import MAC_SIZE
 from storage.codec.erasure import ReedSolomon
 from storage.codec.hashing import shard_hash
@@ -28,10 +43,19 @@ from storage.codec.manifest import Manifest
 
 WINDOW_BYTES = 8 * 1024 * 1024
 REQUEST_BYTES = 3 * 1024 * 1024
+LAG_RETRIES = 4  # rounds of asking again when lagging ledgers refused (waits 1+2+4+8 s)
+LAG_FIRST_WAIT = 1.0  # seconds before the first retry; doubled after each
+
+Permit = Callable[[], bytes | None]
+Proof = Callable[[Contact], Awaitable[HolderProof | None]]
 
 
 class TooFewShards(Exception):
     """Fewer than k verified blocks of a segment could be fetched."""
+
+
+def no_permit() -> bytes | None:
+    return None
 
 
 class BlockFetcher:
@@ -43,14 +67,21 @@ class BlockFetcher:
         holders: dict[int, list[Contact]],
         latency: Latency,
         timeout: float,
+        permit: Permit = no_permit,
+        proof: Proof | None = None,
+        lag_retries: int = LAG_RETRIES,
     ) -> None:
         self.port = port
         self.manifest = manifest
         self.holders = holders
         self.latency = latency
         self.timeout = timeout
+        self.permit = permit  # the reader's permit, fresh at each call
+        self.proof = proof  # a repairer's holder proof for one holder
+        self.lag_retries = lag_retries
         self.code = ReedSolomon(manifest.k, manifest.n)
         self.corrupt: dict[bytes, set[int]] = {}
+        self.refused: Counter[str] = Counter()  # why holders refused, this fetch round
 
     async def ciphertext(self, first: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         """(segment, ciphertext) for every segment from `first`, in order."""
@@ -76,24 +107,46 @@ class BlockFetcher:
     ) -> dict[int, dict[int, bytes]]:
         """At least `need` verified blocks per segment (indices in `avoid` not used)."""
         got: dict[int, dict[int, bytes]] = {s: {} for s in segments}
-        rounds = FetchRounds(
-            segments=segments,
-            need=need,
-            n=self.manifest.n,
-            holders=self.holders,
-            latency=self.latency,
-            corrupt=self.corrupt,
-            avoid=avoid,
+        wait = LAG_FIRST_WAIT
+        for attempt in range(self.lag_retries + 1):
+            self.refused.clear()
+            rounds = FetchRounds(
+                segments=segments,
+                need=need,
+                n=self.manifest.n,
+                holders=self.holders,
+                latency=self.latency,
+                corrupt=self.corrupt,
+                avoid=avoid,
+            )
+            for segment, blocks in got.items():
+                for index in blocks:
+                    rounds.received(segment, index)
+            while rounds.short():
+                plan = rounds.next_round()
+                if not plan:
+                    break
+                async with trio.open_nursery() as nursery:
+                    for holder, refs in plan.items():
+                        for chunk in self._chunks(refs):
+                            nursery.start_soon(self._ask, holder, chunk, got, rounds)
+            if not rounds.short():
+                return got
+            lagging = any(needs_retry(code) for code in self.refused)
+            if not lagging or attempt == self.lag_retries:
+                raise TooFewShards(rounds.shortfall() + self._refusals())
+            await trio.sleep(wait)  # a holder's ledger may just not have the entry yet
+            wait *= 2
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _refusals(self) -> str:
+        if not self.refused:
+            return ""
+        why = ", ".join(f"{count} {code}" for code, count in sorted(self.refused.items()))
+        return (
+            f"; holders refused ({why}): the reader needs a current grant in the"
+            " holders' ledgers (revoked, expired, or the grant has not reached them yet)"
         )
-        while rounds.short():
-            plan = rounds.next_round()
-            if not plan:
-                raise TooFewShards(rounds.shortfall())
-            async with trio.open_nursery() as nursery:
-                for holder, refs in plan.items():
-                    for chunk in self._chunks(refs):
-                        nursery.start_soon(self._ask, holder, chunk, got, rounds)
-        return got
 
     def _chunks(self, refs: list[BlockRef]) -> list[list[BlockRef]]:
         per_request = min(
@@ -109,10 +162,14 @@ class BlockFetcher:
         rounds: FetchRounds,
     ) -> None:
         started = trio.current_time()
+        proof = await self.proof(holder) if self.proof is not None else None
+        request = FetchBlocks(self.manifest.record_id, tuple(refs), self.permit(), proof)
         try:
-            answer = await self.port.call(
-                holder, FetchBlocks(self.manifest.record_id, tuple(refs)), self.timeout
-            )
+            answer = await self.port.call(holder, request, self.timeout)
+        except RemoteError as exc:  # answered: a refusal is not slowness
+            self.refused[exc.code] += 1
+            self.latency.note(holder.public_key, trio.current_time() - started)
+            return
         except RpcError:
             self.latency.note(holder.public_key, self.timeout)
             return

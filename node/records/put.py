@@ -26,6 +26,7 @@ from node.logs import event, get_logger
 from node.net.errors import PeerClosed, RpcError
 from node.net.rpc_port import RpcPort
 from node.records.errors import RecordError, short
+from node.records.fetch import Permit
 from node.records.reach import Reachable
 from node.records.rebuild import rebuild_onto
 from node.records.transfer import HolderSender, send_to_holders
@@ -95,6 +96,7 @@ async def stream_segments(
 async def top_up(
     *,
     port: RpcPort,
+    permit: Permit,
     config: StorageConfig,
     latency: Latency,
     manifest: Manifest,
@@ -129,6 +131,7 @@ async def top_up(
         try:
             senders = await rebuild_onto(
                 port=port,
+                permit=permit,
                 config=config,
                 latency=latency,
                 manifest=manifest,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from node.config.storage import StorageConfig
 from node.net.rpc_port import RpcPort
 from node.records.errors import RecordError, short
-from node.records.fetch import BlockFetcher, TooFewShards
+from node.records.fetch import BlockFetcher, Permit, Proof, TooFewShards, no_permit
 from node.records.transfer import HolderSender, holder_senders, send_to_holders
 from protocol.dht.contact import Contact
 from protocol.records.fetching import Latency
@@ -25,6 +25,8 @@ from storage.codec.manifest import Manifest
 async def rebuild_onto(
     *,
     port: RpcPort,
+    permit: Permit = no_permit,
+    proof: Proof | None = None,
     config: StorageConfig,
     latency: Latency,
     manifest: Manifest,
@@ -34,8 +36,11 @@ async def rebuild_onto(
 ) -> list[HolderSender]:
     """Stream the rebuilt blocks of `targets` ((index, new holder) pairs) from `sources`.
 
-    `sources` maps each held index to the nodes holding it. Returns the
-    senders: each says whether its holder confirmed and proved it stores. RecordError when fewer
+    `sources` maps each held index to the nodes holding it; they serve blocks
+    for a `permit` (the owner's or a grantee's) or a holder `proof` (a
+    repairer's, node.records.read_gate), or to the uploader of a record not
+    recorded yet (a put's top-up). Returns the senders: each says whether its
+    holder confirmed and proved it stores. RecordError when fewer
     than k indices can be fetched for some segment (nobody then claims).
     """
     senders = holder_senders(
@@ -52,6 +57,8 @@ async def rebuild_onto(
         holders={index: list(nodes) for index, nodes in sources.items()},
         latency=latency,
         timeout=config.call_timeout,
+        permit=permit,
+        proof=proof,
     )
     code = ReedSolomon(manifest.k, manifest.n)
     wanted = sorted({index for index, _ in targets})

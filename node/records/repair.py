@@ -75,18 +75,26 @@ class Repairer:
         if not survey.claims:
             return survey
         records = self.records
+        record_id = survey.health.record_id
+        manifest = await records.manifest_of(records.lookup(record_id))
         result = await audit_holders(
             port=records.port,
-            manifest=await records.manifest_of(records.lookup(survey.health.record_id)),
+            manifest=manifest,
             claims=survey.claims,
             random_bytes=records.random_bytes,
             timeout=records.config.call_timeout,
+            permit=records.own_permits(record_id),  # an audit is a read: the same rights
+            proof=records.holder_proofs(manifest),
         )
         for node in result.failed:
             records.reach.distrust(node)
-        return await self._judge(
-            survey.health.record_id, survey.claims, result.failed, result.audited_bytes
-        )
+        # Refused for want of rights: not avoided. Where this node may read the record
+        # an honest holder would have served, so the claim does not count; where it
+        # may not (check on an unrelated node), nothing can be audited from here and
+        # the claims count as the holders state them (docs/records.md).
+        refused = result.refused if records.may_read(record_id) else {}
+        unproven = {**refused, **result.failed}
+        return await self._judge(record_id, survey.claims, unproven, result.audited_bytes)
 
     async def _judge(
         self,
@@ -139,6 +147,8 @@ class Repairer:
         records = self.records
         senders = await rebuild_onto(
             port=records.port,
+            permit=records.own_permits(record_id),  # served if this node owns or was granted it
+            proof=records.holder_proofs(manifest),  # served if it holds an index of it
             config=records.config,
             latency=records.latency,
             manifest=manifest,

@@ -30,7 +30,7 @@ from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
 from node.offload import in_worker
 from node.records.errors import RecordError, short
-from node.records.fetch import BlockFetcher
+from node.records.fetch import BlockFetcher, Permit, Proof
 from node.records.put import (
     PutResult,
     drop_everywhere,
@@ -56,11 +56,14 @@ from protocol.ledger.entries import (
     derive_record_id,
 )
 from protocol.ledger.state import GrantInfo, RecordInfo
+from protocol.records import permit
 from protocol.records.fetching import Latency
 from protocol.records.health import site_of
+from protocol.records.holder_proof import bucket_of
 from protocol.records.messages import (
     GetHoldings,
     GetManifest,
+    HolderProof,
     HoldingsFound,
     ManifestFound,
 )
@@ -192,6 +195,7 @@ class RecordService:
                     self.reach.distrust(sender.holder.public_key)
             holders = await top_up(
                 port=self.port,
+                permit=self.own_permits(record_id),
                 config=config,
                 latency=self.latency,
                 manifest=manifest,
@@ -277,10 +281,21 @@ class RecordService:
             raise RecordError(f"no grant for key {short(reader)} on record {short(record_id)}")
         return grant
 
-    async def open(self, record_id: bytes, reader: bytes | None = None) -> ReadHandle:
-        """Everything needed to stream a record's ciphertext to `reader` (default: this node)."""
+    async def open(
+        self, record_id: bytes, reader: bytes | None = None, permits: Sequence[bytes] = ()
+    ) -> ReadHandle:
+        """Everything needed to stream a record's ciphertext to `reader` (default: this node).
+
+        Holders serve blocks only with a permit signed by the reader: this node
+        signs its own; a read as anyone else needs `permits` that reader signed
+        for this node (`get --as` signs them in the CLI, where the key stays).
+        """
         record = self.lookup(record_id)
         grant = self.grant_of(record_id, reader or self.public_key)
+        if reader is None:
+            source = self.own_permits(record_id)
+        else:
+            source = self._given_permits(record_id, reader, permits)
         manifest = await self.manifest_of(record)
         holdings = await self.holdings_of(record_id, enough=manifest.k)
         holders: dict[int, list[Contact]] = {}
@@ -293,8 +308,79 @@ class RecordService:
             holders=holders,
             latency=self.latency,
             timeout=self.config.call_timeout,
+            permit=source,
         )
         return ReadHandle(record, manifest, grant, fetcher)
+
+    def may_read(self, record_id: bytes) -> bool:
+        """Whether honest holders serve this node the record's blocks: it owns it, holds
+        a current grant, or holds a complete index of it (a holder proof)."""
+        state = self.ledger.state()
+        record = state.records.get(record_id)
+        if record is None or record_id in state.tombstones:
+            return False
+        return (
+            record.owner == self.public_key
+            or state.grant_for(record_id, self.public_key, self.clock_ms()) is not None
+            or bool(self.shards.holdings.indices(record_id)[0])
+        )
+
+    def permit_as(self, record_id: bytes, signer: nacl.signing.SigningKey) -> bytes:
+        """A permit for this node to read the record as `signer` (who holds that key here:
+        tests, simulations, demos; the CLI signs its own)."""
+        return permit.sign(signer, record_id, self.public_key, self.clock_ms())
+
+    def own_permits(self, record_id: bytes) -> Permit:
+        """Permits for reads as this node, signed anew once half their life has passed."""
+        current: list[tuple[int, bytes]] = []
+
+        def source() -> bytes:
+            now = self.clock_ms()
+            if not current or now - current[0][0] > permit.LIFETIME_MS // 2:
+                current[:] = [(now, permit.sign(self.identity, record_id, self.public_key, now))]
+            return current[0][1]
+
+        return source
+
+    def _given_permits(self, record_id: bytes, reader: bytes, permits: Sequence[bytes]) -> Permit:
+        """The freshest of permits a reader signed elsewhere (each checked here first)."""
+        issued: list[tuple[int, bytes]] = []
+        for raw in permits:
+            try:
+                found = permit.decode(raw)
+            except permit.PermitError as exc:
+                raise RecordError(f"the read permit does not verify: {exc}") from None
+            if (found.record_id, found.reader, found.node) != (record_id, reader, self.public_key):
+                raise RecordError(
+                    "the read permit is not for this record, this reader and this node"
+                )
+            issued.append((found.issued_at_ms, raw))
+        if not issued:
+            raise RecordError(
+                f"a read as {short(reader)} needs a permit signed with that key for this node"
+            )
+        issued.sort()
+
+        def source() -> bytes:
+            now = self.clock_ms()
+            usable = [raw for at, raw in issued if permit.fresh(at, now)]
+            return usable[-1] if usable else issued[-1][1]  # stale: the holder says so
+
+        return source
+
+    def holder_proofs(self, manifest: Manifest) -> Proof | None:
+        """Holder proofs for repair reads, if this node holds a complete index of the record."""
+        if not self.shards.holdings.indices(manifest.record_id)[0]:
+            return None
+        made: dict[tuple[bytes, int], HolderProof | None] = {}
+
+        async def proof(holder: Contact) -> HolderProof | None:
+            key = (holder.public_key, bucket_of(self.clock_ms()))
+            if key not in made:
+                made[key] = await self.shards.holder_proof(manifest, holder.public_key, key[1])
+            return made[key]
+
+        return proof
 
     def record_key(self, handle: ReadHandle) -> bytes:
         """The record key, when this node itself is the reader."""

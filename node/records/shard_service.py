@@ -26,8 +26,11 @@ from node.net.errors import RequestError
 from node.net.rpc_port import Caller
 from node.offload import in_worker
 from node.records.pending import PendingBytes, Reservation
+from node.records.read_gate import ReadGate
 from protocol.ids import record_dht_key
+from protocol.ledger.state import LedgerState
 from protocol.net.messages import ErrorCode
+from protocol.records.holder_proof import proof_segment
 from protocol.records.messages import (
     BlocksFound,
     DropShards,
@@ -35,6 +38,7 @@ from protocol.records.messages import (
     GetHoldings,
     GetManifest,
     GetNodeInfo,
+    HolderProof,
     HoldingsFound,
     ManifestFound,
     NodeInfo,
@@ -72,9 +76,14 @@ class ShardService:
         clock_ms: Callable[[], int],
         recorded: Callable[[bytes], bool] = lambda record_id: False,
         pending_cap: int = 2**62,
+        ledger_state: Callable[[], LedgerState] = LedgerState,  # none: only uploaders read
+        own_key: bytes = bytes(32),
     ) -> None:
         self.store = store
         self.recorded = recorded  # whether the ledger knows the record
+        self.gate = ReadGate(
+            state=ledger_state, holdings=holdings, own_key=own_key, clock_ms=clock_ms
+        )
         self.holdings = holdings
         self.clock_ms = clock_ms
         self.site = site
@@ -301,7 +310,12 @@ class ShardService:
         manifest = self.manifest(message.record_id)
         if manifest is None:
             return BlocksFound(tuple(None for _ in message.wanted))
-        return BlocksFound(await in_worker(self._read_blocks, manifest, message))
+        caller_key = caller.remote_public_key
+        await self.gate.admit(message, manifest, caller_key)
+        blocks, foreign = await in_worker(self._read_blocks, manifest, message)
+        if foreign:
+            self.gate.refused_foreign(caller_key, message.record_id, foreign)
+        return BlocksFound(blocks)
 
     def _demote_on_read(self, record_id: bytes, index: int) -> None:
         """A read found a block of `index` lost or corrupt: demote it, and say so once."""
@@ -317,17 +331,35 @@ class ShardService:
             found_by="read",
         )
 
-    def _read_blocks(self, manifest: Manifest, message: FetchBlocks) -> tuple[bytes | None, ...]:
+    def _read_blocks(
+        self, manifest: Manifest, message: FetchBlocks
+    ) -> tuple[tuple[bytes | None, ...], int]:
+        """In a worker thread: the wanted blocks (None where not served), and how many
+        were refused as another record's (noted first for it: see Holdings.first_noted)."""
         out: list[bytes | None] = []
         budget = MAX_FETCH_BYTES
+        wanted = [
+            ref
+            for ref in message.wanted
+            if 0 <= ref.segment < manifest.segment_count and ref.index < manifest.n
+        ]
+        first = self.holdings.first_noted(
+            manifest.block_hash(ref.segment, ref.index) for ref in wanted
+        )
+        foreign = 0
         for ref in message.wanted:
             if budget <= 0 or not (
                 0 <= ref.segment < manifest.segment_count and ref.index < manifest.n
             ):
                 out.append(None)
                 continue
+            digest = manifest.block_hash(ref.segment, ref.index)
+            if first.get(digest, manifest.record_id) != manifest.record_id:
+                foreign += 1
+                out.append(None)
+                continue
             try:
-                block = self.store.get(manifest.block_hash(ref.segment, ref.index))
+                block = self.store.get(digest)
             except (ShardNotFound, CorruptShard):
                 # Lost, or quarantined by the store: the index is no longer held whole,
                 # and repair will rebuild it (a no-op for an index this node never had).
@@ -340,7 +372,21 @@ class ShardService:
                 continue
             budget -= len(block)
             out.append(block)
-        return tuple(out)
+        return tuple(out), foreign
+
+    async def holder_proof(
+        self, manifest: Manifest, server: bytes, bucket: int
+    ) -> HolderProof | None:
+        """This node's block of a complete index at the segment `server` asks in
+        `bucket` (protocol.records.holder_proof); None if no complete index has it."""
+        segment = proof_segment(server, manifest.record_id, manifest.segment_count, bucket)
+        for index in self.holdings.indices(manifest.record_id)[0]:
+            try:
+                block = await in_worker(self.store.get, manifest.block_hash(segment, index))
+            except (ShardNotFound, CorruptShard):
+                continue
+            return HolderProof(index, segment, block)
+        return None
 
     async def _on_prove(self, message: ProveShards, caller: Caller) -> ShardsProven:
         """Keyed hashes of the named blocks: only a node keeping the blocks can answer."""

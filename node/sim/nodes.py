@@ -186,7 +186,10 @@ class SimNodes:
         node = member.node
         with trio.move_on_after(limit):
             try:
-                handle = await node.records.open(record.record_id, bytes(self.reader.verify_key))
+                permits = [node.records.permit_as(record.record_id, self.reader)]
+                handle = await node.records.open(
+                    record.record_id, bytes(self.reader.verify_key), permits
+                )
                 key = open_sealed_key(handle.grant.sealed_key, self.reader)
                 chunks = [chunk async for chunk in node.records.plaintext(handle, key)]
             except (RecordError, RpcError, TooFewShards):

@@ -15,6 +15,8 @@ from protocol.control.frames import Registry
 
 KEY_SIZE = 32
 RECORD_ID_SIZE = 32
+MAX_PERMITS = 64  # read permits one Get may carry (each good for ten minutes)
+MAX_PERMIT_SIZE = 256
 
 
 class ControlRequest:
@@ -86,16 +88,31 @@ class Chunk(ControlRequest):
 
 @control_op
 @dataclass(frozen=True)
+class NodeKey(ControlRequest):
+    """This node's public key (a person's read permit names the node it reads through)."""
+
+    OP: ClassVar[str] = "node_key"
+
+
+@control_op
+@dataclass(frozen=True)
 class Get(ControlRequest):
-    """Read a record: as this node (plaintext) or as `reader` (ciphertext + sealed key)."""
+    """Read a record: as this node (plaintext) or as `reader` (ciphertext + sealed key).
+
+    A read as `reader` carries `permits` the reader signed in the CLI for this
+    node (protocol.records.permit): holders serve blocks only for them.
+    """
 
     OP: ClassVar[str] = "get"
     record_id: bytes
     reader: bytes | None
+    permits: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         _key(self.record_id, "record id", RECORD_ID_SIZE)
         _key(self.reader, "reader key")
+        if len(self.permits) > MAX_PERMITS or any(len(p) > MAX_PERMIT_SIZE for p in self.permits):
+            raise ValueError(f"at most {MAX_PERMITS} permits of {MAX_PERMIT_SIZE} bytes each")
 
 
 @control_op

@@ -201,6 +201,13 @@ class RecordsReply(ControlReply):
 
 @control_reply
 @dataclass(frozen=True)
+class NodeKeyReply(ControlReply):
+    KIND: ClassVar[str] = "node_key"
+    public_key: bytes
+
+
+@control_reply
+@dataclass(frozen=True)
 class FeedHeadReply(ControlReply):
     """Where a person's next ledger entry goes, and the record's manifest hash."""
 

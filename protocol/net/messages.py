@@ -36,6 +36,12 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    # Reads (FetchBlocks): the permit or proof itself is refused (never worth a retry)...
+    FORBIDDEN = "forbidden"
+    # ...or this holder's ledger does not know the record, or gives the reader no
+    # current grant: either may be a ledger that lags (a reader retries a few times).
+    NOT_RECORDED = "not_recorded"
+    NO_GRANT = "no_grant"
 
 
 class Message:

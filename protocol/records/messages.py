@@ -3,8 +3,9 @@
 A record's blocks travel per shard index: the putting node (or a repairer)
 sends index i's blocks to its holder in batches of consecutive segments,
 the manifest with the first batch, `complete` with the last. Readers fetch
-blocks by (segment, index) from any holder and verify them against the
-manifest, whose hash the ledger holds.
+blocks by (segment, index) from any holder, showing a read permit or a
+holder proof, and verify them against the manifest, whose hash the ledger
+holds.
 """
 
 from __future__ import annotations
@@ -97,12 +98,31 @@ class BlockRef:
             raise ValueError("a block reference needs segment >= 0 and 0 <= index < 256")
 
 
+@dataclass(frozen=True)
+class HolderProof:
+    """A repairer's own block of `index` at the segment the serving holder picks
+    (protocol.records.holder_proof): it holds a complete index of the record."""
+
+    index: int
+    segment: int
+    block: bytes
+
+    def __post_init__(self) -> None:
+        if self.segment < 0 or not 0 <= self.index < 256:
+            raise ValueError("a holder proof needs segment >= 0 and 0 <= index < 256")
+
+
 @register
 @dataclass(frozen=True)
 class FetchBlocks(Message):
+    """Blocks of a record, served only with a `permit` (protocol.records.permit) whose
+    reader may read the record, or a `proof` that the caller holds an index of it."""
+
     TYPE: ClassVar[str] = "fetch_blocks"
     record_id: bytes
     wanted: Annotated[tuple[BlockRef, ...], MaxItems(MAX_FETCH_REFS)]
+    permit: bytes | None = None
+    proof: HolderProof | None = None
 
 
 @register

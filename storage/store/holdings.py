@@ -217,6 +217,28 @@ class Holdings:
             for position, record, index, digest, size in rows
         ]
 
+    def first_noted(self, digests: Iterable[bytes]) -> dict[bytes, bytes]:
+        """For each digest noted here, the record that noted it first.
+
+        Blocks are ciphertext under a random key per record, so two records
+        never share one honestly: a later record naming an earlier record's
+        blocks (a manifest anyone could write) is not served them.
+        """
+        wanted = list(dict.fromkeys(digests))
+        first: dict[bytes, bytes] = {}
+        with self._db.connection() as db:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))  # only placeholders, never input
+                rows = db.execute(
+                    f"SELECT digest, record_id FROM blocks WHERE digest IN ({marks})"
+                    " ORDER BY rowid",
+                    chunk,
+                )
+                for digest, record_id in rows:
+                    first.setdefault(bytes(digest), bytes(record_id))
+        return first
+
     def records(self) -> list[bytes]:
         with self._db.connection() as db:
             rows = db.execute("SELECT record_id FROM records ORDER BY record_id").fetchall()

@@ -25,6 +25,8 @@ REQUESTS: list[control.ControlRequest] = [
     control.Chunk(b"\x00" * 1000, False),
     control.Get(RECORD, None),
     control.Get(RECORD, KEY),
+    control.Get(RECORD, KEY, (b"permit", b"another")),
+    control.NodeKey(),
     control.ListRecords(KEY),
     control.Grant(RECORD, KEY, 0),
     control.Revoke(RECORD, KEY),
@@ -58,7 +60,14 @@ def test_requests_round_trip(request_: control.ControlRequest) -> None:
         (["nope", {}], "unknown control request 'nope'"),
         ({"op": "status"}, r"a control request is \[kind, body\]"),
         (["get", {"record_id": RECORD}], "fields"),
-        (["get", {"record_id": b"short", "reader": None}], "record id must be 32 bytes"),
+        (
+            ["get", {"record_id": b"short", "reader": None, "permits": []}],
+            "record id must be 32 bytes",
+        ),
+        (
+            ["get", {"record_id": RECORD, "reader": KEY, "permits": [b"p"] * 65}],
+            "at most 64 permits",
+        ),
         (["grant", {"record_id": RECORD, "grantee": KEY, "expires_at": -1}], "expires_at"),
         (["chunk", {"data": "text", "last": True}], "expected bytes"),
         (
@@ -126,6 +135,7 @@ REPLIES: list[replies.ControlReply] = [
         )
     ),
     replies.FeedHeadReply(1, b"", b"h" * 32),
+    replies.NodeKeyReply(KEY),
     replies.LedgerReply((replies.LedgerRow(b"raw", None), replies.LedgerRow(b"x", "why"))),
     replies.CheckReply(
         (

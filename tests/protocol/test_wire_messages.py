@@ -209,10 +209,11 @@ def test_envelope_parts_leave_large_blocks_in_place() -> None:
 
 def test_a_list_over_its_cap_is_refused_before_its_items_are_decoded() -> None:
     refs = [{"segment": 0, "index": 0}] * (MAX_FETCH_REFS + 1)
-    bad = envelope_bytes(1, 0, 1, "fetch_blocks", {"record_id": b"r" * 32, "wanted": refs})
+    body = {"record_id": b"r" * 32, "permit": None, "proof": None}
+    bad = envelope_bytes(1, 0, 1, "fetch_blocks", {**body, "wanted": refs})
     with pytest.raises(BadMessage, match=rf"wanted: {MAX_FETCH_REFS + 1} items, at most"):
         decode_envelope(bad)
-    ok = envelope_bytes(1, 0, 1, "fetch_blocks", {"record_id": b"r" * 32, "wanted": refs[:-1]})
+    ok = envelope_bytes(1, 0, 1, "fetch_blocks", {**body, "wanted": refs[:-1]})
     message = decode_envelope(ok).message
     assert isinstance(message, FetchBlocks) and len(message.wanted) == MAX_FETCH_REFS
 

@@ -1,0 +1,85 @@
+"""Read permits and holder-proof segments: what verifies, and each way one is refused."""
+
+from __future__ import annotations
+
+import msgpack
+import nacl.signing
+import pytest
+
+from protocol.records import permit
+from protocol.records.holder_proof import BUCKET_MS, accepted_segments, bucket_of, proof_segment
+from tests.protocol.keys import seed
+
+READER = nacl.signing.SigningKey(seed("permit reader"))
+OTHER = nacl.signing.SigningKey(seed("permit other"))
+RECORD = b"r" * 32
+NODE = b"n" * 32
+NOW = 1_700_000_000_000
+
+
+def test_a_permit_names_its_reader_for_its_record_and_node() -> None:
+    raw = permit.sign(READER, RECORD, NODE, NOW)
+    assert permit.check(raw, record_id=RECORD, node=NODE, now_ms=NOW) == bytes(READER.verify_key)
+    assert len(raw) <= permit.MAX_PERMIT_SIZE
+
+
+@pytest.mark.parametrize(
+    ("record", "node", "now", "reason"),
+    [
+        (b"x" * 32, NODE, NOW, "another record"),
+        (RECORD, b"m" * 32, NOW, "another node"),
+        (RECORD, NODE, NOW + permit.LIFETIME_MS + 1, "stale"),
+        (RECORD, NODE, NOW - permit.MAX_SKEW_MS - 1, "stale"),
+    ],
+)
+def test_a_permit_is_refused_elsewhere_or_out_of_time(
+    record: bytes, node: bytes, now: int, reason: str
+) -> None:
+    raw = permit.sign(READER, RECORD, NODE, NOW)
+    with pytest.raises(permit.PermitError, match=reason):
+        permit.check(raw, record_id=record, node=node, now_ms=now)
+
+
+def test_a_permit_is_good_within_its_window_at_both_ends() -> None:
+    raw = permit.sign(READER, RECORD, NODE, NOW)
+    for now in (NOW - permit.MAX_SKEW_MS, NOW + permit.LIFETIME_MS):
+        assert permit.check(raw, record_id=RECORD, node=NODE, now_ms=now)
+
+
+def test_a_forged_or_altered_or_malformed_permit_is_refused() -> None:
+    raw = permit.sign(READER, RECORD, NODE, NOW)
+    fields = msgpack.unpackb(raw)
+    swapped = msgpack.packb([*fields[:2], bytes(OTHER.verify_key), *fields[3:]])
+    later = msgpack.packb([*fields[:4], NOW + 1, fields[5]])
+    cases = {
+        "bad signature": [swapped, later, raw[:-1] + bytes([raw[-1] ^ 1])],
+        "malformed": [b"", b"\x91\x01", msgpack.packb(fields[:5])],
+        "oversize": [b"\x00" * (permit.MAX_PERMIT_SIZE + 1)],
+        "integer": [msgpack.packb([*fields[:4], float(NOW), fields[5]])],
+        "canonical": [raw[:1] + b"\xcc\x01" + raw[2:]],  # the version 1 in two bytes
+    }
+    for reason, bad in cases.items():
+        for value in bad:
+            with pytest.raises(permit.PermitError, match=reason):
+                permit.check(value, record_id=RECORD, node=NODE, now_ms=NOW)
+
+
+def test_a_series_of_permits_covers_a_long_read_one_span_at_a_time() -> None:
+    series = permit.sign_series(READER, RECORD, NODE, NOW, 3)
+    for now in range(NOW, NOW + 3 * permit.LIFETIME_MS, permit.LIFETIME_MS // 4):
+        good = [p for p in series if permit.fresh(permit.decode(p).issued_at_ms, now)]
+        assert good
+    assert not permit.fresh(permit.decode(series[-1]).issued_at_ms, NOW)  # not yet
+
+
+def test_the_proof_segment_depends_on_the_server_and_the_time() -> None:
+    picks = {proof_segment(bytes([i]) * 32, RECORD, 1000, bucket_of(NOW)) for i in range(20)}
+    assert len(picks) > 10  # each holder asks for a different block
+    over_time = {proof_segment(NODE, RECORD, 1000, b) for b in range(20)}
+    assert len(over_time) > 10
+    assert proof_segment(NODE, RECORD, 1000, 7) == proof_segment(NODE, RECORD, 1000, 7)
+    accepted = accepted_segments(NODE, RECORD, 1000, NOW)
+    assert proof_segment(NODE, RECORD, 1000, bucket_of(NOW - BUCKET_MS)) in accepted
+    assert proof_segment(NODE, RECORD, 1000, bucket_of(NOW + BUCKET_MS)) in accepted
+    with pytest.raises(ValueError):
+        proof_segment(NODE, RECORD, 0, 1)
