@@ -687,6 +687,11 @@ def _print_row(row: CheckRow) -> None:
         click.echo(f"    {node[:16]}  holds {list(indices)}{where}")
     for node, indices in sorted(health.unproven.items()):
         click.echo(f"    {node[:16]}  claims {list(indices)} but FAILED THE AUDIT (not counted)")
+    for node, indices in sorted(health.unaudited.items()):
+        click.echo(
+            f"    {node[:16]}  claims {list(indices)}: counted unaudited (this node may not"
+            " read the record; check from its owner or a holder to audit)"
+        )
     if row.repair_error is not None:
         click.echo(f"    repair failed: {row.repair_error}")
     if row.repair is not None:

@@ -92,9 +92,12 @@ class Repairer:
         # an honest holder would have served, so the claim does not count; where it
         # may not (check on an unrelated node), nothing can be audited from here and
         # the claims count as the holders state them (docs/records.md).
-        refused = result.refused if records.may_read(record_id) else {}
-        unproven = {**refused, **result.failed}
-        return await self._judge(record_id, survey.claims, unproven, result.audited_bytes)
+        may_read = records.may_read(record_id)
+        unproven = {**(result.refused if may_read else {}), **result.failed}
+        unaudited = {} if may_read else result.refused
+        return await self._judge(
+            record_id, survey.claims, unproven, result.audited_bytes, unaudited
+        )
 
     async def _judge(
         self,
@@ -102,6 +105,7 @@ class Repairer:
         claims: list[tuple[Contact, HoldingsFound]],
         unproven: dict[bytes, tuple[int, ...]],
         audited: int,
+        unaudited: dict[bytes, tuple[int, ...]] | None = None,
     ) -> Survey:
         record = self.records.lookup(record_id)
         reach = self.records.reach
@@ -118,6 +122,7 @@ class Repairer:
             sites=sites,
             network_sites=reach.known_sites(),
             unproven=unproven,
+            unaudited=unaudited,
         )
         contacts = {contact.public_key: contact for contact, _ in claims}
         return Survey(health, contacts, claims, audited)

@@ -261,6 +261,7 @@ class HealthReport:
     site_losses: dict[str, int]  # site -> distinct indices left elsewhere if it is lost
     site_safe: bool  # losing any one site leaves it readable (or too few sites to ask it)
     unproven: dict[str, tuple[int, ...]]  # claimed by a holder that failed its audit
+    unaudited: dict[str, tuple[int, ...]]  # counted unaudited: this node may not read it
 
     @classmethod
     def of(cls, health: RecordHealth) -> HealthReport:
@@ -281,6 +282,7 @@ class HealthReport:
             site_losses=health.site_losses,
             site_safe=health.site_safe,
             unproven=_by_node(health.unproven),
+            unaudited=_by_node(health.unaudited),
         )
 
 

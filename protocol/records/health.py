@@ -39,6 +39,9 @@ class RecordHealth:
     sites: Mapping[bytes, str] = field(default_factory=dict)  # holder -> its site
     network_sites: int = 0  # sites the network is known to have
     unproven: dict[bytes, tuple[int, ...]] = field(default_factory=dict)  # failed an audit
+    # Counted on the holder's word: the auditing node may not read the record, so the
+    # holder rightly refused to show a block (check --network on an unrelated node).
+    unaudited: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -51,6 +54,7 @@ class RecordHealth:
         sites: Mapping[bytes, str] | None = None,
         network_sites: int = 0,
         unproven: Mapping[bytes, Iterable[int]] | None = None,
+        unaudited: Mapping[bytes, Iterable[int]] | None = None,
     ) -> RecordHealth:
         failed = {node: tuple(sorted(set(i))) for node, i in (unproven or {}).items() if i}
         holders: dict[bytes, tuple[int, ...]] = {}
@@ -81,6 +85,7 @@ class RecordHealth:
             dict(sites or {}),
             network_sites,
             failed,
+            {node: tuple(sorted(set(i))) for node, i in (unaudited or {}).items() if i},
         )
 
     @property
@@ -136,6 +141,7 @@ class RecordHealth:
             "partial": {node.hex(): list(indices) for node, indices in self.partial.items()},
             "corrupt": {node.hex(): list(indices) for node, indices in self.corrupt.items()},
             "unproven": {node.hex(): list(indices) for node, indices in self.unproven.items()},
+            "unaudited": {node.hex(): list(indices) for node, indices in self.unaudited.items()},
             "sites": {node.hex(): site for node, site in self.sites.items()},
             "network_sites": self.network_sites,
             "site_losses": self.site_losses,

@@ -337,6 +337,9 @@ async def test_an_audit_is_a_read_refused_ones_blame_no_holder(
         assert not member.records.may_read(record_id) and owner.records.may_read(record_id)
         by_member = await member.repairer.survey(record_id, verify=False, audit=True)
         assert by_member.audited_bytes == 0 and by_member.health.healthy
+        # ... and says so: every claim it counted is marked unaudited (the owner's none).
+        assert by_member.health.unaudited == by_owner.health.holders
+        assert not by_owner.health.unaudited
         assert not any(member.records.reach.distrusted(n) for n in by_owner.contacts)
         # A holder that refuses a node that may read it proves nothing: its claim
         # does not count (a holder keeping nothing gains nothing by refusing).
