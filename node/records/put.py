@@ -106,6 +106,7 @@ async def top_up(
     sent_to: dict[bytes, Contact],
     need: int,
     random_bytes: Callable[[int], bytes],
+    owner_nonce: bytes,
 ) -> dict[int, Contact]:
     """Rebuild the missing indices onto further candidates; the holders afterwards.
 
@@ -138,6 +139,7 @@ async def top_up(
                 sources={index: [contact] for index, contact in placed.items()},
                 targets=list(targets.items()),
                 random_bytes=random_bytes,
+                owner_nonce=owner_nonce,
             )
         except RecordError as exc:
             event(log, logging.WARNING, "top-up failed", reason=str(exc))

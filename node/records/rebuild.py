@@ -33,6 +33,7 @@ async def rebuild_onto(
     sources: Mapping[int, Sequence[Contact]],
     targets: Sequence[tuple[int, Contact]],
     random_bytes: Callable[[int], bytes],
+    owner_nonce: bytes | None = None,
 ) -> list[HolderSender]:
     """Stream the rebuilt blocks of `targets` ((index, new holder) pairs) from `sources`.
 
@@ -50,6 +51,8 @@ async def rebuild_onto(
         batch_bytes=config.transfer_batch_bytes,
         timeout=config.call_timeout,
         random_bytes=random_bytes,
+        owner_nonce=owner_nonce,
+        known_manifest=manifest,
     )
     fetcher = BlockFetcher(
         port=port,

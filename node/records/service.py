@@ -182,6 +182,7 @@ class RecordService:
             batch_bytes=config.transfer_batch_bytes,
             timeout=config.call_timeout,
             random_bytes=self.random_bytes,
+            owner_nonce=nonce,
         )
         sent_to = {s.holder.public_key: s.holder for s in senders}
         try:
@@ -205,6 +206,7 @@ class RecordService:
                 sent_to=sent_to,
                 need=need,
                 random_bytes=self.random_bytes,
+                owner_nonce=nonce,
             )
             sites = {r.contact.public_key: r.site for r in pool}
             network_sites = max(

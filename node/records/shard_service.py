@@ -28,6 +28,7 @@ from node.offload import in_worker
 from node.records.pending import PendingBytes, Reservation
 from node.records.read_gate import ReadGate
 from protocol.ids import record_dht_key
+from protocol.ledger.entries import derive_record_id
 from protocol.ledger.state import LedgerState
 from protocol.net.messages import ErrorCode
 from protocol.records.holder_proof import proof_segment
@@ -81,6 +82,7 @@ class ShardService:
     ) -> None:
         self.store = store
         self.recorded = recorded  # whether the ledger knows the record
+        self._ledger_state = ledger_state
         self.gate = ReadGate(
             state=ledger_state, holdings=holdings, own_key=own_key, clock_ms=clock_ms
         )
@@ -102,6 +104,7 @@ class ShardService:
         )  # (record, writer): that writer's late batches of that record are refused
         self.pending = PendingBytes(pending_cap)  # rebuilt by rebuild_pending at start
         self._capped = RateLimitedLog(log, "pending shard bytes capped", period=3600.0)
+        self._refused_uploads = RateLimitedLog(log, "shards refused", period=600.0)
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(GetNodeInfo, self._on_node_info)
@@ -176,6 +179,7 @@ class ShardService:
         dropped = (record_id, sender)
         if dropped in self._dropped and not self.recorded(record_id):
             raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
+        self._check_uploader(message, sender)
         charge = self._reserve(message, sender)
         added = 0
         keep = True
@@ -208,6 +212,30 @@ class ShardService:
             if charge is not None:
                 self.pending.settle(charge, added, keep=keep and not self.recorded(record_id))
         return ShardsStored(stored, complete)
+
+    def _check_uploader(self, message: StoreShards, sender: bytes) -> None:
+        """A record the ledger does not know is uploaded by its owner alone.
+
+        Its id is derived from the owner's key and a nonce; a batch proves its
+        sender is the owner by that nonce. Otherwise a member that saw a record
+        id (it holds an index of a put in progress) could send other holders a
+        manifest of its own for it and make the honest upload fail there, charge
+        junk to the writer, or drop the writer's blocks as "its" upload.
+        """
+        if self.recorded(message.record_id):
+            return
+        nonce = message.owner_nonce
+        if nonce is None or derive_record_id(sender, nonce) != message.record_id:
+            self._refused_uploads.note("upload of a record it does not own", short_key(sender))
+            raise RequestError(
+                ErrorCode.BAD_REQUEST,
+                "only a record's owner uploads it before the ledger knows it (no or a wrong"
+                " owner nonce)",
+            )
+
+    def _ledger_manifest_hash(self, record_id: bytes) -> bytes | None:
+        info = self._ledger_state().records.get(record_id)
+        return None if info is None else info.manifest_hash
 
     def _reserve(self, message: StoreShards, sender: bytes) -> Reservation | None:
         """Charge a batch of an unrecorded record to its writer, or refuse it (UNAVAILABLE)
@@ -266,11 +294,23 @@ class ShardService:
         return manifest, len(message.blocks), added
 
     def _accept_manifest(self, message: StoreShards) -> Manifest | None:
+        """The manifest the batch is checked against: for a record in the ledger only the
+        ledger's (a held one that differs, planted before, is replaced)."""
         known = self.manifest(message.record_id)
+        expected = self._ledger_manifest_hash(message.record_id)
+        if expected is not None and known is not None and known.digest() != expected:
+            self._forget_manifest(message.record_id)
+            known = None
         if message.manifest is None:
             if known is None and message.complete:
                 raise RequestError(
                     ErrorCode.BAD_REQUEST, "a completing batch must carry the manifest"
+                )
+            if known is None and expected is not None:
+                # Else any member could store unchecked blocks under any recorded id.
+                raise RequestError(
+                    ErrorCode.BAD_REQUEST,
+                    "this node holds no manifest of the record: the batch must carry it",
                 )
             return known
         try:
@@ -279,6 +319,12 @@ class ShardService:
             raise RequestError(ErrorCode.BAD_REQUEST, f"bad manifest: {exc}") from None
         if manifest.record_id != message.record_id:
             raise RequestError(ErrorCode.BAD_REQUEST, "manifest is for another record")
+        if expected is not None and manifest.digest() != expected:
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, "the manifest is not the one the ledger records"
+            )
+        if expected is not None and known is None and self.holdings.manifest(message.record_id):
+            self.holdings.replace_manifest(message.record_id, manifest.encode())
         if known is not None and known != manifest:
             raise RequestError(
                 ErrorCode.BAD_REQUEST, "a different manifest is held for this record"
@@ -303,6 +349,10 @@ class ShardService:
         added = self.holdings.note_blocks(manifest.record_id, index, named, self.clock_ms())
         if any(digest not in self.store for digest, _ in named):
             return False, added
+        # Blocks sent before the manifest was known that it does not name are no part
+        # of the record: they must not live as long as it does.
+        for digest in self.holdings.keep_only(manifest.record_id, index, (d for d, _ in named)):
+            self.store.delete(digest)
         self.holdings.complete(manifest.record_id, index)
         return True, added
 

@@ -58,8 +58,16 @@ class HolderSender:
         batch_bytes: int,
         timeout: float,
         sampler: ProofSampler | None = None,
+        owner_nonce: bytes | None = None,
+        known_manifest: Manifest | None = None,
     ) -> None:
         self.port = port
+        # A record not yet in the ledger: the nonce proves to holders we own it.
+        self.owner_nonce = owner_nonce
+        # Known from the start (repair, top-up): sent with each index's first batch too,
+        # so the holder checks every block as it comes.
+        self._early_manifest = known_manifest.encode() if known_manifest is not None else None
+        self._manifest_sent: set[int] = set()
         self.sampler = sampler  # None: the holder's word is taken (tests of other parts)
         self._next_segment = first_segment
         self.holder = holder
@@ -161,7 +169,14 @@ class HolderSender:
             if not blocks and not final:
                 continue
             views = cast(tuple[bytes, ...], tuple(blocks))  # bytes on the wire
-            message = StoreShards(self.record_id, raw, index, first, views, final)
+            carried = raw
+            if carried is None and index not in self._manifest_sent:
+                carried = self._early_manifest
+            message = StoreShards(
+                self.record_id, carried, index, first, views, final, self.owner_nonce
+            )
+            if carried is not None:
+                self._manifest_sent.add(index)
             try:
                 answer = await self.port.call(self.holder, message, self.timeout)
             except RpcError as exc:
@@ -182,6 +197,8 @@ def holder_senders(
     batch_bytes: int,
     timeout: float,
     random_bytes: Callable[[int], bytes] | None,
+    owner_nonce: bytes | None = None,
+    known_manifest: Manifest | None = None,
 ) -> list[HolderSender]:
     """One sender per holder, for the (index, holder) pairs of `assignment`.
 
@@ -202,6 +219,8 @@ def holder_senders(
             batch_bytes=batch_bytes,
             timeout=timeout,
             sampler=None if random_bytes is None else _sampler(random_bytes),
+            owner_nonce=owner_nonce,
+            known_manifest=known_manifest,
         )
         for key, indices in by_holder.items()
     ]

@@ -47,7 +47,12 @@ class NodeInfo(Message):
 @register
 @dataclass(frozen=True)
 class StoreShards(Message):
-    """Blocks of shard `index` for segments first_segment, first_segment+1, ..."""
+    """Blocks of shard `index` for segments first_segment, first_segment+1, ...
+
+    For a record in the ledger, the holder takes only the ledger's manifest (a
+    batch to a holder without it must carry it); for one not yet in the ledger,
+    only batches from its owner (`owner_nonce`).
+    """
 
     TYPE: ClassVar[str] = "store_shards"
     record_id: bytes
@@ -56,6 +61,9 @@ class StoreShards(Message):
     first_segment: int
     blocks: Annotated[tuple[bytes, ...], MaxItems(MAX_BATCH_BLOCKS)]
     complete: bool
+    # A record the ledger does not know yet is uploaded only by its owner: the nonce
+    # its id was derived from proves the sender owns it (None: a recorded record).
+    owner_nonce: bytes | None = None
 
 
 @register

@@ -144,6 +144,36 @@ class Holdings:
             )
         return added
 
+    def keep_only(self, record_id: bytes, index: int, named: Iterable[bytes]) -> list[bytes]:
+        """Un-note the blocks of `index` that are not `named` (sent before the manifest
+        was known, and not part of the record); returns the digests now unreferenced."""
+        wanted = set(named)
+        with self._db.transaction() as db:
+            stray = [
+                bytes(row[0])
+                for row in db.execute(
+                    "SELECT digest FROM blocks WHERE record_id = ? AND shard_index = ?",
+                    (record_id, index),
+                )
+                if bytes(row[0]) not in wanted
+            ]
+            for digest in stray:
+                db.execute(
+                    "DELETE FROM blocks WHERE record_id = ? AND shard_index = ? AND digest = ?",
+                    (record_id, index, digest),
+                )
+            return [
+                digest
+                for digest in stray
+                if db.execute("SELECT 1 FROM blocks WHERE digest = ? LIMIT 1", (digest,)).fetchone()
+                is None
+            ]
+
+    def replace_manifest(self, record_id: bytes, manifest: bytes) -> None:
+        """The held manifest was not the ledger's: keep the ledger's instead."""
+        with self._db.transaction() as db:
+            db.execute("UPDATE records SET manifest = ? WHERE record_id = ?", (manifest, record_id))
+
     def complete(self, record_id: bytes, index: int) -> None:
         """Every block of `index` is stored and fsync'd."""
         self._set_complete(record_id, index, True)

@@ -76,7 +76,9 @@ async def attack(attacker: Node, victim_record: bytes) -> dict[str, bytes]:
         for contact, indices in holders.values():
             for index in indices:
                 reply = await attacker.port.call(
-                    contact, StoreShards(fake_id, fake.encode(), index, 0, (), True), 10.0
+                    contact,
+                    StoreShards(fake_id, fake.encode(), index, 0, (), True, nonce),
+                    10.0,
                 )
                 assert isinstance(reply, ShardsStored)
         if how == "tombstone":

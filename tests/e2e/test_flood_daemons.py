@@ -19,6 +19,7 @@ from node.config.datadir import DataDir
 from node.net.errors import RemoteError, RpcError
 from node.sim.localnet import Daemon, Network
 from protocol.dht.contact import Contact
+from protocol.ledger.entries import derive_record_id
 from protocol.ledger.messages import FeedHead, LedgerHeadsReply
 from protocol.records.messages import ShardsStored, StoreShards
 from tests.e2e.member import Member
@@ -51,11 +52,12 @@ async def flood_unrecorded(node: Node) -> dict[str, int]:
     stored = refused = 0
     for contact in await contacts_of(node):
         for _ in range(8):  # eight records of eight blocks: 4 MiB per daemon
-            record_id = os.urandom(32)
+            nonce = os.urandom(16)  # records of its own (only an owner uploads)
+            record_id = derive_record_id(node.public_key, nonce)
             blocks = tuple(os.urandom(BLOCK) for _ in range(8))
             try:
                 reply = await node.port.call(
-                    contact, StoreShards(record_id, None, 0, 0, blocks, False), 30.0
+                    contact, StoreShards(record_id, None, 0, 0, blocks, False, nonce), 30.0
                 )
             except RemoteError as exc:
                 assert exc.code == "unavailable" and "cap" in str(exc)

@@ -30,7 +30,7 @@ from node.config.datadir import DataDir
 from node.daemon import serve_node
 from node.net.errors import RemoteError
 from node.sim.localnet import Daemon, Network, medvault
-from protocol.ledger.entries import GrantBody, RevokeBody
+from protocol.ledger.entries import GrantBody, RevokeBody, derive_record_id
 from protocol.net.messages import Message
 from protocol.records import permit
 from protocol.records.messages import (
@@ -143,9 +143,10 @@ async def _attack(
             index = holding.found.complete[0]
             refs = tuple(BlockRef(s, index) for s in range(manifest.segment_count))
             own = permit.sign(node.parts.identity, record_id, me, node.clock_ms())
-            fake_id = os.urandom(32)
+            fake_nonce = os.urandom(16)  # a record of its own: it may upload it
+            fake_id = derive_record_id(node.public_key, fake_nonce)
             fake = dataclasses.replace(manifest, record_id=fake_id).encode()
-            planted = StoreShards(fake_id, fake, index, 0, (), True)
+            planted = StoreShards(fake_id, fake, index, 0, (), True, fake_nonce)
             tries: list[Message] = [
                 FetchBlocks(record_id, refs, own),  # as a reader: no current grant
                 FetchBlocks(record_id, refs),  # no permit

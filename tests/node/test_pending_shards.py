@@ -16,6 +16,7 @@ from node.net.errors import RemoteError, RequestError
 from node.records.pending import PendingBytes
 from node.records.shard_service import ShardService
 from node.sim.nodes import segments
+from protocol.ledger.entries import derive_record_id
 from protocol.net.messages import ErrorCode
 from protocol.records.messages import DropShards, ShardsStored, StoreShards
 from storage.codec.manifest import RecordMetadata
@@ -24,6 +25,24 @@ from storage.store.memory import MemoryShardStore
 from tests.node.cluster import Cluster, holders_of, read_all, small_config
 
 WRITER, MEMBER = b"w" * 32, b"m" * 32
+NONCES: dict[bytes, bytes] = {}  # record id -> the nonce it was derived from
+
+
+def new_id(owner: bytes) -> bytes:
+    """A record id owned by `owner` (only its owner uploads it before it is recorded)."""
+    nonce = os.urandom(16)
+    record_id = derive_record_id(owner, nonce)
+    NONCES[record_id] = nonce
+    return record_id
+
+
+def batch(record_id: bytes, segment: int = 0) -> StoreShards:
+    """One block of an unrecorded record, as its owner sends it."""
+    return StoreShards(
+        record_id, None, 0, segment, (os.urandom(BLOCK),), False, NONCES.get(record_id)
+    )
+
+
 BLOCK = 64 * 1024
 CAP = 4 * (BLOCK + ROW_WEIGHT)  # four one-block records
 
@@ -62,8 +81,7 @@ class Holder:
         self.shards.install(self.dispatcher)
 
     async def store_block(self, sender: bytes, record_id: bytes, segment: int = 0) -> None:
-        message = StoreShards(record_id, None, 0, segment, (os.urandom(BLOCK),), False)
-        reply = await self.dispatcher(message, Caller(sender))
+        reply = await self.dispatcher(batch(record_id, segment), Caller(sender))
         assert isinstance(reply, ShardsStored) and reply.stored == 1
 
 
@@ -89,11 +107,11 @@ async def test_a_writer_over_its_cap_is_refused_before_anything_is_written(
 ) -> None:
     holder = Holder(tmp_path / "h.sqlite")
     for _ in range(4):
-        await holder.store_block(MEMBER, os.urandom(32))
+        await holder.store_block(MEMBER, new_id(MEMBER))
     assert holder.shards.pending.of(MEMBER) == CAP
     used, records = holder.store.used_bytes, holder.holdings.records()
     for _ in range(20):  # a member streaming on gains nothing
-        refused = os.urandom(32)
+        refused = new_id(MEMBER)
         with pytest.raises(RequestError) as caught:
             await holder.store_block(MEMBER, refused)
         assert caught.value.code == ErrorCode.UNAVAILABLE
@@ -102,7 +120,7 @@ async def test_a_writer_over_its_cap_is_refused_before_anything_is_written(
     capped = [r for r in caplog.records if r.getMessage() == "pending shard bytes capped"]
     assert len(capped) == 1  # the offence is logged once
     # An honest writer's upload to the same node is unaffected...
-    upload = os.urandom(32)
+    upload = new_id(WRITER)
     for segment in range(3):
         await holder.store_block(WRITER, upload, segment)
     assert holder.shards.pending.of(WRITER) == 3 * BLOCK + ROW_WEIGHT
@@ -115,7 +133,7 @@ async def test_a_writer_over_its_cap_is_refused_before_anything_is_written(
 
 async def test_bytes_leave_the_count_when_recorded_dropped_or_collected(tmp_path: Path) -> None:
     holder = Holder(tmp_path / "h.sqlite")
-    upload, dropped, abandoned = os.urandom(32), os.urandom(32), os.urandom(32)
+    upload, dropped, abandoned = new_id(WRITER), new_id(WRITER), new_id(WRITER)
     for record_id in (upload, dropped, abandoned):
         await holder.store_block(WRITER, record_id)
     one = BLOCK + ROW_WEIGHT
@@ -135,22 +153,22 @@ async def test_bytes_leave_the_count_when_recorded_dropped_or_collected(tmp_path
 async def test_the_count_survives_a_restart(tmp_path: Path) -> None:
     holder = Holder(tmp_path / "h.sqlite")
     for _ in range(4):
-        await holder.store_block(MEMBER, os.urandom(32))
-    known = os.urandom(32)
+        await holder.store_block(MEMBER, new_id(MEMBER))
+    known = new_id(WRITER)
     await holder.store_block(WRITER, known)
     holder.recorded.add(known)  # recorded while this node was down
     holder.holdings.close()
     holder.open()
     assert holder.shards.pending.of(MEMBER) == CAP and holder.shards.pending.of(WRITER) == 0
     with pytest.raises(RequestError, match="pending bytes cap"):
-        await holder.store_block(MEMBER, os.urandom(32))
+        await holder.store_block(MEMBER, new_id(MEMBER))
 
 
 async def test_unrecorded_shards_go_a_grace_after_their_last_block(tmp_path: Path) -> None:
     # A long honest upload is never cut: only a record idle for the grace is collected.
     holder = Holder(tmp_path / "h.sqlite")
     grace = 3_600_000
-    long_upload, left = os.urandom(32), os.urandom(32)
+    long_upload, left = new_id(WRITER), new_id(MEMBER)
     await holder.store_block(WRITER, long_upload, 0)
     await holder.store_block(MEMBER, left)
     for segment in range(1, 4):  # the upload goes on for hours, a block now and then
@@ -179,7 +197,7 @@ async def test_a_member_streaming_unrecorded_shards_is_capped_and_collected(
         for target in attacked:
             sent = refused = 0
             for _ in range(24):  # 24 records of one 64 KiB block: 1.5 MiB offered
-                message = StoreShards(os.urandom(32), None, 0, 0, (os.urandom(BLOCK),), False)
+                message = batch(new_id(member.public_key))
                 try:
                     await member.port.call(target.contact, message, 5.0)
                     sent += 1
@@ -199,20 +217,20 @@ async def test_a_member_streaming_unrecorded_shards_is_capped_and_collected(
         while target.shards.pending.of(writer.public_key):  # until gossip brings the entry
             await target.ledger.changed()
         # An honest upload still going on when the grace has passed is kept.
-        going_on = os.urandom(32)
-        first = StoreShards(going_on, None, 0, 0, (os.urandom(BLOCK),), False)
+        going_on = new_id(writer.public_key)
+        first = batch(going_on)
         await writer.port.call(target.contact, first, 5.0)
         await target.ledger.ledger_caught_up.wait()
         real_clock = target.parts.wall_clock
         target.parts.wall_clock = lambda: real_clock() + 2 * 3600
-        later = StoreShards(going_on, None, 0, 1, (os.urandom(BLOCK),), False)
+        later = batch(going_on, 1)
         await writer.port.call(target.contact, later, 5.0)
         await target.upkeep.run_pass()
         held = target.shards.holdings.records()
         assert result.record_id in held and going_on in held
         assert len(held) == 2  # the member's shards are gone...
         assert target.shards.pending.of(member.public_key) == 0  # ...and no longer counted
-        message = StoreShards(os.urandom(32), None, 0, 0, (os.urandom(BLOCK),), False)
+        message = batch(new_id(member.public_key))
         assert isinstance(await member.port.call(target.contact, message, 5.0), ShardsStored)
         assert await read_all(writer, result.record_id) == data
         nursery.cancel_scope.cancel()

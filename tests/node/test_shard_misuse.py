@@ -12,6 +12,7 @@ import trio
 
 from node.sim.nodes import segments
 from protocol.dht.messages import AddProvider, Stored
+from protocol.ledger.entries import derive_record_id
 from protocol.records.messages import DropShards, ShardsStored, StoreShards
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, holders_of, read_all, small_config
@@ -28,7 +29,8 @@ async def test_a_fake_manifest_naming_a_victims_blocks_deletes_none_of_them(
         result = await victim.records.put(segments(data, 64 * 1024), metadata=RecordMetadata())
         targets = [n for n in holders_of(cluster, result.record_id) if n is not attacker]
         assert targets
-        fake_id = os.urandom(32)
+        fake_nonce = os.urandom(16)  # a record of its own: it may upload it
+        fake_id = derive_record_id(attacker.public_key, fake_nonce)
         for holder in targets:
             manifest = holder.shards.manifest(result.record_id)
             assert manifest is not None
@@ -36,7 +38,9 @@ async def test_a_fake_manifest_naming_a_victims_blocks_deletes_none_of_them(
             (index,) = holder.shards.holdings.indices(result.record_id)[0][:1]
             # "Complete" without bytes: the holder already has every block it names.
             reply = await attacker.port.call(
-                holder.contact, StoreShards(fake_id, fake, index, 0, (), True), 5.0
+                holder.contact,
+                StoreShards(fake_id, fake, index, 0, (), True, fake_nonce),
+                5.0,
             )
             assert (
                 isinstance(reply, ShardsStored) and reply.complete
@@ -60,12 +64,13 @@ async def test_a_drop_for_someone_elses_upload_does_not_refuse_its_batches(
     async with trio.open_nursery() as nursery:
         await cluster.add_many(nursery, 6, small_config())
         writer, member, holder = cluster.nodes[0], cluster.nodes[4], cluster.nodes[5]
-        record_id = os.urandom(32)
+        nonce = os.urandom(16)
+        record_id = derive_record_id(writer.public_key, nonce)
         block = os.urandom(1000)
         # The member learns (or guesses) the record id and drops it first.
         await member.port.call(holder.contact, DropShards(record_id), 5.0)
         reply = await writer.port.call(
-            holder.contact, StoreShards(record_id, None, 0, 0, (block,), False), 5.0
+            holder.contact, StoreShards(record_id, None, 0, 0, (block,), False, nonce), 5.0
         )
         assert isinstance(reply, ShardsStored) and reply.stored == 1
         assert record_id in holder.shards.holdings.records()
@@ -74,7 +79,7 @@ async def test_a_drop_for_someone_elses_upload_does_not_refuse_its_batches(
         assert record_id not in holder.shards.holdings.records()
         try:
             await writer.port.call(
-                holder.contact, StoreShards(record_id, None, 0, 1, (block,), False), 5.0
+                holder.contact, StoreShards(record_id, None, 0, 1, (block,), False, nonce), 5.0
             )
         except Exception as exc:
             assert "dropped by its writer" in str(exc)
@@ -98,10 +103,12 @@ async def test_an_index_completed_from_shared_blocks_keeps_them_when_the_other_r
         holder = next(n for n in holders_of(cluster, result.record_id) if n is not other)
         manifest = holder.shards.manifest(result.record_id)
         assert manifest is not None
-        copy_id = os.urandom(32)
+        copy_nonce = os.urandom(16)
+        copy_id = derive_record_id(other.public_key, copy_nonce)
         copy = dataclasses.replace(manifest, record_id=copy_id).encode()
         index = holder.shards.holdings.indices(result.record_id)[0][0]
-        await other.port.call(holder.contact, StoreShards(copy_id, copy, index, 0, (), True), 5.0)
+        stored = StoreShards(copy_id, copy, index, 0, (), True, copy_nonce)
+        await other.port.call(holder.contact, stored, 5.0)
         await holder.shards.delete_record(result.record_id)  # as a tombstone would
         for segment in range(manifest.segment_count):
             assert manifest.block_hash(segment, index) in holder.shards.store

@@ -24,7 +24,7 @@ from node.net.errors import RemoteError, RequestError
 from node.records.errors import RecordError
 from node.records.fetch import BlockFetcher, TooFewShards
 from node.sim.nodes import segments
-from protocol.ledger.entries import GrantBody, RevokeBody
+from protocol.ledger.entries import GrantBody, RevokeBody, derive_record_id
 from protocol.net.messages import ErrorCode
 from protocol.records import permit
 from protocol.records.holder_proof import bucket_of, proof_segment
@@ -298,7 +298,8 @@ async def test_a_record_naming_a_victims_blocks_is_not_served_them(
     async with trio.open_nursery() as nursery:
         owner, record_id = await stored(cluster, nursery)
         attacker = cluster.nodes[5]
-        fake_id = os.urandom(32)
+        fake_nonce = os.urandom(16)  # a record of its own: it may upload it
+        fake_id = derive_record_id(attacker.public_key, fake_nonce)
         for holder in holders_of(cluster, record_id):
             if holder is attacker:
                 continue
@@ -307,7 +308,7 @@ async def test_a_record_naming_a_victims_blocks_is_not_served_them(
             fake = dataclasses.replace(manifest, record_id=fake_id).encode()
             index = holder.shards.holdings.indices(record_id)[0][0]
             reply = await attacker.port.call(
-                holder.contact, StoreShards(fake_id, fake, index, 0, (), True), 5.0
+                holder.contact, StoreShards(fake_id, fake, index, 0, (), True, fake_nonce), 5.0
             )
             assert isinstance(reply, ShardsStored)
             # It is the uploader of its unrecorded record, and owns it: still no block.
