@@ -87,7 +87,6 @@ class LedgerBook:
         self._records_of: dict[bytes, list[bytes]] = {}  # record id -> valid record entries
         self._now_ms: int | None = None
         self._intake: IntakeBudget | None = None
-        self._deferred: set[bytes] = set()
         self._entries: dict[bytes, Entry] = {}
         self._feeds: dict[bytes, dict[int, list[bytes]]] = {}
         self._heads: dict[bytes, Head] = {}  # kept per accepted entry (gossip asks often)
@@ -122,7 +121,6 @@ class LedgerBook:
         entries beyond its budget."""
         self._now_ms = now_ms
         self._intake = intake if now_ms is not None else None
-        self._deferred = set()  # deferred in this call: their followers wait too
         result = IngestResult()
         for raw in raws:
             try:
@@ -141,11 +139,10 @@ class LedgerBook:
         if early is not None:
             self._refuse(entry, early, result, remember=early in (REFUSED_BEFORE, FOLLOWS_REFUSED))
             return
-        if entry.prev in self._deferred:  # not kept as an orphan: offered again with it
-            self._deferred.add(entry.hash)
-            self._refuse(entry, OVER_INTAKE, result, remember=False)
-            return
         if not self._chains(entry):
+            if self._out_of_budget(entry.author):  # no parking as an orphan either
+                self._refuse(entry, OVER_INTAKE, result, remember=False)
+                return
             self._keep_orphan(entry)
             result.orphaned += 1
             return
@@ -175,6 +172,10 @@ class LedgerBook:
 
     # -- bounds and feed rules ----------------------------------------------------
 
+    def _out_of_budget(self, author: bytes) -> bool:
+        intake, now_ms = self._intake, self._now_ms
+        return intake is not None and now_ms is not None and intake.available(author, now_ms) < 1
+
     def _admit(self, entry: Entry, result: IngestResult) -> bool:
         """Room for `entry` among its siblings and in its author's intake budget (a
         sibling with a larger hash is evicted for it); refused unremembered if not."""
@@ -185,7 +186,6 @@ class LedgerBook:
             return False
         intake, now_ms = self._intake, self._now_ms
         if intake is not None and now_ms is not None and not intake.take(entry.author, now_ms):
-            self._deferred.add(entry.hash)
             self._refuse(entry, OVER_INTAKE, result, remember=False)
             return False
         if largest is not None:
