@@ -36,6 +36,7 @@ from node.records.upkeep import RecordUpkeep
 from protocol.dht.contact import Contact
 from protocol.ids import node_id
 from protocol.ledger.entries import RecordBody
+from protocol.ledger.intake import IntakeBudget
 from storage.store.holdings import Holdings
 from storage.store.ledger_db import LedgerDB
 from storage.store.shard_store import ShardStore
@@ -102,6 +103,7 @@ class Node:
             clock_ms=self.clock_ms,
             db=parts.ledger_db,
             confirm_own_feed=parts.confirm_own_feed,
+            intake=IntakeBudget(config.gossip.intake_rate, config.gossip.intake_burst),
         )
         self.gossip = GossipService(
             ledger=self.ledger,

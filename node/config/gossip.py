@@ -14,6 +14,16 @@ class GossipConfig:
     push_fanout: int = setting(3, "Peers a new ledger entry is pushed to at once.", low=0, high=50)
     batch: int = setting(64, "Entries fetched per feed per exchange.", low=1, high=1000)
     budget: int = setting(256, "Entries fetched per exchange in all.", low=1, high=10_000)
+    intake_rate: float = setting(
+        100.0,
+        "Entries per second one author's feed may add to this node once its burst is spent"
+        " (beyond it entries are deferred: gossip offers them again later).",
+        low=1.0,
+        high=100_000.0,
+    )
+    intake_burst: int = setting(
+        20_000, "Entries one author's feed may add to this node at once.", low=1, high=10_000_000
+    )
     call_timeout: float = setting(
         2.0, "Seconds to wait for a peer's answer in an exchange.", low=0.05, high=600
     )

@@ -25,6 +25,7 @@ from node.offload import in_worker
 from protocol.ledger.book import LedgerBook
 from protocol.ledger.confirm import FeedConfirmation
 from protocol.ledger.entries import Body, Entry, InvalidEntry, decode_entry, sign_entry
+from protocol.ledger.intake import IntakeBudget
 from protocol.ledger.live import LiveState, StateChanges
 from protocol.ledger.messages import FeedHead
 from protocol.ledger.state import GrantInfo, LedgerState, RecordInfo
@@ -55,6 +56,7 @@ class LedgerService:
         clock_ms: Callable[[], int],
         db: LedgerDB | None = None,
         confirm_own_feed: bool = False,
+        intake: IntakeBudget | None = None,
     ) -> None:
         self.identity = identity
         self.public_key = bytes(identity.verify_key)
@@ -68,6 +70,7 @@ class LedgerService:
         self.clock_ms = clock_ms
         self.db = db
         self.book = LedgerBook()
+        self.intake = intake or IntakeBudget()  # per author, on this node's clock
         self.live = LiveState()
         self._listeners: list[Listener] = []
         self._writing = trio.Lock()
@@ -172,10 +175,13 @@ class LedgerService:
         """The current state (kept up to date in place; do not change it)."""
         return self.live.state
 
-    async def ingest(self, raws: Iterable[bytes]) -> list[Entry]:
-        """Accept what verifies and chains; returns the entries new to this node."""
+    async def ingest(self, raws: Iterable[bytes], *, budgeted: bool = True) -> list[Entry]:
+        """Accept what verifies and chains; returns the entries new to this node.
+        `budgeted`: entries from others count against their author's intake budget
+        (this node's own writes are checked by the feed limits instead)."""
         async with self._writing:
-            result = self.book.ingest(raws, now_ms=self.clock_ms())
+            intake = self.intake if budgeted else None
+            result = self.book.ingest(raws, now_ms=self.clock_ms(), intake=intake)
             self.rejected_count += len(result.rejected)
             for reason in result.rejected[:3]:
                 event(log, logging.DEBUG, "entry rejected", reason=reason)
@@ -269,7 +275,7 @@ class LedgerService:
                 entries.append(entry)
                 seq, prev = seq + 1, entry.hash
             await self.check_rules(entries)
-            if len(await self.ingest([e.raw for e in entries])) != len(entries):
+            if len(await self.ingest([e.raw for e in entries], budgeted=False)) != len(entries):
                 raise LedgerError("the new entries were not accepted")
             if resuming:
                 self._resume_fork = False  # only once a write followed the chosen tip

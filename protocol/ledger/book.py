@@ -6,7 +6,15 @@ whose predecessor (author, seq-1, hash = prev) is not held yet waits as an
 orphan and is connected when the predecessor arrives, so the order entries
 arrive in never matters (orphans are bounded; the oldest go first). Two
 different entries with the same author and seq are a fork: both are kept as
-evidence and the author is flagged.
+evidence and the author is flagged. At most MAX_SIBLINGS (2) entries are kept
+at one (author, seq), the smallest hashes: a smaller one evicts the largest
+held sibling with the entries that follow it, a larger one is refused
+unremembered, so every node keeps the same two whatever the order.
+
+Intake (protocol.ledger.intake, passed in with the receiver's clock): an
+entry of an author whose budget is spent is deferred (refused unremembered;
+gossip offers it again), so entries of any claimed age arrive at a bounded
+pace per author.
 
 Bounds (protocol.ledger.feeds): an entry over its author's rate or quota, or
 with a timestamp before its predecessor's, is refused (not kept; entries
@@ -27,10 +35,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from protocol.ledger.entries import Entry, EntryType, InvalidEntry, decode_entry
-from protocol.ledger.feeds import MAX_CLOCK_SKEW_MS, limit_problem, rate_seqs, rule_problem
+from protocol.ledger.feeds import (
+    MAX_CLOCK_SKEW_MS,
+    MAX_SIBLINGS,
+    limit_problem,
+    rate_seqs,
+    rule_problem,
+)
+from protocol.ledger.intake import IntakeBudget
 
 DEFAULT_MAX_ORPHANS = 10_000
 DEFAULT_MAX_REFUSED = 10_000
+REFUSED_BEFORE = "refused before"
+FOLLOWS_REFUSED = "follows a refused entry"
+OVER_SIBLINGS = (
+    f"more than {MAX_SIBLINGS} entries at one seq of a feed (a fork needs two as evidence)"
+)
+OVER_INTAKE = "over this node's intake budget for its author (deferred: taken when offered later)"
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,7 @@ class LedgerBook:
         self._refused: OrderedDict[bytes, None] = OrderedDict()
         self._records_of: dict[bytes, list[bytes]] = {}  # record id -> valid record entries
         self._now_ms: int | None = None
+        self._intake: IntakeBudget | None = None
         self._entries: dict[bytes, Entry] = {}
         self._feeds: dict[bytes, dict[int, list[bytes]]] = {}
         self._heads: dict[bytes, Head] = {}  # kept per accepted entry (gossip asks often)
@@ -91,10 +113,14 @@ class LedgerBook:
     def get(self, entry_hash: bytes) -> Entry | None:
         return self._entries.get(entry_hash)
 
-    def ingest(self, raws: Iterable[bytes], now_ms: int | None = None) -> IngestResult:
+    def ingest(
+        self, raws: Iterable[bytes], now_ms: int | None = None, intake: IntakeBudget | None = None
+    ) -> IngestResult:
         """Take in raw entries; `now_ms` (the receiver's clock) refuses entries from the
-        future (None: no such check)."""
+        future (None: no such check); `intake` (with `now_ms`) defers each author's
+        entries beyond its budget."""
         self._now_ms = now_ms
+        self._intake = intake if now_ms is not None else None
         result = IngestResult()
         for raw in raws:
             try:
@@ -111,19 +137,26 @@ class LedgerBook:
             return
         early = self._early_refusal(entry)
         if early is not None:
-            self._refuse(entry, early, result, remember=not early.startswith("timestamp ahead"))
+            self._refuse(entry, early, result, remember=early in (REFUSED_BEFORE, FOLLOWS_REFUSED))
             return
         if not self._chains(entry):
+            if self._out_of_budget(entry.author):  # no parking as an orphan either
+                self._refuse(entry, OVER_INTAKE, result, remember=False)
+                return
             self._keep_orphan(entry)
             result.orphaned += 1
             return
         ready = [entry]
         while ready:
             current = ready.pop()
+            if not self._chains(current):  # its predecessor was just evicted
+                continue
             refusal = self._early_refusal(current) or self._limits(current, {})
             if refusal is not None:
                 self._refuse(current, refusal, result, remember=True)
                 self._refuse_followers(current.hash, result)
+                continue
+            if not self._admit(current, result):
                 continue
             self._accept(current, result)
             problem = rule_problem(current, self._own_record(current, {}))
@@ -139,10 +172,30 @@ class LedgerBook:
 
     # -- bounds and feed rules ----------------------------------------------------
 
+    def _out_of_budget(self, author: bytes) -> bool:
+        intake, now_ms = self._intake, self._now_ms
+        return intake is not None and now_ms is not None and intake.available(author, now_ms) < 1
+
+    def _admit(self, entry: Entry, result: IngestResult) -> bool:
+        """Room for `entry` among its siblings and in its author's intake budget (a
+        sibling with a larger hash is evicted for it); refused unremembered if not."""
+        siblings = self._feeds.get(entry.author, {}).get(entry.seq, [])
+        largest = max(siblings) if len(siblings) >= MAX_SIBLINGS else None
+        if largest is not None and entry.hash > largest:
+            self._refuse(entry, OVER_SIBLINGS, result, remember=False)
+            return False
+        intake, now_ms = self._intake, self._now_ms
+        if intake is not None and now_ms is not None and not intake.take(entry.author, now_ms):
+            self._refuse(entry, OVER_INTAKE, result, remember=False)
+            return False
+        if largest is not None:
+            self._evict(largest, result)
+        return True
+
     def _early_refusal(self, entry: Entry) -> str | None:
         """Refusals decided without the entry's predecessor."""
         if entry.hash in self._refused or entry.prev in self._refused:
-            return "refused before" if entry.hash in self._refused else "follows a refused entry"
+            return REFUSED_BEFORE if entry.hash in self._refused else FOLLOWS_REFUSED
         frozen_at = self.frozen.get(entry.author)
         if frozen_at is not None and entry.seq > frozen_at:
             return f"feed frozen at seq {frozen_at} (it broke a ledger rule there)"
@@ -164,7 +217,7 @@ class LedgerBook:
             for waiting in self._waiting.pop(stack.pop(), []):
                 orphan = self._orphans.pop(waiting, None)
                 if orphan is not None:
-                    self._refuse(orphan, "follows a refused entry", result, remember=True)
+                    self._refuse(orphan, FOLLOWS_REFUSED, result, remember=True)
                     stack.append(orphan.hash)
 
     def _lookup(self, entry_hash: bytes, extra: dict[bytes, Entry]) -> Entry:
@@ -244,11 +297,7 @@ class LedgerBook:
                 if entry_hash in of_record:
                     of_record.remove(entry_hash)
                 gone.append(dropped)
-        if gone:  # those accepted in this very batch were never reported: just unreport them
-            fresh = {e.hash for e in result.accepted}
-            result.dropped += [e for e in gone if e.hash not in fresh]
-            hashes = {e.hash for e in gone}
-            result.accepted = [e for e in result.accepted if e.hash not in hashes]
+        _report_gone(gone, result)
         for orphan in [o for o in self._orphans.values() if o.author == author and o.seq > seq]:
             del self._orphans[orphan.hash]
             waiters = self._waiting.get(orphan.prev, [])
@@ -256,6 +305,54 @@ class LedgerBook:
                 waiters.remove(orphan.hash)
         top = max(feed)
         self._heads[author] = Head(top, sum(len(h) for h in feed.values()), _tip(feed[top]))
+
+    def _evict(self, victim: bytes, result: IngestResult) -> None:
+        """Drop the held entry `victim` (a sibling with a larger hash than a newcomer's)
+        and every held entry that follows it; the feed's freeze, evidence and head are
+        recomputed from what remains (rare: each eviction needs a smaller hash)."""
+        author = self._entries[victim].author
+        feed = self._feeds[author]
+        seq = self._entries[victim].seq
+        gone_hashes = {victim}
+        gone: list[Entry] = []
+        while seq in feed:
+            level = feed[seq]
+            out = [h for h in level if h in gone_hashes or self._entries[h].prev in gone_hashes]
+            if not out:
+                break
+            for entry_hash in out:
+                level.remove(entry_hash)
+                gone_hashes.add(entry_hash)
+                dropped = self._entries.pop(entry_hash)
+                self.violations.pop(entry_hash, None)
+                of_record = self._records_of.get(dropped.record_id, [])
+                if entry_hash in of_record:
+                    of_record.remove(entry_hash)
+                gone.append(dropped)
+            if not level:
+                del feed[seq]
+            seq += 1
+        _report_gone(gone, result)
+        broken = [s for s, hashes in feed.items() for h in hashes if h in self.violations]
+        if broken:
+            self.frozen[author] = min(broken)
+        else:
+            self.frozen.pop(author, None)
+        top_seq = self.frozen.get(author)
+        evidence = [h for hashes in feed.values() if len(hashes) > 1 for h in hashes]
+        if top_seq is not None:
+            evidence += [h for h in feed[top_seq] if h in self.violations and h not in evidence]
+        if evidence:
+            self.flagged[author] = evidence
+        else:
+            self.flagged.pop(author, None)
+        result.flags[author] = evidence
+        if feed:
+            top = max(feed)
+            self._heads[author] = Head(top, sum(len(h) for h in feed.values()), _tip(feed[top]))
+        else:
+            del self._feeds[author]
+            del self._heads[author]
 
     def _chains(self, entry: Entry) -> bool:
         if entry.seq == 1:
@@ -325,6 +422,16 @@ class LedgerBook:
                     return out
                 out.append(self._entries[entry_hash].raw)
         return out
+
+
+def _report_gone(gone: list[Entry], result: IngestResult) -> None:
+    """Entries dropped from the book: those accepted in this very batch were never
+    reported (just unreport them); the others are reported dropped."""
+    if gone:
+        fresh = {e.hash for e in result.accepted}
+        result.dropped += [e for e in gone if e.hash not in fresh]
+        hashes = {e.hash for e in gone}
+        result.accepted = [e for e in result.accepted if e.hash not in hashes]
 
 
 def _tip(hashes: list[bytes]) -> bytes:

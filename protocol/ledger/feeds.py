@@ -15,7 +15,9 @@ is accepted):
   accepted yet (refused without being remembered; gossip offers it again);
 - at most N entries in any window of W ms, for each (W, N) in RATE_LIMITS:
   entry s is over when its ancestor s-N is less than W older than it;
-- at most MAX_FEED_ENTRIES entries in a feed.
+- at most MAX_FEED_ENTRIES entries in a feed;
+- at most MAX_SIBLINGS entries at one seq, the smallest hashes (a fork's
+  siblings have no common ancestor at seq-N, so the windows cannot see them).
 A busy hospital writing 10,000 records a day, each with three grants, writes
 40,000 entries a day: within 100,000 a day, 20,000 an hour and 2,000 a minute.
 
@@ -41,6 +43,7 @@ RATE_LIMITS: tuple[tuple[int, int], ...] = (
     (86_400_000, 100_000),  # a day
 )
 MAX_FEED_ENTRIES = 40_000_000  # a year of a busy hospital's feed at the daily limit
+MAX_SIBLINGS = 2  # entries kept at one (author, seq): two prove a fork, more add nothing
 
 
 def _window(ms: int) -> str:

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from node.ledger.service import LedgerError, LedgerService
+from protocol.ledger.book import OVER_INTAKE
 from protocol.ledger.entries import Body, GrantBody, RecordBody, derive_record_id
+from protocol.ledger.intake import IntakeBudget
+from protocol.ledger.state import fold
 from storage.store.ledger_db import LedgerDB
 from tests.protocol.keys import seed, signing_key
 from tests.protocol.ledger_helpers import Feed
@@ -89,3 +92,48 @@ async def test_an_honest_writer_is_told_when_it_would_break_a_bound(tmp_path: Pa
     with pytest.raises(LedgerError, match="not created earlier in its author's own feed"):
         foreign = entries[0].record_id
         await ledger.append(GrantBody(foreign, b"g" * 32, b"s" * 80, 0), signer=nosy.key)
+
+
+async def test_a_backdated_flood_and_fork_siblings_are_bounded_at_the_node(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    clock.now = 1_800_000_000_000
+    with LedgerDB(tmp_path / "ledger.sqlite") as db:
+        ledger = LedgerService(
+            identity=signing_key("node"),
+            clock_ms=clock,
+            db=db,
+            intake=IntakeBudget(rate_per_s=10, burst=500),
+        )
+        mallory = Feed("mallory")
+        record_id = mallory.record("backdated")  # timestamps in January 1970
+        for i in range(1_499):
+            mallory.grant(record_id, bytes([i % 256]) * 32)
+        forks = [
+            mallory.grant(record_id, bytes([i]) * 32, after=mallory.entries[1_000])
+            for i in range(20)
+        ]
+        raws = [e.raw for e in mallory.entries[:1_500]]
+        with caplog.at_level(logging.WARNING, logger="medvault.ledger"):
+            for start in range(0, 1_500, 250):  # pushed in gossip-sized batches
+                await ledger.ingest(raws[start : start + 250])
+        assert db.entry_count() == 500  # the burst; the rest deferred, nothing stored
+        offences = [r for r in caplog.records if r.getMessage() == "ledger entries refused"]
+        assert [r.__dict__["fields"]["reason"] for r in offences] == [OVER_INTAKE]  # once
+        assert not ledger.book.orphan_count
+        await ledger.append_all(put_bodies(ledger.public_key, "own"))  # own writes go on
+        clock.now += 60_000  # a minute later gossip offers them again: 500 more (the burst)
+        assert len(await ledger.ingest(raws)) == 500
+        clock.now += 60_000
+        assert len(await ledger.ingest(raws)) == 500 and db.entry_count() == 1_503
+        clock.now += 60_000
+        accepted = await ledger.ingest(e.raw for e in forks)  # siblings at seq 1,002
+        assert len(accepted) >= 1
+        feed = [e for e in ledger.book.entries() if e.author == mallory.public]
+        assert len([e for e in feed if e.seq == 1_002]) == 2  # two prove the fork
+        assert ledger.book.flagged[mallory.public]
+        assert (
+            ledger.state().digest()
+            == fold(ledger.book.entries(), ledger.book.flagged, ledger.book.violations).digest()
+        )
