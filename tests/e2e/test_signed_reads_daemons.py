@@ -28,7 +28,7 @@ import trio
 from node.assembly import Node
 from node.config.datadir import DataDir
 from node.daemon import serve_node
-from node.net.errors import RemoteError
+from node.net.errors import PeerClosed, RemoteError
 from node.sim.localnet import Daemon, Network, medvault
 from protocol.ledger.entries import GrantBody, RevokeBody, derive_record_id
 from protocol.net.messages import Message
@@ -165,9 +165,16 @@ async def _attack(
 
 
 async def _blocks(node: Node, contact: Any, message: Message) -> int:
-    try:
-        answer = await node.port.call(contact, message, 10.0)
-    except RemoteError:
-        return 0
+    for attempt in range(3):
+        try:
+            answer = await node.port.call(contact, message, 10.0)
+            break
+        except RemoteError:
+            return 0
+        except PeerClosed:  # a duplicate connection closed by the tie-break: ask again
+            if attempt == 2:
+                raise
+    else:
+        raise AssertionError("unreachable")
     assert isinstance(answer, BlocksFound)
     return sum(1 for block in answer.blocks if block is not None)
