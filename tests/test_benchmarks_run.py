@@ -189,3 +189,11 @@ def test_ledger_fold_benchmark_times_puts_at_each_size() -> None:
     )
     assert [row["entries"] for row in figures["sizes"]] == [200 + 30, 1000 + 60]
     assert 0 < figures["median_ms"] <= figures["p90_ms"] and figures["old_step_ms"] > 0
+
+
+def test_attack_benchmark_counts_puts_reads_and_failed_audits() -> None:
+    figures = run_json("benchmarks.attacks", "--nodes", "7", "--liars", "2", "--puts", "3")
+    assert figures["recorded"] + figures["refused"] == 3
+    # Liars are never counted, so every recorded record reads back without them.
+    assert figures["readable_without_liars"] == figures["recorded"]
+    assert figures["claims_failing_audit"] >= figures["liar_claims"]  # indices >= claims
