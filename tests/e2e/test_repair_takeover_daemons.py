@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,15 @@ def health(net: Network, node: int, record_id: str) -> dict[str, Any]:
     return dict(report["health"])
 
 
-def wait_healthy(net: Network, node: int, record_id: str, timeout: float) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while not health(net, node, record_id)["healthy"]:
-        assert time.monotonic() < deadline, "not healthy in time"
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)  # polling the daemons' state
+
+
+def wait_healthy(net: Network, node: int, record_id: str, timeout: float) -> None:
+    wait_until(lambda: bool(health(net, node, record_id)["healthy"]), timeout)
 
 
 def test_a_first_ranked_holder_that_never_repairs_is_replaced_after_the_deadline(
@@ -67,6 +72,11 @@ def test_a_first_ranked_holder_that_never_repairs_is_replaced_after_the_deadline
     net.nodes[adversary].program = SILENT
     net.start(adversary)
     net.nodes[adversary].wait_for("joined")
+    # Its restart left the record short for a moment: every holder's count of how long
+    # it has seen the record unhealthy must have ended before the loss starts a new one.
+    wait_healthy(net, 0, record_id, timeout=60)
+    passes = {i: net.status(i).repair_passes for i in order}
+    wait_until(lambda: all(net.status(i).repair_passes >= passes[i] + 2 for i in order))
 
     lost = next(i for i in reversed(order) if i not in (0, adversary))
     order.remove(lost)
