@@ -24,6 +24,7 @@ from tests.node.cluster import Cluster, holders_of, read_all, small_config
 
 INTERVAL = 60.0
 DEADLINE = 3 * INTERVAL  # the default: three repair intervals
+ENDED = [trio.Event()]  # set and replaced whenever a watched repair ends
 
 
 class Watched(Repairer):
@@ -35,17 +36,21 @@ class Watched(Repairer):
         super().__init__(records)
         self.repaired = repaired
         self.silent = silent
-        self.done = trio.Event()
+        self.started: list[float] = []  # when it began to repair (virtual time)
+        self.done = trio.Event()  # set once it repaired (or tried to)
 
     async def repair(self, record_id: bytes, survey: Survey | None = None) -> RepairReport:
         if self.silent:
             health = (survey or await self.survey(record_id, verify=False)).health
             return RepairReport(health, note="silently ignored")
         self.repaired.append(self.records.public_key)
+        self.started.append(trio.current_time())
         try:
             return await super().repair(record_id, survey)
         finally:
             self.done.set()
+            ENDED[0].set()  # any repair ended: the test looks again
+            ENDED[0] = trio.Event()
 
 
 async def setup(cluster: Cluster, nursery: trio.Nursery) -> tuple[bytes, bytes, list[Node], Node]:
@@ -74,6 +79,14 @@ async def setup(cluster: Cluster, nursery: trio.Nursery) -> tuple[bytes, bytes, 
     return result.record_id, data, order, lost
 
 
+async def healthy_again(checker: Node, record_id: bytes) -> None:
+    """Wait until the record is healthy: a transfer the autojump clock timed out while
+    CPU work ran is retried by a later repair."""
+    with trio.fail_after(4 * DEADLINE):
+        while not (await checker.repairer.check(record_id)).healthy:
+            await ENDED[0].wait()
+
+
 def watch(nodes: list[Node], repaired: list[bytes], silent: Node | None = None) -> None:
     for node in nodes:
         node.upkeep.repairer = Watched(node.records, repaired, silent=node is silent)
@@ -96,17 +109,19 @@ async def test_a_first_holder_that_never_repairs_is_replaced_after_the_deadline(
         assert isinstance(watcher, Watched)
         with trio.fail_after(4 * DEADLINE):  # a failure, not a hang
             await watcher.done.wait()
-        took = trio.current_time() - lost_at
+        took = watcher.started[0] - lost_at
         # Nobody jumped in before the deadline; the second took over within it plus a pass
         # (a pass to first see the loss, the deadline, its next pass; passes take time too).
         assert DEADLINE <= took <= DEADLINE + 3 * INTERVAL, took
-        assert repaired == [second.public_key]
+        await healthy_again(second, record_id)
+        assert set(repaired) == {second.public_key}
         health = await second.repairer.check(record_id)
         assert health.healthy and adversary.public_key in health.holders
         assert await read_all(cluster.nodes[0], record_id) == data
 
+        count = len(repaired)
         await trio.sleep(DEADLINE + INTERVAL)  # healthy again: nobody repairs any more
-        assert repaired == [second.public_key]
+        assert len(repaired) == count
         takeovers = [r for r in caplog.records if r.getMessage() == "repair taken over"]
         assert len(takeovers) == 1  # logged once, naming the silent coordinator
         fields = takeovers[0].__dict__["fields"]
@@ -133,10 +148,10 @@ async def test_two_silent_holders_in_a_row_delay_repair_by_a_deadline_each(
         assert isinstance(third, Watched)
         with trio.fail_after(4 * DEADLINE):  # a failure, not a hang
             await third.done.wait()
-        took = trio.current_time() - lost_at
+        took = third.started[0] - lost_at
         assert 2 * DEADLINE <= took <= 2 * DEADLINE + 3 * INTERVAL, took
-        assert repaired == [order[2].public_key]
-        assert (await order[2].repairer.check(record_id)).healthy
+        await healthy_again(order[2], record_id)
+        assert set(repaired) == {order[2].public_key}
         nursery.cancel_scope.cancel()
 
 
@@ -155,10 +170,10 @@ async def test_an_honest_first_holder_repairs_alone_within_a_pass(
         assert isinstance(first, Watched)
         with trio.fail_after(4 * DEADLINE):  # a failure, not a hang
             await first.done.wait()
-        assert trio.current_time() - lost_at < DEADLINE  # its first pass, or a retry
+        assert first.started[0] - lost_at < DEADLINE  # at its first pass after the loss
+        await healthy_again(order[0], record_id)
         await trio.sleep(DEADLINE + INTERVAL)  # no second holder repairs the same shards
-        assert repaired == [order[0].public_key]
-        assert (await order[0].repairer.check(record_id)).healthy
+        assert set(repaired) == {order[0].public_key}
         assert await read_all(cluster.nodes[0], record_id) == data
         assert not [r for r in caplog.records if r.getMessage() == "repair taken over"]
         nursery.cancel_scope.cancel()
@@ -178,8 +193,8 @@ async def test_a_dead_first_holder_is_replaced_at_once_and_no_offence_is_logged(
         assert isinstance(second, Watched)
         with trio.fail_after(4 * DEADLINE):  # a failure, not a hang
             await second.done.wait()
-        assert trio.current_time() - lost_at < DEADLINE  # nobody waits for the dead one
-        assert repaired == [order[1].public_key]
-        assert (await order[1].repairer.check(record_id)).healthy
+        assert second.started[0] - lost_at < DEADLINE  # nobody waits for the dead one
+        await healthy_again(order[1], record_id)
+        assert set(repaired) == {order[1].public_key}
         assert not [r for r in caplog.records if r.getMessage() == "repair taken over"]
         nursery.cancel_scope.cancel()
