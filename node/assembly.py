@@ -153,6 +153,7 @@ class Node:
             unrecorded_grace=config.storage.unrecorded_grace,
             scrub_bytes=config.storage.scrub_bytes,
             audit_bytes=config.storage.audit_bytes,
+            deadline=config.storage.repair_deadline,
         )
         for service in (self.dht, self.gossip, self.shards):
             service.install(self.dispatcher)

@@ -44,6 +44,14 @@ class StorageConfig:
         low=1,
         high=7 * 86_400,
     )
+    coordinator_deadline: float = setting(
+        0.0,
+        "Seconds a record may stay unhealthy (but repairable) before the next of its holders"
+        " takes over repairing it from the one whose turn it was (a holder that is dead,"
+        " buggy or compromised cannot keep it unrepaired). 0: three repair intervals.",
+        low=0,
+        high=30 * 86_400,
+    )
     scrub_bytes: int = setting(
         64 * 1024 * 1024,
         "Bytes of held shard blocks read back and verified in each repair pass, resuming"
@@ -102,3 +110,14 @@ class StorageConfig:
             raise ValueError(f"need 1 <= k <= n <= 255, got k={self.k}, n={self.n}")
         if not self.k <= self.happy <= self.n:
             raise ValueError(f"need k <= happy <= n, got happy={self.happy}")
+        if 0 < self.coordinator_deadline < self.repair_interval:
+            raise ValueError(
+                "need coordinator_deadline = 0 or >= repair_interval (a shorter one hands"
+                f" repair on before the coordinator's pass), got {self.coordinator_deadline}"
+                f" < {self.repair_interval}"
+            )
+
+    @property
+    def repair_deadline(self) -> float:
+        """Seconds before the next holder takes over an unrepaired record."""
+        return self.coordinator_deadline or 3 * self.repair_interval

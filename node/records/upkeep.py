@@ -15,9 +15,17 @@ holder fails is rebuilt elsewhere, and the holder is passed over.
 Repair: every `repair_interval` seconds this node learns the sites of its
 routing table's contacts, then each record it holds is surveyed (also for
 surviving the loss of any one site, where the network has enough sites);
-the live holder with the smallest node id is its coordinator and the only
-one that repairs it, so holders do not race each other to rebuild the same
-shards. A record the ledger does not know yet (a put still running, or
+only its coordinator repairs it, so holders do not race each other to
+rebuild the same shards. The coordinator is the first of its live holders
+in a per-record order (protocol.records.repair) until the record has stayed
+unhealthy, as this node saw it, for `deadline` seconds: then the next one
+takes over, and so on, so a silent first holder (dead, buggy or compromised)
+cannot keep a record unrepaired. Since when each held record has been seen
+unhealthy is kept in memory only (one number per held record, forgotten
+when it is healthy again or no longer held; a restart starts the count
+afresh, which only delays a takeover by a deadline).
+
+A record the ledger does not know yet (a put still running, or
 gossip not arrived) is left alone; `unrecorded_grace` after its last block
 arrived it is taken for an upload that never finished (or shards a member
 sent and never recorded) and its shards are deleted. An incomplete index
@@ -28,17 +36,20 @@ longer `orphan_grace`. Neither happens before the ledger caught up.
 from __future__ import annotations
 
 import logging
+import math
 import random
+from collections.abc import Callable
 
 import trio
 
 from node.ledger.service import LedgerService
-from node.logs import event, get_logger
+from node.logs import RateLimitedLog, event, get_logger, short_key
 from node.records.errors import RecordError, short
 from node.records.repair import Repairer, RepairReport
 from node.records.shard_service import ShardService
 from protocol.ledger.entries import Entry, TombstoneBody
-from protocol.records.repair import coordinator
+from protocol.records.health import RecordHealth
+from protocol.records.repair import coordinator, passed_over, triage
 
 log = get_logger("upkeep")
 
@@ -46,6 +57,8 @@ log = get_logger("upkeep")
 # then every candidate holder, with timeouts for dead ones), so a node holding
 # many records needs several in flight to finish a pass within its interval.
 SURVEYS_AT_ONCE = 8
+# A holder passed over for not repairing is named once an hour per holder.
+TAKEOVER_LOG_PERIOD = 3600.0
 
 
 class RecordUpkeep:
@@ -60,6 +73,8 @@ class RecordUpkeep:
         unrecorded_grace: float | None = None,
         scrub_bytes: int = 0,
         audit_bytes: int = 0,
+        deadline: float = math.inf,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.repairer = repairer
         self.shards = shards
@@ -73,6 +88,10 @@ class RecordUpkeep:
             (orphan_grace if unrecorded_grace is None else unrecorded_grace) * 1000
         )
         self.me = repairer.records.public_key
+        self.deadline = deadline
+        self.clock = clock
+        self._unhealthy_since: dict[bytes, float] = {}  # held record -> first seen so
+        self._takeovers = RateLimitedLog(log, "repair taken over", period=TAKEOVER_LOG_PERIOD)
         self._tombstoned = trio.Event()
         self.passes = 0
         ledger.subscribe(self._on_entries)
@@ -139,6 +158,8 @@ class RecordUpkeep:
         # A random order: the audit budget reaches different records each pass.
         random.Random(self.repairer.records.random_bytes(16)).shuffle(held)
         self._audit_left = self.audit_bytes
+        for gone in self._unhealthy_since.keys() - set(held):  # no longer held
+            del self._unhealthy_since[gone]
         queue = iter(held)
 
         async def worker() -> None:
@@ -165,11 +186,35 @@ class RecordUpkeep:
 
     async def _repair_if_coordinator(self, record_id: bytes) -> RepairReport | None:
         survey = await self.repairer.survey(record_id, verify=False)
-        if coordinator(survey.health) != self.me:
+        seen = survey.health  # as the holders say: whose turn it is
+        unhealthy_for = self._seen_unhealthy_for(record_id, seen)
+        if coordinator(seen, unhealthy_for, self.deadline) != self.me:
             return None
         if self._audit_left > 0:  # the holders' word is checked, as far as the budget goes
             survey = await self.repairer.audit(survey)
             self._audit_left -= max(survey.audited_bytes, 1)
+            self._seen_unhealthy_for(record_id, survey.health)
         if survey.health.healthy:
             return None
+        silent = passed_over(seen, unhealthy_for, self.deadline)
+        if silent is not None:
+            self._takeovers.note(
+                "coordinator did not repair within the deadline",
+                short_key(silent),
+                record=short(record_id),
+                unhealthy_for=round(unhealthy_for, 1),
+            )
         return await self.repairer.repair(record_id, survey)
+
+    def _seen_unhealthy_for(self, record_id: bytes, health: RecordHealth) -> float:
+        """Seconds this node has seen the record unhealthy; the count starts when it is
+        first seen repairable, goes on while it is unreadable, and ends when healthy."""
+        now = self.clock()
+        if health.healthy:
+            self._unhealthy_since.pop(record_id, None)
+            return 0.0
+        if triage(health) is None:
+            since = self._unhealthy_since.setdefault(record_id, now)
+        else:
+            since = self._unhealthy_since.get(record_id, now)
+        return max(0.0, now - since)

@@ -51,6 +51,9 @@ class Daemon:
         self.lies: tuple[str, ...] = ()  # set before start: the daemon lies so
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._drain: threading.Thread | None = None
+        # Set before start: a program run as `PROGRAM run --data-dir ...` instead (a
+        # script that runs medvault with a part changed, for a compromised member).
+        self.program: list[str] = []
 
     def start(self) -> None:
         """Start (or restart) the daemon; events restart too, raw lines accumulate."""
@@ -58,7 +61,8 @@ class Daemon:
         self._lines = queue.Queue()
         # A daemon given lies is a compromised member (node/sim/adversary.py).
         program = ["node.sim.adversary", ",".join(self.lies), "--"] if self.lies else ["node"]
-        command = [sys.executable, "-m", *program, "run", "--data-dir", str(self.data_dir)]
+        command = [*(self.program or [sys.executable, "-m", *program]), "run"]
+        command += ["--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(
             [*command, "--log-format", "json"],
             stderr=subprocess.PIPE,

@@ -13,17 +13,27 @@ are copied to nodes of other sites until every site's loss leaves k distinct
 indices elsewhere (or no candidate elsewhere is left). Copies go beyond n
 shards on purpose: they are what lets one hospital go dark.
 
-The coordinator of a record is its live holder with the smallest node id:
-the only one that repairs it in background passes, so holders do not race
-each other to rebuild the same shards.
+Coordinator: one live holder repairs a record in background passes, so
+holders do not race each other to rebuild the same shards. The record's
+live holders are ranked per record by rendezvous hashing (a keyed BLAKE2b of
+record id and node key, smallest first), so no identity is first for every
+record and no member can pick its rank without a new certified key. A
+holder that is first and never repairs must not hold the record hostage:
+each holder counts how long it has itself seen the record unhealthy but
+repairable, and the turn passes to the holder of rank r once r deadlines
+went by without the record becoming healthy (after the last rank, back to
+the first: every live holder keeps getting turns). Holders' clocks are
+their own: a takeover happens within a pass of the deadline, and in the
+honest case the first-ranked holder repairs long before the deadline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from protocol.ids import node_id
 from protocol.records.health import RecordHealth, site_losses, site_of
 from protocol.records.placement import Candidate, add_holders, site_loss_avoidable
 
@@ -132,6 +142,52 @@ def _site_copies(
     return copies
 
 
-def coordinator(health: RecordHealth) -> bytes | None:
-    """The live holder that repairs this record (None: no live holder)."""
-    return min(health.holders, key=node_id) if health.holders else None
+_ORDER_TAG = b"medvault/repair-order/v1"
+
+
+def coordinator_order(record_id: bytes, holders: Iterable[bytes]) -> list[bytes]:
+    """The record's holders in coordinator order: rendezvous hashing keyed by the record,
+    so each identity is first for its fair share of records only (ties: by key)."""
+
+    def weight(node: bytes) -> tuple[bytes, bytes]:
+        digest = hashlib.blake2b(record_id + node, digest_size=32, key=_ORDER_TAG).digest()
+        return digest, node
+
+    return sorted(set(holders), key=weight)
+
+
+def coordinator_turn(unhealthy_for: float, deadline: float) -> int:
+    """Whose turn it is, as a rank (before wrapping): one more per deadline passed."""
+    if not deadline > 0:
+        raise ValueError(f"a coordinator deadline is positive, got {deadline}")
+    if math.isinf(deadline) or not unhealthy_for > 0:
+        return 0
+    return int(unhealthy_for // deadline)
+
+
+def coordinator(
+    health: RecordHealth, unhealthy_for: float = 0.0, deadline: float = math.inf
+) -> bytes | None:
+    """The live holder that repairs this record now (None: no live holder).
+
+    `unhealthy_for`: seconds the asking node has seen the record unhealthy but
+    repairable (0: just now, or healthy); the rank-r holder takes over after r
+    `deadline`s, wrapping around to the first after the last.
+    """
+    order = coordinator_order(health.record_id, health.holders)
+    if not order:
+        return None
+    return order[coordinator_turn(unhealthy_for, deadline) % len(order)]
+
+
+def passed_over(
+    health: RecordHealth, unhealthy_for: float = 0.0, deadline: float = math.inf
+) -> bytes | None:
+    """The holder whose turn ended without the record becoming healthy, when the turn
+    has moved on (None: still the first turn, or the only holder's turn again)."""
+    order = coordinator_order(health.record_id, health.holders)
+    turn = coordinator_turn(unhealthy_for, deadline)
+    if not order or turn == 0:
+        return None
+    previous = order[(turn - 1) % len(order)]
+    return None if previous == order[turn % len(order)] else previous

@@ -11,7 +11,7 @@ import trio.testing
 
 from node.assembly import Node
 from node.sim.nodes import segments
-from protocol.ids import node_id
+from protocol.records.repair import coordinator_order
 from storage.codec.manifest import RecordMetadata
 from storage.store.memory import MemoryShardStore
 from tests.node.cluster import Cluster, holders_of, read_all, small_config
@@ -71,7 +71,8 @@ async def test_only_the_coordinator_repairs_in_a_background_pass(
         holders = holders_of(cluster, record_id)
         cluster.crash(holders[-1])
         live = holders[:-1]
-        coordinator = min(live, key=lambda n: node_id(n.public_key))
+        first = coordinator_order(record_id, [n.public_key for n in live])[0]
+        coordinator = next(n for n in live if n.public_key == first)
         results = {}
         for node in live:
             results[node.public_key] = await node.upkeep.run_pass()
@@ -152,7 +153,8 @@ async def test_a_site_back_after_a_put_gets_copies_so_losing_any_site_keeps_the_
         before = await writer.repairer.check(record_id)
         assert before.network_sites == 3 and before.distinct_hosts == 5
         assert not before.site_safe and before.site_losses["a"] < 3
-        coordinator = min(holders, key=lambda n: node_id(n.public_key))
+        first = coordinator_order(record_id, [n.public_key for n in holders])[0]
+        coordinator = next(n for n in holders if n.public_key == first)
         (report,) = await coordinator.upkeep.run_pass()
         assert report.copied and not report.failed
         after = await writer.repairer.check(record_id)

@@ -14,6 +14,7 @@ from node.assembly import Node
 from node.records.errors import RecordError
 from node.sim.adversary import lie_on
 from node.sim.nodes import segments
+from protocol.records.repair import coordinator_order
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, read_all, small_config
 
@@ -130,7 +131,8 @@ async def test_a_repair_pass_audits_and_repairs_without_an_operator(
         writer = cluster.nodes[0]
         record_id, holders, _ = await put(writer, os.urandom(200_000))
         cheats = [n for n in cluster.nodes if n.public_key in holders.values()]
-        cheat = max(cheats, key=lambda n: n.dht.contact.node_id)  # not the coordinator
+        last = coordinator_order(record_id, [n.public_key for n in cheats])[-1]
+        cheat = next(n for n in cheats if n.public_key == last)  # not the coordinator
         throw_away_blocks(cheat, record_id)
         for node in cluster.nodes:  # each node's pass: the coordinator audits and repairs
             if node is not cheat and node.shards.holdings.indices(record_id)[0]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.ids import node_id
 from protocol.records.health import RecordHealth
 from protocol.records.messages import HoldingsFound
 from protocol.records.placement import Candidate
-from protocol.records.repair import coordinator, plan_repair, triage
+from protocol.records.repair import plan_repair, triage
 
 RECORD = b"r" * 32
 
@@ -78,12 +77,6 @@ def test_crowded_indices_move_only_while_fresh_nodes_remain() -> None:
 def test_nothing_is_planned_for_a_healthy_or_unreadable_record() -> None:
     assert plan_repair(health(1, 1, {1: (0,)}), pool(2), sites_of(1, 2)).note == "healthy"
     assert plan_repair(health(2, 3, {}), pool(2), sites_of(2)).note.startswith("unrecoverable")
-
-
-def test_the_coordinator_is_the_holder_with_the_smallest_node_id() -> None:
-    h = health(1, 3, {1: (0,), 2: (1,), 3: (2,)})
-    assert coordinator(h) == min((key(1), key(2), key(3)), key=node_id)
-    assert coordinator(health(1, 3, {})) is None
 
 
 @given(
