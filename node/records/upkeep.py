@@ -83,6 +83,7 @@ class RecordUpkeep:
         self.scrub_bytes = scrub_bytes
         self.audit_bytes = audit_bytes
         self._audit_left = 0  # of this pass's audit budget
+        self._rng = random.Random(0)  # a fresh unpredictable one each pass
         self.orphan_grace_ms = int(orphan_grace * 1000)
         self.unrecorded_grace_ms = int(
             (orphan_grace if unrecorded_grace is None else unrecorded_grace) * 1000
@@ -156,7 +157,8 @@ class RecordUpkeep:
         reports: list[RepairReport] = []
         held = [r for r in self.shards.holdings.records() if r in known]
         # A random order: the audit budget reaches different records each pass.
-        random.Random(self.repairer.records.random_bytes(16)).shuffle(held)
+        self._rng = random.Random(self.repairer.records.random_bytes(16))
+        self._rng.shuffle(held)
         self._audit_left = self.audit_bytes
         for gone in self._unhealthy_since.keys() - set(held):  # no longer held
             del self._unhealthy_since[gone]
@@ -188,13 +190,19 @@ class RecordUpkeep:
         survey = await self.repairer.survey(record_id, verify=False)
         seen = survey.health  # as the holders say: whose turn it is
         unhealthy_for = self._seen_unhealthy_for(record_id, seen)
-        if coordinator(seen, unhealthy_for, self.deadline) != self.me:
-            return None
-        if self._audit_left > 0:  # the holders' word is checked, as far as the budget goes
+        mine = coordinator(seen, unhealthy_for, self.deadline) == self.me
+        # The holders' word is checked, as far as the budget goes: by the coordinator,
+        # and by each other holder now and then (about one more audit per record per
+        # pass), since a first-ranked holder lying about its own shards would make the
+        # record look healthy to everyone and never audit itself. A holder whose audit
+        # finds a claim that fails repairs the record itself.
+        others = max(1, len(seen.holders))
+        if self._audit_left > 0 and (mine or self._rng.random() * others < 1):
             survey = await self.repairer.audit(survey)
             self._audit_left -= max(survey.audited_bytes, 1)
             self._seen_unhealthy_for(record_id, survey.health)
-        if survey.health.healthy:
+            mine = mine or bool(survey.health.unproven)
+        if not mine or survey.health.healthy:
             return None
         silent = passed_over(seen, unhealthy_for, self.deadline)
         if silent is not None:

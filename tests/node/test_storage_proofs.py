@@ -142,3 +142,31 @@ async def test_a_repair_pass_audits_and_repairs_without_an_operator(
         health = await writer.repairer.check(record_id, verify=False)
         assert health.healthy and cheat.public_key not in health.holders
         nursery.cancel_scope.cancel()
+
+
+async def test_a_first_ranked_holder_that_lies_is_audited_by_the_others(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The coordinator itself keeps nothing but claims its index: the record looks healthy
+    to everyone, so only the other holders' occasional audits can find it out."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(tmp_path)
+        await cluster.add_many(nursery, 8, small_config(transfer_batch_bytes=64 * 1024))
+        writer = cluster.nodes[0]
+        record_id, holders, _ = await put(writer, os.urandom(200_000))
+        holding = [n for n in cluster.nodes if n.public_key in holders.values()]
+        first = coordinator_order(record_id, [n.public_key for n in holding])[0]
+        cheat = next(n for n in holding if n.public_key == first)
+        throw_away_blocks(cheat, record_id)
+        honest = [n for n in holding if n is not cheat]
+        for node in honest:
+            while record_id not in node.ledger.state().records:
+                await node.ledger.changed()
+        for _ in range(30):  # each pass, each other holder audits with odds 1/holders
+            for node in honest:
+                await node.upkeep.run_pass()
+            health = await writer.repairer.check(record_id, verify=False)
+            if health.healthy:
+                break
+        assert health.healthy and cheat.public_key not in health.holders
+        nursery.cancel_scope.cancel()
