@@ -61,6 +61,17 @@ def _when(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
 
 
+authority_key_option = click.option(
+    "--authority-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The authority key file (default: authority.key in the data directory).",
+)
+output_option = click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write it here."
+)
+
+
 def load_authority(path: Path | None, data_dir: Path | None) -> nacl.signing.SigningKey:
     if path is None:
         candidate = open_data_dir(data_dir).root / AUTHORITY_FILE
@@ -82,15 +93,8 @@ def load_authority(path: Path | None, data_dir: Path | None) -> nacl.signing.Sig
     show_default=True,
     help="30d, 12h, an ISO date/time, or never (renew with another admit before then).",
 )
-@click.option(
-    "--authority-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The authority key file (default: authority.key in the data directory).",
-)
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write it here."
-)
+@authority_key_option
+@output_option
 @data_dir_option
 @json_option
 @operator_errors

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from node.cli.common import common, data_dir_option, json_option, open_data_dir, operator_errors
-from node.cli.membership import load_authority, write_new
+from node.cli.membership import authority_key_option, load_authority, output_option, write_new
 from node.cli.verbs import emit, hex_bytes, when
 from node.control.client import call
 from protocol.control import commands
@@ -38,15 +38,8 @@ def membership() -> None:
 
 @membership.command("revoke")
 @click.argument("node_key")
-@click.option(
-    "--authority-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The authority key file (default: authority.key in the data directory).",
-)
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write it here."
-)
+@authority_key_option
+@output_option
 @data_dir_option
 @json_option
 @operator_errors
