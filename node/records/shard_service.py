@@ -58,6 +58,7 @@ from storage.store.shard_store import ShardStore
 log = get_logger("shards")
 MAX_FETCH_BYTES = 3 * 1024 * 1024
 UNLIMITED_FREE = 2**62
+MAX_CHALLENGERS = 4096  # completed indices whose sender may still ask for their proof
 MAX_DROPPED = 4096  # dropped uploads remembered, to refuse their late blocks
 SCRUB_ROWS = 256  # holdings rows read at a time by the scrub
 MANIFEST_CACHE_BYTES = 32 * 1024 * 1024  # decoded manifests kept in memory, by weight
@@ -105,6 +106,10 @@ class ShardService:
         self.pending = PendingBytes(pending_cap)  # rebuilt by rebuild_pending at start
         self._capped = RateLimitedLog(log, "pending shard bytes capped", period=3600.0)
         self._refused_uploads = RateLimitedLog(log, "shards refused", period=600.0)
+        # (record, index) -> the node that completed it here: the one that may prove it.
+        self._challengers: collections.OrderedDict[tuple[bytes, int], bytes] = (
+            collections.OrderedDict()
+        )
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(GetNodeInfo, self._on_node_info)
@@ -200,6 +205,7 @@ class ShardService:
                 complete, noted = await in_worker(self._finish, manifest, message.index)
                 added += noted
                 if complete:
+                    self._may_challenge(record_id, message.index, sender)
                     self.announce(record_dht_key(record_id))
                     event(
                         log,
@@ -438,10 +444,30 @@ class ShardService:
             return HolderProof(index, segment, block)
         return None
 
+    def _may_challenge(self, record_id: bytes, index: int, sender: bytes) -> None:
+        self._challengers[(record_id, index)] = sender
+        self._challengers.move_to_end((record_id, index))
+        while len(self._challengers) > MAX_CHALLENGERS:
+            self._challengers.popitem(last=False)
+
     async def _on_prove(self, message: ProveShards, caller: Caller) -> ShardsProven:
         """Keyed hashes of the named blocks: only a node keeping the blocks can answer."""
         if len(message.nonce) != NONCE_SIZE:
             raise RequestError(ErrorCode.BAD_REQUEST, f"a proof nonce is {NONCE_SIZE} bytes")
+        # Only the node that just completed this index here challenges it, once: a proof
+        # reads up to MAX_PROOF_SEGMENTS blocks, so anyone else's would be disk work for
+        # the asking (audits by others fetch a block, under the read rules).
+        key = (message.record_id, message.index)
+        if self._challengers.get(key) != caller.remote_public_key:
+            self._refused_uploads.note(
+                "storage proof asked by a node that did not send the shard",
+                short_key(caller.remote_public_key),
+            )
+            raise RequestError(
+                ErrorCode.BAD_REQUEST,
+                "only the node that sent this shard index asks for its proof, once",
+            )
+        del self._challengers[key]
         manifest = self.manifest(message.record_id)
         if manifest is None or not 0 <= message.index < manifest.n:
             return ShardsProven(tuple(None for _ in message.segments))

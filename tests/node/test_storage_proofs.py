@@ -11,9 +11,11 @@ import pytest
 import trio
 
 from node.assembly import Node
+from node.net.errors import RemoteError
 from node.records.errors import RecordError
 from node.sim.adversary import lie_on
 from node.sim.nodes import segments
+from protocol.records.messages import ProveShards
 from protocol.records.repair import coordinator_order
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, read_all, small_config
@@ -169,4 +171,28 @@ async def test_a_first_ranked_holder_that_lies_is_audited_by_the_others(
             if health.healthy:
                 break
         assert health.healthy and cheat.public_key not in health.holders
+        nursery.cancel_scope.cancel()
+
+
+async def test_only_the_sender_of_a_shard_asks_for_its_proof_and_once(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A proof reads up to 64 blocks: a member asking for them a million times would be
+    disk work for free, so a holder answers only the node that just completed the index."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(tmp_path)
+        await cluster.add_many(nursery, 6, small_config())
+        writer, member = cluster.nodes[0], cluster.nodes[5]
+        record_id, holders, _ = await put(writer, os.urandom(200_000))
+        index, holder_key = next(
+            (i, key)
+            for i, key in holders.items()
+            if key not in (writer.public_key, member.public_key)
+        )
+        holder = next(n for n in cluster.nodes if n.public_key == holder_key)
+        ask = ProveShards(record_id, index, os.urandom(32), (0, 1, 2))
+        for asker in (member, writer):  # the writer's one proof was spent by its put
+            for _ in range(20):
+                with pytest.raises(RemoteError, match="only the node that sent"):
+                    await asker.port.call(holder.contact, ask, 5.0)
         nursery.cancel_scope.cancel()
