@@ -58,6 +58,7 @@ from storage.store.shard_store import ShardStore
 log = get_logger("shards")
 MAX_FETCH_BYTES = 3 * 1024 * 1024
 UNLIMITED_FREE = 2**62
+VERIFY_EVERY_MS = 600_000  # a record's held blocks are read back for a verify this often
 MAX_CHALLENGERS = 4096  # completed indices whose sender may still ask for their proof
 MAX_DROPPED = 4096  # dropped uploads remembered, to refuse their late blocks
 SCRUB_ROWS = 256  # holdings rows read at a time by the scrub
@@ -106,6 +107,7 @@ class ShardService:
         self.pending = PendingBytes(pending_cap)  # rebuilt by rebuild_pending at start
         self._capped = RateLimitedLog(log, "pending shard bytes capped", period=3600.0)
         self._refused_uploads = RateLimitedLog(log, "shards refused", period=600.0)
+        self._verified: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         # (record, index) -> the node that completed it here: the one that may prove it.
         self._challengers: collections.OrderedDict[tuple[bytes, int], bytes] = (
             collections.OrderedDict()
@@ -517,11 +519,25 @@ class ShardService:
         complete, partial = self.holdings.indices(message.record_id)
         corrupt: list[int] = []
         manifest = self.manifest(message.record_id)
-        if message.verify and manifest is not None:
+        if message.verify and manifest is not None and self._verify_due(message.record_id):
+            # Read every block held: at most once per VERIFY_EVERY_MS per record, or a
+            # member asking again and again would have this node read its disk for free
+            # (what an earlier verify found is demoted, so the answer stays true).
             corrupt = await in_worker(self._scrub, manifest, complete)
             complete = [i for i in complete if i not in corrupt]
             partial = sorted([*partial, *corrupt])
         return HoldingsFound(tuple(complete), tuple(partial), tuple(corrupt))
+
+    def _verify_due(self, record_id: bytes) -> bool:
+        now = self.clock_ms()
+        last = self._verified.get(record_id)
+        if last is not None and now - last < VERIFY_EVERY_MS:
+            return False
+        self._verified[record_id] = now
+        self._verified.move_to_end(record_id)
+        while len(self._verified) > MAX_CHALLENGERS:
+            self._verified.popitem(last=False)
+        return True
 
     def _scrub(self, manifest: Manifest, indices: list[int]) -> list[int]:
         """In a worker thread: read every block of `indices`; demote those not whole."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -15,7 +16,7 @@ from node.net.errors import RemoteError
 from node.records.errors import RecordError
 from node.sim.adversary import lie_on
 from node.sim.nodes import segments
-from protocol.records.messages import ProveShards
+from protocol.records.messages import GetHoldings, HoldingsFound, ProveShards
 from protocol.records.repair import coordinator_order
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, read_all, small_config
@@ -195,4 +196,31 @@ async def test_only_the_sender_of_a_shard_asks_for_its_proof_and_once(
             for _ in range(20):
                 with pytest.raises(RemoteError, match="only the node that sent"):
                     await asker.port.call(holder.contact, ask, 5.0)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_verify_flood_reads_a_records_blocks_once_per_period(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(tmp_path)
+        await cluster.add_many(nursery, 6, small_config())
+        writer, member = cluster.nodes[0], cluster.nodes[5]
+        record_id, holders, _ = await put(writer, os.urandom(200_000))
+        holder = next(
+            n for n in cluster.nodes if n.public_key in holders.values() and n is not member
+        )
+        scrubs = 0
+        scrub = holder.shards._scrub
+
+        def counted(*args: Any) -> list[int]:
+            nonlocal scrubs
+            scrubs += 1
+            return scrub(*args)
+
+        holder.shards._scrub = counted  # type: ignore[method-assign,assignment]
+        for _ in range(100):
+            answer = await member.port.call(holder.contact, GetHoldings(record_id, True), 5.0)
+            assert isinstance(answer, HoldingsFound) and answer.complete
+        assert scrubs == 1
         nursery.cancel_scope.cancel()
