@@ -85,11 +85,19 @@ class ReadGate:
             )
         if record_id in state.tombstones:
             raise RequestError(ErrorCode.NO_GRANT, f"record {record_id.hex()[:16]} was deleted")
+        now = self.clock_ms()
         if message.proof is not None:
+            if caller != record.owner and state.grant_ended(record_id, caller, now):
+                # A grantee node whose grant ended may hold an index too: as a repairer
+                # it would read what its revocation took away.
+                raise RequestError(
+                    ErrorCode.NO_GRANT,
+                    f"node {caller.hex()[:16]} was granted record {record_id.hex()[:16]} and"
+                    " no longer is: it may not read it, for repair either",
+                )
             await self._check_proof(message.proof, manifest)
             return
         assert message.permit is not None
-        now = self.clock_ms()
         try:
             reader = permit.check(message.permit, record_id=record_id, node=caller, now_ms=now)
         except permit.PermitError as exc:

@@ -73,6 +73,7 @@ class LiveState:
         self._grantees: dict[bytes, set[bytes]] = {}  # record id -> grantees with a change
         self._tomb: dict[bytes, Entry] = {}
         self._ever: set[Pair] = set()
+        self.state.ever_granted = self._ever  # the same set: kept as _ever changes
         self._attesters: dict[bytes, set[bytes]] = {}
         self._waiting: dict[bytes, dict[bytes, list[Entry]]] = {}  # record -> author -> attests
         self._pending: dict[bytes, list[Entry]] = {}

@@ -104,10 +104,19 @@ class LedgerState:
     flagged: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
     pending: set[bytes] = field(default_factory=set)
     rejected: dict[bytes, str] = field(default_factory=dict)
+    # (record, grantee) pairs ever granted by the owner, revoked or not (not in the
+    # digest: it follows from the grants and revokes that are).
+    ever_granted: set[tuple[bytes, bytes]] = field(default_factory=set, compare=False)
     _by_record: dict[bytes, dict[bytes, GrantInfo]] = field(
         default_factory=dict, repr=False, compare=False
     )
     _sum: int = field(default=0, repr=False, compare=False)
+
+    def grant_ended(self, record_id: bytes, grantee: bytes, now_ms: int) -> bool:
+        """`grantee` was granted the record once and holds no current grant now."""
+        return (record_id, grantee) in self.ever_granted and (
+            self.grant_for(record_id, grantee, now_ms) is None
+        )
 
     def grant_for(self, record_id: bytes, grantee: bytes, now_ms: int) -> GrantInfo | None:
         grant = self.grants.get((record_id, grantee))
@@ -298,6 +307,7 @@ def _attestations(
     ever_granted = {
         (e.body.record_id, e.body.grantee) for e in changes if isinstance(e.body, GrantBody)
     }
+    state.ever_granted = ever_granted
     attesters: dict[bytes, set[bytes]] = defaultdict(set)
     for entry in entries:
         body = entry.body

@@ -354,3 +354,37 @@ async def test_an_audit_is_a_read_refused_ones_blame_no_holder(
         assert not again.health.healthy
         assert not owner.records.reach.distrusted(holder.public_key)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_revoked_grantee_node_that_holds_an_index_may_not_repair_read(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Its holder proof is good, but the holder's ledger says its grant ended."""
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        owner, record_id = await stored(cluster, nursery, count=7)
+        holder = other_holder(cluster, record_id, besides=owner)
+        grantee = next(n for n in holders_of(cluster, record_id) if n not in (owner, holder))
+        manifest = holder.shards.manifest(record_id)
+        assert manifest is not None
+        base = first_block(holder, record_id)
+
+        async def proof_read() -> object:
+            proof = await grantee.shards.holder_proof(
+                manifest, holder.public_key, bucket_of(grantee.clock_ms())
+            )
+            assert proof is not None
+            return await grantee.port.call(
+                holder.contact, dataclasses.replace(base, proof=proof), 5.0
+            )
+
+        await owner.records.grant(record_id, grantee.public_key)
+        await knows_grant(holder, record_id, grantee.public_key)
+        assert isinstance(await proof_read(), BlocksFound)  # granted: a repairer as any
+        await owner.records.revoke(record_id, grantee.public_key)
+        while holder.ledger.state().grant_for(record_id, grantee.public_key, 0) is not None:
+            await holder.ledger.changed()
+        with pytest.raises(RemoteError) as refused:
+            await proof_read()
+        assert refused.value.code == ErrorCode.NO_GRANT
+        nursery.cancel_scope.cancel()

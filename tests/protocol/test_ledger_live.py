@@ -70,6 +70,7 @@ def assert_same(live: LedgerState, reference: LedgerState) -> None:
     assert live.attestations == reference.attestations
     assert live.tombstones == reference.tombstones and live.flagged == reference.flagged
     assert live.rejected == reference.rejected and live.pending == reference.pending
+    assert live.ever_granted == reference.ever_granted
     for record_id in live.records:
         assert live.grants_of(record_id) == reference.grants_of(record_id)
 
