@@ -11,7 +11,7 @@ holders check again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from node.logs import event, get_logger
 from node.records.audit import audit_holders
@@ -35,6 +35,9 @@ class Survey:
     contacts: dict[bytes, Contact]
     claims: list[tuple[Contact, HoldingsFound]]  # what each holder answered
     audited_bytes: int = 0  # block bytes fetched to audit the holders (0: not audited)
+    # Claims whose holder answered an audit with no block or a wrong one (refusals for
+    # want of rights are not among them).
+    failed_audit: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,9 +98,10 @@ class Repairer:
         may_read = records.may_read(record_id)
         unproven = {**(result.refused if may_read else {}), **result.failed}
         unaudited = {} if may_read else result.refused
-        return await self._judge(
+        judged = await self._judge(
             record_id, survey.claims, unproven, result.audited_bytes, unaudited
         )
+        return replace(judged, failed_audit=result.failed)
 
     async def _judge(
         self,

@@ -201,7 +201,7 @@ class RecordUpkeep:
             survey = await self.repairer.audit(survey)
             self._audit_left -= max(survey.audited_bytes, 1)
             self._seen_unhealthy_for(record_id, survey.health)
-            mine = mine or bool(survey.health.unproven)
+            mine = mine or bool(survey.failed_audit)
         if not mine or survey.health.healthy:
             return None
         silent = passed_over(seen, unhealthy_for, self.deadline)
