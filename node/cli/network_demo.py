@@ -58,6 +58,7 @@ class NetworkDemoReport:
     read_seconds: float = 0.0
     stranger_refused: bool = False
     repaired: dict[int, str] = field(default_factory=dict)
+    repair_trouble: str = ""  # the repair's note and each target's failure, if any
     hosts_after: int = 0
     files_scanned: int = 0
     plaintext_found: list[str] = field(default_factory=list)
@@ -91,7 +92,8 @@ class NetworkDemoReport:
             f"refused  a key without a grant: {'yes' if self.stranger_refused else 'NO'}",
             f"repaired {counted(len(self.repaired), 'shard index', 'shard indices')} rebuilt onto"
             " surviving nodes:"
-            f" {self.hosts_after} of {self.n} distinct hosts again",
+            f" {self.hosts_after} of {self.n} distinct hosts again"
+            + (f" ({self.repair_trouble})" if self.repair_trouble else ""),
             f"scanned  {counted(self.files_scanned, 'file')} the nodes wrote (stores, ledgers,"
             f" logs): plaintext found in {self.plaintext_found or 'none'}",
             "OK" if self.ok else "FAILED",
@@ -210,9 +212,18 @@ async def _exercise(
 
     # The owner's node repairs: holders serve blocks only to the owner, a current
     # grantee or a proven holder of the record, and the reader's node may be none.
+    # As minutes after a put in a real network, every live ledger knows the record: a
+    # node whose ledger lags refuses repair uploads until gossip brought it.
+    for i, node in enumerate(nodes):
+        while (
+            names[i] not in report.stopped and result.record_id not in node.ledger.state().records
+        ):
+            await node.ledger.changed()
     repairer = nodes[0].repairer
     repair = await repairer.repair(result.record_id)
     report.repaired = {i: names[index_of[node]] for i, node in repair.placed.items()}
+    failures = [f"{names[index_of[node]]}: {why}" for node, why in repair.failed.items()]
+    report.repair_trouble = "; ".join([repair.note, *failures] if repair.note else failures)
     report.hosts_after = (await repairer.check(result.record_id)).distinct_hosts
 
 

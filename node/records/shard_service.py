@@ -233,7 +233,14 @@ class ShardService:
         if self.recorded(message.record_id):
             return
         nonce = message.owner_nonce
-        if nonce is None or derive_record_id(sender, nonce) != message.record_id:
+        if nonce is None:  # a repair onto this node, most likely, ahead of gossip
+            raise RequestError(
+                ErrorCode.NOT_RECORDED,
+                f"record {message.record_id.hex()[:16]} is not in this node's ledger yet: only"
+                " its owner uploads it before then (a repair can come back once gossip"
+                " brought it)",
+            )
+        if derive_record_id(sender, nonce) != message.record_id:
             self._refused_uploads.note("upload of a record it does not own", short_key(sender))
             raise RequestError(
                 ErrorCode.BAD_REQUEST,

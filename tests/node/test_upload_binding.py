@@ -21,6 +21,7 @@ from node.net.errors import RemoteError
 from node.net.rpc_port import Caller
 from node.sim.nodes import segments
 from protocol.ledger.entries import derive_record_id
+from protocol.net.messages import ErrorCode
 from protocol.records.messages import ShardsStored, StoreShards
 from storage.codec.encoder import RecordEncoder
 from storage.codec.manifest import Manifest, RecordMetadata
@@ -73,6 +74,30 @@ async def test_a_member_that_learns_a_record_id_cannot_squat_its_upload(
             assert result.verdict.holders == 5
             assert await read_all(writer, result.record_id) == data
         assert seen and planted == 0 and refused >= 6 * len(seen) - 6
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_upload_of_an_unknown_record_without_its_owner_nonce_is_told_to_wait(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """No nonce (a repair onto a node whose ledger lags): NOT_RECORDED, which says come
+    back after gossip; a wrong nonce (posing as the owner): BAD_REQUEST. Neither is kept."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(tmp_path)
+        await cluster.add_many(nursery, 2, small_config())
+        member, holder = cluster.nodes
+        record_id = derive_record_id(os.urandom(32), os.urandom(16))
+        block = (os.urandom(BATCH),)
+        with pytest.raises(RemoteError) as lagging:
+            await member.port.call(
+                holder.contact, StoreShards(record_id, None, 0, 0, block, False), 5.0
+            )
+        assert lagging.value.code == ErrorCode.NOT_RECORDED and "ledger" in lagging.value.detail
+        posing = StoreShards(record_id, None, 0, 0, block, False, os.urandom(16))
+        with pytest.raises(RemoteError) as wrong:
+            await member.port.call(holder.contact, posing, 5.0)
+        assert wrong.value.code == ErrorCode.BAD_REQUEST and "owner nonce" in wrong.value.detail
+        assert record_id not in holder.shards.holdings.records()
         nursery.cancel_scope.cancel()
 
 
