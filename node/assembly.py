@@ -33,6 +33,7 @@ from node.records.repair import Repairer
 from node.records.service import RecordService
 from node.records.shard_service import ShardService
 from node.records.upkeep import RecordUpkeep
+from node.records.views import RecordViews
 from protocol.dht.contact import Contact
 from protocol.ids import node_id
 from protocol.ledger.entries import RecordBody
@@ -40,6 +41,10 @@ from protocol.ledger.intake import IntakeBudget
 from storage.store.holdings import Holdings
 from storage.store.ledger_db import LedgerDB
 from storage.store.shard_store import ShardStore
+
+# A view of a record older than this that says "healthy" is surveyed again when a
+# repair read asks (a repairer's survey may be newer than this holder's last pass).
+VIEW_STALE_AFTER = 60.0
 
 log = get_logger("node")
 
@@ -114,7 +119,17 @@ class Node:
             config=config.gossip,
             heard=self.dht.observe,
         )
+        # What this node's own surveys last found of each held record: the read gate
+        # serves repair reads only while a record needs repair (node/records/views.py).
+        self.views = RecordViews(
+            holds=lambda record_id: bool(parts.holdings.indices(record_id)[0]),
+            clock=trio.current_time,
+            stale_after=min(VIEW_STALE_AFTER, config.storage.repair_interval),
+            audit_period=config.storage.repair_interval / 2,
+        )
         self.shards = ShardService(
+            views=self.views,
+            site_of=parts.membership.site_of if parts.membership is not None else _no_site,
             store=parts.store,
             holdings=parts.holdings,
             site=_own_site(parts),
@@ -143,7 +158,7 @@ class Node:
         )
         if parts.membership is not None:
             self.records.reach.certified_site = parts.membership.site_of
-        self.repairer = Repairer(self.records)
+        self.repairer = Repairer(self.records, self.views)
         self.upkeep = RecordUpkeep(
             repairer=self.repairer,
             shards=self.shards,
@@ -235,6 +250,10 @@ class Node:
                 ledger_entries=len(self.ledger.book),
             )
             task_status.started(self)
+
+
+def _no_site(public_key: bytes) -> str | None:
+    return None
 
 
 def _own_site(parts: NodeParts) -> str:

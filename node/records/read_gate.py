@@ -5,10 +5,13 @@ names the calling node, is fresh, and whose reader this holder's ledger
 makes the record's owner or a current grantee (expiry applied; revoked and
 tombstoned refused); a request with a holder proof (a block of the caller's
 own complete index at the segment this node picks, protocol.records.holder_proof),
-which repair needs since a repairer is a holder, not a grantee; and, while
-the ledger does not know the record yet, its uploader (a put's top-up reads
-back what it just sent). Anything else is refused with a specific code and
-logged once per offender and reason (rate-limited).
+which repair needs since a repairer is a holder, not a grantee, but only
+while the record needs repair as this holder last surveyed it, or as an
+audit (one block per index, once per period: node.records.views); and,
+while the ledger does not know the record yet, its uploader (a put's top-up
+reads back what it just sent). A permit is tried first: an owner or grantee
+repairing or auditing reads as what it is. Anything else is refused with a
+specific code and logged once per offender and reason (rate-limited).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from node.logs import RateLimitedLog, get_logger, short_key
 from node.net.errors import RequestError
 from node.offload import in_worker
+from node.records.views import RecordViews
 from protocol.ledger.state import LedgerState
 from protocol.net.messages import ErrorCode
 from protocol.records import permit
@@ -38,11 +42,17 @@ class ReadGate:
         holdings: Holdings,
         own_key: bytes,
         clock_ms: Callable[[], int],
+        views: RecordViews | None = None,
+        site_of: Callable[[bytes], str | None] = lambda node: None,
     ) -> None:
         self.state = state
         self.holdings = holdings
         self.own_key = own_key
         self.clock_ms = clock_ms
+        # None: holder proofs are not weighed against the record's need (a bare shard
+        # service in unit tests); a node always has views (node.assembly).
+        self.views = views
+        self.site_of = site_of  # a caller's certified site
         self.refusals = RateLimitedLog(log, "read refused", period=REFUSALS_LOGGED_EVERY)
         self.foreign = RateLimitedLog(
             log, "blocks of another record refused", period=REFUSALS_LOGGED_EVERY
@@ -86,29 +96,53 @@ class ReadGate:
         if record_id in state.tombstones:
             raise RequestError(ErrorCode.NO_GRANT, f"record {record_id.hex()[:16]} was deleted")
         now = self.clock_ms()
-        if message.proof is not None:
-            if caller != record.owner and state.grant_ended(record_id, caller, now):
-                # A grantee node whose grant ended may hold an index too: as a repairer
-                # it would read what its revocation took away.
-                raise RequestError(
-                    ErrorCode.NO_GRANT,
-                    f"node {caller.hex()[:16]} was granted record {record_id.hex()[:16]} and"
-                    " no longer is: it may not read it, for repair either",
-                )
-            await self._check_proof(message.proof, manifest)
-            return
-        assert message.permit is not None
-        try:
-            reader = permit.check(message.permit, record_id=record_id, node=caller, now_ms=now)
-        except permit.PermitError as exc:
-            raise RequestError(ErrorCode.FORBIDDEN, str(exc)) from None
-        if reader != record.owner and state.grant_for(record_id, reader, now) is None:
+        if message.permit is not None:
+            try:
+                reader = permit.check(message.permit, record_id=record_id, node=caller, now_ms=now)
+            except permit.PermitError as exc:
+                if message.proof is None:
+                    raise RequestError(ErrorCode.FORBIDDEN, str(exc)) from None
+            else:
+                if reader == record.owner or state.grant_for(record_id, reader, now) is not None:
+                    return
+                if message.proof is None:
+                    raise RequestError(
+                        ErrorCode.NO_GRANT,
+                        f"key {reader.hex()[:16]} holds no current grant on record"
+                        f" {record_id.hex()[:16]} in this holder's ledger (revoked, expired,"
+                        " or not arrived yet)",
+                    )
+        proof = message.proof
+        assert proof is not None
+        if caller != record.owner and state.grant_ended(record_id, caller, now):
+            # A grantee node whose grant ended may hold an index too: as a repairer
+            # it would read what its revocation took away.
             raise RequestError(
                 ErrorCode.NO_GRANT,
-                f"key {reader.hex()[:16]} holds no current grant on record"
-                f" {record_id.hex()[:16]} in this holder's ledger (revoked, expired, or not"
-                " arrived yet)",
+                f"node {caller.hex()[:16]} was granted record {record_id.hex()[:16]} and"
+                " no longer is: it may not read it, for repair either",
             )
+        await self._check_proof(proof, manifest)
+        self._check_need(message, proof, caller)
+
+    def _check_need(self, message: FetchBlocks, proof: HolderProof, caller: bytes) -> None:
+        """A proven holder reads for repair while the record needs it, or as an audit."""
+        views = self.views
+        if views is None:
+            return
+        record_id = message.record_id
+        if views.repair_read(record_id, caller, proof.index, self.site_of(caller)):
+            return
+        indices = [ref.index for ref in message.wanted]
+        if len(set(indices)) == len(indices) and views.audit_read(caller, record_id):
+            return
+        views.look_again(record_id)  # the asker's survey may be newer than this holder's
+        raise RequestError(
+            ErrorCode.NOT_NEEDED,
+            f"record {record_id.hex()[:16]} needs no repair as this holder last saw it (it"
+            " looks again): a holder reads it only to repair it, or one block per index as"
+            " an audit now and then",
+        )
 
     async def _check_proof(self, proof: HolderProof, manifest: Manifest) -> None:
         wanted = accepted_segments(
@@ -126,9 +160,14 @@ class ReadGate:
 
 def needs_retry(code: str) -> bool:
     """A refusal that a lagging ledger explains, which may pass a little later."""
-    return code in (ErrorCode.NOT_RECORDED, ErrorCode.NO_GRANT)
+    return code in (ErrorCode.NOT_RECORDED, ErrorCode.NO_GRANT, ErrorCode.NOT_NEEDED)
 
 
 def read_refused(code: str) -> bool:
     """Any refusal of the gate (as against a lost block or an unreachable holder)."""
-    return code in (ErrorCode.FORBIDDEN, ErrorCode.NOT_RECORDED, ErrorCode.NO_GRANT)
+    return code in (
+        ErrorCode.FORBIDDEN,
+        ErrorCode.NOT_RECORDED,
+        ErrorCode.NO_GRANT,
+        ErrorCode.NOT_NEEDED,
+    )

@@ -18,6 +18,7 @@ from node.records.audit import audit_holders
 from node.records.errors import short
 from node.records.rebuild import rebuild_onto
 from node.records.service import RecordService
+from node.records.views import RecordViews
 from protocol.control.replies import RepairOutcome
 from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
@@ -58,8 +59,9 @@ class RepairReport:
 
 
 class Repairer:
-    def __init__(self, records: RecordService) -> None:
+    def __init__(self, records: RecordService, views: RecordViews | None = None) -> None:
         self.records = records
+        self.views = views  # told every survey's outcome (the read gate weighs repair reads)
 
     async def survey(self, record_id: bytes, verify: bool, audit: bool = False) -> Survey:
         """Who holds what of the record, at which site, in a network of how many sites.
@@ -95,9 +97,13 @@ class Repairer:
         # an honest holder would have served, so the claim does not count; where it
         # may not (check on an unrelated node), nothing can be audited from here and
         # the claims count as the holders state them (docs/records.md).
-        may_read = records.may_read(record_id)
-        unproven = {**(result.refused if may_read else {}), **result.failed}
-        unaudited = {} if may_read else result.refused
+        # A refusal of an audit read for now (this node read its audit block lately,
+        # as a holder) is no offence, unless this node also showed a permit.
+        permitted = records.permitted(record_id)
+        may_read = permitted or records.holds(record_id)
+        refused = {**result.refused, **(result.deferred if permitted else {})}
+        unproven = {**(refused if may_read else {}), **result.failed}
+        unaudited = {**({} if may_read else refused), **({} if permitted else result.deferred)}
         judged = await self._judge(
             record_id, survey.claims, unproven, result.audited_bytes, unaudited
         )
@@ -129,6 +135,8 @@ class Repairer:
             unaudited=unaudited,
         )
         contacts = {contact.public_key: contact for contact, _ in claims}
+        if self.views is not None:
+            self.views.note(health)
         return Survey(health, contacts, claims, audited)
 
     async def check(self, record_id: bytes, verify: bool = True) -> RecordHealth:

@@ -317,6 +317,11 @@ class RecordService:
     def may_read(self, record_id: bytes) -> bool:
         """Whether honest holders serve this node the record's blocks: it owns it, holds
         a current grant, or holds a complete index of it (a holder proof)."""
+        return self.permitted(record_id) or self.holds(record_id)
+
+    def permitted(self, record_id: bytes) -> bool:
+        """Whether this node reads the record by a permit: it owns it or holds a current
+        grant (honest holders serve such reads whatever the record's health)."""
         state = self.ledger.state()
         record = state.records.get(record_id)
         if record is None or record_id in state.tombstones:
@@ -324,8 +329,14 @@ class RecordService:
         return (
             record.owner == self.public_key
             or state.grant_for(record_id, self.public_key, self.clock_ms()) is not None
-            or bool(self.shards.holdings.indices(record_id)[0])
         )
+
+    def holds(self, record_id: bytes) -> bool:
+        """Whether this node holds a complete index of a live record (a holder proof)."""
+        state = self.ledger.state()
+        if record_id not in state.records or record_id in state.tombstones:
+            return False
+        return bool(self.shards.holdings.indices(record_id)[0])
 
     def permit_as(self, record_id: bytes, signer: nacl.signing.SigningKey) -> bytes:
         """A permit for this node to read the record as `signer` (who holds that key here:

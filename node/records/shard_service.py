@@ -27,6 +27,7 @@ from node.net.rpc_port import Caller
 from node.offload import in_worker
 from node.records.pending import PendingBytes, Reservation
 from node.records.read_gate import ReadGate
+from node.records.views import RecordViews
 from protocol.ids import record_dht_key
 from protocol.ledger.entries import derive_record_id
 from protocol.ledger.state import LedgerState
@@ -81,12 +82,19 @@ class ShardService:
         pending_cap: int = 2**62,
         ledger_state: Callable[[], LedgerState] = LedgerState,  # none: only uploaders read
         own_key: bytes = bytes(32),
+        views: RecordViews | None = None,
+        site_of: Callable[[bytes], str | None] = lambda node: None,
     ) -> None:
         self.store = store
         self.recorded = recorded  # whether the ledger knows the record
         self._ledger_state = ledger_state
         self.gate = ReadGate(
-            state=ledger_state, holdings=holdings, own_key=own_key, clock_ms=clock_ms
+            state=ledger_state,
+            holdings=holdings,
+            own_key=own_key,
+            clock_ms=clock_ms,
+            views=views,
+            site_of=site_of,
         )
         self.holdings = holdings
         self.clock_ms = clock_ms

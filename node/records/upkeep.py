@@ -47,6 +47,7 @@ from node.logs import RateLimitedLog, event, get_logger, short_key
 from node.records.errors import RecordError, short
 from node.records.repair import Repairer, RepairReport
 from node.records.shard_service import ShardService
+from node.records.views import RecordViews
 from protocol.ledger.entries import Entry, TombstoneBody
 from protocol.records.health import RecordHealth
 from protocol.records.repair import coordinator, passed_over, triage
@@ -106,6 +107,8 @@ class RecordUpkeep:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_tombstones)
             nursery.start_soon(self._repair_periodically)
+            if self.repairer.views is not None:
+                nursery.start_soon(self._survey_on_request, self.repairer.views)
             task_status.started()
 
     async def _watch_tombstones(self) -> None:
@@ -121,6 +124,40 @@ class RecordUpkeep:
         for record_id in doomed:
             await self.shards.delete_record(record_id)
         return len(doomed)
+
+    async def _survey_on_request(self, views: RecordViews) -> None:
+        """Survey a held record again when a repair read found this node's view of it
+        stale (node/records/views.py), SURVEYS_AT_ONCE at a time: promptly, so the
+        repairer's retries find the need seen here."""
+        limiter = trio.CapacityLimiter(SURVEYS_AT_ONCE)
+        async with trio.open_nursery() as nursery:
+            while True:
+                record_id = await views.wanted()
+                if record_id in self.ledger.state().records:
+                    await limiter.acquire_on_behalf_of(record_id)
+                    nursery.start_soon(self._survey_for_reads, views, record_id, limiter)
+
+    async def _survey_for_reads(
+        self, views: RecordViews, record_id: bytes, limiter: trio.CapacityLimiter
+    ) -> None:
+        try:
+            # The network's sites first, as a pass does: the repairer may be copying
+            # the record to a site that came back.
+            await self.repairer.records.reach.refresh_sites()
+            before = views.seen(record_id)
+            survey = await self.repairer.survey(record_id, verify=False)
+            # Healthy on the holders' word, and the same holders as before: the repairer
+            # may have found a claim false, so audit to see it too (at most once per
+            # audit period per record). Other holders than before: a repair that just
+            # ended explains the read, and audits cost blocks.
+            health = survey.health
+            unchanged = before is None or before.holders == health.holders
+            if health.healthy and unchanged and views.audit_due(record_id):
+                await self.repairer.audit(survey)
+        except RecordError as exc:
+            event(log, logging.INFO, "survey skipped", record=short(record_id), reason=str(exc))
+        finally:
+            limiter.release_on_behalf_of(record_id)
 
     async def _repair_periodically(self) -> None:
         while True:
@@ -162,6 +199,8 @@ class RecordUpkeep:
         self._audit_left = self.audit_bytes
         for gone in self._unhealthy_since.keys() - set(held):  # no longer held
             del self._unhealthy_since[gone]
+        if self.repairer.views is not None:
+            self.repairer.views.keep_only(set(held))
         queue = iter(held)
 
         async def worker() -> None:

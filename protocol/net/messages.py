@@ -42,6 +42,9 @@ class ErrorCode(enum.StrEnum):
     # current grant: either may be a ledger that lags (a reader retries a few times).
     NOT_RECORDED = "not_recorded"
     NO_GRANT = "no_grant"
+    # ...or a repair read (holder proof) of a record this holder last saw healthy: it
+    # looks again, so a repairer whose survey is newer retries a little later.
+    NOT_NEEDED = "not_needed"
 
 
 class Message:

@@ -20,7 +20,7 @@ holder (a holder of unknown site counts as a site of its own);
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from protocol.records.messages import HoldingsFound
@@ -149,6 +149,20 @@ class RecordHealth:
             "readable": self.readable,
             "healthy": self.healthy,
         }
+
+
+def counting(health: RecordHealth, node: bytes, index: int, site: str | None) -> RecordHealth:
+    """The health with `node` holding `index` too (at `site`, if known): what a record
+    looks like once a holder's proven claim counts whatever its holdings answer said."""
+    if not 0 <= index < health.n or index in health.holders.get(node, ()):
+        return health
+    holders = {**health.holders, node: tuple(sorted({*health.holders.get(node, ()), index}))}
+    by_index: dict[int, list[bytes]] = {}
+    for holder in sorted(holders):
+        for held in holders[holder]:
+            by_index.setdefault(held, []).append(holder)
+    sites = {**health.sites, node: site} if site else health.sites
+    return replace(health, holders=holders, hosts=spread(by_index), sites=sites)
 
 
 def site_of(node: bytes, sites: Mapping[bytes, str]) -> str:

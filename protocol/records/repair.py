@@ -34,7 +34,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from protocol.records.health import RecordHealth, site_losses, site_of
+from protocol.records.health import RecordHealth, counting, site_losses, site_of
 from protocol.records.placement import Candidate, add_holders, site_loss_avoidable
 
 
@@ -47,6 +47,14 @@ class RepairPlan:
     def assignments(self) -> list[tuple[int, bytes]]:
         """Every (index, node) to rebuild, the missing and crowded ones first."""
         return [*self.targets.items(), *self.copies]
+
+
+def repair_read_needed(health: RecordHealth, asker: bytes, index: int, site: str | None) -> bool:
+    """Whether a holder serves blocks to another holder that proved it holds `index`:
+    only while the record needs repair as this holder last saw it, the asker's proven
+    index counted (an asker hiding its own claim does not make a need). Otherwise a
+    holder colluding with a revoked grantee would read the record whole at any time."""
+    return not counting(health, asker, index, site).healthy
 
 
 def triage(health: RecordHealth) -> str | None:

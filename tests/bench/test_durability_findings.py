@@ -20,7 +20,10 @@ def test_with_repair_losing_half_the_nodes_one_at_a_time_loses_no_record_at_4_of
     # k blocks fetched and one stored per rebuilt block, plus site copies, and now and then
     # a record whose first-ranked holder found nothing to do is taken over a deadline later
     # (per-record coordinators: 7.05x at this seed without deadlines, 7.2x with them).
-    assert 4 * lost < moved < 8 * lost
+    # Sources serve repair reads only once their own survey sees the need: refused first
+    # requests (each carrying a holder proof's block) and an audit now and then make it
+    # 9.4x at this seed.
+    assert 4 * lost < moved < 10 * lost
 
 
 def test_without_repair_the_same_losses_leave_records_short_of_n_hosts() -> None:

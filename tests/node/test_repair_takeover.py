@@ -17,6 +17,7 @@ from node.config.gossip import GossipConfig
 from node.logs import short_key
 from node.records.repair import Repairer, RepairReport, Survey
 from node.records.service import RecordService
+from node.records.views import RecordViews
 from node.sim.nodes import segments
 from protocol.records.repair import coordinator_order
 from storage.codec.manifest import RecordMetadata
@@ -32,8 +33,14 @@ class Watched(Repairer):
     surveys like everyone (so it stays a live holder, first in the order) but never
     repairs."""
 
-    def __init__(self, records: RecordService, repaired: list[bytes], silent: bool = False):
-        super().__init__(records)
+    def __init__(
+        self,
+        records: RecordService,
+        views: RecordViews,
+        repaired: list[bytes],
+        silent: bool = False,
+    ):
+        super().__init__(records, views)
         self.repaired = repaired
         self.silent = silent
         self.started: list[float] = []  # when it began to repair (virtual time)
@@ -89,7 +96,7 @@ async def healthy_again(checker: Node, record_id: bytes) -> None:
 
 def watch(nodes: list[Node], repaired: list[bytes], silent: Node | None = None) -> None:
     for node in nodes:
-        node.upkeep.repairer = Watched(node.records, repaired, silent=node is silent)
+        node.upkeep.repairer = Watched(node.records, node.views, repaired, silent=node is silent)
 
 
 @worker_steps_inline

@@ -32,7 +32,9 @@ from protocol.records.messages import (
     BlockRef,
     BlocksFound,
     FetchBlocks,
+    GetHoldings,
     HolderProof,
+    HoldingsFound,
     ShardsStored,
     StoreShards,
 )
@@ -387,4 +389,71 @@ async def test_a_revoked_grantee_node_that_holds_an_index_may_not_repair_read(
         with pytest.raises(RemoteError) as refused:
             await proof_read()
         assert refused.value.code == ErrorCode.NO_GRANT
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_holder_reads_others_indices_only_while_the_record_needs_repair(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A holder colluding with a revoked grantee proves it holds an index and asks the
+    other holders for theirs, whole: while the record is healthy it gets one block per
+    index now and then (an audit), not the record; hiding its own claim changes nothing;
+    once a holder is really lost, the same reads are served (repair needs them)."""
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        owner, record_id = await stored(cluster, nursery, count=7)
+        colluder = other_holder(cluster, record_id, besides=owner)
+        others = [n for n in holders_of(cluster, record_id) if n not in (owner, colluder)]
+        manifest = colluder.shards.manifest(record_id)
+        assert manifest is not None
+
+        async def read_whole(holder: Node) -> object:
+            proof = await colluder.shards.holder_proof(
+                manifest, holder.public_key, bucket_of(colluder.clock_ms())
+            )
+            assert proof is not None
+            index = holder.shards.holdings.indices(record_id)[0][0]
+            wanted = tuple(BlockRef(s, index) for s in range(manifest.segment_count))
+            ask = FetchBlocks(record_id, wanted, None, proof)
+            try:
+                return await colluder.port.call(holder.contact, ask, 5.0)
+            except RemoteError as exc:
+                return exc.code
+
+        holder = others[0]
+        assert holder.views.seen(record_id) is None  # it never surveyed the record yet
+        assert await read_whole(holder) == ErrorCode.NOT_NEEDED
+        for _ in range(100):  # ... but it looks now (upkeep, in the background)
+            if holder.views.seen(record_id) is not None:
+                break
+            await trio.sleep(1)
+        seen = holder.views.seen(record_id)
+        assert seen is not None and seen.healthy
+        assert await read_whole(holder) == ErrorCode.NOT_NEEDED
+        # An audit's share: one block per index, once per period (the single-block reads
+        # of the tests above), then nothing more.
+        index = holder.shards.holdings.indices(record_id)[0][0]
+        proof = await colluder.shards.holder_proof(
+            manifest, holder.public_key, bucket_of(colluder.clock_ms())
+        )
+        audit = FetchBlocks(record_id, (BlockRef(0, index),), None, proof)
+        answer = await colluder.port.call(holder.contact, audit, 5.0)
+        assert isinstance(answer, BlocksFound) and all(answer.blocks)
+        assert await refusal(colluder, holder, audit) == ErrorCode.NOT_NEEDED
+
+        # It hides its own index from the holders' surveys: its proof counts it anyway.
+        async def holds_nothing(message: GetHoldings, caller: object) -> HoldingsFound:
+            return HoldingsFound((), (), ())
+
+        colluder.dispatcher._routes[GetHoldings] = holds_nothing
+        seen = (await holder.repairer.survey(record_id, verify=False)).health
+        assert not seen.healthy and colluder.public_key not in seen.holders
+        assert await read_whole(holder) == ErrorCode.NOT_NEEDED
+
+        # A real loss: the next survey (a pass, or one a repair read asks for) sees it,
+        # and reads for repair are served whole.
+        cluster.crash(others[1])
+        await holder.repairer.survey(record_id, verify=False)
+        whole = await read_whole(holder)
+        assert isinstance(whole, BlocksFound) and all(whole.blocks)
         nursery.cancel_scope.cancel()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.records.health import RecordHealth
+from protocol.records.health import RecordHealth, counting
 from protocol.records.messages import HoldingsFound
 from protocol.records.placement import Candidate
-from protocol.records.repair import plan_repair, triage
+from protocol.records.repair import plan_repair, repair_read_needed, triage
 
 RECORD = b"r" * 32
 
@@ -152,3 +152,24 @@ def _as_held(pairs: list[tuple[int, bytes]]) -> dict[int, tuple[int, ...]]:
     for index, node in pairs:
         held[node[0]] = (*held.get(node[0], ()), index)
     return held
+
+
+def test_repair_reads_are_served_only_while_the_record_needs_repair() -> None:
+    whole = health(3, 5, {i: (i - 1,) for i in range(1, 6)})
+    assert not repair_read_needed(whole, key(1), 0, None)
+    # A holder gone: every proven holder may read to repair it.
+    lost = health(3, 5, {i: (i - 1,) for i in range(1, 5)})
+    assert repair_read_needed(lost, key(1), 0, None)
+    # The asker hid its own claim: its proof counts the index, so nothing is missing.
+    hiding = health(3, 5, {i: (i - 1,) for i in range(2, 6)})
+    assert not hiding.healthy and not repair_read_needed(hiding, key(1), 0, None)
+    assert counting(hiding, key(1), 0, None).holders == whole.holders
+    # ... but proving an index someone else holds does not fill a real gap.
+    assert repair_read_needed(lost, key(9), 0, None)
+    # Five hosts on one site of a network of three: site copies are repair too.
+    sites = {key(i): "a" for i in range(1, 6)}
+    one_site = site_health(3, 5, {i: (i - 1,) for i in range(1, 6)}, sites, network=3)
+    assert repair_read_needed(one_site, key(1), 0, "a")
+    spread_out = {key(1): "a", key(2): "a", key(3): "b", key(4): "b", key(5): "c"}
+    safe = site_health(3, 5, {i: (i - 1,) for i in range(1, 6)}, spread_out, network=3)
+    assert not repair_read_needed(safe, key(5), 4, "c")
