@@ -11,7 +11,7 @@ from protocol.privacy.errors import (
 from protocol.privacy.grant import StealthGrant, make_grant
 from protocol.privacy.keys import Address, PersonKey, ViewKey
 from protocol.privacy.padme import padme
-from protocol.privacy.scan import Found, Opened, open_grant, recognise, scan
+from protocol.privacy.scanning import Found, Opened, open_grant, recognise, scan
 from protocol.privacy.signing import OneTimeKey, sign_with_scalar
 
 __all__ = [

@@ -129,12 +129,12 @@ def make_grant(
     if one_time == bytes([1]) + bytes(31):  # h = -s: needs the discrete log of S
         raise InvalidKey("the blinded key is the neutral point")
     seal_secret = x25519(ephemeral_secret, edwards_to_montgomery(one_time), "one-time key")
-    unsealed = StealthGrant(ephemeral, view_tag(shared, ephemeral, context), one_time,
-                            bytes(SEALED_SIZE))  # fmt: skip
+    tag = view_tag(shared, ephemeral, context)
+    unsealed = StealthGrant(ephemeral, tag, one_time, bytes(SEALED_SIZE))
     sealed = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
         record_key,
         unsealed.associated_data(context),
         _NONCE,
         sealing_key(shared, seal_secret, ephemeral, one_time, context),
     )
-    return StealthGrant(ephemeral, unsealed.view_tag, one_time, sealed)
+    return StealthGrant(ephemeral, tag, one_time, sealed)
