@@ -4,8 +4,8 @@ From "Reducing Metadata Leakage from Encrypted Files and Communication with
 PURBs" (Nikitin et al., PETS 2019), section 4: a length L with E = floor(log2 L)
 is rounded up to a multiple of 2^(E - S), S = floor(log2 E) + 1, i.e. its
 binary form keeps only its top S+1 significant bits. The overhead is below
-2^-S, at most 11.6% (L = 129 -> 144); padded sizes in [1, M] number about
-log2(M) * log2(log2 M).
+2^-S, at most 11.6% (L = 129 -> 144); padded sizes in [1, M] number
+O(log^2 M), so one names O(log log M) bits (1 MiB: 300 sizes, 8.2 bits).
 """
 
 from __future__ import annotations
