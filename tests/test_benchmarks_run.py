@@ -197,3 +197,12 @@ def test_attack_benchmark_counts_puts_reads_and_failed_audits() -> None:
     # Liars are never counted, so every recorded record reads back without them.
     assert figures["readable_without_liars"] == figures["recorded"]
     assert figures["claims_failing_audit"] >= figures["liar_claims"]  # indices >= claims
+
+
+def test_wallet_scan_benchmark_finds_exactly_her_grants() -> None:
+    figures = run_json(
+        "benchmarks.wallet_scan",
+        *("--grants", "600", "--hers", "5", "--real-decoys", "20", "--repeat", "1"),
+    )
+    assert figures["grants"] == 600 and figures["hers_found"] == figures["opened"] == 5
+    assert figures["grants_per_s"] > 0 and figures["scan_seconds"] > 0
