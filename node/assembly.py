@@ -44,7 +44,9 @@ from storage.store.shard_store import ShardStore
 
 # A view of a record older than this that says "healthy" is surveyed again when a
 # repair read asks (a repairer's survey may be newer than this holder's last pass).
-VIEW_STALE_AFTER = 60.0
+# Short enough that a reader's retries (after 1, 2, 4 and 8 s) find the new view;
+# only a holder of an index of the record can ask, and one survey a record at a time.
+VIEW_STALE_AFTER = 5.0
 
 log = get_logger("node")
 

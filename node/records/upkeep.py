@@ -134,11 +134,16 @@ class RecordUpkeep:
             while True:
                 record_id = await views.wanted()
                 if record_id in self.ledger.state().records:
-                    await limiter.acquire_on_behalf_of(record_id)
-                    nursery.start_soon(self._survey_for_reads, views, record_id, limiter)
+                    borrower = object()  # one per survey: a record may be wanted again
+                    await limiter.acquire_on_behalf_of(borrower)
+                    nursery.start_soon(self._survey_for_reads, views, record_id, limiter, borrower)
 
     async def _survey_for_reads(
-        self, views: RecordViews, record_id: bytes, limiter: trio.CapacityLimiter
+        self,
+        views: RecordViews,
+        record_id: bytes,
+        limiter: trio.CapacityLimiter,
+        borrower: object,
     ) -> None:
         try:
             # The network's sites first, as a pass does: the repairer may be copying
@@ -157,7 +162,7 @@ class RecordUpkeep:
         except RecordError as exc:
             event(log, logging.INFO, "survey skipped", record=short(record_id), reason=str(exc))
         finally:
-            limiter.release_on_behalf_of(record_id)
+            limiter.release_on_behalf_of(borrower)
 
     async def _repair_periodically(self) -> None:
         while True:
