@@ -57,7 +57,8 @@ from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entr
 from protocol.records import permit
 from protocol.text import counted
 from storage.codec.crypt import SegmentCipher, open_sealed_key
-from storage.codec.manifest import Manifest, RecordMetadata
+from storage.codec.manifest import Manifest, open_contents
+from storage.codec.padme import padme
 from storage.errors import StorageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -363,13 +364,11 @@ def get(
         request = commands.Get(rid, bytes(reader.verify_key), permits)
     with ControlClient(root) as client:
         header = client.request(request, GetHeader)
-        decrypt = _decryptor(header, rid, reader) if reader else None
+        size, decrypt = _decryptor(header, rid, reader) if reader else (header.size, None)
         with _output(output) as sink:
             written = client.download(sink, decrypt)
-    if written != header.size:
-        raise click.ClickException(
-            f"received {counted(written, 'byte')}, the record has {header.size}"
-        )
+    if written != size:
+        raise click.ClickException(f"received {counted(written, 'byte')}, the record has {size}")
     if output is not None:
         emit({"record_id": rid.hex(), "size": written, "file": str(output)}, as_json, _quiet)
 
@@ -380,18 +379,21 @@ def _quiet(reply: dict[str, Any]) -> None:
 
 def _decryptor(
     header: GetHeader, record_id: bytes, reader: nacl.signing.SigningKey
-) -> Callable[[int, bytes], bytes]:
+) -> tuple[int, Callable[[int, bytes], bytes]]:
+    """The record's true size (the daemon knows only the padded one) and its decryption."""
     if header.manifest is None or header.sealed_key is None:
         raise ControlFailed("the daemon sent no manifest or sealed key for a reader's get")
     manifest = Manifest.decode(header.manifest)
     if manifest.record_id != record_id:
         raise ControlFailed("the daemon sent the manifest of another record")
     cipher = SegmentCipher(open_sealed_key(header.sealed_key, reader), record_id)
+    size = manifest.contents(cipher).size
 
     def decrypt(segment: int, ciphertext: bytes) -> bytes:
-        return cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
+        plaintext = cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
+        return manifest.record_part(segment, plaintext, size)
 
-    return decrypt
+    return size, decrypt
 
 
 class _output:
@@ -464,13 +466,13 @@ def opened(row: RecordRow, person: nacl.signing.SigningKey | None) -> RecordRow:
         return row
     try:
         key = open_sealed_key(row.sealed_key, person)
-        metadata = RecordMetadata.decode(
-            SegmentCipher(key, row.record_id).decrypt_metadata(row.sealed_metadata)
-        )
+        metadata, size = open_contents(SegmentCipher(key, row.record_id), row.sealed_metadata)
     except StorageError:
         return row
     return dataclasses.replace(
         row,
+        # The ledger shows the padded size; her key opens the true one (if it agrees).
+        size=size if size is not None and padme(size) == row.size else row.size,
         filename=metadata.filename,
         content_type=metadata.content_type,
         sealed_metadata=None,
