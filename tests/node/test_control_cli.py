@@ -340,6 +340,10 @@ async def test_ls_names_records_ids_take_prefixes_and_writes_show_their_entry(
         await net.knows(1, record_id, patient_key)
         mine = await net.ok(1, "ls", "--as", str(patient_key))  # opened in the CLI
         assert [(r["filename"], r["sealed_key"]) for r in mine["records"]] == [("scan.pdf", None)]
+        # The ledger shows the padded size to every member; her key opens the true one.
+        assert [r["size"] for r in mine["records"]] == [30000]
+        entries = (await net.ok(1, "ledger", "--record", record_id))["entries"]
+        assert [e["body"]["size"] for e in entries if e["type"] == "record"] == [30720]
         # Any unique prefix of 8+ hex digits names the record.
         _, other = new_person(tmp_path, "other")
         granted = await net.ok(0, "grant", record_id[:8], other)
