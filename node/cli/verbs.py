@@ -54,6 +54,7 @@ from protocol.control.replies import (
     Written,
 )
 from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entry, sign_entry
+from protocol.ledger.timestamps import entry_time, expiry_time
 from protocol.records import permit
 from protocol.text import counted
 from storage.codec.crypt import SegmentCipher, open_sealed_key
@@ -116,7 +117,7 @@ def expiry_ms(value: str | None) -> int:
             raise click.BadParameter(
                 f"{value!r} would end the grant at once; give 1s or more", param_hint="--expires"
             )
-        return int((time.time() + seconds) * 1000)
+        return expiry_time(int((time.time() + seconds) * 1000))  # on the minute: no write time
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -538,9 +539,8 @@ def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool
     root = _root(data_dir)
     rid = record_id_of(root, record_id)
     head = call(root, commands.FeedHead(bytes(signer.verify_key), rid), FeedHeadReply)
-    entry = sign_entry(
-        signer, head.seq, head.prev, int(time.time() * 1000), AttestBody(rid, head.manifest_hash)
-    )
+    stamp = entry_time(int(time.time() * 1000))  # on the minute, as the daemon writes
+    entry = sign_entry(signer, head.seq, head.prev, stamp, AttestBody(rid, head.manifest_hash))
     call(root, commands.Submit(entry.raw), Done)
     emit({"entry": entry.hash.hex()}, as_json, lambda r: click.echo(f"attested ({r['entry']})"))
 

@@ -449,7 +449,10 @@ class ControlOps:
         entries = self.node.ledger.book.entries()
         if request.record_id is not None:
             entries = [e for e in entries if e.record_id == request.record_id]
-        entries.sort(key=lambda e: (e.timestamp, e.author, e.seq))
+        # Timestamps are minutes (protocol.ledger.timestamps): within one, the order
+        # the entries reached this node (a feed in seq order, a record before what
+        # follows from it) says more than any field does.
+        entries.sort(key=lambda e: e.timestamp)
         if request.tail:
             entries = entries[-request.tail :]
         rejected = self.node.ledger.state().rejected

@@ -1,6 +1,7 @@
 """Whole nodes store records padded: the ledger and every holder's manifest show the
-Padmé size only, readers get exactly the record, repair and reads of the padding
-segments work like any other, and records stored in the old format still read."""
+Padmé size only (and the ledger minutes, not milliseconds), readers get exactly the
+record, reads of the padding segments survive losses like any other, and records
+stored in the old format still read."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from node.records import service
 from node.sim.nodes import segments
 from protocol.control.commands import ListRecords
 from protocol.ledger.entries import EntryType, RecordBody
+from protocol.ledger.timestamps import is_coarse
 from storage.codec.encoder import RecordEncoder
 from storage.codec.manifest import LEGACY_VERSION, PADDED_VERSION, RecordMetadata
 from storage.codec.padme import padme
@@ -52,6 +54,7 @@ async def test_what_members_see_is_padded_and_readers_get_the_record(
         await knows_grant(reader, result.record_id, reader.public_key)
         assert ledger_sizes(reader, result.record_id) == [padme(len(data))]
         assert reader.ledger.state().records[result.record_id].size == padme(len(data))
+        assert all(is_coarse(e.timestamp) for e in reader.ledger.book.entries())  # minutes
         for holder in holders_of(cluster, result.record_id):
             manifest = holder.shards.manifest(result.record_id)
             assert manifest is not None and manifest.version == PADDED_VERSION
