@@ -106,8 +106,12 @@ def duration_s(value: str, hint: str) -> int:
     return int(match[1]) * UNITS[match[2]]
 
 
-def expiry_ms(value: str | None) -> int:
-    """0 for never; a duration (30d, 12h, 90m, 45s) from now; or an ISO date/time."""
+def expiry_ms(value: str | None, *, coarse: bool = False) -> int:
+    """0 for never; a duration (30d, 12h, 90m, 45s) from now; or an ISO date/time.
+
+    `coarse` (a grant's expiry, published in the ledger): a duration ends on a
+    minute, rounded up, so it does not give away the writing time to the ms.
+    """
     if not value:
         return 0
     match = DURATION.match(value)
@@ -117,7 +121,8 @@ def expiry_ms(value: str | None) -> int:
             raise click.BadParameter(
                 f"{value!r} would end the grant at once; give 1s or more", param_hint="--expires"
             )
-        return expiry_time(int((time.time() + seconds) * 1000))  # on the minute: no write time
+        end = int((time.time() + seconds) * 1000)
+        return expiry_time(end) if coarse else end
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -287,7 +292,7 @@ def put(
         filename=name if name is not None else ("" if str(file) == "-" else file.name),
         patient=hex_bytes(patient, "--patient") if patient else None,
         grantees=tuple(hex_bytes(g, "--grant") for g in grants),
-        expires_at=expiry_ms(expires),
+        expires_at=expiry_ms(expires, coarse=True),
         attached=True,  # the file goes to the daemon as a descriptor when it has one
         size=0 if str(file) == "-" else file.stat().st_size,
         require_full=require_full,
@@ -492,7 +497,9 @@ def grant(
     """Let PUBLIC_KEY read a record this node owns."""
     root = _root(data_dir)
     request = commands.Grant(
-        record_id_of(root, record_id), hex_bytes(public_key, "PUBLIC_KEY"), expiry_ms(expires)
+        record_id_of(root, record_id),
+        hex_bytes(public_key, "PUBLIC_KEY"),
+        expiry_ms(expires, coarse=True),
     )
     show_written(call(root, request, Written), as_json, "granted")
 
