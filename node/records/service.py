@@ -231,7 +231,8 @@ class RecordService:
             logging.INFO,
             "record stored",
             record=short(record_id),
-            size=manifest.size,
+            size=encoder.record_size,
+            stored_size=manifest.size,
             holders=verdict.holders,
             sites=verdict.sites,
             degraded=verdict.degraded,
@@ -240,7 +241,11 @@ class RecordService:
             ledger_ms=round((trio.current_time() - streamed) * 1000, 1),
         )
         return PutResult(
-            record_id, manifest, {i: c.public_key for i, c in holders.items()}, verdict
+            record_id,
+            manifest,
+            {i: c.public_key for i, c in holders.items()},
+            verdict,
+            encoder.record_size,
         )
 
     async def _record(
@@ -404,13 +409,19 @@ class RecordService:
         return open_sealed_key(grant.sealed_key, self.identity)
 
     async def plaintext(self, handle: ReadHandle, record_key: bytes) -> AsyncIterator[bytes]:
-        """The record's plaintext, segment by segment (decrypted in a worker thread)."""
+        """The record's plaintext, segment by segment (decrypted in a worker thread).
+
+        A padded record's padding segments are fetched and checked like the
+        rest (holders see the same reads whatever the true size) and dropped.
+        """
         manifest = handle.manifest
         cipher = SegmentCipher(record_key, manifest.record_id)
+        size = manifest.contents(cipher).size
         async for segment, ciphertext in handle.fetcher.ciphertext():
-            yield await in_worker(
+            plaintext = await in_worker(
                 cipher.decrypt_segment, segment, manifest.is_last(segment), ciphertext
             )
+            yield manifest.record_part(segment, plaintext, size)
 
     async def manifest_of(self, record: RecordInfo) -> Manifest:
         """The record's manifest, checked against the ledger's hash.
