@@ -200,7 +200,8 @@ async def test_a_holder_refusing_every_audit_not_needed_is_not_counted(
     reason="review of c09b953, finding 4: a survey that missed one holder's answer once"
     " (a restart, a timeout) leaves an unhealthy view that the gate trusts until the"
     " holder's next pass (up to repair_interval), and the colluder chooses when surveys"
-    " run (one per record and minute per holder, by a refused read)",
+    " run (a refused read asks one per record and VIEW_STALE_AFTER at each holder:"
+    " 60 s at c09b953, 5 s since 91f308f)",
 )
 async def test_one_missed_holdings_answer_does_not_open_a_healthy_record_for_long(
     tmp_path: Path, autojump_clock: trio.abc.Clock
