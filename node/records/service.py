@@ -337,9 +337,13 @@ class RecordService:
         )
 
     def holds(self, record_id: bytes) -> bool:
-        """Whether this node holds a complete index of a live record (a holder proof)."""
+        """Whether this node holds a complete index of a live record and may show it (a
+        holder proof): not where its own grant on the record ended, as honest holders
+        refuse such a node's proofs (its refused audits then prove nothing against them)."""
         state = self.ledger.state()
         if record_id not in state.records or record_id in state.tombstones:
+            return False
+        if state.grant_ended(record_id, self.public_key, self.clock_ms()):
             return False
         return bool(self.shards.holdings.indices(record_id)[0])
 
