@@ -319,11 +319,6 @@ class RecordService:
         )
         return ReadHandle(record, manifest, grant, fetcher)
 
-    def may_read(self, record_id: bytes) -> bool:
-        """Whether honest holders serve this node the record's blocks: it owns it, holds
-        a current grant, or holds a complete index of it (a holder proof)."""
-        return self.permitted(record_id) or self.holds(record_id)
-
     def permitted(self, record_id: bytes) -> bool:
         """Whether this node reads the record by a permit: it owns it or holds a current
         grant (honest holders serve such reads whatever the record's health)."""
@@ -335,17 +330,6 @@ class RecordService:
             record.owner == self.public_key
             or state.grant_for(record_id, self.public_key, self.clock_ms()) is not None
         )
-
-    def holds(self, record_id: bytes) -> bool:
-        """Whether this node holds a complete index of a live record and may show it (a
-        holder proof): not where its own grant on the record ended, as honest holders
-        refuse such a node's proofs (its refused audits then prove nothing against them)."""
-        state = self.ledger.state()
-        if record_id not in state.records or record_id in state.tombstones:
-            return False
-        if state.grant_ended(record_id, self.public_key, self.clock_ms()):
-            return False
-        return bool(self.shards.holdings.indices(record_id)[0])
 
     def permit_as(self, record_id: bytes, signer: nacl.signing.SigningKey) -> bytes:
         """A permit for this node to read the record as `signer` (who holds that key here:

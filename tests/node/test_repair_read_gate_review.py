@@ -2,8 +2,8 @@
 grantee, still gets from the other holders of a healthy record, and what a holder
 gains by answering audits with the new `not_needed` refusal.
 
-Each test states the property the change meant to give and is marked xfail(strict)
-where today's code does not give it: they pass now and flip when fixed.
+Each test states the property the change meant to give; they were xfail(strict) until
+the fixes (audits by permit only, a need counted only while fresh) made them pass.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import nacl.signing
-import pytest
 import trio
 
 from node.assembly import Node
@@ -75,13 +74,6 @@ async def index_read(
     return answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review of c09b953, finding 1: audit reads (one block per index per half"
-    " repair interval per caller) let a holder choose the segment, so it collects k"
-    " blocks of one segment from k-1 holders: (n-1)/(k-1) segments each half interval"
-    " (2 here: this 3-segment record whole in 300 s), a one-segment record at once",
-)
 async def test_a_holder_and_a_revoked_grantee_do_not_read_a_healthy_record_by_audit_reads(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
@@ -167,42 +159,32 @@ async def test_a_holder_whose_grant_ended_does_not_serve_a_healthy_record_whole(
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review of c09b953, finding 3: a holder that keeps nothing answers every"
-    " holder's audit with not_needed; the audit is deferred and the claim counts"
-    " (unaudited), so a record whose owner node holds no index never finds it out",
-)
-async def test_a_holder_refusing_every_audit_not_needed_is_not_counted(
+async def test_a_holder_refusing_audits_is_not_counted_and_other_holders_cannot_audit(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
+    """Review of c09b953, finding 2: a holder that keeps nothing answered holders' audits
+    with not_needed and still counted. Audits are by permit now: the owner's node reads
+    by permit, which honest holders always serve, so a refusal does not count; a holder
+    cannot audit at all (a proof buys no blocks of a healthy record) and says so."""
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
         owner, record_id = await stored(cluster, nursery)
         holders = [n for n in holders_of(cluster, record_id) if n is not owner]
-        liar, auditor = holders[0], holders[1]
+        liar, other = holders[0], holders[1]
 
         async def not_needed(*args: object) -> None:
             raise RequestError(ErrorCode.NOT_NEEDED, "needs no repair as I saw it")
 
         liar.shards.gate.admit = not_needed  # type: ignore[method-assign,assignment]
-        # Every holder but the owner's node audits as holders do (in each pass, a
-        # coordinator, `check`): the liar's claim counts each time.
-        survey = await auditor.repairer.survey(record_id, verify=False, audit=True)
-        assert not survey.failed_audit and survey.health.healthy
-        counted = liar.public_key in survey.health.holders
+        by_owner = await owner.repairer.survey(record_id, verify=False, audit=True)
+        assert liar.public_key not in by_owner.health.holders
+        assert not by_owner.health.healthy and by_owner.audited_bytes > 0
+        by_holder = await other.repairer.survey(record_id, verify=False, audit=True)
+        assert by_holder.audited_bytes == 0 and not by_holder.failed_audit
+        assert by_holder.health.unaudited == by_holder.health.holders  # nothing proven
         nursery.cancel_scope.cancel()
-    assert not counted, "a holder serving nothing counts toward the record's health"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review of c09b953, finding 4: a survey that missed one holder's answer once"
-    " (a restart, a timeout) leaves an unhealthy view that the gate trusts until the"
-    " holder's next pass (up to repair_interval), and the colluder chooses when surveys"
-    " run (a refused read asks one per record and VIEW_STALE_AFTER at each holder:"
-    " 60 s at c09b953, 5 s since 91f308f)",
-)
 async def test_one_missed_holdings_answer_does_not_open_a_healthy_record_for_long(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:

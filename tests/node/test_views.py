@@ -29,7 +29,7 @@ class Clock:
 
 
 def views(clock: Clock, held: set[bytes]) -> RecordViews:
-    return RecordViews(holds=held.__contains__, clock=clock, stale_after=5.0, audit_period=300.0)
+    return RecordViews(holds=held.__contains__, clock=clock, stale_after=5.0, need_fresh=60.0)
 
 
 async def test_a_view_says_whether_a_repair_read_is_needed_and_only_held_records_are_kept() -> None:
@@ -44,6 +44,8 @@ async def test_a_view_says_whether_a_repair_read_is_needed_and_only_held_records
     seen.note(health(record, range(1, N)))  # index 0's holder is gone
     assert seen.repair_read(record, key(9), 1, None)
     assert not seen.repair_read(record, key(0), 0, None)  # it proves index 0: healthy
+    clock.now = 60.0  # a need seen a minute ago no longer opens reads: look again
+    assert not seen.repair_read(record, key(9), 1, None)
     seen.keep_only(set())
     assert seen.seen(record) is None
 
@@ -70,17 +72,3 @@ async def test_a_stale_view_is_looked_at_again_once_per_period_and_the_queue_is_
     clock.now = 12.0
     seen.look_again(records[0])  # a period later: asked again
     assert await seen.wanted() == records[0]
-
-
-async def test_audit_reads_once_per_period_per_caller_and_record() -> None:
-    clock = Clock()
-    record = b"r" * 32
-    seen = views(clock, {record})
-    assert seen.audit_read(key(1), record)
-    assert not seen.audit_read(key(1), record)
-    assert seen.audit_read(key(2), record)  # another caller
-    clock.now = 299.0
-    assert not seen.audit_read(key(1), record)
-    clock.now = 300.0
-    assert seen.audit_read(key(1), record)
-    assert seen.audit_due(record) and not seen.audit_due(record)
