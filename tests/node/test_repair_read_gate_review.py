@@ -16,28 +16,16 @@ import trio
 
 from node.assembly import Node
 from node.net.errors import RemoteError, RequestError
-from node.sim.nodes import segments
 from protocol.ledger.entries import GrantBody
 from protocol.net.messages import ErrorCode
 from protocol.records.holder_proof import bucket_of
 from protocol.records.messages import BlockRef, BlocksFound, FetchBlocks, GetHoldings
 from storage.codec.crypt import open_sealed_key
 from storage.codec.decoder import RecordDecoder
-from storage.codec.manifest import Manifest, RecordMetadata
+from storage.codec.manifest import Manifest
 from storage.errors import NotEnoughShards
-from tests.node.cluster import Cluster, holders_of, small_config
-
-DATA = os.urandom(150_000)  # three segments of 64 KiB
-
-
-async def stored(cluster: Cluster, nursery: trio.Nursery, count: int = 7) -> tuple[Node, bytes]:
-    await cluster.add_many(nursery, count, small_config())
-    owner = cluster.nodes[0]
-    result = await owner.records.put(segments(DATA, 64 * 1024), metadata=RecordMetadata())
-    for node in cluster.nodes:
-        while result.record_id not in node.ledger.state().records:
-            await node.ledger.changed()
-    return owner, result.record_id
+from tests.node.cluster import Cluster, holders_of
+from tests.node.test_signed_reads import DATA, stored
 
 
 async def revoked_grant(
@@ -79,7 +67,7 @@ async def test_a_holder_and_a_revoked_grantee_do_not_read_a_healthy_record_by_au
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        owner, record_id = await stored(cluster, nursery)
+        owner, record_id = await stored(cluster, nursery, count=7)
         clinician = nacl.signing.SigningKey(os.urandom(32))
         grant = await revoked_grant(cluster, owner, record_id, bytes(clinician.verify_key))
         holders = holders_of(cluster, record_id)
@@ -136,7 +124,7 @@ async def test_a_holder_whose_grant_ended_does_not_serve_a_healthy_record_whole(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        owner, record_id = await stored(cluster, nursery)
+        owner, record_id = await stored(cluster, nursery, count=7)
         holders = [n for n in holders_of(cluster, record_id) if n is not owner]
         colluder, server = holders[0], holders[1]
         # The serving holder's node was granted the record once (a grant that expired
@@ -168,7 +156,7 @@ async def test_a_holder_refusing_audits_is_not_counted_and_other_holders_cannot_
     cannot audit at all (a proof buys no blocks of a healthy record) and says so."""
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        owner, record_id = await stored(cluster, nursery)
+        owner, record_id = await stored(cluster, nursery, count=7)
         holders = [n for n in holders_of(cluster, record_id) if n is not owner]
         liar, other = holders[0], holders[1]
 
@@ -190,7 +178,7 @@ async def test_one_missed_holdings_answer_does_not_open_a_healthy_record_for_lon
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        owner, record_id = await stored(cluster, nursery)
+        owner, record_id = await stored(cluster, nursery, count=7)
         holders = [n for n in holders_of(cluster, record_id) if n is not owner]
         colluder, server, blinking = holders[0], holders[1], holders[2]
         manifest = server.shards.manifest(record_id)
