@@ -23,6 +23,7 @@ from typing import IO, Any, TypeVar
 import click
 import nacl.signing
 
+from node.cli import wallet
 from node.cli.common import (
     EXIT_DEGRADED,
     EXIT_UNREADABLE,
@@ -54,7 +55,9 @@ from protocol.control.replies import (
     Written,
 )
 from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entry, sign_entry
+from protocol.privacy import Opened, PersonKey
 from protocol.records import permit
+from protocol.signer import as_signer
 from protocol.text import counted
 from storage.codec.crypt import SegmentCipher, open_sealed_key
 from storage.codec.manifest import Manifest, RecordMetadata
@@ -197,6 +200,9 @@ def keys() -> None:
     """People's keys (patients, clinicians)."""
 
 
+wallet.register(keys)
+
+
 @keys.command("new")
 @click.option(
     "-o",
@@ -244,8 +250,18 @@ def keys_show(*, file: Path, as_json: bool) -> None:
 )
 @click.option("--type", "content_type", default="", help="Content type, e.g. application/pdf.")
 @click.option("--name", default=None, help="File name to record (default: FILE's name).")
-@click.option("--patient", default=None, help="The patient's public key: granted, and noted.")
-@click.option("--grant", "grants", multiple=True, help="Another public key to grant (repeatable).")
+@click.option(
+    "--patient",
+    default=None,
+    help="The patient's address (`keys address`: an unlinkable grant that lets her share"
+    " and revoke) or public key (an old-format grant, noted in the record).",
+)
+@click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    help="Another address or public key to grant (repeatable).",
+)
 @click.option(
     "--expires",
     default=None,
@@ -283,8 +299,8 @@ def put(
     request = commands.Put(
         content_type=content_type,
         filename=name if name is not None else ("" if str(file) == "-" else file.name),
-        patient=hex_bytes(patient, "--patient") if patient else None,
-        grantees=tuple(hex_bytes(g, "--grant") for g in grants),
+        patient=wallet.person_grantee(patient, "--patient") if patient else None,
+        grantees=tuple(wallet.person_grantee(g, "--grant") for g in grants),
         expires_at=expiry_ms(expires),
         attached=True,  # the file goes to the daemon as a descriptor when it has one
         size=0 if str(file) == "-" else file.stat().st_size,
@@ -356,14 +372,17 @@ def get(
     root = _root(data_dir)
     rid = record_id_of(root, record_id)
     request = commands.Get(rid, None)
+    stealth = None
     if reader is not None:  # signed here: the holders serve blocks only for it
         node = call(root, commands.NodeKey(), NodeKeyReply).public_key
         issued = int(time.time() * 1000)
-        permits = permit.sign_series(reader, rid, node, issued, READ_PERMITS)
-        request = commands.Get(rid, bytes(reader.verify_key), permits)
+        stealth = wallet.current_grant(root, PersonKey.from_signing_key(reader), rid)
+        signer = reader if stealth is None else stealth.one_time_key  # her grant's key P
+        permits = permit.sign_series(signer, rid, node, issued, READ_PERMITS)
+        request = commands.Get(rid, as_signer(signer).public, permits)
     with ControlClient(root) as client:
         header = client.request(request, GetHeader)
-        decrypt = _decryptor(header, rid, reader) if reader else None
+        decrypt = _decryptor(header, rid, reader, stealth) if reader else None
         with _output(output) as sink:
             written = client.download(sink, decrypt)
     if written != header.size:
@@ -379,14 +398,20 @@ def _quiet(reply: dict[str, Any]) -> None:
 
 
 def _decryptor(
-    header: GetHeader, record_id: bytes, reader: nacl.signing.SigningKey
+    header: GetHeader,
+    record_id: bytes,
+    reader: nacl.signing.SigningKey,
+    stealth: Opened | None = None,
 ) -> Callable[[int, bytes], bytes]:
+    """Decrypts a reader's download: with the record key her stealth grant opened here,
+    or the one sealed to her long-term key (old format)."""
     if header.manifest is None or header.sealed_key is None:
         raise ControlFailed("the daemon sent no manifest or sealed key for a reader's get")
     manifest = Manifest.decode(header.manifest)
     if manifest.record_id != record_id:
         raise ControlFailed("the daemon sent the manifest of another record")
-    cipher = SegmentCipher(open_sealed_key(header.sealed_key, reader), record_id)
+    key = stealth.record_key if stealth else open_sealed_key(header.sealed_key, reader)
+    cipher = SegmentCipher(key, record_id)
 
     def decrypt(segment: int, ciphertext: bytes) -> bytes:
         return cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
@@ -482,14 +507,29 @@ def opened(row: RecordRow, person: nacl.signing.SigningKey | None) -> RecordRow:
 @click.argument("record_id")
 @click.argument("public_key")
 @click.option("--expires", default=None, help="30d, 12h, or an ISO date; default never.")
+@click.option(
+    "--patient",
+    is_flag=True,
+    help="PUBLIC_KEY is the patient's address: she co-owns the record's sharing.",
+)
 @common
 def grant(
-    *, record_id: str, public_key: str, expires: str | None, data_dir: Path | None, as_json: bool
+    *,
+    record_id: str,
+    public_key: str,
+    expires: str | None,
+    patient: bool,
+    data_dir: Path | None,
+    as_json: bool,
 ) -> None:
-    """Let PUBLIC_KEY read a record this node owns."""
+    """Let PUBLIC_KEY (a public key, or an address from `keys address`) read a record
+    this node owns; a grant to an address names nobody in the ledger."""
     root = _root(data_dir)
+    grantee = wallet.person_grantee(public_key, "PUBLIC_KEY")
+    if patient and (len(grantee) != commands.ADDRESS_SIZE or expires):
+        raise click.UsageError("--patient takes an address, and a patient's grant never expires")
     request = commands.Grant(
-        record_id_of(root, record_id), hex_bytes(public_key, "PUBLIC_KEY"), expiry_ms(expires)
+        record_id_of(root, record_id), grantee, expiry_ms(expires), patient=patient
     )
     show_written(call(root, request, Written), as_json, "granted")
 
@@ -741,4 +781,5 @@ COMMANDS: list[click.Command] = [
     check,
     delete,
     gc,
+    wallet.wallet,
 ]

@@ -453,6 +453,7 @@ class ControlOps:
             body = entry.body
             assert isinstance(body, StealthGrantBody)
             grant = state.grants.get((body.record_id, body.one_time))
+            record = state.records.get(body.record_id)
             rows.append(
                 StealthGrantRow(
                     position=position,
@@ -466,6 +467,7 @@ class ControlOps:
                     entry=entry.hash,
                     current=grant is not None and grant.entry == entry.hash and grant.active(now),
                     rejected=state.rejected.get(entry.hash),
+                    size=record.size if record is not None else 0,
                 )
             )
         return StealthGrantsReply(tuple(rows), cursor, len(ledger.stealth.entries))

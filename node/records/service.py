@@ -560,10 +560,10 @@ class RecordService:
         """Grant a long-term key (32 bytes, old format) or an address (66 bytes: a
         stealth grant at the record's next free index; `patient`: she co-owns sharing)."""
         self._check_expiry(expires_at)
+        self._owned(record_id)
         _check_grantee(grantee)
         if patient and (len(grantee) != ADDRESS_SIZE or expires_at):
             raise RecordError("a co-owner (patient) grant goes to an address and never expires")
-        self._owned(record_id)
         own = self.grant_of(record_id, self.public_key)
         record_key = open_sealed_key(own.sealed_key, self.identity)
         if len(grantee) == ADDRESS_SIZE:

@@ -242,6 +242,7 @@ class StealthGrantRow:
     entry: bytes  # the entry's hash
     current: bool
     rejected: str | None  # why the ledger refused it, if it did
+    size: int = 0  # the record's size as the ledger has it (0: record not known yet)
 
 
 @control_reply
