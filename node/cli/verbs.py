@@ -579,11 +579,15 @@ def show_written(reply: Written, as_json: bool, done: str) -> None:
 )
 @common
 def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
-    """Sign, as a person, that a record is theirs and correct."""
-    signer = person_key(as_key)
+    """Sign, as a person, that a record is theirs and correct: with her current stealth
+    grant's one-time key P when she holds one (her long-term key appears nowhere),
+    else with her long-term key (an old-format grant)."""
+    person = person_key(as_key)
     root = _root(data_dir)
     rid = record_id_of(root, record_id)
-    head = call(root, commands.FeedHead(bytes(signer.verify_key), rid), FeedHeadReply)
+    stealth = wallet.current_grant(root, PersonKey.from_signing_key(person), rid)
+    signer = person if stealth is None else stealth.one_time_key
+    head = call(root, commands.FeedHead(as_signer(signer).public, rid), FeedHeadReply)
     stamp = entry_time(int(time.time() * 1000))  # on the minute, as the daemon writes
     entry = sign_entry(signer, head.seq, head.prev, stamp, AttestBody(rid, head.manifest_hash))
     call(root, commands.Submit(entry.raw), Done)
