@@ -222,6 +222,7 @@ def wallet_ls(*, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
             {
                 "record_id": m.row.record_id.hex(),
                 "index": m.row.index,
+                "grant_key": m.grant.one_time.hex(),  # P: what `revoke` names
                 "size": shown.size,  # true where her key opened it, else padded
                 "filename": shown.filename,
                 "content_type": shown.content_type,

@@ -111,6 +111,8 @@ async def test_a_patient_put_by_address_reads_and_lists_her_own_record(tmp_path:
 
         # An ended grant opens nothing more through the daemon: the padded size, no name.
         (doctor_p,) = [g.grantee for g in state.grants_of(rid) if g.stealth and not g.patient]
+        (doctors,) = (await net.ok(0, "wallet", "ls", "--as", str(doctor_key)))["records"]
+        assert doctors["grant_key"] == doctor_p.hex()  # her wallet names what to revoke
         await net.ok(0, "revoke", record_id, doctor_p.hex())
         (ended,) = (await net.ok(0, "wallet", "ls", "--as", str(doctor_key)))["records"]
         assert not ended["current"] and ended["opens"]
