@@ -23,6 +23,7 @@ from typing import IO, Any, TypeVar
 import click
 import nacl.signing
 
+from node.cli import wallet
 from node.cli.common import (
     EXIT_DEGRADED,
     EXIT_UNREADABLE,
@@ -55,7 +56,9 @@ from protocol.control.replies import (
 )
 from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entry, sign_entry
 from protocol.ledger.timestamps import entry_time, expiry_time
+from protocol.privacy import Opened, PersonKey
 from protocol.records import permit
+from protocol.signer import as_signer
 from protocol.text import counted
 from storage.codec.crypt import SegmentCipher, open_sealed_key
 from storage.codec.manifest import Manifest, open_contents
@@ -204,6 +207,9 @@ def keys() -> None:
     """People's keys (patients, clinicians)."""
 
 
+wallet.register(keys)
+
+
 @keys.command("new")
 @click.option(
     "-o",
@@ -251,8 +257,18 @@ def keys_show(*, file: Path, as_json: bool) -> None:
 )
 @click.option("--type", "content_type", default="", help="Content type, e.g. application/pdf.")
 @click.option("--name", default=None, help="File name to record (default: FILE's name).")
-@click.option("--patient", default=None, help="The patient's public key: granted, and noted.")
-@click.option("--grant", "grants", multiple=True, help="Another public key to grant (repeatable).")
+@click.option(
+    "--patient",
+    default=None,
+    help="The patient's address (`keys address`: an unlinkable grant that lets her share"
+    " and revoke) or public key (an old-format grant, noted in the record).",
+)
+@click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    help="Another address or public key to grant (repeatable).",
+)
 @click.option(
     "--expires",
     default=None,
@@ -290,8 +306,8 @@ def put(
     request = commands.Put(
         content_type=content_type,
         filename=name if name is not None else ("" if str(file) == "-" else file.name),
-        patient=hex_bytes(patient, "--patient") if patient else None,
-        grantees=tuple(hex_bytes(g, "--grant") for g in grants),
+        patient=wallet.person_grantee(patient, "--patient") if patient else None,
+        grantees=tuple(wallet.person_grantee(g, "--grant") for g in grants),
         expires_at=expiry_ms(expires, coarse=True),
         attached=True,  # the file goes to the daemon as a descriptor when it has one
         size=0 if str(file) == "-" else file.stat().st_size,
@@ -363,14 +379,17 @@ def get(
     root = _root(data_dir)
     rid = record_id_of(root, record_id)
     request = commands.Get(rid, None)
+    stealth = None
     if reader is not None:  # signed here: the holders serve blocks only for it
         node = call(root, commands.NodeKey(), NodeKeyReply).public_key
         issued = int(time.time() * 1000)
-        permits = permit.sign_series(reader, rid, node, issued, READ_PERMITS)
-        request = commands.Get(rid, bytes(reader.verify_key), permits)
+        stealth = wallet.current_grant(root, PersonKey.from_signing_key(reader), rid)
+        signer = reader if stealth is None else stealth.one_time_key  # her grant's key P
+        permits = permit.sign_series(signer, rid, node, issued, READ_PERMITS)
+        request = commands.Get(rid, as_signer(signer).public, permits)
     with ControlClient(root) as client:
         header = client.request(request, GetHeader)
-        size, decrypt = _decryptor(header, rid, reader) if reader else (header.size, None)
+        size, decrypt = _decryptor(header, rid, reader, stealth) if reader else (header.size, None)
         with _output(output) as sink:
             written = client.download(sink, decrypt)
     if written != size:
@@ -384,15 +403,21 @@ def _quiet(reply: dict[str, Any]) -> None:
 
 
 def _decryptor(
-    header: GetHeader, record_id: bytes, reader: nacl.signing.SigningKey
+    header: GetHeader,
+    record_id: bytes,
+    reader: nacl.signing.SigningKey,
+    stealth: Opened | None = None,
 ) -> tuple[int, Callable[[int, bytes], bytes]]:
-    """The record's true size (the daemon knows only the padded one) and its decryption."""
+    """The record's true size (the daemon knows only the padded one) and its decryption:
+    with the record key her stealth grant opened here, or the one sealed to her
+    long-term key (old format)."""
     if header.manifest is None or header.sealed_key is None:
         raise ControlFailed("the daemon sent no manifest or sealed key for a reader's get")
     manifest = Manifest.decode(header.manifest)
     if manifest.record_id != record_id:
         raise ControlFailed("the daemon sent the manifest of another record")
-    cipher = SegmentCipher(open_sealed_key(header.sealed_key, reader), record_id)
+    key = stealth.record_key if stealth else open_sealed_key(header.sealed_key, reader)
+    cipher = SegmentCipher(key, record_id)
     size = manifest.contents(cipher).size
 
     def decrypt(segment: int, ciphertext: bytes) -> bytes:
@@ -490,16 +515,29 @@ def opened(row: RecordRow, person: nacl.signing.SigningKey | None) -> RecordRow:
 @click.argument("record_id")
 @click.argument("public_key")
 @click.option("--expires", default=None, help="30d, 12h, or an ISO date; default never.")
+@click.option(
+    "--patient",
+    is_flag=True,
+    help="PUBLIC_KEY is the patient's address: she co-owns the record's sharing.",
+)
 @common
 def grant(
-    *, record_id: str, public_key: str, expires: str | None, data_dir: Path | None, as_json: bool
+    *,
+    record_id: str,
+    public_key: str,
+    expires: str | None,
+    patient: bool,
+    data_dir: Path | None,
+    as_json: bool,
 ) -> None:
-    """Let PUBLIC_KEY read a record this node owns."""
+    """Let PUBLIC_KEY (a public key, or an address from `keys address`) read a record
+    this node owns; a grant to an address names nobody in the ledger."""
     root = _root(data_dir)
+    grantee = wallet.person_grantee(public_key, "PUBLIC_KEY")
+    if patient and (len(grantee) != commands.ADDRESS_SIZE or expires):
+        raise click.UsageError("--patient takes an address, and a patient's grant never expires")
     request = commands.Grant(
-        record_id_of(root, record_id),
-        hex_bytes(public_key, "PUBLIC_KEY"),
-        expiry_ms(expires, coarse=True),
+        record_id_of(root, record_id), grantee, expiry_ms(expires, coarse=True), patient=patient
     )
     show_written(call(root, request, Written), as_json, "granted")
 
@@ -541,11 +579,15 @@ def show_written(reply: Written, as_json: bool, done: str) -> None:
 )
 @common
 def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
-    """Sign, as a person, that a record is theirs and correct."""
-    signer = person_key(as_key)
+    """Sign, as a person, that a record is theirs and correct: with her current stealth
+    grant's one-time key P when she holds one (her long-term key appears nowhere),
+    else with her long-term key (an old-format grant)."""
+    person = person_key(as_key)
     root = _root(data_dir)
     rid = record_id_of(root, record_id)
-    head = call(root, commands.FeedHead(bytes(signer.verify_key), rid), FeedHeadReply)
+    stealth = wallet.current_grant(root, PersonKey.from_signing_key(person), rid)
+    signer = person if stealth is None else stealth.one_time_key
+    head = call(root, commands.FeedHead(as_signer(signer).public, rid), FeedHeadReply)
     stamp = entry_time(int(time.time() * 1000))  # on the minute, as the daemon writes
     entry = sign_entry(signer, head.seq, head.prev, stamp, AttestBody(rid, head.manifest_hash))
     call(root, commands.Submit(entry.raw), Done)
@@ -750,4 +792,5 @@ COMMANDS: list[click.Command] = [
     check,
     delete,
     gc,
+    wallet.wallet,
 ]

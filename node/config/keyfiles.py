@@ -2,7 +2,8 @@
 
 A key file is two text lines: a header naming what it is (`medvault
 identity v1`, `medvault network-key v1`, `medvault person v1`) and the 32
-secret bytes in hex. Files are created with mode 0600 and never overwritten;
+secret bytes in hex (a view-only key, `medvault view-key v1`: its 66-byte
+encoding, protocol.privacy.ViewKey). Files are created with mode 0600 and never overwritten;
 loading refuses a file that group or others can read, and errors name the
 file and the fix without ever echoing key material.
 """
@@ -24,6 +25,14 @@ class KeyKind(StrEnum):
     NETWORK = "network-key"
     PERSON = "person"
     AUTHORITY = "authority"  # a network's membership authority: signs certificates
+    VIEW = "view-key"  # a person's view-only key: finds her grants, cannot open or sign
+
+
+_SIZES = {KeyKind.VIEW: 66}  # every other kind holds SECRET_SIZE bytes
+
+
+def _size(kind: KeyKind) -> int:
+    return _SIZES.get(kind, SECRET_SIZE)
 
 
 class KeyFileError(Exception):
@@ -36,8 +45,8 @@ def _header(kind: KeyKind) -> str:
 
 def write_secret(path: Path, kind: KeyKind, secret: bytes) -> None:
     """Create `path` (mode 0600) holding `secret`; refuses to replace a file."""
-    if len(secret) != SECRET_SIZE:
-        raise ValueError(f"a {kind} secret is {SECRET_SIZE} bytes")
+    if len(secret) != _size(kind):
+        raise ValueError(f"a {kind} secret is {_size(kind)} bytes")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
@@ -66,7 +75,7 @@ def read_secret(path: Path, kind: KeyKind) -> bytes:
         secret = bytes.fromhex(lines[1].strip())
     except ValueError:
         raise KeyFileError(f"{path} holds a malformed key (not hex)") from None
-    if len(secret) != SECRET_SIZE:
+    if len(secret) != _size(kind):
         raise KeyFileError(f"{path} holds a key of the wrong length")
     return secret
 

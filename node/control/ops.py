@@ -47,6 +47,7 @@ from protocol.control.commands import (
     Revocations,
     Revoke,
     Status,
+    StealthGrants,
     Submit,
 )
 from protocol.control.replies import (
@@ -73,12 +74,15 @@ from protocol.control.replies import (
     RevocationRow,
     RevocationsReply,
     StatusReply,
+    StealthGrantRow,
+    StealthGrantsReply,
     UploadProgress,
     UploadReady,
     Written,
 )
 from protocol.dht.contact import Contact
 from protocol.ids import node_id
+from protocol.ledger.entries import StealthGrantBody
 from protocol.membership.revocation import RevocationError, parse
 from protocol.records.upload import UploadSegments
 from storage.codec.crypt import SegmentCipher
@@ -161,6 +165,7 @@ class ControlOps:
             PublishRevocation: self.publish_revocation,
             Revocations: self.revocations,
             NodeKey: self.node_key,
+            StealthGrants: self.stealth_grants,
         }
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:
@@ -415,7 +420,9 @@ class ControlOps:
 
     async def grant(self, request: Grant) -> Written:
         records = self.node.records
-        entry = await records.grant(request.record_id, request.grantee, request.expires_at)
+        entry = await records.grant(
+            request.record_id, request.grantee, request.expires_at, patient=request.patient
+        )
         return Written(entry.raw)
 
     async def revoke(self, request: Revoke) -> Written:
@@ -439,7 +446,38 @@ class ControlOps:
             seq=1 if head is None else head.seq + 1,
             prev=b"" if head is None else head.hash,
             manifest_hash=record.manifest_hash,
+            next_index=self.node.ledger.stealth.next_index(request.record_id),
         )
+
+    async def stealth_grants(self, request: StealthGrants) -> StealthGrantsReply:
+        """Stealth grants after a cursor, with what a wallet shows (public material only)."""
+        ledger = self.node.ledger
+        found, cursor = ledger.stealth.after(request.after, request.limit, request.record_id)
+        state = ledger.state()
+        now = self.node.clock_ms()
+        rows = []
+        for position, entry in found:
+            body = entry.body
+            assert isinstance(body, StealthGrantBody)
+            grant = state.grants.get((body.record_id, body.one_time))
+            record = state.records.get(body.record_id)
+            rows.append(
+                StealthGrantRow(
+                    position=position,
+                    record_id=body.record_id,
+                    index=body.index,
+                    grant=body.grant,
+                    expires_at=body.expires_at,
+                    patient=body.patient,
+                    author=entry.author,
+                    timestamp=entry.timestamp,
+                    entry=entry.hash,
+                    current=grant is not None and grant.entry == entry.hash and grant.active(now),
+                    rejected=state.rejected.get(entry.hash),
+                    size=record.size if record is not None else 0,
+                )
+            )
+        return StealthGrantsReply(tuple(rows), cursor, len(ledger.stealth.entries))
 
     async def submit(self, request: Submit) -> Done:
         await self.node.records.submit(request.entry)

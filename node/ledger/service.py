@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 import nacl.signing
 import trio
 
+from node.ledger.stealth_log import StealthLog
 from node.logs import RateLimitedLog, event, get_logger
 from node.offload import in_worker
 from protocol.ledger.book import LedgerBook
@@ -30,6 +31,7 @@ from protocol.ledger.live import LiveState, StateChanges
 from protocol.ledger.messages import FeedHead
 from protocol.ledger.state import GrantInfo, LedgerState, RecordInfo
 from protocol.ledger.timestamps import entry_time
+from protocol.signer import Signer, as_signer
 from storage.store.ledger_db import (
     DerivedDelta,
     DerivedGrant,
@@ -79,6 +81,7 @@ class LedgerService:
         self.rejected_count = 0
         self.refused_count = 0
         self._offences = RateLimitedLog(log, "ledger entries refused", period=60.0)
+        self.stealth = StealthLog()
         if db is not None:
             self._load(db)
 
@@ -107,6 +110,7 @@ class LedgerService:
             db.delete_entries(corrupt)
             event(log, logging.WARNING, "corrupt ledger rows dropped", rows=len(corrupt))
         loaded = self.book.ingest(good)  # no clock: what was stored once is not "future"
+        self.stealth.add(loaded.accepted)
         self.live.apply(loaded.accepted, flagged=self.book.flagged, violations=self.book.violations)
         if loaded.refused:  # stored before the feed bounds existed: no longer kept
             book = self.book
@@ -189,6 +193,7 @@ class LedgerService:
             self._note_offences(result.refused, result.frozen)
             if not result.accepted and not result.dropped:
                 return []
+            self.stealth.add(result.accepted)
             violations = self.book.violations
             self.live.apply(
                 result.accepted,
@@ -239,20 +244,22 @@ class LedgerService:
             " ledger is known to be current"
         )
 
-    async def append(self, body: Body, signer: nacl.signing.SigningKey | None = None) -> Entry:
+    async def append(
+        self, body: Body, signer: Signer | nacl.signing.SigningKey | None = None
+    ) -> Entry:
         """Write a new entry at the head of the signer's feed (default: this node)."""
         return (await self.append_all([body], signer))[0]
 
     async def append_all(
-        self, bodies: Sequence[Body], signer: nacl.signing.SigningKey | None = None
+        self, bodies: Sequence[Body], signer: Signer | nacl.signing.SigningKey | None = None
     ) -> list[Entry]:
         """Write consecutive entries in one batch: stored together or not at all.
 
         Writes to one feed are serialised from reading its head to storing the
         entries: two at once would both follow the same head, a fork.
         """
-        signer = signer or self.identity
-        author = bytes(signer.verify_key)
+        signer = as_signer(signer or self.identity)
+        author = signer.public
         if author == self.public_key:
             await self._confirmed()
         async with self._feed_lock(author):

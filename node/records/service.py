@@ -16,7 +16,7 @@ records and the closest nodes.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 import nacl.signing
@@ -46,16 +46,20 @@ from node.records.transfer import holder_senders
 from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
 from protocol.ledger.entries import (
+    Body,
     Entry,
     GrantBody,
     InvalidEntry,
     RecordBody,
     RevokeBody,
+    StealthGrantBody,
     TombstoneBody,
     decode_entry,
     derive_record_id,
+    grant_context,
 )
 from protocol.ledger.state import GrantInfo, RecordInfo
+from protocol.privacy import Address, PrivacyError, make_grant
 from protocol.records import permit
 from protocol.records.fetching import Latency
 from protocol.records.health import site_of
@@ -76,6 +80,18 @@ from storage.codec.manifest import Manifest, RecordMetadata
 from storage.errors import KeyFormatError, ManifestError
 
 log = get_logger("records")
+ADDRESS_SIZE = 66  # an encoded protocol.privacy Address: grants to it are stealth grants
+
+
+def _check_grantee(grantee: bytes) -> None:
+    """RecordError unless `grantee` is a usable public key (32 bytes) or address (66)."""
+    try:
+        if len(grantee) == ADDRESS_SIZE:
+            Address.from_bytes(grantee)
+        else:
+            check_recipient(grantee)
+    except (KeyFormatError, PrivacyError) as exc:
+        raise RecordError(f"grantee {grantee.hex()[:16]}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -147,10 +163,8 @@ class RecordService:
         grants = {self.public_key: 0} | dict.fromkeys(expiring, expires_at)
         grants |= dict.fromkeys([*grantees, self.public_key], 0)
         for grantee in grants:
-            try:
-                check_recipient(grantee)
-            except KeyFormatError as exc:
-                raise RecordError(f"grantee {grantee.hex()[:16]}: {exc}") from None
+            _check_grantee(grantee)
+        patients = {g for g in grantees if len(g) == ADDRESS_SIZE}
         nonce = self.random_bytes(16)
         record_id = derive_record_id(self.public_key, nonce)
         record_key = self.random_bytes(KEY_SIZE)
@@ -222,6 +236,7 @@ class RecordService:
                 manifest=manifest,
                 record_key=record_key,
                 grants=grants,
+                patients=patients,
             )
         except BaseException:
             await drop_everywhere(self.port, record_id, sent_to.values())
@@ -256,19 +271,53 @@ class RecordService:
         manifest: Manifest,
         record_key: bytes,
         grants: Mapping[bytes, int],
+        patients: Set[bytes] = frozenset(),
     ) -> None:
+        """The record entry and its grants: long-term keys (32 bytes) sealed as before,
+        addresses (66 bytes) as stealth grants numbered 0, 1, ... (`patients` co-own)."""
         owner = self.public_key
         record = RecordBody(
             record_id, nonce, manifest.digest(), manifest.size, manifest.k, manifest.n, owner
         )
-        bodies = [
-            GrantBody(record_id, grantee, self._seal(record_key, grantee), expires_at)
-            for grantee, expires_at in grants.items()
-        ]
+        bodies: list[Body] = []
+        index = 0
+        for grantee, expires_at in grants.items():
+            if len(grantee) == ADDRESS_SIZE:
+                patient = grantee in patients
+                bodies.append(
+                    self._stealth(
+                        record_id,
+                        record_key,
+                        grantee,
+                        index,
+                        expires_at=expires_at,
+                        patient=patient,
+                    )
+                )
+                index += 1
+            else:
+                bodies.append(
+                    GrantBody(record_id, grantee, self._seal(record_key, grantee), expires_at)
+                )
         await self.ledger.append_all([record, *bodies])  # one transaction: all or nothing
 
     def _seal(self, record_key: bytes, grantee: bytes) -> bytes:
         return seal_key(record_key, grantee, self.random_bytes(32))
+
+    def _stealth(
+        self,
+        record_id: bytes,
+        record_key: bytes,
+        address: bytes,
+        index: int,
+        *,
+        expires_at: int,
+        patient: bool,
+    ) -> StealthGrantBody:
+        """A stealth grant to an address, with fresh random bytes from this node."""
+        context = grant_context(record_id, index)
+        grant = make_grant(Address.from_bytes(address), record_key, self.random_bytes(32), context)
+        return StealthGrantBody(record_id, grant.to_bytes(), index, expires_at, patient)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -504,11 +553,25 @@ class RecordService:
         if expires_at and expires_at <= self.clock_ms():
             raise RecordError("the expiry is in the past; give a future time, or none")
 
-    async def grant(self, record_id: bytes, grantee: bytes, expires_at: int = 0) -> Entry:
+    async def grant(
+        self, record_id: bytes, grantee: bytes, expires_at: int = 0, *, patient: bool = False
+    ) -> Entry:
+        """Grant a long-term key (32 bytes, old format) or an address (66 bytes: a
+        stealth grant at the record's next free index; `patient`: she co-owns sharing)."""
         self._check_expiry(expires_at)
         self._owned(record_id)
+        _check_grantee(grantee)
+        if patient and (len(grantee) != ADDRESS_SIZE or expires_at):
+            raise RecordError("a co-owner (patient) grant goes to an address and never expires")
         own = self.grant_of(record_id, self.public_key)
         record_key = open_sealed_key(own.sealed_key, self.identity)
+        if len(grantee) == ADDRESS_SIZE:
+            index = self.ledger.stealth.next_index(record_id)
+            return await self.ledger.append(
+                self._stealth(
+                    record_id, record_key, grantee, index, expires_at=expires_at, patient=patient
+                )
+            )
         return await self.ledger.append(
             GrantBody(record_id, grantee, self._seal(record_key, grantee), expires_at)
         )

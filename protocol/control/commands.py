@@ -14,7 +14,9 @@ from typing import ClassVar
 from protocol.control.frames import Registry
 
 KEY_SIZE = 32
+ADDRESS_SIZE = 66  # a person's stealth address (protocol.privacy.Address, encoded)
 RECORD_ID_SIZE = 32
+MAX_STEALTH_ROWS = 1000  # stealth grants one StealthGrants reply carries at most
 MAX_PERMITS = 64  # read permits one Get may carry (each good for ten minutes)
 MAX_PERMIT_SIZE = 256
 
@@ -32,6 +34,12 @@ control_op = COMMANDS.register
 def _key(value: bytes | None, what: str, size: int = KEY_SIZE) -> None:
     if value is not None and len(value) != size:
         raise ValueError(f"{what} must be {size} bytes")
+
+
+def _grantee(value: bytes | None, what: str) -> None:
+    """A public key (32 bytes: an old-format grant) or an address (66: a stealth grant)."""
+    if value is not None and len(value) not in {KEY_SIZE, ADDRESS_SIZE}:
+        raise ValueError(f"{what} must be a {KEY_SIZE}-byte key or a {ADDRESS_SIZE}-byte address")
 
 
 @control_op
@@ -57,7 +65,9 @@ class Put(ControlRequest):
     (attached) UploadProgress now and then, then a PutReply. `expires_at`
     applies to `grantees` only (the patient's grant never expires); `size`
     is the upload's size when known (0: unknown), for placement by free
-    space; `require_full` refuses a degraded put.
+    space; `require_full` refuses a degraded put. `patient` and `grantees` are
+    public keys (old-format grants) or addresses (stealth grants; a patient's
+    address makes her a co-owner of the record's sharing).
     """
 
     OP: ClassVar[str] = "put"
@@ -71,9 +81,9 @@ class Put(ControlRequest):
     require_full: bool = False
 
     def __post_init__(self) -> None:
-        _key(self.patient, "patient key")
+        _grantee(self.patient, "patient key")
         for grantee in self.grantees:
-            _key(grantee, "grantee key")
+            _grantee(grantee, "grantee key")
         if self.expires_at < 0 or self.size < 0:
             raise ValueError("expires_at and size must be >= 0")
 
@@ -128,14 +138,18 @@ class ListRecords(ControlRequest):
 @control_op
 @dataclass(frozen=True)
 class Grant(ControlRequest):
+    """Grant a record this node owns to a public key, or to an address (a stealth grant;
+    `patient`: the address co-owns the record's sharing, and the grant never expires)."""
+
     OP: ClassVar[str] = "grant"
     record_id: bytes
     grantee: bytes
     expires_at: int
+    patient: bool = False
 
     def __post_init__(self) -> None:
         _key(self.record_id, "record id", RECORD_ID_SIZE)
-        _key(self.grantee, "grantee key")
+        _grantee(self.grantee, "grantee key")
         if self.expires_at < 0:
             raise ValueError("expires_at must be >= 0")
 
@@ -178,8 +192,28 @@ class FeedHead(ControlRequest):
 
 @control_op
 @dataclass(frozen=True)
+class StealthGrants(ControlRequest):
+    """The stealth grants this node holds after position `after` (0: from the first), at
+    most `limit` (<= MAX_STEALTH_ROWS); `record_id`: only that record's. What a wallet
+    scans with a view key; the reply's `cursor` is where to ask from next."""
+
+    OP: ClassVar[str] = "stealth_grants"
+    after: int
+    limit: int = MAX_STEALTH_ROWS
+    record_id: bytes | None = None
+
+    def __post_init__(self) -> None:
+        _key(self.record_id, "record id", RECORD_ID_SIZE)
+        if self.after < 0 or not 1 <= self.limit <= MAX_STEALTH_ROWS:
+            raise ValueError(f"after must be >= 0 and limit 1..{MAX_STEALTH_ROWS}")
+
+
+@control_op
+@dataclass(frozen=True)
 class Submit(ControlRequest):
-    """A ledger entry signed outside the daemon (by a person's key)."""
+    """A ledger entry signed outside the daemon: by a person's key, or by a stealth
+    grant's one-time key (a wallet's attest, share or revoke). The daemon checks it
+    against its author's feed head (FeedHead) and the ledger's rules first."""
 
     OP: ClassVar[str] = "submit"
     entry: bytes

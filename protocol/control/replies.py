@@ -215,6 +215,7 @@ class FeedHeadReply(ControlReply):
     seq: int
     prev: bytes
     manifest_hash: bytes
+    next_index: int = 0  # the record's smallest free stealth grant index (for a share)
 
 
 @control_reply
@@ -222,6 +223,35 @@ class FeedHeadReply(ControlReply):
 class FeedResumed(ControlReply):
     KIND: ClassVar[str] = "feed_resumed"
     tip: bytes  # the entry the node's next write follows
+
+
+@dataclass(frozen=True)
+class StealthGrantRow:
+    """One stealth grant as a wallet needs it: scan `grant` with the context
+    record_id || index (2 bytes, big-endian); `author` is the granting node (or a
+    co-owner's one-time key); `current`: counted, not revoked, not expired now."""
+
+    position: int  # in this node's ledger order: the cursor after this row
+    record_id: bytes
+    index: int
+    grant: bytes  # 114 bytes: protocol.privacy.StealthGrant
+    expires_at: int
+    patient: bool
+    author: bytes
+    timestamp: int  # the entry's time (ms)
+    entry: bytes  # the entry's hash
+    current: bool
+    rejected: str | None  # why the ledger refused it, if it did
+    size: int = 0  # the record's size as the ledger has it (0: record not known yet)
+
+
+@control_reply
+@dataclass(frozen=True)
+class StealthGrantsReply(ControlReply):
+    KIND: ClassVar[str] = "stealth_grants"
+    rows: tuple[StealthGrantRow, ...]
+    cursor: int  # ask again with after=cursor
+    total: int  # stealth grants this node holds (a cursor beyond it: scan again from 0)
 
 
 @dataclass(frozen=True)

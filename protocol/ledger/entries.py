@@ -24,12 +24,15 @@ import nacl.exceptions
 import nacl.signing
 
 from protocol import schema
+from protocol.signer import Signer, as_signer
 
 LEDGER_VERSION = 1
 MAX_ENTRY_SIZE = 4096
 HASH_SIZE = 32
 KEY_SIZE = 32
 SEALED_KEY_SIZE = 80
+STEALTH_GRANT_SIZE = 114  # protocol.privacy.grant.ENCODED_SIZE (checked by a test)
+MAX_GRANT_INDEX = 0xFFFF  # the index is two bytes of the grant's context
 _ENTRY_TAG = b"medvault/ledger-entry/v1"
 _SIGN_TAG = b"medvault/ledger-sign/v1"
 RECORD_ID_TAG = b"medvault/record/v1"  # the same derivation as storage.codec.hashing
@@ -45,6 +48,7 @@ class EntryType(enum.StrEnum):
     REVOKE = "revoke"
     ATTEST = "attest"
     TOMBSTONE = "tombstone"
+    SGRANT = "sgrant"
 
 
 def _check_len(value: bytes, size: int, what: str) -> None:
@@ -103,7 +107,48 @@ class GrantBody:
 
 
 @dataclass(frozen=True)
+class StealthGrantBody:
+    """A grant that names no person: `grant` is a protocol.privacy StealthGrant (114
+    bytes) whose one-time key P stands for the grantee in the state; `index` makes
+    its context (`grant_context`) unique within the record; `patient`: P co-owns
+    the record's sharing (may grant and revoke on it, see protocol.ledger.stealth).
+    A co-owner's grant never expires (it ends by a revoke)."""
+
+    record_id: bytes
+    grant: bytes
+    index: int
+    expires_at: int
+    patient: bool
+
+    def __post_init__(self) -> None:
+        _check_len(self.record_id, 32, "record id")
+        _check_len(self.grant, STEALTH_GRANT_SIZE, "stealth grant")
+        if not 0 <= self.index <= MAX_GRANT_INDEX:
+            raise ValueError(f"grant index must be 0..{MAX_GRANT_INDEX}")
+        if self.expires_at < 0:
+            raise ValueError("grant expiry must be >= 0")
+        if self.patient and self.expires_at:
+            raise ValueError("a co-owner (patient) grant never expires: revoke it instead")
+
+    @property
+    def one_time(self) -> bytes:
+        """P, the grant's one-time public key (bytes 34..66 of the encoded grant)."""
+        return self.grant[34:66]
+
+    @property
+    def context(self) -> bytes:
+        return grant_context(self.record_id, self.index)
+
+
+def grant_context(record_id: bytes, index: int) -> bytes:
+    """The context a stealth grant is made, scanned and opened with: id || index (2 bytes)."""
+    return record_id + index.to_bytes(2, "big")
+
+
+@dataclass(frozen=True)
 class RevokeBody:
+    """Ends the grant to `grantee`: a long-term key (old grants) or a stealth grant's P."""
+
     record_id: bytes
     grantee: bytes
 
@@ -134,7 +179,7 @@ class TombstoneBody:
         _check_len(self.record_id, 32, "record id")
 
 
-Body = RecordBody | GrantBody | RevokeBody | AttestBody | TombstoneBody
+Body = RecordBody | GrantBody | RevokeBody | AttestBody | TombstoneBody | StealthGrantBody
 
 BODY_TYPES: dict[EntryType, type[Body]] = {
     EntryType.RECORD: RecordBody,
@@ -142,6 +187,7 @@ BODY_TYPES: dict[EntryType, type[Body]] = {
     EntryType.REVOKE: RevokeBody,
     EntryType.ATTEST: AttestBody,
     EntryType.TOMBSTONE: TombstoneBody,
+    EntryType.SGRANT: StealthGrantBody,
 }
 _TYPE_OF: dict[type, EntryType] = {cls: kind for kind, cls in BODY_TYPES.items()}
 
@@ -182,15 +228,17 @@ def entry_hash(raw: bytes) -> bytes:
 
 
 def sign_entry(
-    signer: nacl.signing.SigningKey, seq: int, prev: bytes, timestamp: int, body: Body
+    key: Signer | nacl.signing.SigningKey, seq: int, prev: bytes, timestamp: int, body: Body
 ) -> Entry:
-    """Create the author's entry number `seq` following the entry hashed `prev`."""
+    """Create the author's entry number `seq` following the entry hashed `prev`
+    (the author: a node's or person's key, or a stealth grant's one-time key)."""
+    signer = as_signer(key)
     kind = _TYPE_OF[type(body)]
-    author = bytes(signer.verify_key)
+    author = signer.public
     fields = _unsigned(
         author, seq, prev, timestamp, kind=kind, body=schema.encoder(type(body))(body)
     )
-    signature = signer.sign(_SIGN_TAG + _pack(fields)).signature
+    signature = signer.sign(_SIGN_TAG + _pack(fields))
     raw = _pack([*fields, signature])
     if len(raw) > MAX_ENTRY_SIZE:
         raise ValueError(f"entry of {len(raw)} bytes exceeds {MAX_ENTRY_SIZE}")

@@ -25,10 +25,13 @@ Rules (an entry breaking one is kept as evidence, its author flagged and its
 feed frozen at that seq: nothing after it is kept or served):
 - a record entry must be written by its owner, with an id derived from the
   owner's key, and not repeat a record id earlier in its own feed;
-- a grant, revoke or tombstone must name a record created earlier in its
-  author's own feed (so only the owner can; an honest writer checks first).
-Attestations are judged against other feeds (the grant may arrive later) and
-so never freeze a feed.
+- a grant (old format) or tombstone must name a record created earlier in
+  its author's own feed (so only the owner can; an honest writer checks first).
+Attestations, stealth grants (`sgrant`) and revokes are judged against other
+feeds (a co-owner's one-time key P writes them in a feed of its own, and her
+grant may arrive later), so they never freeze a feed: one the state refuses
+is kept, rejected with its reason, and counts against its author's limits
+like any entry.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ RATE_LIMITS: tuple[tuple[int, int], ...] = (
 )
 MAX_FEED_ENTRIES = 40_000_000  # a year of a busy hospital's feed at the daily limit
 MAX_SIBLINGS = 2  # entries kept at one (author, seq): two prove a fork, more add nothing
+_JUDGED_BY_STATE = frozenset({EntryType.ATTEST, EntryType.SGRANT, EntryType.REVOKE})
 
 
 def _window(ms: int) -> str:
@@ -73,6 +77,6 @@ def rule_problem(entry: Entry, own_record: Entry | None) -> str | None:
     same id among its ancestors, if any."""
     if entry.type is EntryType.RECORD:
         return record_problem(entry) or ("record already exists" if own_record else None)
-    if entry.type is EntryType.ATTEST or own_record is not None:
+    if own_record is not None or entry.type in _JUDGED_BY_STATE:
         return None
     return f"{entry.type} of a record not created earlier in its author's own feed"

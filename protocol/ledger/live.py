@@ -16,7 +16,11 @@ digest included). Each rule of the fold has an incremental form:
   record's grants (found through a per-record index).
 - attest: an attest rejected because its author was never granted the
   record waits under (record, author); the first grant to that pair turns it
-  into an attestation.
+  into an attestation (and a stealth grant that stops counting turns it back).
+- sgrant, and revokes by others than the owner: the record's stealth slice
+  (protocol.ledger.stealth) is decided again from the record's sgrant and
+  revoke entries, and the difference applied: the same function as the fold,
+  at a cost of the record's own stealth entries, not the ledger's.
 Removing entries (a freeze dropped them) recomputes the slices of the records
 they name. `changes()` hands over which derived rows changed since the last
 call, so the database writes a delta, and `problems()` checks entries about to
@@ -34,6 +38,7 @@ from protocol.ledger.entries import (
     EntryType,
     GrantBody,
     RevokeBody,
+    StealthGrantBody,
 )
 from protocol.ledger.state import (
     GrantInfo,
@@ -44,6 +49,7 @@ from protocol.ledger.state import (
     record_info,
     record_problem,
 )
+from protocol.ledger.stealth import StealthSlice, stealth_slice
 
 Pair = tuple[bytes, bytes]
 
@@ -74,6 +80,9 @@ class LiveState:
         self._tomb: dict[bytes, Entry] = {}
         self._ever: set[Pair] = set()
         self.state.ever_granted = self._ever  # the same set: kept as _ever changes
+        self._old_grantees: dict[bytes, set[bytes]] = {}  # record -> old-format grantees
+        self._stealthy: dict[bytes, list[Entry]] = {}  # record -> its sgrants and revokes
+        self._stealth: dict[bytes, StealthSlice] = {}  # record -> its decided stealth slice
         self._attesters: dict[bytes, set[bytes]] = {}
         self._waiting: dict[bytes, dict[bytes, list[Entry]]] = {}  # record -> author -> attests
         self._pending: dict[bytes, list[Entry]] = {}
@@ -124,12 +133,21 @@ class LiveState:
             self.state.pending.add(entry.hash)
         elif entry.type is EntryType.ATTEST:
             self._attest(entry, record)
+        elif entry.type is EntryType.SGRANT or (
+            entry.type is EntryType.REVOKE and entry.author != record.owner
+        ):
+            self._stealthy.setdefault(entry.record_id, []).append(entry)
+            self._sync_stealth(record)
         elif entry.author != record.owner:
             self.state.rejected[entry.hash] = f"{entry.type} not by the record's owner"
         elif entry.type is EntryType.TOMBSTONE:
             self._tombstone(entry)
+            self._sync_stealth(record)
         else:
+            if entry.type is EntryType.REVOKE:
+                self._stealthy.setdefault(entry.record_id, []).append(entry)
             self._change(entry)
+            self._sync_stealth(record)
 
     def _record(self, entry: Entry) -> None:
         problem = record_problem(entry)
@@ -153,9 +171,11 @@ class LiveState:
         body = entry.body
         assert isinstance(body, GrantBody | RevokeBody)
         pair = (body.record_id, body.grantee)
-        if isinstance(body, GrantBody) and pair not in self._ever:
-            self._ever.add(pair)
-            self._release_attests(body.record_id, body.grantee)
+        if isinstance(body, GrantBody):
+            self._old_grantees.setdefault(body.record_id, set()).add(body.grantee)
+            if pair not in self._ever:
+                self._ever.add(pair)
+                self._release_attests(body.record_id, body.grantee)
         current = self._latest.get(pair)
         if current is None or change_rank(entry) > change_rank(current):
             self._latest[pair] = entry
@@ -172,6 +192,79 @@ class LiveState:
         else:
             self.state.drop_grant(pair)
         self._changes.grants.add(pair)
+
+    def _sync_stealth(self, record: RecordInfo) -> None:
+        """Decide the record's stealth slice again and apply what changed."""
+        record_id = record.record_id
+        entries = self._stealthy.get(record_id)
+        old = self._stealth.get(record_id)
+        if not entries and old is None:
+            return
+        old = old or StealthSlice()
+        old_grantees = self._old_grantees.get(record_id, set())
+        new = stealth_slice(
+            record.owner,
+            entries or (),
+            old_grantees=old_grantees,
+            tombstoned=record_id in self._tomb,
+        )
+        self._stealth[record_id] = new
+        for gone in old.rejected.keys() - new.rejected.keys():
+            self.state.rejected.pop(gone, None)
+        self.state.rejected.update(new.rejected)
+        state = self.state
+        for p in old.grants.keys() - new.grants.keys():
+            current = state.grants.get((record_id, p))
+            if current is not None and current.stealth:
+                state.drop_grant((record_id, p))
+                self._changes.grants.add((record_id, p))
+        for p, grant in new.grants.items():
+            if state.grants.get((record_id, p)) != grant:
+                state.put_grant(grant)
+                self._changes.grants.add((record_id, p))
+        for p in old.ever - new.ever:
+            if p not in old_grantees:
+                self._ever.discard((record_id, p))
+                self._unattest(record, p)
+        for p in new.ever - old.ever:
+            if (record_id, p) not in self._ever:
+                self._ever.add((record_id, p))
+                self._release_attests(record_id, p)
+
+    def _drop_stealth(self, record_id: bytes) -> None:
+        """Forget a record's stealth slice (its entries are applied again after this)."""
+        old = self._stealth.pop(record_id, None)
+        self._stealthy.pop(record_id, None)
+        if old is None:
+            return
+        for p in old.grants:
+            current = self.state.grants.get((record_id, p))
+            if current is not None and current.stealth:
+                self.state.drop_grant((record_id, p))
+                self._changes.grants.add((record_id, p))
+        for p in old.ever:
+            self._ever.discard((record_id, p))
+        for entry_hash in old.rejected:
+            self.state.rejected.pop(entry_hash, None)
+
+    def _unattest(self, record: RecordInfo, author: bytes) -> None:
+        """A stealth grant stopped counting: its P's attestations wait again."""
+        attesters = self._attesters.get(record.record_id, set())
+        if author == record.owner or author not in attesters:
+            return
+        attesters.discard(author)
+        self.state.set_attesters(record.record_id, attesters)
+        for entry in self._naming.get(record.record_id, []):
+            body = entry.body
+            if (
+                entry.author == author
+                and isinstance(body, AttestBody)
+                and entry.hash not in self._violations
+                and body.manifest_hash == record.manifest_hash
+            ):
+                self.state.rejected[entry.hash] = "attester was never granted the record"
+                waiting = self._waiting.setdefault(record.record_id, {})
+                waiting.setdefault(author, []).append(entry)
 
     def _tombstone(self, entry: Entry) -> None:
         record_id = entry.record_id
@@ -216,6 +309,8 @@ class LiveState:
         self._pending.pop(record_id, None)
         self._waiting.pop(record_id, None)
         self._winner.pop(record_id, None)
+        self._drop_stealth(record_id)
+        self._old_grantees.pop(record_id, None)
         self.state.drop_record(record_id)
         self._changes.records.add(record_id)
         for grantee in self._grantees.pop(record_id, set()):
@@ -253,6 +348,8 @@ class LiveState:
         state = self.state
         new_records: dict[bytes, RecordInfo] = {}
         granted: set[Pair] = set()
+        stealthy: dict[bytes, list[Entry]] = {}  # record -> its new sgrants and revokes
+        old_new: dict[bytes, set[bytes]] = {}  # record -> the batch's old-format grantees
         found: dict[bytes, str] = {}
         for entry in entries:
             record = state.records.get(entry.record_id) or new_records.get(entry.record_id)
@@ -263,6 +360,12 @@ class LiveState:
                     new_records[entry.record_id] = record_info(entry)
             elif record is None:
                 pass
+            elif entry.type is EntryType.SGRANT or (
+                entry.type is EntryType.REVOKE and entry.author != record.owner
+            ):
+                reason = self._stealth_problem(entry, record, stealthy, old_new)
+                if isinstance(entry.body, StealthGrantBody):
+                    granted.add((entry.record_id, entry.body.one_time))
             elif entry.type is EntryType.ATTEST:
                 body = entry.body
                 assert isinstance(body, AttestBody)
@@ -275,8 +378,43 @@ class LiveState:
                     reason = "attester was never granted the record"
             elif entry.author != record.owner:
                 reason = f"{entry.type} not by the record's owner"
-            elif isinstance(entry.body, GrantBody):
-                granted.add((entry.record_id, entry.body.grantee))
+            else:
+                _note_owner_change(entry, granted, old_new, stealthy)
             if reason is not None:
                 found[entry.hash] = reason
         return found
+
+    def _stealth_problem(
+        self,
+        entry: Entry,
+        record: RecordInfo,
+        stealthy: dict[bytes, list[Entry]],
+        old_new: dict[bytes, set[bytes]],
+    ) -> str | None:
+        """Why the stealth rules would refuse `entry` after the record's held entries
+        and the batch's earlier ones (`old_new`: the batch's old-format grantees)."""
+        record_id = record.record_id
+        batch = stealthy.setdefault(record_id, [])
+        batch.append(entry)
+        decided = stealth_slice(
+            record.owner,
+            [*self._stealthy.get(record_id, ()), *batch],
+            old_grantees=self._old_grantees.get(record_id, set()) | old_new.get(record_id, set()),
+            tombstoned=record_id in self._tomb,
+        )
+        return decided.rejected.get(entry.hash)
+
+
+def _note_owner_change(
+    entry: Entry,
+    granted: set[Pair],
+    old_new: dict[bytes, set[bytes]],
+    stealthy: dict[bytes, list[Entry]],
+) -> None:
+    """An owner's entry earlier in a batch that later entries of the batch may rely on."""
+    body = entry.body
+    if isinstance(body, GrantBody):
+        granted.add((body.record_id, body.grantee))
+        old_new.setdefault(body.record_id, set()).add(body.grantee)
+    elif isinstance(body, RevokeBody):
+        stealthy.setdefault(body.record_id, []).append(entry)

@@ -10,8 +10,12 @@ Rules (evaluated over the whole set, so arrival order cannot matter):
   For a (record, grantee) pair the latest of the owner's grants and revokes
   by seq decides; at the same seq (a forked feed) the revoke wins. A
   tombstone ends every grant of its record.
-- attest: by the owner or by anyone the owner ever granted the record, and
-  only for the record's own manifest hash.
+- sgrant (stealth grants) and revokes by others than the owner: decided per
+  record by protocol.ledger.stealth (a grant's one-time key P is its grantee;
+  co-owners, i.e. patients, may grant and revoke); an owner's revoke that
+  names a stealth grant's P ends it.
+- attest: by the owner or by anyone the owner ever granted the record (a
+  stealth grant's P included), and only for the record's own manifest hash.
 Expiry is kept, not applied: `grant_for(.., now)` applies it, so the state and
 its digest do not depend on when they are computed.
 
@@ -48,6 +52,8 @@ from protocol.ledger.entries import (
     RevokeBody,
     derive_record_id,
 )
+from protocol.ledger.state_types import GrantInfo as GrantInfo  # noqa: PLC0414 (re-exported)
+from protocol.ledger.stealth import stealth_slice
 
 _DIGEST_TAG = b"medvault/ledger-state/v2"
 _ITEM_TAG = b"medvault/ledger-state-item/v2"
@@ -66,18 +72,6 @@ class RecordInfo:
     entry: bytes
 
 
-@dataclass(frozen=True)
-class GrantInfo:
-    record_id: bytes
-    grantee: bytes
-    sealed_key: bytes
-    expires_at: int
-    entry: bytes
-
-    def active(self, now_ms: int) -> bool:
-        return self.expires_at == 0 or now_ms < self.expires_at
-
-
 def item_hash(kind: str, *fields: Any) -> int:
     """One state item's share of the digest sum."""
     packed = msgpack.packb([kind, *fields], use_bin_type=True)
@@ -90,6 +84,9 @@ def _record_item(r: RecordInfo) -> int:
 
 
 def _grant_item(g: GrantInfo) -> int:
+    if g.stealth:
+        return item_hash("sgrant", g.record_id, g.grantee, g.sealed_key, g.expires_at, g.entry,
+                         g.index, g.patient)  # fmt: skip
     return item_hash("grant", g.record_id, g.grantee, g.sealed_key, g.expires_at, g.entry)
 
 
@@ -268,11 +265,49 @@ def fold(
     for entry in sorted(by_type[EntryType.TOMBSTONE], key=order):
         if owned(entry) and entry.record_id not in state.tombstones:
             state.put_tombstone(entry.record_id, entry.hash)
-    changes = [e for e in (*by_type[EntryType.GRANT], *by_type[EntryType.REVOKE]) if owned(e)]
+    changes = [e for e in by_type[EntryType.GRANT] if owned(e)]
+    stealthy: dict[bytes, list[Entry]] = defaultdict(list)  # record -> sgrants and revokes
+    for entry in (*by_type[EntryType.SGRANT], *by_type[EntryType.REVOKE]):
+        record = state.records.get(entry.record_id)
+        if record is None:
+            pending.append(entry.hash)
+            continue
+        if entry.type is EntryType.REVOKE and entry.author == record.owner:
+            changes.append(entry)
+        stealthy[entry.record_id].append(entry)
     _grants(state, changes)
-    _attestations(state, by_type[EntryType.ATTEST], changes, pending)
+    ever = _stealth(state, stealthy, changes)
+    _attestations(state, by_type[EntryType.ATTEST], changes, pending, ever)
     state.pending = set(pending)
     return state
+
+
+def old_grantees(changes: Iterable[Entry], record_id: bytes) -> set[bytes]:
+    """Keys the owner granted `record_id` in the old format (among its grants and revokes)."""
+    return {
+        e.body.grantee
+        for e in changes
+        if isinstance(e.body, GrantBody) and e.body.record_id == record_id
+    }
+
+
+def _stealth(
+    state: LedgerState, stealthy: Mapping[bytes, list[Entry]], changes: list[Entry]
+) -> set[tuple[bytes, bytes]]:
+    """Install each record's stealth grants; the (record, P) pairs that ever counted."""
+    ever: set[tuple[bytes, bytes]] = set()
+    for record_id, entries in stealthy.items():
+        decided = stealth_slice(
+            state.records[record_id].owner,
+            entries,
+            old_grantees=old_grantees(changes, record_id),
+            tombstoned=record_id in state.tombstones,
+        )
+        state.rejected.update(decided.rejected)
+        for grant in decided.grants.values():
+            state.put_grant(grant)
+        ever |= {(record_id, p) for p in decided.ever}
+    return ever
 
 
 def _records(state: LedgerState, entries: list[Entry]) -> None:
@@ -302,11 +337,15 @@ def _grants(state: LedgerState, changes: list[Entry]) -> None:
 
 
 def _attestations(
-    state: LedgerState, entries: list[Entry], changes: list[Entry], pending: list[bytes]
+    state: LedgerState,
+    entries: list[Entry],
+    changes: list[Entry],
+    pending: list[bytes],
+    stealth_ever: set[tuple[bytes, bytes]],
 ) -> None:
     ever_granted = {
         (e.body.record_id, e.body.grantee) for e in changes if isinstance(e.body, GrantBody)
-    }
+    } | stealth_ever
     state.ever_granted = ever_granted
     attesters: dict[bytes, set[bytes]] = defaultdict(set)
     for entry in entries:

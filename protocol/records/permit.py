@@ -8,9 +8,10 @@ record, not one block.
 
 Encoding: the canonical msgpack array [version, record_id, reader, node,
 issued_at_ms, signature]; the signature is the reader's, over a domain tag
-and the first five fields. The signing key is a parameter (a person's key in
-the CLI, the node's own identity when it reads for itself), so a later
-scheme with unlinkable grant keys only changes who signs.
+and the first five fields. The signer is a parameter (a person's key in the
+CLI, the node's own identity when it reads for itself, or a stealth grant's
+one-time key P: any `protocol.signer.Signer`), so the reader is whichever key
+the ledger granted, and holders need no other change.
 
 Fresh: issued at most LIFETIME_MS before the holder's clock and at most
 MAX_SKEW_MS after it. Freshness only limits how long the named node may go on
@@ -26,6 +27,8 @@ from typing import Any
 import msgpack
 import nacl.exceptions
 import nacl.signing
+
+from protocol.signer import Signer, as_signer
 
 PERMIT_VERSION = 1
 KEY_SIZE = 32
@@ -60,18 +63,23 @@ def _unsigned(record_id: bytes, reader: bytes, node: bytes, issued_at_ms: int) -
 
 
 def sign(
-    signing_key: nacl.signing.SigningKey, record_id: bytes, node: bytes, issued_at_ms: int
+    signing_key: Signer | nacl.signing.SigningKey, record_id: bytes, node: bytes, issued_at_ms: int
 ) -> bytes:
     """A permit for `node` to fetch `record_id`'s blocks, as the key's holder, from now."""
     if len(record_id) != RECORD_ID_SIZE or len(node) != KEY_SIZE or issued_at_ms < 0:
         raise ValueError("a permit needs a 32-byte record id, a 32-byte node key, a time >= 0")
-    fields = _unsigned(record_id, bytes(signing_key.verify_key), node, issued_at_ms)
-    signature = signing_key.sign(_SIGN_TAG + _pack(fields)).signature
+    signer = as_signer(signing_key)
+    fields = _unsigned(record_id, signer.public, node, issued_at_ms)
+    signature = signer.sign(_SIGN_TAG + _pack(fields))
     return _pack([*fields, signature])
 
 
 def sign_series(
-    signing_key: nacl.signing.SigningKey, record_id: bytes, node: bytes, start_ms: int, count: int
+    signing_key: Signer | nacl.signing.SigningKey,
+    record_id: bytes,
+    node: bytes,
+    start_ms: int,
+    count: int,
 ) -> tuple[bytes, ...]:
     """`count` permits issued LIFETIME_MS apart from `start_ms`: together good for
     count * LIFETIME_MS, for a long read whose signer cannot be asked again midway

@@ -11,17 +11,21 @@ from protocol.ledger.entries import (
     GrantBody,
     RecordBody,
     RevokeBody,
+    StealthGrantBody,
     TombstoneBody,
     derive_record_id,
     sign_entry,
 )
+from protocol.signer import Signer
 from tests.protocol.keys import seed
 
 
 class Feed:
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, signer: Signer | None = None) -> None:
+        """A feed of a labelled key, or of `signer` (e.g. a stealth grant's one-time key)."""
         self.key = nacl.signing.SigningKey(seed(f"feed {label}"))
-        self.public = bytes(self.key.verify_key)
+        self.signer: Signer | nacl.signing.SigningKey = signer or self.key
+        self.public = signer.public if signer is not None else bytes(self.key.verify_key)
         self.entries: list[Entry] = []
         self.clock = 1_000_000
 
@@ -30,7 +34,7 @@ class Feed:
         previous = after if after is not None else (self.entries[-1] if self.entries else None)
         seq = previous.seq + 1 if previous else 1
         self.clock += 1000
-        entry = sign_entry(self.key, seq, previous.hash if previous else b"", self.clock, body)
+        entry = sign_entry(self.signer, seq, previous.hash if previous else b"", self.clock, body)
         self.entries.append(entry)
         return entry
 
@@ -42,6 +46,18 @@ class Feed:
 
     def grant(self, record_id: bytes, grantee: bytes, expires_at: int = 0, **kw: Entry) -> Entry:
         return self.write(GrantBody(record_id, grantee, b"s" * 80, expires_at), **kw)
+
+    def sgrant(
+        self,
+        record_id: bytes,
+        grant: bytes,
+        index: int,
+        *,
+        patient: bool = False,
+        expires_at: int = 0,
+        **kw: Entry,
+    ) -> Entry:
+        return self.write(StealthGrantBody(record_id, grant, index, expires_at, patient), **kw)
 
     def revoke(self, record_id: bytes, grantee: bytes, **kw: Entry) -> Entry:
         return self.write(RevokeBody(record_id, grantee), **kw)

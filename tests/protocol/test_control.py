@@ -29,6 +29,10 @@ REQUESTS: list[control.ControlRequest] = [
     control.NodeKey(),
     control.ListRecords(KEY),
     control.Grant(RECORD, KEY, 0),
+    control.Grant(RECORD, b"a" * 66, 0, patient=True),
+    control.Put("", "", b"a" * 66, (b"b" * 66, KEY), 5, True),
+    control.StealthGrants(0),
+    control.StealthGrants(7, limit=10, record_id=RECORD),
     control.Revoke(RECORD, KEY),
     control.Delete(RECORD),
     control.FeedHead(KEY, RECORD),
@@ -84,7 +88,7 @@ def test_requests_round_trip(request_: control.ControlRequest) -> None:
                     "require_full": False,
                 },
             ],
-            "grantee key must be 32 bytes",
+            "grantee key must be a 32-byte key or a 66-byte address",
         ),
     ],
 )
@@ -135,6 +139,19 @@ REPLIES: list[replies.ControlReply] = [
         )
     ),
     replies.FeedHeadReply(1, b"", b"h" * 32),
+    replies.FeedHeadReply(3, b"p" * 32, b"h" * 32, next_index=2),
+    replies.StealthGrantsReply(
+        (
+            replies.StealthGrantRow(
+                1, RECORD, 0, b"g" * 114, 0, True, KEY, 5, b"e" * 32, True, None
+            ),
+            replies.StealthGrantRow(
+                2, RECORD, 1, b"g" * 114, 9, False, KEY, 6, b"f" * 32, False, "why"
+            ),
+        ),
+        2,
+        2,
+    ),
     replies.NodeKeyReply(KEY),
     replies.LedgerReply((replies.LedgerRow(b"raw", None), replies.LedgerRow(b"x", "why"))),
     replies.CheckReply(

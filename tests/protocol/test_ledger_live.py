@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.ledger.book import IngestResult, LedgerBook
-from protocol.ledger.entries import RecordBody, derive_record_id
+from protocol.ledger.entries import RecordBody, derive_record_id, grant_context
 from protocol.ledger.live import LiveState
 from protocol.ledger.state import LedgerState, fold
+from protocol.privacy import PersonKey, make_grant, open_grant
 from tests.protocol.keys import seed
 from tests.protocol.ledger_helpers import Feed
 
@@ -22,6 +23,7 @@ def tangled_history(draw: st.DrawFn) -> list[bytes]:
     feeds = [Feed(f"author {i}") for i in range(3)]
     people = [Feed(f"person {i}") for i in range(2)]
     records: list[tuple[Feed, bytes, str]] = []
+    stealthy: list[tuple[bytes, Feed]] = []  # (record, the feed of a stealth grant's P)
     for step in range(draw(st.integers(1, 30))):
         feed = rnd.choice(feeds)
         action = rnd.random()
@@ -29,6 +31,9 @@ def tangled_history(draw: st.DrawFn) -> list[bytes]:
             records.append((feed, feed.record(f"rec {step}"), f"rec {step}"))
             continue
         owner, record_id, label = rnd.choice(records)
+        if rnd.random() < 0.35:
+            _stealth_step(rnd, step, owner=owner, feed=feed, record_id=record_id, stealthy=stealthy)
+            continue
         actor = owner if rnd.random() < 0.8 else feed
         grantee = rnd.choice(people)
         after = actor.entries[-2] if len(actor.entries) >= 2 and rnd.random() < 0.15 else None
@@ -48,7 +53,34 @@ def tangled_history(draw: st.DrawFn) -> list[bytes]:
             body = RecordBody(derive_record_id(owner.public, nonce), nonce, bytes([step]) * 32,
                               7, 2, 3, owner.public)  # fmt: skip
             owner.write(body, after=owner.entries[-2] if len(owner.entries) >= 2 else None)
-    return [e.raw for f in (*feeds, *people) for e in f.entries]
+    return [e.raw for f in (*feeds, *people, *(p for _, p in stealthy)) for e in f.entries]
+
+
+def _stealth_step(
+    rnd: random.Random,
+    step: int,
+    *,
+    owner: Feed,
+    feed: Feed,
+    record_id: bytes,
+    stealthy: list[tuple[bytes, Feed]],
+) -> None:
+    """One stealth action: a grant by the owner, a stranger or a P; a revoke by one."""
+    mine = [p for r, p in stealthy if r == record_id]
+    author = rnd.choice([owner, owner, feed, *mine])
+    if mine and rnd.random() < 0.35:
+        author.revoke(record_id, rnd.choice(mine).public)
+        return
+    if mine and rnd.random() < 0.15:
+        rnd.choice(mine).attest(record_id)
+        return
+    person = PersonKey(seed(f"stealth person {step % 3}"))
+    index = rnd.randrange(4)  # small: duplicate indices happen
+    context = grant_context(record_id, index)
+    grant = make_grant(person.address, b"k" * 32, seed(f"rand {step}"), context)
+    author.sgrant(record_id, grant.to_bytes(), index, patient=rnd.random() < 0.6)
+    one_time = open_grant(person, grant, context).one_time_key
+    stealthy.append((record_id, Feed(f"P {step}", one_time)))
 
 
 def apply(live: LiveState, book: LedgerBook, result: IngestResult) -> None:

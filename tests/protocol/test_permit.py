@@ -6,6 +6,7 @@ import msgpack
 import nacl.signing
 import pytest
 
+from protocol.privacy import PersonKey, make_grant, open_grant
 from protocol.records import permit
 from protocol.records.holder_proof import BUCKET_MS, accepted_segments, bucket_of, proof_segment
 from tests.protocol.keys import seed
@@ -83,3 +84,27 @@ def test_the_proof_segment_depends_on_the_server_and_the_time() -> None:
     assert proof_segment(NODE, RECORD, 1000, bucket_of(NOW + BUCKET_MS)) in accepted
     with pytest.raises(ValueError):
         proof_segment(NODE, RECORD, 0, 1)
+
+
+def test_a_stealth_grantee_signs_permits_with_her_one_time_key() -> None:
+    """The reader is P: a holder sees a key the ledger granted, never her long-term key."""
+    person = PersonKey(seed("permit person"))
+    context = RECORD + b"\x00\x00"
+    grant = make_grant(person.address, b"k" * 32, seed("permit grant"), context)
+    one_time = open_grant(person, grant, context).one_time_key
+    raw = permit.sign(one_time, RECORD, NODE, NOW)
+    assert permit.check(raw, record_id=RECORD, node=NODE, now_ms=NOW) == grant.one_time
+    assert person.spend_public not in raw
+    series = permit.sign_series(one_time, RECORD, NODE, NOW, 2)
+    assert all(permit.decode(p).reader == grant.one_time for p in series)
+
+
+def test_a_permit_for_p_signed_by_anyone_else_is_refused() -> None:
+    """Mallory knows P (it is public in the ledger) but not its scalar."""
+    person = PersonKey(seed("permit person"))
+    context = RECORD + b"\x00\x00"
+    grant = make_grant(person.address, b"k" * 32, seed("permit grant"), context)
+    fields = [permit.PERMIT_VERSION, RECORD, grant.one_time, NODE, NOW]
+    forged = msgpack.packb([*fields, OTHER.sign(b"x").signature], use_bin_type=True)
+    with pytest.raises(permit.PermitError, match="bad signature"):
+        permit.check(forged, record_id=RECORD, node=NODE, now_ms=NOW)
