@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from node.cli import wallet_cache
 from node.cli.common import common, json_option, open_data_dir
 from node.config.datadir import DataDirError
 from node.config.keyfiles import KeyFileError, KeyKind, read_secret, write_secret
@@ -83,6 +84,10 @@ def find_mine(view: ViewKey, rows: Iterator[StealthGrantRow]) -> list[Mine]:
         pairs.append((grant, grant_context(row.record_id, row.index)))
         kept.append(row)
     return [Mine(kept[position], pairs[position][0]) for position, _ in scan(view, pairs)]
+
+
+def _mine(row: StealthGrantRow) -> Mine:
+    return Mine(row, StealthGrant.from_bytes(row.grant))
 
 
 def open_mine(person: PersonKey, mine: Mine) -> Opened | None:
@@ -171,33 +176,44 @@ def wallet() -> None:
 def wallet_ls(*, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
     """List the records granted to this person: found by scanning every stealth grant."""
     view, person = load_view(as_key)
-    found = find_mine(view, stealth_rows(_root(data_dir)))
+    root = _root(data_dir)
+    state, stats = wallet_cache.advance(
+        root,
+        wallet_cache.load(root, view),
+        lambda rows: [m.row for m in find_mine(view, iter(rows))],
+    )
+    try:
+        wallet_cache.save(root, view, state)
+    except OSError as exc:  # the listing is right; the next run scans everything again
+        click.echo(f"warning: cannot keep the wallet's scan ({exc})", err=True)
+    found = state.mine
     rows = [
         {
-            "record_id": m.row.record_id.hex(),
-            "index": m.row.index,
-            "size": m.row.size,
-            "granted_at": m.row.timestamp,
-            "granted_by": m.row.author.hex(),
-            "expires_at": m.row.expires_at,
-            "patient": m.row.patient,
-            "current": m.row.current,
-            "opens": person is not None and open_mine(person, m) is not None,
+            "record_id": row.record_id.hex(),
+            "index": row.index,
+            "grant": row.grant[34:66].hex(),
+            "size": row.size,
+            "granted_at": row.timestamp,
+            "granted_by": row.author.hex(),
+            "expires_at": row.expires_at,
+            "patient": row.patient,
+            "current": row.current,
+            "opens": person is not None and open_mine(person, _mine(row)) is not None,
         }
-        for m in found
+        for row in found
     ]
 
     if as_json:
-        click.echo(json.dumps({"records": rows}))
+        scan = {"scanned": stats.scanned, "rescanned": stats.rescanned, "cursor": state.cursor}
+        click.echo(json.dumps({"records": rows, "scan": scan}))
         return
     click.echo(f"{'RECORD':16}  {'#':>3}  {'SIZE':>12}  {'GRANTED':20}  {'BY':16}  STATE")
-    for m in found:
-        row = m.row
-        state = ("current" if row.current else "ended") + (", co-owner" if row.patient else "")
+    for row in found:
+        shown = ("current" if row.current else "ended") + (", co-owner" if row.patient else "")
         granted = dt.datetime.fromtimestamp(row.timestamp / 1000, dt.UTC)
         click.echo(
             f"{row.record_id.hex()[:16]}  {row.index:>3}  {row.size:>12}"
-            f"  {granted:%Y-%m-%d %H:%M:%SZ}  {row.author.hex()[:16]}  {state}"
+            f"  {granted:%Y-%m-%d %H:%M:%SZ}  {row.author.hex()[:16]}  {shown}"
         )
 
 
