@@ -44,7 +44,13 @@ from storage.store.shard_store import ShardStore
 
 # A view of a record older than this that says "healthy" is surveyed again when a
 # repair read asks (a repairer's survey may be newer than this holder's last pass).
-VIEW_STALE_AFTER = 60.0
+# Short enough that a reader's retries (after 1, 2, 4 and 8 s) find the new view;
+# only a holder of an index of the record can ask, and one survey a record at a time.
+VIEW_STALE_AFTER = 5.0
+# A view that shows a need opens repair reads this long: a long repair's reads find
+# it, while a survey that once missed a holder's answer does not open the record for
+# a whole repair interval.
+NEED_FRESH = 60.0
 
 log = get_logger("node")
 
@@ -125,7 +131,7 @@ class Node:
             holds=lambda record_id: bool(parts.holdings.indices(record_id)[0]),
             clock=trio.current_time,
             stale_after=min(VIEW_STALE_AFTER, config.storage.repair_interval),
-            audit_period=config.storage.repair_interval / 2,
+            need_fresh=min(NEED_FRESH, config.storage.repair_interval),
         )
         self.shards = ShardService(
             views=self.views,

@@ -41,6 +41,15 @@ def test_pipeline_benchmark_round_trips_and_reports() -> None:
     assert 0 < figures["peak_rss_mib"] < 1024
 
 
+def test_padding_benchmark_measures_stored_bytes() -> None:
+    figures = run_json("benchmarks.padding", "--max-mib", "0.01", "--samples", "2000")
+    rows = {row["size"]: row for row in figures["records"]}
+    assert rows[129]["padded"] == 144 and rows[129]["plain_overhead_pct"] == 11.63
+    assert all(r["blocks_v2"] >= r["blocks_v1"] for r in rows.values())
+    assert 0 < figures["sampled_mean_overhead_pct"] < figures["sampled_max_overhead_pct"] < 11.7
+    assert figures["distinct_sizes_to_1mib"] == 300
+
+
 def test_transport_benchmark_measures_every_figure() -> None:
     figures = run_json(
         "benchmarks.transport",

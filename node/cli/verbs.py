@@ -55,12 +55,14 @@ from protocol.control.replies import (
     Written,
 )
 from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entry, sign_entry
+from protocol.ledger.timestamps import entry_time, expiry_time
 from protocol.privacy import Opened, PersonKey
 from protocol.records import permit
 from protocol.signer import as_signer
 from protocol.text import counted
 from storage.codec.crypt import SegmentCipher, open_sealed_key
-from storage.codec.manifest import Manifest, RecordMetadata
+from storage.codec.manifest import Manifest, open_contents
+from storage.codec.padme import padme
 from storage.errors import StorageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,8 +109,12 @@ def duration_s(value: str, hint: str) -> int:
     return int(match[1]) * UNITS[match[2]]
 
 
-def expiry_ms(value: str | None) -> int:
-    """0 for never; a duration (30d, 12h, 90m, 45s) from now; or an ISO date/time."""
+def expiry_ms(value: str | None, *, coarse: bool = False) -> int:
+    """0 for never; a duration (30d, 12h, 90m, 45s) from now; or an ISO date/time.
+
+    `coarse` (a grant's expiry, published in the ledger): a duration ends on a
+    minute, rounded up, so it does not give away the writing time to the ms.
+    """
     if not value:
         return 0
     match = DURATION.match(value)
@@ -118,7 +124,8 @@ def expiry_ms(value: str | None) -> int:
             raise click.BadParameter(
                 f"{value!r} would end the grant at once; give 1s or more", param_hint="--expires"
             )
-        return int((time.time() + seconds) * 1000)
+        end = int((time.time() + seconds) * 1000)
+        return expiry_time(end) if coarse else end
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -301,7 +308,7 @@ def put(
         filename=name if name is not None else ("" if str(file) == "-" else file.name),
         patient=wallet.person_grantee(patient, "--patient") if patient else None,
         grantees=tuple(wallet.person_grantee(g, "--grant") for g in grants),
-        expires_at=expiry_ms(expires),
+        expires_at=expiry_ms(expires, coarse=True),
         attached=True,  # the file goes to the daemon as a descriptor when it has one
         size=0 if str(file) == "-" else file.stat().st_size,
         require_full=require_full,
@@ -382,13 +389,11 @@ def get(
         request = commands.Get(rid, as_signer(signer).public, permits)
     with ControlClient(root) as client:
         header = client.request(request, GetHeader)
-        decrypt = _decryptor(header, rid, reader, stealth) if reader else None
+        size, decrypt = _decryptor(header, rid, reader, stealth) if reader else (header.size, None)
         with _output(output) as sink:
             written = client.download(sink, decrypt)
-    if written != header.size:
-        raise click.ClickException(
-            f"received {counted(written, 'byte')}, the record has {header.size}"
-        )
+    if written != size:
+        raise click.ClickException(f"received {counted(written, 'byte')}, the record has {size}")
     if output is not None:
         emit({"record_id": rid.hex(), "size": written, "file": str(output)}, as_json, _quiet)
 
@@ -402,9 +407,10 @@ def _decryptor(
     record_id: bytes,
     reader: nacl.signing.SigningKey,
     stealth: Opened | None = None,
-) -> Callable[[int, bytes], bytes]:
-    """Decrypts a reader's download: with the record key her stealth grant opened here,
-    or the one sealed to her long-term key (old format)."""
+) -> tuple[int, Callable[[int, bytes], bytes]]:
+    """The record's true size (the daemon knows only the padded one) and its decryption:
+    with the record key her stealth grant opened here, or the one sealed to her
+    long-term key (old format)."""
     if header.manifest is None or header.sealed_key is None:
         raise ControlFailed("the daemon sent no manifest or sealed key for a reader's get")
     manifest = Manifest.decode(header.manifest)
@@ -412,11 +418,13 @@ def _decryptor(
         raise ControlFailed("the daemon sent the manifest of another record")
     key = stealth.record_key if stealth else open_sealed_key(header.sealed_key, reader)
     cipher = SegmentCipher(key, record_id)
+    size = manifest.contents(cipher).size
 
     def decrypt(segment: int, ciphertext: bytes) -> bytes:
-        return cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
+        plaintext = cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
+        return manifest.record_part(segment, plaintext, size)
 
-    return decrypt
+    return size, decrypt
 
 
 class _output:
@@ -489,13 +497,13 @@ def opened(row: RecordRow, person: nacl.signing.SigningKey | None) -> RecordRow:
         return row
     try:
         key = open_sealed_key(row.sealed_key, person)
-        metadata = RecordMetadata.decode(
-            SegmentCipher(key, row.record_id).decrypt_metadata(row.sealed_metadata)
-        )
+        metadata, size = open_contents(SegmentCipher(key, row.record_id), row.sealed_metadata)
     except StorageError:
         return row
     return dataclasses.replace(
         row,
+        # The ledger shows the padded size; her key opens the true one (if it agrees).
+        size=size if size is not None and padme(size) == row.size else row.size,
         filename=metadata.filename,
         content_type=metadata.content_type,
         sealed_metadata=None,
@@ -529,7 +537,7 @@ def grant(
     if patient and (len(grantee) != commands.ADDRESS_SIZE or expires):
         raise click.UsageError("--patient takes an address, and a patient's grant never expires")
     request = commands.Grant(
-        record_id_of(root, record_id), grantee, expiry_ms(expires), patient=patient
+        record_id_of(root, record_id), grantee, expiry_ms(expires, coarse=True), patient=patient
     )
     show_written(call(root, request, Written), as_json, "granted")
 
@@ -571,14 +579,17 @@ def show_written(reply: Written, as_json: bool, done: str) -> None:
 )
 @common
 def attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
-    """Sign, as a person, that a record is theirs and correct."""
-    signer = person_key(as_key)
+    """Sign, as a person, that a record is theirs and correct: with her current stealth
+    grant's one-time key P when she holds one (her long-term key appears nowhere),
+    else with her long-term key (an old-format grant)."""
+    person = person_key(as_key)
     root = _root(data_dir)
     rid = record_id_of(root, record_id)
-    head = call(root, commands.FeedHead(bytes(signer.verify_key), rid), FeedHeadReply)
-    entry = sign_entry(
-        signer, head.seq, head.prev, int(time.time() * 1000), AttestBody(rid, head.manifest_hash)
-    )
+    stealth = wallet.current_grant(root, PersonKey.from_signing_key(person), rid)
+    signer = person if stealth is None else stealth.one_time_key
+    head = call(root, commands.FeedHead(as_signer(signer).public, rid), FeedHeadReply)
+    stamp = entry_time(int(time.time() * 1000))  # on the minute, as the daemon writes
+    entry = sign_entry(signer, head.seq, head.prev, stamp, AttestBody(rid, head.manifest_hash))
     call(root, commands.Submit(entry.raw), Done)
     emit({"entry": entry.hash.hex()}, as_json, lambda r: click.echo(f"attested ({r['entry']})"))
 

@@ -4,6 +4,8 @@ Everything secret stays in this process: the daemon hands out public stealth
 grants (control command stealth_grants, paged by a cursor), the view key
 recognises hers here, and the full key opens a grant here (its record key
 and its one-time signing key P, which signs read permits and wallet entries).
+A listing opens name, type and true size here too (the ledger shows the padded
+size): the daemon hands the record's sealed part to P, her record key opens it.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from pathlib import Path
 import click
 
 from node.cli import wallet_cache
-from node.cli.common import common, json_option, open_data_dir
+from node.cli.common import common, json_option, open_data_dir, printable
 from node.config.datadir import DataDirError
 from node.config.keyfiles import KeyFileError, KeyKind, read_secret, write_secret
-from node.control.client import call
+from node.control.client import ControlFailed, call
 from protocol.control import commands
-from protocol.control.replies import StealthGrantRow, StealthGrantsReply
+from protocol.control.replies import RecordsReply, StealthGrantRow, StealthGrantsReply
 from protocol.ledger.entries import grant_context
 from protocol.privacy import (
     Opened,
@@ -33,6 +35,10 @@ from protocol.privacy import (
     open_grant,
     scan,
 )
+from storage.codec.crypt import SegmentCipher
+from storage.codec.manifest import open_contents
+from storage.codec.padme import padme
+from storage.errors import StorageError
 
 MAX_PAGES = 100_000  # pages of stealth grants one scan asks for at most (a runaway daemon)
 
@@ -106,6 +112,41 @@ def current_grant(root: Path, person: PersonKey, record_id: bytes) -> Opened | N
             if opened is not None:
                 return opened
     return None
+
+
+@dataclass(frozen=True)
+class Described:
+    """What a wallet shows of one grant: the true size and the name and type when her
+    key opened the record's sealed part, the ledger's padded size otherwise."""
+
+    size: int
+    filename: str | None = None
+    content_type: str | None = None
+
+
+def describe(root: Path, mine: Mine, opened: Opened | None) -> Described:
+    """Her grant's record described: opened here through the daemon's sealed part,
+    which it hands to her grant's P while the grant is current (nothing otherwise)."""
+    padded = Described(mine.row.size)
+    if opened is None or not mine.row.current:
+        return padded
+    try:
+        reply = call(root, commands.ListRecords(opened.one_time_key.public), RecordsReply)
+    except ControlFailed:
+        return padded
+    for row in reply.records:
+        if row.record_id != mine.row.record_id or row.sealed_metadata is None:
+            continue
+        try:
+            cipher = SegmentCipher(opened.record_key, row.record_id)
+            metadata, size = open_contents(cipher, row.sealed_metadata)
+        except StorageError:  # a junk sealed part (or not her record key): the ledger's size
+            return padded
+        # A version 1 record seals no size (the ledger's is exact); a true size must pad
+        # to the ledger's, or it is not believed.
+        true = size if size is not None and padme(size) == mine.row.size else mine.row.size
+        return Described(true, metadata.filename, metadata.content_type)
+    return padded
 
 
 def person_grantee(value: str, what: str) -> bytes:
@@ -186,34 +227,46 @@ def wallet_ls(*, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
         wallet_cache.save(root, view, state)
     except OSError as exc:  # the listing is right; the next run scans everything again
         click.echo(f"warning: cannot keep the wallet's scan ({exc})", err=True)
-    found = state.mine
-    rows = [
-        {
-            "record_id": row.record_id.hex(),
-            "index": row.index,
-            "grant": row.grant[34:66].hex(),
-            "size": row.size,
-            "granted_at": row.timestamp,
-            "granted_by": row.author.hex(),
-            "expires_at": row.expires_at,
-            "patient": row.patient,
-            "current": row.current,
-            "opens": person is not None and open_mine(person, _mine(row)) is not None,
-        }
-        for row in found
-    ]
+    found = [_mine(row) for row in state.mine]
+    rows = []
+    for m in found:
+        opened = open_mine(person, m) if person is not None else None
+        shown = describe(root, m, opened)
+        rows.append(
+            {
+                "record_id": m.row.record_id.hex(),
+                "index": m.row.index,
+                "grant_key": m.grant.one_time.hex(),  # P: what `revoke` names
+                "size": shown.size,  # true where her key opened it, else padded
+                "filename": shown.filename,
+                "content_type": shown.content_type,
+                "granted_at": m.row.timestamp,
+                "granted_by": m.row.author.hex(),
+                "expires_at": m.row.expires_at,
+                "patient": m.row.patient,
+                "current": m.row.current,
+                "opens": opened is not None,
+            }
+        )
 
     if as_json:
         scan = {"scanned": stats.scanned, "rescanned": stats.rescanned, "cursor": state.cursor}
         click.echo(json.dumps({"records": rows, "scan": scan}))
         return
-    click.echo(f"{'RECORD':16}  {'#':>3}  {'SIZE':>12}  {'GRANTED':20}  {'BY':16}  STATE")
-    for row in found:
-        shown = ("current" if row.current else "ended") + (", co-owner" if row.patient else "")
+    click.echo(
+        f"{'RECORD':16}  {'#':>3}  {'NAME':24}  {'TYPE':24}  {'SIZE':>12}  {'GRANTED':17}"
+        f"  {'BY':16}  STATE"
+    )
+    for m, listed in zip(found, rows, strict=True):
+        row = m.row
+        ended = ("current" if row.current else "ended") + (", co-owner" if row.patient else "")
         granted = dt.datetime.fromtimestamp(row.timestamp / 1000, dt.UTC)
+        # Name and type are whatever the record's writer chose: escaped, then cut.
+        name = printable(str(listed["filename"] or "?"))[:24]
+        kind = printable(str(listed["content_type"] or "?"))[:24]
         click.echo(
-            f"{row.record_id.hex()[:16]}  {row.index:>3}  {row.size:>12}"
-            f"  {granted:%Y-%m-%d %H:%M:%SZ}  {row.author.hex()[:16]}  {shown}"
+            f"{row.record_id.hex()[:16]}  {row.index:>3}  {name:24}  {kind:24}"
+            f"  {listed['size']:>12}  {granted:%Y-%m-%d %H:%MZ}  {row.author.hex()[:16]}  {ended}"
         )
 
 

@@ -44,6 +44,7 @@ from protocol.ledger.entries import (
     grant_context,
     sign_entry,
 )
+from protocol.ledger.timestamps import entry_time
 from protocol.privacy import Address, Opened, PersonKey, PrivacyError, make_grant
 from protocol.records import permit
 from protocol.text import counted
@@ -101,7 +102,8 @@ def submit(root: Path, opened: Opened, record_id: bytes, body_of: BodyOf) -> Ent
     index) at the head of P's feed, here, and submit it through the daemon."""
     key = opened.one_time_key
     head = call(root, commands.FeedHead(key.public, record_id), FeedHeadReply)
-    entry = sign_entry(key, head.seq, head.prev, int(time.time() * 1000), body_of(head))
+    stamp = entry_time(int(time.time() * 1000))  # on the minute, as the daemon writes
+    entry = sign_entry(key, head.seq, head.prev, stamp, body_of(head))
     call(root, commands.Submit(entry.raw), Done)
     return entry
 
@@ -138,13 +140,11 @@ def wallet_get(
     reader = nacl.signing.SigningKey(person.seed)
     with ControlClient(root) as client:
         header = client.request(commands.Get(rid, key.public, permits), GetHeader)
-        decrypt = verbs._decryptor(header, rid, reader, opened)
+        size, decrypt = verbs._decryptor(header, rid, reader, opened)
         with verbs._output(output) as sink:
             written = client.download(sink, decrypt)
-    if written != header.size:
-        raise click.ClickException(
-            f"received {counted(written, 'byte')}, the record has {header.size}"
-        )
+    if written != size:
+        raise click.ClickException(f"received {counted(written, 'byte')}, the record has {size}")
     if output is not None:
         shown = {"record_id": rid.hex(), "size": written, "file": str(output)}
         verbs.emit(shown, as_json, verbs._quiet)
@@ -162,7 +162,7 @@ def wallet_attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_jso
     rid = _record(root, record_id)
     opened = her_grant(root, person, rid, patient=False)
     entry = submit(root, opened, rid, lambda head: AttestBody(rid, head.manifest_hash))
-    shown = {"entry": entry.hash.hex(), "grant": entry.author.hex(), "record_id": rid.hex()}
+    shown = {"entry": entry.hash.hex(), "grant_key": entry.author.hex(), "record_id": rid.hex()}
     verbs.emit(shown, as_json, lambda r: click.echo(f"attested ({r['entry']})"))
 
 
@@ -184,7 +184,7 @@ def wallet_share(
     """Grant ADDRESS (`keys address` of a doctor, an insurer) a record she co-owns."""
     person = load_spender(as_key)
     to = _address(address)
-    expires_at = verbs.expiry_ms(expires)
+    expires_at = verbs.expiry_ms(expires, coarse=True)
     root = verbs._root(data_dir)
     rid = _record(root, record_id)
     opened = her_grant(root, person, rid, patient=True)
@@ -200,11 +200,11 @@ def wallet_share(
     shown = {
         "entry": entry.hash.hex(),
         "record_id": rid.hex(),
-        "grant": body.one_time.hex(),
+        "grant_key": body.one_time.hex(),
         "index": body.index,
         "expires_at": expires_at,
     }
-    verbs.emit(shown, as_json, lambda r: click.echo(f"shared: grant {r['grant']}"))
+    verbs.emit(shown, as_json, lambda r: click.echo(f"shared: grant {r['grant_key']}"))
 
 
 def _address(text: str) -> Address:
@@ -244,8 +244,8 @@ def wallet_revoke(
         raise click.ClickException("that grant is this key's own: a co-owner cannot revoke it")
     opened = her_grant(root, person, rid, patient=True)
     entry = submit(root, opened, rid, lambda head: RevokeBody(rid, p))
-    shown = {"entry": entry.hash.hex(), "record_id": rid.hex(), "grant": p.hex()}
-    verbs.emit(shown, as_json, lambda r: click.echo(f"revoked {r['grant']}"))
+    shown = {"entry": entry.hash.hex(), "record_id": rid.hex(), "grant_key": p.hex()}
+    verbs.emit(shown, as_json, lambda r: click.echo(f"revoked {r['grant_key']}"))
 
 
 @click.command("history")
@@ -265,7 +265,7 @@ def wallet_history(*, record_id: str, as_key: Path, data_dir: Path | None, as_js
 
     def text(shown: dict[str, Any]) -> None:
         for e in shown["events"]:
-            grant = (e["grant"] or "")[:16]
+            grant = (e["grant_key"] or "")[:16]
             index = f"#{e['index']}" if e["index"] is not None else ""
             by = "her" if e["by_her"] else e["author"][:16]
             flags = " ".join(
@@ -305,7 +305,7 @@ def _event(entry: Entry, rejected: str | None, hers: set[bytes]) -> dict[str, An
         "timestamp": entry.timestamp,
         "author": entry.author.hex(),
         "entry": entry.hash.hex(),
-        "grant": grant.hex() if grant else None,
+        "grant_key": grant.hex() if grant else None,
         "index": index,
         "patient": patient,
         "expires_at": expires_at,

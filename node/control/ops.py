@@ -314,7 +314,7 @@ class ControlOps:
         verdict = result.verdict
         return PutReply(
             record_id=result.record_id,
-            size=result.manifest.size,
+            size=result.size,
             segments=result.manifest.segment_count,
             holders=verdict.holders,
             sites=verdict.sites,
@@ -327,13 +327,17 @@ class ControlOps:
         records = self.node.records
         handle = await records.open(request.record_id, request.reader, request.permits)
         manifest = handle.manifest
-        size, segments = manifest.size, manifest.segment_count
+        size, segments = manifest.size, manifest.segment_count  # as a person: the padded size
         if request.reader is None:
             record_key = records.record_key(handle)
-            metadata = manifest.metadata(SegmentCipher(record_key, manifest.record_id))
+            contents = manifest.contents(SegmentCipher(record_key, manifest.record_id))
+            metadata = contents.metadata
             await stream.send(
                 GetHeader(
-                    size, segments, filename=metadata.filename, content_type=metadata.content_type
+                    contents.size,
+                    segments,
+                    filename=metadata.filename,
+                    content_type=metadata.content_type,
                 )
             )
             segment = 0
@@ -404,11 +408,14 @@ class ControlOps:
             )
         try:  # a junk grant (anyone may grant this node anything) must not break ls
             cipher = SegmentCipher(records.own_key(grant), manifest.record_id)
-            metadata = manifest.metadata(cipher)
+            contents = manifest.contents(cipher)
         except StorageError:
             return row
         return dataclasses.replace(
-            row, filename=metadata.filename, content_type=metadata.content_type
+            row,
+            size=contents.size,  # the ledger shows the padded size; the key opens the true one
+            filename=contents.metadata.filename,
+            content_type=contents.metadata.content_type,
         )
 
     async def grant(self, request: Grant) -> Written:
@@ -480,7 +487,10 @@ class ControlOps:
         entries = self.node.ledger.book.entries()
         if request.record_id is not None:
             entries = [e for e in entries if e.record_id == request.record_id]
-        entries.sort(key=lambda e: (e.timestamp, e.author, e.seq))
+        # Timestamps are minutes (protocol.ledger.timestamps): within one, the order
+        # the entries reached this node (a feed in seq order, a record before what
+        # follows from it) says more than any field does.
+        entries.sort(key=lambda e: e.timestamp)
         if request.tail:
             entries = entries[-request.tail :]
         rejected = self.node.ledger.state().rejected

@@ -30,6 +30,7 @@ from protocol.ledger.intake import IntakeBudget
 from protocol.ledger.live import LiveState, StateChanges
 from protocol.ledger.messages import FeedHead
 from protocol.ledger.state import GrantInfo, LedgerState, RecordInfo
+from protocol.ledger.timestamps import entry_time
 from protocol.signer import Signer, as_signer
 from storage.store.ledger_db import (
     DerivedDelta,
@@ -277,7 +278,7 @@ class LedgerService:
             entries = []
             floor = 0 if head is None else head.timestamp  # timestamps never go back in a feed
             for body in bodies:
-                floor = max(floor, self.clock_ms())
+                floor = entry_time(self.clock_ms(), floor)  # on the minute: docs/privacy.md
                 entry = sign_entry(signer, seq, prev, floor, body)
                 entries.append(entry)
                 seq, prev = seq + 1, entry.hash

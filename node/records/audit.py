@@ -13,10 +13,10 @@ An audit is a read: holders serve the block only for this node's permit
 (its owner's or a grantee's) or its holder proof (node.records.read_gate).
 A holder that refuses it for that reason has not failed (it may be right:
 this node may not read the record, or its ledger lags) and is not avoided;
-the caller decides whether its claim counts (node.records.repair). A holder
-serves a holder proof's audit read once per period (node.records.views):
-a refusal for that is `deferred`, which counts against the holder only
-where this node also reads by a permit honest holders always honour.
+the caller decides whether its claim counts (node.records.repair). Audits
+read by permit only (the owner's or a grantee's node): a holder proof buys
+no blocks of a healthy record (node.records.views), and blocks handed out
+as audits would let a holder gather k of one segment.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from node.records.errors import short
 from node.records.fetch import Permit, Proof, no_permit
 from node.records.read_gate import read_refused
 from protocol.dht.contact import Contact
-from protocol.net.messages import ErrorCode
 from protocol.records.messages import BlockRef, BlocksFound, FetchBlocks, HoldingsFound
 from storage.codec.manifest import Manifest
 
@@ -51,9 +50,6 @@ class AuditResult:
     audited_bytes: int
     # holder -> claimed indices it would not show this node (no permit or proof it honours)
     refused: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
-    # holder -> claimed indices it would not show this node's holder proof now (the
-    # record looked healthy to it and this node had its audit read: node.records.views)
-    deferred: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
 
 
 async def audit_holders(
@@ -70,7 +66,6 @@ async def audit_holders(
     rng = random.Random(int.from_bytes(random_bytes(16), "big"))
     failed: dict[bytes, tuple[int, ...]] = {}
     refused: dict[bytes, tuple[int, ...]] = {}
-    deferred: dict[bytes, tuple[int, ...]] = {}
     audited = 0
     limiter = trio.CapacityLimiter(AUDITS_AT_ONCE)
 
@@ -88,8 +83,7 @@ async def audit_holders(
                 answer = await port.call(contact, request, timeout)
             except RemoteError as exc:
                 if read_refused(exc.code):
-                    into = deferred if exc.code == ErrorCode.NOT_NEEDED else refused
-                    into[contact.public_key] = tuple(sorted({r.index for r in refs}))
+                    refused[contact.public_key] = tuple(sorted({r.index for r in refs}))
                     _refusals.note(
                         exc.code, short(contact.public_key), record=short(manifest.record_id)
                     )
@@ -118,4 +112,4 @@ async def audit_holders(
         for contact, found in claims:
             if found.complete:
                 nursery.start_soon(audit, contact, tuple(found.complete))
-    return AuditResult(failed, audited, refused, deferred)
+    return AuditResult(failed, audited, refused)

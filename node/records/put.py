@@ -40,6 +40,7 @@ from protocol.text import counted
 from storage.codec.encoder import RecordEncoder, SegmentJob
 from storage.codec.erasure import BytesLike
 from storage.codec.manifest import Manifest
+from storage.codec.padme import padme
 from storage.codec.segment import EncodedSegment
 from storage.errors import ManifestError
 
@@ -55,11 +56,13 @@ class PutResult:
     manifest: Manifest
     holders: dict[int, bytes]  # index -> the node that confirmed it
     verdict: PutVerdict
+    size: int  # the record's own bytes (the manifest's size is padded)
 
 
 def shard_bytes(size: int, k: int) -> int:
-    """About what one shard index of a record of `size` bytes takes on its holder."""
-    return math.ceil(size / k)
+    """About what one shard index of a record of `size` bytes takes on its holder
+    (records are stored padded to their Padmé size)."""
+    return math.ceil(padme(size) / k)
 
 
 async def stream_segments(
@@ -72,7 +75,8 @@ async def stream_segments(
     async def claimed() -> AsyncIterator[SegmentJob]:
         last = False
         async for plaintext, last in segments:
-            yield encoder.claim(plaintext, last)
+            for job in encoder.claim(plaintext, last):  # the last one brings its padding
+                yield job
             if last:
                 return
         raise RecordError("the upload ended before its last segment")

@@ -6,8 +6,8 @@ makes the record's owner or a current grantee (expiry applied; revoked and
 tombstoned refused); a request with a holder proof (a block of the caller's
 own complete index at the segment this node picks, protocol.records.holder_proof),
 which repair needs since a repairer is a holder, not a grantee, but only
-while the record needs repair as this holder last surveyed it, or as an
-audit (one block per index, once per period: node.records.views); and,
+while the record needs repair as this holder lately surveyed it
+(node.records.views); and,
 while the ledger does not know the record yet, its uploader (a put's top-up
 reads back what it just sent). A permit is tried first: an owner or grantee
 repairing or auditing reads as what it is. Anything else is refused with a
@@ -126,22 +126,18 @@ class ReadGate:
         self._check_need(message, proof, caller)
 
     def _check_need(self, message: FetchBlocks, proof: HolderProof, caller: bytes) -> None:
-        """A proven holder reads for repair while the record needs it, or as an audit."""
+        """A proven holder reads only to repair, while the record needs it."""
         views = self.views
         if views is None:
             return
         record_id = message.record_id
         if views.repair_read(record_id, caller, proof.index, self.site_of(caller)):
             return
-        indices = [ref.index for ref in message.wanted]
-        if len(set(indices)) == len(indices) and views.audit_read(caller, record_id):
-            return
         views.look_again(record_id)  # the asker's survey may be newer than this holder's
         raise RequestError(
             ErrorCode.NOT_NEEDED,
-            f"record {record_id.hex()[:16]} needs no repair as this holder last saw it (it"
-            " looks again): a holder reads it only to repair it, or one block per index as"
-            " an audit now and then",
+            f"record {record_id.hex()[:16]} needs no repair as this holder saw it lately (it"
+            " looks again): another holder reads it only to repair it",
         )
 
     async def _check_proof(self, proof: HolderProof, manifest: Manifest) -> None:

@@ -76,11 +76,23 @@ class Repairer:
     async def audit(self, survey: Survey) -> Survey:
         """The survey with every claimed index checked with one random block
         (node/records/audit.py): one that fails does not count, and its holder
-        is avoided by placement for a while."""
+        is avoided by placement for a while.
+
+        Only a node that reads the record by permit (its owner's or a grantee's
+        node) audits: honest holders always serve it, so a refusal is no excuse and
+        the claim does not count. Any other node cannot audit (holders serve a
+        holder proof only for repair), and the claims count as the holders state
+        them, marked unaudited (docs/records.md).
+        """
         if not survey.claims:
             return survey
         records = self.records
         record_id = survey.health.record_id
+        if not records.permitted(record_id):
+            unaudited = {
+                contact.public_key: tuple(found.complete) for contact, found in survey.claims
+            }
+            return await self._judge(record_id, survey.claims, {}, 0, unaudited)
         manifest = await records.manifest_of(records.lookup(record_id))
         result = await audit_holders(
             port=records.port,
@@ -89,24 +101,11 @@ class Repairer:
             random_bytes=records.random_bytes,
             timeout=records.config.call_timeout,
             permit=records.own_permits(record_id),  # an audit is a read: the same rights
-            proof=records.holder_proofs(manifest),
         )
         for node in result.failed:
             records.reach.distrust(node)
-        # Refused for want of rights: not avoided. Where this node may read the record
-        # an honest holder would have served, so the claim does not count; where it
-        # may not (check on an unrelated node), nothing can be audited from here and
-        # the claims count as the holders state them (docs/records.md).
-        # A refusal of an audit read for now (this node read its audit block lately,
-        # as a holder) is no offence, unless this node also showed a permit.
-        permitted = records.permitted(record_id)
-        may_read = permitted or records.holds(record_id)
-        refused = {**result.refused, **(result.deferred if permitted else {})}
-        unproven = {**(refused if may_read else {}), **result.failed}
-        unaudited = {**({} if may_read else refused), **({} if permitted else result.deferred)}
-        judged = await self._judge(
-            record_id, survey.claims, unproven, result.audited_bytes, unaudited
-        )
+        unproven = {**result.refused, **result.failed}
+        judged = await self._judge(record_id, survey.claims, unproven, result.audited_bytes)
         return replace(judged, failed_audit=result.failed)
 
     async def _judge(

@@ -246,7 +246,8 @@ class RecordService:
             logging.INFO,
             "record stored",
             record=short(record_id),
-            size=manifest.size,
+            size=encoder.record_size,
+            stored_size=manifest.size,
             holders=verdict.holders,
             sites=verdict.sites,
             degraded=verdict.degraded,
@@ -255,7 +256,11 @@ class RecordService:
             ledger_ms=round((trio.current_time() - streamed) * 1000, 1),
         )
         return PutResult(
-            record_id, manifest, {i: c.public_key for i, c in holders.items()}, verdict
+            record_id,
+            manifest,
+            {i: c.public_key for i, c in holders.items()},
+            verdict,
+            encoder.record_size,
         )
 
     async def _record(
@@ -363,11 +368,6 @@ class RecordService:
         )
         return ReadHandle(record, manifest, grant, fetcher)
 
-    def may_read(self, record_id: bytes) -> bool:
-        """Whether honest holders serve this node the record's blocks: it owns it, holds
-        a current grant, or holds a complete index of it (a holder proof)."""
-        return self.permitted(record_id) or self.holds(record_id)
-
     def permitted(self, record_id: bytes) -> bool:
         """Whether this node reads the record by a permit: it owns it or holds a current
         grant (honest holders serve such reads whatever the record's health)."""
@@ -379,13 +379,6 @@ class RecordService:
             record.owner == self.public_key
             or state.grant_for(record_id, self.public_key, self.clock_ms()) is not None
         )
-
-    def holds(self, record_id: bytes) -> bool:
-        """Whether this node holds a complete index of a live record (a holder proof)."""
-        state = self.ledger.state()
-        if record_id not in state.records or record_id in state.tombstones:
-            return False
-        return bool(self.shards.holdings.indices(record_id)[0])
 
     def permit_as(self, record_id: bytes, signer: nacl.signing.SigningKey) -> bytes:
         """A permit for this node to read the record as `signer` (who holds that key here:
@@ -453,13 +446,19 @@ class RecordService:
         return open_sealed_key(grant.sealed_key, self.identity)
 
     async def plaintext(self, handle: ReadHandle, record_key: bytes) -> AsyncIterator[bytes]:
-        """The record's plaintext, segment by segment (decrypted in a worker thread)."""
+        """The record's plaintext, segment by segment (decrypted in a worker thread).
+
+        A padded record's padding segments are fetched and checked like the
+        rest (holders see the same reads whatever the true size) and dropped.
+        """
         manifest = handle.manifest
         cipher = SegmentCipher(record_key, manifest.record_id)
+        size = manifest.contents(cipher).size
         async for segment, ciphertext in handle.fetcher.ciphertext():
-            yield await in_worker(
+            plaintext = await in_worker(
                 cipher.decrypt_segment, segment, manifest.is_last(segment), ciphertext
             )
+            yield manifest.record_part(segment, plaintext, size)
 
     async def manifest_of(self, record: RecordInfo) -> Manifest:
         """The record's manifest, checked against the ledger's hash.

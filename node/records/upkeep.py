@@ -7,10 +7,13 @@ Scrub: each pass first reads back `scrub_bytes` of held blocks (resuming
 where the last pass stopped) and demotes an index with a missing or corrupt
 block, so damage is found without an operator running `check`.
 
-Audit: as the coordinator of a record, this node checks its holders' claims
-with one random block per claimed index (node/records/audit.py), up to
-`audit_bytes` per pass over records taken in a random order; an index whose
-holder fails is rebuilt elsewhere, and the holder is passed over.
+Audit: the owner's node checks its records' holders' claims with one random
+block per claimed index (node/records/audit.py), read by permit, up to
+`audit_bytes` per pass over records taken in a random order (held ones and
+those it holds nothing of); a grantee's node that holds an index audits now
+and then. An index whose holder fails is rebuilt elsewhere by the auditor,
+and the holder is passed over. Other holders cannot audit: a holder proof
+buys no blocks of a healthy record (node/records/views.py).
 
 Repair: every `repair_interval` seconds this node learns the sites of its
 routing table's contacts, then each record it holds is surveyed (also for
@@ -134,30 +137,26 @@ class RecordUpkeep:
             while True:
                 record_id = await views.wanted()
                 if record_id in self.ledger.state().records:
-                    await limiter.acquire_on_behalf_of(record_id)
-                    nursery.start_soon(self._survey_for_reads, views, record_id, limiter)
+                    borrower = object()  # one per survey: a record may be wanted again
+                    await limiter.acquire_on_behalf_of(borrower)
+                    nursery.start_soon(self._survey_for_reads, views, record_id, limiter, borrower)
 
     async def _survey_for_reads(
-        self, views: RecordViews, record_id: bytes, limiter: trio.CapacityLimiter
+        self,
+        views: RecordViews,
+        record_id: bytes,
+        limiter: trio.CapacityLimiter,
+        borrower: object,
     ) -> None:
         try:
             # The network's sites first, as a pass does: the repairer may be copying
             # the record to a site that came back.
             await self.repairer.records.reach.refresh_sites()
-            before = views.seen(record_id)
-            survey = await self.repairer.survey(record_id, verify=False)
-            # Healthy on the holders' word, and the same holders as before: the repairer
-            # may have found a claim false, so audit to see it too (at most once per
-            # audit period per record). Other holders than before: a repair that just
-            # ended explains the read, and audits cost blocks.
-            health = survey.health
-            unchanged = before is None or before.holders == health.holders
-            if health.healthy and unchanged and views.audit_due(record_id):
-                await self.repairer.audit(survey)
+            await self.repairer.survey(record_id, verify=False)
         except RecordError as exc:
             event(log, logging.INFO, "survey skipped", record=short(record_id), reason=str(exc))
         finally:
-            limiter.release_on_behalf_of(record_id)
+            limiter.release_on_behalf_of(borrower)
 
     async def _repair_periodically(self) -> None:
         while True:
@@ -222,7 +221,35 @@ class RecordUpkeep:
         async with trio.open_nursery() as nursery:
             for _ in range(SURVEYS_AT_ONCE):
                 nursery.start_soon(worker)
+        reports += await self._audit_own_records(set(held))
         self.passes += 1
+        return reports
+
+    async def _audit_own_records(self, held: set[bytes]) -> list[RepairReport]:
+        """Audit records this node owns and holds nothing of, as far as the budget goes,
+        in a random order; repair those whose audit finds a claim that fails. Holders
+        cannot audit each other (a proof buys no blocks of a healthy record), so the
+        owner is who finds a holder that keeps nothing."""
+        state = self.ledger.state()
+        owned = [
+            r
+            for r, info in state.records.items()
+            if info.owner == self.me and r not in held and r not in state.tombstones
+        ]
+        self._rng.shuffle(owned)
+        reports: list[RepairReport] = []
+        for record_id in owned:
+            if self._audit_left <= 0:
+                break
+            try:
+                survey = await self.repairer.survey(record_id, verify=False, audit=True)
+                self._audit_left -= max(survey.audited_bytes, 1)
+                if survey.failed_audit and not survey.health.healthy:
+                    reports.append(await self.repairer.repair(record_id, survey))
+            except RecordError as exc:
+                event(
+                    log, logging.WARNING, "audit skipped", record=short(record_id), reason=str(exc)
+                )
         return reports
 
     async def _repair_if_coordinator(self, record_id: bytes) -> RepairReport | None:
@@ -230,13 +257,14 @@ class RecordUpkeep:
         seen = survey.health  # as the holders say: whose turn it is
         unhealthy_for = self._seen_unhealthy_for(record_id, seen)
         mine = coordinator(seen, unhealthy_for, self.deadline) == self.me
-        # The holders' word is checked, as far as the budget goes: by the coordinator,
-        # and by each other holder now and then (about one more audit per record per
-        # pass), since a first-ranked holder lying about its own shards would make the
-        # record look healthy to everyone and never audit itself. A holder whose audit
-        # finds a claim that fails repairs the record itself.
+        # The holders' word is checked, as far as the budget goes, by the nodes that
+        # read the record by permit (audits hand out blocks): its owner's node always,
+        # a grantee's node that holds an index now and then. A node whose audit finds a
+        # claim that fails repairs the record itself.
         others = max(1, len(seen.holders))
-        if self._audit_left > 0 and (mine or self._rng.random() * others < 1):
+        permitted = self.repairer.records.permitted(record_id)
+        owner = self.ledger.state().records[record_id].owner == self.me
+        if self._audit_left > 0 and permitted and (owner or self._rng.random() * others < 1):
             survey = await self.repairer.audit(survey)
             self._audit_left -= max(survey.audited_bytes, 1)
             self._seen_unhealthy_for(record_id, survey.health)

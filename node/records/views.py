@@ -1,24 +1,23 @@
 """What this holder last saw of each record it holds: the read gate's evidence for repair reads.
 
 A holder serves blocks to another holder's proof (a repair read) only while
-the record needs repair as this holder itself last surveyed it
+the record needs repair as this holder itself surveyed it, lately
 (protocol.records.repair.repair_read_needed); else a holder colluding with a
 revoked grantee could read the record whole at any time. The views come from
 this node's own surveys (each repair pass, `check`, `repair`), kept for held
-records only. A view that says healthy and is older than `stale_after` is
-looked at again on request: the gate asks for a survey (at most
-`SURVEYS_WANTED` queued, each record at most once per `stale_after`) which
-upkeep runs in the background, so a repairer whose survey is newer than this
-holder's succeeds on its retry.
-
-Audits read one block per claimed index whatever the record's health: a
-holder proof buys such a read once per `audit_period` per caller and record
-(AUDIT_CALLERS entries remembered, oldest forgotten first).
+records only. A view counts for `need_fresh` seconds when it shows a need (a
+survey that once missed an answer does not open the record for a whole
+pass); a view that shows none, or is older, makes the gate refuse and ask for
+a survey if it is older than `stale_after` (at most `SURVEYS_WANTED` queued,
+each record at most once per `stale_after`), which upkeep runs in the
+background, so a repairer whose survey is newer than this holder's succeeds
+on its retry. Audits are not served here: blocks handed out as audits would
+let a holder gather k of one segment (a small record whole); audits read by
+permit (node/records/upkeep.py).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Collection
 
 import trio
@@ -27,7 +26,6 @@ from protocol.records.health import RecordHealth
 from protocol.records.repair import repair_read_needed
 
 SURVEYS_WANTED = 256  # records queued for a survey on a repair read's behalf
-AUDIT_CALLERS = 65_536  # (caller, record) audit reads remembered
 
 
 class RecordViews:
@@ -37,16 +35,14 @@ class RecordViews:
         holds: Callable[[bytes], bool],
         clock: Callable[[], float],
         stale_after: float,
-        audit_period: float,
+        need_fresh: float,
     ) -> None:
         self.holds = holds
         self.clock = clock
         self.stale_after = stale_after
-        self.audit_period = audit_period
+        self.need_fresh = need_fresh
         self._seen: dict[bytes, tuple[float, RecordHealth]] = {}
         self._asked: dict[bytes, float] = {}  # record -> when a survey was last wanted
-        self._audited: dict[bytes, float] = {}  # record -> when one was last audited so
-        self._audits: OrderedDict[tuple[bytes, bytes], float] = OrderedDict()
         self._wanted_send, self._wanted = trio.open_memory_channel[bytes](SURVEYS_WANTED)
 
     def note(self, health: RecordHealth) -> None:
@@ -60,18 +56,19 @@ class RecordViews:
             del self._seen[gone]
         for gone in [r for r in self._asked if r not in held]:
             del self._asked[gone]
-        for gone in [r for r in self._audited if r not in held]:
-            del self._audited[gone]
 
     def seen(self, record_id: bytes) -> RecordHealth | None:
         entry = self._seen.get(record_id)
         return None if entry is None else entry[1]
 
     def repair_read(self, record_id: bytes, asker: bytes, index: int, site: str | None) -> bool:
-        """Whether the record needs repair in this holder's view, `asker`'s proven `index`
-        counted (no view: it does not, as far as this holder knows)."""
+        """Whether the record needs repair in this holder's view of the last `need_fresh`
+        seconds, `asker`'s proven `index` counted (no such view: it does not, as far as
+        this holder knows)."""
         entry = self._seen.get(record_id)
-        return entry is not None and repair_read_needed(entry[1], asker, index, site)
+        if entry is None or self.clock() - entry[0] >= self.need_fresh:
+            return False
+        return repair_read_needed(entry[1], asker, index, site)
 
     def look_again(self, record_id: bytes) -> None:
         """A repair read was refused: ask upkeep for a survey if the view is stale (at
@@ -86,29 +83,6 @@ class RecordViews:
                 self._asked[record_id] = now
             except trio.WouldBlock:
                 pass  # enough queued: the next repair pass looks at every record anyway
-
-    def audit_read(self, caller: bytes, record_id: bytes) -> bool:
-        """Whether `caller` may read one block per index now as an audit (and note it)."""
-        now = self.clock()
-        key = (caller, record_id)
-        last = self._audits.get(key)
-        if last is not None and now - last < self.audit_period:
-            return False
-        self._audits[key] = now
-        self._audits.move_to_end(key)
-        while len(self._audits) > AUDIT_CALLERS:
-            self._audits.popitem(last=False)
-        return True
-
-    def audit_due(self, record_id: bytes) -> bool:
-        """Whether a survey wanted by a repair read audits the holders (and note it): at
-        most once per audit period per record, as audits cost blocks."""
-        now = self.clock()
-        last = self._audited.get(record_id)
-        if last is not None and now - last < self.audit_period:
-            return False
-        self._audited[record_id] = now
-        return True
 
     async def wanted(self) -> bytes:
         """The next record a repair read wants surveyed afresh (for upkeep)."""

@@ -5,10 +5,19 @@ shard block) lets any holder check and repair shards; the descriptive part
 (content type, file name, patient reference, free metadata) is encrypted with
 the record key, so storage nodes never see it. Encoded as canonical msgpack;
 the ledger records the manifest's hash.
+
+Version 2 (written since issue 14) hides the exact size: the encoder pads the
+plaintext with zeros to its Padmé length, so `size` and every segment and
+block size are those of the padded stream, and the true size travels only in
+the sealed part, which is itself padded to a Padmé length of at least 256
+bytes (so the length of a file name shows nothing, or for very long
+metadata no more than Padmé lets through). Version 1 manifests
+(exact `size`, sealed metadata alone) stay readable.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +25,13 @@ from typing import Any
 from storage.codec import canonical, hashing
 from storage.codec.crypt import MAC_SIZE, RECORD_ID_SIZE, SegmentCipher
 from storage.codec.erasure import MAX_SHARDS
+from storage.codec.padme import is_padded, padme
 from storage.errors import ManifestError
 
-MANIFEST_VERSION = 1
+LEGACY_VERSION = 1  # exact sizes; still read
+PADDED_VERSION = 2  # Padmé sizes, the true size sealed
+MANIFEST_VERSION = PADDED_VERSION  # what the encoder writes
+VERSIONS = (LEGACY_VERSION, PADDED_VERSION)
 MAX_MANIFEST_SIZE = 16 * 1024 * 1024
 MAX_METADATA_SIZE = 64 * 1024
 MIN_SEGMENT_SIZE = 64
@@ -28,6 +41,20 @@ _MAX_SIZE = 2**62
 
 _MANIFEST_KEYS = {"v", "id", "size", "seg", "k", "n", "hashes", "meta"}
 _METADATA_KEYS = {"type", "name", "patient", "extra"}
+# Version 2's sealed plaintext: marker, true size, metadata length, metadata,
+# zeros up to a Padmé length. The marker cannot start a version 1 plaintext
+# (a canonical msgpack map of four fields starts with 0x84).
+_SEALED_MARKER = 2
+_SEALED_HEADER = struct.Struct(">BQI")
+# At least this many plaintext bytes are sealed, so the usual metadata (a type,
+# a file name of up to ~100 characters, a patient reference) all looks alike.
+MIN_SEALED_PLAIN = 256
+MAX_SEALED_SIZE = padme(_SEALED_HEADER.size + MAX_METADATA_SIZE) + MAC_SIZE
+
+
+def sealed_plain_size(length: int) -> int:
+    """How long version 2's sealed plaintext is for `length` bytes of header and metadata."""
+    return padme(max(length, MIN_SEALED_PLAIN))
 
 
 def check_codec_params(k: int, n: int, segment_size: int) -> None:
@@ -90,8 +117,48 @@ class RecordMetadata:
 
 
 @dataclass(frozen=True)
+class RecordContents:
+    """What only the record key opens: the descriptive metadata and the true size."""
+
+    metadata: RecordMetadata
+    size: int
+
+
+def seal_contents(cipher: SegmentCipher, metadata: bytes, size: int) -> bytes:
+    """Version 2's sealed part: the true size and encoded metadata, padded, encrypted."""
+    if len(metadata) > MAX_METADATA_SIZE:
+        raise ManifestError(f"metadata is {len(metadata)} bytes, over {MAX_METADATA_SIZE}")
+    if type(size) is not int or not 0 <= size <= _MAX_SIZE:
+        raise ManifestError(f"record size out of range: {size!r}")
+    plain = _SEALED_HEADER.pack(_SEALED_MARKER, size, len(metadata)) + metadata
+    return cipher.encrypt_metadata(plain + bytes(sealed_plain_size(len(plain)) - len(plain)))
+
+
+def open_contents(cipher: SegmentCipher, sealed: bytes) -> tuple[RecordMetadata, int | None]:
+    """The metadata and, from a version 2 sealed part, the true size (None from version 1).
+
+    For callers that hold only the sealed bytes (a listing); DecryptionError
+    with a wrong key, ManifestError when the plaintext is malformed.
+    """
+    plain = cipher.decrypt_metadata(sealed)
+    if not plain or plain[0] != _SEALED_MARKER:
+        return RecordMetadata.decode(plain), None
+    if len(plain) < _SEALED_HEADER.size:
+        raise ManifestError("sealed record contents are too short")
+    _, size, length = _SEALED_HEADER.unpack_from(plain)
+    end = _SEALED_HEADER.size + length
+    if end > len(plain) or any(plain[end:]):
+        raise ManifestError("sealed record contents are malformed (length or padding)")
+    return RecordMetadata.decode(plain[_SEALED_HEADER.size : end]), size
+
+
+@dataclass(frozen=True)
 class Manifest:
-    """Public description of a stored record plus its sealed metadata."""
+    """Public description of a stored record plus its sealed metadata.
+
+    `size` is the length of the stored plaintext stream: the record's own in
+    version 1, its Padmé length in version 2 (`contents` opens the true one).
+    """
 
     record_id: bytes
     size: int
@@ -99,9 +166,12 @@ class Manifest:
     k: int
     n: int
     block_hashes: bytes  # segment-major: hash of block i of segment s at (s*n + i)*32
-    sealed_metadata: bytes
+    sealed_metadata: bytes  # version 2: true size and metadata, padded (seal_contents)
+    version: int = MANIFEST_VERSION
 
     def __post_init__(self) -> None:
+        if type(self.version) is not int or self.version not in VERSIONS:
+            raise ManifestError(f"unsupported manifest version {self.version!r}")
         check_codec_params(self.k, self.n, self.segment_size)
         if not isinstance(self.record_id, bytes) or len(self.record_id) != RECORD_ID_SIZE:
             raise ManifestError(f"record id must be {RECORD_ID_SIZE} bytes")
@@ -119,9 +189,19 @@ class Manifest:
                 f" expected {expected}"
             )
         meta = self.sealed_metadata
-        sealed_limit = MAX_METADATA_SIZE + MAC_SIZE
-        if not isinstance(meta, bytes) or not MAC_SIZE <= len(meta) <= sealed_limit:
+        if self.version == LEGACY_VERSION:
+            lowest, highest = MAC_SIZE, MAX_METADATA_SIZE + MAC_SIZE
+        else:
+            lowest, highest = MIN_SEALED_PLAIN + MAC_SIZE, MAX_SEALED_SIZE
+        if not isinstance(meta, bytes) or not lowest <= len(meta) <= highest:
             raise ManifestError("sealed metadata has an impossible length")
+        if self.version == PADDED_VERSION:  # anyone can check the writer padded
+            if not is_padded(self.size):
+                raise ManifestError(
+                    f"a version 2 record size must be a Padmé length, not {self.size}"
+                )
+            if not is_padded(len(meta) - MAC_SIZE):
+                raise ManifestError("a version 2 sealed part must have a Padmé length")
 
     @property
     def segment_count(self) -> int:
@@ -164,13 +244,32 @@ class Manifest:
         """Total bytes of all blocks of all segments."""
         return sum(self.block_size(s) * self.n for s in range(self.segment_count))
 
+    def contents(self, cipher: SegmentCipher) -> RecordContents:
+        """The metadata and true size (DecryptionError with a wrong key)."""
+        metadata, size = open_contents(cipher, self.sealed_metadata)
+        if self.version == LEGACY_VERSION:
+            if size is not None:
+                raise ManifestError("a version 1 manifest carries version 2 sealed contents")
+            return RecordContents(metadata, self.size)
+        if size is None or padme(size) != self.size:
+            raise ManifestError(
+                f"the sealed record size {size} does not pad to the manifest's {self.size}"
+            )
+        return RecordContents(metadata, size)
+
     def metadata(self, cipher: SegmentCipher) -> RecordMetadata:
-        return RecordMetadata.decode(cipher.decrypt_metadata(self.sealed_metadata))
+        return self.contents(cipher).metadata
+
+    def record_part(self, segment: int, plaintext: bytes, record_size: int) -> bytes:
+        """The bytes of decrypted `segment` that belong to the record (padding dropped)."""
+        self._check_segment(segment)
+        keep = max(0, min(len(plaintext), record_size - segment * self.segment_size))
+        return plaintext if keep == len(plaintext) else plaintext[:keep]
 
     def encode(self) -> bytes:
         return canonical.pack(
             {
-                "v": MANIFEST_VERSION,
+                "v": self.version,
                 "id": self.record_id,
                 "size": self.size,
                 "seg": self.segment_size,
@@ -190,10 +289,13 @@ class Manifest:
         value = canonical.unpack(data, max_size=MAX_MANIFEST_SIZE, what="manifest")
         if not isinstance(value, dict):
             raise ManifestError("manifest is not a map")
-        if value.get("v") != MANIFEST_VERSION:
-            raise ManifestError(f"unsupported manifest version {value.get('v')!r}")
+        version = value.get("v")
+        if type(version) is not int or version not in VERSIONS:
+            raise ManifestError(f"unsupported manifest version {version!r}")
         if set(value) != _MANIFEST_KEYS:
-            raise ManifestError(f"manifest fields {sorted(value)} differ from the version 1 set")
+            raise ManifestError(
+                f"manifest fields {sorted(value)} differ from the version {version} set"
+            )
         return cls(
             record_id=_typed(value, "id", bytes),
             size=_typed(value, "size", int),
@@ -202,6 +304,7 @@ class Manifest:
             n=_typed(value, "n", int),
             block_hashes=_typed(value, "hashes", bytes),
             sealed_metadata=_typed(value, "meta", bytes),
+            version=version,
         )
 
     def _check_segment(self, segment: int) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ParamSpec
@@ -21,7 +19,6 @@ from node.config.gossip import GossipConfig
 from node.config.settings import NodeConfig
 from node.config.storage import StorageConfig
 from node.net.membership import Membership
-from node.offload import inline_work
 from node.sim.memory import MemoryNetwork
 from protocol.membership.certificate import issue
 from storage.store.holdings import Holdings
@@ -29,23 +26,6 @@ from storage.store.memory import MemoryShardStore
 from tests.protocol.keys import NETWORK, seed
 
 P = ParamSpec("P")
-
-
-def worker_steps_inline(test: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
-    """Run the test's worker-thread steps (node.offload.in_worker) inline.
-
-    Under the autojump clock a task waiting on a worker thread counts as
-    blocked, so virtual time jumps on while the thread works: on a busy
-    machine a call's timeout can expire before a disk write ends. Inline,
-    the work takes no virtual time at all.
-    """
-
-    @functools.wraps(test)
-    async def inline(*args: P.args, **kwargs: P.kwargs) -> None:
-        with inline_work():
-            await test(*args, **kwargs)
-
-    return inline
 
 
 def small_config(**storage: object) -> NodeConfig:

@@ -12,6 +12,8 @@ import trio
 from click.testing import CliRunner
 
 from node.cli.main import cli
+from protocol.ledger.timestamps import is_coarse
+from storage.codec.padme import padme
 from tests.node.test_control_cli import Controlled, controlled, new_person
 
 
@@ -59,14 +61,18 @@ async def test_a_patient_put_by_address_reads_and_lists_her_own_record(tmp_path:
         other_key, _ = new_person(tmp_path, "other")
         put = await net.ok(0, "put", str(source), "--patient", address_of(alice_key))
         record_id = str(put["record_id"])
-        granted = await net.ok(0, "grant", record_id, address_of(doctor_key))
+        granted = await net.ok(0, "grant", record_id, address_of(doctor_key), "--expires", "30d")
         assert granted["type"] == "sgrant" and granted["body"]["index"] == 1
+        # Times the ledger publishes are minutes: the grant's, and a duration's end.
+        assert is_coarse(granted["timestamp"]) and is_coarse(granted["body"]["expires_at"])
 
         listed = await wallet_knows(net, 1, alice_key, record_id)
         assert [(r["index"], r["patient"], r["current"], r["opens"]) for r in listed] == [
             (0, True, True, True)
         ]
-        assert listed[0]["size"] == len(data)
+        # Her key opens the sealed part: the true size, name and type (the ledger's is padded).
+        assert padme(len(data)) != len(data)
+        assert (listed[0]["size"], listed[0]["filename"]) == (len(data), "scan.pdf")
         # Her long-term key appears in no entry any node holds.
         for node in net.cluster.nodes:
             assert all(bytes.fromhex(alice_public) not in e.raw for e in node.ledger.book.entries())
@@ -75,6 +81,7 @@ async def test_a_patient_put_by_address_reads_and_lists_her_own_record(tmp_path:
         CliRunner().invoke(cli, ["keys", "export-view", str(alice_key), "--out", str(view_file)])
         by_view = (await net.ok(1, "wallet", "ls", "--as", str(view_file)))["records"]
         assert [(r["record_id"], r["opens"]) for r in by_view] == [(record_id, False)]
+        assert (by_view[0]["size"], by_view[0]["filename"]) == (padme(len(data)), None)
         assert (await net.ok(1, "wallet", "ls", "--as", str(other_key)))["records"] == []
 
         for who, name in ((alice_key, "alice.pdf"), (doctor_key, "doctor.pdf")):
@@ -86,6 +93,30 @@ async def test_a_patient_put_by_address_reads_and_lists_her_own_record(tmp_path:
             2, "get", record_id, "-o", str(tmp_path / "x"), "--as", str(other_key)
         )
         assert refused.exit_code == 1 and "no grant" in refused.output
+
+        # She attests through her grant: signed by its P, on the minute; a stranger cannot.
+        attested = await net.ok(2, "attest", record_id, "--as", str(alice_key))
+        entry = next(
+            e
+            for e in net.cluster.nodes[2].ledger.book.entries()
+            if e.hash.hex() == attested["entry"]
+        )
+        state = net.cluster.nodes[2].ledger.state()
+        rid = bytes.fromhex(record_id)
+        (p,) = [g.grantee for g in state.grants_of(rid) if g.patient]
+        assert entry.author == p and is_coarse(entry.timestamp)
+        assert p in state.attestations.get(rid, ())
+        stranger = await net.run(2, "attest", record_id, "--as", str(other_key))
+        assert stranger.exit_code == 1 and "never granted" in stranger.output
+
+        # An ended grant opens nothing more through the daemon: the padded size, no name.
+        (doctor_p,) = [g.grantee for g in state.grants_of(rid) if g.stealth and not g.patient]
+        (doctors,) = (await net.ok(0, "wallet", "ls", "--as", str(doctor_key)))["records"]
+        assert doctors["grant_key"] == doctor_p.hex()  # her wallet names what to revoke
+        await net.ok(0, "revoke", record_id, doctor_p.hex())
+        (ended,) = (await net.ok(0, "wallet", "ls", "--as", str(doctor_key)))["records"]
+        assert not ended["current"] and ended["opens"]
+        assert (ended["size"], ended["filename"]) == (padme(len(data)), None)
 
         bad = await net.run(0, "grant", record_id, "ab" * 40)
         assert bad.exit_code == 2 and "address (132)" in bad.output

@@ -88,7 +88,7 @@ async def test_a_patient_reads_attests_shares_and_revokes_from_her_wallet(tmp_pa
 
         # Her attestation: signed by her grant's P, which verifies for anyone.
         attested = await net.ok(1, "wallet", "attest", record_id, "--as", str(alice))
-        hers = attested["grant"]
+        hers = attested["grant_key"]
         node = net.cluster.nodes[1]
         (entry,) = [e for e in node.ledger.book.entries() if e.hash.hex() == attested["entry"]]
         assert entry.author.hex() == hers and str(entry.type) == "attest"
@@ -113,10 +113,10 @@ async def test_a_patient_reads_attests_shares_and_revokes_from_her_wallet(tmp_pa
             ("sgrant", False, True),
         ]
         revoked = await net.ok(
-            1, "wallet", "revoke", record_id, shared["grant"], "--as", str(alice)
+            1, "wallet", "revoke", record_id, shared["grant_key"], "--as", str(alice)
         )
-        assert revoked["grant"] == shared["grant"]
-        await grant_ended(net, record_id, shared["grant"])
+        assert revoked["grant_key"] == shared["grant_key"]
+        await grant_ended(net, record_id, shared["grant_key"])
         ended = await net.run(2, "wallet", "get", record_id, "--as", str(doctor), "--out", "x")
         assert ended.exit_code == 1 and "has ended (revoked or expired)" in ended.output
         listed = (await net.ok(2, "wallet", "ls", "--as", str(doctor)))["records"]
@@ -163,7 +163,7 @@ async def test_what_a_reader_a_stranger_and_a_view_only_key_get(tmp_path: Path) 
         assert not_patient in await refused(
             "share", record_id, address_of(stranger), "--as", str(doctor)
         )
-        hers = (await net.ok(1, "wallet", "ls", "--as", str(alice)))["records"][0]["grant"]
+        hers = (await net.ok(1, "wallet", "ls", "--as", str(alice)))["records"][0]["grant_key"]
         assert not_patient in await refused("revoke", record_id, hers, "--as", str(doctor))
         # A stranger holds nothing to act with.
         for act in ("attest", "get"):

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import stat
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from click.testing import CliRunner, Result
 
 from node.cli.common import printable
 from node.cli.main import cli
+from node.cli.verbs import expiry_ms
 from node.config.datadir import IDENTITY_FILE
 from node.config.keyfiles import KeyKind, write_secret
 from node.control.address import control_path
@@ -175,6 +177,8 @@ async def test_attest_ls_ledger_check_and_delete(tmp_path: Path) -> None:
         entries = (await net.ok(0, "ledger", "--record", record_id))["entries"]
         assert [e["type"] for e in entries] == ["record", "grant", "grant", "attest", "attest"]
         assert all("sealed_key" not in e["body"] for e in entries)
+        # The node's entries and the patient's (signed in the CLI) publish minutes only.
+        assert all(e["timestamp"] % 60_000 == 0 for e in entries)
 
         (report,) = (await net.ok(0, "check", record_id))["records"]
         assert report["health"]["healthy"] and report["health"]["distinct_hosts"] == 5
@@ -322,6 +326,17 @@ async def test_data_dir_and_json_may_come_before_the_verb(
         assert net.cluster.nodes[0].public_key.hex() in both.stdout
 
 
+def test_an_expiry_duration_ends_on_the_minute_never_early() -> None:
+    """`--expires 45s` must not publish the writing time to the ms (now + 45 s)."""
+    before = int(time.time() * 1000)
+    for duration, seconds in (("45s", 45), ("90m", 5400), ("30d", 30 * 86_400)):
+        end = expiry_ms(duration, coarse=True)
+        assert end % 60_000 == 0 and before + seconds * 1000 <= end
+        assert end < int(time.time() * 1000) + seconds * 1000 + 60_000
+    date = "2031-05-04T10:11:12.345+00:00"
+    assert expiry_ms(date, coarse=True) == 1935655872345  # a date stays as given
+
+
 async def test_ls_names_records_ids_take_prefixes_and_writes_show_their_entry(
     tmp_path: Path,
 ) -> None:
@@ -340,6 +355,10 @@ async def test_ls_names_records_ids_take_prefixes_and_writes_show_their_entry(
         await net.knows(1, record_id, patient_key)
         mine = await net.ok(1, "ls", "--as", str(patient_key))  # opened in the CLI
         assert [(r["filename"], r["sealed_key"]) for r in mine["records"]] == [("scan.pdf", None)]
+        # The ledger shows the padded size to every member; her key opens the true one.
+        assert [r["size"] for r in mine["records"]] == [30000]
+        entries = (await net.ok(1, "ledger", "--record", record_id))["entries"]
+        assert [e["body"]["size"] for e in entries if e["type"] == "record"] == [30720]
         # Any unique prefix of 8+ hex digits names the record.
         _, other = new_person(tmp_path, "other")
         granted = await net.ok(0, "grant", record_id[:8], other)

@@ -12,6 +12,7 @@ from protocol.ledger.book import OVER_INTAKE
 from protocol.ledger.entries import Body, GrantBody, RecordBody, derive_record_id
 from protocol.ledger.intake import IntakeBudget
 from protocol.ledger.state import fold
+from protocol.ledger.timestamps import floor_time, is_coarse
 from storage.store.ledger_db import LedgerDB
 from tests.protocol.keys import seed, signing_key
 from tests.protocol.ledger_helpers import Feed
@@ -87,7 +88,8 @@ async def test_an_honest_writer_is_told_when_it_would_break_a_bound(tmp_path: Pa
     await ledger.append_all(put_bodies(owner, "a minute later"))
     clock.now -= 30_000  # the clock steps back: the feed's timestamps do not
     entries = await ledger.append_all(put_bodies(owner, "after the step"))
-    assert entries[0].timestamp == clock.now + 30_000
+    assert entries[0].timestamp == floor_time(clock.now + 30_000)  # published on the minute
+    assert all(is_coarse(e.timestamp) for e in ledger.book.entries())
     nosy = Feed("nosy")
     with pytest.raises(LedgerError, match="not created earlier in its author's own feed"):
         foreign = entries[0].record_id

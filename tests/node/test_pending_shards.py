@@ -22,7 +22,7 @@ from protocol.records.messages import DropShards, ShardsStored, StoreShards
 from storage.codec.manifest import RecordMetadata
 from storage.store.holdings import ROW_WEIGHT, Holdings
 from storage.store.memory import MemoryShardStore
-from tests.node.cluster import Cluster, holders_of, read_all, small_config, worker_steps_inline
+from tests.node.cluster import Cluster, holders_of, read_all, small_config
 
 WRITER, MEMBER = b"w" * 32, b"m" * 32
 NONCES: dict[bytes, bytes] = {}  # record id -> the nonce it was derived from
@@ -180,7 +180,6 @@ async def test_unrecorded_shards_go_a_grace_after_their_last_block(tmp_path: Pat
     assert holder.shards.pending.of(WRITER) == 4 * BLOCK + ROW_WEIGHT
 
 
-@worker_steps_inline
 async def test_a_member_streaming_unrecorded_shards_is_capped_and_collected(
     tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:

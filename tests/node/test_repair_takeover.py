@@ -21,7 +21,7 @@ from node.records.views import RecordViews
 from node.sim.nodes import segments
 from protocol.records.repair import coordinator_order
 from storage.codec.manifest import RecordMetadata
-from tests.node.cluster import Cluster, holders_of, read_all, small_config, worker_steps_inline
+from tests.node.cluster import Cluster, holders_of, read_all, small_config
 
 INTERVAL = 60.0
 DEADLINE = 3 * INTERVAL  # the default: three repair intervals
@@ -99,7 +99,6 @@ def watch(nodes: list[Node], repaired: list[bytes], silent: Node | None = None) 
         node.upkeep.repairer = Watched(node.records, node.views, repaired, silent=node is silent)
 
 
-@worker_steps_inline
 async def test_a_first_holder_that_never_repairs_is_replaced_after_the_deadline(
     tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -138,7 +137,6 @@ async def test_a_first_holder_that_never_repairs_is_replaced_after_the_deadline(
         nursery.cancel_scope.cancel()
 
 
-@worker_steps_inline
 async def test_two_silent_holders_in_a_row_delay_repair_by_a_deadline_each(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
@@ -164,7 +162,6 @@ async def test_two_silent_holders_in_a_row_delay_repair_by_a_deadline_each(
         nursery.cancel_scope.cancel()
 
 
-@worker_steps_inline
 async def test_an_honest_first_holder_repairs_alone_within_a_pass(
     tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -189,7 +186,6 @@ async def test_an_honest_first_holder_repairs_alone_within_a_pass(
         nursery.cancel_scope.cancel()
 
 
-@worker_steps_inline
 async def test_a_dead_first_holder_is_replaced_at_once_and_no_offence_is_logged(
     tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:

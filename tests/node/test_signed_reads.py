@@ -59,6 +59,16 @@ def other_holder(cluster: Cluster, record_id: bytes, *, besides: Node) -> Node:
     return next(n for n in holders_of(cluster, record_id) if n is not besides)
 
 
+async def lose_a_holder(cluster: Cluster, record_id: bytes, *, keep: list[Node]) -> None:
+    """Crash a holder of the record not in `keep`, and let every kept holder survey it
+    (as its next pass would): the record needs repair in their views."""
+    lost = next(n for n in holders_of(cluster, record_id) if n not in keep)
+    cluster.crash(lost)
+    for node in keep:
+        if node.shards.holdings.indices(record_id)[0]:
+            assert not (await node.repairer.survey(record_id, verify=False)).health.healthy
+
+
 def first_block(node: Node, record_id: bytes) -> FetchBlocks:
     index = node.shards.holdings.indices(record_id)[0][0]
     return FetchBlocks(record_id, (BlockRef(0, index),))
@@ -265,6 +275,8 @@ async def test_repair_reads_need_a_proof_of_holding_an_index(
         manifest = holder.shards.manifest(record_id)
         assert manifest is not None
         base = first_block(holder, record_id)
+        # A repair read, of a record the holder sees short of an index.
+        await lose_a_holder(cluster, record_id, keep=[owner, holder, prover])
         # An honest holder's proof: its block at the segment this holder picks now.
         proof = await prover.shards.holder_proof(
             manifest, holder.public_key, bucket_of(prover.clock_ms())
@@ -337,7 +349,7 @@ async def test_an_audit_is_a_read_refused_ones_blame_no_holder(
         assert by_owner.health.healthy and by_owner.audited_bytes > 0
         # A node that may not read the record cannot audit it: every holder refuses,
         # none is blamed or avoided, and the claims count as stated.
-        assert not member.records.may_read(record_id) and owner.records.may_read(record_id)
+        assert not member.records.permitted(record_id) and owner.records.permitted(record_id)
         by_member = await member.repairer.survey(record_id, verify=False, audit=True)
         assert by_member.audited_bytes == 0 and by_member.health.healthy
         # ... and says so: every claim it counted is marked unaudited (the owner's none).
@@ -382,6 +394,7 @@ async def test_a_revoked_grantee_node_that_holds_an_index_may_not_repair_read(
 
         await owner.records.grant(record_id, grantee.public_key)
         await knows_grant(holder, record_id, grantee.public_key)
+        await lose_a_holder(cluster, record_id, keep=[owner, holder, grantee])
         assert isinstance(await proof_read(), BlocksFound)  # granted: a repairer as any
         await owner.records.revoke(record_id, grantee.public_key)
         while holder.ledger.state().grant_for(record_id, grantee.public_key, 0) is not None:
@@ -396,9 +409,9 @@ async def test_a_holder_reads_others_indices_only_while_the_record_needs_repair(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     """A holder colluding with a revoked grantee proves it holds an index and asks the
-    other holders for theirs, whole: while the record is healthy it gets one block per
-    index now and then (an audit), not the record; hiding its own claim changes nothing;
-    once a holder is really lost, the same reads are served (repair needs them)."""
+    other holders for theirs: while the record is healthy it gets no block; hiding its
+    own claim changes nothing; once a holder is really lost, the same reads are served
+    (repair needs them)."""
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
         owner, record_id = await stored(cluster, nursery, count=7)
@@ -430,16 +443,14 @@ async def test_a_holder_reads_others_indices_only_while_the_record_needs_repair(
         seen = holder.views.seen(record_id)
         assert seen is not None and seen.healthy
         assert await read_whole(holder) == ErrorCode.NOT_NEEDED
-        # An audit's share: one block per index, once per period (the single-block reads
-        # of the tests above), then nothing more.
+        # Not even one block: audits read by permit, and blocks handed out one by one
+        # would let it gather k of a segment from k-1 holders.
         index = holder.shards.holdings.indices(record_id)[0][0]
         proof = await colluder.shards.holder_proof(
             manifest, holder.public_key, bucket_of(colluder.clock_ms())
         )
-        audit = FetchBlocks(record_id, (BlockRef(0, index),), None, proof)
-        answer = await colluder.port.call(holder.contact, audit, 5.0)
-        assert isinstance(answer, BlocksFound) and all(answer.blocks)
-        assert await refusal(colluder, holder, audit) == ErrorCode.NOT_NEEDED
+        one = FetchBlocks(record_id, (BlockRef(0, index),), None, proof)
+        assert await refusal(colluder, holder, one) == ErrorCode.NOT_NEEDED
 
         # It hides its own index from the holders' surveys: its proof counts it anyway.
         async def holds_nothing(message: GetHoldings, caller: object) -> HoldingsFound:

@@ -24,6 +24,7 @@ from protocol.ledger.entries import (
     grant_context,
     sign_entry,
 )
+from protocol.ledger.timestamps import entry_time
 from protocol.privacy import OneTimeKey, Opened, PersonKey, StealthGrant, make_grant, open_grant
 from protocol.records import permit
 from storage.codec.crypt import SegmentCipher
@@ -73,8 +74,11 @@ async def read_as(reader: Node, record_id: bytes, opened: Opened) -> bytes:
     handle = await reader.records.open(record_id, key.public, permits)
     cipher = SegmentCipher(opened.record_key, record_id)
     manifest = handle.manifest
+    size = manifest.contents(cipher).size  # the manifest shows the padded size only
     out = [
-        cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
+        manifest.record_part(
+            segment, cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext), size
+        )
         async for segment, ciphertext in handle.fetcher.ciphertext()
     ]
     return b"".join(out)
@@ -84,7 +88,8 @@ async def submit_as(node: Node, key: OneTimeKey, body: StealthGrantBody | Revoke
     """What a wallet does: sign at the head of P's feed, then submit through a node."""
     head = node.ledger.book.head_entry(key.public)
     seq, prev = (1, b"") if head is None else (head.seq + 1, head.hash)
-    entry = sign_entry(key, seq, prev, node.clock_ms(), body)
+    stamp = entry_time(node.clock_ms(), 0 if head is None else head.timestamp)
+    entry = sign_entry(key, seq, prev, stamp, body)
     await node.records.submit(entry.raw)
 
 

@@ -133,12 +133,13 @@ async def test_a_repair_pass_audits_and_repairs_without_an_operator(
         await cluster.add_many(nursery, 8, small_config(transfer_batch_bytes=64 * 1024))
         writer = cluster.nodes[0]
         record_id, holders, _ = await put(writer, os.urandom(200_000))
-        cheats = [n for n in cluster.nodes if n.public_key in holders.values()]
+        cheats = [n for n in cluster.nodes if n.public_key in holders.values() and n is not writer]
         last = coordinator_order(record_id, [n.public_key for n in cheats])[-1]
         cheat = next(n for n in cheats if n.public_key == last)  # not the coordinator
         throw_away_blocks(cheat, record_id)
-        for node in cluster.nodes:  # each node's pass: the coordinator audits and repairs
-            if node is not cheat and node.shards.holdings.indices(record_id)[0]:
+        for node in cluster.nodes:  # each node's pass: the owner's audits and repairs
+            holds = node.shards.holdings.indices(record_id)[0]
+            if node is not cheat and (holds or node is writer):
                 while record_id not in node.ledger.state().records:  # gossip brings it
                     await node.ledger.changed()
                 await node.upkeep.run_pass()
@@ -147,30 +148,29 @@ async def test_a_repair_pass_audits_and_repairs_without_an_operator(
         nursery.cancel_scope.cancel()
 
 
-async def test_a_first_ranked_holder_that_lies_is_audited_by_the_others(
+async def test_a_first_ranked_holder_that_lies_is_found_by_the_owners_audit(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     """The coordinator itself keeps nothing but claims its index: the record looks healthy
-    to everyone, so only the other holders' occasional audits can find it out."""
+    on the holders' word, and holders cannot audit each other (a proof buys no blocks of
+    a healthy record). The owner's node audits by permit, finds it, and repairs."""
     async with trio.open_nursery() as nursery:
         cluster = Cluster(tmp_path)
         await cluster.add_many(nursery, 8, small_config(transfer_batch_bytes=64 * 1024))
         writer = cluster.nodes[0]
         record_id, holders, _ = await put(writer, os.urandom(200_000))
         holding = [n for n in cluster.nodes if n.public_key in holders.values()]
-        first = coordinator_order(record_id, [n.public_key for n in holding])[0]
-        cheat = next(n for n in holding if n.public_key == first)
+        candidates = [n for n in holding if n is not writer]
+        first = coordinator_order(record_id, [n.public_key for n in candidates])[0]
+        cheat = next(n for n in candidates if n.public_key == first)
         throw_away_blocks(cheat, record_id)
-        honest = [n for n in holding if n is not cheat]
-        for node in honest:
-            while record_id not in node.ledger.state().records:
-                await node.ledger.changed()
-        for _ in range(30):  # each pass, each other holder audits with odds 1/holders
-            for node in honest:
-                await node.upkeep.run_pass()
-            health = await writer.repairer.check(record_id, verify=False)
-            if health.healthy:
-                break
+        for node in holding:
+            if node not in (cheat, writer):
+                await node.upkeep.run_pass()  # no other holder finds it out
+        assert cheat.public_key in (await writer.repairer.survey(record_id, False)).health.holders
+        (report,) = await writer.upkeep.run_pass()  # the owner audits and repairs
+        assert report.placed and cheat.public_key in report.before.unproven
+        health = await writer.repairer.check(record_id, verify=False)
         assert health.healthy and cheat.public_key not in health.holders
         nursery.cancel_scope.cancel()
 

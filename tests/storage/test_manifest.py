@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from storage.codec import canonical
 from storage.codec.crypt import SegmentCipher
 from storage.codec.manifest import (
+    LEGACY_VERSION,
     MAX_MANIFEST_SIZE,
     MAX_METADATA_SIZE,
     Manifest,
@@ -25,6 +26,8 @@ RID = b"r" * 32
 
 
 def make_manifest(size: int = 2500, segment_size: int = 1000, k: int = 2, n: int = 3) -> Manifest:
+    """A version 1 manifest (exact size): the old format, still read
+    (tests/storage/test_padding.py covers version 2)."""
     cipher = SegmentCipher(KEY, RID)
     segments = max(1, -(-size // segment_size))
     return Manifest(
@@ -38,6 +41,7 @@ def make_manifest(size: int = 2500, segment_size: int = 1000, k: int = 2, n: int
         sealed_metadata=cipher.encrypt_metadata(
             RecordMetadata("application/pdf", "scan.pdf", "P-77", {"ward": "B"}).encode()
         ),
+        version=LEGACY_VERSION,
     )
 
 
@@ -98,7 +102,9 @@ def test_oversized_input_is_rejected_before_parsing() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"v": 2}, "unsupported manifest version"),
+        ({"v": 3}, "unsupported manifest version"),
+        ({"v": 0}, "unsupported manifest version"),
+        ({"v": "1"}, "unsupported manifest version"),
         ({"extra": 1}, "differ from the version 1 set"),
         ({"k": "2"}, "'k' must be int"),
         ({"k": True}, "'k' must be int"),

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from storage.codec.decoder import BlockSource, RecordDecoder
 from storage.codec.encoder import RecordEncoder
 from storage.codec.erasure import BytesLike
-from storage.codec.manifest import Manifest, RecordMetadata
+from storage.codec.manifest import LEGACY_VERSION, MANIFEST_VERSION, Manifest, RecordMetadata
+from storage.codec.padme import padme
 from storage.codec.segment import EncodedSegment
 from storage.errors import DecryptionError, ManifestError, NotEnoughShards
 from storage.store.memory import MemoryShardStore
@@ -26,7 +27,13 @@ Blocks = dict[tuple[int, int], bytes]
 
 
 def encode(
-    data: bytes, k: int = 3, n: int = 5, segment_size: int = SEG, key: bytes = KEY
+    data: bytes,
+    k: int = 3,
+    n: int = 5,
+    segment_size: int = SEG,
+    key: bytes = KEY,
+    *,
+    version: int = MANIFEST_VERSION,
 ) -> tuple[Manifest, Blocks]:
     encoder = RecordEncoder(
         record_id=RID,
@@ -35,6 +42,7 @@ def encode(
         n=n,
         segment_size=segment_size,
         metadata=RecordMetadata("text/plain", "a.txt", "P-1"),
+        version=version,
     )
     blocks: Blocks = {}
     for segment in encoder.encode(io.BytesIO(data)):
@@ -57,8 +65,9 @@ def decode(manifest: Manifest, blocks: Blocks, key: bytes = KEY) -> bytes:
 def test_round_trip_at_segment_boundaries(size: int) -> None:
     data = os.urandom(size)
     manifest, blocks = encode(data)
-    assert manifest.size == size
-    assert manifest.segment_count == max(1, -(-size // SEG))
+    assert manifest.size == padme(size)  # the stored stream is padded
+    assert manifest.segment_count == max(1, -(-padme(size) // SEG))
+    assert RecordDecoder(manifest, KEY).size == size
     assert decode(manifest, blocks) == data
 
 
@@ -102,7 +111,7 @@ def test_short_reads_do_not_change_the_segmentation() -> None:
     encoder = RecordEncoder(record_id=RID, record_key=KEY, k=2, n=3, segment_size=SEG)
     stream = TrickleStream(data)
     segments = list(encoder.encode(stream))  # type: ignore[arg-type]
-    assert [s.plain_size for s in segments] == [SEG, SEG, SEG, 50]
+    assert [s.plain_size for s in segments] == [SEG, SEG, SEG, padme(3 * SEG + 50) - 3 * SEG]
     # Encoding is deterministic given key and id: the same blocks as a one-shot read.
     assert encoder.manifest().block_hashes == encode(data, 2, 3)[0].block_hashes
 
@@ -184,19 +193,29 @@ def test_blocks_swapped_without_hashes_count_as_corrupt() -> None:
     assert caught.value.corrupt == (0, 1, 2, 3, 4)
 
 
-def test_truncated_record_is_detected() -> None:
-    data = os.urandom(3 * SEG)
-    manifest, blocks = encode(data)
+CUT_FAILS: dict[int, tuple[type[Exception], str]] = {
+    LEGACY_VERSION: (DecryptionError, "segment 1"),
+    MANIFEST_VERSION: (ManifestError, "does not pad"),
+}
+
+
+@pytest.mark.parametrize("version", [LEGACY_VERSION, MANIFEST_VERSION])
+def test_truncated_record_is_detected(version: int) -> None:
+    data = os.urandom(3 * SEG)  # 768 and 512 are Padmé lengths: the manifest stays valid
+    manifest, blocks = encode(data, version=version)
     shorter = dataclasses.replace(
         manifest, size=2 * SEG, block_hashes=manifest.block_hashes[: 2 * manifest.n * 32]
     )
-    with pytest.raises(DecryptionError, match="segment 1"):
+    # Version 2 already fails on the sealed size; version 1 on the new "last" segment.
+    kind, message = CUT_FAILS[version]
+    with pytest.raises(kind, match=message):
         decode(shorter, blocks)
 
 
-def test_extended_record_is_detected() -> None:
+@pytest.mark.parametrize("version", [LEGACY_VERSION, MANIFEST_VERSION])
+def test_extended_record_is_detected(version: int) -> None:
     data = os.urandom(2 * SEG)
-    manifest, blocks = encode(data)
+    manifest, blocks = encode(data, version=version)
     # Append a third segment made of the second one's blocks.
     longer = dataclasses.replace(
         manifest,
@@ -205,7 +224,8 @@ def test_extended_record_is_detected() -> None:
     )
     for i in range(manifest.n):
         blocks[2, i] = blocks[1, i]
-    with pytest.raises(DecryptionError, match="segment 1"):
+    kind, message = CUT_FAILS[version]
+    with pytest.raises(kind, match=message):
         decode(longer, blocks)
 
 
@@ -292,9 +312,9 @@ def test_segments_encoded_out_of_order_give_the_same_record() -> None:
 
     pieces = [data[i : i + 1000] for i in range(0, len(data), 1000)]
     serial = encoder()
-    expected = [serial.add(p, i == len(pieces) - 1) for i, p in enumerate(pieces)]
+    expected = [s for i, p in enumerate(pieces) for s in serial.add(p, i == len(pieces) - 1)]
     parallel = encoder()
-    jobs = [parallel.claim(p, i == len(pieces) - 1) for i, p in enumerate(pieces)]
+    jobs = [j for i, p in enumerate(pieces) for j in parallel.claim(p, i == len(pieces) - 1)]
     encoded = [parallel.encode_job(job) for job in reversed(jobs)][::-1]
     with pytest.raises(RuntimeError, match="accepted before"):
         parallel.accept(encoded[1])
