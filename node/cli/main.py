@@ -17,7 +17,7 @@ import nacl.signing
 import trio
 
 from node import logs
-from node.cli import membership, revocations, verbs
+from node.cli import membership, revocations, verbs, wallet, wallet_acts
 from node.cli.codec_demo import run_codec_demo
 from node.cli.common import (
     DATA_DIR_HELP,
@@ -418,6 +418,7 @@ def run(
         trio.run(run_until_signalled, target, trust_local_ledger)
 
 
+wallet_acts.register(wallet.wallet)
 for _command in [*verbs.COMMANDS, *membership.COMMANDS, *revocations.COMMANDS]:
     cli.add_command(_command)
 

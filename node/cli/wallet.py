@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from node.cli import wallet_cache
 from node.cli.common import common, json_option, open_data_dir, printable
 from node.config.datadir import DataDirError
 from node.config.keyfiles import KeyFileError, KeyKind, read_secret, write_secret
@@ -89,6 +90,10 @@ def find_mine(view: ViewKey, rows: Iterator[StealthGrantRow]) -> list[Mine]:
         pairs.append((grant, grant_context(row.record_id, row.index)))
         kept.append(row)
     return [Mine(kept[position], pairs[position][0]) for position, _ in scan(view, pairs)]
+
+
+def _mine(row: StealthGrantRow) -> Mine:
+    return Mine(row, StealthGrant.from_bytes(row.grant))
 
 
 def open_mine(person: PersonKey, mine: Mine) -> Opened | None:
@@ -213,7 +218,16 @@ def wallet_ls(*, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
     """List the records granted to this person: found by scanning every stealth grant."""
     view, person = load_view(as_key)
     root = _root(data_dir)
-    found = find_mine(view, stealth_rows(root))
+    state, stats = wallet_cache.advance(
+        root,
+        wallet_cache.load(root, view),
+        lambda rows: [m.row for m in find_mine(view, iter(rows))],
+    )
+    try:
+        wallet_cache.save(root, view, state)
+    except OSError as exc:  # the listing is right; the next run scans everything again
+        click.echo(f"warning: cannot keep the wallet's scan ({exc})", err=True)
+    found = [_mine(row) for row in state.mine]
     rows = []
     for m in found:
         opened = open_mine(person, m) if person is not None else None
@@ -236,7 +250,8 @@ def wallet_ls(*, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
         )
 
     if as_json:
-        click.echo(json.dumps({"records": rows}))
+        scan = {"scanned": stats.scanned, "rescanned": stats.rescanned, "cursor": state.cursor}
+        click.echo(json.dumps({"records": rows, "scan": scan}))
         return
     click.echo(
         f"{'RECORD':16}  {'#':>3}  {'NAME':24}  {'TYPE':24}  {'SIZE':>12}  {'GRANTED':17}"
@@ -244,14 +259,14 @@ def wallet_ls(*, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
     )
     for m, listed in zip(found, rows, strict=True):
         row = m.row
-        state = ("current" if row.current else "ended") + (", co-owner" if row.patient else "")
+        ended = ("current" if row.current else "ended") + (", co-owner" if row.patient else "")
         granted = dt.datetime.fromtimestamp(row.timestamp / 1000, dt.UTC)
         # Name and type are whatever the record's writer chose: escaped, then cut.
         name = printable(str(listed["filename"] or "?"))[:24]
         kind = printable(str(listed["content_type"] or "?"))[:24]
         click.echo(
             f"{row.record_id.hex()[:16]}  {row.index:>3}  {name:24}  {kind:24}"
-            f"  {listed['size']:>12}  {granted:%Y-%m-%d %H:%MZ}  {row.author.hex()[:16]}  {state}"
+            f"  {listed['size']:>12}  {granted:%Y-%m-%d %H:%MZ}  {row.author.hex()[:16]}  {ended}"
         )
 
 
