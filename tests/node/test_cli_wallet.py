@@ -23,16 +23,26 @@ def address_of(key_file: Path) -> str:
     return result.stdout.strip()
 
 
+async def synced(net: Controlled, index: int) -> None:
+    """Return once node `index` holds every ledger entry any node holds (checked here,
+    between awaits, so no change slips by while a CLI call runs in its thread)."""
+    node = net.cluster.nodes[index]
+    while True:
+        everywhere = {e.hash for n in net.cluster.nodes for e in n.ledger.book.entries()}
+        if everywhere <= {e.hash for e in node.ledger.book.entries()}:
+            return
+        await node.ledger.changed()
+
+
 async def wallet_knows(
     net: Controlled, index: int, key_file: Path, record_id: str
 ) -> list[dict[str, object]]:
-    """Node `index`'s wallet listing for the key, once it shows the record."""
-    node = net.cluster.nodes[index]
-    while True:
-        listed = (await net.ok(index, "wallet", "ls", "--as", str(key_file)))["records"]
-        if any(r["record_id"] == record_id for r in listed):
-            return list(listed)
-        await node.ledger.changed()
+    """Node `index`'s wallet listing for the key, once the node has caught up (waiting on
+    the ledger while a CLI call ran in its thread could miss the change: it hung)."""
+    await synced(net, index)
+    listed = (await net.ok(index, "wallet", "ls", "--as", str(key_file)))["records"]
+    assert any(r["record_id"] == record_id for r in listed), listed
+    return list(listed)
 
 
 def test_keys_address_and_export_view(tmp_path: Path) -> None:

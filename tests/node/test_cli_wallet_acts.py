@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -25,7 +24,7 @@ from protocol.ledger import stealth
 from protocol.ledger.entries import RevokeBody, decode_entry, sign_entry
 from protocol.privacy import PersonKey, ViewKey
 from tests.node.cluster import knows_grant
-from tests.node.test_cli_wallet import address_of
+from tests.node.test_cli_wallet import address_of, wallet_knows
 from tests.node.test_control_cli import Controlled, controlled, new_person
 
 
@@ -38,25 +37,6 @@ def view_file(tmp: Path, key_file: Path) -> Path:
 
 def person_of(key_file: Path) -> PersonKey:
     return PersonKey(bytes.fromhex(key_file.read_text().splitlines()[1]))
-
-
-async def synced(net: Controlled, index: int) -> None:
-    """Return once node `index` holds every ledger entry any node holds (checked here,
-    between awaits, so no change slips by while a CLI call runs in its thread)."""
-    node = net.cluster.nodes[index]
-    while True:
-        everywhere = {e.hash for n in net.cluster.nodes for e in n.ledger.book.entries()}
-        if everywhere <= {e.hash for e in node.ledger.book.entries()}:
-            return
-        await node.ledger.changed()
-
-
-async def wallet_knows(net: Controlled, index: int, key_file: Path, record_id: str) -> Any:
-    """Node `index`'s wallet listing for the key, once the node has caught up."""
-    await synced(net, index)
-    listed = (await net.ok(index, "wallet", "ls", "--as", str(key_file)))["records"]
-    assert any(r["record_id"] == record_id for r in listed), listed
-    return listed
 
 
 async def grant_ended(net: Controlled, record_id: str, p: str) -> None:
