@@ -32,7 +32,9 @@ def hypercorn_config(config: HttpConfig, grace: float) -> Config:
     settings = Config()
     settings.bind = [config.listen]
     settings.accesslog = None  # record accesses are logged by the routes, naming the token
-    settings.errorlog = get_logger("http.server")
+    server_log = get_logger("http.server")
+    server_log.setLevel(logging.WARNING)  # "listening" is logged once, by serve_http
+    settings.errorlog = server_log
     settings.include_server_header = False
     settings.graceful_timeout = grace
     if config.tls_cert is not None and config.tls_key is not None:
