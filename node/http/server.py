@@ -21,6 +21,7 @@ from node.config.http import HttpConfig
 from node.logs import event, get_logger
 
 log = get_logger("http")
+READ_TIMEOUT = 120  # seconds a request may send nothing before it is dropped
 
 
 class HttpStartError(Exception):
@@ -37,6 +38,7 @@ def hypercorn_config(config: HttpConfig, grace: float) -> Config:
     settings.errorlog = server_log
     settings.include_server_header = False
     settings.graceful_timeout = grace
+    settings.read_timeout = READ_TIMEOUT  # a client that stalls mid-request loses its slot
     if config.tls_cert is not None and config.tls_key is not None:
         for name, path in (("tls_cert", config.tls_cert), ("tls_key", config.tls_key)):
             if not Path(path).is_file():
