@@ -195,6 +195,8 @@ async def test_tokens_and_scopes(tmp_path: Path) -> None:
         refused = await client.post("/fhir", json=bundle, headers=reader | FHIR)
         assert refused.status_code == 403
         assert "scope read" in refused.json()["issue"][0]["diagnostics"]
+        # Refused before its body was read: the connection closes, and the answer says so.
+        assert refused.headers["connection"] == "close"
 
 
 async def test_too_few_holders_is_503(tmp_path: Path) -> None:
