@@ -12,12 +12,13 @@ from node.config.http import HttpConfig
 from node.control.ops import ControlOps
 from node.http.app import build_app
 from node.http.context import HttpContext
+from node.http.fhir.routes import fhir_routes
 from node.http.tokens import TokenStore
 
 
 def api_routes() -> list[BaseRoute]:
     """The routes beside the JSON API (node.http.v1), each part of the API adding its own."""
-    return []
+    return [*fhir_routes()]
 
 
 def node_api(node: Node, root: Path, config: HttpConfig, ops: ControlOps) -> Starlette:
