@@ -196,9 +196,9 @@ def _reach_cell(peer: PeerView) -> str:
 def _peers(view: StatusView) -> str:
     answered = sum(1 for p in view.peers if p.reach is Reach.ANSWERED)
     head = (
-        f"<p>{esc(count(len(view.peers), 'peer'))} in the routing table, {esc(answered)} answered"
-        f" (asked at {esc(utc(view.peers_asked_ms))}, waiting at most"
-        f" {view.peer_wait_s:g} s).</p>"
+        f"<p>Asked at {esc(utc(view.peers_asked_ms))}: {esc(count(len(view.peers), 'peer'))}"
+        f" in the routing table, {esc(answered)} answered within {view.peer_wait_s:g} s"
+        " (answers are reused for a few seconds).</p>"
     )
     if not view.peers:
         return head + '<p class="muted">No peers known yet.</p>'
