@@ -42,6 +42,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 
@@ -63,6 +64,55 @@ log = get_logger("upkeep")
 SURVEYS_AT_ONCE = 8
 # A holder passed over for not repairing is named once an hour per holder.
 TAKEOVER_LOG_PERIOD = 3600.0
+
+
+@dataclass(frozen=True)
+class PassSummary:
+    """What a finished repair pass saw of the records it surveyed (held ones, and owned
+    ones it audited), for the status page: each record counts once, in one column."""
+
+    ended_ms: int  # wall clock
+    duration_s: float
+    healthy: int = 0
+    below_n: int = 0  # readable, fewer than n distinct holders
+    site_unsafe: int = 0  # n holders, but the loss of one site would make it unreadable
+    unreadable: int = 0  # fewer than k indices found
+    skipped: int = 0  # the survey failed (see the log's "repair skipped")
+    repaired: int = 0  # repairs this node ran
+
+    @property
+    def surveyed(self) -> int:
+        return self.healthy + self.below_n + self.site_unsafe + self.unreadable + self.skipped
+
+
+class _Tally:
+    """A pass's verdicts while it runs: one per record (a repair that fails after its
+    survey leaves the survey's verdict)."""
+
+    KINDS = ("healthy", "below_n", "site_unsafe", "unreadable", "skipped")
+
+    def __init__(self) -> None:
+        self.kinds: dict[bytes, str] = {}
+
+    def saw(self, record_id: bytes, health: RecordHealth) -> None:
+        if health.healthy:
+            kind = "healthy"
+        elif not health.readable:
+            kind = "unreadable"
+        elif health.distinct_hosts < health.n:
+            kind = "below_n"
+        else:
+            kind = "site_unsafe"
+        self.kinds[record_id] = kind
+
+    def skipped(self, record_id: bytes) -> None:
+        self.kinds.setdefault(record_id, "skipped")
+
+    def counts(self) -> dict[str, int]:
+        found = dict.fromkeys(self.KINDS, 0)
+        for kind in self.kinds.values():
+            found[kind] += 1
+        return found
 
 
 class RecordUpkeep:
@@ -99,6 +149,7 @@ class RecordUpkeep:
         self._takeovers = RateLimitedLog(log, "repair taken over", period=TAKEOVER_LOG_PERIOD)
         self._tombstoned = trio.Event()
         self.passes = 0
+        self.last_pass: PassSummary | None = None
         ledger.subscribe(self._on_entries)
 
     def _on_entries(self, entries: list[Entry]) -> None:
@@ -168,6 +219,8 @@ class RecordUpkeep:
 
     async def run_pass(self) -> list[RepairReport]:
         """Survey every held record once; repair those this node coordinates."""
+        began = self.clock()
+        tally = _Tally()  # this pass's own: a test may run a pass beside the periodic one
         await self.sweep_tombstones()
         if self.scrub_bytes:
             checked, damaged = await self.shards.scrub_some(self.scrub_bytes)
@@ -205,8 +258,9 @@ class RecordUpkeep:
         async def worker() -> None:
             for record_id in queue:  # shared by the workers: each record once
                 try:
-                    report = await self._repair_if_coordinator(record_id)
+                    report = await self._repair_if_coordinator(record_id, tally)
                 except RecordError as exc:
+                    tally.skipped(record_id)
                     event(
                         log,
                         logging.WARNING,
@@ -221,11 +275,17 @@ class RecordUpkeep:
         async with trio.open_nursery() as nursery:
             for _ in range(SURVEYS_AT_ONCE):
                 nursery.start_soon(worker)
-        reports += await self._audit_own_records(set(held))
+        reports += await self._audit_own_records(set(held), tally)
         self.passes += 1
+        self.last_pass = PassSummary(
+            ended_ms=self.ledger.clock_ms(),
+            duration_s=max(0.0, self.clock() - began),
+            repaired=len(reports),
+            **tally.counts(),
+        )
         return reports
 
-    async def _audit_own_records(self, held: set[bytes]) -> list[RepairReport]:
+    async def _audit_own_records(self, held: set[bytes], tally: _Tally) -> list[RepairReport]:
         """Audit records this node owns and holds nothing of, as far as the budget goes,
         in a random order; repair those whose audit finds a claim that fails. Holders
         cannot audit each other (a proof buys no blocks of a healthy record), so the
@@ -244,15 +304,17 @@ class RecordUpkeep:
             try:
                 survey = await self.repairer.survey(record_id, verify=False, audit=True)
                 self._audit_left -= max(survey.audited_bytes, 1)
+                tally.saw(record_id, survey.health)
                 if survey.failed_audit and not survey.health.healthy:
                     reports.append(await self.repairer.repair(record_id, survey))
             except RecordError as exc:
+                tally.skipped(record_id)
                 event(
                     log, logging.WARNING, "audit skipped", record=short(record_id), reason=str(exc)
                 )
         return reports
 
-    async def _repair_if_coordinator(self, record_id: bytes) -> RepairReport | None:
+    async def _repair_if_coordinator(self, record_id: bytes, tally: _Tally) -> RepairReport | None:
         survey = await self.repairer.survey(record_id, verify=False)
         seen = survey.health  # as the holders say: whose turn it is
         unhealthy_for = self._seen_unhealthy_for(record_id, seen)
@@ -269,6 +331,7 @@ class RecordUpkeep:
             self._audit_left -= max(survey.audited_bytes, 1)
             self._seen_unhealthy_for(record_id, survey.health)
             mine = mine or bool(survey.failed_audit)
+        tally.saw(record_id, survey.health)
         if not mine or survey.health.healthy:
             return None
         silent = passed_over(seen, unhealthy_for, self.deadline)
