@@ -41,12 +41,13 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 import trio
 
 from node.ledger.service import LedgerService
 from node.logs import RateLimitedLog, event, get_logger, short_key
+from node.offload import in_worker
 from node.records.errors import RecordError, short
 from node.records.repair import Repairer, RepairReport
 from node.records.shard_service import ShardService
@@ -96,6 +97,7 @@ class RecordUpkeep:
         self.deadline = deadline
         self.clock = clock
         self._unhealthy_since: dict[bytes, float] = {}  # held record -> first seen so
+        self._surveyed: dict[bytes, RecordHealth] = {}  # this pass: held record -> health
         self._takeovers = RateLimitedLog(log, "repair taken over", period=TAKEOVER_LOG_PERIOD)
         self._tombstoned = trio.Event()
         self.passes = 0
@@ -168,6 +170,8 @@ class RecordUpkeep:
 
     async def run_pass(self) -> list[RepairReport]:
         """Survey every held record once; repair those this node coordinates."""
+        started = self.clock()
+        self._surveyed = {}
         await self.sweep_tombstones()
         if self.scrub_bytes:
             checked, damaged = await self.shards.scrub_some(self.scrub_bytes)
@@ -223,7 +227,31 @@ class RecordUpkeep:
                 nursery.start_soon(worker)
         reports += await self._audit_own_records(set(held))
         self.passes += 1
+        await self._measure_pass(started, known, len(held), reports)
         return reports
+
+    async def _measure_pass(
+        self,
+        started: float,
+        known: Container[bytes],
+        held: int,
+        reports: list[RepairReport],
+    ) -> None:
+        """Tell the metrics what this pass saw: a scrape reads these, never scans."""
+        placed = {r.before.record_id: len(r.placed) for r in reports}
+        below_n = sum(
+            1
+            for record_id, health in self._surveyed.items()
+            if health.distinct_hosts + placed.get(record_id, 0) < health.n
+        )
+        orphans = await in_worker(self.shards.orphans, known)
+        self.repairer.records.metrics.repair.pass_done(
+            seconds=self.clock() - started,
+            at=self.ledger.clock_ms() / 1000,
+            held=held,
+            below_n=below_n,
+            orphans=orphans,
+        )
 
     async def _audit_own_records(self, held: set[bytes]) -> list[RepairReport]:
         """Audit records this node owns and holds nothing of, as far as the budget goes,
@@ -269,6 +297,7 @@ class RecordUpkeep:
             self._audit_left -= max(survey.audited_bytes, 1)
             self._seen_unhealthy_for(record_id, survey.health)
             mine = mine or bool(survey.failed_audit)
+        self._surveyed[record_id] = survey.health
         if not mine or survey.health.healthy:
             return None
         silent = passed_over(seen, unhealthy_for, self.deadline)
