@@ -29,6 +29,8 @@ from node.control.ops import ControlOps
 from node.control.server import ControlServer
 from node.dht.peerstore import PEERS_FILE, UnreadablePeers, load_peers, save_peers
 from node.dht.service import DhtService
+from node.http.server import serve_http
+from node.http.service import node_api
 from node.logs import event, get_logger, short_key
 from node.net.connections import ConnectionManager
 from node.net.errors import RpcError
@@ -227,14 +229,35 @@ async def _serve(
                     control_done.set()
 
             await nursery.start(run_control)
+            http_stop, http_done = trio.Event(), trio.Event()
+            if config.http.listen is None:
+                http_done.set()
+            else:
+                api = node_api(node, root, config.http, ops)
+
+                async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                    try:
+                        await serve_http(
+                            api,
+                            config.http,
+                            http_stop,
+                            grace=CONTROL_GRACE,
+                            task_status=task_status,
+                        )
+                    finally:
+                        http_done.set()
+
+                await nursery.start(run_http)
             nursery.start_soon(_save_periodically, node.dht, peers_path)
             for peer in config.bootstrap:
                 nursery.start_soon(_reach, node.manager, peer)
             task_status.started(node)
             await stop.wait()
             control.cancel()  # requests in flight end first, with the network still up
+            http_stop.set()
             with trio.move_on_after(CONTROL_GRACE):
                 await control_done.wait()
+                await http_done.wait()
             nursery.cancel_scope.cancel()
         finally:
             _save(node.dht, peers_path)  # synchronous: runs even when cancelled

@@ -17,7 +17,7 @@ import nacl.signing
 import trio
 
 from node import logs
-from node.cli import membership, revocations, verbs, wallet, wallet_acts
+from node.cli import http_tokens, membership, revocations, verbs, wallet, wallet_acts
 from node.cli.codec_demo import run_codec_demo
 from node.cli.common import (
     DATA_DIR_HELP,
@@ -419,7 +419,12 @@ def run(
 
 
 wallet_acts.register(wallet.wallet)
-for _command in [*verbs.COMMANDS, *membership.COMMANDS, *revocations.COMMANDS]:
+for _command in [
+    *verbs.COMMANDS,
+    *membership.COMMANDS,
+    *revocations.COMMANDS,
+    *http_tokens.COMMANDS,
+]:
     cli.add_command(_command)
 
 

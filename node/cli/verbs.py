@@ -36,6 +36,7 @@ from node.config.datadir import DataDirError
 from node.config.keyfiles import KeyFileError, KeyKind, load_signing_key, write_secret
 from node.control.client import ControlClient, ControlFailed, call
 from protocol.control import commands
+from protocol.control.jsonable import jsonable
 from protocol.control.replies import (
     CheckReply,
     CheckRow,
@@ -141,19 +142,6 @@ def expiry_ms(value: str | None, *, coarse: bool = False) -> int:
 
 def person_key(path: Path) -> nacl.signing.SigningKey:
     return load_signing_key(path, KeyKind.PERSON)
-
-
-def jsonable(value: Any) -> Any:
-    """A reply (or any of its parts) as JSON values: bytes in hex, dataclasses as maps."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 Shown = TypeVar("Shown")

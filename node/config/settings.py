@@ -17,6 +17,7 @@ from node.config.addresses import PeerAddress, format_host_port, parse_host_port
 from node.config.dht import DhtConfig
 from node.config.fields import ConfigError, only, parse_section, render_section
 from node.config.gossip import GossipConfig
+from node.config.http import HttpConfig
 from node.config.network import Limits, NetworkConfig
 from node.config.storage import StorageConfig
 
@@ -30,6 +31,7 @@ class NodeConfig:
     dht: DhtConfig = field(default_factory=DhtConfig)
     gossip: GossipConfig = field(default_factory=GossipConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     @property
     def listen(self) -> str:
@@ -59,6 +61,7 @@ SECTIONS: tuple[tuple[str, type, str], ...] = (
     ("storage", StorageConfig, "Records: site, erasure code, quota, repair."),
     ("gossip", GossipConfig, "Replication of the ledger between nodes."),
     ("limits", Limits, "Per-connection and per-peer bounds."),
+    ("http", HttpConfig, "The HTTP API for EHRs (FHIR / IHE MHD), monitoring and operators."),
 )
 
 

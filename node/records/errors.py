@@ -16,11 +16,31 @@ NO_MANIFEST = "no_manifest"  # no holder served the record's manifest
 
 class RecordError(Exception):
     """A record operation cannot be done; the message says why, in one line, and
-    `reason` which of the kinds above it is."""
+    `reason` which of the kinds above it is (by default its class's REASON)."""
 
-    def __init__(self, message: str, *, reason: str = ERROR) -> None:
+    REASON = ERROR
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.reason = reason or self.REASON
+
+
+class UnknownRecord(RecordError):
+    """The ledger knows no such record, or it was deleted."""
+
+    REASON = NOT_FOUND
+
+
+class NoGrant(RecordError):
+    """The reader holds no current grant on the record."""
+
+    REASON = NO_GRANT
+
+
+class NetworkTooSmall(RecordError):
+    """Fewer nodes answered than a put needs."""
+
+    REASON = NETWORK_TOO_SMALL
 
 
 def short(value: bytes) -> str:

@@ -19,7 +19,7 @@ then fails saying why the holders refused.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
 import trio
@@ -98,7 +98,7 @@ class BlockFetcher:
         self.corrupt: dict[bytes, set[int]] = {}
         self.refused: Counter[str] = Counter()  # why holders refused, this fetch round
 
-    async def ciphertext(self, first: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+    async def ciphertext(self, first: int = 0) -> AsyncGenerator[tuple[int, bytes]]:
         """(segment, ciphertext) for every segment from `first`, in order."""
         meter = self.meter
         if meter is None:

@@ -15,6 +15,7 @@ records and the closest nodes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -32,11 +33,11 @@ from node.net.rpc_port import RpcPort
 from node.offload import in_worker
 from node.records.errors import (
     BAD_REQUEST,
-    NETWORK_TOO_SMALL,
-    NO_GRANT,
     NO_MANIFEST,
-    NOT_FOUND,
+    NetworkTooSmall,
+    NoGrant,
     RecordError,
+    UnknownRecord,
     short,
 )
 from node.records.fetch import BlockFetcher, Permit, Proof
@@ -224,10 +225,9 @@ class RecordService:
         placed = trio.current_time()
         if len(pool) < wanted:
             setting = "n, for --require-full" if require_full else "storage.happy"
-            raise RecordError(
+            raise NetworkTooSmall(
                 f"network too small: {counted(len(pool), 'node')} answered, a put needs {wanted}"
-                f" distinct holders ({setting})",
-                reason=NETWORK_TOO_SMALL,
+                f" distinct holders ({setting})"
             )
         chosen = place(config.n, [r.candidate() for r in pool], need, k=config.k)
         contacts = {r.contact.public_key: r.contact for r in pool}
@@ -367,18 +367,16 @@ class RecordService:
         state = self.ledger.state()
         record = state.records.get(record_id)
         if record is None:
-            raise RecordError(f"unknown record {short(record_id)}", reason=NOT_FOUND)
+            raise UnknownRecord(f"unknown record {short(record_id)}")
         if record_id in state.tombstones:
-            raise RecordError(f"record {short(record_id)} was deleted", reason=NOT_FOUND)
+            raise UnknownRecord(f"record {short(record_id)} was deleted")
         return record
 
     def grant_of(self, record_id: bytes, reader: bytes) -> GrantInfo:
         self.lookup(record_id)
         grant = self.ledger.state().grant_for(record_id, reader, self.clock_ms())
         if grant is None:
-            raise RecordError(
-                f"no grant for key {short(reader)} on record {short(record_id)}", reason=NO_GRANT
-            )
+            raise NoGrant(f"no grant for key {short(reader)} on record {short(record_id)}")
         return grant
 
     async def open(
@@ -509,11 +507,15 @@ class RecordService:
         """The record key a grant to this node seals."""
         return open_sealed_key(grant.sealed_key, self.identity)
 
-    async def plaintext(self, handle: ReadHandle, record_key: bytes) -> AsyncIterator[bytes]:
+    async def plaintext(
+        self, handle: ReadHandle, record_key: bytes, first: int = 0, last: int | None = None
+    ) -> AsyncIterator[bytes]:
         """The record's plaintext, segment by segment (decrypted in a worker thread).
 
-        A padded record's padding segments are fetched and checked like the
-        rest (holders see the same reads whatever the true size) and dropped.
+        A whole read fetches a padded record's padding segments and checks them
+        like the rest (holders see the same reads whatever the true size), then
+        drops them. `first` and `last` (inclusive) read only those segments, for
+        byte ranges.
         """
         manifest = handle.manifest
         meter = handle.meter
@@ -521,13 +523,17 @@ class RecordService:
         try:
             cipher = SegmentCipher(record_key, manifest.record_id)
             size = manifest.contents(cipher).size
-            async for segment, ciphertext in handle.fetcher.ciphertext():
-                plaintext = await in_worker(
-                    cipher.decrypt_segment, segment, manifest.is_last(segment), ciphertext
-                )
-                part = manifest.record_part(segment, plaintext, size)
-                meter.moved(len(part))
-                yield part
+            async with contextlib.aclosing(handle.fetcher.ciphertext(first)) as segments:
+                async for segment, ciphertext in segments:
+                    plaintext = await in_worker(
+                        cipher.decrypt_segment, segment, manifest.is_last(segment), ciphertext
+                    )
+                    part = manifest.record_part(segment, plaintext, size)
+                    meter.moved(len(part))
+                    yield part
+                    if last is not None and segment >= last:
+                        meter.finished()  # before the fetcher is closed: a range, complete
+                        return
         except BaseException as exc:
             meter.failed(exc)
             raise

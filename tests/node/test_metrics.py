@@ -234,6 +234,18 @@ async def test_failed_gets_count_by_reason_and_an_abandoned_read_as_cancelled(
             "medvault_get_failures_total{reason=cancelled}": 1,
         }
 
+        # A byte range (segments 1 to 2 of 4) that ends early is a complete get.
+        before = scrape(writer)
+        handle = await writer.records.open(record_id)
+        key = writer.records.record_key(handle)
+        parts = [p async for p in writer.records.plaintext(handle, key, 1, 2)]
+        assert b"".join(parts) == data[SEGMENT : 3 * SEGMENT]
+        assert transfers(moved(before, scrape(writer))) == {
+            "medvault_gets_total": 1,
+            "medvault_get_bytes_total": 2 * SEGMENT,
+            "medvault_get_duration_seconds_count": 1,
+        }
+
         # Fewer than k holders left: the manifest comes, the blocks do not.
         holders = [n for n in holders_of(cluster, record_id) if n is not writer]
         for node in holders[: len(holders) - 1]:
