@@ -41,13 +41,14 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 import trio
 
 from node.ledger.service import LedgerService
 from node.logs import RateLimitedLog, event, get_logger, short_key
+from node.offload import in_worker
 from node.records.errors import RecordError, short
 from node.records.repair import Repairer, RepairReport
 from node.records.shard_service import ShardService
@@ -93,8 +94,10 @@ class _Tally:
 
     def __init__(self) -> None:
         self.kinds: dict[bytes, str] = {}
+        self.healths: dict[bytes, RecordHealth] = {}
 
     def saw(self, record_id: bytes, health: RecordHealth) -> None:
+        self.healths[record_id] = health
         if health.healthy:
             kind = "healthy"
         elif not health.readable:
@@ -283,7 +286,34 @@ class RecordUpkeep:
             repaired=len(reports),
             **tally.counts(),
         )
+        await self._measure_pass(began, known, len(held), reports, tally)
         return reports
+
+    async def _measure_pass(
+        self,
+        started: float,
+        known: Container[bytes],
+        held: int,
+        reports: list[RepairReport],
+        tally: _Tally,
+    ) -> None:
+        """Tell the metrics what this pass saw: a scrape reads these, never scans. Records
+        below n are counted after this pass's own repairs (the status page's summary shows
+        the surveys before them)."""
+        placed = {r.before.record_id: len(r.placed) for r in reports}
+        below_n = sum(
+            1
+            for record_id, health in tally.healths.items()
+            if health.distinct_hosts + placed.get(record_id, 0) < health.n
+        )
+        orphans = await in_worker(self.shards.orphans, known)
+        self.repairer.records.metrics.repair.pass_done(
+            seconds=self.clock() - started,
+            at=self.ledger.clock_ms() / 1000,
+            held=held,
+            below_n=below_n,
+            orphans=orphans,
+        )
 
     async def _audit_own_records(self, held: set[bytes], tally: _Tally) -> list[RepairReport]:
         """Audit records this node owns and holds nothing of, as far as the budget goes,
