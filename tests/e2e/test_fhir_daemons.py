@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from node.http.fhir import systems
 from node.sim.localnet import Daemon, Network, configure, free_ports, medvault
@@ -27,6 +28,17 @@ SETTINGS: dict[str, dict[str, Any]] = {
 def token(net: Network, index: int, name: str, scope: str) -> dict[str, str]:
     made = net.cli(index, "http", "token", "new", "--name", name, "--scope", scope)
     return {"Authorization": f"Bearer {made['token']}"}
+
+
+def counter(client: httpx.Client, url: str, headers: dict[str, str], name: str) -> float:
+    """One unlabelled sample of the node's /metrics, read with prometheus_client's parser."""
+    answer = client.get(f"{url}/metrics", headers=headers)
+    assert answer.status_code == 200
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    raise AssertionError(f"{name} is not in /metrics")
 
 
 def patient_address(root: Path) -> str:
@@ -73,10 +85,12 @@ def test_a_pdf_posted_at_a_is_found_and_retrieved_at_b(
         assert malformed.json()["resourceType"] == "OperationOutcome"
         assert "transaction" in malformed.json()["issue"][0]["diagnostics"]
 
+        puts_before = counter(client, a_url, viewer_a, "medvault_puts_total")
         posted = client.post(f"{a_url}/fhir", json=bundle, headers=ehr_a | FHIR)
         assert posted.status_code == 200, posted.text
         assert posted.json()["type"] == "transaction-response"
         (record,) = record_ids(posted.json())
+        assert counter(client, a_url, viewer_a, "medvault_puts_total") == puts_before + 1
 
         # B learns of the record and its grant by gossip: poll B's search (bounded).
         params = {"patient.identifier": f"{systems.PATIENT_ADDRESS}|{patient}"}
@@ -93,10 +107,18 @@ def test_a_pdf_posted_at_a_is_found_and_retrieved_at_b(
         assert attachment == attachment | {"url": f"Binary/{record}", "size": len(pdf)}
         assert attachment["contentType"] == "application/pdf"
 
+        gets_before = counter(client, b_url, ehr_b, "medvault_gets_total")
         retrieved = client.get(f"{b_url}/fhir/{attachment['url']}", headers=ehr_b)
         assert retrieved.status_code == 200
         assert retrieved.headers["content-type"] == "application/pdf"
         assert retrieved.content == pdf
+        # A get is counted when its stream ends, just after its last byte went out.
+        deadline = time.monotonic() + 30
+        while counter(client, b_url, ehr_b, "medvault_gets_total") < gets_before + 1:
+            assert time.monotonic() < deadline, "B's get was never counted"
+            time.sleep(0.1)  # polling B's state
+        assert counter(client, b_url, ehr_b, "medvault_gets_total") == gets_before + 1
+        assert counter(client, b_url, ehr_b, "medvault_get_bytes_total") >= len(pdf)
 
         # A read token at B cannot publish either; without a token, nothing.
         assert client.post(f"{b_url}/fhir", json=bundle, headers=ehr_b).status_code == 403
