@@ -38,7 +38,8 @@ def _incomplete(missing: int) -> dict[str, Any]:
                     "severity": "warning",
                     "code": "incomplete",
                     "diagnostics": f"{missing} readable record(s) could not be described in time"
-                    " (their holders did not answer); they may match: search again",
+                    " (their holders did not answer, or did not lately: such records are tried"
+                    " again after a while); they may match: search again",
                 }
             ],
         },
