@@ -57,21 +57,16 @@ def parse_span(text: str) -> Span | None:
     except (ValueError, OverflowError):
         return None
     try:
-        end = _ms(_end(start, year, month, day, minute, second, fraction))
+        end = _ms(_end(start, found.groups()))
     except (ValueError, OverflowError):  # a range that ends after 9999 (anyone may write one)
         end = END_OF_TIME
     return Span(_ms(start), end)
 
 
-def _end(
-    start: datetime,
-    year: str,
-    month: str | None,
-    day: str | None,
-    minute: str | None,
-    second: str | None,
-    fraction: str | None,
-) -> datetime:
+def _end(start: datetime, groups: tuple[str | None, ...]) -> datetime:
+    """The end of the range that starts at `start`, from the value's precision."""
+    year, month, day, _, minute, second, fraction, _ = groups
+    assert year is not None
     if fraction is not None or second is not None:
         return start + (timedelta(milliseconds=1) if fraction else timedelta(seconds=1))
     if minute is not None:
