@@ -129,7 +129,11 @@ class Catalog:
             cipher = SegmentCipher(records.own_key(grant), record.record_id)
             contents = manifest.contents(cipher)
             described = describe(
-                record.record_id, record.created_at, contents.size, contents.metadata
+                record.record_id,
+                record.created_at,
+                contents.size,
+                contents.metadata,
+                owner=record.owner,
             )
         except StorageError as exc:  # a junk grant or manifest: anyone may grant us one
             self.failed(record.record_id)

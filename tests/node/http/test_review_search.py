@@ -210,3 +210,51 @@ async def test_a_junk_flood_that_stalls_neither_hides_records_nor_multiplies_fet
         assert 0 < fetches.peak <= DESCRIBE_AT_ONCE
         junk_asked = [r for r in fetches.asked if r in junk]
         assert len(junk_asked) == len(set(junk_asked))
+
+
+def owners(resource: dict[str, Any]) -> list[str]:
+    return [
+        e["valueIdentifier"]["value"]
+        for e in resource.get("extension", [])
+        if e.get("url") == systems.OWNER_EXTENSION
+    ]
+
+
+async def test_a_member_cannot_pass_its_document_off_as_another_hospitals(
+    tmp_path: Path,
+) -> None:
+    """Any member may put a document about any patient (found by her search) naming any
+    custodian and author. Before: nothing in the answer said which node put it, so a
+    compromised member's document looked like hospital A's. Now the owner extension
+    names the owner's node key from the ledger, and one claimed by the owner is dropped."""
+    async with api_cluster(tmp_path, served=1) as api:
+        a, member = api.nodes[0], api.nodes[2]
+        patient = new_address()
+        forged_owner = {
+            "url": systems.OWNER_EXTENSION,
+            "valueIdentifier": {"system": systems.NODE_KEY, "value": a.public_key.hex()},
+        }
+        claim = kept(
+            custodian={"display": "Hospital A"},
+            extension=[forged_owner, {"url": "urn:example:kept", "valueString": "x"}],
+        )
+        record = await granted(
+            member,
+            a,
+            RecordMetadata(
+                content_type="application/pdf",
+                patient_ref=patient,
+                extra={systems.DOCUMENT_KEY: claim},
+            ),
+        )
+        reader = api.token(0, "viewer", Scope.READ)
+        found = await api.clients[0].get(
+            "/fhir/DocumentReference", params={"patient": patient}, headers=reader
+        )
+        (entry,) = found.json()["entry"]
+        resource = entry["resource"]
+        assert resource["id"] == record.hex()
+        assert owners(resource) == [member.public_key.hex()]
+        assert {"url": "urn:example:kept", "valueString": "x"} in resource["extension"]
+        one = await api.clients[0].get(f"/fhir/DocumentReference/{record.hex()}", headers=reader)
+        assert owners(one.json()) == [member.public_key.hex()]
