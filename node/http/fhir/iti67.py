@@ -69,7 +69,7 @@ async def search(request: Request) -> Response:
     if missing:
         entries.append(_incomplete(missing))
     links = [{"relation": "self", "url": str(request.url)}]
-    if query.offset + query.count < len(hits):
+    if query.count and query.offset + query.count < len(hits):  # _count=0: the total only
         following = request.url.include_query_params(
             _offset=query.offset + query.count, _count=query.count
         )
