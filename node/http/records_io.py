@@ -32,6 +32,23 @@ from storage.codec.manifest import RecordMetadata
 
 log = get_logger("http")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
+_TOKEN = r"[A-Za-z0-9!#$&^_.+-]{1,64}"
+_MEDIA_TYPE = re.compile(
+    rf"{_TOKEN}/{_TOKEN}(?: *; *{_TOKEN}=(?:{_TOKEN}|\"[^\"\\\x00-\x1f\x7f]{{0,64}}\"))*"
+)
+# Content is whatever its owner (any member) stored, under any content type: a browser must
+# never run it at this origin, where the status page's Basic credentials are sent.
+DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "no-store",
+}
+
+
+def media_type(stored: str) -> str:
+    """The stored content type if it is a well-formed media type, else octet-stream (the
+    metadata is the owner's: it may hold anything, line breaks included)."""
+    return stored if _MEDIA_TYPE.fullmatch(stored) else "application/octet-stream"
 
 
 async def body_segments(request: Request, size: int) -> AsyncIterator[tuple[bytes, bool]]:
@@ -123,14 +140,13 @@ def download(
         raise ApiError(416, "value", f"range not satisfiable: {exc}") from None
     first, last = wanted if wanted is not None else (0, size - 1)
     headers = {
+        **DOWNLOAD_HEADERS,
         "Accept-Ranges": "bytes",
-        "Cache-Control": "no-store",
         "ETag": f'"{opened.record_id.hex()}"',
         "Content-Length": str(max(0, last - first + 1)),
     }
     name = _UNSAFE_NAME.sub("_", opened.metadata.filename)
-    if name:
-        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    headers["Content-Disposition"] = f'attachment; filename="{name}"' if name else "attachment"
     if wanted is not None:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     log_access(token, action, opened.record_id, first=first, last=last)
@@ -138,7 +154,7 @@ def download(
         _content(ctx, opened, first, last),
         status_code=206 if wanted is not None else 200,
         headers=headers,
-        media_type=opened.metadata.content_type or "application/octet-stream",
+        media_type=media_type(opened.metadata.content_type),
     )
 
 

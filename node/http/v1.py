@@ -73,18 +73,21 @@ async def put_record(request: Request) -> Response:
         expires_at = int(query.get("expires_at", "0"))
     except ValueError:
         raise ApiError(400, "value", "expires_at is milliseconds since 1970") from None
+    if not 0 <= expires_at < 2**63:  # checked before the upload, not by the ledger after it
+        raise ApiError(400, "value", "expires_at is milliseconds since 1970")
+    address = hex_key(patient, "patient", (66,)) if patient else None
     length = request.headers.get("content-length", "0")
     metadata = RecordMetadata(
         content_type=request.headers.get("content-type", "application/octet-stream")[:200],
         filename=query.get("filename", "")[:255],
-        patient_ref=patient or "",
+        patient_ref=address.hex() if address else "",  # as searches spell it
     )
     result = await store(
         ctx,
         token,
         body_segments(request, ctx.node.records.config.segment_size),
         metadata=metadata,
-        patient=hex_key(patient, "patient", (66,)) if patient else None,
+        patient=address,
         grantees=[hex_key(g, "grant", (32, 66)) for g in grantees],
         expires_at=expires_at,
         size_hint=int(length) if length.isdigit() else 0,

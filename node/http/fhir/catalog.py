@@ -10,10 +10,19 @@ Uncached records are described a few at a time within a time bound; what
 is not described in time is left out of that answer and counted, so one
 slow holder cannot hold a search for long. Anyone in the network may grant
 this node a junk record; a record that cannot be opened is skipped.
+
+A compromised member may grant this node thousands of records whose manifest
+nobody serves (a ledger entry costs it little). So: searches share one
+limiter (a burst of searches fetches no more at once than one), a record that
+failed to be described (or was still being described when a search gave up)
+is not tried again for a while, longer after each failure, and uncached
+records are described newest first taking turns between owners, so one
+owner's flood waits behind every other owner's records instead of hiding them.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -35,6 +44,9 @@ CACHE_ENTRIES = 10_000
 CACHE_BYTES = 64 * 1024 * 1024
 DESCRIBE_AT_ONCE = 8
 DESCRIBE_WAIT = 10.0  # seconds a search waits for uncached descriptions
+RETRY_FIRST = 60.0  # seconds before a record that failed to be described is tried again
+RETRY_MAX = 3600.0  # ... doubling after each failure, up to this
+FAILED_ENTRIES = 50_000  # records remembered as failed (least recently failed out first)
 
 
 class Catalog:
@@ -52,6 +64,9 @@ class Catalog:
         self.wait = wait
         self._cache: OrderedDict[bytes, Described] = OrderedDict()
         self._bytes = 0
+        self._limiter = trio.CapacityLimiter(DESCRIBE_AT_ONCE)  # shared by all searches
+        self._describing: set[bytes] = set()  # record ids some search is describing now
+        self._failed: OrderedDict[bytes, tuple[float, float]] = OrderedDict()  # retry at, delay
 
     def visible(self) -> list[RecordInfo]:
         """Records this node reads now (owned or granted, not deleted), oldest first."""
@@ -104,38 +119,98 @@ class Catalog:
         )
         if grant is None:
             raise NoGrant(f"no grant on record {short(record.record_id)}")
-        manifest = await records.manifest_of(record)
+        if self.resting(record.record_id):
+            raise RecordError(
+                f"record {short(record.record_id)} failed to be described lately; it is tried"
+                " again later"
+            )
         try:
+            manifest = await records.manifest_of(record)
             cipher = SegmentCipher(records.own_key(grant), record.record_id)
             contents = manifest.contents(cipher)
+            described = describe(
+                record.record_id,
+                record.created_at,
+                contents.size,
+                contents.metadata,
+                owner=record.owner,
+            )
         except StorageError as exc:  # a junk grant or manifest: anyone may grant us one
+            self.failed(record.record_id)
             raise RecordError(f"record {short(record.record_id)} does not open: {exc}") from None
-        described = describe(record.record_id, record.created_at, contents.size, contents.metadata)
+        except RecordError:
+            self.failed(record.record_id)
+            raise
+        self._failed.pop(record.record_id, None)
         self._keep(described)
         return described
+
+    def resting(self, record_id: bytes) -> bool:
+        """Whether the record failed lately and waits before it is tried again."""
+        failed = self._failed.get(record_id)
+        return failed is not None and trio.current_time() < failed[0]
+
+    def failed(self, record_id: bytes) -> None:
+        """Remember a failure: the record rests RETRY_FIRST, then twice as long each time."""
+        previous = self._failed.pop(record_id, None)
+        delay = RETRY_FIRST if previous is None else min(2 * previous[1], RETRY_MAX)
+        self._failed[record_id] = (trio.current_time() + delay, delay)
+        while len(self._failed) > FAILED_ENTRIES:
+            self._failed.popitem(last=False)
 
     async def describe_all(self, records: Iterable[RecordInfo]) -> tuple[list[Described], int]:
         """Descriptions of `records` (in their order) and how many could not be had in time."""
         wanted = list(records)
         found: list[Described | None] = [self.cached(r.record_id) for r in wanted]
-        missing = [i for i, d in enumerate(found) if d is None]
+        missing = [
+            i for i, d in enumerate(found) if d is None and not self.resting(wanted[i].record_id)
+        ]
         if missing:
-            limiter = trio.CapacityLimiter(DESCRIBE_AT_ONCE)
+            waited = trio.move_on_after(self.wait)
 
-            async def one(position: int) -> None:
-                async with limiter:
-                    try:
-                        found[position] = await self.describe(wanted[position])
-                    except RecordError as exc:
-                        skipped.note(
-                            type(exc).__name__,
-                            record=short(wanted[position].record_id),
-                            detail=str(exc)[:120],
-                        )
+            async def one(position: int, slot: object) -> None:
+                record = wanted[position]
+                try:
+                    found[position] = await self.describe(record)
+                except Exception as exc:  # one record, junk or not, never fails a search
+                    if not isinstance(exc, RecordError):
+                        self.failed(record.record_id)
+                    skipped.note(
+                        type(exc).__name__,
+                        record=short(record.record_id),
+                        detail=str(exc)[:120],
+                    )
+                except trio.Cancelled:
+                    if waited.cancel_called:  # too slow for the search: it rests like a failure
+                        self.failed(record.record_id)
+                    raise
+                finally:
+                    self._describing.discard(record.record_id)
+                    self._limiter.release_on_behalf_of(slot)
 
-            with trio.move_on_after(self.wait):
+            with waited:
                 async with trio.open_nursery() as nursery:
-                    for position in missing:
-                        nursery.start_soon(one, position)
+                    for position in _taking_turns(wanted, missing):
+                        slot = object()  # slots are taken here, in turn order
+                        await self._limiter.acquire_on_behalf_of(slot)
+                        record_id = wanted[position].record_id
+                        if record_id in self._describing or self.resting(record_id):
+                            self._limiter.release_on_behalf_of(slot)  # another search has it
+                            continue
+                        self._describing.add(record_id)
+                        nursery.start_soon(one, position, slot)
         described = [d for d in found if d is not None]
         return described, len(wanted) - len(described)
+
+
+def _taking_turns(records: list[RecordInfo], positions: list[int]) -> list[int]:
+    """`positions` newest first, one owner's record at a time in turn: a flood of records
+    from one member waits behind the newest records of every other owner."""
+    by_owner: dict[bytes, list[int]] = {}
+    newest_first = sorted(
+        positions, key=lambda i: (records[i].created_at, records[i].record_id), reverse=True
+    )
+    for position in newest_first:
+        by_owner.setdefault(records[position].owner, []).append(position)
+    turns = itertools.zip_longest(*by_owner.values())
+    return [position for turn in turns for position in turn if position is not None]

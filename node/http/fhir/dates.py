@@ -17,6 +17,7 @@ _DATE = re.compile(
     r"(Z|[+-]\d{2}:\d{2})?)?)?)?"
 )
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
+END_OF_TIME = 253402300800000  # 10000-01-01T00:00:00Z in ms: where every range ends at the latest
 
 
 @dataclass(frozen=True)
@@ -55,22 +56,32 @@ def parse_span(text: str) -> Span | None:
         )
     except (ValueError, OverflowError):
         return None
+    try:
+        end = _ms(_end(start, found.groups()))
+    except (ValueError, OverflowError):  # a range that ends after 9999 (anyone may write one)
+        end = END_OF_TIME
+    return Span(_ms(start), end)
+
+
+def _end(start: datetime, groups: tuple[str | None, ...]) -> datetime:
+    """The end of the range that starts at `start`, from the value's precision."""
+    year, month, day, _, minute, second, fraction, _ = groups
+    assert year is not None
     if fraction is not None or second is not None:
-        end = start + (timedelta(milliseconds=1) if fraction else timedelta(seconds=1))
-    elif minute is not None:
-        end = start + timedelta(minutes=1)
-    elif day is not None:
-        end = start + timedelta(days=1)
-    elif month is not None:
-        end = datetime(int(year) + (month == "12"), int(month) % 12 + 1, 1, tzinfo=UTC)
-    else:
-        end = datetime(int(year) + 1, 1, 1, tzinfo=UTC)
-    return Span(_ms(start), _ms(end))
+        return start + (timedelta(milliseconds=1) if fraction else timedelta(seconds=1))
+    if minute is not None:
+        return start + timedelta(minutes=1)
+    if day is not None:
+        return start + timedelta(days=1)
+    if month is not None:
+        return datetime(int(year) + (month == "12"), int(month) % 12 + 1, 1, tzinfo=UTC)
+    return datetime(int(year) + 1, 1, 1, tzinfo=UTC)
 
 
 def instant(ms: int) -> str:
-    """A FHIR instant (UTC, seconds) for ms since 1970."""
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A FHIR instant (UTC, seconds) for ms since 1970 (clamped to years 1970 to 9999)."""
+    seconds = min(max(ms, 0), END_OF_TIME - 1000) // 1000
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def matches(prefix: str, target: Span, value: Span) -> bool:

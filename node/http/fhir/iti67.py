@@ -38,7 +38,8 @@ def _incomplete(missing: int) -> dict[str, Any]:
                     "severity": "warning",
                     "code": "incomplete",
                     "diagnostics": f"{missing} readable record(s) could not be described in time"
-                    " (their holders did not answer); they may match: search again",
+                    " (their holders did not answer, or did not lately: such records are tried"
+                    " again after a while); they may match: search again",
                 }
             ],
         },
@@ -68,7 +69,7 @@ async def search(request: Request) -> Response:
     if missing:
         entries.append(_incomplete(missing))
     links = [{"relation": "self", "url": str(request.url)}]
-    if query.offset + query.count < len(hits):
+    if query.count and query.offset + query.count < len(hits):  # _count=0: the total only
         following = request.url.include_query_params(
             _offset=query.offset + query.count, _count=query.count
         )

@@ -75,12 +75,28 @@ def _span(value: Any) -> Span | None:
     return parse_span(value) if isinstance(value, str) else None
 
 
-def describe(record_id: bytes, created_at: int, size: int, metadata: RecordMetadata) -> Described:
+def _with_owner(extensions: Any, owner: bytes) -> list[Any]:
+    """The extensions with the owner extension naming `owner`, and only that one: what the
+    owner wrote is its claim (any member may name any custodian, author or patient); the
+    owner extension is the ledger's fact, so the EHR can tell who published the document."""
+    kept = [
+        e
+        for e in (extensions if isinstance(extensions, list) else [])
+        if not (isinstance(e, dict) and e.get("url") == systems.OWNER_EXTENSION)
+    ]
+    identifier = {"system": systems.NODE_KEY, "value": owner.hex()}
+    return [*kept, {"url": systems.OWNER_EXTENSION, "valueIdentifier": identifier}]
+
+
+def describe(
+    record_id: bytes, created_at: int, size: int, metadata: RecordMetadata, *, owner: bytes
+) -> Described:
     """The record as a DocumentReference answered by this node (id and Binary url: the
-    record id; size and content type: what was stored)."""
+    record id; size and content type: what was stored; the owner extension: who put it)."""
     resource = _published(metadata) or _minimal(metadata)
     resource["resourceType"] = "DocumentReference"
     resource["id"] = record_id.hex()
+    resource["extension"] = _with_owner(resource.get("extension"), owner)
     resource.setdefault("date", instant(created_at))
     if metadata.patient_ref:
         resource["subject"] = {

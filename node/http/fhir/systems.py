@@ -6,6 +6,7 @@ PATIENT_ADDRESS = "urn:medvault:patient-address"  # a person's address (66 bytes
 NODE_KEY = "urn:medvault:node-key"  # a node's Ed25519 public key (32 bytes, hex)
 PERSON_KEY = "urn:medvault:person-key"  # a person's public key (32) or address (66), hex
 GRANTEE_EXTENSION = "urn:medvault:fhir:grantee"  # DocumentReference: who else gets a grant
+OWNER_EXTENSION = "urn:medvault:fhir:owner"  # DocumentReference: the node that put it (ledger)
 RECORD_ID = "urn:medvault:record-id"  # the record a DocumentReference describes
 
 # RecordMetadata.extra key holding the DocumentReference as published (JSON, no data).
