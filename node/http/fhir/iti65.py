@@ -102,13 +102,14 @@ async def provide(request: Request) -> Response:
     """ITI-65: store the documents of a transaction Bundle."""
     token = require(request, Scope.WRITE)
     ctx = context_of(request)
-    value = await json_body(request, ctx.config.max_bundle_bytes)
-    submission = await in_worker(parse_submission, value)
-    del value
-    for document in submission.documents:
-        try:
-            metadata_of(document).encode()  # metadata too large fails here, before any put
-        except ManifestError as exc:
-            raise ApiError(400, "too-costly", f"entry {document.entry}: {exc}") from None
-    stored = await _store_all(ctx, token, submission)
+    async with ctx.whole_bodies:  # held until stored: the documents are in memory till then
+        value = await json_body(request, ctx.config.max_bundle_bytes)
+        submission = await in_worker(parse_submission, value)
+        del value
+        for document in submission.documents:
+            try:
+                metadata_of(document).encode()  # metadata too large fails here, before any put
+            except ManifestError as exc:
+                raise ApiError(400, "too-costly", f"entry {document.entry}: {exc}") from None
+        stored = await _store_all(ctx, token, submission)
     return JSONResponse(_response(submission, stored), media_type=FHIR_JSON)

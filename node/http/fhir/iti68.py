@@ -45,11 +45,13 @@ async def retrieve(request: Request) -> Response:
             f" {BINARY_JSON_MAX}; ask without Accept: application/fhir+json for its bytes",
         )
     log_access(token, "fhir retrieve", opened.record_id, form="Binary")
-    parts = [p async for p in ctx.node.records.plaintext(opened.handle, opened.record_key)]
-    binary = {
-        "resourceType": "Binary",
-        "id": opened.record_id.hex(),
-        "contentType": opened.metadata.content_type or "application/octet-stream",
-        "data": base64.b64encode(b"".join(parts)).decode(),
-    }
-    return JSONResponse(binary, media_type=FHIR_JSON, headers={"Cache-Control": "no-store"})
+    async with ctx.whole_bodies:
+        parts = [p async for p in ctx.node.records.plaintext(opened.handle, opened.record_key)]
+        binary = {
+            "resourceType": "Binary",
+            "id": opened.record_id.hex(),
+            "contentType": opened.metadata.content_type or "application/octet-stream",
+            "data": base64.b64encode(b"".join(parts)).decode(),
+        }
+        del parts
+        return JSONResponse(binary, media_type=FHIR_JSON, headers={"Cache-Control": "no-store"})
