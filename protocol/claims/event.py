@@ -160,8 +160,11 @@ def _document(event: ClaimEvent, verified: Verified) -> dict[str, Any]:
             "type": {"system": d.type_system, "code": d.type_code, "display": d.type_display},
             "provider_display": d.provider_display,
         },
-        "entries": {"record": _b64(event.record), "grant": _b64(event.grant),
-                    "claim": _b64(event.claim)},  # fmt: skip
+        "entries": {
+            "record": _b64(event.record),
+            "grant": _b64(event.grant),
+            "claim": _b64(event.claim),
+        },
         "certificate": None if event.certificate is None else _b64(event.certificate),
     }
 
