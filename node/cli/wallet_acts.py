@@ -321,7 +321,7 @@ def _event(entry: Entry, rejected: str | None, hers: set[bytes]) -> dict[str, An
         grant, expires_at = body.grantee, body.expires_at
     elif isinstance(body, RevokeBody):
         grant = body.grantee
-    elif isinstance(body, AttestBody):
+    elif isinstance(body, AttestBody | ClaimBody):
         grant = entry.author
     return {
         "type": str(entry.type),
