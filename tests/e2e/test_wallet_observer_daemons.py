@@ -32,6 +32,7 @@ from protocol.control import commands
 from protocol.control.replies import GetHeader, LedgerReply, StealthGrantsReply
 from protocol.ledger.entries import (
     AttestBody,
+    ClaimBody,
     Entry,
     RecordBody,
     StealthGrantBody,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 from fhir.resources.R4B.claim import Claim
@@ -17,7 +18,7 @@ from tests.node.test_cli_wallet_acts import put_for
 from tests.node.test_control_cli import Controlled, controlled, new_person
 
 
-async def events_of(net: Controlled, index: int, key: Path, *more: str) -> list[dict[str, object]]:
+async def events_of(net: Controlled, index: int, key: Path, *more: str) -> list[dict[str, Any]]:
     await synced(net, index)
     result = await net.run(index, "events", "--as", str(key), *more, "--json")
     assert result.exit_code == 0, result.output
