@@ -21,10 +21,12 @@ from typing import Any, TypeVar
 import click
 import nacl.signing
 
+from node.cli import claims as claims_cli
 from node.cli import verbs, wallet
 from node.cli.common import common
 from node.config.keyfiles import KeyFileError, KeyKind, read_secret
 from node.control.client import ControlClient, call
+from protocol.claims.disclosure import DEFAULT_FIELDS, NONCE_SIZE, SALT_SIZE, commitment, seal
 from protocol.control import commands
 from protocol.control.replies import (
     Done,
@@ -36,6 +38,7 @@ from protocol.control.replies import (
 from protocol.ledger.entries import (
     AttestBody,
     Body,
+    ClaimBody,
     Entry,
     GrantBody,
     RevokeBody,
@@ -152,17 +155,37 @@ def wallet_get(
 
 @click.command("attest")
 @click.argument("record_id")
+@click.option(
+    "--disclose",
+    default=",".join(DEFAULT_FIELDS),
+    show_default=True,
+    help="What the claim shows those she shared the record with (an insurer):"
+    " date, type, provider, or none.",
+)
 @as_option("Her key file: signs here with her grant's one-time key.")
 @common
-def wallet_attest(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
-    """Confirm a record about her is correct, signed by her grant's key P: it verifies
-    for anyone, and links to her only for someone holding her view key."""
+def wallet_attest(
+    *, record_id: str, disclose: str, as_key: Path, data_dir: Path | None, as_json: bool
+) -> None:
+    """Confirm a record about her is correct, signed by her grant's key P: a claim that
+    verifies for anyone, links to her only for someone holding her view key, and shows
+    the disclosed fields only to holders of a grant of the record (docs/claims.md)."""
+    chosen = claims_cli.disclose_fields(disclose)
     person = load_spender(as_key)
     root = verbs._root(data_dir)
     rid = _record(root, record_id)
     opened = her_grant(root, person, rid, patient=False)
-    entry = submit(root, opened, rid, lambda head: AttestBody(rid, head.manifest_hash))
-    shown = {"entry": entry.hash.hex(), "grant_key": entry.author.hex(), "record_id": rid.hex()}
+    metadata, created_at = claims_cli.her_metadata(root, opened, rid)
+    disclosure = claims_cli.disclosure_of(metadata, created_at, chosen, os.urandom(SALT_SIZE))
+
+    def claim(head: FeedHeadReply) -> ClaimBody:
+        sealed = seal(opened.record_key, rid, head.manifest_hash, disclosure,
+                      os.urandom(NONCE_SIZE))  # fmt: skip
+        return ClaimBody(rid, head.manifest_hash, commitment(disclosure), sealed)
+
+    entry = submit(root, opened, rid, claim)
+    shown = {"entry": entry.hash.hex(), "grant_key": entry.author.hex(), "record_id": rid.hex(),
+             "disclosed": list(disclosure.shown())}  # fmt: skip
     verbs.emit(shown, as_json, lambda r: click.echo(f"attested ({r['entry']})"))
 
 
@@ -298,7 +321,7 @@ def _event(entry: Entry, rejected: str | None, hers: set[bytes]) -> dict[str, An
         grant, expires_at = body.grantee, body.expires_at
     elif isinstance(body, RevokeBody):
         grant = body.grantee
-    elif isinstance(body, AttestBody):
+    elif isinstance(body, AttestBody | ClaimBody):
         grant = entry.author
     return {
         "type": str(entry.type),

@@ -49,6 +49,7 @@ class EntryType(enum.StrEnum):
     ATTEST = "attest"
     TOMBSTONE = "tombstone"
     SGRANT = "sgrant"
+    CLAIM = "claim"
 
 
 def _check_len(value: bytes, size: int, what: str) -> None:
@@ -169,6 +170,28 @@ class AttestBody:
         _check_len(self.manifest_hash, HASH_SIZE, "manifest hash")
 
 
+MAX_SEALED_DISCLOSURE = 1024  # protocol.claims.disclosure keeps its plaintext below this
+
+
+@dataclass(frozen=True)
+class ClaimBody:
+    """An attestation that also discloses (protocol.claims): `disclosure` commits to the
+    fields she chose to show (salted hash), `sealed` carries them under a key derived
+    from the record key, so only holders of a grant of the record can read them."""
+
+    record_id: bytes
+    manifest_hash: bytes
+    disclosure: bytes
+    sealed: bytes
+
+    def __post_init__(self) -> None:
+        _check_len(self.record_id, 32, "record id")
+        _check_len(self.manifest_hash, HASH_SIZE, "manifest hash")
+        _check_len(self.disclosure, HASH_SIZE, "disclosure commitment")
+        if not 40 <= len(self.sealed) <= MAX_SEALED_DISCLOSURE:
+            raise ValueError(f"sealed disclosure must be 40..{MAX_SEALED_DISCLOSURE} bytes")
+
+
 @dataclass(frozen=True)
 class TombstoneBody:
     """The owner asks for erasure: holders delete shards, grants end."""
@@ -179,7 +202,9 @@ class TombstoneBody:
         _check_len(self.record_id, 32, "record id")
 
 
-Body = RecordBody | GrantBody | RevokeBody | AttestBody | TombstoneBody | StealthGrantBody
+Body = (
+    RecordBody | GrantBody | RevokeBody | AttestBody | TombstoneBody | StealthGrantBody | ClaimBody
+)
 
 BODY_TYPES: dict[EntryType, type[Body]] = {
     EntryType.RECORD: RecordBody,
@@ -188,6 +213,7 @@ BODY_TYPES: dict[EntryType, type[Body]] = {
     EntryType.ATTEST: AttestBody,
     EntryType.TOMBSTONE: TombstoneBody,
     EntryType.SGRANT: StealthGrantBody,
+    EntryType.CLAIM: ClaimBody,
 }
 _TYPE_OF: dict[type, EntryType] = {cls: kind for kind, cls in BODY_TYPES.items()}
 

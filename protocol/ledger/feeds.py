@@ -47,7 +47,9 @@ RATE_LIMITS: tuple[tuple[int, int], ...] = (
 )
 MAX_FEED_ENTRIES = 40_000_000  # a year of a busy hospital's feed at the daily limit
 MAX_SIBLINGS = 2  # entries kept at one (author, seq): two prove a fork, more add nothing
-_JUDGED_BY_STATE = frozenset({EntryType.ATTEST, EntryType.SGRANT, EntryType.REVOKE})
+_JUDGED_BY_STATE = frozenset(
+    {EntryType.ATTEST, EntryType.CLAIM, EntryType.SGRANT, EntryType.REVOKE}
+)
 
 
 def _window(ms: int) -> str:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from protocol.ledger.entries import (
     AttestBody,
+    ClaimBody,
     Entry,
     EntryType,
     GrantBody,
@@ -52,6 +53,7 @@ from protocol.ledger.state import (
 from protocol.ledger.stealth import StealthSlice, stealth_slice
 
 Pair = tuple[bytes, bytes]
+ATTESTS = frozenset({EntryType.ATTEST, EntryType.CLAIM})  # a claim is an attest that discloses
 
 
 @dataclass
@@ -131,7 +133,7 @@ class LiveState:
         if record is None:
             self._pending.setdefault(entry.record_id, []).append(entry)
             self.state.pending.add(entry.hash)
-        elif entry.type is EntryType.ATTEST:
+        elif entry.type in ATTESTS:
             self._attest(entry, record)
         elif entry.type is EntryType.SGRANT or (
             entry.type is EntryType.REVOKE and entry.author != record.owner
@@ -258,7 +260,7 @@ class LiveState:
             body = entry.body
             if (
                 entry.author == author
-                and isinstance(body, AttestBody)
+                and isinstance(body, AttestBody | ClaimBody)
                 and entry.hash not in self._violations
                 and body.manifest_hash == record.manifest_hash
             ):
@@ -280,7 +282,7 @@ class LiveState:
 
     def _attest(self, entry: Entry, record: RecordInfo) -> None:
         body = entry.body
-        assert isinstance(body, AttestBody)
+        assert isinstance(body, AttestBody | ClaimBody)
         if body.manifest_hash != record.manifest_hash:
             self.state.rejected[entry.hash] = "attests a different manifest"
         elif entry.author != record.owner and (record.record_id, entry.author) not in self._ever:
@@ -366,9 +368,9 @@ class LiveState:
                 reason = self._stealth_problem(entry, record, stealthy, old_new)
                 if isinstance(entry.body, StealthGrantBody):
                     granted.add((entry.record_id, entry.body.one_time))
-            elif entry.type is EntryType.ATTEST:
+            elif entry.type in ATTESTS:
                 body = entry.body
-                assert isinstance(body, AttestBody)
+                assert isinstance(body, AttestBody | ClaimBody)
                 pair = (entry.record_id, entry.author)
                 if body.manifest_hash != record.manifest_hash:
                     reason = "attests a different manifest"

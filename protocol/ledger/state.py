@@ -16,6 +16,7 @@ Rules (evaluated over the whole set, so arrival order cannot matter):
   names a stealth grant's P ends it.
 - attest: by the owner or by anyone the owner ever granted the record (a
   stealth grant's P included), and only for the record's own manifest hash.
+  A claim (protocol.claims: an attestation that discloses) is an attest here.
 Expiry is kept, not applied: `grant_for(.., now)` applies it, so the state and
 its digest do not depend on when they are computed.
 
@@ -45,6 +46,7 @@ import msgpack
 
 from protocol.ledger.entries import (
     AttestBody,
+    ClaimBody,
     Entry,
     EntryType,
     GrantBody,
@@ -277,7 +279,8 @@ def fold(
         stealthy[entry.record_id].append(entry)
     _grants(state, changes)
     ever = _stealth(state, stealthy, changes)
-    _attestations(state, by_type[EntryType.ATTEST], changes, pending, ever)
+    attests = [*by_type[EntryType.ATTEST], *by_type[EntryType.CLAIM]]
+    _attestations(state, attests, changes, pending, ever)
     state.pending = set(pending)
     return state
 
@@ -350,7 +353,7 @@ def _attestations(
     attesters: dict[bytes, set[bytes]] = defaultdict(set)
     for entry in entries:
         body = entry.body
-        assert isinstance(body, AttestBody)
+        assert isinstance(body, AttestBody | ClaimBody)
         record = state.records.get(body.record_id)
         if record is None:
             pending.append(entry.hash)

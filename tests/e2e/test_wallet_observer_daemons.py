@@ -32,6 +32,7 @@ from protocol.control import commands
 from protocol.control.replies import GetHeader, LedgerReply, StealthGrantsReply
 from protocol.ledger.entries import (
     AttestBody,
+    ClaimBody,
     Entry,
     RecordBody,
     StealthGrantBody,
@@ -215,7 +216,7 @@ def _attestation_ties_only_for_her(
         reply = call(net.nodes[index].data_dir, commands.Ledger(None, 0), LedgerReply)
         (row,) = [r for r in reply.entries if decode_entry(r.raw).hash.hex() == attested["entry"]]
         attest = decode_entry(row.raw)  # the signature verifies
-        assert isinstance(attest.body, AttestBody) and row.rejected is None
+        assert isinstance(attest.body, AttestBody | ClaimBody) and row.rejected is None
         author = attest.author
     assert author.hex() == attested["grant_key"]
     rows = call(net.nodes[0].data_dir, commands.StealthGrants(0), StealthGrantsReply).rows

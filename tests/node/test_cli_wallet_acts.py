@@ -71,7 +71,7 @@ async def test_a_patient_reads_attests_shares_and_revokes_from_her_wallet(tmp_pa
         hers = attested["grant_key"]
         node = net.cluster.nodes[1]
         (entry,) = [e for e in node.ledger.book.entries() if e.hash.hex() == attested["entry"]]
-        assert entry.author.hex() == hers and str(entry.type) == "attest"
+        assert entry.author.hex() == hers and str(entry.type) == "claim"  # an attest that discloses
         assert decode_entry(entry.raw).author == bytes.fromhex(hers)  # the signature verifies
         assert entry.hash not in node.ledger.state().rejected
 
@@ -89,7 +89,7 @@ async def test_a_patient_reads_attests_shares_and_revokes_from_her_wallet(tmp_pa
             ("record", False, False),
             ("grant", False, False),  # the owner node's own (old format)
             ("sgrant", True, False),
-            ("attest", True, True),
+            ("claim", True, True),
             ("sgrant", False, True),
         ]
         revoked = await net.ok(
@@ -108,7 +108,7 @@ async def test_a_patient_reads_attests_shares_and_revokes_from_her_wallet(tmp_pa
             ("record", False),
             ("grant", False),
             ("sgrant", False),
-            ("attest", False),
+            ("claim", False),
             ("sgrant", True),
             ("revoke", True),
         ]

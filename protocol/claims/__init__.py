@@ -1,0 +1,1 @@
+"""Claim events: a patient's attestation that discloses, bound to its record (docs/claims.md)."""
