@@ -10,7 +10,7 @@ import nacl.signing
 import pytest
 
 from protocol.claims import event as claims
-from protocol.claims.collect import collect
+from protocol.claims.collect import NO_CERTIFICATE, collect, collect_records
 from protocol.claims.disclosure import (
     Disclosure,
     DisclosureError,
@@ -189,3 +189,44 @@ def test_a_wrong_record_key_or_a_record_without_claims_gives_nothing() -> None:
     found = collect(story.rows(), b"k" * 32)
     assert not found.events and "does not open" in found.skipped[story.claim_entry.hash]
     assert not collect([], record_key(story.record_id)).events
+
+
+def test_collect_records_carries_the_owners_certificate_when_it_verifies() -> None:
+    story = Story()
+    authority = nacl.signing.SigningKey(seed("authority"))
+    owner = story.hospital.public
+    good = certs.issue(authority, owner, "General", issued_at=0).encode()
+    keys = {story.record_id: record_key(story.record_id)}
+    asked: list[bytes] = []
+
+    def known(key: bytes) -> bytes | None:
+        asked.append(key)
+        return good
+
+    found = collect_records(story.rows(), keys, known)
+    (event,) = found.events
+    assert asked == [owner] and event.site == "General" and not found.uncertified
+    text = claims.encode(event.event)
+    assert claims.decode(text, authority=bytes(authority.verify_key)).hash == event.hash
+    # Records the caller holds no key of are ignored, whatever entries arrive.
+    assert not collect_records(story.rows(), {b"r" * 32: b"k" * 32}, known).events
+
+
+def test_an_unknown_or_unusable_certificate_leaves_the_event_without_one_and_says_why() -> None:
+    story = Story()
+    authority = nacl.signing.SigningKey(seed("authority"))
+    keys = {story.record_id: record_key(story.record_id)}
+    claim = story.claim_entry.hash
+    found = collect_records(story.rows(), keys, lambda key: None)
+    (event,) = found.events
+    assert event.event.certificate is None and found.uncertified[claim] == NO_CERTIFICATE
+    with pytest.raises(claims.InvalidEvent, match="carries no certificate"):
+        claims.decode(claims.encode(event.event), authority=bytes(authority.verify_key))
+    # A certificate of another key, or one that expired before the record, costs the
+    # event nothing: it is left out, and the reason kept.
+    theirs = certs.issue(authority, b"n" * 32, "Elsewhere", issued_at=0).encode()
+    expired = certs.issue(authority, story.hospital.public, "Old", issued_at=0, expires_at=1)
+    for bad, why in ((theirs, "another key"), (expired.encode(), "expired")):
+        found = collect_records(story.rows(), keys, lambda key, bad=bad: bad)  # type: ignore[misc]
+        (event,) = found.events
+        assert event.event.certificate is None and why in found.uncertified[claim]
