@@ -29,10 +29,15 @@ from node.control.client import ControlFailed, call
 from node.http.fhir import systems
 from node.http.fhir.claim import render_claim
 from protocol.claims import event as claims
-from protocol.claims.collect import collect
+from protocol.claims.collect import collect_records
 from protocol.claims.disclosure import FIELDS, Disclosure, DisclosureError
 from protocol.control import commands
-from protocol.control.replies import LedgerReply, RecordsReply, StealthGrantsReply
+from protocol.control.replies import (
+    LedgerReply,
+    PeerCertificateReply,
+    RecordsReply,
+    StealthGrantsReply,
+)
 from protocol.ledger.entries import InvalidEntry, decode_entry
 from protocol.privacy import Opened, PersonKey
 from storage.codec.crypt import SegmentCipher, open_sealed_key
@@ -138,8 +143,11 @@ class Watcher:
     cursor: int = 0
     seen: dict[bytes, None] = field(default_factory=dict)  # claim entry hashes, oldest first
     skipped: dict[bytes, str] = field(default_factory=dict)
+    uncertified: dict[bytes, str] = field(default_factory=dict)  # of the last look
+    certificates: dict[bytes, bytes | None] = field(default_factory=dict)  # of one look
 
     def refresh(self) -> None:
+        self.certificates.clear()  # a peer met since the last look shows its certificate
         for _ in range(wallet.MAX_PAGES):
             reply = call(self.root, commands.StealthGrants(self.cursor), StealthGrantsReply)
             if self.cursor > reply.total:  # the daemon's order changed: scan again
@@ -164,20 +172,28 @@ class Watcher:
 
     def new_events(self) -> Iterator[claims.Verified]:
         self.refresh()
-        for record_id, key in sorted(self.keys.items()):
+        rows = []
+        for record_id in sorted(self.keys):
             reply = call(self.root, commands.Ledger(record_id, 0), LedgerReply)
-            rows = []
             for row in reply.entries:
                 try:
                     rows.append((decode_entry(row.raw), row.rejected))
                 except InvalidEntry:
                     continue
-            found = collect(rows, key)
-            self.skipped.update(found.skipped)
-            for verified in found.events:
-                if verified.claim_entry not in self.seen:
-                    self._remember(verified.claim_entry)
-                    yield verified
+        found = collect_records(rows, self.keys, self._certificate)
+        self.skipped.update(found.skipped)
+        self.uncertified = found.uncertified
+        for verified in found.events:
+            if verified.claim_entry not in self.seen:
+                self._remember(verified.claim_entry)
+                yield verified
+
+    def _certificate(self, owner: bytes) -> bytes | None:
+        """The owner's certificate as the daemon last saw it (None: never met)."""
+        if owner not in self.certificates:
+            reply = call(self.root, commands.PeerCertificate(owner), PeerCertificateReply)
+            self.certificates[owner] = reply.certificate
+        return self.certificates[owner]
 
     def _remember(self, claim: bytes) -> None:
         self.seen[claim] = None
@@ -189,9 +205,11 @@ def _shown(verified: claims.Verified, fhir: bool) -> dict[str, Any]:
     return render_claim(verified) if fhir else claims.document(verified)
 
 
-def _print(verified: claims.Verified, as_json: bool, fhir: bool) -> None:
+def _print(verified: claims.Verified, as_json: bool, fhir: bool, why: str | None) -> None:
     if as_json or fhir:
         click.echo(json.dumps(_shown(verified, fhir), sort_keys=True))
+        if why is not None:  # the event's `certificate` is null; stderr says why
+            click.echo(f"event {verified.hash.hex()[:16]}: no certificate: {why}", err=True)
         return
     d = verified.event.disclosure
     kind = " ".join(x for x in (d.type_code, d.type_display) if x) or "-"
@@ -199,6 +217,7 @@ def _print(verified: claims.Verified, as_json: bool, fhir: bool) -> None:
         f"claim {verified.hash.hex()[:16]}  record {verified.record_id.hex()[:16]}"
         f"  provider {verified.site or verified.provider.hex()[:16]}"
         f"  date {d.service_date or '-'}  type {kind}"
+        + (f"  (no certificate: {why})" if why is not None else "")
     )
 
 
@@ -236,7 +255,7 @@ def events(
     try:
         while True:
             for verified in watcher.new_events():
-                _print(verified, as_json, fhir)
+                _print(verified, as_json, fhir, watcher.uncertified.get(verified.claim_entry))
             sys.stdout.flush()
             if not follow:
                 return

@@ -24,6 +24,7 @@ import trio
 from node.assembly import Node
 from node.ledger.service import LedgerError
 from node.logs import event, get_logger
+from node.net.membership import encoded_certificate
 from node.offload import in_worker
 from node.records.errors import RecordError
 from node.records.fetch import TooFewShards
@@ -39,6 +40,7 @@ from protocol.control.commands import (
     Ledger,
     ListRecords,
     NodeKey,
+    PeerCertificate,
     Peers,
     PublishRevocation,
     Put,
@@ -64,6 +66,7 @@ from protocol.control.replies import (
     LedgerReply,
     LedgerRow,
     NodeKeyReply,
+    PeerCertificateReply,
     PeerRow,
     PeersReply,
     PutReply,
@@ -166,6 +169,7 @@ class ControlOps:
             Revocations: self.revocations,
             NodeKey: self.node_key,
             StealthGrants: self.stealth_grants,
+            PeerCertificate: self.peer_certificate,
         }
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:
@@ -212,6 +216,11 @@ class ControlOps:
 
     async def node_key(self, request: NodeKey) -> NodeKeyReply:
         return NodeKeyReply(self.node.public_key)
+
+    async def peer_certificate(self, request: PeerCertificate) -> PeerCertificateReply:
+        return PeerCertificateReply(
+            encoded_certificate(self.node.parts.membership, request.node_key)
+        )
 
     async def peers(self, request: Peers) -> PeersReply:
         """Every routing-table contact, each asked now (a cached answer would show a

@@ -161,6 +161,32 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _answer("health reports and repairs"), **ERRORS},
             },
         },
+        "/v1/events": {
+            "get": {
+                "summary": "Claim events of the records granted to this node's key, as"
+                " Server-Sent Events: `event: claim`, `id:` a cursor, `data:` the canonical"
+                " event JSON or a FHIR Claim; new ones as the ledger changes (scope read)",
+                "parameters": [
+                    {"name": "fhir", "in": "query", "schema": {"type": "boolean"}},
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "description": "resume after this cursor (an event's id)",
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the stream (a comment line keeps an idle one open)",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": _answer("not a cursor of this node"),
+                    "429": _answer("too many streams open, for the token or in all"),
+                    **ERRORS,
+                },
+            }
+        },
         "/v1/openapi.json": {
             "get": {
                 "summary": "This description (no token needed)",

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from node.http import events
 from node.http.auth import log_access, require
 from node.http.context import context_of
 from node.http.errors import ApiError
@@ -143,5 +144,6 @@ def routes() -> list[Route]:
         ("/v1/records", put_record, ["POST"]),
         ("/v1/records/{record_id}", get_record, ["GET"]),
         ("/v1/check", check, ["GET", "POST"]),
+        ("/v1/events", events.events, ["GET"]),
     ]
     return [Route(path, handler, methods=methods) for path, handler, methods in handlers]

@@ -98,3 +98,13 @@ class Membership:
         while len(self._peers) > MAX_REMEMBERED:
             self._peers.popitem(last=False)
         return cert
+
+
+def encoded_certificate(membership: Membership | None, public_key: bytes) -> bytes | None:
+    """The last certificate `public_key` showed this node (its own for its own key), as a
+    claim event carries it; None if never met, forgotten, or on an open network. Only
+    certificates that verified when shown are kept, at most MAX_REMEMBERED of them."""
+    if membership is None:
+        return None
+    cert = membership.certificate_of(public_key)
+    return None if cert is None else cert.encode()

@@ -106,6 +106,19 @@ class NodeKey(ControlRequest):
 
 @control_op
 @dataclass(frozen=True)
+class PeerCertificate(ControlRequest):
+    """The last membership certificate this node saw (and verified) for a node key: a
+    claim event carries its owner's, so `events verify --authority` proves the site."""
+
+    OP: ClassVar[str] = "peer_certificate"
+    node_key: bytes
+
+    def __post_init__(self) -> None:
+        _key(self.node_key, "node key")
+
+
+@control_op
+@dataclass(frozen=True)
 class Get(ControlRequest):
     """Read a record: as this node (plaintext) or as `reader` (ciphertext + sealed key).
 

@@ -208,6 +208,15 @@ class NodeKeyReply(ControlReply):
 
 @control_reply
 @dataclass(frozen=True)
+class PeerCertificateReply(ControlReply):
+    """The encoded certificate, or None: never met, forgotten, or an open network."""
+
+    KIND: ClassVar[str] = "peer_certificate"
+    certificate: bytes | None
+
+
+@control_reply
+@dataclass(frozen=True)
 class FeedHeadReply(ControlReply):
     """Where a person's next ledger entry goes, and the record's manifest hash."""
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import pytest
 import trio
 import trio.testing
@@ -73,10 +74,20 @@ class Controlled:
 
 
 @asynccontextmanager
-async def controlled(tmp_path: Path, count: int = 6, served: int = 3) -> AsyncIterator[Controlled]:
+async def controlled(
+    tmp_path: Path,
+    count: int = 6,
+    served: int = 3,
+    authority: nacl.signing.SigningKey | None = None,
+) -> AsyncIterator[Controlled]:
+    """`count` nodes, the first `served` with a control socket; with `authority`, each
+    certified by it (membership certificates shown at every connection)."""
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        await cluster.add_many(nursery, count, small_config())
+        if authority is None:
+            await cluster.add_many(nursery, count, small_config())
+        for _ in range(count if authority is not None else 0):
+            await cluster.add(nursery, small_config(), authority=authority)
         dirs = []
         for index, node in enumerate(cluster.nodes[:served]):
             data_dir = tmp_path / f"dir{index}"
