@@ -1,7 +1,8 @@
 """Claim events with real daemons: a patient shares her record with an insurer's address
 and attests it; the insurer's `events --as` receives exactly one claim event (also with
 `--follow`) and verifies it offline; one altered byte is rejected; a clinician's
-attestation makes no event; an insurer without a grant receives nothing."""
+attestation makes no event; an insurer without a grant receives nothing; the event carries
+the owner's certificate and verifies with the network's authority key."""
 
 from __future__ import annotations
 
@@ -100,6 +101,13 @@ def test_the_insurer_receives_one_claim_and_verifies_it(
     done = medvault("events", "verify", str(good), check=False)
     assert done.returncode == 0, done.stderr
     assert event["hash"] in done.stdout
+    # It carries the owner's certificate (node 2 met node 0): the site is proven with the
+    # network's authority key, and another authority's key is refused.
+    assert event["certificate"] is not None and event["provider"]["site"]
+    done = medvault("events", "verify", str(good), "--authority", net.authority, check=False)
+    assert done.returncode == 0, done.stderr
+    done = medvault("events", "verify", str(good), "--authority", "ab" * 32, check=False)
+    assert done.returncode == 1 and "not signed by that authority" in done.stderr
     text = canonical(event)
     for position in (10, len(text) // 2, len(text) - 5):
         altered = bytearray(text)

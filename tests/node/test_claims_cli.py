@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 from click.testing import CliRunner
 from fhir.resources.R4B.claim import Claim
 
@@ -16,6 +17,7 @@ from node.cli.main import cli
 from tests.node.test_cli_wallet import address_of, synced, wallet_knows
 from tests.node.test_cli_wallet_acts import put_for
 from tests.node.test_control_cli import Controlled, controlled, new_person
+from tests.protocol.keys import seed
 
 
 async def events_of(net: Controlled, index: int, key: Path, *more: str) -> list[dict[str, Any]]:
@@ -23,6 +25,12 @@ async def events_of(net: Controlled, index: int, key: Path, *more: str) -> list[
     result = await net.run(index, "events", "--as", str(key), *more, "--json")
     assert result.exit_code == 0, result.output
     return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def canonical(event: dict[str, Any]) -> bytes:
+    """The event's text as `events verify` takes it (the printed form adds its hash)."""
+    shown = {k: v for k, v in event.items() if k != "hash"}
+    return json.dumps(shown, sort_keys=True, separators=(",", ":")).encode()
 
 
 def verify(path: Path) -> tuple[int, str]:
@@ -101,3 +109,50 @@ async def test_a_claim_without_a_disclosure_and_a_bad_choice(tmp_path: Path) -> 
         assert done["disclosed"] == []
         (event,) = await events_of(net, 1, alice)  # she holds a grant: she sees her claim
         assert event["disclosed"]["service_date"] == "" and os.sep not in event["record_id"]
+
+
+async def test_events_carry_the_owners_certificate_and_verify_with_the_authority(
+    tmp_path: Path,
+) -> None:
+    authority = nacl.signing.SigningKey(seed("claims authority"))
+    authority_hex = bytes(authority.verify_key).hex()
+    async with controlled(tmp_path, authority=authority) as net:
+        alice, _ = new_person(tmp_path, "alice")
+        insurer, _ = new_person(tmp_path, "insurer")
+        record_id, _ = await put_for(net, tmp_path, alice, "scan.pdf")
+        await wallet_knows(net, 1, alice, record_id)
+        await net.ok(1, "wallet", "share", record_id, address_of(insurer), "--as", str(alice))
+        await net.ok(1, "wallet", "attest", record_id, "--as", str(alice))
+        (event,) = await events_of(net, 2, insurer)
+        assert event["certificate"] is not None and event["provider"]["site"] == "node-0"
+        path = tmp_path / "certified.json"
+        path.write_bytes(canonical(event) + b"\n")
+        done = CliRunner().invoke(cli, ["events", "verify", str(path), "--authority",
+                                        authority_hex])  # fmt: skip
+        assert done.exit_code == 0, done.output
+        # Another network's authority is refused, naming why.
+        other = bytes(nacl.signing.SigningKey(seed("other authority")).verify_key).hex()
+        done = CliRunner().invoke(cli, ["events", "verify", str(path), "--authority", other])
+        assert done.exit_code == 1 and "not signed by that authority" in done.output
+
+
+async def test_an_unknown_certificate_leaves_the_event_without_one_and_says_so(
+    tmp_path: Path,
+) -> None:
+    async with controlled(tmp_path) as net:  # an open network: no certificates at all
+        alice, _ = new_person(tmp_path, "alice")
+        record_id, _ = await put_for(net, tmp_path, alice, "note.txt")
+        await wallet_knows(net, 1, alice, record_id)
+        await net.ok(1, "wallet", "attest", record_id, "--as", str(alice))
+        await synced(net, 1)
+        result = await net.run(1, "events", "--as", str(alice), "--json")
+        assert result.exit_code == 0, result.output
+        (line,) = result.stdout.splitlines()
+        event = json.loads(line)
+        assert event["certificate"] is None and "no certificate: " in result.stderr
+        path = tmp_path / "uncertified.json"
+        path.write_bytes(canonical(event) + b"\n")
+        assert verify(path)[0] == 0  # valid, only not site-proven
+        key = bytes(nacl.signing.SigningKey(seed("claims authority")).verify_key).hex()
+        done = CliRunner().invoke(cli, ["events", "verify", str(path), "--authority", key])
+        assert done.exit_code == 1 and "carries no certificate" in done.output
