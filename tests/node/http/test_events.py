@@ -4,9 +4,11 @@ grant streams nothing; no token is 401; streams are bounded per token and in all
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import nacl.signing
+import pytest
 import trio
 from starlette.applications import Starlette
 
@@ -52,8 +54,9 @@ async def nothing_more(stream: Stream) -> None:
 
 
 async def test_an_insurer_node_streams_exactly_the_one_claim_granted_to_it(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="medvault")
     authority = nacl.signing.SigningKey(seed("events authority"))
     async with controlled(tmp_path, authority=authority) as net:
         insurer, stranger = net.cluster.nodes[2], net.cluster.nodes[3]
@@ -97,6 +100,17 @@ async def test_an_insurer_node_streams_exactly_the_one_claim_granted_to_it(
                 shown = await fhir.claim()
         assert '"resourceType":"Claim"' in shown["data"] and shown["id"] == frame["id"]
         assert attested["grant_key"] in shown["data"]
+    # Every event sent is logged, naming the token (never its secret): the first stream, the replay, the FHIR one.
+    sent = [
+        r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "http record access" and r.fields["action"] == "claim event"  # type: ignore[attr-defined]
+    ]
+    assert len(sent) == 3
+    assert {(f["token"], f["record"][:8], f["certified"]) for f in sent} == {
+        ("insurer-claims", record_id[:8], True)
+    }
+    assert all(f["event"] == verified.hash.hex()[:16] for f in sent)
 
 
 async def test_tokens_cursors_and_the_bound_on_streams(tmp_path: Path) -> None:
