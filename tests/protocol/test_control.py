@@ -27,6 +27,7 @@ REQUESTS: list[control.ControlRequest] = [
     control.Get(RECORD, KEY),
     control.Get(RECORD, KEY, (b"permit", b"another")),
     control.NodeKey(),
+    control.PeerCertificate(KEY),
     control.ListRecords(KEY),
     control.Grant(RECORD, KEY, 0),
     control.Grant(RECORD, b"a" * 66, 0, patient=True),
@@ -73,6 +74,7 @@ def test_requests_round_trip(request_: control.ControlRequest) -> None:
             "at most 64 permits",
         ),
         (["grant", {"record_id": RECORD, "grantee": KEY, "expires_at": -1}], "expires_at"),
+        (["peer_certificate", {"node_key": b"short"}], "node key must be 32 bytes"),
         (["chunk", {"data": "text", "last": True}], "expected bytes"),
         (
             [
@@ -153,6 +155,8 @@ REPLIES: list[replies.ControlReply] = [
         2,
     ),
     replies.NodeKeyReply(KEY),
+    replies.PeerCertificateReply(b"certificate"),
+    replies.PeerCertificateReply(None),
     replies.LedgerReply((replies.LedgerRow(b"raw", None), replies.LedgerRow(b"x", "why"))),
     replies.CheckReply(
         (
