@@ -47,6 +47,7 @@ from protocol.ledger.entries import (
 from protocol.ledger.timestamps import entry_time
 from protocol.privacy import Address, Opened, PersonKey, PrivacyError, make_grant
 from protocol.records import permit
+from protocol.records.purpose import Purpose
 from protocol.text import counted
 
 HEX = "0123456789abcdefABCDEF"
@@ -136,7 +137,9 @@ def wallet_get(
     opened = her_grant(root, person, rid, patient=False)
     key = opened.one_time_key
     node = call(root, commands.NodeKey(), NodeKeyReply).public_key
-    permits = permit.sign_series(key, rid, node, int(time.time() * 1000), verbs.READ_PERMITS)
+    permits = permit.sign_series(key, rid, node, int(time.time() * 1000), verbs.READ_PERMITS,
+                                 read_id=os.urandom(permit.READ_ID_SIZE),
+                                 purpose=Purpose.PATRQT)  # fmt: skip
     reader = nacl.signing.SigningKey(person.seed)
     with ControlClient(root) as client:
         header = client.request(commands.Get(rid, key.public, permits), GetHeader)

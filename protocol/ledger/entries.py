@@ -24,6 +24,7 @@ import nacl.exceptions
 import nacl.signing
 
 from protocol import schema
+from protocol.records import permit
 from protocol.signer import Signer, as_signer
 
 LEDGER_VERSION = 1
@@ -49,6 +50,7 @@ class EntryType(enum.StrEnum):
     ATTEST = "attest"
     TOMBSTONE = "tombstone"
     SGRANT = "sgrant"
+    ACCESS = "access"
 
 
 def _check_len(value: bytes, size: int, what: str) -> None:
@@ -179,7 +181,33 @@ class TombstoneBody:
         _check_len(self.record_id, 32, "record id")
 
 
-Body = RecordBody | GrantBody | RevokeBody | AttestBody | TombstoneBody | StealthGrantBody
+@dataclass(frozen=True)
+class AccessBody:
+    """A read happened: the reader's signed access statement (protocol.records.permit,
+    version 2), logged by the reader's node or by a holder that served it. The
+    statement must verify here, so nobody logs a read in a reader's name; its
+    record must be this body's."""
+
+    record_id: bytes
+    statement: bytes
+
+    def __post_init__(self) -> None:
+        _check_len(self.record_id, 32, "record id")
+        try:
+            decoded = permit.decode(self.statement)
+        except permit.PermitError as exc:
+            raise ValueError(f"access statement: {exc}") from None
+        if decoded.record_id != self.record_id:
+            raise ValueError("access statement is for another record")
+
+    @property
+    def decoded(self) -> permit.ReadPermit:
+        return permit.decode(self.statement)
+
+
+Body = (
+    RecordBody | GrantBody | RevokeBody | AttestBody | TombstoneBody | StealthGrantBody | AccessBody
+)
 
 BODY_TYPES: dict[EntryType, type[Body]] = {
     EntryType.RECORD: RecordBody,
@@ -188,6 +216,7 @@ BODY_TYPES: dict[EntryType, type[Body]] = {
     EntryType.ATTEST: AttestBody,
     EntryType.TOMBSTONE: TombstoneBody,
     EntryType.SGRANT: StealthGrantBody,
+    EntryType.ACCESS: AccessBody,
 }
 _TYPE_OF: dict[type, EntryType] = {cls: kind for kind, cls in BODY_TYPES.items()}
 
