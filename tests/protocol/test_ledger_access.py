@@ -54,7 +54,8 @@ def test_a_read_logged_by_its_reader_node_and_a_holder_is_one_read_with_two_logg
     assert (read.node, read.purpose, read.issued_at_ms) == (NODE, Purpose.ETREAT, 1_000_000)
     assert read.loggers == tuple(sorted([reader_node.public, holder.public]))
     log(holder, record_id, statement(alice, record_id, 2))  # a second read: a second line
-    assert len(fold([*owner.entries, *reader_node.entries, *holder.entries]).reads_of(record_id)) == 2
+    everything = [*owner.entries, *reader_node.entries, *holder.entries]
+    assert len(fold(everything).reads_of(record_id)) == 2
 
 
 def test_an_access_entry_does_not_decode_with_a_forged_or_foreign_statement() -> None:
@@ -106,12 +107,16 @@ def reference(entries: list[Entry], cap: int) -> dict[bytes, dict[tuple[bytes, b
     known = set(state.records)
     groups: dict[tuple[bytes, bytes, bytes], list[tuple[Entry, permit.ReadPermit]]] = {}
     for entry in entries:
-        if isinstance(entry.body, AccessBody) and entry.record_id in known:
-            if access.access_problem(entry) is None:
-                found = entry.body.decoded
-                groups.setdefault((entry.record_id, found.reader, found.read_id), []).append(
-                    (entry, found)
-                )
+        body = entry.body
+        if (
+            isinstance(body, AccessBody)
+            and entry.record_id in known
+            and not (access.access_problem(entry))
+        ):
+            found = body.decoded
+            groups.setdefault((entry.record_id, found.reader, found.read_id), []).append(
+                (entry, found)
+            )
     out: dict[bytes, dict[tuple[bytes, bytes], object]] = {}
     by_record: dict[bytes, list[tuple[int, bytes, bytes]]] = {}
     for (record_id, who, read_id), parts in groups.items():
