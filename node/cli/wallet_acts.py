@@ -34,6 +34,7 @@ from protocol.control.replies import (
     NodeKeyReply,
 )
 from protocol.ledger.entries import (
+    AccessBody,
     AttestBody,
     Body,
     Entry,
@@ -256,8 +257,8 @@ def wallet_revoke(
 @as_option("Her key file or a view-only key file (finds which grants are hers).")
 @common
 def wallet_history(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
-    """Every grant, revoke and attestation of a record, hers marked (her view key tells
-    which one-time keys are hers; nobody else can)."""
+    """Every grant, revoke, attestation and read of a record, hers marked (her view key
+    tells which one-time keys are hers; nobody else can)."""
     view, _ = wallet.load_view(as_key)
     root = verbs._root(data_dir)
     rid = _record(root, record_id)
@@ -276,6 +277,7 @@ def wallet_history(*, record_id: str, as_key: Path, data_dir: Path | None, as_js
                 for flag, on in (
                     ("YOURS", e["mine"]),
                     ("co-owner", e["patient"]),
+                    (f"read for {(e['read'] or {}).get('purpose')}", e["read"]),
                     (f"REJECTED: {e['rejected']}", e["rejected"]),
                 )
                 if on
@@ -303,6 +305,12 @@ def _event(entry: Entry, rejected: str | None, hers: set[bytes]) -> dict[str, An
         grant = body.grantee
     elif isinstance(body, AttestBody):
         grant = entry.author
+    read = None
+    if isinstance(body, AccessBody):  # a read: the reader's key (hers: one of her P)
+        statement = body.decoded
+        grant = statement.reader
+        read = {"node": statement.node.hex(), "purpose": str(statement.purpose),
+                "issued_at_ms": statement.issued_at_ms}  # fmt: skip
     return {
         "type": str(entry.type),
         "timestamp": entry.timestamp,
@@ -315,6 +323,7 @@ def _event(entry: Entry, rejected: str | None, hers: set[bytes]) -> dict[str, An
         "mine": grant is not None and grant in hers,
         "by_her": entry.author in hers,
         "rejected": rejected,
+        "read": read,
     }
 
 
