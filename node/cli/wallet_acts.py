@@ -36,6 +36,7 @@ from protocol.control.replies import (
     NodeKeyReply,
 )
 from protocol.ledger.entries import (
+    AccessBody,
     AttestBody,
     Body,
     ClaimBody,
@@ -50,6 +51,7 @@ from protocol.ledger.entries import (
 from protocol.ledger.timestamps import entry_time
 from protocol.privacy import Address, Opened, PersonKey, PrivacyError, make_grant
 from protocol.records import permit
+from protocol.records.purpose import Purpose
 from protocol.text import counted
 
 HEX = "0123456789abcdefABCDEF"
@@ -139,7 +141,9 @@ def wallet_get(
     opened = her_grant(root, person, rid, patient=False)
     key = opened.one_time_key
     node = call(root, commands.NodeKey(), NodeKeyReply).public_key
-    permits = permit.sign_series(key, rid, node, int(time.time() * 1000), verbs.READ_PERMITS)
+    permits = permit.sign_series(key, rid, node, int(time.time() * 1000), verbs.READ_PERMITS,
+                                 read_id=os.urandom(permit.READ_ID_SIZE),
+                                 purpose=Purpose.PATRQT)  # fmt: skip
     reader = nacl.signing.SigningKey(person.seed)
     with ControlClient(root) as client:
         header = client.request(commands.Get(rid, key.public, permits), GetHeader)
@@ -276,8 +280,8 @@ def wallet_revoke(
 @as_option("Her key file or a view-only key file (finds which grants are hers).")
 @common
 def wallet_history(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
-    """Every grant, revoke and attestation of a record, hers marked (her view key tells
-    which one-time keys are hers; nobody else can)."""
+    """Every grant, revoke, attestation and read of a record, hers marked (her view key
+    tells which one-time keys are hers; nobody else can)."""
     view, _ = wallet.load_view(as_key)
     root = verbs._root(data_dir)
     rid = _record(root, record_id)
@@ -296,6 +300,7 @@ def wallet_history(*, record_id: str, as_key: Path, data_dir: Path | None, as_js
                 for flag, on in (
                     ("YOURS", e["mine"]),
                     ("co-owner", e["patient"]),
+                    (f"read for {(e['read'] or {}).get('purpose')}", e["read"]),
                     (f"REJECTED: {e['rejected']}", e["rejected"]),
                 )
                 if on
@@ -323,6 +328,12 @@ def _event(entry: Entry, rejected: str | None, hers: set[bytes]) -> dict[str, An
         grant = body.grantee
     elif isinstance(body, AttestBody | ClaimBody):
         grant = entry.author
+    read = None
+    if isinstance(body, AccessBody):  # a read: the reader's key (hers: one of her P)
+        statement = body.decoded
+        grant = statement.reader
+        read = {"node": statement.node.hex(), "purpose": str(statement.purpose),
+                "issued_at_ms": statement.issued_at_ms}  # fmt: skip
     return {
         "type": str(entry.type),
         "timestamp": entry.timestamp,
@@ -335,6 +346,7 @@ def _event(entry: Entry, rejected: str | None, hers: set[bytes]) -> dict[str, An
         "mine": grant is not None and grant in hers,
         "by_her": entry.author in hers,
         "rejected": rejected,
+        "read": read,
     }
 
 

@@ -84,6 +84,7 @@ from protocol.dht.contact import Contact
 from protocol.ids import node_id
 from protocol.ledger.entries import StealthGrantBody
 from protocol.membership.revocation import RevocationError, parse
+from protocol.records.purpose import Purpose
 from protocol.records.upload import UploadSegments
 from storage.codec.crypt import SegmentCipher
 from storage.codec.encoder import read_full
@@ -325,7 +326,9 @@ class ControlOps:
 
     async def get(self, request: Get, stream: Replies) -> None:
         records = self.node.records
-        handle = await records.open(request.record_id, request.reader, request.permits)
+        handle = await records.open(
+            request.record_id, request.reader, request.permits, Purpose(request.purpose)
+        )
         manifest = handle.manifest
         size, segments = manifest.size, manifest.segment_count  # as a person: the padded size
         if request.reader is None:

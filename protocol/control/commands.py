@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from protocol.control.frames import Registry
+from protocol.records.purpose import Purpose
 
 KEY_SIZE = 32
 ADDRESS_SIZE = 66  # a person's stealth address (protocol.privacy.Address, encoded)
@@ -117,12 +118,15 @@ class Get(ControlRequest):
     record_id: bytes
     reader: bytes | None
     permits: tuple[bytes, ...] = ()
+    purpose: str = "TREAT"  # a read as this node: its HL7 PurposeOfUse code (logged)
 
     def __post_init__(self) -> None:
         _key(self.record_id, "record id", RECORD_ID_SIZE)
         _key(self.reader, "reader key")
         if len(self.permits) > MAX_PERMITS or any(len(p) > MAX_PERMIT_SIZE for p in self.permits):
             raise ValueError(f"at most {MAX_PERMITS} permits of {MAX_PERMIT_SIZE} bytes each")
+        if self.purpose not in Purpose.__members__:
+            raise ValueError(f"unknown purpose of use {self.purpose[:16]!r}")
 
 
 @control_op

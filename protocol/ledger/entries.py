@@ -24,6 +24,7 @@ import nacl.exceptions
 import nacl.signing
 
 from protocol import schema
+from protocol.records import permit
 from protocol.signer import Signer, as_signer
 
 LEDGER_VERSION = 1
@@ -50,6 +51,7 @@ class EntryType(enum.StrEnum):
     TOMBSTONE = "tombstone"
     SGRANT = "sgrant"
     CLAIM = "claim"
+    ACCESS = "access"
 
 
 def _check_len(value: bytes, size: int, what: str) -> None:
@@ -202,8 +204,39 @@ class TombstoneBody:
         _check_len(self.record_id, 32, "record id")
 
 
+@dataclass(frozen=True)
+class AccessBody:
+    """A read happened: the reader's signed access statement (protocol.records.permit,
+    version 2), logged by the reader's node or by a holder that served it. The
+    statement must verify here, so nobody logs a read in a reader's name; its
+    record must be this body's."""
+
+    record_id: bytes
+    statement: bytes
+
+    def __post_init__(self) -> None:
+        _check_len(self.record_id, 32, "record id")
+        try:
+            decoded = permit.decode(self.statement)
+        except permit.PermitError as exc:
+            raise ValueError(f"access statement: {exc}") from None
+        if decoded.record_id != self.record_id:
+            raise ValueError("access statement is for another record")
+
+    @property
+    def decoded(self) -> permit.ReadPermit:
+        return permit.decode(self.statement)
+
+
 Body = (
-    RecordBody | GrantBody | RevokeBody | AttestBody | TombstoneBody | StealthGrantBody | ClaimBody
+    RecordBody
+    | GrantBody
+    | RevokeBody
+    | AttestBody
+    | TombstoneBody
+    | StealthGrantBody
+    | ClaimBody
+    | AccessBody
 )
 
 BODY_TYPES: dict[EntryType, type[Body]] = {
@@ -214,6 +247,7 @@ BODY_TYPES: dict[EntryType, type[Body]] = {
     EntryType.TOMBSTONE: TombstoneBody,
     EntryType.SGRANT: StealthGrantBody,
     EntryType.CLAIM: ClaimBody,
+    EntryType.ACCESS: AccessBody,
 }
 _TYPE_OF: dict[type, EntryType] = {cls: kind for kind, cls in BODY_TYPES.items()}
 

@@ -65,11 +65,14 @@ def test_requests_round_trip(request_: control.ControlRequest) -> None:
         ({"op": "status"}, r"a control request is \[kind, body\]"),
         (["get", {"record_id": RECORD}], "fields"),
         (
-            ["get", {"record_id": b"short", "reader": None, "permits": []}],
+            ["get", {"record_id": b"short", "reader": None, "permits": [], "purpose": "TREAT"}],
             "record id must be 32 bytes",
         ),
         (
-            ["get", {"record_id": RECORD, "reader": KEY, "permits": [b"p"] * 65}],
+            [
+                "get",
+                {"record_id": RECORD, "reader": KEY, "permits": [b"p"] * 65, "purpose": "TREAT"},
+            ],
             "at most 64 permits",
         ),
         (["grant", {"record_id": RECORD, "grantee": KEY, "expires_at": -1}], "expires_at"),
