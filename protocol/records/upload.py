@@ -5,7 +5,7 @@ is it known whether it is the last one, and the last segment's flag is
 bound into its encryption. A chunk that is exactly one segment (as the CLI
 sends them) passes through without a copy.
 
-Small chunks are gathered into pieces of at least COALESCE bytes as they
+Small chunks are gathered into pieces of COALESCE bytes (or a segment) as they
 arrive: a client that sends a body a few bytes at a time (HTTP lets it) would
 otherwise make the node keep a Python object per few bytes, about twenty
 times the segment's size, and join a view of each.
@@ -19,9 +19,13 @@ COALESCE = 64 * 1024  # chunks smaller than this are gathered before they are qu
 
 
 class Pieces:
-    """A queue of byte strings read from the front in arbitrary lengths."""
+    """A queue of byte strings read from the front in arbitrary lengths.
 
-    def __init__(self) -> None:
+    Chunks shorter than `coalesce` are gathered into one piece of at least that.
+    """
+
+    def __init__(self, coalesce: int = COALESCE) -> None:
+        self.coalesce = coalesce
         self._queue: collections.deque[bytes] = collections.deque()
         self._offset = 0  # bytes of the first piece already taken
         self._small = bytearray()  # small chunks not yet queued, in order after the queue
@@ -31,12 +35,12 @@ class Pieces:
         if not data:
             return
         self.size += len(data)
-        if len(data) >= COALESCE:
+        if len(data) >= self.coalesce:
             self._flush()
             self._queue.append(data)
         else:
             self._small += data
-            if len(self._small) >= COALESCE:
+            if len(self._small) >= self.coalesce:
                 self._flush()
 
     def _flush(self) -> None:
@@ -79,7 +83,7 @@ class UploadSegments:
             raise ValueError("a segment is at least one byte")
         self.size = size
         self.finished = False
-        self._pieces = Pieces()
+        self._pieces = Pieces(min(COALESCE, size))  # a chunk of one segment is never copied
 
     @property
     def buffered(self) -> int:
