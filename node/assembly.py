@@ -23,6 +23,7 @@ from node.dht.service import DhtService
 from node.ledger.gossip import GossipService
 from node.ledger.service import LedgerService
 from node.logs import event, get_logger
+from node.metrics.registry import NodeMetrics
 from node.net.connections import ConnectionManager
 from node.net.dispatch import base_dispatcher
 from node.net.membership import Membership
@@ -87,6 +88,7 @@ class Node:
         config = parts.config
         public = bytes(parts.identity.verify_key)
         self.public_key = public
+        self.metrics = NodeMetrics()  # this node's own registry (docs/monitoring.md)
         self.dispatcher = base_dispatcher()
         self.manager = ConnectionManager(
             identity=parts.identity,
@@ -161,6 +163,7 @@ class Node:
             config=config.storage,
             random_bytes=parts.random_bytes,
             clock_ms=self.clock_ms,
+            metrics=self.metrics.records,
         )
         if parts.membership is not None:
             self.records.reach.certified_site = parts.membership.site_of
@@ -189,6 +192,7 @@ class Node:
             )
             self.revocations.install(self.dispatcher)
             self.manager.on_connect = self.revocations.greet
+        self.metrics.watch(self)
         self._nursery: trio.Nursery | None = None
         self._announcing = 0  # provider announcements started and not yet finished
         self._announced = trio.Event()  # set and replaced when the count drops to 0

@@ -11,6 +11,8 @@ import json
 import logging
 import sys
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,6 +107,62 @@ def _text(value: Any) -> str:
     return json.dumps(text) if (" " in text or not text) else text
 
 
+@dataclass(frozen=True)
+class LoggedEvent:
+    """One event as the status page shows it: wall time, level, logger, name, fields."""
+
+    created: float
+    level: str
+    logger: str
+    name: str
+    fields: tuple[tuple[str, str], ...]
+
+
+class RecentEvents(logging.Handler):
+    """The last `size` events of WARNING and above, in memory, for the status page: an
+    operator sees what went wrong lately without shell access to the log. Bounded (a
+    flood of warnings keeps the newest), and it keeps only what `event` was given, each
+    value cut to MAX_VALUE characters, so it holds nothing the log itself would not."""
+
+    MAX_VALUE = 200
+    MAX_FIELDS = 16
+
+    def __init__(self, size: int = 50) -> None:
+        super().__init__(logging.WARNING)
+        self._events: deque[LoggedEvent] = deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "fields", {})
+        shown = tuple(
+            (str(key), str(value)[: self.MAX_VALUE])
+            for key, value in list(fields.items())[: self.MAX_FIELDS]
+        )
+        self._events.append(
+            LoggedEvent(
+                created=record.created,
+                level=record.levelname,
+                logger=record.name.removeprefix(ROOT + "."),
+                name=str(record.msg)[: self.MAX_VALUE],
+                fields=shown,
+            )
+        )
+
+    def events(self) -> list[LoggedEvent]:
+        """The kept events, newest first."""
+        return list(reversed(self._events))
+
+
+_recent = RecentEvents()
+
+
+def recent_warnings() -> RecentEvents:
+    """The process's ring of recent warnings, attached to the medvault logger (once)."""
+    root = logging.getLogger(ROOT)
+    if _recent not in root.handlers:
+        root.addHandler(_recent)
+    return _recent
+
+
 def configure(level: int = logging.INFO, fmt: LogFormat = "text", path: Path | None = None) -> None:
     """Send medvault's events to stderr (or the file `path`) in the chosen format."""
     handler: logging.Handler = (
@@ -112,6 +170,6 @@ def configure(level: int = logging.INFO, fmt: LogFormat = "text", path: Path | N
     )
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger(ROOT)
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler, *(h for h in root.handlers if h is _recent)]
     root.setLevel(level)
     root.propagate = False

@@ -56,7 +56,7 @@ class HttpConfig:
     max_bundle_bytes: int = setting(
         64 * 1024 * 1024,
         "Largest FHIR request body (an ITI-65 Bundle carries its document base64-encoded in"
-        " JSON, so it is held in memory); larger documents go through PUT /v1/records, which"
+        " JSON, so it is held in memory); larger documents go through POST /v1/records, which"
         " streams.",
         low=1024,
         high=1024 * 1024 * 1024,

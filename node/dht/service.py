@@ -61,6 +61,7 @@ log = get_logger("dht")
 @dataclass
 class DhtStats:
     lookups: int = 0
+    lookup_failures: int = 0  # lookups that ended with no live contact found
     queries: int = 0
     query_failures: int = 0
     evictions: int = 0
@@ -398,6 +399,8 @@ class DhtService:
                     continue
                 await run.signal.wait_until(step.deadline)
         self.routing.mark_refreshed(lookup.target, trio.current_time())
+        if not step.closest:
+            self.stats.lookup_failures += 1
         return step
 
     async def _query(self, run: _Run, contact: Contact, deadline: float) -> None:

@@ -68,6 +68,10 @@ def outcome(code: str, message: str, severity: str = "error") -> dict[str, objec
 
 def error_response(request: Request, error: ApiError) -> Response:
     headers = {}
+    if request.method in ("POST", "PUT", "PATCH"):
+        # The body may be unread (refused before reading it): the server then drops the
+        # connection, so say so, or a client reusing it sees its next request fail.
+        headers["Connection"] = "close"
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="medvault"'
         if request.url.path == "/":  # a browser asks for the token as a password

@@ -21,6 +21,7 @@ from node.config.http import HttpConfig
 from node.logs import event, get_logger
 
 log = get_logger("http")
+READ_TIMEOUT = 120  # seconds a request may send nothing before it is dropped
 
 # Hypercorn reads each connection 64 KiB at a time (its trio worker's MAX_RECV, a
 # module constant, not a Config setting), and every read then passes through h11,
@@ -40,9 +41,12 @@ def hypercorn_config(config: HttpConfig, grace: float) -> Config:
     settings = Config()
     settings.bind = [config.listen]
     settings.accesslog = None  # record accesses are logged by the routes, naming the token
-    settings.errorlog = get_logger("http.server")
+    server_log = get_logger("http.server")
+    server_log.setLevel(logging.WARNING)  # "listening" is logged once, by serve_http
+    settings.errorlog = server_log
     settings.include_server_header = False
     settings.graceful_timeout = grace
+    settings.read_timeout = READ_TIMEOUT  # a client that stalls mid-request loses its slot
     if config.tls_cert is not None and config.tls_key is not None:
         for name, path in (("tls_cert", config.tls_cert), ("tls_key", config.tls_key)):
             if not Path(path).is_file():

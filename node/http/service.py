@@ -10,14 +10,16 @@ from starlette.routing import BaseRoute
 from node.assembly import Node
 from node.config.http import HttpConfig
 from node.control.ops import ControlOps
+from node.http import metrics_route, status_page
 from node.http.app import build_app
 from node.http.context import HttpContext
+from node.http.fhir.routes import fhir_routes
 from node.http.tokens import TokenStore
 
 
 def api_routes() -> list[BaseRoute]:
     """The routes beside the JSON API (node.http.v1), each part of the API adding its own."""
-    return []
+    return [*fhir_routes(), *status_page.routes(), *metrics_route.routes()]
 
 
 def node_api(node: Node, root: Path, config: HttpConfig, ops: ControlOps) -> Starlette:

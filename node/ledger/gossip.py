@@ -26,7 +26,7 @@ from node.net.errors import RequestError, RpcError
 from node.net.rpc_port import Caller, RpcPort
 from protocol.dht.contact import Contact, ContactInfo
 from protocol.ledger.entries import Entry, entry_hash
-from protocol.ledger.gossip import heads_message, missing_ranges, pick
+from protocol.ledger.gossip import heads_message, lag, missing_ranges, pick
 from protocol.ledger.messages import (
     EntriesFound,
     FeedHead,
@@ -46,6 +46,8 @@ class GossipStats:
     pulled: int = 0
     pushed: int = 0
     failures: int = 0
+    received: int = 0  # entries peers sent (pulled or pushed)
+    accepted: int = 0  # of those, entries new to this ledger and valid
 
 
 class GossipService:
@@ -70,6 +72,9 @@ class GossipService:
         self.stats = GossipStats()
         self._nursery: trio.Nursery | None = None
         self._arrived_from: dict[bytes, bytes] = {}
+        # Peer -> (entries it has beyond us, entries we have beyond it), as of the last
+        # heads it showed after our pull; kept for routing-table contacts only.
+        self.lag: dict[bytes, tuple[int, int]] = {}
         ledger.subscribe(self._on_new)
 
     def install(self, dispatcher: Dispatcher) -> None:
@@ -89,7 +94,11 @@ class GossipService:
 
     def _round(self, nursery: trio.Nursery) -> None:
         self.stats.rounds += 1
-        for peer in pick(self.peers(), self.config.fanout, self.rng):
+        peers = self.peers()
+        current = {p.public_key for p in peers}
+        for gone in [key for key in self.lag if key not in current]:  # left the table
+            del self.lag[gone]
+        for peer in pick(peers, self.config.fanout, self.rng):
             nursery.start_soon(self.exchange, peer)
 
     # -- anti-entropy -------------------------------------------------------
@@ -111,7 +120,10 @@ class GossipService:
     async def _pull_and_hear(self, peer: Contact, heads: Sequence[FeedHead]) -> None:
         """Pull what `peer` has beyond us, then let the ledger judge its own feed by it."""
         await self._pull(peer, heads)
-        self.ledger.heard_heads(peer.public_key, heads, len(self.peers()))
+        peers = self.peers()
+        if any(p.public_key == peer.public_key for p in peers):  # bounded by the table
+            self.lag[peer.public_key] = lag(self.ledger.book.heads(), heads)
+        self.ledger.heard_heads(peer.public_key, heads, len(peers))
 
     async def _pull(self, peer: Contact, heads: Sequence[FeedHead]) -> None:
         config = self.config
@@ -133,7 +145,10 @@ class GossipService:
             return
         if isinstance(reply, EntriesFound):
             self._remember_source(reply.entries, peer.public_key)
-            self.stats.pulled += len(await self.ledger.ingest(reply.entries))
+            accepted = len(await self.ledger.ingest(reply.entries))
+            self.stats.pulled += accepted
+            self.stats.received += len(reply.entries)
+            self.stats.accepted += accepted
 
     # -- push -------------------------------------------------------------------
 
@@ -190,4 +205,8 @@ class GossipService:
 
     async def _on_push(self, message: PushEntries, caller: Caller) -> PushAck:
         self._remember_source(message.entries, caller.remote_public_key)
-        return PushAck(len(await self.ledger.ingest(message.entries[: self.config.budget])))
+        offered = message.entries[: self.config.budget]
+        accepted = len(await self.ledger.ingest(offered))
+        self.stats.received += len(offered)
+        self.stats.accepted += accepted
+        return PushAck(accepted)

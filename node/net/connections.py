@@ -17,7 +17,7 @@ import os
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nacl.signing
 import trio
@@ -39,11 +39,20 @@ log = get_logger("connections")
 CERTIFICATE_RECHECK = 60.0  # seconds between checks that connected peers are still members
 
 
+# Why a connection was not made, as metrics label it (a fixed set: never the message).
+HANDSHAKE = "handshake"  # the secret handshake failed: another network, a wrong key, garbage
+TIMEOUT = "timeout"  # not done within the handshake timeout
+UNCERTIFIED = "uncertified"  # authenticated, but no valid membership certificate
+UNREACHABLE = "unreachable"  # a dial found nobody listening (outbound only)
+
+
 @dataclass
 class ConnectionStats:
     accepted: int = 0
     dialed: int = 0
     handshake_failures: int = 0
+    # (direction "inbound" or "outbound", one of the reasons above) -> connections failed
+    failed: Counter[tuple[str, str]] = field(default_factory=Counter)
     refused_uncertified: int = 0  # authenticated, but no valid membership certificate
     refused_busy: int = 0
     refused_full: int = 0
@@ -218,6 +227,7 @@ class ConnectionManager:
         ) as exc:
             if stream is not None:
                 await trio.aclose_forcefully(stream)
+            self.stats.failed["outbound", _dial_failure(exc)] += 1
             reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
             if isinstance(exc, CertificateError):
                 reason = f"no valid membership certificate: {reason}"
@@ -346,6 +356,7 @@ class ConnectionManager:
                 )
             except HandshakeFailed as exc:
                 self.stats.handshake_failures += 1
+                self.stats.failed["inbound", HANDSHAKE] += 1
                 event(log, logging.INFO, "handshake failed", reason=exc.reason)
                 return None
             if self.membership is None:
@@ -360,11 +371,13 @@ class ConnectionManager:
             await self._refuse_uncertified(channel, "no certificate within the handshake timeout")
             return None
         self.stats.handshake_failures += 1
+        self.stats.failed["inbound", TIMEOUT] += 1
         event(log, logging.INFO, "handshake failed", reason="timed out")
         return None
 
     async def _refuse_uncertified(self, channel: SecureChannel, why: str) -> None:
         self.stats.refused_uncertified += 1
+        self.stats.failed["inbound", UNCERTIFIED] += 1
         self._refusals.note(
             "no valid membership certificate", who=short_key(channel.remote_public_key), why=why
         )
@@ -395,6 +408,17 @@ class ConnectionManager:
                         peer=short_key(connection.remote_public_key),
                     )
                     await connection.aclose()
+
+
+def _dial_failure(exc: Exception) -> str:
+    """The metrics label of a failed dial."""
+    if isinstance(exc, trio.TooSlowError):
+        return TIMEOUT
+    if isinstance(exc, CertificateError):
+        return UNCERTIFIED
+    if isinstance(exc, OSError):
+        return UNREACHABLE
+    return HANDSHAKE  # HandshakeFailed, or a peer that broke the certificate exchange
 
 
 def _dial_key(peer: PeerAddress) -> str:

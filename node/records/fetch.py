@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol
 
 import trio
 
@@ -50,6 +51,18 @@ Permit = Callable[[], bytes | None]
 Proof = Callable[[Contact], Awaitable[HolderProof | None]]
 
 
+class Meter(Protocol):
+    """What counts a get (node.metrics.records.GetMeter): bytes out, then its end."""
+
+    plaintext: bool  # the caller counts decrypted bytes itself
+
+    def moved(self, size: int) -> None: ...
+
+    def finished(self) -> None: ...
+
+    def failed(self, exc: BaseException) -> None: ...
+
+
 class TooFewShards(Exception):
     """Fewer than k verified blocks of a segment could be fetched."""
 
@@ -70,6 +83,7 @@ class BlockFetcher:
         permit: Permit = no_permit,
         proof: Proof | None = None,
         lag_retries: int = LAG_RETRIES,
+        meter: Meter | None = None,
     ) -> None:
         self.port = port
         self.manifest = manifest
@@ -79,14 +93,28 @@ class BlockFetcher:
         self.permit = permit  # the reader's permit, fresh at each call
         self.proof = proof  # a repairer's holder proof for one holder
         self.lag_retries = lag_retries
+        self.meter = meter  # a reader's get, counted as its ciphertext goes out (None: repair)
         self.code = ReedSolomon(manifest.k, manifest.n)
         self.corrupt: dict[bytes, set[int]] = {}
         self.refused: Counter[str] = Counter()  # why holders refused, this fetch round
 
     async def ciphertext(self, first: int = 0) -> AsyncGenerator[tuple[int, bytes]]:
         """(segment, ciphertext) for every segment from `first`, in order."""
-        async for segment, blocks in self.segment_blocks(first):
-            yield segment, await in_worker(self._decode, segment, blocks)
+        meter = self.meter
+        if meter is None:
+            async for segment, blocks in self.segment_blocks(first):
+                yield segment, await in_worker(self._decode, segment, blocks)
+            return
+        try:
+            async for segment, blocks in self.segment_blocks(first):
+                ciphertext = await in_worker(self._decode, segment, blocks)
+                if not meter.plaintext:
+                    meter.moved(len(ciphertext))
+                yield segment, ciphertext
+        except BaseException as exc:
+            meter.failed(exc)
+            raise
+        meter.finished()
 
     async def segment_blocks(self, first: int = 0) -> AsyncIterator[tuple[int, dict[int, bytes]]]:
         """(segment, k verified blocks by index) for every segment from `first`, in order."""

@@ -25,7 +25,7 @@ from node.config.storage import StorageConfig
 from node.logs import event, get_logger
 from node.net.errors import PeerClosed, RpcError
 from node.net.rpc_port import RpcPort
-from node.records.errors import RecordError, short
+from node.records.errors import BAD_REQUEST, TOO_FEW_HOLDERS, RecordError, short
 from node.records.fetch import Permit
 from node.records.reach import Reachable
 from node.records.rebuild import rebuild_onto
@@ -79,7 +79,7 @@ async def stream_segments(
                 yield job
             if last:
                 return
-        raise RecordError("the upload ended before its last segment")
+        raise RecordError("the upload ended before its last segment", reason=BAD_REQUEST)
 
     def accepted(encoded: EncodedSegment) -> Sequence[BytesLike]:
         return encoder.accept(encoded).blocks
@@ -94,7 +94,7 @@ async def stream_segments(
             workers=ENCODE_WORKERS,
         )
     except (ValueError, ManifestError) as exc:
-        raise RecordError(f"cannot encode the record: {exc}") from None
+        raise RecordError(f"cannot encode the record: {exc}", reason=BAD_REQUEST) from None
 
 
 async def top_up(
@@ -168,7 +168,8 @@ def refuse_unless_kept(
     raise RecordError(
         f"the put reached {holders} on {counted(verdict.sites, 'site')}, it"
         f" needs {wanted}{' and no degradation' if require_full else ''} ({why});"
-        " nothing was recorded" + (f" (holders that failed: {failures})" if failures else "")
+        " nothing was recorded" + (f" (holders that failed: {failures})" if failures else ""),
+        reason=TOO_FEW_HOLDERS,
     )
 
 

@@ -179,6 +179,8 @@ class Repairer:
         placed = {i: node for i, node in plan.targets.items() if node in confirmed}
         copied = {i: node for i, node in plan.copies if node in confirmed}
         failed = {s.holder.public_key: s.failure for s in senders if s.failure is not None}
+        rebuilt = len(placed) + len(copied)
+        records.metrics.repair.repaired(rebuilt, rebuilt * need, len(failed))
         event(
             log,
             logging.INFO if (placed or copied) and not failed else logging.WARNING,

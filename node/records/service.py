@@ -27,10 +27,19 @@ from node.config.storage import StorageConfig
 from node.dht.service import DhtService
 from node.ledger.service import LedgerService
 from node.logs import event, get_logger
+from node.metrics.records import GetMeter, RecordMetrics
 from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
 from node.offload import in_worker
-from node.records.errors import NetworkTooSmall, NoGrant, RecordError, UnknownRecord, short
+from node.records.errors import (
+    BAD_REQUEST,
+    NO_MANIFEST,
+    NetworkTooSmall,
+    NoGrant,
+    RecordError,
+    UnknownRecord,
+    short,
+)
 from node.records.fetch import BlockFetcher, Permit, Proof
 from node.records.put import (
     PutResult,
@@ -92,7 +101,7 @@ def _check_grantee(grantee: bytes) -> None:
         else:
             check_recipient(grantee)
     except (KeyFormatError, PrivacyError) as exc:
-        raise RecordError(f"grantee {grantee.hex()[:16]}: {exc}") from None
+        raise RecordError(f"grantee {grantee.hex()[:16]}: {exc}", reason=BAD_REQUEST) from None
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ class ReadHandle:
     manifest: Manifest
     grant: GrantInfo
     fetcher: BlockFetcher
+    meter: GetMeter  # counts this get when its stream ends (node/metrics/records.py)
 
 
 @dataclass(frozen=True)
@@ -125,8 +135,10 @@ class RecordService:
         config: StorageConfig,
         random_bytes: Callable[[int], bytes],
         clock_ms: Callable[[], int],
+        metrics: RecordMetrics | None = None,
     ) -> None:
         self.identity = identity
+        self.metrics = metrics if metrics is not None else RecordMetrics()
         self.public_key = bytes(identity.verify_key)
         self.dht = dht
         self.ledger = ledger
@@ -157,8 +169,37 @@ class RecordService:
         that end at `expires_at` (ms; 0: never); the owner (this node) always
         gets one. `size_hint` (0: unknown) lets placement pass over nodes
         without room; `require_full` fails (and records nothing) a put that
-        would be degraded.
+        would be degraded. Counted in the node's metrics, stored or failed.
         """
+        started = trio.current_time()
+        try:
+            result = await self._put(
+                segments,
+                metadata=metadata,
+                grantees=grantees,
+                expiring=expiring,
+                expires_at=expires_at,
+                size_hint=size_hint,
+                require_full=require_full,
+            )
+        except BaseException as exc:
+            self.metrics.put_failed(exc)
+            raise
+        seconds = trio.current_time() - started
+        self.metrics.put_stored(result.size, result.verdict.degraded, seconds)
+        return result
+
+    async def _put(
+        self,
+        segments: AsyncIterator[tuple[bytes, bool]],
+        *,
+        metadata: RecordMetadata,
+        grantees: Sequence[bytes],
+        expiring: Sequence[bytes],
+        expires_at: int,
+        size_hint: int,
+        require_full: bool,
+    ) -> PutResult:
         config = self.config
         self._check_expiry(expires_at)
         grants = {self.public_key: 0} | dict.fromkeys(expiring, expires_at)
@@ -346,7 +387,22 @@ class RecordService:
         Holders serve blocks only with a permit signed by the reader: this node
         signs its own; a read as anyone else needs `permits` that reader signed
         for this node (`get --as` signs them in the CLI, where the key stays).
+        The get is counted from here: failed here, or when its stream ends.
         """
+        meter = self.metrics.get_started()
+        try:
+            return await self._open(record_id, reader, permits, meter)
+        except BaseException as exc:
+            meter.failed(exc)
+            raise
+
+    async def _open(
+        self,
+        record_id: bytes,
+        reader: bytes | None,
+        permits: Sequence[bytes],
+        meter: GetMeter,
+    ) -> ReadHandle:
         record = self.lookup(record_id)
         grant = self.grant_of(record_id, reader or self.public_key)
         if reader is None:
@@ -366,8 +422,9 @@ class RecordService:
             latency=self.latency,
             timeout=self.config.call_timeout,
             permit=source,
+            meter=meter,
         )
-        return ReadHandle(record, manifest, grant, fetcher)
+        return ReadHandle(record, manifest, grant, fetcher, meter)
 
     def permitted(self, record_id: bytes) -> bool:
         """Whether this node reads the record by a permit: it owns it or holds a current
@@ -405,15 +462,19 @@ class RecordService:
             try:
                 found = permit.decode(raw)
             except permit.PermitError as exc:
-                raise RecordError(f"the read permit does not verify: {exc}") from None
+                raise RecordError(
+                    f"the read permit does not verify: {exc}", reason=BAD_REQUEST
+                ) from None
             if (found.record_id, found.reader, found.node) != (record_id, reader, self.public_key):
                 raise RecordError(
-                    "the read permit is not for this record, this reader and this node"
+                    "the read permit is not for this record, this reader and this node",
+                    reason=BAD_REQUEST,
                 )
             issued.append((found.issued_at_ms, raw))
         if not issued:
             raise RecordError(
-                f"a read as {short(reader)} needs a permit signed with that key for this node"
+                f"a read as {short(reader)} needs a permit signed with that key for this node",
+                reason=BAD_REQUEST,
             )
         issued.sort()
 
@@ -457,16 +518,26 @@ class RecordService:
         byte ranges.
         """
         manifest = handle.manifest
-        cipher = SegmentCipher(record_key, manifest.record_id)
-        size = manifest.contents(cipher).size
-        async with contextlib.aclosing(handle.fetcher.ciphertext(first)) as segments:
-            async for segment, ciphertext in segments:
-                plaintext = await in_worker(
-                    cipher.decrypt_segment, segment, manifest.is_last(segment), ciphertext
-                )
-                yield manifest.record_part(segment, plaintext, size)
-                if last is not None and segment >= last:
-                    return
+        meter = handle.meter
+        meter.plaintext = True  # count the record's bytes, not the fetcher's ciphertext
+        try:
+            cipher = SegmentCipher(record_key, manifest.record_id)
+            size = manifest.contents(cipher).size
+            async with contextlib.aclosing(handle.fetcher.ciphertext(first)) as segments:
+                async for segment, ciphertext in segments:
+                    plaintext = await in_worker(
+                        cipher.decrypt_segment, segment, manifest.is_last(segment), ciphertext
+                    )
+                    part = manifest.record_part(segment, plaintext, size)
+                    meter.moved(len(part))
+                    yield part
+                    if last is not None and segment >= last:
+                        meter.finished()  # before the fetcher is closed: a range, complete
+                        return
+        except BaseException as exc:
+            meter.failed(exc)
+            raise
+        meter.finished()
 
     async def manifest_of(self, record: RecordInfo) -> Manifest:
         """The record's manifest, checked against the ledger's hash.
@@ -503,7 +574,10 @@ class RecordService:
                 nursery.start_soon(ask, contact, nursery.cancel_scope)
         if found:
             return found[0]
-        raise RecordError(f"no holder of record {short(record.record_id)} served its manifest")
+        raise RecordError(
+            f"no holder of record {short(record.record_id)} served its manifest",
+            reason=NO_MANIFEST,
+        )
 
     async def _holder_candidates(self, record_id: bytes) -> list[Contact]:
         key = record_dht_key(record_id)
@@ -559,7 +633,9 @@ class RecordService:
 
     def _check_expiry(self, expires_at: int) -> None:
         if expires_at and expires_at <= self.clock_ms():
-            raise RecordError("the expiry is in the past; give a future time, or none")
+            raise RecordError(
+                "the expiry is in the past; give a future time, or none", reason=BAD_REQUEST
+            )
 
     async def grant(
         self, record_id: bytes, grantee: bytes, expires_at: int = 0, *, patient: bool = False

@@ -41,12 +41,14 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Container
+from dataclasses import dataclass
 
 import trio
 
 from node.ledger.service import LedgerService
 from node.logs import RateLimitedLog, event, get_logger, short_key
+from node.offload import in_worker
 from node.records.errors import RecordError, short
 from node.records.repair import Repairer, RepairReport
 from node.records.shard_service import ShardService
@@ -63,6 +65,57 @@ log = get_logger("upkeep")
 SURVEYS_AT_ONCE = 8
 # A holder passed over for not repairing is named once an hour per holder.
 TAKEOVER_LOG_PERIOD = 3600.0
+
+
+@dataclass(frozen=True)
+class PassSummary:
+    """What a finished repair pass saw of the records it surveyed (held ones, and owned
+    ones it audited), for the status page: each record counts once, in one column."""
+
+    ended_ms: int  # wall clock
+    duration_s: float
+    healthy: int = 0
+    below_n: int = 0  # readable, fewer than n distinct holders
+    site_unsafe: int = 0  # n holders, but the loss of one site would make it unreadable
+    unreadable: int = 0  # fewer than k indices found
+    skipped: int = 0  # the survey failed (see the log's "repair skipped")
+    repaired: int = 0  # repairs this node ran
+
+    @property
+    def surveyed(self) -> int:
+        return self.healthy + self.below_n + self.site_unsafe + self.unreadable + self.skipped
+
+
+class _Tally:
+    """A pass's verdicts while it runs: one per record (a repair that fails after its
+    survey leaves the survey's verdict)."""
+
+    KINDS = ("healthy", "below_n", "site_unsafe", "unreadable", "skipped")
+
+    def __init__(self) -> None:
+        self.kinds: dict[bytes, str] = {}
+        self.healths: dict[bytes, RecordHealth] = {}
+
+    def saw(self, record_id: bytes, health: RecordHealth) -> None:
+        self.healths[record_id] = health
+        if health.healthy:
+            kind = "healthy"
+        elif not health.readable:
+            kind = "unreadable"
+        elif health.distinct_hosts < health.n:
+            kind = "below_n"
+        else:
+            kind = "site_unsafe"
+        self.kinds[record_id] = kind
+
+    def skipped(self, record_id: bytes) -> None:
+        self.kinds.setdefault(record_id, "skipped")
+
+    def counts(self) -> dict[str, int]:
+        found = dict.fromkeys(self.KINDS, 0)
+        for kind in self.kinds.values():
+            found[kind] += 1
+        return found
 
 
 class RecordUpkeep:
@@ -99,6 +152,7 @@ class RecordUpkeep:
         self._takeovers = RateLimitedLog(log, "repair taken over", period=TAKEOVER_LOG_PERIOD)
         self._tombstoned = trio.Event()
         self.passes = 0
+        self.last_pass: PassSummary | None = None
         ledger.subscribe(self._on_entries)
 
     def _on_entries(self, entries: list[Entry]) -> None:
@@ -168,6 +222,8 @@ class RecordUpkeep:
 
     async def run_pass(self) -> list[RepairReport]:
         """Survey every held record once; repair those this node coordinates."""
+        began = self.clock()
+        tally = _Tally()  # this pass's own: a test may run a pass beside the periodic one
         await self.sweep_tombstones()
         if self.scrub_bytes:
             checked, damaged = await self.shards.scrub_some(self.scrub_bytes)
@@ -205,8 +261,9 @@ class RecordUpkeep:
         async def worker() -> None:
             for record_id in queue:  # shared by the workers: each record once
                 try:
-                    report = await self._repair_if_coordinator(record_id)
+                    report = await self._repair_if_coordinator(record_id, tally)
                 except RecordError as exc:
+                    tally.skipped(record_id)
                     event(
                         log,
                         logging.WARNING,
@@ -221,11 +278,44 @@ class RecordUpkeep:
         async with trio.open_nursery() as nursery:
             for _ in range(SURVEYS_AT_ONCE):
                 nursery.start_soon(worker)
-        reports += await self._audit_own_records(set(held))
+        reports += await self._audit_own_records(set(held), tally)
         self.passes += 1
+        self.last_pass = PassSummary(
+            ended_ms=self.ledger.clock_ms(),
+            duration_s=max(0.0, self.clock() - began),
+            repaired=len(reports),
+            **tally.counts(),
+        )
+        await self._measure_pass(began, known, len(held), reports, tally)
         return reports
 
-    async def _audit_own_records(self, held: set[bytes]) -> list[RepairReport]:
+    async def _measure_pass(
+        self,
+        started: float,
+        known: Container[bytes],
+        held: int,
+        reports: list[RepairReport],
+        tally: _Tally,
+    ) -> None:
+        """Tell the metrics what this pass saw: a scrape reads these, never scans. Records
+        below n are counted after this pass's own repairs (the status page's summary shows
+        the surveys before them)."""
+        placed = {r.before.record_id: len(r.placed) for r in reports}
+        below_n = sum(
+            1
+            for record_id, health in tally.healths.items()
+            if health.distinct_hosts + placed.get(record_id, 0) < health.n
+        )
+        orphans = await in_worker(self.shards.orphans, known)
+        self.repairer.records.metrics.repair.pass_done(
+            seconds=self.clock() - started,
+            at=self.ledger.clock_ms() / 1000,
+            held=held,
+            below_n=below_n,
+            orphans=orphans,
+        )
+
+    async def _audit_own_records(self, held: set[bytes], tally: _Tally) -> list[RepairReport]:
         """Audit records this node owns and holds nothing of, as far as the budget goes,
         in a random order; repair those whose audit finds a claim that fails. Holders
         cannot audit each other (a proof buys no blocks of a healthy record), so the
@@ -244,15 +334,17 @@ class RecordUpkeep:
             try:
                 survey = await self.repairer.survey(record_id, verify=False, audit=True)
                 self._audit_left -= max(survey.audited_bytes, 1)
+                tally.saw(record_id, survey.health)
                 if survey.failed_audit and not survey.health.healthy:
                     reports.append(await self.repairer.repair(record_id, survey))
             except RecordError as exc:
+                tally.skipped(record_id)
                 event(
                     log, logging.WARNING, "audit skipped", record=short(record_id), reason=str(exc)
                 )
         return reports
 
-    async def _repair_if_coordinator(self, record_id: bytes) -> RepairReport | None:
+    async def _repair_if_coordinator(self, record_id: bytes, tally: _Tally) -> RepairReport | None:
         survey = await self.repairer.survey(record_id, verify=False)
         seen = survey.health  # as the holders say: whose turn it is
         unhealthy_for = self._seen_unhealthy_for(record_id, seen)
@@ -269,6 +361,7 @@ class RecordUpkeep:
             self._audit_left -= max(survey.audited_bytes, 1)
             self._seen_unhealthy_for(record_id, survey.health)
             mine = mine or bool(survey.failed_audit)
+        tally.saw(record_id, survey.health)
         if not mine or survey.health.healthy:
             return None
         silent = passed_over(seen, unhealthy_for, self.deadline)

@@ -33,6 +33,25 @@ def heads_message(heads: Mapping[bytes, Head]) -> tuple[FeedHead, ...]:
     return tuple(FeedHead(author, h.seq, h.count, h.tip) for author, h in sorted(heads.items()))
 
 
+def lag(mine: Mapping[bytes, Head], theirs: Iterable[FeedHead]) -> tuple[int, int]:
+    """(entries a peer's heads show beyond ours, entries ours show beyond its), by seq.
+
+    A gauge of how far apart two ledgers are, not an exact count: a fork of the
+    same length counts as nothing, and feeds the peer does not list (it may
+    have sent only some heads) count as ours alone.
+    """
+    ahead = behind = 0
+    listed: set[bytes] = set()
+    for head in theirs:
+        listed.add(head.author)
+        own = mine.get(head.author)
+        seq = own.seq if own is not None else 0
+        ahead += max(0, head.seq - seq)
+        behind += max(0, seq - head.seq)
+    behind += sum(own.seq for author, own in mine.items() if author not in listed)
+    return ahead, behind
+
+
 def missing_ranges(
     mine: Mapping[bytes, Head],
     theirs: Iterable[FeedHead],

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-from protocol.ledger.book import LedgerBook
-from protocol.ledger.gossip import heads_message, missing_ranges, pick
+from protocol.ledger.book import Head, LedgerBook
+from protocol.ledger.gossip import heads_message, lag, missing_ranges, pick
+from protocol.ledger.messages import FeedHead
 from tests.protocol.ledger_helpers import Feed
 
 
@@ -78,3 +79,14 @@ def test_equal_heads_ask_for_nothing_and_pick_is_bounded() -> None:
     rng = random.Random(1)
     assert len(pick(list(range(10)), 3, rng)) == 3
     assert sorted(pick([1, 2], 5, rng)) == [1, 2]
+
+
+def test_lag_counts_entries_either_side_has_beyond_the_other() -> None:
+    a, b, c = b"a" * 32, b"b" * 32, b"c" * 32
+    tip = b"t" * 16
+    mine = {a: Head(5, 5, tip), b: Head(2, 2, tip), c: Head(4, 4, tip)}
+    theirs = [FeedHead(a, 3, 3, tip), FeedHead(b, 7, 7, tip), FeedHead(b"d" * 32, 1, 1, tip)]
+    # b: 5 beyond us, d: 1 new to us; a: 2 beyond them, c: 4 they do not list.
+    assert lag(mine, theirs) == (6, 6)
+    assert lag(mine, heads_message(mine)) == (0, 0)
+    assert lag({}, []) == (0, 0)
