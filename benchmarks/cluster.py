@@ -45,7 +45,7 @@ from benchmarks.harness import (
 )
 from node.control.client import ControlClient, call
 from node.sim.localnet import Network
-from node.sim.rss import resident_mib
+from node.sim.procstat import resident_mib
 from protocol.control.commands import Get, ListRecords, Put
 from protocol.control.replies import GetHeader, RecordsReply
 

@@ -141,7 +141,9 @@ def test_http_benchmark_compares_http_with_the_control_socket(tmp_path: Path) ->
     )
     for path in ("http", "control"):
         assert figures[f"{path}_put_mbps"] > 0 and figures[f"{path}_get_mbps"] > 0
+        assert figures[f"{path}_put_daemon_cpu_s"] >= 0 <= figures[f"{path}_get_daemon_cpu_s"]
     assert figures["put_ratio"] > 0 and figures["get_ratio"] > 0
+    assert figures["put_ratio_paired"] > 0 and figures["get_ratio_paired"] > 0
     assert [(s["round"], s["path"], s["op"]) for s in figures["samples"]][::2] == [
         (0, "http", "put"),
         (0, "control", "put"),

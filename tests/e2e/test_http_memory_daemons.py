@@ -22,7 +22,7 @@ from node.control.client import call
 from node.sim import localhttp
 from node.sim.localhttp import Hashed, seeded_chunks, serve_http
 from node.sim.localnet import Daemon, Network
-from node.sim.rss import PeakWatch
+from node.sim.procstat import PeakWatch
 from protocol.control.commands import ListRecords
 from protocol.control.replies import RecordsReply
 from tests.e2e.test_put_daemons import wait_until
