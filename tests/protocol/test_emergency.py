@@ -7,6 +7,7 @@ import random
 import pytest
 
 from protocol.emergency import sealing
+from protocol.emergency.messages import MAX_DURATION_MS, EmergencyAnswer, EmergencyAsk
 from protocol.emergency.policy import Allow, Policy, Refusal, Refuse, decide
 from protocol.emergency.review import accesses
 from protocol.ledger.book import LedgerBook
@@ -159,3 +160,21 @@ def test_policy_nobody_by_default_then_by_site_or_key_and_capped() -> None:
     assert isinstance(decide(policy, b, "hospital-b", 0), Refuse)
     approving = Policy(allowed_nodes=frozenset({c}), require_approval=True)
     assert decide(approving, c, None, 1000) == Allow(1000, approval=True)
+
+
+def test_the_rpc_refuses_out_of_range_asks_before_any_decision() -> None:
+    EmergencyAsk(b"r" * 32, REASON, 60_000)
+    for bad in (
+        dict(record_id=b"r" * 31, reason=REASON, duration_ms=1),
+        dict(record_id=b"r" * 32, reason="", duration_ms=1),
+        dict(record_id=b"r" * 32, reason="x" * (sealing.MAX_REASON_CHARS + 1), duration_ms=1),
+        dict(record_id=b"r" * 32, reason=b"a\\x00b".decode("unicode_escape"), duration_ms=1),
+        dict(record_id=b"r" * 32, reason=REASON, duration_ms=0),
+        dict(record_id=b"r" * 32, reason=REASON, duration_ms=MAX_DURATION_MS + 1),
+    ):
+        with pytest.raises(ValueError):
+            EmergencyAsk(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        EmergencyAnswer("maybe")
+    with pytest.raises(ValueError):
+        EmergencyAnswer("granted", entries=(b"x" * 5000,))
