@@ -20,6 +20,8 @@ import trio
 
 from node.config.settings import NodeConfig
 from node.dht.service import DhtService
+from node.emergency.asking import EmergencyAsker
+from node.emergency.service import EmergencyService, opener
 from node.ledger.gossip import GossipService
 from node.ledger.service import LedgerService
 from node.logs import event, get_logger
@@ -186,7 +188,20 @@ class Node:
             audit_bytes=config.storage.audit_bytes,
             deadline=config.storage.repair_deadline,
         )
-        for service in (self.dht, self.gossip, self.shards):
+        # Break-glass: the owner's policy and the requester's asks (docs/emergency.md).
+        self.emergency = EmergencyService(
+            identity_key=opener(parts.identity),
+            public_key=public,
+            ledger=self.ledger,
+            config=config.emergency,
+            site_of=parts.membership.site_of if parts.membership is not None else _no_site,
+            clock_ms=self.clock_ms,
+            random_bytes=parts.random_bytes,
+        )
+        self.emergency_asker = EmergencyAsker(
+            dht=self.dht, port=self.port, ledger=self.ledger, timeout=config.storage.call_timeout
+        )
+        for service in (self.dht, self.gossip, self.shards, self.emergency):
             service.install(self.dispatcher)
         self.revocations: RevocationService | None = None
         if parts.membership is not None:

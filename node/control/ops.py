@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 import trio
 
 from node.assembly import Node
+from node.control import emergency_ops
 from node.ledger.service import LedgerError
 from node.logs import event, get_logger
 from node.offload import in_worker
@@ -167,6 +168,7 @@ class ControlOps:
             Revocations: self.revocations,
             NodeKey: self.node_key,
             StealthGrants: self.stealth_grants,
+            **emergency_ops.handlers(node),
         }
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:

@@ -308,6 +308,73 @@ class Revocations(ControlRequest):
     OP: ClassVar[str] = "revocations"
 
 
+MAX_EMERGENCY_RECORDS = 256  # records one emergency request names at most
+
+
+@control_op
+@dataclass(frozen=True)
+class EmergencyRequest(ControlRequest):
+    """Ask each record's owner node for break-glass access for this node (docs/emergency.md)."""
+
+    OP: ClassVar[str] = "emergency_request"
+    record_ids: tuple[bytes, ...]
+    reason: str
+    duration_ms: int
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.record_ids) <= MAX_EMERGENCY_RECORDS:
+            raise ValueError(f"an emergency request names 1..{MAX_EMERGENCY_RECORDS} records")
+        for record_id in self.record_ids:
+            _key(record_id, "record id", RECORD_ID_SIZE)
+        if not 0 < len(self.reason) <= 500 or self.duration_ms <= 0:
+            raise ValueError("the reason is 1..500 characters and the duration positive")
+
+
+@control_op
+@dataclass(frozen=True)
+class EmergencyReview(ControlRequest):
+    """Emergency accesses to this node's records: those not signed off (`all`: every one)."""
+
+    OP: ClassVar[str] = "emergency_review"
+    all: bool = False
+
+
+@control_op
+@dataclass(frozen=True)
+class EmergencyPending(ControlRequest):
+    """Emergency requests waiting for an operator's approval."""
+
+    OP: ClassVar[str] = "emergency_pending"
+
+
+@control_op
+@dataclass(frozen=True)
+class EmergencyDecide(ControlRequest):
+    """Approve (grant) or deny a waiting emergency request."""
+
+    OP: ClassVar[str] = "emergency_decide"
+    request_id: str
+    approve: bool
+
+    def __post_init__(self) -> None:
+        if len(self.request_id) > 32:
+            raise ValueError("a request id is at most 32 characters")
+
+
+@control_op
+@dataclass(frozen=True)
+class EmergencySignoff(ControlRequest):
+    """Sign off an emergency access (its entry id, or 8+ hex digits of it), with a note."""
+
+    OP: ClassVar[str] = "emergency_signoff"
+    emergency: str
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.emergency) > 64 or len(self.note) > 500:
+            raise ValueError("an emergency id is at most 64 hex digits, a note 500 characters")
+
+
 def encode_request(request: ControlRequest) -> bytes:
     """One frame (length prefix included) carrying `request`."""
     return COMMANDS.encode(request)

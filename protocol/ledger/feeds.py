@@ -25,8 +25,9 @@ Rules (an entry breaking one is kept as evidence, its author flagged and its
 feed frozen at that seq: nothing after it is kept or served):
 - a record entry must be written by its owner, with an id derived from the
   owner's key, and not repeat a record id earlier in its own feed;
-- a grant (old format) or tombstone must name a record created earlier in
-  its author's own feed (so only the owner can; an honest writer checks first).
+- a grant (old format), tombstone, emergency or emergency_signoff must name a
+  record created earlier in its author's own feed (so only the owner can; an
+  honest writer checks first).
 Attestations, stealth grants (`sgrant`), revokes and accesses are judged against other
 feeds (a co-owner's one-time key P writes them in a feed of its own, and her
 grant may arrive later), so they never freeze a feed: one the state refuses

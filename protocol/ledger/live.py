@@ -57,6 +57,7 @@ from protocol.ledger.stealth import StealthSlice, stealth_slice
 
 Pair = tuple[bytes, bytes]
 ATTESTS = frozenset({EntryType.ATTEST, EntryType.CLAIM})  # a claim is an attest that discloses
+OWNER_NOTES = frozenset({EntryType.EMERGENCY, EntryType.SIGNOFF})  # owner-only, no view here
 
 
 @dataclass
@@ -154,6 +155,8 @@ class LiveState:
         elif entry.type is EntryType.TOMBSTONE:
             self._tombstone(entry)
             self._sync_stealth(record)
+        elif entry.type in OWNER_NOTES:
+            pass  # accepted: protocol.emergency.review reads them from the entries
         else:
             if entry.type is EntryType.REVOKE:
                 self._stealthy.setdefault(entry.record_id, []).append(entry)

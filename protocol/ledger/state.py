@@ -19,6 +19,9 @@ Rules (evaluated over the whole set, so arrival order cannot matter):
   A claim (protocol.claims: an attestation that discloses) is an attest here.
 - access: a read, logged by anyone (the reader's node, a holder that served
   it); folded per (record, reader, read id) by protocol.ledger.access.
+- emergency, emergency_signoff (break-glass, protocol.emergency): the record
+  must be known (else pending) and the author its owner (else rejected); they
+  change no view here: protocol.emergency.review reads them from the entries.
 Expiry is kept, not applied: `grant_for(.., now)` applies it, so the state and
 its digest do not depend on when they are computed.
 
@@ -312,6 +315,8 @@ def fold(
         if entry.type is EntryType.REVOKE and entry.author == record.owner:
             changes.append(entry)
         stealthy[entry.record_id].append(entry)
+    for entry in (*by_type[EntryType.EMERGENCY], *by_type[EntryType.SIGNOFF]):
+        owned(entry)  # owner-only, no view of its own (protocol.emergency.review)
     _grants(state, changes)
     ever = _stealth(state, stealthy, changes)
     attests = [*by_type[EntryType.ATTEST], *by_type[EntryType.CLAIM]]

@@ -45,6 +45,12 @@ REQUESTS: list[control.ControlRequest] = [
     control.ResolveRecord("abcdef12"),
     control.PublishRevocation(b"revocation"),
     control.Revocations(),
+    control.EmergencyRequest((RECORD, KEY), "unconscious", 3_600_000),
+    control.EmergencyReview(),
+    control.EmergencyReview(all=True),
+    control.EmergencyPending(),
+    control.EmergencyDecide("0123abcd", approve=True),
+    control.EmergencySignoff("abcdef12", "checked"),
 ]
 
 
@@ -110,6 +116,22 @@ HEALTH = RecordHealth.of(
 )
 REPLIES: list[replies.ControlReply] = [
     replies.ErrorReply("unknown record 0011"),
+    replies.EmergencyOutcomes(
+        (
+            replies.EmergencyOutcome(RECORD, KEY, "granted", "", "", 1_000, ""),
+            replies.EmergencyOutcome(RECORD, KEY, "refused", "not_allowed", "no", 0, ""),
+        )
+    ),
+    replies.EmergencyReviewReply(
+        (
+            replies.EmergencyRow(KEY, RECORD, KEY, "site-1", "why", 2_000, 1_000, 0, None),
+            replies.EmergencyRow(KEY, RECORD, KEY, None, "why", 2_000, 1_000, 3_000, "ok"),
+        )
+    ),
+    replies.EmergencyPendingReply(
+        (replies.EmergencyPendingRow("0123abcd", RECORD, KEY, None, "why", 60_000, 1_000),)
+    ),
+    replies.EmergencyDecided(True, 2_000, (b"entry", b"another")),
     replies.Done(),
     replies.StatusReply(
         KEY, KEY[:20], "127.0.0.1:1", "a", 1.5, 3, 2, 10, 4, 2, 99, 0, 4, 8, 6, 1, 0, 2, 9, True, 1
