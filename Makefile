@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.transport
 	$(BIN)/python -m benchmarks.fuzz
+	$(BIN)/python -m benchmarks.http
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache *.egg-info build

@@ -45,6 +45,7 @@ from benchmarks.harness import (
 )
 from node.control.client import ControlClient, call
 from node.sim.localnet import Network
+from node.sim.procstat import resident_mib
 from protocol.control.commands import Get, ListRecords, Put
 from protocol.control.replies import GetHeader, RecordsReply
 
@@ -52,23 +53,14 @@ GRANT_WAIT = 60.0
 TARGET_MBPS = 100  # issue 6: 64 MiB put and get on the 2-core development machine
 
 
-def rss_mib(pid: int) -> tuple[float, float]:
-    """(current, peak) resident memory of a process, from /proc (Linux)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        fields[name] = value.strip()
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
 def memory(net: Network) -> list[tuple[float, float]]:
-    return [rss_mib(node.proc.pid) for node in net.nodes if node.proc is not None]
+    return [resident_mib(node.proc.pid) for node in net.nodes if node.proc is not None]
 
 
-def put(net: Network, source: Path, grantee: str) -> tuple[str, float]:
+def put(net: Network, source: Path, grantee: str, writer: int = 0) -> tuple[str, float]:
     """Store the file as `medvault put` does (the daemon reads it from a passed descriptor)."""
     request = Put("application/octet-stream", "", None, (bytes.fromhex(grantee),), 0, True)
-    with ControlClient(net.nodes[0].data_dir) as client, open(source, "rb") as handle:
+    with ControlClient(net.nodes[writer].data_dir) as client, open(source, "rb") as handle:
         started = time.perf_counter()
         reply = client.upload(request, handle)
         elapsed = time.perf_counter() - started
@@ -133,8 +125,9 @@ def main() -> None:
     emit_json(figures, args.json)
 
 
-def run(args: Any, root: Path) -> dict[str, Any]:
-    settings = {
+def network_settings(args: Any) -> dict[str, dict[str, Any]]:
+    """The config of every benchmark network of real daemons (--nodes, -k, -n, --segment-size)."""
+    return {
         "storage": {
             "k": args.k,
             "n": args.n,
@@ -143,7 +136,10 @@ def run(args: Any, root: Path) -> dict[str, Any]:
         },
         "gossip": {"interval": 0.2},
     }
-    net = Network(root / "net", args.nodes, settings)
+
+
+def run(args: Any, root: Path) -> dict[str, Any]:
+    net = Network(root / "net", args.nodes, network_settings(args))
     try:
         net.start_all()
         idle = memory(net)

@@ -20,6 +20,8 @@ import trio
 
 from node.config.settings import NodeConfig
 from node.dht.service import DhtService
+from node.emergency.asking import EmergencyAsker
+from node.emergency.service import EmergencyService, opener
 from node.ledger.gossip import GossipService
 from node.ledger.service import LedgerService
 from node.logs import event, get_logger
@@ -35,6 +37,8 @@ from node.records.service import RecordService
 from node.records.shard_service import ShardService
 from node.records.upkeep import RecordUpkeep
 from node.records.views import RecordViews
+from node.records.witness import GRACE as WITNESS_GRACE
+from node.records.witness import AccessWitness
 from protocol.dht.contact import Contact
 from protocol.ids import node_id
 from protocol.ledger.entries import RecordBody
@@ -80,6 +84,7 @@ class NodeParts:
     # lines of that file not applied at start (written back with every change).
     revocations_file: Path | None = None
     revocations_aside: tuple[str, ...] = ()
+    access_grace: float = WITNESS_GRACE  # seconds a holder waits before witnessing a read
 
 
 class Node:
@@ -135,7 +140,10 @@ class Node:
             stale_after=min(VIEW_STALE_AFTER, config.storage.repair_interval),
             need_fresh=min(NEED_FRESH, config.storage.repair_interval),
         )
+        # Every read reaches the ledger: this node's own, and those it served (witnessed).
+        self.witness = AccessWitness(ledger=self.ledger, grace=parts.access_grace)
         self.shards = ShardService(
+            witness=self.witness.served,
             views=self.views,
             site_of=parts.membership.site_of if parts.membership is not None else _no_site,
             store=parts.store,
@@ -165,6 +173,7 @@ class Node:
             clock_ms=self.clock_ms,
             metrics=self.metrics.records,
         )
+        self.records.log_read = self.witness.reading
         if parts.membership is not None:
             self.records.reach.certified_site = parts.membership.site_of
         self.repairer = Repairer(self.records, self.views)
@@ -179,7 +188,20 @@ class Node:
             audit_bytes=config.storage.audit_bytes,
             deadline=config.storage.repair_deadline,
         )
-        for service in (self.dht, self.gossip, self.shards):
+        # Break-glass: the owner's policy and the requester's asks (docs/emergency.md).
+        self.emergency = EmergencyService(
+            identity_key=opener(parts.identity),
+            public_key=public,
+            ledger=self.ledger,
+            config=config.emergency,
+            site_of=parts.membership.site_of if parts.membership is not None else _no_site,
+            clock_ms=self.clock_ms,
+            random_bytes=parts.random_bytes,
+        )
+        self.emergency_asker = EmergencyAsker(
+            dht=self.dht, port=self.port, ledger=self.ledger, timeout=config.storage.call_timeout
+        )
+        for service in (self.dht, self.gossip, self.shards, self.emergency):
             service.install(self.dispatcher)
         self.revocations: RevocationService | None = None
         if parts.membership is not None:
@@ -240,6 +262,7 @@ class Node:
         """Run every service until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await nursery.start(self.witness.serve)
             if self.revocations is not None:
                 await nursery.start(self.revocations.serve)
             if self.parts.port is None:

@@ -132,6 +132,29 @@ def test_cluster_benchmark_runs_real_daemons(tmp_path: Path) -> None:
     assert (tmp_path / "cluster_summary.csv").read_text().startswith("size_mib,")
 
 
+@pytest.mark.slow
+def test_http_benchmark_compares_http_with_the_control_socket(tmp_path: Path) -> None:
+    figures = run_json(
+        "benchmarks.http",
+        *("--nodes", "4", "-k", "2", "-n", "3", "--size", "1MiB", "--rounds", "2"),
+        *("--memory-size", "2MiB", "--dir", str(tmp_path)),
+    )
+    for path in ("http", "control"):
+        assert figures[f"{path}_put_mbps"] > 0 and figures[f"{path}_get_mbps"] > 0
+        assert figures[f"{path}_put_daemon_cpu_s"] >= 0 <= figures[f"{path}_get_daemon_cpu_s"]
+    assert figures["put_ratio"] > 0 and figures["get_ratio"] > 0
+    assert figures["put_ratio_paired"] > 0 and figures["get_ratio_paired"] > 0
+    assert [(s["round"], s["path"], s["op"]) for s in figures["samples"]][::2] == [
+        (0, "http", "put"),
+        (0, "control", "put"),
+        (1, "control", "put"),  # the two ways alternate which goes first
+        (1, "http", "put"),
+    ]
+    rows = {(r["path"], r["op"]): r for r in figures["memory"]}
+    assert set(rows) == {(p, o) for p in ("http", "control") for o in ("put", "get")}
+    assert all(0 < r["rss_before_mib"] <= r["peak_mib"] < 1024 for r in rows.values())
+
+
 def test_durability_benchmark_writes_every_experiment(tmp_path: Path) -> None:
     out = tmp_path / "durability"
     figures = run_json(

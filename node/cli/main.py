@@ -17,7 +17,16 @@ import nacl.signing
 import trio
 
 from node import logs
-from node.cli import claims, http_tokens, membership, revocations, verbs, wallet, wallet_acts
+from node.cli import (
+    claims,
+    emergency,
+    http_tokens,
+    membership,
+    revocations,
+    verbs,
+    wallet,
+    wallet_acts,
+)
 from node.cli.codec_demo import run_codec_demo
 from node.cli.common import (
     DATA_DIR_HELP,
@@ -425,6 +434,7 @@ for _command in [
     *revocations.COMMANDS,
     *http_tokens.COMMANDS,
     *claims.COMMANDS,
+    *emergency.COMMANDS,
 ]:
     cli.add_command(_command)
 

@@ -59,6 +59,7 @@ from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entr
 from protocol.ledger.timestamps import entry_time, expiry_time
 from protocol.privacy import Opened, PersonKey
 from protocol.records import permit
+from protocol.records.purpose import parse_purpose
 from protocol.signer import as_signer
 from protocol.text import counted
 from storage.codec.crypt import SegmentCipher, open_sealed_key
@@ -351,29 +352,44 @@ class _progress:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Read as this person (their key file); decryption happens here.",
 )
+@click.option(
+    "--purpose",
+    "purpose_name",
+    default="treatment",
+    show_default=True,
+    help="Why it is read, logged in the ledger: treatment, payment, operations,"
+    " emergency-treatment, patient-request (or the HL7 code: TREAT, HPAYMT, ...).",
+)
 @common
 def get(
     *,
     record_id: str,
     output: Path | None,
     as_key: Path | None,
+    purpose_name: str,
     data_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Read a record back (to -o FILE, else stdout)."""
+    """Read a record back (to -o FILE, else stdout); the read is logged with its purpose."""
+    try:
+        purpose = parse_purpose(purpose_name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--purpose") from None
     reader = person_key(as_key) if as_key else None
     if output is None and sys.stdout.isatty():
         raise click.UsageError("refusing to write a record to a terminal; give -o FILE")
     root = _root(data_dir)
     rid = record_id_of(root, record_id)
-    request = commands.Get(rid, None)
+    request = commands.Get(rid, None, purpose=str(purpose))
     stealth = None
     if reader is not None:  # signed here: the holders serve blocks only for it
         node = call(root, commands.NodeKey(), NodeKeyReply).public_key
         issued = int(time.time() * 1000)
         stealth = wallet.current_grant(root, PersonKey.from_signing_key(reader), rid)
         signer = reader if stealth is None else stealth.one_time_key  # her grant's key P
-        permits = permit.sign_series(signer, rid, node, issued, READ_PERMITS)
+        permits = permit.sign_series(signer, rid, node, issued, READ_PERMITS,
+                                     read_id=os.urandom(permit.READ_ID_SIZE),
+                                     purpose=purpose)  # fmt: skip
         request = commands.Get(rid, as_signer(signer).public, permits)
     with ControlClient(root) as client:
         header = client.request(request, GetHeader)

@@ -23,7 +23,8 @@ import nacl.signing
 
 from node.cli import claims as claims_cli
 from node.cli import verbs, wallet
-from node.cli.common import common
+from node.cli.common import common, printable
+from node.cli.emergency import emergency_flags
 from node.config.keyfiles import KeyFileError, KeyKind, read_secret
 from node.control.client import ControlClient, call
 from protocol.claims.disclosure import DEFAULT_FIELDS, NONCE_SIZE, SALT_SIZE, commitment, seal
@@ -36,9 +37,11 @@ from protocol.control.replies import (
     NodeKeyReply,
 )
 from protocol.ledger.entries import (
+    AccessBody,
     AttestBody,
     Body,
     ClaimBody,
+    EmergencyBody,
     Entry,
     GrantBody,
     RevokeBody,
@@ -50,6 +53,7 @@ from protocol.ledger.entries import (
 from protocol.ledger.timestamps import entry_time
 from protocol.privacy import Address, Opened, PersonKey, PrivacyError, make_grant
 from protocol.records import permit
+from protocol.records.purpose import Purpose
 from protocol.text import counted
 
 HEX = "0123456789abcdefABCDEF"
@@ -139,7 +143,9 @@ def wallet_get(
     opened = her_grant(root, person, rid, patient=False)
     key = opened.one_time_key
     node = call(root, commands.NodeKey(), NodeKeyReply).public_key
-    permits = permit.sign_series(key, rid, node, int(time.time() * 1000), verbs.READ_PERMITS)
+    permits = permit.sign_series(key, rid, node, int(time.time() * 1000), verbs.READ_PERMITS,
+                                 read_id=os.urandom(permit.READ_ID_SIZE),
+                                 purpose=Purpose.PATRQT)  # fmt: skip
     reader = nacl.signing.SigningKey(person.seed)
     with ControlClient(root) as client:
         header = client.request(commands.Get(rid, key.public, permits), GetHeader)
@@ -276,15 +282,19 @@ def wallet_revoke(
 @as_option("Her key file or a view-only key file (finds which grants are hers).")
 @common
 def wallet_history(*, record_id: str, as_key: Path, data_dir: Path | None, as_json: bool) -> None:
-    """Every grant, revoke and attestation of a record, hers marked (her view key tells
-    which one-time keys are hers; nobody else can)."""
-    view, _ = wallet.load_view(as_key)
+    """Every grant, revoke, attestation, read and emergency access of a record, hers
+    marked (her view key tells which one-time keys are hers; nobody else can)."""
+    view, person = wallet.load_view(as_key)
     root = verbs._root(data_dir)
     rid = _record(root, record_id)
-    hers = {m.grant.one_time for m in wallet.find_mine(view, wallet.stealth_rows(root, rid))}
+    mine = wallet.find_mine(view, wallet.stealth_rows(root, rid))
+    hers = {m.grant.one_time for m in mine}
     hers.add(view.spend_public)  # old-format grants name her long-term key
     reply = call(root, commands.Ledger(rid, 0), LedgerReply)
-    events = [_event(decode_entry(row.raw), row.rejected, hers) for row in reply.entries]
+    entries = [(decode_entry(row.raw), row.rejected) for row in reply.entries]
+    events = [_event(entry, rejected, hers) for entry, rejected in entries]
+    record_key = _her_record_key(person, mine)
+    emergency_flags(events, entries, record_key)
 
     def text(shown: dict[str, Any]) -> None:
         for e in shown["events"]:
@@ -296,7 +306,10 @@ def wallet_history(*, record_id: str, as_key: Path, data_dir: Path | None, as_js
                 for flag, on in (
                     ("YOURS", e["mine"]),
                     ("co-owner", e["patient"]),
+                    (f"read for {(e['read'] or {}).get('purpose')}", e["read"]),
                     (f"REJECTED: {e['rejected']}", e["rejected"]),
+                    ("EMERGENCY (not signed off)", e.get("emergency") == "flagged"),
+                    ("emergency, signed off", e.get("emergency") == "signed off"),
                 )
                 if on
             )
@@ -304,8 +317,21 @@ def wallet_history(*, record_id: str, as_key: Path, data_dir: Path | None, as_js
                 f"{verbs.when(e['timestamp'])}  {e['type']:9} {grant:16} {index:>6}"
                 f"  by {by:16}  {flags}".rstrip()
             )
+            if e.get("reason") is not None:
+                click.echo(f"    reason: {printable(e['reason'])}")
 
     verbs.emit({"record_id": rid.hex(), "events": events}, as_json, text)
+
+
+def _her_record_key(person: PersonKey | None, mine: list[wallet.Mine]) -> bytes | None:
+    """The record key her full key opens from any of her grants (a view key opens none)."""
+    if person is None:
+        return None
+    for found in mine:
+        opened = wallet.open_mine(person, found)
+        if opened is not None:
+            return opened.record_key
+    return None
 
 
 def _event(entry: Entry, rejected: str | None, hers: set[bytes]) -> dict[str, Any]:
@@ -323,6 +349,14 @@ def _event(entry: Entry, rejected: str | None, hers: set[bytes]) -> dict[str, An
         grant = body.grantee
     elif isinstance(body, AttestBody | ClaimBody):
         grant = entry.author
+    elif isinstance(body, EmergencyBody):
+        grant, expires_at = body.requester, body.expires_at
+    read = None
+    if isinstance(body, AccessBody):  # a read: the reader's key (hers: one of her P)
+        statement = body.decoded
+        grant = statement.reader
+        read = {"node": statement.node.hex(), "purpose": str(statement.purpose),
+                "issued_at_ms": statement.issued_at_ms}  # fmt: skip
     return {
         "type": str(entry.type),
         "timestamp": entry.timestamp,
@@ -335,6 +369,7 @@ def _event(entry: Entry, rejected: str | None, hers: set[bytes]) -> dict[str, An
         "mine": grant is not None and grant in hers,
         "by_her": entry.author in hers,
         "rejected": rejected,
+        "read": read,
     }
 
 

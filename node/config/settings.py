@@ -15,6 +15,7 @@ from typing import Any
 
 from node.config.addresses import PeerAddress, format_host_port, parse_host_port
 from node.config.dht import DhtConfig
+from node.config.emergency import EmergencyConfig
 from node.config.fields import ConfigError, only, parse_section, render_section
 from node.config.gossip import GossipConfig
 from node.config.http import HttpConfig
@@ -32,6 +33,7 @@ class NodeConfig:
     gossip: GossipConfig = field(default_factory=GossipConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    emergency: EmergencyConfig = field(default_factory=EmergencyConfig)
 
     @property
     def listen(self) -> str:
@@ -62,6 +64,7 @@ SECTIONS: tuple[tuple[str, type, str], ...] = (
     ("gossip", GossipConfig, "Replication of the ledger between nodes."),
     ("limits", Limits, "Per-connection and per-peer bounds."),
     ("http", HttpConfig, "The HTTP API for EHRs (FHIR / IHE MHD), monitoring and operators."),
+    ("emergency", EmergencyConfig, "Break-glass access to this node's records (emergency.md)."),
 )
 
 

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 import trio
 
 from node.assembly import Node
+from node.control import emergency_ops
 from node.ledger.service import LedgerError
 from node.logs import event, get_logger
 from node.net.membership import encoded_certificate
@@ -87,6 +88,7 @@ from protocol.dht.contact import Contact
 from protocol.ids import node_id
 from protocol.ledger.entries import StealthGrantBody
 from protocol.membership.revocation import RevocationError, parse
+from protocol.records.purpose import Purpose
 from protocol.records.upload import UploadSegments
 from storage.codec.crypt import SegmentCipher
 from storage.codec.encoder import read_full
@@ -170,6 +172,7 @@ class ControlOps:
             NodeKey: self.node_key,
             StealthGrants: self.stealth_grants,
             PeerCertificate: self.peer_certificate,
+            **emergency_ops.handlers(node),
         }
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:
@@ -334,7 +337,9 @@ class ControlOps:
 
     async def get(self, request: Get, stream: Replies) -> None:
         records = self.node.records
-        handle = await records.open(request.record_id, request.reader, request.permits)
+        handle = await records.open(
+            request.record_id, request.reader, request.permits, Purpose(request.purpose)
+        )
         manifest = handle.manifest
         size, segments = manifest.size, manifest.segment_count  # as a person: the padded size
         if request.reader is None:

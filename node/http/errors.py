@@ -12,7 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from node.ledger.service import LedgerError
-from node.records.errors import NetworkTooSmall, NoGrant, RecordError, UnknownRecord
+from node.records.errors import (
+    NO_MANIFEST,
+    TOO_FEW_HOLDERS,
+    NetworkTooSmall,
+    NoGrant,
+    RecordError,
+    UnknownRecord,
+)
 from node.records.fetch import TooFewShards
 from storage.errors import StorageError
 
@@ -33,11 +40,16 @@ def from_node_error(exc: Exception) -> ApiError:
     """The HTTP form of an error the node's services raise."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, RecordError) and exc.reason in _UNAVAILABLE:
+        return ApiError(503, "transient", str(exc))
     for kinds, status, code in _STATUSES:
         if isinstance(exc, kinds):
             return ApiError(status, code, str(exc))
     return ApiError(500, "exception", "internal error (see the node's log)")
 
+
+# Refusals that say too few nodes answered: the record may be back when they are.
+_UNAVAILABLE = frozenset({NO_MANIFEST, TOO_FEW_HOLDERS})
 
 # The first match wins: subclasses of RecordError before RecordError.
 _STATUSES: tuple[tuple[tuple[type[Exception], ...], int, str], ...] = (

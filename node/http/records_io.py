@@ -26,6 +26,7 @@ from node.logs import event, get_logger
 from node.records.errors import short
 from node.records.put import PutResult
 from node.records.service import ReadHandle
+from protocol.records.purpose import Purpose, parse_purpose
 from protocol.records.upload import UploadSegments
 from storage.codec.crypt import SegmentCipher
 from storage.codec.manifest import RecordMetadata
@@ -116,9 +117,24 @@ class Opened:
         return self.handle.manifest.record_id
 
 
-async def open_record(ctx: HttpContext, record_id: bytes) -> Opened:
+PURPOSE_HEADER = "X-Purpose-Of-Use"
+
+
+def purpose_of(request: Request) -> Purpose:
+    """The read's purpose of use: the `X-Purpose-Of-Use` header (a name or HL7 code),
+    treatment when absent; a 400 naming the vocabulary otherwise."""
+    given = request.headers.get(PURPOSE_HEADER)
+    if given is None:
+        return Purpose.TREAT
+    try:
+        return parse_purpose(given)
+    except ValueError as exc:
+        raise ApiError(400, "value", f"{PURPOSE_HEADER}: {exc}") from None
+
+
+async def open_record(ctx: HttpContext, record_id: bytes, request: Request) -> Opened:
     records = ctx.node.records
-    handle = await records.open(record_id)
+    handle = await records.open(record_id, purpose=purpose_of(request))
     record_key = records.record_key(handle)
     contents = handle.manifest.contents(SegmentCipher(record_key, record_id))
     return Opened(handle, record_key, contents.size, contents.metadata)

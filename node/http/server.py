@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
+from hypercorn.trio import serve, tcp_server
 from starlette.applications import Starlette
 
 from node.config.http import HttpConfig
@@ -22,6 +22,14 @@ from node.logs import event, get_logger
 
 log = get_logger("http")
 READ_TIMEOUT = 120  # seconds a request may send nothing before it is dropped
+
+# Hypercorn reads each connection 64 KiB at a time (its trio worker's MAX_RECV, a
+# module constant, not a Config setting), and every read then passes through h11,
+# hypercorn's stream, a channel and Starlette: on a 64 MiB upload that was about a
+# tenth of the writer's CPU beside the control socket's put. Reads of 256 KiB cut
+# that work fourfold; a connection still holds at most hypercorn's app queue (10
+# reads) of a body the route has not taken yet. (docs/http-performance.md)
+RECEIVE_SIZE = 256 * 1024
 
 
 class HttpStartError(Exception):
@@ -61,6 +69,7 @@ async def serve_http(
 ) -> None:
     """Serve `app` on config.listen until `stop` is set; started() with the bound URLs."""
     settings = hypercorn_config(config, grace)
+    tcp_server.MAX_RECV = RECEIVE_SIZE
     started = False
     try:
         async with trio.open_nursery() as nursery:

@@ -113,7 +113,7 @@ async def put_record(request: Request) -> Response:
 async def get_record(request: Request) -> Response:
     token = require(request, Scope.READ)
     ctx = context_of(request)
-    return download(ctx, request, token, await open_record(ctx, record_id_param(request)))
+    return download(ctx, request, token, await open_record(ctx, record_id_param(request), request))
 
 
 async def check(request: Request) -> Response:

@@ -58,10 +58,13 @@ class ReadGate:
             log, "blocks of another record refused", period=REFUSALS_LOGGED_EVERY
         )
 
-    async def admit(self, message: FetchBlocks, manifest: Manifest, caller: bytes) -> None:
-        """Return if `caller` may have the record's blocks; RequestError (logged) if not."""
+    async def admit(
+        self, message: FetchBlocks, manifest: Manifest, caller: bytes
+    ) -> permit.ReadPermit | None:
+        """The access statement `caller` reads under (None: a repair read or an upload's
+        read-back) if it may have the record's blocks; RequestError (logged) if not."""
         try:
-            await self._admit(message, manifest, caller)
+            return await self._admit(message, manifest, caller)
         except RequestError as exc:
             self.refusals.note(
                 exc.code, who=short_key(caller), record=message.record_id.hex()[:16], why=exc.detail
@@ -77,12 +80,14 @@ class ReadGate:
             blocks=count,
         )
 
-    async def _admit(self, message: FetchBlocks, manifest: Manifest, caller: bytes) -> None:
+    async def _admit(
+        self, message: FetchBlocks, manifest: Manifest, caller: bytes
+    ) -> permit.ReadPermit | None:
         record_id = message.record_id
         state = self.state()
         record = state.records.get(record_id)
         if record is None and caller == self.holdings.uploader(record_id):
-            return  # its own upload, not recorded yet: nothing it did not send itself
+            return None  # its own upload, not recorded yet: nothing it did not send itself
         if message.proof is None and message.permit is None:
             raise RequestError(
                 ErrorCode.FORBIDDEN,
@@ -97,14 +102,11 @@ class ReadGate:
             raise RequestError(ErrorCode.NO_GRANT, f"record {record_id.hex()[:16]} was deleted")
         now = self.clock_ms()
         if message.permit is not None:
-            try:
-                reader = permit.check(message.permit, record_id=record_id, node=caller, now_ms=now)
-            except permit.PermitError as exc:
-                if message.proof is None:
-                    raise RequestError(ErrorCode.FORBIDDEN, str(exc)) from None
-            else:
+            statement = self._statement(message, caller, now)
+            if statement is not None:
+                reader = statement.reader
                 if reader == record.owner or state.grant_for(record_id, reader, now) is not None:
-                    return
+                    return statement
                 if message.proof is None:
                     raise RequestError(
                         ErrorCode.NO_GRANT,
@@ -124,6 +126,23 @@ class ReadGate:
             )
         await self._check_proof(proof, manifest)
         self._check_need(message, proof, caller)
+        return None
+
+    @staticmethod
+    def _statement(message: FetchBlocks, caller: bytes, now: int) -> permit.ReadPermit | None:
+        """The request's access statement if it holds (None: it does not, and a holder
+        proof came along); RequestError with the specific code when it is all there is."""
+        assert message.permit is not None
+        try:
+            return permit.check(message.permit, record_id=message.record_id, node=caller,
+                                now_ms=now)  # fmt: skip
+        except permit.OldPermit as exc:
+            if message.proof is None:
+                raise RequestError(ErrorCode.OLD_PERMIT, str(exc)) from None
+        except permit.PermitError as exc:
+            if message.proof is None:
+                raise RequestError(ErrorCode.FORBIDDEN, str(exc)) from None
+        return None
 
     def _check_need(self, message: FetchBlocks, proof: HolderProof, caller: bytes) -> None:
         """A proven holder reads only to repair, while the record needs it."""
@@ -163,6 +182,7 @@ def read_refused(code: str) -> bool:
     """Any refusal of the gate (as against a lost block or an unreachable holder)."""
     return code in (
         ErrorCode.FORBIDDEN,
+        ErrorCode.OLD_PERMIT,
         ErrorCode.NOT_RECORDED,
         ErrorCode.NO_GRANT,
         ErrorCode.NOT_NEEDED,

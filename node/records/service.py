@@ -16,6 +16,7 @@ records and the closest nodes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ from protocol.records.messages import (
     ManifestFound,
 )
 from protocol.records.placement import place
+from protocol.records.purpose import Purpose
 from protocol.records.verdict import judge_put
 from protocol.text import counted
 from storage.codec.crypt import KEY_SIZE, SegmentCipher, check_recipient, open_sealed_key, seal_key
@@ -146,6 +148,8 @@ class RecordService:
         self.port = port
         self.config = config
         self.random_bytes = random_bytes
+        # Logs each read's statement to the ledger (node/records/witness.py; None: not).
+        self.log_read: Callable[[bytes], None] | None = None
         self.clock_ms = clock_ms
         self.latency = Latency()
         self.reach = Reach(dht=dht, port=port)
@@ -380,18 +384,25 @@ class RecordService:
         return grant
 
     async def open(
-        self, record_id: bytes, reader: bytes | None = None, permits: Sequence[bytes] = ()
+        self,
+        record_id: bytes,
+        reader: bytes | None = None,
+        permits: Sequence[bytes] = (),
+        purpose: Purpose = Purpose.TREAT,
     ) -> ReadHandle:
         """Everything needed to stream a record's ciphertext to `reader` (default: this node).
 
-        Holders serve blocks only with a permit signed by the reader: this node
-        signs its own; a read as anyone else needs `permits` that reader signed
-        for this node (`get --as` signs them in the CLI, where the key stays).
-        The get is counted from here: failed here, or when its stream ends.
+        Holders serve blocks only with an access statement (a permit, version 2)
+        signed by the reader: this node signs its own (for `purpose`); a read as
+        anyone else needs `permits` that reader signed for this node (`get --as`
+        signs them in the CLI, where the key stays; they state the purpose).
+        The read's statement is logged to the ledger as the read starts
+        (node/records/witness.py). The get is counted from here: failed here, or
+        when its stream ends.
         """
         meter = self.metrics.get_started()
         try:
-            return await self._open(record_id, reader, permits, meter)
+            return await self._open(record_id, reader, permits, purpose, meter)
         except BaseException as exc:
             meter.failed(exc)
             raise
@@ -401,14 +412,18 @@ class RecordService:
         record_id: bytes,
         reader: bytes | None,
         permits: Sequence[bytes],
+        purpose: Purpose,
         meter: GetMeter,
     ) -> ReadHandle:
         record = self.lookup(record_id)
         grant = self.grant_of(record_id, reader or self.public_key)
         if reader is None:
-            source = self.own_permits(record_id)
+            source = self.own_permits(record_id, purpose, read_id=self.random_bytes(16))
         else:
             source = self._given_permits(record_id, reader, permits)
+        statement = source()
+        if self.log_read is not None and statement is not None:
+            self.log_read(statement)
         manifest = await self.manifest_of(record)
         holdings = await self.holdings_of(record_id, enough=manifest.k)
         holders: dict[int, list[Contact]] = {}
@@ -438,19 +453,33 @@ class RecordService:
             or state.grant_for(record_id, self.public_key, self.clock_ms()) is not None
         )
 
-    def permit_as(self, record_id: bytes, signer: nacl.signing.SigningKey) -> bytes:
-        """A permit for this node to read the record as `signer` (who holds that key here:
-        tests, simulations, demos; the CLI signs its own)."""
-        return permit.sign(signer, record_id, self.public_key, self.clock_ms())
+    def permit_as(
+        self,
+        record_id: bytes,
+        signer: nacl.signing.SigningKey,
+        purpose: Purpose = Purpose.TREAT,
+    ) -> bytes:
+        """A statement for this node to read the record as `signer` (who holds that key
+        here: tests, simulations, demos; the CLI signs its own), a read of its own."""
+        return permit.sign(signer, record_id, self.public_key, self.clock_ms(),
+                           read_id=self.random_bytes(16), purpose=purpose)  # fmt: skip
 
-    def own_permits(self, record_id: bytes) -> Permit:
-        """Permits for reads as this node, signed anew once half their life has passed."""
+    def own_permits(
+        self, record_id: bytes, purpose: Purpose = Purpose.HOPERAT, *, read_id: bytes | None = None
+    ) -> Permit:
+        """Statements for reads as this node, signed anew once half their life has passed,
+        all of one read id. Default: operations (audits, repair, a put's top-up), whose
+        read id is one per record and day, so a holder witnessing a grantee node's
+        audits logs at most one read a day per record."""
+        rid = read_id or _upkeep_read_id(record_id, self.clock_ms())
         current: list[tuple[int, bytes]] = []
 
         def source() -> bytes:
             now = self.clock_ms()
             if not current or now - current[0][0] > permit.LIFETIME_MS // 2:
-                current[:] = [(now, permit.sign(self.identity, record_id, self.public_key, now))]
+                made = permit.sign(self.identity, record_id, self.public_key, now, read_id=rid,
+                                   purpose=purpose)  # fmt: skip
+                current[:] = [(now, made)]
             return current[0][1]
 
         return source
@@ -458,6 +487,7 @@ class RecordService:
     def _given_permits(self, record_id: bytes, reader: bytes, permits: Sequence[bytes]) -> Permit:
         """The freshest of permits a reader signed elsewhere (each checked here first)."""
         issued: list[tuple[int, bytes]] = []
+        read_ids: set[bytes] = set()
         for raw in permits:
             try:
                 found = permit.decode(raw)
@@ -470,7 +500,13 @@ class RecordService:
                     "the read permit is not for this record, this reader and this node",
                     reason=BAD_REQUEST,
                 )
+            read_ids.add(found.read_id)
             issued.append((found.issued_at_ms, raw))
+        if len(read_ids) > 1:
+            raise RecordError(
+                "the read's statements name different read ids (one read, one id)",
+                reason=BAD_REQUEST,
+            )
         if not issued:
             raise RecordError(
                 f"a read as {short(reader)} needs a permit signed with that key for this node",
@@ -703,3 +739,9 @@ class RecordService:
         await self.ledger.check_rules([entry])
         if not await self.ledger.ingest([raw]):
             raise RecordError("the entry was not accepted")
+
+
+def _upkeep_read_id(record_id: bytes, now_ms: int) -> bytes:
+    """One read id per record and UTC day for this node's own operations reads."""
+    day = (now_ms // 86_400_000).to_bytes(8, "big")
+    return hashlib.blake2b(record_id + day, digest_size=16, person=b"medvault-upkeep").digest()

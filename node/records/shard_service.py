@@ -28,6 +28,7 @@ from node.offload import in_worker
 from node.records.pending import PendingBytes, Reservation
 from node.records.read_gate import ReadGate
 from node.records.views import RecordViews
+from node.records.witness import Witness
 from protocol.ids import record_dht_key
 from protocol.ledger.entries import derive_record_id
 from protocol.ledger.state import LedgerState
@@ -84,8 +85,10 @@ class ShardService:
         own_key: bytes = bytes(32),
         views: RecordViews | None = None,
         site_of: Callable[[bytes], str | None] = lambda node: None,
+        witness: Witness | None = None,
     ) -> None:
         self.store = store
+        self.witness = witness  # told of each read served under an access statement
         self.recorded = recorded  # whether the ledger knows the record
         self._ledger_state = ledger_state
         self.gate = ReadGate(
@@ -384,10 +387,15 @@ class ShardService:
         if manifest is None:
             return BlocksFound(tuple(None for _ in message.wanted))
         caller_key = caller.remote_public_key
-        await self.gate.admit(message, manifest, caller_key)
+        statement = await self.gate.admit(message, manifest, caller_key)
         blocks, foreign = await in_worker(self._read_blocks, manifest, message)
         if foreign:
             self.gate.refused_foreign(caller_key, message.record_id, foreign)
+        record = self._ledger_state().records.get(message.record_id)
+        served = any(block is not None for block in blocks)
+        if statement is not None and served and record is not None and self.witness is not None:
+            assert message.permit is not None
+            self.witness(statement, message.permit, record.owner)
         return BlocksFound(blocks)
 
     def _demote_on_read(self, record_id: bytes, index: int) -> None:

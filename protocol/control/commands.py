@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from protocol.control.frames import Registry
+from protocol.records.purpose import Purpose
 
 KEY_SIZE = 32
 ADDRESS_SIZE = 66  # a person's stealth address (protocol.privacy.Address, encoded)
@@ -130,12 +131,15 @@ class Get(ControlRequest):
     record_id: bytes
     reader: bytes | None
     permits: tuple[bytes, ...] = ()
+    purpose: str = "TREAT"  # a read as this node: its HL7 PurposeOfUse code (logged)
 
     def __post_init__(self) -> None:
         _key(self.record_id, "record id", RECORD_ID_SIZE)
         _key(self.reader, "reader key")
         if len(self.permits) > MAX_PERMITS or any(len(p) > MAX_PERMIT_SIZE for p in self.permits):
             raise ValueError(f"at most {MAX_PERMITS} permits of {MAX_PERMIT_SIZE} bytes each")
+        if self.purpose not in Purpose.__members__:
+            raise ValueError(f"unknown purpose of use {self.purpose[:16]!r}")
 
 
 @control_op
@@ -315,6 +319,73 @@ class Revocations(ControlRequest):
     """The nodes this node refuses: revoked by an authority or in network.revoked."""
 
     OP: ClassVar[str] = "revocations"
+
+
+MAX_EMERGENCY_RECORDS = 256  # records one emergency request names at most
+
+
+@control_op
+@dataclass(frozen=True)
+class EmergencyRequest(ControlRequest):
+    """Ask each record's owner node for break-glass access for this node (docs/emergency.md)."""
+
+    OP: ClassVar[str] = "emergency_request"
+    record_ids: tuple[bytes, ...]
+    reason: str
+    duration_ms: int
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.record_ids) <= MAX_EMERGENCY_RECORDS:
+            raise ValueError(f"an emergency request names 1..{MAX_EMERGENCY_RECORDS} records")
+        for record_id in self.record_ids:
+            _key(record_id, "record id", RECORD_ID_SIZE)
+        if not 0 < len(self.reason) <= 500 or self.duration_ms <= 0:
+            raise ValueError("the reason is 1..500 characters and the duration positive")
+
+
+@control_op
+@dataclass(frozen=True)
+class EmergencyReview(ControlRequest):
+    """Emergency accesses to this node's records: those not signed off (`all`: every one)."""
+
+    OP: ClassVar[str] = "emergency_review"
+    all: bool = False
+
+
+@control_op
+@dataclass(frozen=True)
+class EmergencyPending(ControlRequest):
+    """Emergency requests waiting for an operator's approval."""
+
+    OP: ClassVar[str] = "emergency_pending"
+
+
+@control_op
+@dataclass(frozen=True)
+class EmergencyDecide(ControlRequest):
+    """Approve (grant) or deny a waiting emergency request."""
+
+    OP: ClassVar[str] = "emergency_decide"
+    request_id: str
+    approve: bool
+
+    def __post_init__(self) -> None:
+        if len(self.request_id) > 32:
+            raise ValueError("a request id is at most 32 characters")
+
+
+@control_op
+@dataclass(frozen=True)
+class EmergencySignoff(ControlRequest):
+    """Sign off an emergency access (its entry id, or 8+ hex digits of it), with a note."""
+
+    OP: ClassVar[str] = "emergency_signoff"
+    emergency: str
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.emergency) > 64 or len(self.note) > 500:
+            raise ValueError("an emergency id is at most 64 hex digits, a note 500 characters")
 
 
 def encode_request(request: ControlRequest) -> bytes:

@@ -370,3 +370,72 @@ class RevocationRow:
 class RevocationsReply(ControlReply):
     KIND: ClassVar[str] = "revocations"
     revocations: tuple[RevocationRow, ...]
+
+
+@dataclass(frozen=True)
+class EmergencyOutcome:
+    """What one record's owner answered an emergency request."""
+
+    record_id: bytes
+    owner: bytes
+    status: str  # granted, queued, refused, unreachable
+    code: str
+    detail: str
+    expires_at: int  # ms, when granted
+    request_id: str  # when queued
+
+
+@control_reply
+@dataclass(frozen=True)
+class EmergencyOutcomes(ControlReply):
+    KIND: ClassVar[str] = "emergency_outcomes"
+    rows: tuple[EmergencyOutcome, ...]
+
+
+@dataclass(frozen=True)
+class EmergencyRow:
+    """One emergency access to this node's record, its reason opened by this node."""
+
+    emergency: bytes  # the emergency entry's hash: its id
+    record_id: bytes
+    requester: bytes
+    site: str | None
+    reason: str
+    expires_at: int
+    granted_at: int  # the entry's time (ms, on the minute)
+    signed_off_at: int  # 0: not signed off
+    note: str | None
+
+
+@control_reply
+@dataclass(frozen=True)
+class EmergencyReviewReply(ControlReply):
+    KIND: ClassVar[str] = "emergency_review"
+    rows: tuple[EmergencyRow, ...]
+
+
+@dataclass(frozen=True)
+class EmergencyPendingRow:
+    request_id: str
+    record_id: bytes
+    requester: bytes
+    site: str | None
+    reason: str
+    duration_ms: int
+    asked_at: int
+
+
+@control_reply
+@dataclass(frozen=True)
+class EmergencyPendingReply(ControlReply):
+    KIND: ClassVar[str] = "emergency_pending"
+    rows: tuple[EmergencyPendingRow, ...]
+
+
+@control_reply
+@dataclass(frozen=True)
+class EmergencyDecided(ControlReply):
+    KIND: ClassVar[str] = "emergency_decided"
+    approved: bool
+    expires_at: int  # when approved
+    entries: tuple[bytes, ...]  # what an approval wrote

@@ -24,6 +24,7 @@ import nacl.exceptions
 import nacl.signing
 
 from protocol import schema
+from protocol.records import permit
 from protocol.signer import Signer, as_signer
 
 LEDGER_VERSION = 1
@@ -50,6 +51,9 @@ class EntryType(enum.StrEnum):
     TOMBSTONE = "tombstone"
     SGRANT = "sgrant"
     CLAIM = "claim"
+    ACCESS = "access"
+    EMERGENCY = "emergency"
+    SIGNOFF = "emergency_signoff"
 
 
 def _check_len(value: bytes, size: int, what: str) -> None:
@@ -192,6 +196,45 @@ class ClaimBody:
             raise ValueError(f"sealed disclosure must be 40..{MAX_SEALED_DISCLOSURE} bytes")
 
 
+MAX_SEALED_TEXT = 1024 + 40  # protocol.emergency.sealing: nonce, MAC, at most 1024 bytes
+
+
+@dataclass(frozen=True)
+class EmergencyBody:
+    """The owner granted `requester` (a node key) break-glass access until `expires_at`
+    (ms); `reason` is the requester's reason sealed under a key derived from the record
+    key (protocol.emergency.sealing): only holders of a grant of the record read it."""
+
+    record_id: bytes
+    requester: bytes
+    expires_at: int
+    reason: bytes
+
+    def __post_init__(self) -> None:
+        _check_len(self.record_id, 32, "record id")
+        _check_len(self.requester, KEY_SIZE, "requester key")
+        if self.expires_at <= 0:
+            raise ValueError("an emergency grant always expires (expires_at > 0)")
+        if not 40 <= len(self.reason) <= MAX_SEALED_TEXT:
+            raise ValueError(f"sealed reason must be 40..{MAX_SEALED_TEXT} bytes")
+
+
+@dataclass(frozen=True)
+class EmergencySignoffBody:
+    """The owner's operator reviewed the emergency access entry `emergency` (its hash);
+    `note` is sealed like the reason."""
+
+    record_id: bytes
+    emergency: bytes
+    note: bytes
+
+    def __post_init__(self) -> None:
+        _check_len(self.record_id, 32, "record id")
+        _check_len(self.emergency, HASH_SIZE, "emergency entry hash")
+        if not 40 <= len(self.note) <= MAX_SEALED_TEXT:
+            raise ValueError(f"sealed note must be 40..{MAX_SEALED_TEXT} bytes")
+
+
 @dataclass(frozen=True)
 class TombstoneBody:
     """The owner asks for erasure: holders delete shards, grants end."""
@@ -202,8 +245,41 @@ class TombstoneBody:
         _check_len(self.record_id, 32, "record id")
 
 
+@dataclass(frozen=True)
+class AccessBody:
+    """A read happened: the reader's signed access statement (protocol.records.permit,
+    version 2), logged by the reader's node or by a holder that served it. The
+    statement must verify here, so nobody logs a read in a reader's name; its
+    record must be this body's."""
+
+    record_id: bytes
+    statement: bytes
+
+    def __post_init__(self) -> None:
+        _check_len(self.record_id, 32, "record id")
+        try:
+            decoded = permit.decode(self.statement)
+        except permit.PermitError as exc:
+            raise ValueError(f"access statement: {exc}") from None
+        if decoded.record_id != self.record_id:
+            raise ValueError("access statement is for another record")
+
+    @property
+    def decoded(self) -> permit.ReadPermit:
+        return permit.decode(self.statement)
+
+
 Body = (
-    RecordBody | GrantBody | RevokeBody | AttestBody | TombstoneBody | StealthGrantBody | ClaimBody
+    RecordBody
+    | GrantBody
+    | RevokeBody
+    | AttestBody
+    | TombstoneBody
+    | StealthGrantBody
+    | ClaimBody
+    | AccessBody
+    | EmergencyBody
+    | EmergencySignoffBody
 )
 
 BODY_TYPES: dict[EntryType, type[Body]] = {
@@ -214,6 +290,9 @@ BODY_TYPES: dict[EntryType, type[Body]] = {
     EntryType.TOMBSTONE: TombstoneBody,
     EntryType.SGRANT: StealthGrantBody,
     EntryType.CLAIM: ClaimBody,
+    EntryType.ACCESS: AccessBody,
+    EntryType.EMERGENCY: EmergencyBody,
+    EntryType.SIGNOFF: EmergencySignoffBody,
 }
 _TYPE_OF: dict[type, EntryType] = {cls: kind for kind, cls in BODY_TYPES.items()}
 

@@ -25,9 +25,10 @@ Rules (an entry breaking one is kept as evidence, its author flagged and its
 feed frozen at that seq: nothing after it is kept or served):
 - a record entry must be written by its owner, with an id derived from the
   owner's key, and not repeat a record id earlier in its own feed;
-- a grant (old format) or tombstone must name a record created earlier in
-  its author's own feed (so only the owner can; an honest writer checks first).
-Attestations, stealth grants (`sgrant`) and revokes are judged against other
+- a grant (old format), tombstone, emergency or emergency_signoff must name a
+  record created earlier in its author's own feed (so only the owner can; an
+  honest writer checks first).
+Attestations, stealth grants (`sgrant`), revokes and accesses are judged against other
 feeds (a co-owner's one-time key P writes them in a feed of its own, and her
 grant may arrive later), so they never freeze a feed: one the state refuses
 is kept, rejected with its reason, and counts against its author's limits
@@ -48,7 +49,7 @@ RATE_LIMITS: tuple[tuple[int, int], ...] = (
 MAX_FEED_ENTRIES = 40_000_000  # a year of a busy hospital's feed at the daily limit
 MAX_SIBLINGS = 2  # entries kept at one (author, seq): two prove a fork, more add nothing
 _JUDGED_BY_STATE = frozenset(
-    {EntryType.ATTEST, EntryType.CLAIM, EntryType.SGRANT, EntryType.REVOKE}
+    {EntryType.ATTEST, EntryType.CLAIM, EntryType.SGRANT, EntryType.REVOKE, EntryType.ACCESS}
 )
 
 

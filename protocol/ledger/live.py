@@ -21,6 +21,8 @@ digest included). Each rule of the fold has an incremental form:
   (protocol.ledger.stealth) is decided again from the record's sgrant and
   revoke entries, and the difference applied: the same function as the fold,
   at a cost of the record's own stealth entries, not the ledger's.
+- access: folded by protocol.ledger.access's AccessLog (the fold uses the
+  same class), at a cost of one record's reads near its bound.
 Removing entries (a freeze dropped them) recomputes the slices of the records
 they name. `changes()` hands over which derived rows changed since the last
 call, so the database writes a delta, and `problems()` checks entries about to
@@ -32,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from protocol.ledger.access import AccessLog, access_problem
 from protocol.ledger.entries import (
     AttestBody,
     ClaimBody,
@@ -54,6 +57,7 @@ from protocol.ledger.stealth import StealthSlice, stealth_slice
 
 Pair = tuple[bytes, bytes]
 ATTESTS = frozenset({EntryType.ATTEST, EntryType.CLAIM})  # a claim is an attest that discloses
+OWNER_NOTES = frozenset({EntryType.EMERGENCY, EntryType.SIGNOFF})  # owner-only, no view here
 
 
 @dataclass
@@ -88,6 +92,7 @@ class LiveState:
         self._attesters: dict[bytes, set[bytes]] = {}
         self._waiting: dict[bytes, dict[bytes, list[Entry]]] = {}  # record -> author -> attests
         self._pending: dict[bytes, list[Entry]] = {}
+        self._reads = AccessLog(self.state)
         self._changes = StateChanges()
 
     # -- applying ---------------------------------------------------------------------
@@ -129,10 +134,15 @@ class LiveState:
         if entry.type is EntryType.RECORD:
             self._record(entry)
             return
+        problem = access_problem(entry) if entry.type is EntryType.ACCESS else None
         record = self.state.records.get(entry.record_id)
-        if record is None:
+        if problem is not None:
+            self.state.rejected[entry.hash] = problem
+        elif record is None:
             self._pending.setdefault(entry.record_id, []).append(entry)
             self.state.pending.add(entry.hash)
+        elif entry.type is EntryType.ACCESS:
+            self._reads.add(entry)
         elif entry.type in ATTESTS:
             self._attest(entry, record)
         elif entry.type is EntryType.SGRANT or (
@@ -145,6 +155,8 @@ class LiveState:
         elif entry.type is EntryType.TOMBSTONE:
             self._tombstone(entry)
             self._sync_stealth(record)
+        elif entry.type in OWNER_NOTES:
+            pass  # accepted: protocol.emergency.review reads them from the entries
         else:
             if entry.type is EntryType.REVOKE:
                 self._stealthy.setdefault(entry.record_id, []).append(entry)
@@ -325,6 +337,7 @@ class LiveState:
             self._changes.tombstones.add(record_id)
         self._attesters.pop(record_id, None)
         self.state.set_attesters(record_id, ())
+        self._reads.forget(record_id)
         live = [e for e in naming if e.hash not in self._violations]
         for entry in sorted((e for e in live if e.type is EntryType.RECORD), key=order):
             self._apply_one(entry)
@@ -360,6 +373,8 @@ class LiveState:
                 reason = record_problem(entry) or ("record already exists" if record else None)
                 if reason is None:
                     new_records[entry.record_id] = record_info(entry)
+            elif entry.type is EntryType.ACCESS:
+                reason = access_problem(entry)
             elif record is None:
                 pass
             elif entry.type is EntryType.SGRANT or (
@@ -369,15 +384,7 @@ class LiveState:
                 if isinstance(entry.body, StealthGrantBody):
                     granted.add((entry.record_id, entry.body.one_time))
             elif entry.type in ATTESTS:
-                body = entry.body
-                assert isinstance(body, AttestBody | ClaimBody)
-                pair = (entry.record_id, entry.author)
-                if body.manifest_hash != record.manifest_hash:
-                    reason = "attests a different manifest"
-                elif (
-                    entry.author != record.owner and pair not in self._ever and pair not in granted
-                ):
-                    reason = "attester was never granted the record"
+                reason = self._attest_problem(entry, record, granted)
             elif entry.author != record.owner:
                 reason = f"{entry.type} not by the record's owner"
             else:
@@ -385,6 +392,16 @@ class LiveState:
             if reason is not None:
                 found[entry.hash] = reason
         return found
+
+    def _attest_problem(self, entry: Entry, record: RecordInfo, granted: set[Pair]) -> str | None:
+        body = entry.body
+        assert isinstance(body, AttestBody | ClaimBody)  # a claim is an attestation here
+        pair = (entry.record_id, entry.author)
+        if body.manifest_hash != record.manifest_hash:
+            return "attests a different manifest"
+        if entry.author != record.owner and pair not in self._ever and pair not in granted:
+            return "attester was never granted the record"
+        return None
 
     def _stealth_problem(
         self,

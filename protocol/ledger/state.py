@@ -17,6 +17,11 @@ Rules (evaluated over the whole set, so arrival order cannot matter):
 - attest: by the owner or by anyone the owner ever granted the record (a
   stealth grant's P included), and only for the record's own manifest hash.
   A claim (protocol.claims: an attestation that discloses) is an attest here.
+- access: a read, logged by anyone (the reader's node, a holder that served
+  it); folded per (record, reader, read id) by protocol.ledger.access.
+- emergency, emergency_signoff (break-glass, protocol.emergency): the record
+  must be known (else pending) and the author its owner (else rejected); they
+  change no view here: protocol.emergency.review reads them from the entries.
 Expiry is kept, not applied: `grant_for(.., now)` applies it, so the state and
 its digest do not depend on when they are computed.
 
@@ -44,7 +49,9 @@ from typing import Any
 
 import msgpack
 
+from protocol.ledger.access import AccessInfo, AccessLog, access_problem
 from protocol.ledger.entries import (
+    AccessBody,
     AttestBody,
     ClaimBody,
     Entry,
@@ -103,6 +110,8 @@ class LedgerState:
     flagged: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
     pending: set[bytes] = field(default_factory=set)
     rejected: dict[bytes, str] = field(default_factory=dict)
+    # record -> (reader, read id) -> the read (protocol.ledger.access)
+    accesses: dict[bytes, dict[tuple[bytes, bytes], AccessInfo]] = field(default_factory=dict)
     # (record, grantee) pairs ever granted by the owner, revoked or not (not in the
     # digest: it follows from the grants and revokes that are).
     ever_granted: set[tuple[bytes, bytes]] = field(default_factory=set, compare=False)
@@ -137,7 +146,31 @@ class LedgerState:
         items += [item_hash("attest", r, a) for r, who in self.attestations.items() for a in who]
         items += [item_hash("tombstone", r, e) for r, e in self.tombstones.items()]
         items += [item_hash("flagged", a, list(e)) for a, e in self.flagged.items()]
+        items += [_access_item(a) for reads in self.accesses.values() for a in reads.values()]
         return sum(items) % _MODULUS
+
+    def reads_of(self, record_id: bytes) -> list[AccessInfo]:
+        """The record's logged reads, earliest first."""
+        reads = self.accesses.get(record_id, {}).values()
+        return sorted(reads, key=lambda a: (a.issued_at_ms, a.reader, a.read_id))
+
+    def put_access(self, info: AccessInfo) -> None:
+        key = (info.reader, info.read_id)
+        reads = self.accesses.setdefault(info.record_id, {})
+        if reads.get(key) == info:
+            return
+        self.drop_access(info.record_id, key)
+        self.accesses.setdefault(info.record_id, {})[key] = info
+        self._add(_access_item(info))
+
+    def drop_access(self, record_id: bytes, key: tuple[bytes, bytes]) -> None:
+        reads = self.accesses.get(record_id)
+        old = None if reads is None else reads.pop(key, None)
+        if old is None:
+            return
+        self._sub(_access_item(old))
+        if not reads:
+            del self.accesses[record_id]
 
     # -- changes (each keeps the running digest sum) ------------------------------
 
@@ -205,6 +238,11 @@ class LedgerState:
         if evidence:
             self.flagged[author] = tuple(sorted(set(evidence)))
             self._add(item_hash("flagged", author, list(self.flagged[author])))
+
+
+def _access_item(a: AccessInfo) -> int:
+    return item_hash("access", a.record_id, a.reader, a.read_id, a.node, str(a.purpose),
+                     a.issued_at_ms, list(a.loggers), a.statement)  # fmt: skip
 
 
 def order(entry: Entry) -> tuple[int, bytes]:
@@ -277,12 +315,28 @@ def fold(
         if entry.type is EntryType.REVOKE and entry.author == record.owner:
             changes.append(entry)
         stealthy[entry.record_id].append(entry)
+    for entry in (*by_type[EntryType.EMERGENCY], *by_type[EntryType.SIGNOFF]):
+        owned(entry)  # owner-only, no view of its own (protocol.emergency.review)
     _grants(state, changes)
     ever = _stealth(state, stealthy, changes)
     attests = [*by_type[EntryType.ATTEST], *by_type[EntryType.CLAIM]]
     _attestations(state, attests, changes, pending, ever)
+    _accesses(state, by_type[EntryType.ACCESS], pending)
     state.pending = set(pending)
     return state
+
+
+def _accesses(state: LedgerState, entries: list[Entry], pending: list[bytes]) -> None:
+    reads = AccessLog(state)
+    for entry in entries:
+        assert isinstance(entry.body, AccessBody)
+        problem = access_problem(entry)
+        if problem is not None:
+            state.rejected[entry.hash] = problem
+        elif entry.record_id not in state.records:
+            pending.append(entry.hash)
+        else:
+            reads.add(entry)
 
 
 def old_grantees(changes: Iterable[Entry], record_id: bytes) -> set[bytes]:

@@ -38,6 +38,8 @@ class ErrorCode(enum.StrEnum):
     INTERNAL = "internal"
     # Reads (FetchBlocks): the permit or proof itself is refused (never worth a retry)...
     FORBIDDEN = "forbidden"
+    # ...a version 1 permit: it states no purpose of use and no read (never retried).
+    OLD_PERMIT = "old_permit"
     # ...or this holder's ledger does not know the record, or gives the reader no
     # current grant: either may be a ledger that lags (a reader retries a few times).
     NOT_RECORDED = "not_recorded"

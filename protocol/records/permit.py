@@ -1,4 +1,5 @@
-"""Read permits: a reader's signed "serve this record's blocks to this node, now".
+"""Read permits (access statements): a reader's signed "serve this record's blocks
+to this node, now, for this purpose, as part of this read".
 
 A holder serves a record's blocks only to a request carrying a permit that
 verifies, names the calling node (so no other node can replay it), is fresh
@@ -6,9 +7,14 @@ by the holder's clock, and whose reader the holder's own ledger lets read the
 record (its owner, or a current grant). One permit covers a whole read of a
 record, not one block.
 
-Encoding: the canonical msgpack array [version, record_id, reader, node,
-issued_at_ms, signature]; the signature is the reader's, over a domain tag
-and the first five fields. The signer is a parameter (a person's key in the
+Encoding (version 2, an access statement): the canonical msgpack array
+[version, record_id, reader, node, issued_at_ms, purpose, read_id, signature];
+the signature is the reader's, over a domain tag and the first seven fields.
+`purpose` is an HL7 PurposeOfUse code (protocol.records.purpose); `read_id`
+(16 random bytes the reader picks) groups the statements of one read: a
+series signed for one long read shares it, so the audit shows one read, not
+one per permit or block. Version 1 (no purpose, no read id) is refused with
+`OldPermit`, so a holder can say exactly why. The signer is a parameter (a person's key in the
 CLI, the node's own identity when it reads for itself, or a stealth grant's
 one-time key P: any `protocol.signer.Signer`), so the reader is whichever key
 the ledger granted, and holders need no other change.
@@ -28,20 +34,27 @@ import msgpack
 import nacl.exceptions
 import nacl.signing
 
+from protocol.records.purpose import Purpose
 from protocol.signer import Signer, as_signer
 
-PERMIT_VERSION = 1
+PERMIT_VERSION = 2
+OLD_VERSION = 1  # no purpose, no read id: refused (OldPermit)
+READ_ID_SIZE = 16
 KEY_SIZE = 32
 RECORD_ID_SIZE = 32
 SIGNATURE_SIZE = 64
 MAX_PERMIT_SIZE = 256  # bytes of an encoded permit (about 180), checked before decoding
 LIFETIME_MS = 10 * 60 * 1000  # a permit serves for ten minutes after it was issued
 MAX_SKEW_MS = 2 * 60 * 1000  # a reader's clock may run this far ahead of a holder's
-_SIGN_TAG = b"medvault/read-permit/v1"
+_SIGN_TAG = b"medvault/read-permit/v2"
 
 
 class PermitError(ValueError):
     """A permit does not allow this read; the message says why."""
+
+
+class OldPermit(PermitError):
+    """A version 1 permit: it states no purpose and no read, so it is not served."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,8 @@ class ReadPermit:
     reader: bytes
     node: bytes
     issued_at_ms: int
+    purpose: Purpose
+    read_id: bytes
     signature: bytes
 
 
@@ -58,18 +73,28 @@ def _pack(value: Any) -> bytes:
     return packed
 
 
-def _unsigned(record_id: bytes, reader: bytes, node: bytes, issued_at_ms: int) -> list[Any]:
-    return [PERMIT_VERSION, record_id, reader, node, issued_at_ms]
+def _unsigned(*fields: Any) -> list[Any]:
+    """[version, record_id, reader, node, issued_at_ms, purpose, read_id]: what is signed."""
+    return [PERMIT_VERSION, *fields]
 
 
 def sign(
-    signing_key: Signer | nacl.signing.SigningKey, record_id: bytes, node: bytes, issued_at_ms: int
+    signing_key: Signer | nacl.signing.SigningKey,
+    record_id: bytes,
+    node: bytes,
+    issued_at_ms: int,
+    *,
+    read_id: bytes,
+    purpose: Purpose = Purpose.TREAT,
 ) -> bytes:
-    """A permit for `node` to fetch `record_id`'s blocks, as the key's holder, from now."""
+    """A statement for `node` to fetch `record_id`'s blocks, as the key's holder, from
+    now, for `purpose`, within the read `read_id`."""
     if len(record_id) != RECORD_ID_SIZE or len(node) != KEY_SIZE or issued_at_ms < 0:
         raise ValueError("a permit needs a 32-byte record id, a 32-byte node key, a time >= 0")
+    if len(read_id) != READ_ID_SIZE:
+        raise ValueError(f"a read id is {READ_ID_SIZE} bytes")
     signer = as_signer(signing_key)
-    fields = _unsigned(record_id, signer.public, node, issued_at_ms)
+    fields = _unsigned(record_id, signer.public, node, issued_at_ms, Purpose(purpose), read_id)
     signature = signer.sign(_SIGN_TAG + _pack(fields))
     return _pack([*fields, signature])
 
@@ -80,13 +105,25 @@ def sign_series(
     node: bytes,
     start_ms: int,
     count: int,
+    *,
+    read_id: bytes,
+    purpose: Purpose = Purpose.TREAT,
 ) -> tuple[bytes, ...]:
     """`count` permits issued LIFETIME_MS apart from `start_ms`: together good for
     count * LIFETIME_MS, for a long read whose signer cannot be asked again midway
     (`get --as`: the key stays in the CLI). Each is usable only by `node` and only
-    in its own span; the holders check the grant at every request regardless."""
+    in its own span; the holders check the grant at every request regardless. They
+    share `read_id`: one read, one line in the audit."""
     return tuple(
-        sign(signing_key, record_id, node, start_ms + i * LIFETIME_MS) for i in range(count)
+        sign(
+            signing_key,
+            record_id,
+            node,
+            start_ms + i * LIFETIME_MS,
+            read_id=read_id,
+            purpose=purpose,
+        )
+        for i in range(count)
     )
 
 
@@ -102,9 +139,14 @@ def decode(raw: bytes) -> ReadPermit:
         value = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_reject_ext)
     except Exception as exc:
         raise PermitError(f"malformed permit ({type(exc).__name__})") from None
-    if not isinstance(value, list) or len(value) != 6:
-        raise PermitError("malformed permit: not a 6-field array")
-    version, record_id, reader, node, issued_at_ms, signature = value
+    if isinstance(value, list) and value and value[0] == OLD_VERSION:
+        raise OldPermit(
+            "a version 1 read permit states no purpose of use and no read: holders serve"
+            " only access statements (version 2); upgrade the reader's node or CLI"
+        )
+    if not isinstance(value, list) or len(value) != 8:
+        raise PermitError("malformed permit: not an 8-field array")
+    version, record_id, reader, node, issued_at_ms, purpose, read_id, signature = value
     if version != PERMIT_VERSION:
         raise PermitError(f"unsupported permit version {version!r}")
     sizes = ((record_id, RECORD_ID_SIZE), (reader, KEY_SIZE), (node, KEY_SIZE))
@@ -114,14 +156,18 @@ def decode(raw: bytes) -> ReadPermit:
         raise PermitError("malformed permit: issued_at must be an integer >= 0")
     if not isinstance(signature, bytes) or len(signature) != SIGNATURE_SIZE:
         raise PermitError("malformed permit: the signature must be 64 bytes")
-    fields = _unsigned(record_id, reader, node, issued_at_ms)
+    if not isinstance(read_id, bytes) or len(read_id) != READ_ID_SIZE:
+        raise PermitError(f"malformed permit: the read id must be {READ_ID_SIZE} bytes")
+    if not isinstance(purpose, str) or purpose not in Purpose.__members__:
+        raise PermitError(f"unknown purpose of use {str(purpose)[:16]!r}")
+    fields = _unsigned(record_id, reader, node, issued_at_ms, purpose, read_id)
     if _pack([*fields, signature]) != raw:
         raise PermitError("permit is not in canonical encoding")
     try:
         nacl.signing.VerifyKey(reader).verify(_SIGN_TAG + _pack(fields), signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
         raise PermitError("bad signature: the permit is not signed by its reader") from None
-    return ReadPermit(record_id, reader, node, issued_at_ms, signature)
+    return ReadPermit(record_id, reader, node, issued_at_ms, Purpose(purpose), read_id, signature)
 
 
 def fresh(issued_at_ms: int, now_ms: int) -> bool:
@@ -129,9 +175,9 @@ def fresh(issued_at_ms: int, now_ms: int) -> bool:
     return issued_at_ms - MAX_SKEW_MS <= now_ms <= issued_at_ms + LIFETIME_MS
 
 
-def check(raw: bytes, *, record_id: bytes, node: bytes, now_ms: int) -> bytes:
-    """The reader a permit speaks for, if it verifies, is for this record and this
-    calling node, and is fresh; PermitError naming the first fault otherwise.
+def check(raw: bytes, *, record_id: bytes, node: bytes, now_ms: int) -> ReadPermit:
+    """The statement, if it verifies, is for this record and this calling node, and is
+    fresh; PermitError naming the first fault otherwise (OldPermit for version 1).
 
     Whether that reader may read the record is the ledger's question, not this one.
     """
@@ -146,4 +192,4 @@ def check(raw: bytes, *, record_id: bytes, node: bytes, now_ms: int) -> bytes:
             f"stale permit: issued {age_s:.0f} s from now by this holder's clock (good from"
             f" {MAX_SKEW_MS // 1000} s before to {LIFETIME_MS // 1000} s after)"
         )
-    return permit.reader
+    return permit

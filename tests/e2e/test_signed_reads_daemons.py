@@ -142,7 +142,9 @@ async def _attack(
             asked.add(net.index_of(contact.public_key.hex()))
             index = holding.found.complete[0]
             refs = tuple(BlockRef(s, index) for s in range(manifest.segment_count))
-            own = permit.sign(node.parts.identity, record_id, me, node.clock_ms())
+            own = permit.sign(
+                node.parts.identity, record_id, me, node.clock_ms(), read_id=bytes(16)
+            )
             fake_nonce = os.urandom(16)  # a record of its own: it may upload it
             fake_id = derive_record_id(node.public_key, fake_nonce)
             fake = dataclasses.replace(manifest, record_id=fake_id).encode()
@@ -158,7 +160,7 @@ async def _attack(
             # A record of its own naming the victim's blocks (it is that one's uploader).
             with contextlib.suppress(RemoteError):  # accepted or not: nothing may come of it
                 await node.port.call(contact, planted, 10.0)
-            mine = permit.sign(node.parts.identity, fake_id, me, node.clock_ms())
+            mine = permit.sign(node.parts.identity, fake_id, me, node.clock_ms(), read_id=bytes(16))
             served += await _blocks(node, contact, FetchBlocks(fake_id, refs, mine))
         nursery.cancel_scope.cancel()
     return served, asked

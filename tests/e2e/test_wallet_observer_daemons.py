@@ -176,7 +176,9 @@ def _read_refused(net: Network, index: int, record: str, who: PersonKey, found: 
     key = opened.one_time_key
     root = net.nodes[index].data_dir
     node = net.keys[index]
-    permits = permit.sign_series(key, rid, bytes.fromhex(node), int(time.time() * 1000), 2)
+    permits = permit.sign_series(
+        key, rid, bytes.fromhex(node), int(time.time() * 1000), 2, read_id=bytes(16)
+    )
     try:
         with ControlClient(root) as client:
             client.request(commands.Get(rid, key.public, permits), GetHeader)

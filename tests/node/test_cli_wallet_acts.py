@@ -85,6 +85,9 @@ async def test_a_patient_reads_attests_shares_and_revokes_from_her_wallet(tmp_pa
         await net.ok(2, "wallet", "get", record_id, "--as", str(doctor), "--out", str(mine))
         assert mine.read_bytes() == data
         history = (await net.ok(1, "wallet", "history", record_id, "--as", str(alice)))["events"]
+        reads = [e for e in history if e["type"] == "access"]  # logged in the background
+        assert all(e["read"]["purpose"] == "PATRQT" for e in reads)
+        history = [e for e in history if e["type"] != "access"]
         assert [(e["type"], e["mine"], e["by_her"]) for e in history] == [
             ("record", False, False),
             ("grant", False, False),  # the owner node's own (old format)
@@ -104,6 +107,7 @@ async def test_a_patient_reads_attests_shares_and_revokes_from_her_wallet(tmp_pa
 
         # The doctor's history: his grant marked, hers not (he holds no view key of hers).
         his = (await net.ok(1, "wallet", "history", record_id, "--as", str(doctor)))["events"]
+        his = [e for e in his if e["type"] != "access"]
         assert [(e["type"], e["mine"]) for e in his] == [
             ("record", False),
             ("grant", False),

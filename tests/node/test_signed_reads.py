@@ -153,7 +153,7 @@ async def test_requests_without_a_good_permit_get_no_block_and_are_logged_once(
         now = owner.clock_ms()
 
         def signed(signer: nacl.signing.SigningKey, node: bytes, at: int) -> bytes:
-            return permit.sign(signer, record_id, node, at)
+            return permit.sign(signer, record_id, node, at, read_id=bytes(16))
 
         own = signed(member.parts.identity, member.public_key, now)
         owners = signed(owner.parts.identity, owner.public_key, now)
@@ -245,13 +245,23 @@ async def test_an_expired_grant_and_a_deleted_record_serve_nothing(
         asked = dataclasses.replace(
             first_block(holder, record_id),
             permit=permit.sign(
-                grantee.parts.identity, record_id, grantee.public_key, grantee.clock_ms()
+                grantee.parts.identity,
+                record_id,
+                grantee.public_key,
+                grantee.clock_ms(),
+                read_id=bytes(16),
             ),
         )
         assert await refusal(grantee, holder, asked) == ErrorCode.NO_GRANT
         owners = dataclasses.replace(
             asked,
-            permit=permit.sign(owner.parts.identity, record_id, owner.public_key, owner.clock_ms()),
+            permit=permit.sign(
+                owner.parts.identity,
+                record_id,
+                owner.public_key,
+                owner.clock_ms(),
+                read_id=bytes(16),
+            ),
         )
         await owner.records.delete(record_id)
         while record_id not in holder.ledger.state().tombstones:
@@ -329,7 +339,9 @@ async def test_a_record_naming_a_victims_blocks_is_not_served_them(
             ask = FetchBlocks(
                 fake_id,
                 tuple(BlockRef(s, index) for s in range(manifest.segment_count)),
-                permit.sign(attacker.parts.identity, fake_id, attacker.public_key, 0),
+                permit.sign(
+                    attacker.parts.identity, fake_id, attacker.public_key, 0, read_id=bytes(16)
+                ),
             )
             assert await refusal(attacker, holder, ask) == "nothing served"
         assert await read_all(owner, record_id) == DATA

@@ -70,7 +70,7 @@ def grants_to(node: Node, person: PersonKey, record_id: bytes) -> list[tuple[int
 async def read_as(reader: Node, record_id: bytes, opened: Opened) -> bytes:
     """Read through `reader` as the grant's one-time key, decrypting here (as the CLI does)."""
     key = opened.one_time_key
-    permits = [permit.sign(key, record_id, reader.public_key, reader.clock_ms())]
+    permits = [permit.sign(key, record_id, reader.public_key, reader.clock_ms(), read_id=bytes(16))]
     handle = await reader.records.open(record_id, key.public, permits)
     cipher = SegmentCipher(opened.record_key, record_id)
     manifest = handle.manifest
@@ -179,7 +179,9 @@ async def test_a_patient_shares_and_revokes_and_honest_holders_follow(
             holders=holders,
             latency=reader.records.latency,
             timeout=5.0,
-            permit=lambda: permit.sign(key, record_id, reader.public_key, reader.clock_ms()),
+            permit=lambda: permit.sign(
+                key, record_id, reader.public_key, reader.clock_ms(), read_id=bytes(16)
+            ),
             lag_retries=1,
         )
         with pytest.raises(TooFewShards, match="no_grant"):

@@ -46,6 +46,12 @@ REQUESTS: list[control.ControlRequest] = [
     control.ResolveRecord("abcdef12"),
     control.PublishRevocation(b"revocation"),
     control.Revocations(),
+    control.EmergencyRequest((RECORD, KEY), "unconscious", 3_600_000),
+    control.EmergencyReview(),
+    control.EmergencyReview(all=True),
+    control.EmergencyPending(),
+    control.EmergencyDecide("0123abcd", approve=True),
+    control.EmergencySignoff("abcdef12", "checked"),
 ]
 
 
@@ -66,11 +72,14 @@ def test_requests_round_trip(request_: control.ControlRequest) -> None:
         ({"op": "status"}, r"a control request is \[kind, body\]"),
         (["get", {"record_id": RECORD}], "fields"),
         (
-            ["get", {"record_id": b"short", "reader": None, "permits": []}],
+            ["get", {"record_id": b"short", "reader": None, "permits": [], "purpose": "TREAT"}],
             "record id must be 32 bytes",
         ),
         (
-            ["get", {"record_id": RECORD, "reader": KEY, "permits": [b"p"] * 65}],
+            [
+                "get",
+                {"record_id": RECORD, "reader": KEY, "permits": [b"p"] * 65, "purpose": "TREAT"},
+            ],
             "at most 64 permits",
         ),
         (["grant", {"record_id": RECORD, "grantee": KEY, "expires_at": -1}], "expires_at"),
@@ -109,6 +118,22 @@ HEALTH = RecordHealth.of(
 )
 REPLIES: list[replies.ControlReply] = [
     replies.ErrorReply("unknown record 0011"),
+    replies.EmergencyOutcomes(
+        (
+            replies.EmergencyOutcome(RECORD, KEY, "granted", "", "", 1_000, ""),
+            replies.EmergencyOutcome(RECORD, KEY, "refused", "not_allowed", "no", 0, ""),
+        )
+    ),
+    replies.EmergencyReviewReply(
+        (
+            replies.EmergencyRow(KEY, RECORD, KEY, "site-1", "why", 2_000, 1_000, 0, None),
+            replies.EmergencyRow(KEY, RECORD, KEY, None, "why", 2_000, 1_000, 3_000, "ok"),
+        )
+    ),
+    replies.EmergencyPendingReply(
+        (replies.EmergencyPendingRow("0123abcd", RECORD, KEY, None, "why", 60_000, 1_000),)
+    ),
+    replies.EmergencyDecided(True, 2_000, (b"entry", b"another")),
     replies.Done(),
     replies.StatusReply(
         KEY, KEY[:20], "127.0.0.1:1", "a", 1.5, 3, 2, 10, 4, 2, 99, 0, 4, 8, 6, 1, 0, 2, 9, True, 1

@@ -31,7 +31,7 @@ def wants_resource(request: Request) -> bool:
 async def retrieve(request: Request) -> Response:
     token = require(request, Scope.READ)
     ctx = context_of(request)
-    opened = await open_record(ctx, record_id_param(request))
+    opened = await open_record(ctx, record_id_param(request), request)
     found, k = len(opened.handle.fetcher.holders), opened.handle.manifest.k
     if found < k:  # say so now: once streaming, all a failure can do is cut the body short
         raise TooFewShards(f"holders answered for {found} shard indices, a read needs {k}")

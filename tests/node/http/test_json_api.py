@@ -6,7 +6,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from node.http.errors import from_node_error
 from node.http.tokens import Scope
+from node.records.errors import (
+    NO_MANIFEST,
+    TOO_FEW_HOLDERS,
+    NetworkTooSmall,
+    NoGrant,
+    RecordError,
+    UnknownRecord,
+)
+from node.records.fetch import TooFewShards
 from tests.node.http.harness import api_cluster
 
 
@@ -100,3 +110,19 @@ async def test_openapi_describes_every_route(tmp_path: Path) -> None:
         }
         routed = {p: m - {"head"} for p, m in routed.items()}
         assert routed == documented
+
+
+def test_node_errors_map_to_one_status_each() -> None:
+    """The same cause gets the same status on every route (docs/http.md's table)."""
+    cases = [
+        (UnknownRecord("x"), 404),
+        (NoGrant("x"), 403),
+        (NetworkTooSmall("x"), 503),
+        (TooFewShards("x"), 503),
+        (RecordError("no holder served its manifest", reason=NO_MANIFEST), 503),
+        (RecordError("holders fell short", reason=TOO_FEW_HOLDERS), 503),
+        (RecordError("a rule"), 409),
+        (ValueError("a bug"), 500),
+    ]
+    for error, status in cases:
+        assert from_node_error(error).status == status, error

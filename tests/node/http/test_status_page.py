@@ -73,7 +73,8 @@ async def test_page_shows_identity_peers_records_and_the_last_pass(tmp_path: Pat
         probe = PeerProbe(node)  # a fresh round (the page's own reuses answers a while)
         peers_now, _ = await probe.peers()
         gone = [p for p in peers_now if p.public_key == api.nodes[4].public_key]
-        assert [p.reach for p in gone] == [Reach.SILENT]
+        # Silent, or already evicted from the routing table by the pass's failed calls.
+        assert [p.reach for p in gone] in ([], [Reach.SILENT])
         last = node.upkeep.last_pass
         assert last is not None and (last.below_n, last.healthy) == (1, 0)
         text = (await api.clients[0].get("/", headers=reader)).text

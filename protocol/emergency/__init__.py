@@ -1,0 +1,1 @@
+"""Break-glass emergency access: the owner's policy, sealed reasons, the RPC, the review."""
