@@ -154,13 +154,15 @@ class LedgerDB:
             _write_derived(db, derived)
 
     def load(self) -> list[bytes]:
-        """Every stored entry, feed by feed in seq order."""
+        """Every stored entry, in the order they were stored."""
         return [raw for _, raw in self.load_rows()]
 
     def load_rows(self) -> list[tuple[bytes, bytes]]:
-        """(stored hash, raw entry) of every row, feed by feed in seq order."""
+        """(stored hash, raw entry) of every row, in the order they were stored: the order
+        the node accepted them (each batch is stored in its acceptance order, and a feed's
+        entries are accepted in seq order), which wallet cursors count in."""
         with self._db.connection() as db:
-            rows = db.execute("SELECT hash, raw FROM entries ORDER BY author, seq, hash").fetchall()
+            rows = db.execute("SELECT hash, raw FROM entries ORDER BY rowid").fetchall()
         return [(bytes(row[0]), bytes(row[1])) for row in rows]
 
     def delete_entries(self, hashes: Sequence[bytes]) -> None:

@@ -31,7 +31,7 @@ def test_append_load_heads_and_derived_state(tmp_path: Path) -> None:
     with LedgerDB(path) as db:
         db.append([entry(2), entry(1)], DerivedState(b"d" * 32, 2, [record], [grant]))
         db.append([entry(1)], DerivedState(b"e" * 32, 2, [record], [grant]))  # duplicate ignored
-        assert db.load() == [b"raw 1", b"raw 2"]
+        assert db.load() == [b"raw 2", b"raw 1"]  # the order stored: the order accepted
         assert db.derived_digest() == (b"e" * 32, 2)
         db.append([entry(1, b"z" * 32), entry(5, b"z" * 32)], DerivedState(b"f" * 32, 4, [record]))
         assert db.heads() == {b"a" * 32: (2, 2), b"z" * 32: (5, 2)}
