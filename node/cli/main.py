@@ -17,7 +17,7 @@ import nacl.signing
 import trio
 
 from node import logs
-from node.cli import claims, http_tokens, membership, revocations, verbs, wallet, wallet_acts
+from node.cli import audit, claims, http_tokens, membership, revocations, verbs, wallet, wallet_acts
 from node.cli.codec_demo import run_codec_demo
 from node.cli.common import (
     DATA_DIR_HELP,
@@ -425,6 +425,7 @@ for _command in [
     *revocations.COMMANDS,
     *http_tokens.COMMANDS,
     *claims.COMMANDS,
+    *audit.COMMANDS,
 ]:
     cli.add_command(_command)
 
