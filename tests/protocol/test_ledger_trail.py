@@ -32,6 +32,7 @@ def read(
     who: Signer | nacl.signing.SigningKey,
     record_id: bytes,
     read: int,
+    *,
     purpose: Purpose = Purpose.TREAT,
     at: int | None = None,
 ) -> None:
@@ -59,11 +60,11 @@ def test_the_trail_lists_grants_revokes_attestations_and_reads_in_time_order() -
     hospital.grant(record_id, bytes(doctor.verify_key), expires_at=9_000_000)
     her = alice.feed(record_id, 0, to_alice)
     clinic.clock = hospital.clock
-    read(clinic, doctor, record_id, 1, Purpose.HPAYMT)
+    read(clinic, doctor, record_id, 1, purpose=Purpose.HPAYMT)
     her.clock = clinic.clock
     her.attest(record_id)
     clinic.clock = her.clock + 1000
-    read(clinic, alice.one_time(record_id, 0, to_alice), record_id, 2, Purpose.PATRQT)
+    read(clinic, alice.one_time(record_id, 0, to_alice), record_id, 2, purpose=Purpose.PATRQT)
     hospital.clock = clinic.clock
     hospital.revoke(record_id, bytes(doctor.verify_key))
 
@@ -76,7 +77,11 @@ def test_the_trail_lists_grants_revokes_attestations_and_reads_in_time_order() -
     assert patient.one_time and patient.patient and patient.who == p_of(to_alice)
     assert alice.key.spend_public not in {row.who for row in rows}  # only P names her
     assert not doctors.one_time and doctors.expires_at == 9_000_000
-    assert (paid.who, paid.purpose, paid.node) == (bytes(doctor.verify_key), "HPAYMT", clinic.public)
+    assert (paid.who, paid.purpose, paid.node) == (
+        bytes(doctor.verify_key),
+        "HPAYMT",
+        clinic.public,
+    )
     assert paid.site == SITE and paid.loggers == (clinic.public,) and not paid.flags
     assert attest.one_time and attest.who == p_of(to_alice)
     assert hers.one_time and hers.purpose == "PATRQT" and not hers.flags
@@ -110,7 +115,7 @@ def test_an_emergency_read_is_its_own_kind_and_flagged() -> None:
     doctor = nacl.signing.SigningKey(seed("doctor"))
     hospital.grant(record_id, bytes(doctor.verify_key))
     er.clock = hospital.clock
-    read(er, doctor, record_id, 1, Purpose.ETREAT)
+    read(er, doctor, record_id, 1, purpose=Purpose.ETREAT)
     (row,) = [r for r in rows_of(record_id, hospital, er) if r.node is not None]
     assert row.kind == RowKind.EMERGENCY and row.flags == (EMERGENCY,)
     assert row.purpose == "ETREAT"
