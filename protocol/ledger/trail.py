@@ -56,10 +56,11 @@ class TrailRow:
 
     `who`: the grantee, revoked key, attester or reader (for a stealth grant
     its one-time key P: `one_time` is set, and only the patient's view key
-    links it to her); `by`: the entry's author (a read: one of the nodes
-    that logged it, all of them in `loggers`); `node` and `site`: the node a read went through and its
-    certified site, when known; `at_ms`: the entry's time (minutes), or a
-    read's statement time; `entry`: the entry hash (a read: its read id).
+    links it to her); `by`: the entry's author (a read: one of the nodes that
+    logged it, all of them in `loggers`); `node` and `site`: the node a read
+    went through and its certified site, when known; `at_ms`: the entry's
+    time (minutes), or a read's statement time; `entry`: the entry hash (a
+    read: its read id).
     """
 
     kind: str
