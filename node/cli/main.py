@@ -18,6 +18,7 @@ import trio
 
 from node import logs
 from node.cli import (
+    audit,
     claims,
     emergency,
     http_tokens,
@@ -435,6 +436,7 @@ for _command in [
     *http_tokens.COMMANDS,
     *claims.COMMANDS,
     *emergency.COMMANDS,
+    *audit.COMMANDS,
 ]:
     cli.add_command(_command)
 

@@ -30,6 +30,7 @@ from node.offload import in_worker
 from node.records.errors import RecordError
 from node.records.fetch import TooFewShards
 from protocol.control.commands import (
+    Audit,
     Check,
     Chunk,
     ControlRequest,
@@ -54,6 +55,7 @@ from protocol.control.commands import (
     Submit,
 )
 from protocol.control.replies import (
+    AuditReply,
     CheckReply,
     CheckRow,
     ControlReply,
@@ -87,6 +89,7 @@ from protocol.control.replies import (
 from protocol.dht.contact import Contact
 from protocol.ids import node_id
 from protocol.ledger.entries import StealthGrantBody
+from protocol.ledger.trail import hidden_reads, trail
 from protocol.membership.revocation import RevocationError, parse
 from protocol.records.purpose import Purpose
 from protocol.records.upload import UploadSegments
@@ -173,6 +176,7 @@ class ControlOps:
             StealthGrants: self.stealth_grants,
             PeerCertificate: self.peer_certificate,
             **emergency_ops.handlers(node),
+            Audit: self.audit,
         }
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:
@@ -509,6 +513,27 @@ class ControlOps:
             entries = entries[-request.tail :]
         rejected = self.node.ledger.state().rejected
         return LedgerReply(tuple(LedgerRow(e.raw, rejected.get(e.hash)) for e in entries))
+
+    async def audit(self, request: Audit) -> AuditReply:
+        """The record's trail, for its owner's node or a node it is granted to (the trail
+        says who reads what: a node without a part in the record is refused)."""
+        node, rid = self.node, request.record_id
+        state = node.ledger.state()
+        record = state.records.get(rid)
+        if record is None:
+            raise RecordError(f"unknown record {rid.hex()[:16]}")
+        me = node.public_key
+        if record.owner != me and state.grant_for(rid, me, node.clock_ms()) is None:
+            raise RecordError(
+                f"this node neither owns record {rid.hex()[:16]} nor holds a current grant"
+                " of it: only those may see who read it (ask the owner's operator)"
+            )
+        entries = [e for e in node.ledger.book.entries() if e.record_id == rid]
+        entries.sort(key=lambda e: e.timestamp)  # then arrival order, as `ledger` shows
+        membership = node.parts.membership
+        site_of = membership.site_of if membership is not None else lambda key: None
+        rows = trail(rid, entries, state, site_of)  # here: the live state changes in trio's thread
+        return AuditReply(rid, record.owner, tuple(rows), hidden_reads(rid, entries, state))
 
     async def resume_feed(self, request: ResumeFeed) -> FeedResumed:
         return FeedResumed(self.node.ledger.resume_forked_feed())

@@ -388,6 +388,19 @@ class EmergencySignoff(ControlRequest):
             raise ValueError("an emergency id is at most 64 hex digits, a note 500 characters")
 
 
+@control_op
+@dataclass(frozen=True)
+class Audit(ControlRequest):
+    """A record's audit trail (protocol.ledger.trail): asked of its owner's node or of a
+    node with a current grant of it, since it lists who read what."""
+
+    OP: ClassVar[str] = "audit"
+    record_id: bytes
+
+    def __post_init__(self) -> None:
+        _key(self.record_id, "record id", RECORD_ID_SIZE)
+
+
 def encode_request(request: ControlRequest) -> bytes:
     """One frame (length prefix included) carrying `request`."""
     return COMMANDS.encode(request)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from protocol.control.frames import Registry
+from protocol.ledger.trail import TrailRow
 from protocol.records.health import RecordHealth
 
 
@@ -439,3 +440,16 @@ class EmergencyDecided(ControlReply):
     approved: bool
     expires_at: int  # when approved
     entries: tuple[bytes, ...]  # what an approval wrote
+
+
+@control_reply
+@dataclass(frozen=True)
+class AuditReply(ControlReply):
+    """A record's trail, earliest first; `hidden_reads`: reads the ledger holds but the
+    state no longer shows (beyond the most recent MAX_ACCESSES_PER_RECORD)."""
+
+    KIND: ClassVar[str] = "audit"
+    record_id: bytes
+    owner: bytes
+    rows: tuple[TrailRow, ...]
+    hidden_reads: int = 0

@@ -10,6 +10,7 @@ from protocol.control import replies
 from protocol.control.commands import decode_request, encode_request
 from protocol.control.frames import MAX_CONTROL_FRAME, BadControlMessage
 from protocol.control.replies import decode_reply, encode_reply
+from protocol.ledger.trail import TrailRow
 from protocol.net.wire import FrameDecoder
 from protocol.records.health import RecordHealth
 from protocol.records.messages import HoldingsFound
@@ -52,6 +53,7 @@ REQUESTS: list[control.ControlRequest] = [
     control.EmergencyPending(),
     control.EmergencyDecide("0123abcd", approve=True),
     control.EmergencySignoff("abcdef12", "checked"),
+    control.Audit(RECORD),
 ]
 
 
@@ -193,6 +195,28 @@ REPLIES: list[replies.ControlReply] = [
                 replies.HealthReport.of(HEALTH),
             ),
         )
+    ),
+    replies.AuditReply(
+        RECORD,
+        KEY,
+        (
+            TrailRow("grant", 60_000, KEY, True, KEY, RECORD, expires_at=5, patient=True),
+            TrailRow(
+                "read",
+                61_000,
+                KEY,
+                False,
+                KEY,
+                bytes(16),
+                node=KEY,
+                site="site-1",
+                purpose="HPAYMT",
+                loggers=(KEY,),
+                flags=("reader never granted",),
+            ),
+            TrailRow("a-kind-from-later", 62_000, KEY, False, KEY, RECORD, flags=("EMERGENCY",)),
+        ),
+        hidden_reads=2,
     ),
 ]
 
