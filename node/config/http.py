@@ -7,18 +7,9 @@ from typing import Any
 
 from node.config.addresses import parse_host_port
 from node.config.fields import ConfigError, setting
+from node.config.network import address as _address
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-
-
-def _address(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string HOST:PORT")
-    try:
-        parse_host_port(value)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    return value
 
 
 def _path(value: Any, where: str) -> str:

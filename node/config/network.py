@@ -11,7 +11,8 @@ from node.config.fields import ConfigError, setting
 DEFAULT_PORT = 7420
 
 
-def _address(value: Any, where: str) -> str:
+def address(value: Any, where: str) -> str:
+    """A HOST:PORT setting, checked (ConfigError names the key)."""
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string HOST:PORT")
     try:
@@ -63,12 +64,12 @@ class NetworkConfig:
     listen: str = setting(
         f"127.0.0.1:{DEFAULT_PORT}",
         "Address this node listens on (HOST:PORT; port 0 picks a free port).",
-        parse=_address,
+        parse=address,
     )
     advertise: str | None = setting(
         None,
         "Address peers dial to reach this node; needed when listen is 0.0.0.0.",
-        parse=_address,
+        parse=address,
         example='"192.0.2.10:7420"',
     )
     bootstrap: tuple[PeerAddress, ...] = setting(

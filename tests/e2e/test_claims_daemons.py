@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,11 @@ from typing import Any
 import pytest
 
 from node.sim.localnet import Daemon, Network, medvault
+from tests.e2e.polling import wait_until
 
 pytestmark = pytest.mark.slow
 
 NODES = 4
-
-
-def wait_until(what: str, condition: Callable[[], bool], timeout: float = 90) -> None:
-    """Poll a condition on the daemons, bounded (processes have no events to await)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.2)
 
 
 def events(net: Network, index: int, key: Path) -> list[dict[str, Any]]:

@@ -6,27 +6,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from node.sim.localnet import Daemon, Network, medvault
+from tests.e2e.polling import wait_until
 
 pytestmark = pytest.mark.slow
 
 MAX_SECONDS = 20  # A's max_duration: B asks for 12h and gets this
 REASON = "unconscious after a car crash, ED site-1"
-
-
-def wait_until(what: str, condition: Callable[[], bool], timeout: float = 90) -> None:
-    """Poll a condition on the daemons, bounded (processes have no events to await)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.2)
 
 
 def test_an_emergency_request_is_granted_flagged_and_expires(

@@ -43,6 +43,7 @@ from protocol.privacy import PersonKey, open_grant
 from protocol.records import permit
 from storage.codec.manifest import Manifest
 from storage.codec.padme import is_padded
+from tests.e2e.polling import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -56,15 +57,6 @@ def settings() -> dict[str, dict[str, Any]]:
         "storage": {"k": 3, "n": 5, "happy": 4, "repair_interval": 600},
         "gossip": {"interval": 0.5},
     }
-
-
-def wait_until(what: str, condition: Callable[[], bool], timeout: float = 90) -> None:
-    """Poll a condition on the daemons, bounded (processes have no events to await)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.2)
 
 
 def entries(net: Network, index: int) -> list[Entry]:
