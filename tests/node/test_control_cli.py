@@ -67,10 +67,12 @@ class Controlled:
         """Return once node `index` lists the record for the key's holder (gossip arrived)."""
         node = self.cluster.nodes[index]
         while True:
+            seen = len(node.ledger.book)
             listed = await self.ok(index, "ls", "--as", str(key_file))
             if any(r["record_id"] == record_id for r in listed["records"]):
                 return
-            await node.ledger.changed()
+            if len(node.ledger.book) == seen:  # nothing arrived while the CLI ran: wait
+                await node.ledger.changed()  # (no checkpoint since the count: race-free)
 
 
 @asynccontextmanager
