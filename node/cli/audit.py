@@ -52,8 +52,31 @@ def shown(row: TrailRow) -> dict[str, Any]:
     return found
 
 
+def sealed_text(text: str | None) -> str:
+    """A reason or note as opened here; None: it does not open with this node's key."""
+    return f'"{printable(text)}"' if text is not None else "(sealed: no key of the record here)"
+
+
+def glass(row: dict[str, Any]) -> list[str]:
+    """A break-glass row's tail: site, expiry, reason, and open or signed off."""
+    parts = [f"site {printable(row['site'])}"] if row["site"] else []
+    parts += [f"until {verbs.when(row['expires_at'])}", f"reason {sealed_text(row['reason'])}"]
+    if row.get("signed_off_by") is not None:
+        at = verbs.when(row["signed_off_at"])
+        parts.append(f"signed off by {row['signed_off_by'][:SHORT]} at {at}")
+        parts.append(f"note {sealed_text(row['note'])}")
+    return parts
+
+
 def line(row: dict[str, Any]) -> str:
-    parts = [f"{verbs.when(row['at_ms'])}  {row['kind']:9} {row['who_shown']:31}"]
+    parts = [f"{verbs.when(row['at_ms'])}  {row['kind']:11} {row['who_shown']:31}"]
+    if row["kind"] == "break-glass":
+        return "  ".join([*parts, f"by {row['by'][:SHORT]}", *glass(row),
+                          *(printable(flag) for flag in row["flags"])])  # fmt: skip
+    if row["kind"] == "signoff":
+        parts += [f"of break-glass {(row['emergency'] or '')[:SHORT]}",
+                  f"by {row['by'][:SHORT]}", f"note {sealed_text(row['note'])}"]  # fmt: skip
+        return "  ".join([*parts, *(printable(flag) for flag in row["flags"])])
     if row["node_shown"] is not None:
         parts.append(f"via {row['node_shown']}")
     if row["purpose_name"] is not None:

@@ -59,7 +59,7 @@ from protocol.ledger.entries import AttestBody, Entry, InvalidEntry, decode_entr
 from protocol.ledger.timestamps import entry_time, expiry_time
 from protocol.privacy import Opened, PersonKey
 from protocol.records import permit
-from protocol.records.purpose import parse_purpose
+from protocol.records.purpose import Purpose, parse_purpose
 from protocol.signer import as_signer
 from protocol.text import counted
 from storage.codec.crypt import SegmentCipher, open_sealed_key
@@ -355,10 +355,11 @@ class _progress:
 @click.option(
     "--purpose",
     "purpose_name",
-    default="treatment",
-    show_default=True,
+    default=None,
     help="Why it is read, logged in the ledger: treatment, payment, operations,"
-    " emergency-treatment, patient-request (or the HL7 code: TREAT, HPAYMT, ...).",
+    " emergency-treatment, patient-request (or the HL7 code: TREAT, HPAYMT, ...)."
+    " Default: the node's emergency-treatment when its right to read is an emergency"
+    " grant, else treatment (with --as: treatment).",
 )
 @common
 def get(
@@ -366,13 +367,13 @@ def get(
     record_id: str,
     output: Path | None,
     as_key: Path | None,
-    purpose_name: str,
+    purpose_name: str | None,
     data_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Read a record back (to -o FILE, else stdout); the read is logged with its purpose."""
     try:
-        purpose = parse_purpose(purpose_name)
+        purpose = parse_purpose(purpose_name) if purpose_name is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--purpose") from None
     reader = person_key(as_key) if as_key else None
@@ -380,7 +381,7 @@ def get(
         raise click.UsageError("refusing to write a record to a terminal; give -o FILE")
     root = _root(data_dir)
     rid = record_id_of(root, record_id)
-    request = commands.Get(rid, None, purpose=str(purpose))
+    request = commands.Get(rid, None, purpose=str(purpose) if purpose else None)
     stealth = None
     if reader is not None:  # signed here: the holders serve blocks only for it
         node = call(root, commands.NodeKey(), NodeKeyReply).public_key
@@ -389,7 +390,7 @@ def get(
         signer = reader if stealth is None else stealth.one_time_key  # her grant's key P
         permits = permit.sign_series(signer, rid, node, issued, READ_PERMITS,
                                      read_id=os.urandom(permit.READ_ID_SIZE),
-                                     purpose=purpose)  # fmt: skip
+                                     purpose=purpose or Purpose.TREAT)  # fmt: skip
         request = commands.Get(rid, as_signer(signer).public, permits)
     with ControlClient(root) as client:
         header = client.request(request, GetHeader)

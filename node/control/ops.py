@@ -96,7 +96,7 @@ from protocol.records.upload import UploadSegments
 from storage.codec.crypt import SegmentCipher
 from storage.codec.encoder import read_full
 from storage.codec.manifest import RecordMetadata
-from storage.errors import StorageError
+from storage.errors import DecryptionError, StorageError
 
 log = get_logger("control")
 T = TypeVar("T")
@@ -341,9 +341,8 @@ class ControlOps:
 
     async def get(self, request: Get, stream: Replies) -> None:
         records = self.node.records
-        handle = await records.open(
-            request.record_id, request.reader, request.permits, Purpose(request.purpose)
-        )
+        purpose = Purpose(request.purpose) if request.purpose is not None else None
+        handle = await records.open(request.record_id, request.reader, request.permits, purpose)
         manifest = handle.manifest
         size, segments = manifest.size, manifest.segment_count  # as a person: the padded size
         if request.reader is None:
@@ -532,8 +531,20 @@ class ControlOps:
         entries.sort(key=lambda e: e.timestamp)  # then arrival order, as `ledger` shows
         membership = node.parts.membership
         site_of = membership.site_of if membership is not None else lambda key: None
-        rows = trail(rid, entries, state, site_of)  # here: the live state changes in trio's thread
+        # Here, in trio's thread: the live state changes between checkpoints.
+        rows = trail(rid, entries, state, site_of, self._audit_key(rid))
         return AuditReply(rid, record.owner, tuple(rows), hidden_reads(rid, entries, state))
+
+    def _audit_key(self, record_id: bytes) -> bytes | None:
+        """The record key this node's grant seals (the owner's own, or a grantee's): it
+        opens emergency reasons and sign-off notes in the trail; None if it has none."""
+        own = self.node.ledger.state().grants.get((record_id, self.node.public_key))
+        if own is None or own.stealth:
+            return None
+        try:
+            return self.node.records.own_key(own)
+        except DecryptionError:
+            return None  # a key sealed wrongly: the trail shows the rest, not the texts
 
     async def resume_feed(self, request: ResumeFeed) -> FeedResumed:
         return FeedResumed(self.node.ledger.resume_forked_feed())

@@ -120,12 +120,13 @@ class Opened:
 PURPOSE_HEADER = "X-Purpose-Of-Use"
 
 
-def purpose_of(request: Request) -> Purpose:
-    """The read's purpose of use: the `X-Purpose-Of-Use` header (a name or HL7 code),
-    treatment when absent; a 400 naming the vocabulary otherwise."""
+def purpose_of(request: Request) -> Purpose | None:
+    """The read's purpose of use: the `X-Purpose-Of-Use` header (a name or HL7 code);
+    absent, the node chooses (emergency treatment under an emergency grant, else
+    treatment); a 400 naming the vocabulary otherwise."""
     given = request.headers.get(PURPOSE_HEADER)
     if given is None:
-        return Purpose.TREAT
+        return None
     try:
         return parse_purpose(given)
     except ValueError as exc:

@@ -55,6 +55,7 @@ from node.records.reach import Reach
 from node.records.shard_service import ShardService
 from node.records.transfer import holder_senders
 from protocol.dht.contact import Contact
+from protocol.emergency.purpose import default_purpose
 from protocol.ids import record_dht_key
 from protocol.ledger.entries import (
     Body,
@@ -388,12 +389,13 @@ class RecordService:
         record_id: bytes,
         reader: bytes | None = None,
         permits: Sequence[bytes] = (),
-        purpose: Purpose = Purpose.TREAT,
+        purpose: Purpose | None = None,
     ) -> ReadHandle:
         """Everything needed to stream a record's ciphertext to `reader` (default: this node).
 
         Holders serve blocks only with an access statement (a permit, version 2)
-        signed by the reader: this node signs its own (for `purpose`); a read as
+        signed by the reader: this node signs its own (for `purpose`; none stated:
+        `default_purpose`, ETREAT under an emergency grant); a read as
         anyone else needs `permits` that reader signed for this node (`get --as`
         signs them in the CLI, where the key stays; they state the purpose).
         The read's statement is logged to the ledger as the read starts
@@ -412,13 +414,14 @@ class RecordService:
         record_id: bytes,
         reader: bytes | None,
         permits: Sequence[bytes],
-        purpose: Purpose,
+        purpose: Purpose | None,
         meter: GetMeter,
     ) -> ReadHandle:
         record = self.lookup(record_id)
         grant = self.grant_of(record_id, reader or self.public_key)
         if reader is None:
-            source = self.own_permits(record_id, purpose, read_id=self.random_bytes(16))
+            stated = purpose or self.default_purpose(record_id)
+            source = self.own_permits(record_id, stated, read_id=self.random_bytes(16))
         else:
             source = self._given_permits(record_id, reader, permits)
         statement = source()
@@ -440,6 +443,17 @@ class RecordService:
             meter=meter,
         )
         return ReadHandle(record, manifest, grant, fetcher, meter)
+
+    def default_purpose(self, record_id: bytes) -> Purpose:
+        """Why this node reads when its caller does not say: ETREAT when its read right
+        comes from an emergency grant (protocol.emergency.purpose), else TREAT."""
+        state = self.ledger.state()
+        records = (
+            (e, state.rejected.get(e.hash))
+            for e in self.ledger.book.entries()
+            if e.record_id == record_id
+        )  # read only for an expiring grant
+        return default_purpose(state, record_id, self.public_key, records, self.clock_ms())
 
     def permitted(self, record_id: bytes) -> bool:
         """Whether this node reads the record by a permit: it owns it or holds a current

@@ -131,14 +131,16 @@ class Get(ControlRequest):
     record_id: bytes
     reader: bytes | None
     permits: tuple[bytes, ...] = ()
-    purpose: str = "TREAT"  # a read as this node: its HL7 PurposeOfUse code (logged)
+    # A read as this node: its HL7 PurposeOfUse code (logged); None: the node chooses
+    # (ETREAT under an emergency grant, else TREAT: protocol.emergency.purpose).
+    purpose: str | None = None
 
     def __post_init__(self) -> None:
         _key(self.record_id, "record id", RECORD_ID_SIZE)
         _key(self.reader, "reader key")
         if len(self.permits) > MAX_PERMITS or any(len(p) > MAX_PERMIT_SIZE for p in self.permits):
             raise ValueError(f"at most {MAX_PERMITS} permits of {MAX_PERMIT_SIZE} bytes each")
-        if self.purpose not in Purpose.__members__:
+        if self.purpose is not None and self.purpose not in Purpose.__members__:
             raise ValueError(f"unknown purpose of use {self.purpose[:16]!r}")
 
 

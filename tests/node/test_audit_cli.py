@@ -131,3 +131,57 @@ def test_a_row_of_a_kind_this_cli_does_not_know_is_still_shown() -> None:
            "flags": ["EMERGENCY"]}  # fmt: skip
     shown = line(row)
     assert "emergency-grant" in shown and "EMERGENCY" in shown and "by cdcd" in shown
+
+
+async def test_break_glass_in_the_audit_a_read_unasked_is_an_emergency_and_the_signoff_shows(
+    tmp_path: Path,
+) -> None:
+    """Owner A opens emergency access for node B (straight through A's service: the policy
+    is tested in tests/node/test_emergency.py). B's `get` without --purpose reads for
+    emergency treatment; B stating treatment is flagged all the same; A's audit shows the
+    break-glass row with the reason, open, then signed off with the note."""
+    async with controlled(tmp_path) as net:
+        alice, _ = new_person(tmp_path, "alice")
+        record_id, data = await put_for(net, tmp_path, alice, "scan.pdf")
+        rid = bytes.fromhex(record_id)
+        a, b = net.cluster.nodes[0], net.cluster.nodes[1]
+        while rid not in a.ledger.state().records:
+            await a.ledger.changed()
+        await a.emergency.grant(rid, b.public_key, "unconscious, ED of B", 600_000)
+        await knows_grant(b, rid, b.public_key)
+        out = tmp_path / "out.pdf"
+        await net.ok(1, "get", record_id, "-o", str(out))
+        await net.ok(1, "get", record_id, "--purpose", "treatment", "-o", str(out))
+        assert out.read_bytes() == data
+
+        def both_reads(state: LedgerState) -> bool:
+            return len([r for r in state.reads_of(rid) if r.reader == b.public_key]) == 2
+
+        rows = await audit_once(net, 0, record_id, both_reads)
+        (glass,) = [r for r in rows if r["kind"] == "break-glass"]
+        assert glass["who"] == b.public_key.hex() and glass["reason"] == "unconscious, ED of B"
+        assert glass["flags"] == ["EMERGENCY", "open: not signed off"]
+        reads = [r for r in rows if r["node"] == b.public_key.hex() and r["purpose"]]
+        assert sorted(r["purpose"] for r in reads) == ["ETREAT", "TREAT"]
+        assert all(r["kind"] == "emergency" and "EMERGENCY" in r["flags"] for r in reads)
+        stated = next(r for r in reads if r["purpose"] == "TREAT")
+        assert "stated treatment under an emergency grant" in stated["flags"]
+        # B, a grantee holding the record key, reads the reason in its own audit too.
+        rows_b: list[Any] = (await net.ok(1, "audit", record_id))["rows"]
+        assert [r["reason"] for r in rows_b if r["kind"] == "break-glass"] == [glass["reason"]]
+        text = await net.run(0, "audit", record_id)
+        assert text.exit_code == 0, text.output
+        assert (
+            'reason "unconscious, ED of B"' in text.output and "open: not signed off" in text.output
+        )
+
+        await net.ok(0, "emergency", "signoff", glass["entry"][:16], "--note", "reviewed")
+        rows = await audit_once(net, 0, record_id, lambda state: True)
+        (glass,) = [r for r in rows if r["kind"] == "break-glass"]
+        assert glass["signed_off_by"] == a.public_key.hex() and glass["note"] == "reviewed"
+        assert glass["flags"] == ["EMERGENCY"]
+        (signoff,) = [r for r in rows if r["kind"] == "signoff"]
+        assert signoff["emergency"] == glass["entry"] and not signoff["flags"]
+        text = await net.run(0, "audit", record_id)
+        assert f"signed off by {a.public_key.hex()[:16]}" in text.output
+        assert 'note "reviewed"' in text.output
