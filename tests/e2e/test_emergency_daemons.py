@@ -55,9 +55,28 @@ def test_an_emergency_request_is_granted_flagged_and_expires(
     assert refused["records"][0]["code"] == "not_allowed"
 
     out = tmp_path / "read.bin"
-    done = net.run(1, "get", record, "-o", str(out))
+    done = net.run(1, "get", record, "-o", str(out))  # no --purpose: B's node chooses
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == data
+
+    def owner_audit() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = net.cli(0, "audit", record)["rows"]
+        return rows
+
+    def emergency_read_shown() -> bool:
+        return any(r["kind"] == "emergency" for r in owner_audit())
+
+    wait_until("A's audit shows B's read", emergency_read_shown)
+    rows = owner_audit()
+    [read] = [r for r in rows if r["kind"] == "emergency"]
+    assert read["purpose"] == "ETREAT" and "EMERGENCY" in read["flags"]
+    assert read["site"] == "site-1"
+    [glass] = [r for r in rows if r["kind"] == "break-glass"]
+    assert glass["who"] == read["node"] and glass["site"] == "site-1"
+    assert glass["reason"] == REASON and glass["expires_at"] == asked[0]["expires_at"]
+    assert glass["flags"] == ["EMERGENCY", "open: not signed off"]
+    text = net.run(0, "audit", record).stdout
+    assert "for emergency treatment" in text and "open: not signed off" in text
 
     [flagged] = net.cli(0, "emergency", "review")["accesses"]
     assert flagged["record_id"] == record and flagged["reason"] == REASON
@@ -81,3 +100,9 @@ def test_an_emergency_request_is_granted_flagged_and_expires(
     assert net.cli(0, "emergency", "review")["accesses"] == []
     [signed] = net.cli(0, "emergency", "review", "--all")["accesses"]
     assert signed["signed_off"] and signed["note"] == "reviewed"
+    rows = owner_audit()
+    [glass] = [r for r in rows if r["kind"] == "break-glass"]
+    assert glass["flags"] == ["EMERGENCY"] and glass["note"] == "reviewed"
+    assert glass["signed_off_by"] == rows[0]["by"]  # the owner (who wrote the record)
+    [signoff] = [r for r in rows if r["kind"] == "signoff"]
+    assert signoff["emergency"] == glass["entry"] and signoff["note"] == "reviewed"
