@@ -173,6 +173,16 @@ class EmergencyService:
                 and current.expires_at == body.expires_at
             ):
                 return [self._entry(current.entry), access.entry]
+        if current is not None and (
+            current.expires_at == 0 or current.expires_at >= now + duration_ms
+        ):
+            # An emergency grant would replace (and so shorten) the ordinary one.
+            raise _Refused(
+                Refuse(
+                    Refusal.ALREADY_GRANTED,
+                    "the requester already holds a grant of this record; read it as usual",
+                )
+            )
         self._count_grant(requester, now)
         own = state.grant_for(record_id, self.public_key, now)
         if own is None:

@@ -17,6 +17,7 @@ class Refusal(enum.StrEnum):
     QUEUE_FULL = "queue_full"  # approval queue full (for this requester or in all)
     TOO_MANY = "too_many"  # this requester's automatic grants this hour are used up
     DENIED = "denied"  # an operator denied the queued request
+    ALREADY_GRANTED = "already_granted"  # the requester holds a grant lasting as long or longer
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,29 @@ async def test_an_allowed_site_is_granted_capped_reads_and_the_access_is_flagged
         nursery.cancel_scope.cancel()
 
 
+async def test_a_requester_that_already_holds_a_grant_is_refused_and_keeps_it(
+    tmp_path: Path,
+) -> None:
+    """An emergency grant would replace the ordinary one (one grant per record and
+    grantee), so asking under break-glass must never shorten access B already has."""
+    async with trio.open_nursery() as nursery:
+        a, b, *_ = await hospitals(
+            nursery, tmp_path, allowed_sites=("hospital-b",), max_duration=60.0
+        )
+        record_id = await put(a)
+        await a.records.grant(record_id, b.public_key)
+        while b.ledger.state().grant_for(record_id, b.public_key, b.clock_ms()) is None:
+            await b.ledger.changed()
+        entries = len(a.ledger.book)
+        [outcome] = await b.emergency_asker.ask_all([record_id], REASON, 60_000)
+        assert (outcome.status, outcome.code) == ("refused", "already_granted")
+        assert len(a.ledger.book) == entries and a.emergency.review(include_signed=True) == []
+        kept = a.ledger.state().grant_for(record_id, b.public_key, a.clock_ms())
+        assert kept is not None and kept.expires_at == 0
+        assert await read_all(b, record_id) == DATA
+        nursery.cancel_scope.cancel()
+
+
 async def test_after_expiry_the_holders_refuse_the_requesters_reads(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         nodes = await hospitals(nursery, tmp_path, allowed_sites=("hospital-b",), max_duration=30.0)
