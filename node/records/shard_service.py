@@ -52,6 +52,7 @@ from protocol.records.messages import (
     StoreShards,
 )
 from protocol.records.proofs import NONCE_SIZE, block_proof
+from storage.codec.hashing import shard_hash_v3
 from storage.codec.manifest import Manifest
 from storage.errors import BlockMismatch, CorruptShard, ManifestError, ShardNotFound, StoreFull
 from storage.store.holdings import ROW_WEIGHT, Holdings
@@ -373,6 +374,8 @@ class ShardService:
         # Noted before the check: a block another record frees meanwhile is then
         # either kept (noted first) or found missing here.
         added = self.holdings.note_blocks(manifest.record_id, index, named, self.clock_ms())
+        if manifest.shard_hasher is not shard_hash_v3:
+            self._rename_early_blocks(manifest, index, {digest for digest, _ in named})
         if any(digest not in self.store for digest, _ in named):
             return False, added
         # Blocks sent before the manifest was known that it does not name are no part
@@ -381,6 +384,23 @@ class ShardService:
             self.store.delete(digest)
         self.holdings.complete(manifest.record_id, index)
         return True, added
+
+    def _rename_early_blocks(self, manifest: Manifest, index: int, named: set[bytes]) -> None:
+        """Blocks sent before their manifest got BLAKE3 names (ShardStore.add); one of
+        version 1 or 2 names them by BLAKE2b: rename, drop the rest (hashed once only)."""
+        strays = [d for d in self.holdings.noted(manifest.record_id, index) if d not in named]
+        if not strays:
+            return
+        for digest in strays:
+            try:
+                block = self.store.get(digest)
+                name = manifest.shard_hasher(block)
+                if name in named and name not in self.store:
+                    self.store.put(name, block)
+            except (ShardNotFound, CorruptShard, StoreFull):
+                continue  # the index stays incomplete; the writer sees that
+        for digest in self.holdings.keep_only(manifest.record_id, index, named):
+            self.store.delete(digest)
 
     async def _on_fetch(self, message: FetchBlocks, caller: Caller) -> BlocksFound:
         manifest = self.manifest(message.record_id)

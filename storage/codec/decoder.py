@@ -1,6 +1,6 @@
 """Streaming record decoder: manifest + any k good blocks per segment -> plaintext.
 
-A padded (version 2) record is decoded whole, padding segments too (they are
+A padded (version 2 or 3) record is decoded whole, padding segments too (they are
 authenticated like the rest), and the padding is dropped: the output is
 exactly the record's bytes, whose count the sealed part gives.
 """
@@ -25,7 +25,9 @@ class RecordDecoder:
     def __init__(self, manifest: Manifest, record_key: bytes) -> None:
         self.manifest = manifest
         self._cipher = SegmentCipher(record_key, manifest.record_id)
-        self._codec = SegmentCodec(ReedSolomon(manifest.k, manifest.n), self._cipher)
+        self._codec = SegmentCodec(
+            ReedSolomon(manifest.k, manifest.n), self._cipher, manifest.shard_hasher
+        )
         self._contents: RecordContents | None = None
 
     def contents(self) -> RecordContents:

@@ -3,7 +3,7 @@
 Memory stays at a few segments whatever the record size: one segment is read
 ahead (to know which segment is the last) while the current one is encoded.
 
-Records are padded (manifest version 2): once the last segment of the record
+Records are padded (manifest versions 2 and 3): once the last segment of the record
 is known, zeros follow up to the Padmé length of the record, filling the last
 segment and, for large records, whole segments more (at most ~12%), all of
 them encrypted like the data; the true size is sealed in the manifest.
@@ -26,6 +26,7 @@ from storage.codec.manifest import (
     check_codec_params,
     max_segments,
     seal_contents,
+    shard_hasher,
 )
 from storage.codec.padme import padme
 from storage.codec.segment import EncodedSegment, SegmentCodec
@@ -62,7 +63,7 @@ class SegmentJob:
 class RecordEncoder:
     """Encodes one record; iterate `encode(stream)`, then read `manifest()`.
 
-    `version` 1 writes the old unpadded format (for tests and measurements).
+    Older `version`s (1: unpadded, 2: BLAKE2b hashes) are for tests and measurements.
     """
 
     def __init__(
@@ -85,7 +86,7 @@ class RecordEncoder:
         self.segment_size = segment_size
         self.version = version
         self._cipher = SegmentCipher(record_key, record_id)
-        self._codec = SegmentCodec(ReedSolomon(k, n), self._cipher)
+        self._codec = SegmentCodec(ReedSolomon(k, n), self._cipher, shard_hasher(version))
         self._metadata = (metadata or RecordMetadata()).encode()
         self._hashes = bytearray()
         self._size = 0

@@ -13,6 +13,11 @@ the sealed part, which is itself padded to a Padmé length of at least 256
 bytes (so the length of a file name shows nothing, or for very long
 metadata no more than Padmé lets through). Version 1 manifests
 (exact `size`, sealed metadata alone) stay readable.
+
+Version 3 (issue 17) is version 2 with BLAKE3 block and manifest hashes
+instead of BLAKE2b; the version alone says which algorithm checks a block or
+the manifest itself (`shard_hasher`, `digest`), so one version's hashes never
+stand in for the other's.
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from storage.codec.padme import is_padded, padme
 from storage.errors import ManifestError
 
 LEGACY_VERSION = 1  # exact sizes; still read
-PADDED_VERSION = 2  # Padmé sizes, the true size sealed
-MANIFEST_VERSION = PADDED_VERSION  # what the encoder writes
-VERSIONS = (LEGACY_VERSION, PADDED_VERSION)
+PADDED_VERSION = 2  # Padmé sizes, the true size sealed; still read
+BLAKE3_VERSION = 3  # version 2 with BLAKE3 block and manifest hashes
+MANIFEST_VERSION = BLAKE3_VERSION  # what the encoder writes
+VERSIONS = (LEGACY_VERSION, PADDED_VERSION, BLAKE3_VERSION)
 MAX_MANIFEST_SIZE = 16 * 1024 * 1024
 MAX_METADATA_SIZE = 64 * 1024
 MIN_SEGMENT_SIZE = 64
@@ -50,6 +56,26 @@ _SEALED_HEADER = struct.Struct(">BQI")
 # a file name of up to ~100 characters, a patient reference) all looks alike.
 MIN_SEALED_PLAIN = 256
 MAX_SEALED_SIZE = padme(_SEALED_HEADER.size + MAX_METADATA_SIZE) + MAC_SIZE
+
+
+_SHARD_HASHERS: dict[int, hashing.Hasher] = {
+    LEGACY_VERSION: hashing.shard_hash,
+    PADDED_VERSION: hashing.shard_hash,
+    BLAKE3_VERSION: hashing.shard_hash_v3,
+}
+_MANIFEST_HASHERS: dict[int, hashing.Hasher] = {
+    LEGACY_VERSION: hashing.manifest_hash,
+    PADDED_VERSION: hashing.manifest_hash,
+    BLAKE3_VERSION: hashing.manifest_hash_v3,
+}
+
+
+def shard_hasher(version: int) -> hashing.Hasher:
+    """The block hash manifests of `version` list (ManifestError for an unknown one)."""
+    try:
+        return _SHARD_HASHERS[version]
+    except (KeyError, TypeError):
+        raise ManifestError(f"unsupported manifest version {version!r}") from None
 
 
 def sealed_plain_size(length: int) -> int:
@@ -157,7 +183,7 @@ class Manifest:
     """Public description of a stored record plus its sealed metadata.
 
     `size` is the length of the stored plaintext stream: the record's own in
-    version 1, its Padmé length in version 2 (`contents` opens the true one).
+    version 1, its Padmé length from version 2 on (`contents` opens the true one).
     """
 
     record_id: bytes
@@ -195,13 +221,15 @@ class Manifest:
             lowest, highest = MIN_SEALED_PLAIN + MAC_SIZE, MAX_SEALED_SIZE
         if not isinstance(meta, bytes) or not lowest <= len(meta) <= highest:
             raise ManifestError("sealed metadata has an impossible length")
-        if self.version == PADDED_VERSION:  # anyone can check the writer padded
+        if self.version != LEGACY_VERSION:  # anyone can check the writer padded
             if not is_padded(self.size):
                 raise ManifestError(
-                    f"a version 2 record size must be a Padmé length, not {self.size}"
+                    f"a version {self.version} record size must be a Padmé length, not {self.size}"
                 )
             if not is_padded(len(meta) - MAC_SIZE):
-                raise ManifestError("a version 2 sealed part must have a Padmé length")
+                raise ManifestError(
+                    f"a version {self.version} sealed part must have a Padmé length"
+                )
 
     @property
     def segment_count(self) -> int:
@@ -235,9 +263,17 @@ class Manifest:
     def segment_hashes(self, segment: int) -> tuple[bytes, ...]:
         return tuple(self.block_hash(segment, i) for i in range(self.n))
 
+    @property
+    def shard_hasher(self) -> hashing.Hasher:
+        """The block hash this manifest's version lists (BLAKE2b in 1 and 2, BLAKE3 in 3)."""
+        return _SHARD_HASHERS[self.version]
+
     def verify_block(self, segment: int, index: int, block: hashing.BytesLike) -> bool:
-        """True when `block` is exactly block `index` of `segment` (no key needed)."""
-        return hashing.shard_hash(block) == self.block_hash(segment, index)
+        """True when `block` is exactly block `index` of `segment` (no key needed).
+
+        Only this version's algorithm counts: a reader knows which one it is.
+        """
+        return self.shard_hasher(block) == self.block_hash(segment, index)
 
     @property
     def stored_bytes(self) -> int:
@@ -281,7 +317,24 @@ class Manifest:
         )
 
     def digest(self) -> bytes:
-        return hashing.manifest_hash(self.encode())
+        """The hash the ledger records, by this manifest's own version's algorithm.
+
+        Decoding is canonical (re-encoding gives the very bytes received), so
+        this is the hash of what was fetched; a manifest of one version cannot
+        stand in for the id of another (that needs a preimage).
+        """
+        return _MANIFEST_HASHERS[self.version](self.encode())
+
+    @classmethod
+    def decode_checked(cls, data: bytes, expected_hash: bytes) -> Manifest:
+        """Decode a fetched manifest and check it against the ledger's hash of it."""
+        manifest = cls.decode(data)
+        if _MANIFEST_HASHERS[manifest.version](data) != expected_hash:
+            raise ManifestError(
+                f"the version {manifest.version} manifest does not hash to the expected"
+                f" {expected_hash.hex()[:16]}"
+            )
+        return manifest
 
     @classmethod
     def decode(cls, data: bytes) -> Manifest:

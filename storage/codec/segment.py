@@ -4,6 +4,10 @@ Decoding pulls blocks one at a time from a source, verifies each against its
 expected hash, and stops as soon as k good ones are in hand, so a local read
 touches only the data shards and a corrupt or missing block just means the
 next index is tried.
+
+Blocks are hashed where they lie (memory views of the erasure code's
+buffers, never copied); the hash function is the manifest version's
+(`storage.codec.manifest.shard_hasher`), BLAKE3 for what is written now.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 
 from storage.codec.crypt import MAC_SIZE, SegmentCipher
 from storage.codec.erasure import BytesLike, ReedSolomon
-from storage.codec.hashing import shard_hash
+from storage.codec.hashing import Hasher, shard_hash_v3
 from storage.errors import CorruptShard, NotEnoughShards
 
 # Returns block `index` of the segment being decoded, or None when it is not
@@ -39,9 +43,12 @@ class EncodedSegment:
 class SegmentCodec:
     """Encodes and decodes the segments of one record."""
 
-    def __init__(self, code: ReedSolomon, cipher: SegmentCipher) -> None:
+    def __init__(
+        self, code: ReedSolomon, cipher: SegmentCipher, hasher: Hasher = shard_hash_v3
+    ) -> None:
         self.code = code
         self.cipher = cipher
+        self.hasher = hasher
 
     def encode(self, index: int, last: bool, plaintext: bytes) -> EncodedSegment:
         ciphertext = self.cipher.encrypt_segment(index, last, plaintext)
@@ -52,7 +59,7 @@ class SegmentCodec:
             last=last,
             plain_size=len(plaintext),
             blocks=blocks,
-            hashes=tuple(shard_hash(b) for b in blocks),
+            hashes=tuple(self.hasher(b) for b in blocks),
         )
 
     def decode(
@@ -90,7 +97,7 @@ class SegmentCodec:
                 continue
             if block is None:
                 missing.append(shard)
-            elif len(block) != block_size or shard_hash(block) != hashes[shard]:
+            elif len(block) != block_size or self.hasher(block) != hashes[shard]:
                 corrupt.append(shard)
             else:
                 good[shard] = block

@@ -144,6 +144,15 @@ class Holdings:
             )
         return added
 
+    def noted(self, record_id: bytes, index: int) -> list[bytes]:
+        """Digests of the blocks noted for `index`, sorted."""
+        with self._db.connection() as db:
+            rows = db.execute(
+                "SELECT digest FROM blocks WHERE record_id = ? AND shard_index = ? ORDER BY digest",
+                (record_id, index),
+            ).fetchall()
+        return [bytes(row[0]) for row in rows]
+
     def keep_only(self, record_id: bytes, index: int, named: Iterable[bytes]) -> list[bytes]:
         """Un-note the blocks of `index` that are not `named` (sent before the manifest
         was known, and not part of the record); returns the digests now unreferenced."""

@@ -4,6 +4,11 @@ A block is stored under its shard hash and checked against it on the way in
 (a peer cannot plant a block under a false name) and on the way out (bit rot
 is caught, the block quarantined and never served). A quota bounds what the
 store accepts. Backends (disk, memory) only move bytes.
+
+The store does not know which manifest version names a block, so a digest
+is checked against every block hash in use, BLAKE3 first, then BLAKE2b
+(`hashing.block_matches`; docs/records.md says why that is sound). Blocks
+added without a digest get the current one, BLAKE3.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from abc import ABC, abstractmethod
 
 from storage.codec.decoder import BlockSource
 from storage.codec.erasure import BytesLike
-from storage.codec.hashing import DIGEST_SIZE, shard_hash
+from storage.codec.hashing import DIGEST_SIZE, block_matches, shard_hash_v3
 from storage.codec.manifest import Manifest
 from storage.errors import BlockMismatch, CorruptShard, ShardNotFound, StoreFull
 
@@ -41,17 +46,21 @@ class ShardStore(ABC):
     def put(self, digest: bytes, block: BytesLike) -> bool:
         """Store `block` durably; False when it was already present.
 
-        Raises BlockMismatch if the block does not hash to `digest` and
+        Raises BlockMismatch if the block does not hash to `digest` (under
+        BLAKE3 or BLAKE2b, whichever manifest version names it) and
         StoreFull when the quota or the disk has no room; nothing is stored then.
         """
         check_digest(digest)
-        if shard_hash(block) != digest:
+        if not block_matches(digest, block):
             raise BlockMismatch(f"block does not hash to {digest.hex()}; refused")
         return self._store(digest, block)
 
     def add(self, block: BytesLike) -> bytes:
-        """Store `block` under its own hash (computed once) and return that hash."""
-        digest = shard_hash(block)
+        """Store `block` under its own BLAKE3 hash (computed once) and return that hash.
+
+        For blocks that come before their manifest: only a version 3 manifest names them.
+        """
+        digest = shard_hash_v3(block)
         self._store(digest, block)
         return digest
 
@@ -82,7 +91,7 @@ class ShardStore(ABC):
         """
         check_digest(digest)
         block = self._read(digest)
-        if shard_hash(block) != digest:
+        if not block_matches(digest, block):
             self._move_to_quarantine(digest, len(block))
             raise CorruptShard(digest)
         return block

@@ -20,7 +20,12 @@ from protocol.control.commands import ListRecords
 from protocol.ledger.entries import EntryType, RecordBody
 from protocol.ledger.timestamps import is_coarse
 from storage.codec.encoder import RecordEncoder
-from storage.codec.manifest import LEGACY_VERSION, PADDED_VERSION, RecordMetadata
+from storage.codec.manifest import (
+    BLAKE3_VERSION,
+    LEGACY_VERSION,
+    PADDED_VERSION,
+    RecordMetadata,
+)
 from storage.codec.padme import padme
 from tests.node.cluster import Cluster, holders_of, knows_grant, read_all, small_config
 
@@ -57,7 +62,7 @@ async def test_what_members_see_is_padded_and_readers_get_the_record(
         assert all(is_coarse(e.timestamp) for e in reader.ledger.book.entries())  # minutes
         for holder in holders_of(cluster, result.record_id):
             manifest = holder.shards.manifest(result.record_id)
-            assert manifest is not None and manifest.version == PADDED_VERSION
+            assert manifest is not None and manifest.version == BLAKE3_VERSION  # padded
             assert manifest.size == padme(len(data)) != len(data)
         assert await read_all(reader, result.record_id) == data
         # The owner's listing opens the true size; the ledger row would show the padded one.
@@ -101,16 +106,24 @@ async def test_records_stored_in_the_old_format_still_read(
                 metadata=RecordMetadata(filename="old.pdf"),
                 grantees=[reader.public_key],
             )
+        with monkeypatch.context() as blake2b_node:  # a node from before BLAKE3 (issue 17)
+            blake2b_node.setattr(
+                service, "RecordEncoder", functools.partial(RecordEncoder, version=PADDED_VERSION)
+            )
+            padded = await writer.records.put(
+                segments(data, SEGMENT), metadata=RecordMetadata(), grantees=[reader.public_key]
+            )
         new = await writer.records.put(
             segments(data, SEGMENT), metadata=RecordMetadata(), grantees=[reader.public_key]
         )
         assert old.manifest.version == LEGACY_VERSION and old.manifest.size == len(data)
-        assert new.manifest.version == PADDED_VERSION
-        for record in (old, new):
+        assert padded.manifest.version == PADDED_VERSION
+        assert new.manifest.version == BLAKE3_VERSION
+        for record in (old, padded, new):
             await knows_grant(reader, record.record_id, reader.public_key)
             assert ledger_sizes(reader, record.record_id) == [record.manifest.size]
             assert await read_all(reader, record.record_id) == data
         rows = (await ControlOps(writer, started=0.0).list_records(ListRecords(None))).records
-        assert sorted(r.size for r in rows) == [len(data)] * 2
+        assert sorted(r.size for r in rows) == [len(data)] * 3
         assert {r.filename for r in rows} == {"old.pdf", ""}
         nursery.cancel_scope.cancel()

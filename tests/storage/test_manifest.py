@@ -102,7 +102,7 @@ def test_oversized_input_is_rejected_before_parsing() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"v": 3}, "unsupported manifest version"),
+        ({"v": 4}, "unsupported manifest version"),
         ({"v": 0}, "unsupported manifest version"),
         ({"v": "1"}, "unsupported manifest version"),
         ({"extra": 1}, "differ from the version 1 set"),

@@ -1,4 +1,5 @@
-"""One contract, every backend: what any ShardStore must do."""
+"""One contract, every backend: what any ShardStore must do (blocks named by BLAKE3,
+what version 3 manifests list; tests/storage/test_block_hashes.py covers BLAKE2b)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.codec.hashing import shard_hash
+from storage.codec.hashing import shard_hash_v3
 from storage.errors import BlockMismatch, CorruptShard, ShardNotFound, StoreFull
 from tests.storage.store_fixtures import Backend, disk_backend, memory_backend
 
@@ -20,7 +21,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 def block(size: int = 1000, seed: int = 0) -> tuple[bytes, bytes]:
     data = (seed.to_bytes(4, "big") + os.urandom(size))[:size]
-    return shard_hash(data), data
+    return shard_hash_v3(data), data
 
 
 def test_put_get_list_delete(backend: Backend) -> None:
