@@ -223,3 +223,17 @@ def running_with(text: str) -> list[int]:
         if proc.name.isdigit() and "benchmarks.tahoe_node" in cmdline and text in cmdline:
             found.append(int(proc.name))
     return found
+
+
+@pytest.mark.skipif(tahoe_available(), reason="tahoe-lafs is installed here")
+def test_without_tahoe_the_comparison_says_what_to_install(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cluster", "--compare", "tahoe", "--out", f"{tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "needs tahoe-lafs" in result.stderr and "[bench]" in result.stderr
