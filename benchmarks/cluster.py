@@ -3,6 +3,7 @@
     python -m benchmarks.cluster [--nodes 5] [-k 3] [-n 5] [--sizes-mib 1 16 64]
                                  [--repeat 5] [--segment-size 1048576] [--dir DIR]
                                  [--out bench-out/cluster] [--seed 1] [--json]
+                                 [--compare tahoe]
 
 Starts `--nodes` daemons (`medvault init` + `medvault run`, real TCP and disk
 stores, fsync'd writes) in --dir (default: a temporary directory). For each
@@ -18,6 +19,10 @@ network formed, peak RSS (VmHWM), and RSS at the end (what stays resident).
 Writes cluster_samples.csv, cluster_summary.csv and cluster.png into --out;
 `--json` ends with the figures, e.g. put_mbps_64mib, get_mbps_64mib,
 idle_rss_mib_max, peak_rss_mib_max, rss_after_mib_max.
+
+`--compare tahoe` (needs the bench extra) runs a Tahoe-LAFS grid of the same
+shape beside the daemons and times both on the same fresh files, alternately
+(sizes default to 1 and 64 MiB): benchmarks/tahoe_compare.py.
 """
 
 from __future__ import annotations
@@ -110,18 +115,28 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=5)
     p.add_argument("-k", type=int, default=3)
     p.add_argument("-n", type=int, default=5)
-    p.add_argument("--sizes-mib", type=float, nargs="+", default=[1, 16, 64])
+    p.add_argument("--sizes-mib", type=float, nargs="+", default=None, help="default 1 16 64")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--segment-size", type=int, default=1024 * 1024)
     p.add_argument("--dir", type=Path, default=None, help="where the nodes live (default: temp)")
     p.add_argument("--out", type=Path, default=Path("bench-out/cluster"))
+    p.add_argument("--compare", choices=["tahoe"], default=None, help="time Tahoe-LAFS alongside")
     args = p.parse_args()
     if args.nodes < 2:
         raise SystemExit("--nodes must be at least 2 (a writer and a reader)")
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="medvault-cluster-") as tmp:
         root = args.dir or Path(tmp)
-        figures = run(args, root)
+        if args.compare == "tahoe":
+            from benchmarks.tahoe_compare import DEFAULT_SIZES_MIB, run_compare  # noqa: PLC0415
+
+            args.sizes_mib = args.sizes_mib or DEFAULT_SIZES_MIB
+            figures = run_compare(args, root)
+        else:
+            args.sizes_mib = args.sizes_mib or [1, 16, 64]
+            figures = run(args, root)
     emit_json(figures, args.json)
 
 
