@@ -319,8 +319,8 @@ class ReedSolomon:
                 target[lo:hi] = _as_array(shards[i])[: hi - lo]
         if not missing or not length:
             return
-        # Rows that fit whole into `out` are written there; a short last one goes via scratch.
-        fits = [(i + 1) * length <= target.shape[0] for i in missing]
+        # Rows that fit whole in out[:size] are written there; a short last one goes via scratch.
+        fits = [(i + 1) * length <= size for i in missing]
         rows = [
             target[i * length : (i + 1) * length] if whole else np.empty(length, dtype=np.uint8)
             for i, whole in zip(missing, fits, strict=True)
