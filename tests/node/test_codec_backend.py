@@ -17,6 +17,7 @@ from node.config.fields import ConfigError
 from node.daemon import choose_erasure_backend
 from storage.codec import erasure, isal
 from tests.node.test_cli_failures import initialised
+from tests.node.test_control_cli import controlled
 
 HAVE_ISAL = not isinstance(isal.load(), isal.Unavailable)
 
@@ -82,3 +83,13 @@ def test_the_daemon_logs_its_codec_once_at_start(tmp_path: Path, backend: str) -
     assert len(codecs) == 1, events
     expected = "numpy" if backend == "numpy" or not HAVE_ISAL else "isal ("
     assert codecs[0]["backend"].startswith(expected)
+
+
+async def test_status_names_the_codec_in_use(tmp_path: Path) -> None:
+    erasure.select_backend("numpy")
+    async with controlled(tmp_path, count=2, served=1) as net:
+        forced = await net.ok(0, "status")
+        erasure.select_backend("auto")
+        chosen = await net.ok(0, "status")
+    assert forced["erasure_codec"] == "numpy"
+    assert chosen["erasure_codec"].startswith("isal (" if HAVE_ISAL else "numpy (ISA-L")
