@@ -156,6 +156,9 @@ def main() -> None:
             "pyeclib-isal": _pyeclib(k, n, data, lost, timer, backend="isa_l_rs_vand"),
         }
         ours_enc, ours_dec = _ours_times(results)
+        # The best backend under the names the figures had before there were two.
+        figures[f"medvault_{k}_{n}_encode_mbps"] = round(size / ours_enc / MB, 1)
+        figures[f"medvault_{k}_{n}_decode_mbps"] = round(size / ours_dec / MB, 1)
         for name, timing in results.items():
             if timing is None:
                 rows.append([f"{k}/{n}", name, None, None, None, None])
