@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import trio
@@ -23,6 +24,7 @@ import trio
 from node.assembly import Node, NodeParts
 from node.config.addresses import PeerAddress
 from node.config.datadir import AUTHORITY_FILE, DataDir, DataDirError
+from node.config.fields import ConfigError
 from node.config.settings import NodeConfig
 from node.control.address import control_path
 from node.control.ops import ControlOps
@@ -46,6 +48,8 @@ from protocol.dht.contact import Contact
 from protocol.ids import node_id
 from protocol.membership.certificate import CertificateError
 from protocol.net.messages import Ping, Pong
+from storage.codec import erasure
+from storage.codec.isal import IsalError
 from storage.store.disk import DiskShardStore
 from storage.store.holdings import Holdings
 from storage.store.ledger_db import LedgerDB, LedgerDBError
@@ -126,6 +130,17 @@ def warn_about_membership(data_dir: DataDir, membership: Membership | None) -> N
         )
 
 
+def choose_erasure_backend(environ: Mapping[str, str]) -> str:
+    """Select the Reed-Solomon backend MEDVAULT_RS_BACKEND names (default: ISA-L when it
+    loads, numpy otherwise) and describe it; a bad name, or isal forced where it cannot
+    load, stops the node saying why."""
+    try:
+        erasure.backend_from_environment(environ)
+    except (ValueError, IsalError) as exc:
+        raise ConfigError(str(exc)) from None
+    return erasure.describe_backend()
+
+
 async def serve_node(
     data_dir: DataDir,
     stop: trio.Event | None = None,
@@ -144,6 +159,7 @@ async def serve_node(
     # Everything that can refuse to start is opened before the first log line,
     # so a node that cannot start says why in one line.
     config = data_dir.config()
+    codec = choose_erasure_backend(os.environ)
     identity = data_dir.identity()
     network_key = data_dir.network_key()
     public = bytes(identity.verify_key)
@@ -162,6 +178,7 @@ async def serve_node(
                 node_id=node_id(public).hex(),
                 public_key=public.hex(),
             )
+            event(log, logging.INFO, "erasure codec", backend=codec)
             warn_about_membership(data_dir, membership)
             for problem in revocations.problems:
                 event(log, logging.WARNING, "revocation not applied", reason=problem)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from node.offload import inline_work
+from storage.codec.erasure import backend_from_environment
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
@@ -21,6 +22,8 @@ settings.register_profile(
     derandomize=True,
 )
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "default")
+# MEDVAULT_RS_BACKEND=numpy|isal runs the whole suite on one Reed-Solomon backend.
+backend_from_environment(os.environ)
 
 
 @pytest.fixture(autouse=True)

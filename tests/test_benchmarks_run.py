@@ -32,6 +32,7 @@ def test_codec_benchmark_reports_every_grid_point() -> None:
     for k, n in ((4, 6), (10, 14), (16, 20)):
         assert figures[f"medvault_{k}_{n}_encode_mbps"] > 0
         assert figures[f"medvault_{k}_{n}_decode_mbps"] > 0
+        assert figures[f"medvault_numpy_{k}_{n}_decode_mbps"] > 0
 
 
 def test_pipeline_benchmark_round_trips_and_reports() -> None:

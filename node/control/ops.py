@@ -93,6 +93,7 @@ from protocol.ledger.trail import hidden_reads, trail
 from protocol.membership.revocation import RevocationError, parse
 from protocol.records.purpose import Purpose
 from protocol.records.upload import UploadSegments
+from storage.codec import erasure
 from storage.codec.crypt import SegmentCipher
 from storage.codec.encoder import read_full
 from storage.codec.manifest import RecordMetadata
@@ -219,6 +220,7 @@ class ControlOps:
             orphan_bytes=orphans[1],
             ledger_caught_up=node.ledger.caught_up,
             revoked_nodes=len(self._revoked()),
+            erasure_codec=erasure.describe_backend(),
         )
 
     async def node_key(self, request: NodeKey) -> NodeKeyReply:

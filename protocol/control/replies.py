@@ -75,6 +75,7 @@ class StatusReply(ControlReply):
     orphan_bytes: int  # what they weigh (`medvault gc` reclaims it)
     ledger_caught_up: bool  # peers showed nothing beyond this ledger (gc is safe)
     revoked_nodes: int  # node keys refused: revoked by an authority or in network.revoked
+    erasure_codec: str = ""  # the Reed-Solomon backend in use ("isal (...)" or "numpy ...")
 
 
 @control_reply
