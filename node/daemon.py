@@ -29,8 +29,6 @@ from node.control.ops import ControlOps
 from node.control.server import ControlServer
 from node.dht.peerstore import PEERS_FILE, UnreadablePeers, load_peers, save_peers
 from node.dht.service import DhtService
-from node.http.server import serve_http
-from node.http.service import node_api
 from node.logs import event, get_logger, short_key
 from node.net.connections import ConnectionManager
 from node.net.errors import RpcError
@@ -233,6 +231,10 @@ async def _serve(
             if config.http.listen is None:
                 http_done.set()
             else:
+                # Only a node with `[http] listen` loads the HTTP stack (memory, start time).
+                from node.http.server import serve_http  # noqa: PLC0415 - see above
+                from node.http.service import node_api  # noqa: PLC0415
+
                 api = node_api(node, root, config.http, ops)
 
                 async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
