@@ -30,6 +30,7 @@ from node.control.server import ControlServer
 from node.dht.peerstore import PEERS_FILE, UnreadablePeers, load_peers, save_peers
 from node.dht.service import DhtService
 from node.logs import event, get_logger, short_key
+from node.memory import limit_arenas
 from node.net.connections import ConnectionManager
 from node.net.errors import RpcError
 from node.net.membership import Membership
@@ -346,6 +347,7 @@ async def _reach(manager: ConnectionManager, peer: PeerAddress) -> None:
 
 async def run_until_signalled(data_dir: DataDir, trust_local_ledger: bool = False) -> None:
     """Serve until SIGINT or SIGTERM: the first stops cleanly, a second at once."""
+    limit_arenas()  # before any worker thread allocates (node.memory)
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
