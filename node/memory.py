@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 ARENAS = 2
@@ -39,6 +40,8 @@ def limit_arenas(arenas: int = ARENAS) -> bool:
 
 
 def release_free_memory() -> bool:
-    """Return free heap pages to the system; whether any were released."""
+    """Free what only cycles hold, then return free heap pages to the system; whether
+    any were released."""
+    gc.collect()
     libc = _libc()
     return libc is not None and libc.malloc_trim(0) == 1
