@@ -20,7 +20,8 @@ from pathlib import Path
 from node.memory import release_free_memory
 
 def rss():
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS"))
+    lines = Path("/proc/self/status").read_text().splitlines()
+    line = next(l for l in lines if l.startswith("VmRSS"))
     return int(line.split()[1]) / 1024
 
 first = b"x" * (1 << 20)
