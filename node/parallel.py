@@ -11,7 +11,7 @@ node.records.stages; this is its counterpart for benchmarks and tools.)
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -25,7 +25,7 @@ def ordered_map(
     *,
     pool: ThreadPoolExecutor | None,
     window: int,
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """`fn` of every item, in order, computed on `pool` (inline when None).
 
     The next item is taken from `items` only when fewer than `window` are in
