@@ -50,16 +50,40 @@ from benchmarks.harness import (
 )
 from node.control.client import ControlClient, call
 from node.sim.localnet import Network
-from node.sim.procstat import resident_mib
+from node.sim.procstat import PeakWatch, resident_mib
 from protocol.control.commands import Get, ListRecords, Put
 from protocol.control.replies import GetHeader, RecordsReply
 
 GRANT_WAIT = 60.0
 TARGET_MBPS = 100  # issue 6: 64 MiB put and get on the 2-core development machine
+WRITER_SETTLED_MIB = 80  # issue 17: the writer's RSS within 10 s of a put
 
 
 def memory(net: Network) -> list[tuple[float, float]]:
     return [resident_mib(node.proc.pid) for node in net.nodes if node.proc is not None]
+
+
+def writer_settling(
+    net: Network, source: Path, grantee: str, settle: float, every: float = 0.25
+) -> dict[str, Any]:
+    """One more put of `source` from node0: the writer's peak RSS during it, then its RSS
+    sampled for `settle` seconds (issue 17: at most 120 MiB, under 80 MiB within 10 s)."""
+    pid = net.nodes[0].proc.pid if net.nodes[0].proc is not None else 0
+    with PeakWatch(pid) as watch:
+        put(net, source, grantee)
+    samples = [(0.0, resident_mib(pid)[0])]
+    started = time.monotonic()
+    while samples[-1][0] < settle:
+        time.sleep(every)
+        samples.append((time.monotonic() - started, resident_mib(pid)[0]))
+    under = next((t for t, rss in samples if rss < WRITER_SETTLED_MIB), None)
+    return {
+        "writer_before_put_mib": round(watch.before, 1),
+        "writer_put_peak_mib": round(watch.peak, 1),
+        "writer_rss_at_end_of_put_mib": round(samples[0][1], 1),
+        "writer_rss_after_settle_mib": round(samples[-1][1], 1),
+        "writer_seconds_to_under_80_mib": None if under is None else round(under, 2),
+    }
 
 
 def put(net: Network, source: Path, grantee: str, writer: int = 0) -> tuple[str, float]:
@@ -121,6 +145,12 @@ def main() -> None:
     p.add_argument("--dir", type=Path, default=None, help="where the nodes live (default: temp)")
     p.add_argument("--out", type=Path, default=Path("bench-out/cluster"))
     p.add_argument("--compare", choices=["tahoe"], default=None, help="time Tahoe-LAFS alongside")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        help="seconds the writer's RSS is sampled after one more put of the largest size (0: skip)",
+    )
     args = p.parse_args()
     if args.nodes < 2:
         raise SystemExit("--nodes must be at least 2 (a writer and a reader)")
@@ -160,6 +190,10 @@ def run(args: Any, root: Path) -> dict[str, Any]:
         idle = memory(net)
         samples, summary = measure(net, args)
         final = memory(net)
+        settling: dict[str, Any] = {}
+        if args.settle > 0:
+            largest = f"record-{max(args.sizes_mib):g}.bin"
+            settling = writer_settling(net, net.root / largest, net.keys[1], args.settle)
     finally:
         net.stop_all()
     print(
@@ -178,6 +212,14 @@ def run(args: Any, root: Path) -> dict[str, Any]:
         ["node", "idle RSS MiB", "peak RSS MiB", "RSS after MiB"],
         [[f"node{i}", idle[i][0], final[i][1], final[i][0]] for i in range(len(idle))],
     )
+    if settling:
+        print(
+            f"writer, one more {max(args.sizes_mib):g} MiB put: RSS before"
+            f" {settling['writer_before_put_mib']} MiB, peak {settling['writer_put_peak_mib']},"
+            f" at the end {settling['writer_rss_at_end_of_put_mib']},"
+            f" after {args.settle:g} s {settling['writer_rss_after_settle_mib']}; under"
+            f" {WRITER_SETTLED_MIB} MiB after {settling['writer_seconds_to_under_80_mib']} s"
+        )
     write_csv(args.out / "cluster_samples.csv", ["size_mib", "op", "seconds", "mbps"], samples)
     write_summary_csv(args.out / "cluster_summary.csv", summary)
     plot(summary, args)
@@ -188,6 +230,7 @@ def run(args: Any, root: Path) -> dict[str, Any]:
         "idle_rss_mib_max": round(max(r for r, _ in idle), 1),
         "peak_rss_mib_max": round(max(p for _, p in final), 1),
         "rss_after_mib_max": round(max(r for r, _ in final), 1),
+        **settling,
     }
     for row in summary:
         label = f"{row['size_mib']:g}mib"

@@ -31,9 +31,8 @@ from node.control.ops import ControlOps
 from node.control.server import ControlServer
 from node.dht.peerstore import PEERS_FILE, UnreadablePeers, load_peers, save_peers
 from node.dht.service import DhtService
-from node.http.server import serve_http
-from node.http.service import node_api
 from node.logs import event, get_logger, short_key
+from node.memory import limit_arenas
 from node.net.connections import ConnectionManager
 from node.net.errors import RpcError
 from node.net.membership import Membership
@@ -250,6 +249,10 @@ async def _serve(
             if config.http.listen is None:
                 http_done.set()
             else:
+                # Only a node with `[http] listen` loads the HTTP stack (memory, start time).
+                from node.http.server import serve_http  # noqa: PLC0415 - see above
+                from node.http.service import node_api  # noqa: PLC0415
+
                 api = node_api(node, root, config.http, ops)
 
                 async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
@@ -361,6 +364,7 @@ async def _reach(manager: ConnectionManager, peer: PeerAddress) -> None:
 
 async def run_until_signalled(data_dir: DataDir, trust_local_ledger: bool = False) -> None:
     """Serve until SIGINT or SIGTERM: the first stops cleanly, a second at once."""
+    limit_arenas()  # before any worker thread allocates (node.memory)
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

@@ -27,7 +27,6 @@ from node.cli import verbs, wallet
 from node.cli.common import common
 from node.control.client import ControlFailed, call
 from node.http.fhir import systems
-from node.http.fhir.claim import render_claim
 from protocol.claims import event as claims
 from protocol.claims.collect import collect_records
 from protocol.claims.disclosure import FIELDS, Disclosure, DisclosureError
@@ -202,7 +201,11 @@ class Watcher:
 
 
 def _shown(verified: claims.Verified, fhir: bool) -> dict[str, Any]:
-    return render_claim(verified) if fhir else claims.document(verified)
+    if not fhir:
+        return claims.document(verified)
+    from node.http.fhir.claim import render_claim  # noqa: PLC0415 - FHIR models only if asked
+
+    return render_claim(verified)
 
 
 def _print(verified: claims.Verified, as_json: bool, fhir: bool, why: str | None) -> None:

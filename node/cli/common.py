@@ -18,7 +18,7 @@ from node.config.datadir import ENV_HOME, DataDir, DataDirError, default_data_di
 from node.config.fields import ConfigError
 from node.config.keyfiles import KeyFileError
 from node.control.client import ControlFailed, DaemonNotRunning
-from node.http.server import HttpStartError
+from node.http.start_error import HttpStartError
 from node.http.tokens import TokenError
 from protocol.membership.certificate import CertificateError
 from protocol.membership.revocation import RevocationError

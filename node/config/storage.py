@@ -93,8 +93,9 @@ class StorageConfig:
         high=2**62,
     )
     transfer_batch_bytes: int = setting(
-        2 * 1024 * 1024,
-        "Bytes of shard blocks sent to a holder per call.",
+        1024 * 1024,
+        "Bytes of shard blocks sent to a holder per call (two calls in flight per holder: what"
+        " a writer buffers for its slowest holder grows with it).",
         low=64 * 1024,
         high=3 * 1024 * 1024,
     )

@@ -18,6 +18,7 @@ from hypercorn.trio import serve, tcp_server
 from starlette.applications import Starlette
 
 from node.config.http import HttpConfig
+from node.http.start_error import HttpStartError
 from node.logs import event, get_logger
 
 log = get_logger("http")
@@ -30,10 +31,6 @@ READ_TIMEOUT = 120  # seconds a request may send nothing before it is dropped
 # that work fourfold; a connection still holds at most hypercorn's app queue (10
 # reads) of a body the route has not taken yet. (docs/http-performance.md)
 RECEIVE_SIZE = 256 * 1024
-
-
-class HttpStartError(Exception):
-    """The HTTP API cannot start; the message names the setting."""
 
 
 def hypercorn_config(config: HttpConfig, grace: float) -> Config:

@@ -28,6 +28,7 @@ from node.config.storage import StorageConfig
 from node.dht.service import DhtService
 from node.ledger.service import LedgerService
 from node.logs import event, get_logger
+from node.memory import release_free_memory
 from node.metrics.records import GetMeter, RecordMetrics
 from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
@@ -190,6 +191,8 @@ class RecordService:
         except BaseException as exc:
             self.metrics.put_failed(exc)
             raise
+        finally:
+            release_free_memory()  # the put's segment buffers, freed by now (node.memory)
         seconds = trio.current_time() - started
         self.metrics.put_stored(result.size, result.verdict.degraded, seconds)
         return result

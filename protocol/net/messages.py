@@ -141,30 +141,36 @@ def encode_envelope_parts(envelope: Envelope) -> list[Buffer]:
     """
     parts: list[Buffer] = []
     small = bytearray()
-
-    def emit(value: Any) -> None:
-        nonlocal small
-        if isinstance(value, bytes | bytearray | memoryview) and _large(value):
-            small += b"\xc6" + memoryview(value).nbytes.to_bytes(4, "big")
-            parts.append(bytes(small))
-            small = bytearray()
-            parts.append(value)
-        elif isinstance(value, list | tuple) and _holds_large(value):
-            small += _header(len(value), 0x90, 0xDC)
-            for item in value:
-                emit(item)
-        elif isinstance(value, dict) and _holds_large(value):
-            small += _header(len(value), 0x80, 0xDE)
-            for key, item in value.items():
-                small += msgpack.packb(key, use_bin_type=True)
-                emit(item)
-        else:
-            small += msgpack.packb(value, use_bin_type=True)
-
-    emit(_fields(envelope))
+    _emit(_fields(envelope), parts, small)
     if small:
         parts.append(bytes(small))
     return parts
+
+
+def _emit(value: Any, parts: list[Buffer], small: bytearray) -> None:
+    """Encode `value` onto `small`, moving it to `parts` before each large string.
+
+    A module function, not a closure: a nested function that calls itself is a
+    reference cycle, and it held every block of every sent message until the
+    cyclic GC ran (rarely, in a put: few, large objects), so a writer grew by
+    most of what it had sent.
+    """
+    if isinstance(value, bytes | bytearray | memoryview) and _large(value):
+        small += b"\xc6" + memoryview(value).nbytes.to_bytes(4, "big")
+        parts.append(bytes(small))
+        small.clear()
+        parts.append(value)
+    elif isinstance(value, list | tuple) and _holds_large(value):
+        small += _header(len(value), 0x90, 0xDC)
+        for item in value:
+            _emit(item, parts, small)
+    elif isinstance(value, dict) and _holds_large(value):
+        small += _header(len(value), 0x80, 0xDE)
+        for key, item in value.items():
+            small += msgpack.packb(key, use_bin_type=True)
+            _emit(item, parts, small)
+    else:
+        small += msgpack.packb(value, use_bin_type=True)
 
 
 def _large(value: Buffer) -> bool:

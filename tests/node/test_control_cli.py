@@ -298,7 +298,7 @@ async def test_status_shows_orphans_and_gc_reclaims_them(
     async with controlled(tmp_path, count=5, served=5) as net:
 
         async def cut_short() -> AsyncIterator[tuple[bytes, bool]]:
-            for _ in range(250):  # past two 2 MiB transfer batches per holder, then cut
+            for _ in range(250):  # past two transfer batches per holder, then cut
                 yield os.urandom(64 * 1024), False
 
         with pytest.raises(RecordError):

@@ -91,3 +91,41 @@ async def test_cancellation_is_not_swallowed() -> None:
     with trio.move_on_after(1) as scope:
         await run_stages(numbers(3), slow_square, deliver)
     assert scope.cancelled_caught
+
+
+async def test_cancelled_mid_stream_no_work_is_left_running_in_a_thread() -> None:
+    lock = threading.Lock()
+    active = started = 0
+    release = threading.Event()
+    both_working = trio.Event()
+
+    def work(number: int) -> int:
+        nonlocal active, started
+        with lock:
+            active += 1
+            started += 1
+            both = started == 2
+        if both:
+            trio.from_thread.run_sync(both_working.set)
+        try:
+            release.wait(30)  # held in the thread until the test lets it go
+            return number
+        finally:
+            with lock:
+                active -= 1
+
+    async def deliver(value: int) -> None:
+        pass
+
+    async def stop_when_both_threads_work(scope: trio.CancelScope) -> None:
+        await both_working.wait()
+        scope.cancel()
+        await trio.to_thread.run_sync(release.set)
+
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as scope:
+            nursery.start_soon(stop_when_both_threads_work, scope)
+            await run_stages(numbers(100), work, deliver, workers=2)
+    assert scope.cancelled_caught
+    assert active == 0  # the cancelled stage waited for its threads' work
+    assert started == 2  # and started nothing after the cancellation

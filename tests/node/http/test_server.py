@@ -20,7 +20,8 @@ from starlette.routing import Route
 from node.config.fields import ConfigError
 from node.config.http import HttpConfig
 from node.config.settings import parse_config
-from node.http.server import HttpStartError, serve_http
+from node.http.server import serve_http
+from node.http.start_error import HttpStartError
 
 
 async def hello(request: Request) -> PlainTextResponse:
