@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from protocol.emergency.review import Access, accesses
 from protocol.ledger.entries import Entry, GrantBody, RevokeBody
 from protocol.ledger.state import LedgerState, change_rank
+from protocol.records import permit
 from protocol.records.purpose import Purpose
 
 
@@ -70,22 +71,39 @@ def emergency_at(
     accepted: Iterable[Entry],
     found: Iterable[Access],
 ) -> Access | None:
-    """The emergency access a read by `reader` at `at_ms` ran under, if its read right came
-    from one: the owner's latest grant or revoke of the record to `reader` stamped at or
-    before the read (entry times are floored to the minute) is a grant that came with an
-    emergency. Whatever the read states: a reader under break-glass cannot state it away."""
-    latest: Entry | None = None
+    """The emergency access a read by `reader` stated at `at_ms` may have run under.
+
+    The statement's time is the reader's word: holders serve it until LIFETIME_MS after
+    (protocol.records.permit), each checking the grant in force when it serves. So the
+    owner's grant or revoke of the record to `reader` in force at `at_ms` (the latest
+    stamped at or before it; entry times are floored to the minute) counts, and so does
+    every one stamped in the statement's lifetime after it: if one is a grant that came
+    with an emergency, so did the read. Whatever the read states or when it says it was
+    made, a reader under break-glass cannot state it away (a statement backdated to
+    before the emergency grant included); at worst an ordinary read just before a
+    break-glass is shown under it too. (Dating a statement up to MAX_SKEW_MS ahead, past
+    the owner's later ordinary grant, gains a reader nothing it was not then given.)"""
+    start, end = at_ms, at_ms + permit.LIFETIME_MS
+    before: Entry | None = None
+    within: list[Entry] = []
     for entry in accepted:
         body = entry.body
-        if (
+        if not (
             isinstance(body, GrantBody | RevokeBody)
             and entry.author == owner
             and body.record_id == record_id
             and body.grantee == reader
-            and entry.timestamp <= at_ms
-            and (latest is None or change_rank(entry) > change_rank(latest))
+            and entry.timestamp <= end
         ):
-            latest = entry
-    if latest is None or not isinstance(latest.body, GrantBody):
-        return None
-    return came_with(owner, record_id, reader, latest.body.expires_at, found)
+            continue
+        if entry.timestamp > start:
+            within.append(entry)
+        elif before is None or change_rank(entry) > change_rank(before):
+            before = entry
+    found = list(found)
+    for entry in ([before] if before is not None else []) + sorted(within, key=change_rank):
+        if isinstance(entry.body, GrantBody):
+            access = came_with(owner, record_id, reader, entry.body.expires_at, found)
+            if access is not None:
+                return access
+    return None

@@ -10,6 +10,7 @@ from protocol.emergency.purpose import default_purpose
 from protocol.ledger.entries import EmergencyBody, EmergencySignoffBody, Entry
 from protocol.ledger.state import LedgerState, fold
 from protocol.ledger.trail import EMERGENCY, NOT_SIGNED_OFF, RowKind, TrailRow, trail
+from protocol.records import permit
 from protocol.records.purpose import Purpose
 from tests.protocol.ledger_helpers import Feed
 from tests.protocol.test_emergency import KEY, REASON, REQUESTER, Story, note, sealed
@@ -167,3 +168,37 @@ def test_a_key_signed_by_someone_else_is_only_a_plain_signing_key() -> None:
     read(b, doctor, story.record_id, 1)
     (row,) = [r for r in rows_of(story, b) if r.purpose is not None]
     assert row.kind == RowKind.READ and "EMERGENCY" not in row.flags
+
+
+def test_a_backdated_statement_does_not_hide_a_read_under_break_glass() -> None:
+    """B (the break-glass requester) signs its statement up to a permit's lifetime before
+    the owner's emergency grant: holders serve it (fresh, and B holds a grant now), so the
+    audit must still count it under the emergency, not as a plain read of a never-granted
+    moment."""
+    story = Story()
+    granted_at = next(e.timestamp for e in story.owner.entries if e.type.name == "GRANT"
+                      and e.body.grantee == REQUESTER)  # type: ignore[union-attr]  # fmt: skip
+    b = Feed("hospital b")
+    b.clock = story.owner.clock
+    backdated = granted_at - permit.LIFETIME_MS + 60_000  # still fresh when served just after
+    read(b, b.key, story.record_id, 1, purpose=Purpose.TREAT, at=backdated)
+    (row,) = [r for r in rows_of(story, b) if r.purpose is not None]
+    assert row.kind == RowKind.EMERGENCY and EMERGENCY in row.flags
+    assert row.emergency == story.emergency.hash
+
+
+def test_a_read_long_before_the_emergency_stays_a_plain_read() -> None:
+    """A statement that had expired before the emergency grant existed was not served under
+    it: no flag (the owner's earlier ordinary grant, since revoked, covered it)."""
+    owner, b = Feed("hospital a"), Feed("hospital b")
+    record_id = owner.record("scan")
+    owner.grant(record_id, b.public)
+    b.clock = owner.clock
+    read(b, b.key, record_id, 1, purpose=Purpose.TREAT)
+    owner.clock = b.clock + permit.LIFETIME_MS + 120_000
+    owner.revoke(record_id, b.public)
+    owner.grant(record_id, b.public, expires_at=EXPIRES)
+    owner.write(EmergencyBody(record_id, b.public, EXPIRES, sealed(record_id)))
+    entries, state = state_of(owner, b)
+    (row,) = [r for r in trail(record_id, entries, state) if r.purpose is not None]
+    assert row.kind == RowKind.READ and not row.flags
