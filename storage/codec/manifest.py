@@ -271,8 +271,13 @@ class Manifest:
     def verify_block(self, segment: int, index: int, block: hashing.BytesLike) -> bool:
         """True when `block` is exactly block `index` of `segment` (no key needed).
 
-        Only this version's algorithm counts: a reader knows which one it is.
+        Only this version's algorithm counts: a reader knows which one it is. The
+        length counts too: a writer can list the valid hash of a block of another
+        length, and blocks of unequal length would fail the erasure code (ValueError)
+        where a corrupt block only means the next index is tried.
         """
+        if memoryview(block).nbytes != self.block_size(segment):
+            return False
         return self.shard_hasher(block) == self.block_hash(segment, index)
 
     @property
