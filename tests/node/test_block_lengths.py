@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 
+from node.records.audit import kept
 from node.records.fetch import BlockFetcher
 from protocol.records.fetching import Latency
 from protocol.records.messages import BlockRef
@@ -55,3 +56,13 @@ def test_every_honest_block_still_verifies() -> None:
         [BlockRef(s, i) for s, i in blocks], list(blocks.values())
     )
     assert all(ok for _, _, ok in checked)
+
+
+def test_an_audit_does_not_blame_a_holder_for_the_writers_odd_length_block() -> None:
+    """Holders store a listed block of the wrong length as named (they check the name
+    only): serving it back is keeping it, though no reader takes it."""
+    manifest, blocks = encode(os.urandom(2000))
+    longer = blocks[0, 1] + b"\0"
+    bad = with_block(manifest, 0, 1, longer)
+    assert kept(bad, BlockRef(0, 1), longer) and not bad.verify_block(0, 1, longer)
+    assert not kept(bad, BlockRef(0, 1), blocks[0, 1])  # the one it does not list
