@@ -3,8 +3,9 @@
 Blocks arrive per shard index in batches (StoreShards). The shard store is
 content-addressed, so blocks can be kept before the record's manifest is
 known (a streaming put sends it with the last batch); once it is, every block
-is checked against it, and an index counts as held (and the node announces
-itself as a provider) only when every segment's block of it is stored.
+is checked against it, and an index counts as held only when every
+segment's block of it is stored (the node announces itself as a provider
+once the record is also recorded: node.records.announcing).
 Disk and hashing work runs in worker threads.
 
 Blocks of a record the ledger does not know are charged to its writer
@@ -25,6 +26,7 @@ from node.net.dispatch import Dispatcher
 from node.net.errors import RequestError
 from node.net.rpc_port import Caller
 from node.offload import in_worker
+from node.records.announcing import Announcements
 from node.records.pending import PendingBytes, Reservation
 from node.records.read_gate import ReadGate
 from node.records.views import RecordViews
@@ -104,6 +106,7 @@ class ShardService:
         self.clock_ms = clock_ms
         self.site = site
         self.announce = announce
+        self.announcements = Announcements(announce, recorded)  # once recorded
         self.withdraw = withdraw
         # Decoded manifests of held records, most recently used last, at most
         # MANIFEST_CACHE_BYTES of block hashes (a member can send huge ones).
@@ -176,6 +179,7 @@ class ShardService:
         for record_id in record_ids:
             if record_id in self.pending and self.recorded(record_id):
                 self.pending.release(record_id)
+            self.announcements.recorded([record_id])
 
     def announce_all(self) -> int:
         """Announce every record held (at start: the DHT forgets announcements)."""
@@ -220,7 +224,7 @@ class ShardService:
                 added += noted
                 if complete:
                     self._may_challenge(record_id, message.index, sender)
-                    self.announce(record_dht_key(record_id))
+                    self.announcements.held(record_id)
                     event(
                         log,
                         logging.INFO,
@@ -631,6 +635,7 @@ class ShardService:
         """Delete every block held of a record (tombstoned, or never recorded)."""
         deleted = await in_worker(self._remove_record, record_id)
         self.pending.release(record_id)
+        self.announcements.forget(record_id)
         self.withdraw(record_dht_key(record_id))
         event(
             log, logging.INFO, "record shards deleted", record=record_id.hex()[:16], blocks=deleted
