@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence, Set
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
+from typing import TypeVar
 
 import nacl.signing
 import trio
@@ -94,6 +95,7 @@ from storage.codec.manifest import Manifest, RecordMetadata
 from storage.errors import KeyFormatError, ManifestError
 
 log = get_logger("records")
+T = TypeVar("T")
 ADDRESS_SIZE = 66  # an encoded protocol.privacy Address: grants to it are stealth grants
 
 
@@ -229,7 +231,9 @@ class RecordService:
         need = shard_bytes(size_hint or config.segment_size, config.k)
         wanted = config.n if require_full else config.happy
         started = trio.current_time()
-        pool = await self.reach.candidates(record_dht_key(record_id), config.n)
+        segments, pool = await _read_ahead_while(
+            segments, self.reach.candidates(record_dht_key(record_id), config.n)
+        )
         placed = trio.current_time()
         if len(pool) < wanted:
             setting = "n, for --require-full" if require_full else "storage.happy"
@@ -793,6 +797,40 @@ class RecordService:
         await self.ledger.check_rules([entry])
         if not await self.ledger.ingest([raw]):
             raise RecordError("the entry was not accepted")
+
+
+async def _read_ahead_while(
+    segments: AsyncIterator[tuple[bytes, bool]], work: Awaitable[T]
+) -> tuple[AsyncIterator[tuple[bytes, bool]], T]:
+    """Await `work` (a put's placement lookup) while the upload's first segment is
+    read (a file's first read and its look-ahead are thread hops); the segments
+    again, the first one included, and the work's result."""
+    first: list[tuple[bytes, bool]] = []
+
+    async def read_first() -> None:
+        async for item in segments:
+            first.append(item)
+            return
+
+    results: list[T] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_first)
+            results.append(await work)
+    except BaseExceptionGroup as group:  # one failure: raised as itself
+        leaves = [e for e in group.exceptions if not isinstance(e, BaseExceptionGroup)]
+        if len(group.exceptions) == 1 and leaves and not isinstance(leaves[0], trio.Cancelled):
+            raise leaves[0] from None
+        raise
+
+    async def chained() -> AsyncIterator[tuple[bytes, bool]]:
+        for item in first:
+            yield item
+        if first and not first[-1][1]:
+            async for item in segments:
+                yield item
+
+    return chained(), results[0]
 
 
 def _covers(holdings: Sequence[Holding], k: int) -> bool:

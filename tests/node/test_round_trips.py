@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
 from node.assembly import Node
 from node.dht.service import LookupResult
+from node.records.errors import RecordError
+from node.records.reach import Reachable
 from node.sim.nodes import segments
 from protocol.dht.contact import Contact
+from protocol.ids import record_dht_key
 from protocol.net.messages import Message
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, knows_grant, read_all, small_config
@@ -115,4 +120,83 @@ async def test_a_one_segment_put_costs_each_holder_two_calls_and_two_commits(
         assert sum(n for (_, kind), n in calls.items() if kind in records) == 2 * len(holders)
         for node in cluster.nodes:
             assert node.shards.holdings.commits - commits[node.public_key] == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_holders_announce_a_record_once_their_ledger_has_it_not_during_the_put(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 5, small_config(happy=5))
+        writer = cluster.nodes[0]
+        announced: dict[bytes, list[bytes]] = {n.public_key: [] for n in cluster.nodes}
+        for node in cluster.nodes:
+            node.shards.announcements._announce = announced[node.public_key].append
+        recorded = writer.records._record
+        seen_at_record: list[int] = []
+
+        async def record(*args: object, **kwargs: object) -> None:
+            seen_at_record.append(sum(len(keys) for keys in announced.values()))
+            await recorded(*args, **kwargs)  # type: ignore[arg-type]
+
+        writer.records._record = record  # type: ignore[method-assign]
+        result = await writer.records.put(
+            segments(os.urandom(50_000), 64 * 1024), metadata=RecordMetadata()
+        )
+        assert seen_at_record == [0]  # no lookup competed with the put's proofs
+        for node in cluster.nodes:
+            while result.record_id not in node.ledger.state().records:
+                await node.ledger.changed()
+        assert all(keys == [record_dht_key(result.record_id)] for keys in announced.values())
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_put_reads_its_first_segment_while_placement_is_looked_up(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 5, small_config())
+        writer = cluster.nodes[0]
+        data = os.urandom(150_000)
+        pulled: list[int] = []
+
+        async def upload() -> AsyncIterator[tuple[bytes, bool]]:
+            async for segment in segments(data, 64 * 1024):
+                pulled.append(len(segment[0]))
+                yield segment
+
+        candidates = writer.records.reach.candidates
+        read_during_lookup: list[list[int]] = []
+
+        async def looked_up(key: bytes, want: int) -> list[Reachable]:
+            found = await candidates(key, want)
+            read_during_lookup.append(list(pulled))
+            return found
+
+        writer.records.reach.candidates = looked_up  # type: ignore[method-assign]
+        result = await writer.records.put(upload(), metadata=RecordMetadata())
+        assert read_during_lookup == [[64 * 1024]]  # the first segment, and only it
+        assert pulled == [64 * 1024, 64 * 1024, 150_000 - 128 * 1024]
+        assert await read_all(writer, result.record_id) == data
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_bad_upload_found_during_placement_fails_as_itself(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 5, small_config())
+        writer = cluster.nodes[0]
+
+        async def broken() -> AsyncIterator[tuple[bytes, bool]]:
+            for _ in ():
+                yield b"", True
+            raise RecordError("the upload ended before its last chunk; nothing was stored")
+
+        with pytest.raises(RecordError, match="ended before its last chunk"):
+            await writer.records.put(broken(), metadata=RecordMetadata())
+        assert len(writer.ledger.book) == 0
         nursery.cancel_scope.cancel()
