@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence, Set
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
+from typing import TypeVar
 
 import nacl.signing
 import trio
@@ -94,6 +95,7 @@ from storage.codec.manifest import Manifest, RecordMetadata
 from storage.errors import KeyFormatError, ManifestError
 
 log = get_logger("records")
+T = TypeVar("T")
 ADDRESS_SIZE = 66  # an encoded protocol.privacy Address: grants to it are stealth grants
 
 
@@ -229,7 +231,9 @@ class RecordService:
         need = shard_bytes(size_hint or config.segment_size, config.k)
         wanted = config.n if require_full else config.happy
         started = trio.current_time()
-        pool = await self.reach.candidates(record_dht_key(record_id), config.n)
+        segments, pool = await _read_ahead_while(
+            segments, self.reach.candidates(record_dht_key(record_id), config.n)
+        )
         placed = trio.current_time()
         if len(pool) < wanted:
             setting = "n, for --require-full" if require_full else "storage.happy"
@@ -640,6 +644,18 @@ class RecordService:
             contacts.setdefault(contact.public_key, contact)
         return list(contacts.values())
 
+    def _known_candidates(self, record_id: bytes) -> list[Contact]:
+        """Candidate holders from what this node already knows, without a lookup: itself,
+        the provider records it stores for the key, its routing table's closest."""
+        key = record_dht_key(record_id)
+        contacts = {
+            p.provider.public_key: Contact.from_info(p.provider)
+            for p in self.dht.store.providers(key, self.dht.wall_clock())
+        }
+        for contact in [self.dht.contact, *self.dht.routing.closest(key)]:
+            contacts.setdefault(contact.public_key, contact)
+        return list(contacts.values())
+
     async def holdings_of(
         self, record_id: bytes, verify: bool = False, *, enough: int | None = None
     ) -> list[Holding]:
@@ -648,10 +664,35 @@ class RecordService:
         With `enough` (a reader's k), stop waiting READ_GRACE seconds after the
         answers cover that many distinct complete indices: a reader needs no
         census, and waiting out every departed candidate's timeout is most
-        of a get's latency under churn. Surveys wait for every answer.
+        of a get's latency under churn. A reader first asks the candidates it
+        knows without a DHT lookup (`_known_candidates`); the lookup runs only
+        when their answers do not cover `enough` from `enough` distinct nodes
+        (one member claiming every index cannot stop the lookup). Surveys
+        (no `enough`) look up and wait for every answer.
         """
         results: list[Holding] = []
-        covered: set[int] = set()
+        asked: set[bytes] = set()
+        if enough is not None:
+            known = self._known_candidates(record_id)
+            asked = {c.public_key for c in known}
+            results = await self._ask_holdings(record_id, known, verify, enough)
+            if _covers(results, enough):
+                return sorted(results, key=lambda h: h.contact.node_id)
+        more = [c for c in await self._holder_candidates(record_id) if c.public_key not in asked]
+        results += await self._ask_holdings(record_id, more, verify, enough, results)
+        return sorted(results, key=lambda h: h.contact.node_id)
+
+    async def _ask_holdings(
+        self,
+        record_id: bytes,
+        candidates: Sequence[Contact],
+        verify: bool,
+        enough: int | None,
+        earlier: Sequence[Holding] = (),
+    ) -> list[Holding]:
+        """GetHoldings to every candidate at once; the answers that hold something."""
+        results: list[Holding] = []
+        covered: set[int] = {i for h in earlier for i in h.found.complete}
 
         async def ask(contact: Contact, nursery: trio.Nursery) -> None:
             try:
@@ -670,9 +711,9 @@ class RecordService:
                     nursery.cancel_scope.deadline = trio.current_time() + READ_GRACE
 
         async with trio.open_nursery() as nursery:
-            for contact in await self._holder_candidates(record_id):
+            for contact in candidates:
                 nursery.start_soon(ask, contact, nursery)
-        return sorted(results, key=lambda h: h.contact.node_id)
+        return results
 
     # -- the owner's entries ---------------------------------------------------------------
 
@@ -756,6 +797,47 @@ class RecordService:
         await self.ledger.check_rules([entry])
         if not await self.ledger.ingest([raw]):
             raise RecordError("the entry was not accepted")
+
+
+async def _read_ahead_while(
+    segments: AsyncIterator[tuple[bytes, bool]], work: Awaitable[T]
+) -> tuple[AsyncIterator[tuple[bytes, bool]], T]:
+    """Await `work` (a put's placement lookup) while the upload's first segment is
+    read (a file's first read and its look-ahead are thread hops); the segments
+    again, the first one included, and the work's result."""
+    first: list[tuple[bytes, bool]] = []
+
+    async def read_first() -> None:
+        async for item in segments:
+            first.append(item)
+            return
+
+    results: list[T] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_first)
+            results.append(await work)
+    except BaseExceptionGroup as group:  # one failure: raised as itself
+        leaves = [e for e in group.exceptions if not isinstance(e, BaseExceptionGroup)]
+        if len(group.exceptions) == 1 and leaves and not isinstance(leaves[0], trio.Cancelled):
+            raise leaves[0] from None
+        raise
+
+    async def chained() -> AsyncIterator[tuple[bytes, bool]]:
+        for item in first:
+            yield item
+        if first and not first[-1][1]:
+            async for item in segments:
+                yield item
+
+    return chained(), results[0]
+
+
+def _covers(holdings: Sequence[Holding], k: int) -> bool:
+    """Whether `k` distinct nodes answered with complete indices that together are `k`
+    or more (what one node claims, however much, counts as one)."""
+    nodes = [h for h in holdings if h.found.complete]
+    return len(nodes) >= k and len({i for h in nodes for i in h.found.complete}) >= k
 
 
 def _upkeep_read_id(record_id: bytes, now_ms: int) -> bytes:

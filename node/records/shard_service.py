@@ -3,8 +3,9 @@
 Blocks arrive per shard index in batches (StoreShards). The shard store is
 content-addressed, so blocks can be kept before the record's manifest is
 known (a streaming put sends it with the last batch); once it is, every block
-is checked against it, and an index counts as held (and the node announces
-itself as a provider) only when every segment's block of it is stored.
+is checked against it, and an index counts as held only when every
+segment's block of it is stored (the node announces itself as a provider
+once the record is also recorded: node.records.announcing).
 Disk and hashing work runs in worker threads.
 
 Blocks of a record the ledger does not know are charged to its writer
@@ -25,6 +26,7 @@ from node.net.dispatch import Dispatcher
 from node.net.errors import RequestError
 from node.net.rpc_port import Caller
 from node.offload import in_worker
+from node.records.announcing import Announcements
 from node.records.pending import PendingBytes, Reservation
 from node.records.read_gate import ReadGate
 from node.records.views import RecordViews
@@ -104,6 +106,7 @@ class ShardService:
         self.clock_ms = clock_ms
         self.site = site
         self.announce = announce
+        self.announcements = Announcements(announce, recorded)  # once recorded
         self.withdraw = withdraw
         # Decoded manifests of held records, most recently used last, at most
         # MANIFEST_CACHE_BYTES of block hashes (a member can send huge ones).
@@ -176,6 +179,7 @@ class ShardService:
         for record_id in record_ids:
             if record_id in self.pending and self.recorded(record_id):
                 self.pending.release(record_id)
+            self.announcements.recorded([record_id])
 
     def announce_all(self) -> int:
         """Announce every record held (at start: the DHT forgets announcements)."""
@@ -220,7 +224,7 @@ class ShardService:
                 added += noted
                 if complete:
                     self._may_challenge(record_id, message.index, sender)
-                    self.announce(record_dht_key(record_id))
+                    self.announcements.held(record_id)
                     event(
                         log,
                         logging.INFO,
@@ -303,12 +307,6 @@ class ShardService:
         if manifest is not None and last > manifest.segment_count:
             raise RequestError(ErrorCode.BAD_REQUEST, "segments out of range for this record")
         raw = manifest.encode() if message.manifest is not None and manifest is not None else None
-        added = 0
-        if raw is not None or (message.record_id, message.index) not in self._begun:
-            added += self.holdings.begin(
-                message.record_id, raw, message.index, self.clock_ms(), sender
-            )
-            self._begun.add((message.record_id, message.index))
         noted = []
         for offset, block in enumerate(message.blocks):
             if manifest is None:
@@ -317,7 +315,12 @@ class ShardService:
                 digest = manifest.block_hash(message.first_segment + offset, message.index)
                 self.store.put(digest, block)
             noted.append((digest, len(block)))
-        added += self.holdings.note_blocks(message.record_id, message.index, noted, self.clock_ms())
+        record_id, index, now = message.record_id, message.index, self.clock_ms()
+        if raw is None and (record_id, index) in self._begun:
+            added = self.holdings.note_blocks(record_id, index, noted, now)
+        else:  # the index's row and its first blocks: one commit
+            added = self.holdings.arrived(record_id, raw, index, now, uploader=sender, blocks=noted)
+            self._begun.add((record_id, index))
         return manifest, len(message.blocks), added
 
     def _accept_manifest(self, message: StoreShards) -> Manifest | None:
@@ -371,19 +374,18 @@ class ShardService:
             (manifest.block_hash(segment, index), manifest.block_size(segment))
             for segment in range(manifest.segment_count)
         ]
-        # Noted before the check: a block another record frees meanwhile is then
-        # either kept (noted first) or found missing here.
-        added = self.holdings.note_blocks(manifest.record_id, index, named, self.clock_ms())
         if manifest.shard_hasher is not shard_hash_v3:
             self._rename_early_blocks(manifest, index, {digest for digest, _ in named})
-        if any(digest not in self.store for digest, _ in named):
-            return False, added
-        # Blocks sent before the manifest was known that it does not name are no part
-        # of the record: they must not live as long as it does.
-        for digest in self.holdings.keep_only(manifest.record_id, index, (d for d, _ in named)):
+        # One transaction, one commit: the blocks are noted before the check (a block
+        # another record frees meanwhile is then either kept or found missing); blocks
+        # sent before the manifest was known that it does not name are no part of the
+        # record and must not live as long as it does.
+        complete, added, unreferenced = self.holdings.finish(
+            manifest.record_id, index, named, self.clock_ms(), self.store.__contains__
+        )
+        for digest in unreferenced:
             self.store.delete(digest)
-        self.holdings.complete(manifest.record_id, index)
-        return True, added
+        return complete, added
 
     def _rename_early_blocks(self, manifest: Manifest, index: int, named: set[bytes]) -> None:
         """Blocks sent before their manifest got BLAKE3 names (ShardStore.add); one of
@@ -633,6 +635,7 @@ class ShardService:
         """Delete every block held of a record (tombstoned, or never recorded)."""
         deleted = await in_worker(self._remove_record, record_id)
         self.pending.release(record_id)
+        self.announcements.forget(record_id)
         self.withdraw(record_dht_key(record_id))
         event(
             log, logging.INFO, "record shards deleted", record=record_id.hex()[:16], blocks=deleted

@@ -39,6 +39,7 @@ class Database:
         """
         self.path = path
         self.lock = threading.Lock()
+        self.commits = 0  # transactions committed (each an fsync, synchronous=FULL)
         self._error = error
         self._what = what
         try:
@@ -81,6 +82,7 @@ class Database:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self.commits += 1
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:

@@ -330,6 +330,7 @@ async def test_store_dht_ledger_and_gossip_series_come_from_the_nodes_state(
         await cluster.add_many(nursery, 5, small_config(quota_bytes=10_000_000, **QUIET))
         writer, peer = cluster.nodes[0], cluster.nodes[1]
         await writer.records.put(segments(b"z" * 30_000, SEGMENT), metadata=RecordMetadata())
+        await writer.announcements_done()  # its own, started once the record was recorded
         samples = scrape(writer)
         assert value(samples, "medvault_store_quota_bytes") == 10_000_000
         assert value(samples, "medvault_store_used_bytes") == writer.parts.store.used_bytes

@@ -123,7 +123,13 @@ async def test_a_member_cannot_plant_or_replay_someone_elses_provider_record(
     async with trio.open_nursery() as nursery:
         await cluster.add_many(nursery, 6, small_config())
         writer, member = cluster.nodes[0], cluster.nodes[5]
-        await writer.records.put(segments(os.urandom(50_000), 64 * 1024), metadata=RecordMetadata())
+        result = await writer.records.put(
+            segments(os.urandom(50_000), 64 * 1024), metadata=RecordMetadata()
+        )
+        for node in cluster.nodes:  # holders announce once their ledger has the record
+            while result.record_id not in node.ledger.state().records:
+                await node.ledger.changed()
+            await node.announcements_done()
         now = member.dht.wall_clock()
         stolen = next(
             record

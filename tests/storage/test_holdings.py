@@ -140,3 +140,37 @@ def test_weights_added_are_what_pending_weights_finds_after_a_restart(tmp_path: 
     assert reopened.pending_weights() == [(R1, A, added), (R2, None, ROW_WEIGHT)]
     reopened.remove(R1)
     assert reopened.pending_weights() == [(R2, None, ROW_WEIGHT)]
+
+
+def test_arrived_begins_and_notes_a_batch_in_one_commit(tmp_path: Path) -> None:
+    holdings = Holdings(tmp_path / "h.sqlite")
+    before = holdings.commits
+    added = holdings.arrived(R1, b"manifest", 0, 10, uploader=b"w" * 32, blocks=[(A, 10)])
+    assert holdings.commits == before + 1
+    assert added == len(b"manifest") + ROW_WEIGHT + 10
+    assert holdings.indices(R1) == ([], [0])
+    assert holdings.noted(R1, 0) == [A]
+    assert holdings.uploader(R1) == b"w" * 32
+
+
+def test_finish_completes_only_when_every_named_block_is_present(tmp_path: Path) -> None:
+    holdings = Holdings(tmp_path / "h.sqlite")
+    holdings.arrived(R1, None, 0, 10, uploader=None, blocks=[(A, 10), (C, 5)])  # C: a stray
+    before = holdings.commits
+    named = [(A, 10), (B, 20)]
+    assert holdings.finish(R1, 0, named, 11, present={A}.__contains__) == (False, 20, [])
+    assert holdings.indices(R1) == ([], [0])  # B is missing: not complete, C still noted
+    assert holdings.noted(R1, 0) == [A, B, C]
+    complete, added, unreferenced = holdings.finish(R1, 0, named, 12, {A, B}.__contains__)
+    assert (complete, added, unreferenced) == (True, 0, [C])  # C: the caller deletes it
+    assert holdings.indices(R1) == ([0], [])
+    assert holdings.noted(R1, 0) == [A, B]
+    assert holdings.commits == before + 2  # one commit per finish, not one per step
+
+
+def test_finish_keeps_a_stray_block_another_record_still_uses(tmp_path: Path) -> None:
+    holdings = Holdings(tmp_path / "h.sqlite")
+    holdings.arrived(R1, None, 0, 10, uploader=None, blocks=[(A, 10), (C, 5)])
+    holdings.arrived(R2, None, 0, 10, uploader=None, blocks=[(C, 5)])
+    assert holdings.finish(R1, 0, [(A, 10)], 11, {A, C}.__contains__) == (True, 0, [])
+    assert holdings.noted(R2, 0) == [C]
