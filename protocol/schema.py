@@ -85,7 +85,7 @@ def _build_encoder(hint: Any) -> Converter:
         if inner is _identity:
             return _identity
         return lambda value: {k: inner(v) for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
+    if origin in (typing.Union, types.UnionType) and hint != BytesView:
         (inner_hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
         inner = encoder(inner_hint)
         return _identity if inner is _identity else (lambda v: None if v is None else inner(v))
@@ -107,10 +107,31 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+def _bytes(value: Any) -> bytes:
+    """A bytes field owns its bytes: a view into a received message is copied."""
+    kind = type(value)
+    if kind is bytes:
+        return value  # type: ignore[no-any-return]
+    if kind is memoryview:
+        return bytes(value)
+    raise SchemaError("expected bytes")
+
+
+def _bytes_or_view(value: Any) -> bytes | memoryview:
+    """A `bytes | memoryview` field (shard blocks) keeps a view into the message."""
+    if type(value) not in (bytes, memoryview):
+        raise SchemaError("expected bytes")
+    return value  # type: ignore[no-any-return]
+
+
+# Fields of this type may be decoded as views into the received message.
+BytesView = bytes | memoryview
+
 _SCALARS: dict[Any, Converter] = {
     int: _exact(int, "an integer"),
     bool: _exact(bool, "bool"),
-    bytes: _exact(bytes, "bytes"),
+    bytes: _bytes,
+    BytesView: _bytes_or_view,
     str: _exact(str, "str"),
     float: _number,
 }

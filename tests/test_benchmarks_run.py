@@ -134,6 +134,25 @@ def test_cluster_benchmark_runs_real_daemons(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_holder_benchmark_measures_each_holder() -> None:
+    figures = run_json(
+        "benchmarks.holder",
+        "--nodes",
+        "3",
+        "-k",
+        "2",
+        "-n",
+        "3",
+        "--size-mib",
+        "1",
+        "--repeat",
+        "1",
+    )
+    assert figures["holder_cpu_ms_per_mib_median"] > 0
+    assert 0 < figures["holder_peak_rss_mib_median"] <= figures["holder_peak_rss_mib_max"] < 1024
+
+
+@pytest.mark.slow
 def test_http_benchmark_compares_http_with_the_control_socket(tmp_path: Path) -> None:
     figures = run_json(
         "benchmarks.http",

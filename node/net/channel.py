@@ -18,7 +18,7 @@ from node.offload import in_worker
 from protocol.errors import HandshakeFailed, RemoteProtocolError
 from protocol.net.boxstream import MAX_BODY, BoxReader, BoxWriter, Buffer
 from protocol.net.handshake import ClientHandshake, ServerHandshake, SessionKeys
-from protocol.net.wire import DEFAULT_MAX_MESSAGE, FrameDecoder, frame_prefix
+from protocol.net.wire import DEFAULT_MAX_MESSAGE, FrameDecoder, Payload, frame_prefix
 
 _RECEIVE_CHUNK = 4 * MAX_BODY
 # Messages this large are sealed in a worker thread, so bulk transfers do not
@@ -45,7 +45,7 @@ class SecureChannel:
         self._writer = BoxWriter(session.encrypt_key, session.encrypt_nonce)
         self._reader = BoxReader(session.decrypt_key, session.decrypt_nonce)
         self._frames = FrameDecoder(max_message)
-        self._inbox: collections.deque[bytes] = collections.deque()
+        self._inbox: collections.deque[Payload] = collections.deque()
         self._send_lock = trio.Lock()
         self._sealed = bytearray()  # reused for every outgoing message (under the lock)
         self._pending = leftover
@@ -79,8 +79,12 @@ class SecureChannel:
             if len(self._sealed) > KEEP_SEALED:
                 self._sealed = bytearray()  # do not hold on to a rare huge message's buffer
 
-    async def receive(self, max_size: int | None = None) -> bytes | None:
+    async def receive(self, max_size: int | None = None) -> Payload | None:
         """The next message, or None once the peer said goodbye.
+
+        Box-stream bodies are opened straight into the message's own buffer
+        (protocol.net.wire.FrameDecoder); the message is a bytearray, or a
+        memoryview of a mapping when large.
 
         `max_size` caps this message only (checked at its length prefix, before it
         is buffered): what a peer may send before it is admitted is small.
@@ -100,8 +104,8 @@ class SecureChannel:
                     raise ConnectionLost(f"receive failed: {type(exc).__name__}") from None
                 if not data:
                     raise ConnectionLost("stream ended without a goodbye")
-            for body in self._reader.feed(data):
-                self._inbox.extend(self._frames.feed(body))
+            self._reader.feed_into(data, self._frames)
+            self._inbox.extend(self._frames.completed())
         return self._inbox.popleft()
 
     async def aclose(self) -> None:

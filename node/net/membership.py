@@ -84,7 +84,7 @@ class Membership:
                 if dialer
                 else "the peer left before showing its certificate"
             )
-        cert = decode(raw)
+        cert = decode(bytes(raw))
         if self.is_revoked(cert.node_key):
             raise CertificateError("this node's membership was revoked")
         check(

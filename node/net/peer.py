@@ -47,6 +47,7 @@ from protocol.net.messages import (
     encode_envelope_parts,
 )
 from protocol.net.rpc import RequestTracker
+from protocol.net.wire import Payload
 
 log = get_logger("peer")
 DECODE_IN_WORKER_BYTES = 64 * 1024
@@ -275,7 +276,7 @@ class PeerConnection:
             await self._send(Envelope(Kind.ERROR, request_id, ErrorResponse(code, detail)))
 
 
-async def decode(payload: bytes) -> Envelope:
+async def decode(payload: Payload) -> Envelope:
     """`decode_envelope`, in a worker thread for a large payload (see the module doc)."""
     if len(payload) < DECODE_IN_WORKER_BYTES:
         return decode_envelope(payload)

@@ -10,6 +10,8 @@ replay, truncation or a flipped bit all fail a MAC.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import nacl.exceptions
 from nacl import bindings
 from nacl._sodium import ffi, lib  # pynacl's own libsodium binding: boxing in place
@@ -135,19 +137,51 @@ def _check(result: int) -> None:
         raise LocalProtocolError("sealing a box-stream frame failed")
 
 
+class BodySink(Protocol):
+    """Where opened bodies go (protocol.net.wire.FrameDecoder): in place, or copied."""
+
+    def reserve(self, size: int) -> memoryview | None: ...
+
+    def commit(self, size: int) -> None: ...
+
+    def take(self, data: Buffer) -> None: ...
+
+
+class _Bodies:
+    """A sink that keeps each body as its own bytearray (`BoxReader.feed`)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytearray] = []
+
+    def reserve(self, size: int) -> memoryview | None:
+        self.bodies.append(bytearray(size))
+        return memoryview(self.bodies[-1])
+
+    def commit(self, size: int) -> None:
+        pass
+
+    def take(self, data: Buffer) -> None:  # pragma: no cover - reserve always gives room
+        self.bodies.append(bytearray(data))
+
+
 class BoxReader:
     """Opens incoming frames of one direction; any defect is the peer's fault.
 
     Incoming bytes collect in one buffer read from an offset (compacted once
     per feed). A header's last MAC_SIZE bytes are left in place and, once
     the body has arrived, overwritten with the body's MAC, so the body box
-    (MAC, then body) is opened where it lies, straight into the output.
+    (MAC, then body) is opened where it lies, straight into the sink's
+    buffer (the reassembled message) when the sink has room for all of it,
+    else into a reused scratch buffer the sink copies from. That copy into
+    the ciphertext buffer stays: pynacl's libsodium binding has no
+    detached-MAC open, and trio hands received bytes over as new bytes.
     """
 
     def __init__(self, key: bytes, nonce: bytes) -> None:
         self._key = _check_key(key)
         self._nonces = _Nonces(nonce)
         self._buffer = bytearray()
+        self._scratch = bytearray(MAX_BODY)
         self._at = 0
         self._body_length: int | None = None
         self._body_mac = b""
@@ -159,29 +193,30 @@ class BoxReader:
         return len(self._buffer) - self._at
 
     def feed(self, data: Buffer) -> list[bytearray]:
-        """Bodies completed by `data`, in order. Raises RemoteProtocolError."""
+        """Bodies completed by `data`, in order, each its own buffer. RemoteProtocolError if bad."""
+        sink = _Bodies()
+        self.feed_into(data, sink)
+        return sink.bodies
+
+    def feed_into(self, data: Buffer, sink: BodySink) -> None:
+        """Open the bodies completed by `data` into `sink`, in order."""
         if self.closed:
             if memoryview(data).nbytes:
                 raise RemoteProtocolError("data after the box-stream goodbye")
-            return []
+            return
         self._buffer += data
-        bodies = []
         try:
-            while not self.closed:
-                body = self._next_body()
-                if body is None:
-                    break
-                bodies.append(body)
+            while not self.closed and self._next_body(sink):
+                pass
         finally:
             del self._buffer[: self._at]
             self._at = 0
-        return bodies
 
-    def _next_body(self) -> bytearray | None:
+    def _next_body(self, sink: BodySink) -> bool:
         buffer = self._buffer
         if self._body_length is None:
             if len(buffer) - self._at < HEADER_SIZE:
-                return None
+                return False
             header_box = bytes(buffer[self._at : self._at + HEADER_SIZE])
             header = self._open_header(header_box, self._nonces.take())
             if header == _GOODBYE:
@@ -189,7 +224,7 @@ class BoxReader:
                 if len(buffer) > self._at + HEADER_SIZE:
                     raise RemoteProtocolError("data after the box-stream goodbye")
                 self._at += HEADER_SIZE
-                return None
+                return False
             length = int.from_bytes(header[:2], "big")
             if length == 0:
                 raise RemoteProtocolError("box-stream header announces an empty body")
@@ -198,11 +233,12 @@ class BoxReader:
             self._at += HEADER_SIZE - MAC_SIZE  # keep room for the body's MAC
         length = self._body_length
         if len(buffer) - self._at < MAC_SIZE + length:
-            return None
+            return False
         buffer[self._at : self._at + MAC_SIZE] = self._body_mac
-        body = bytearray(length)
+        target = sink.reserve(length)
+        into = memoryview(self._scratch)[:length] if target is None else target
         opened = lib.crypto_secretbox_open_easy(
-            ffi.from_buffer(body),
+            ffi.from_buffer(into),
             ffi.from_buffer(buffer) + self._at,
             MAC_SIZE + length,
             self._body_nonce,
@@ -212,7 +248,11 @@ class BoxReader:
             raise _failed("body")
         self._at += MAC_SIZE + length
         self._body_length = None
-        return body
+        if target is None:
+            sink.take(into)
+        else:
+            sink.commit(length)
+        return True
 
     def _open_header(self, sealed: bytes, nonce: bytes) -> bytes:
         try:

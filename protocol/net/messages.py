@@ -18,6 +18,7 @@ import msgpack
 
 from protocol import schema
 from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.net.unpack import unpack_views
 
 PROTOCOL_VERSION = 1
 MAX_REQUEST_ID = 2**32 - 1
@@ -205,13 +206,25 @@ def _reject_ext(code: int, data: bytes) -> Any:
 # thread decoding a large envelope in one call would stall the event loop that
 # long. Its state machine resumes where the previous piece ended.
 UNPACK_PIECE = 64 * 1024
+# A large payload is first read by `unpack_views`, which leaves its large byte
+# strings (shard blocks) in place as views; it gives up after this many values
+# (a payload of many small items), and msgpack decodes the payload instead.
+VIEW_BUDGET = 1024
 
 
-def _unpack(payload: bytes) -> Any:
+def _unpack(payload: Buffer) -> Any:
     if len(payload) <= UNPACK_PIECE:
         return msgpack.unpackb(
             payload, raw=False, strict_map_key=True, use_list=True, ext_hook=_reject_ext
         )
+    try:
+        return unpack_views(payload, view_from=LARGE_BYTES, budget=VIEW_BUDGET)
+    except (ValueError, IndexError, KeyError):
+        pass  # many small items, or a defect msgpack names below
+    return _unpack_pieces(payload)
+
+
+def _unpack_pieces(payload: Buffer) -> Any:
     unpacker = msgpack.Unpacker(
         raw=False,
         strict_map_key=True,
@@ -232,8 +245,13 @@ def _unpack(payload: bytes) -> Any:
     raise ValueError("the message ends early")
 
 
-def decode_envelope(payload: bytes) -> Envelope:
-    """Parse and validate one envelope; raises BadMessage (or a subclass)."""
+def decode_envelope(payload: Buffer) -> Envelope:
+    """Parse and validate one envelope; raises BadMessage (or a subclass).
+
+    Large byte strings of a large payload come out as memoryviews into it: a
+    field typed `bytes` gets a copy (schema), one typed `bytes | memoryview`
+    (shard blocks) the view, which keeps `payload` alive while it is used.
+    """
     try:
         value = _unpack(payload)
     except Exception as exc:  # msgpack raises many types on garbage

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
 from protocol.net.messages import Message, register
-from protocol.schema import MaxItems
+from protocol.schema import BytesView, MaxItems
 
 MAX_SITE_LENGTH = 64
 # List caps, checked before any item is decoded (protocol.schema.MaxItems).
@@ -59,7 +59,8 @@ class StoreShards(Message):
     manifest: bytes | None
     index: int
     first_segment: int
-    blocks: Annotated[tuple[bytes, ...], MaxItems(MAX_BATCH_BLOCKS)]
+    # Views into the received message on a holder (no copy per block), bytes elsewhere.
+    blocks: Annotated[tuple[BytesView, ...], MaxItems(MAX_BATCH_BLOCKS)]
     complete: bool
     # A record the ledger does not know yet is uploaded only by its owner: the nonce
     # its id was derived from proves the sender owns it (None: a recorded record).

@@ -194,7 +194,7 @@ def test_frames_from_views_and_one_copy_per_payload() -> None:
 
 def test_envelope_parts_leave_large_blocks_in_place() -> None:
     blocks = (bytes(range(256)) * 200, b"small", memoryview(b"\x07" * LARGE_BYTES))
-    message = StoreShards(b"r" * 32, None, 3, 17, blocks, False)  # type: ignore[arg-type]
+    message = StoreShards(b"r" * 32, None, 3, 17, blocks, False)
     envelope = Envelope(Kind.REQUEST, 9, message)
     parts = encode_envelope_parts(envelope)
     assert any(part is blocks[0] for part in parts) and any(part is blocks[2] for part in parts)
