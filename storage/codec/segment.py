@@ -8,13 +8,24 @@ next index is tried.
 Blocks are hashed where they lie (memory views of the erasure code's
 buffers, never copied); the hash function is the manifest version's
 (`storage.codec.manifest.shard_hasher`), BLAKE3 for what is written now.
+
+Copies and allocations per segment (docs/records.md, "Where one thread's
+encode time goes"): the data blocks are views into the ciphertext; parity is
+written by `parity_into` into a pooled buffer (storage.codec.bufferpool),
+reused once no block of an earlier segment refers to it; a decode rebuilds
+lost data blocks into a pooled scratch. What remains is pynacl's: its AEAD
+functions take and return `bytes` only, so encryption allocates its output
+(and copies it once from libsodium's buffer), and decoding joins the k
+blocks into one `bytes` for decryption, which again allocates and copies.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from storage.codec.bufferpool import BufferPool
 from storage.codec.crypt import MAC_SIZE, SegmentCipher
 from storage.codec.erasure import BytesLike, ReedSolomon
 from storage.codec.hashing import Hasher, shard_hash_v3
@@ -23,6 +34,11 @@ from storage.errors import CorruptShard, NotEnoughShards
 # Returns block `index` of the segment being decoded, or None when it is not
 # available; raises CorruptShard when the source itself found it corrupt.
 BlockGetter = Callable[[int], BytesLike | None]
+
+# Buffers kept per size per codec: the segments in flight on two threads, the ones
+# queued for holders, and one spare; beyond that a segment gets a fresh buffer.
+POOLED_BUFFERS = 6
+POOLED_SIZES = 2
 
 
 @dataclass(frozen=True)
@@ -49,11 +65,33 @@ class SegmentCodec:
         self.code = code
         self.cipher = cipher
         self.hasher = hasher
+        self._pools: dict[int, BufferPool] = {}
+        self._pools_lock = threading.Lock()
+
+    def _buffer(self, size: int) -> memoryview:
+        """A reusable buffer of `size` bytes (pooled for the two sizes a record has:
+        its full segments and its last; any other size gets a fresh one)."""
+        with self._pools_lock:
+            pool = self._pools.get(size)
+            if pool is None and len(self._pools) < POOLED_SIZES:
+                pool = self._pools[size] = BufferPool(size, POOLED_BUFFERS)
+        return memoryview(pool.take() if pool is not None else bytearray(size))
+
+    @property
+    def buffers_made(self) -> int:
+        """Pooled buffers allocated so far (a measure of reuse, for tests and benchmarks)."""
+        with self._pools_lock:
+            return sum(pool.made for pool in self._pools.values())
 
     def encode(self, index: int, last: bool, plaintext: bytes) -> EncodedSegment:
         ciphertext = self.cipher.encrypt_segment(index, last, plaintext)
-        data = self.code.split(ciphertext)
-        blocks = tuple(b.toreadonly() for b in (*data, *self.code.parity(data)))
+        code = self.code
+        data = code.split(ciphertext)
+        length = len(data[0])
+        parity_buffer = self._buffer(code.parity_count * length)
+        parity = [parity_buffer[r * length : (r + 1) * length] for r in range(code.parity_count)]
+        code.parity_into(data, parity)
+        blocks = tuple(b.toreadonly() for b in (*data, *parity))
         return EncodedSegment(
             index=index,
             last=last,
@@ -103,5 +141,7 @@ class SegmentCodec:
                 good[shard] = block
         if len(good) < code.k:
             raise NotEnoughShards(index, code.k, sorted(good), sorted(corrupt), sorted(missing))
-        ciphertext = code.decode(good, cipher_size)
+        lost = sum(1 for i in range(code.k) if i not in good)
+        scratch = self._buffer(code.k * block_size) if lost else None
+        ciphertext = code.decode(good, cipher_size, scratch=scratch)
         return self.cipher.decrypt_segment(index, last, ciphertext)
