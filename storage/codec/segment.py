@@ -10,13 +10,13 @@ buffers, never copied); the hash function is the manifest version's
 (`storage.codec.manifest.shard_hasher`), BLAKE3 for what is written now.
 
 Copies and allocations per segment (docs/records.md, "Where one thread's
-encode time goes"): the data blocks are views into the ciphertext; parity is
-written by `parity_into` into a pooled buffer (storage.codec.bufferpool),
-reused once no block of an earlier segment refers to it; a decode rebuilds
-lost data blocks into a pooled scratch. What remains is pynacl's: its AEAD
-functions take and return `bytes` only, so encryption allocates its output
-(and copies it once from libsodium's buffer), and decoding joins the k
-blocks into one `bytes` for decryption, which again allocates and copies.
+encode time goes"): none on the way out. The segment is encrypted straight
+into a pooled buffer of all n blocks (storage.codec.bufferpool), reused once
+no block of an earlier segment refers to it; the data blocks are views of
+the ciphertext and `parity_into` writes the parity behind them. On the way
+back, lost data blocks are rebuilt into a pooled scratch; the k blocks are
+joined into one `bytes` (one copy) because pynacl's decryption takes only
+`bytes`, and it returns the plaintext in new `bytes` (a second copy).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ BlockGetter = Callable[[int], BytesLike | None]
 # Buffers kept per size per codec: the segments in flight on two threads, the ones
 # queued for holders, and one spare; beyond that a segment gets a fresh buffer.
 POOLED_BUFFERS = 6
-POOLED_SIZES = 2
+POOLED_SIZES = 3
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,8 @@ class SegmentCodec:
         self._pools_lock = threading.Lock()
 
     def _buffer(self, size: int) -> memoryview:
-        """A reusable buffer of `size` bytes (pooled for the two sizes a record has:
-        its full segments and its last; any other size gets a fresh one)."""
+        """A reusable buffer of `size` bytes (pooled for the sizes a record has: its full
+        segments, its last, a decode's scratch; any other size gets a fresh one)."""
         with self._pools_lock:
             pool = self._pools.get(size)
             if pool is None and len(self._pools) < POOLED_SIZES:
@@ -84,14 +84,17 @@ class SegmentCodec:
             return sum(pool.made for pool in self._pools.values())
 
     def encode(self, index: int, last: bool, plaintext: bytes) -> EncodedSegment:
-        ciphertext = self.cipher.encrypt_segment(index, last, plaintext)
+        """Encrypt into one pooled buffer of all n blocks (ciphertext, its zero padding,
+        then parity), compute parity in place, hash the blocks where they lie."""
         code = self.code
-        data = code.split(ciphertext)
-        length = len(data[0])
-        parity_buffer = self._buffer(code.parity_count * length)
-        parity = [parity_buffer[r * length : (r + 1) * length] for r in range(code.parity_count)]
-        code.parity_into(data, parity)
-        blocks = tuple(b.toreadonly() for b in (*data, *parity))
+        size = len(plaintext) + MAC_SIZE
+        length = code.shard_size(size)
+        buffer = self._buffer(code.n * length)
+        self.cipher.encrypt_segment_into(index, last, plaintext, buffer)
+        buffer[size : code.k * length] = bytes(code.k * length - size)  # the last block's padding
+        blocks = tuple(buffer[i * length : (i + 1) * length] for i in range(code.n))
+        code.parity_into(blocks[: code.k], blocks[code.k :])
+        blocks = tuple(b.toreadonly() for b in blocks)
         return EncodedSegment(
             index=index,
             last=last,

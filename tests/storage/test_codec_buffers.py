@@ -206,3 +206,24 @@ def test_the_numpy_fallback_imports_numpy_only_when_it_is_used() -> None:
     assert seen["before"] is False and seen["after"] is True and seen["ok"] is True
     expected = ReedSolomon(4, 8, backend="numpy").encode(bytes(range(256)) * 40)
     assert [bytes.fromhex(s) for s in seen["shards"]] == expected
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, 65536])
+def test_encrypting_in_place_gives_the_public_functions_bytes(size: int) -> None:
+    cipher = SegmentCipher(KEY, RID)
+    plaintext = random.Random(size).randbytes(size)
+    out = memoryview(bytearray(b"\xee" * (size + 40)))
+    for source in (plaintext, memoryview(plaintext)):
+        written = cipher.encrypt_segment_into(3, True, source, out)
+        assert written == size + 16
+        assert bytes(out[:written]) == cipher.encrypt_segment(3, True, plaintext)
+        assert bytes(out[written:]) == b"\xee" * 24  # nothing written past the ciphertext
+    assert cipher.decrypt_segment(3, True, bytes(out[: size + 16])) == plaintext
+
+
+def test_encrypting_in_place_refuses_a_short_or_read_only_output() -> None:
+    cipher = SegmentCipher(KEY, RID)
+    with pytest.raises(ValueError, match="needs 116 writable bytes"):
+        cipher.encrypt_segment_into(0, False, bytes(100), memoryview(bytearray(115)))
+    with pytest.raises(ValueError, match="writable"):
+        cipher.encrypt_segment_into(0, False, bytes(100), memoryview(bytes(200)))
