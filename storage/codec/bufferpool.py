@@ -19,8 +19,15 @@ from __future__ import annotations
 import sys
 import threading
 
-# References to a pooled buffer no one holds: the pool's list and getrefcount's argument.
-_IDLE_REFERENCES = 2
+
+def _idle_references() -> int:
+    """What getrefcount says of a buffer only a list holds, measured as `take` measures
+    it (2 on CPython 3.11: the list and the argument; later versions may borrow)."""
+    held = [bytearray(1)]
+    return sys.getrefcount(held[0])
+
+
+_IDLE_REFERENCES = _idle_references()
 
 
 class BufferPool:
