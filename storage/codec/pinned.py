@@ -9,7 +9,7 @@ into memory that moved. A non-contiguous buffer, or a read-only one where
 `writable` is asked for, raises BufferError before any C code runs.
 
 This is what lets the ISA-L backend (storage.codec.isal) run with numpy
-never imported: an idle node stays about 20 MiB smaller.
+never imported: an idle node stays about 12 MiB smaller (58 -> 46 MiB measured).
 """
 
 from __future__ import annotations
