@@ -55,7 +55,9 @@ DECODE_BATCH = 4  # segments decoded ahead of the reader, at most
 
 Permit = Callable[[], bytes | None]
 # (segment, its ciphertext) -> what the reader wants of it, run in the decode thread.
-Finish = Callable[[int, bytes], bytes]
+# The ciphertext is a view of a reused buffer, valid only during the call (it may be
+# decrypted in place): what is kept must be copied out.
+Finish = Callable[[int, memoryview], bytes]
 Proof = Callable[[Contact], Awaitable[HolderProof | None]]
 
 
@@ -103,7 +105,7 @@ class BlockFetcher:
         self.lag_retries = lag_retries
         self.meter = meter  # a reader's get, counted as its ciphertext goes out (None: repair)
         self.code = ReedSolomon(manifest.k, manifest.n)
-        # Rebuilt data blocks of a full segment go into a reused scratch, not a fresh one.
+        # A full segment is assembled (and decrypted) in a reused buffer, not a fresh one.
         full = manifest.block_size(0) * manifest.k if manifest.segment_count else 0
         self._scratch = BufferPool(full, keep=DECODE_THREADS)
         self.corrupt: dict[bytes, set[int]] = {}
@@ -183,14 +185,14 @@ class BlockFetcher:
                 yield segment, blocks.pop(segment)
 
     def _decode(self, segment: int, blocks: dict[int, bytes], finish: Finish | None) -> bytes:
-        """In a decode thread: the segment's ciphertext (lost data blocks rebuilt), finished."""
+        """In a decode thread: the segment's ciphertext (lost data blocks rebuilt) assembled
+        in a reused buffer, then copied out, or finished there (decrypted in place)."""
         size = self.manifest.plain_size(segment) + MAC_SIZE
-        lost = any(i not in blocks for i in range(self.code.k))
         full = self.code.shard_size(size) * self.code.k == self._scratch.size
-        scratch = self._scratch.take() if lost and full else None
-        ciphertext = self.code.decode(blocks, size, scratch=scratch)
-        del scratch  # back to the pool once decoded
-        return ciphertext if finish is None else finish(segment, ciphertext)
+        buffer = memoryview(self._scratch.take() if full else bytearray(size))
+        self.code.decode_into(blocks, size, buffer)
+        ciphertext = buffer[:size]
+        return bytes(ciphertext) if finish is None else finish(segment, ciphertext)
 
     async def fetch(
         self, segments: Sequence[int], need: int, avoid: Sequence[int] = ()

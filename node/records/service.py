@@ -576,8 +576,9 @@ class RecordService:
             cipher = SegmentCipher(record_key, manifest.record_id)
             size = manifest.contents(cipher).size
 
-            def decrypt(segment: int, ciphertext: bytes) -> bytes:
-                return cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
+            def decrypt(segment: int, ciphertext: memoryview) -> bytes:
+                last = manifest.is_last(segment)
+                return bytes(cipher.decrypt_segment_in_place(segment, last, ciphertext))
 
             # Decrypted in the fetcher's decode threads, two segments at once, in order.
             decrypted = handle.fetcher.ciphertext(first, finish=decrypt)

@@ -14,7 +14,10 @@ splits it) through `nacl._sodium`, pynacl's own cffi binding of libsodium, as
 protocol.net.boxstream does: pynacl's public function returns new `bytes`,
 which costs a fresh zeroed buffer, a copy, and the page faults of both (the
 encryption of 1 MiB took 2.3x as long through it, docs/records.md). Same
-function, same bytes (tested against the public one).
+function, same bytes (tested against the public one). Decryption likewise
+has an in-place form, `decrypt_segment_in_place`, for a segment the decoder
+assembled in a reused buffer (libsodium allows the plaintext over its
+ciphertext).
 """
 
 from __future__ import annotations
@@ -78,20 +81,35 @@ class SegmentCipher:
             raise ValueError(f"the output needs {size} writable bytes, got {len(out)}")
         nonce, ad = self._bind(_KIND_SEGMENT, index, last)
         written = ffi.new("unsigned long long *")
-        failed = lib.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            ffi.from_buffer(out),
-            written,
-            ffi.from_buffer(plaintext),
-            len(plaintext),
-            ad,
-            len(ad),
-            ffi.NULL,
-            nonce,
-            self._key,
-        )
+        # Buffer exports released at once, not when a frame (kept by a traceback) dies.
+        with ffi.from_buffer(out) as target, ffi.from_buffer(plaintext) as source:
+            failed = lib.crypto_aead_xchacha20poly1305_ietf_encrypt(
+                target, written, source, len(plaintext), ad, len(ad), ffi.NULL, nonce, self._key
+            )
         if failed or written[0] != size:
             raise RuntimeError("libsodium refused to encrypt a segment")
         return size
+
+    def decrypt_segment_in_place(self, index: int, last: bool, buffer: memoryview) -> memoryview:
+        """Decrypt the ciphertext that fills `buffer` where it lies; the plaintext's view
+        (the buffer's first len - MAC_SIZE bytes). DecryptionError as `decrypt_segment`;
+        the buffer's contents are then unspecified."""
+        if buffer.readonly or len(buffer) < MAC_SIZE:
+            raise ValueError(f"need a writable buffer of at least {MAC_SIZE} bytes")
+        nonce, ad = self._bind(_KIND_SEGMENT, index, last)
+        written = ffi.new("unsigned long long *")
+        # The export is released before any error is raised: a cffi buffer still held by
+        # a traceback's frame crashed the interpreter's garbage collector here.
+        with ffi.from_buffer(buffer) as target:
+            failed = lib.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                target, written, ffi.NULL, target, len(buffer), ad, len(ad), nonce, self._key
+            )
+        if failed:
+            raise DecryptionError(
+                f"segment {index} failed authentication"
+                " (wrong key, tampered, or not this record's segment at this position)"
+            )
+        return buffer[: written[0]]
 
     def decrypt_segment(self, index: int, last: bool, ciphertext: bytes) -> bytes:
         nonce, ad = self._bind(_KIND_SEGMENT, index, last)

@@ -14,9 +14,9 @@ encode time goes"): none on the way out. The segment is encrypted straight
 into a pooled buffer of all n blocks (storage.codec.bufferpool), reused once
 no block of an earlier segment refers to it; the data blocks are views of
 the ciphertext and `parity_into` writes the parity behind them. On the way
-back, lost data blocks are rebuilt into a pooled scratch; the k blocks are
-joined into one `bytes` (one copy) because pynacl's decryption takes only
-`bytes`, and it returns the plaintext in new `bytes` (a second copy).
+back, the k blocks are assembled (lost data blocks rebuilt) in a pooled
+buffer and decrypted where they lie; the one allocation and copy left is the
+plaintext handed back as `bytes`, which its reader may keep.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class SegmentCodec:
                 good[shard] = block
         if len(good) < code.k:
             raise NotEnoughShards(index, code.k, sorted(good), sorted(corrupt), sorted(missing))
-        lost = sum(1 for i in range(code.k) if i not in good)
-        scratch = self._buffer(code.k * block_size) if lost else None
-        ciphertext = code.decode(good, cipher_size, scratch=scratch)
-        return self.cipher.decrypt_segment(index, last, ciphertext)
+        segment = self._buffer(code.k * block_size)
+        code.decode_into(good, cipher_size, segment)
+        plaintext = self.cipher.decrypt_segment_in_place(index, last, segment[:cipher_size])
+        return bytes(plaintext)

@@ -88,13 +88,15 @@ async def test_a_get_decrypts_on_two_threads_at_once_in_order_and_bounded() -> N
     consumed = 0
     ahead: list[int] = []
 
-    def decrypt(segment: int, ciphertext: bytes) -> bytes:
+    def decrypt(segment: int, ciphertext: memoryview) -> bytes:
         with lock:
             started.append(segment)
             ahead.append(len(started) - consumed)
         if segment < 2:
             both.wait()
-        return cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
+        return bytes(
+            cipher.decrypt_segment_in_place(segment, manifest.is_last(segment), ciphertext)
+        )
 
     parts = []
     async for segment, plain in fetcher(manifest, Holders(blocks)).ciphertext(finish=decrypt):
@@ -124,8 +126,10 @@ async def test_a_corrupt_block_is_still_caught_on_the_parallel_path() -> None:
     f = fetcher(manifest, holders)
     cipher = SegmentCipher(KEY, RID)
 
-    def decrypt(segment: int, ciphertext: bytes) -> bytes:
-        return cipher.decrypt_segment(segment, manifest.is_last(segment), ciphertext)
+    def decrypt(segment: int, ciphertext: memoryview) -> bytes:
+        return bytes(
+            cipher.decrypt_segment_in_place(segment, manifest.is_last(segment), ciphertext)
+        )
 
     parts = [item async for item in f.ciphertext(finish=decrypt)]
     assert plaintext_of(manifest, parts) == DATA
@@ -136,9 +140,11 @@ async def test_a_segment_that_fails_is_raised_at_its_turn_as_itself() -> None:
     manifest, blocks = record()
     cipher = SegmentCipher(KEY, RID)
 
-    def decrypt(segment: int, ciphertext: bytes) -> bytes:
+    def decrypt(segment: int, ciphertext: memoryview) -> bytes:
         last = manifest.is_last(segment)
-        return cipher.decrypt_segment(segment, last if segment != 5 else not last, ciphertext)
+        return bytes(
+            cipher.decrypt_segment_in_place(segment, last if segment != 5 else not last, ciphertext)
+        )
 
     seen = []
     with pytest.raises(DecryptionError, match="segment 5 failed authentication"):

@@ -22,6 +22,7 @@ from storage.codec.bufferpool import BufferPool
 from storage.codec.crypt import SegmentCipher
 from storage.codec.erasure import ReedSolomon
 from storage.codec.segment import POOLED_BUFFERS, EncodedSegment, SegmentCodec
+from storage.errors import DecryptionError
 
 HAVE_ISAL = not isinstance(isal.load(), isal.Unavailable)
 BACKENDS = [
@@ -227,3 +228,23 @@ def test_encrypting_in_place_refuses_a_short_or_read_only_output() -> None:
         cipher.encrypt_segment_into(0, False, bytes(100), memoryview(bytearray(115)))
     with pytest.raises(ValueError, match="writable"):
         cipher.encrypt_segment_into(0, False, bytes(100), memoryview(bytes(200)))
+
+
+def test_decrypting_in_place_gives_the_public_functions_bytes_and_errors() -> None:
+    cipher = SegmentCipher(KEY, RID)
+    plaintext = random.Random(9).randbytes(5000)
+    sealed = cipher.encrypt_segment(2, False, plaintext)
+    buffer = memoryview(bytearray(sealed))
+    assert bytes(cipher.decrypt_segment_in_place(2, False, buffer)) == plaintext
+    kept = []
+    for _ in range(20):  # failures kept with their tracebacks, then collected
+        buffer = memoryview(bytearray(sealed))
+        try:
+            cipher.decrypt_segment_in_place(2, True, buffer)  # the wrong "last" flag
+        except DecryptionError as exc:
+            kept.append(exc)
+    assert len(kept) == 20 and "segment 2 failed authentication" in str(kept[0])
+    del kept
+    gc.collect()
+    with pytest.raises(ValueError, match="writable"):
+        cipher.decrypt_segment_in_place(2, False, memoryview(sealed))
