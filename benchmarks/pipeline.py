@@ -23,7 +23,8 @@ repeated, medians: encryption (through pynacl's public function, which
 allocates its output, and in place as the codec does it), Reed-Solomon
 parity into a reused buffer and into a fresh one (what a fresh allocation
 costs), block hashes, and on the way back the hash check, the rebuild of
-lost data blocks, the join into one `bytes` and decryption.
+lost data blocks, the join into one `bytes`, decryption through pynacl and in
+place, and whole segments each way.
 """
 
 from __future__ import annotations
@@ -214,6 +215,12 @@ def stage_split(k: int, n: int, segment_size: int, seed: int) -> dict[str, float
     scratch = bytearray(k * length)
     sealed = memoryview(bytearray(len(ciphertext)))
 
+    opened = memoryview(bytearray(len(ciphertext)))
+
+    def decrypt_in_place() -> None:
+        opened[:] = ciphertext
+        cipher.decrypt_segment_in_place(0, False, opened)
+
     def rebuild() -> None:
         code.decode(survivors, len(ciphertext), scratch=scratch)
 
@@ -229,8 +236,16 @@ def stage_split(k: int, n: int, segment_size: int, seed: int) -> dict[str, float
         "hash check k blocks": lambda: [codec.hasher(survivors[i]) for i in list(survivors)[:k]],
         f"rs rebuild {lost} + join": rebuild,
         "join k data blocks": lambda: b"".join(segment.blocks[:k]),
-        "decrypt": lambda: cipher.decrypt_segment(0, False, ciphertext),
+        "decrypt (pynacl, new bytes)": lambda: cipher.decrypt_segment(0, False, ciphertext),
+        "copy + decrypt in place": decrypt_in_place,
         "whole encode": lambda: codec.encode(0, False, plaintext),
+        f"whole decode ({lost} lost)": lambda: codec.decode(
+            0,
+            last=False,
+            plain_size=segment_size,
+            hashes=segment.hashes,
+            get_block=survivors.get,
+        ),
     }
     per_mib = MIB / segment_size
     split: dict[str, float] = {}
