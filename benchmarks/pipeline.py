@@ -16,6 +16,15 @@ MB/s of plaintext for encode, for decode (the record's number of segments,
 decoded cycling over its first 8: the work does not depend on the bytes), median
 per-segment MB/s, peak RSS; then the ratios, next to a GIL-free control that
 shows how much of the second core the shared machine gave at the time.
+
+First, the per-stage split of one thread's time per MiB of plaintext
+(`stage_split`): each step of encoding and decoding one segment timed alone,
+repeated, medians: encryption (through pynacl's public function, which
+allocates its output, and in place as the codec does it), Reed-Solomon
+parity into a reused buffer and into a fresh one (what a fresh allocation
+costs), block hashes, and on the way back the hash check, the rebuild of
+lost data blocks, the join into one `bytes`, decryption through pynacl and in
+place, and whole segments each way.
 """
 
 from __future__ import annotations
@@ -185,6 +194,69 @@ def run(size: int, k: int, n: int, segment_size: int, seed: int, *, threads: int
 
 
 SAMPLE_SEGMENTS = 8
+STAGE_REPEATS = 41
+
+
+def stage_split(k: int, n: int, segment_size: int, seed: int) -> dict[str, float]:
+    """Median milliseconds per MiB of plaintext of each step of one segment, one thread."""
+    key, record_id = seeded_bytes(32, seed + 1), seeded_bytes(32, seed + 2)
+    plaintext = seeded_bytes(segment_size, seed)
+    cipher = SegmentCipher(key, record_id)
+    code = ReedSolomon(k, n)
+    codec = SegmentCodec(code, cipher)
+    ciphertext = cipher.encrypt_segment(0, False, plaintext)
+    data = code.split(ciphertext)
+    length = len(data[0])
+    reused = memoryview(bytearray(code.parity_count * length))
+    rows = [reused[r * length : (r + 1) * length] for r in range(code.parity_count)]
+    segment = codec.encode(0, False, plaintext)
+    lost = min(k, n - k)
+    survivors = {i: segment.blocks[i] for i in range(lost, n)}
+    scratch = bytearray(k * length)
+    sealed = memoryview(bytearray(len(ciphertext)))
+
+    opened = memoryview(bytearray(len(ciphertext)))
+
+    def decrypt_in_place() -> None:
+        opened[:] = ciphertext
+        cipher.decrypt_segment_in_place(0, False, opened)
+
+    def rebuild() -> None:
+        code.decode(survivors, len(ciphertext), scratch=scratch)
+
+    steps: dict[str, Callable[[], object]] = {
+        "encrypt (pynacl, new bytes)": lambda: cipher.encrypt_segment(0, False, plaintext),
+        "encrypt into a reused buffer": lambda: cipher.encrypt_segment_into(
+            0, False, plaintext, sealed
+        ),
+        "rs parity (reused buffer)": lambda: code.parity_into(data, rows),
+        "rs parity (fresh buffer)": lambda: code.parity(data),
+        "hash n blocks": lambda: [codec.hasher(b) for b in segment.blocks],
+        "allocate+touch a segment": lambda: bytearray(segment_size),
+        "hash check k blocks": lambda: [codec.hasher(survivors[i]) for i in list(survivors)[:k]],
+        f"rs rebuild {lost} + join": rebuild,
+        "join k data blocks": lambda: b"".join(segment.blocks[:k]),
+        "decrypt (pynacl, new bytes)": lambda: cipher.decrypt_segment(0, False, ciphertext),
+        "copy + decrypt in place": decrypt_in_place,
+        "whole encode": lambda: codec.encode(0, False, plaintext),
+        f"whole decode ({lost} lost)": lambda: codec.decode(
+            0,
+            last=False,
+            plain_size=segment_size,
+            hashes=segment.hashes,
+            get_block=survivors.get,
+        ),
+    }
+    per_mib = MIB / segment_size
+    split: dict[str, float] = {}
+    for name, step in steps.items():
+        times = []
+        for _ in range(STAGE_REPEATS):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        split[name] = round(statistics.median(times) * 1000 * per_mib, 3)
+    return split
 
 
 def encoded_sample(
@@ -263,6 +335,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = p.parse_args()
     rss_before = peak_rss_mib()
+    split = stage_split(args.k, args.n, args.segment_size, args.seed)
+    print(
+        f"One thread, ms per MiB of plaintext (median of {STAGE_REPEATS}), k={args.k} n={args.n}:"
+    )
+    print_table(["step", "ms/MiB"], [[name, ms] for name, ms in split.items()])
     control = spare_cores(max(args.threads))
     runs = [
         run(int(args.size_mib * MIB), args.k, args.n, args.segment_size, args.seed, threads=threads)
@@ -300,6 +377,7 @@ def main() -> None:
     figures = dict(best)
     figures["rss_before_mib"] = round(rss_before, 1)
     figures["control_ratio"] = round(control, 2)
+    figures["stage_ms_per_mib"] = split
     figures["runs"] = runs
     if len(runs) > 1:
         for what in ("encode_mbps_total", "decode_mbps_total", "round_trip_mbps"):

@@ -40,6 +40,8 @@ def test_pipeline_benchmark_round_trips_and_reports() -> None:
     assert figures["segments"] == 8
     assert figures["encode_mbps_median"] > 0 and figures["decode_mbps_median"] > 0
     assert 0 < figures["peak_rss_mib"] < 1024
+    split = figures["stage_ms_per_mib"]
+    assert split["encrypt into a reused buffer"] > 0 and split["rs parity (reused buffer)"] > 0
 
 
 def test_padding_benchmark_measures_stored_bytes() -> None:

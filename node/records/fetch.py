@@ -6,7 +6,11 @@ decision (data shards first, fastest holder first). Every answer is checked
 against the manifest's block hashes here, and a missing, corrupt or late
 block is tried again from another index or holder. A segment that cannot reach k good
 blocks raises TooFewShards naming it. Decoding (which needs no key: the
-result is still ciphertext) runs in a worker thread.
+result is still ciphertext), and the caller's `finish` step (a reader's
+decryption), run on up to DECODE_THREADS worker threads at once, a batch of
+DECODE_BATCH segments at a time, handed back in order: ISA-L, BLAKE3 and
+libsodium release the GIL, so a get uses both cores, and at most a batch of
+decoded segments waits beside the fetch window.
 
 Every request carries the reader's permit (or a repairer's holder proof,
 made per holder): holders serve only what their own ledger allows
@@ -37,6 +41,7 @@ from protocol.records.messages import (
     FetchBlocks,
     HolderProof,
 )
+from storage.codec.bufferpool import BufferPool
 from storage.codec.crypt import MAC_SIZE
 from storage.codec.erasure import ReedSolomon
 from storage.codec.manifest import Manifest
@@ -45,8 +50,14 @@ WINDOW_BYTES = 8 * 1024 * 1024
 REQUEST_BYTES = 3 * 1024 * 1024
 LAG_RETRIES = 4  # rounds of asking again when lagging ledgers refused (waits 1+2+4+8 s)
 LAG_FIRST_WAIT = 1.0  # seconds before the first retry; doubled after each
+DECODE_THREADS = 2  # segments of one get decoded at once (the machine's two cores)
+DECODE_BATCH = 4  # segments decoded ahead of the reader, at most
 
 Permit = Callable[[], bytes | None]
+# (segment, its ciphertext) -> what the reader wants of it, run in the decode thread.
+# The ciphertext is a view of a reused buffer, valid only during the call (it may be
+# decrypted in place): what is kept must be copied out.
+Finish = Callable[[int, memoryview], bytes]
 Proof = Callable[[Contact], Awaitable[HolderProof | None]]
 
 
@@ -94,26 +105,73 @@ class BlockFetcher:
         self.lag_retries = lag_retries
         self.meter = meter  # a reader's get, counted as its ciphertext goes out (None: repair)
         self.code = ReedSolomon(manifest.k, manifest.n)
+        # A full segment is assembled (and decrypted) in a reused buffer, not a fresh one.
+        full = manifest.block_size(0) * manifest.k if manifest.segment_count else 0
+        self._scratch = BufferPool(full, keep=DECODE_THREADS)
         self.corrupt: dict[bytes, set[int]] = {}
         self.refused: Counter[str] = Counter()  # why holders refused, this fetch round
 
-    async def ciphertext(self, first: int = 0) -> AsyncGenerator[tuple[int, bytes]]:
-        """(segment, ciphertext) for every segment from `first`, in order."""
+    async def ciphertext(
+        self, first: int = 0, finish: Finish | None = None
+    ) -> AsyncGenerator[tuple[int, bytes]]:
+        """(segment, ciphertext) for every segment from `first`, in order; with `finish`,
+        (segment, finish(segment, ciphertext)), computed in the decode thread."""
         meter = self.meter
         if meter is None:
-            async for segment, blocks in self.segment_blocks(first):
-                yield segment, await in_worker(self._decode, segment, blocks)
+            async for segment, data in self._decoded(first, finish):
+                yield segment, data
             return
         try:
-            async for segment, blocks in self.segment_blocks(first):
-                ciphertext = await in_worker(self._decode, segment, blocks)
+            async for segment, data in self._decoded(first, finish):
                 if not meter.plaintext:
-                    meter.moved(len(ciphertext))
-                yield segment, ciphertext
+                    meter.moved(len(data))
+                yield segment, data
         except BaseException as exc:
             meter.failed(exc)
             raise
         meter.finished()
+
+    async def _decoded(
+        self, first: int, finish: Finish | None
+    ) -> AsyncGenerator[tuple[int, bytes]]:
+        """Every segment decoded (and finished), in order, DECODE_BATCH at a time.
+
+        A failure (a segment that does not authenticate) is raised at its turn,
+        after the segments before it, as when segments were decoded one by one.
+        """
+        limiter = trio.CapacityLimiter(DECODE_THREADS)
+        batch: list[tuple[int, dict[int, bytes]]] = []
+        async for item in self.segment_blocks(first):
+            batch.append(item)
+            if len(batch) < DECODE_BATCH and item[0] < self.manifest.segment_count - 1:
+                continue
+            done = await self._decode_batch(batch, finish, limiter)
+            batch = []
+            for segment, result in done:
+                if isinstance(result, Exception):
+                    raise result
+                yield segment, result
+
+    async def _decode_batch(
+        self,
+        batch: list[tuple[int, dict[int, bytes]]],
+        finish: Finish | None,
+        limiter: trio.CapacityLimiter,
+    ) -> list[tuple[int, bytes | Exception]]:
+        results: list[bytes | Exception] = [b""] * len(batch)
+
+        async def one(slot: int, segment: int, blocks: dict[int, bytes]) -> None:
+            try:
+                results[slot] = await in_worker(
+                    self._decode, segment, blocks, finish, limiter=limiter
+                )
+            except Exception as exc:
+                results[slot] = exc
+
+        async with trio.open_nursery() as nursery:
+            for slot, (segment, blocks) in enumerate(batch):
+                nursery.start_soon(one, slot, segment, blocks)
+        return [(segment, result) for (segment, _), result in zip(batch, results, strict=True)]
 
     async def segment_blocks(self, first: int = 0) -> AsyncIterator[tuple[int, dict[int, bytes]]]:
         """(segment, k verified blocks by index) for every segment from `first`, in order."""
@@ -124,10 +182,17 @@ class BlockFetcher:
             segments = range(start, min(m.segment_count, start + window))
             blocks = await self.fetch(segments, m.k)
             for segment in segments:
-                yield segment, blocks[segment]
+                yield segment, blocks.pop(segment)
 
-    def _decode(self, segment: int, blocks: dict[int, bytes]) -> bytes:
-        return self.code.decode(blocks, self.manifest.plain_size(segment) + MAC_SIZE)
+    def _decode(self, segment: int, blocks: dict[int, bytes], finish: Finish | None) -> bytes:
+        """In a decode thread: the segment's ciphertext (lost data blocks rebuilt) assembled
+        in a reused buffer, then copied out, or finished there (decrypted in place)."""
+        size = self.manifest.plain_size(segment) + MAC_SIZE
+        full = self.code.shard_size(size) * self.code.k == self._scratch.size
+        buffer = memoryview(self._scratch.take() if full else bytearray(size))
+        self.code.decode_into(blocks, size, buffer)
+        ciphertext = buffer[:size]
+        return bytes(ciphertext) if finish is None else finish(segment, ciphertext)
 
     async def fetch(
         self, segments: Sequence[int], need: int, avoid: Sequence[int] = ()

@@ -33,7 +33,6 @@ from node.memory import release_free_memory
 from node.metrics.records import GetMeter, RecordMetrics
 from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
-from node.offload import in_worker
 from node.records.errors import (
     BAD_REQUEST,
     NO_MANIFEST,
@@ -580,11 +579,15 @@ class RecordService:
         try:
             cipher = SegmentCipher(record_key, manifest.record_id)
             size = manifest.contents(cipher).size
-            async with contextlib.aclosing(handle.fetcher.ciphertext(first)) as segments:
-                async for segment, ciphertext in segments:
-                    plaintext = await in_worker(
-                        cipher.decrypt_segment, segment, manifest.is_last(segment), ciphertext
-                    )
+
+            def decrypt(segment: int, ciphertext: memoryview) -> bytes:
+                last = manifest.is_last(segment)
+                return bytes(cipher.decrypt_segment_in_place(segment, last, ciphertext))
+
+            # Decrypted in the fetcher's decode threads, two segments at once, in order.
+            decrypted = handle.fetcher.ciphertext(first, finish=decrypt)
+            async with contextlib.aclosing(decrypted) as segments:
+                async for segment, plaintext in segments:
                     part = manifest.record_part(segment, plaintext, size)
                     meter.moved(len(part))
                     yield part

@@ -11,13 +11,13 @@ the generator times the inverse of the surviving rows' k x k submatrix. Two
 backends compute it with identical bytes:
 
 - "isal": Intel's ISA-L `ec_encode_data` (storage.codec.isal), SIMD, GIL released;
-- "numpy": one table lookup per input byte that yields the products of that
-  byte with every output row at once (up to eight rows packed into one machine
-  word), XOR-accumulated in cache-sized blocks. The fallback where no libisal
-  loads.
+- "numpy": one table lookup per input byte (storage.codec.rs_numpy), the
+  fallback where no libisal loads.
 
 "auto" (the default) is ISA-L when it loads and passes its self-test, numpy
-otherwise. The shell chooses with `select_backend` (MEDVAULT_RS_BACKEND through
+otherwise. numpy is imported only when the numpy kernel is built
+(storage.codec.rs_numpy): with ISA-L, a node never loads it (12 MiB less idle RSS).
+The shell chooses with `select_backend` (MEDVAULT_RS_BACKEND through
 `backend_from_environment`); this module reads no environment of its own.
 """
 
@@ -26,19 +26,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
 from storage.codec import gf256, isal
 
 BytesLike = bytes | bytearray | memoryview
-U8Array = npt.NDArray[np.uint8]
 
 MAX_SHARDS = 255
-_ROWS_PER_WORD = 8
-# Columns per pass: the accumulator and numpy's intp copy of the indices stay in L2.
-_BLOCK_ELEMENTS = 64 * 1024
-_BLOCK_BYTES = 256 * 1024
 _CACHE_LIMIT = 256
 
 BACKENDS = ("auto", "isal", "numpy")
@@ -106,29 +98,8 @@ def _resolve(name: str) -> tuple[str, isal.Isal | None]:
     return ("numpy", None) if isinstance(loaded, isal.Unavailable) else ("isal", loaded)
 
 
-def _mul_table() -> U8Array:
-    table = np.zeros((256, 256), dtype=np.uint8)
-    for a in range(1, 256):
-        for b in range(1, 256):
-            table[a, b] = gf256.EXP[gf256.LOG[a] + gf256.LOG[b]]
-    return table
-
-
-_MUL = _mul_table()
-
-
-def _word_type(rows: int) -> type[np.unsignedinteger]:
-    if rows == 1:
-        return np.uint8
-    if rows == 2:
-        return np.uint16
-    if rows <= 4:
-        return np.uint32
-    return np.uint64
-
-
 class _Multiplier(Protocol):
-    def apply(self, inputs: Sequence[U8Array], outputs: Sequence[U8Array]) -> None: ...
+    def apply(self, inputs: Sequence[BytesLike], outputs: Sequence[BytesLike]) -> None: ...
 
 
 class _IsalKernel:
@@ -138,51 +109,8 @@ class _IsalKernel:
         self._library = library
         self._tables = library.tables(coefficients)
 
-    def apply(self, inputs: Sequence[U8Array], outputs: Sequence[U8Array]) -> None:
+    def apply(self, inputs: Sequence[BytesLike], outputs: Sequence[BytesLike]) -> None:
         self._library.multiply(self._tables, inputs, outputs)
-
-
-class _ProductKernel:
-    """Computes out = coefficients x inputs for a fixed coefficient matrix."""
-
-    def __init__(self, coefficients: gf256.Matrix) -> None:
-        self.rows = len(coefficients)
-        self.columns = len(coefficients[0]) if coefficients else 0
-        coef = np.array(coefficients, dtype=np.uint8).reshape(self.rows, self.columns)
-        # Per group of <= 8 output rows: one table per input column whose
-        # entry b packs coef[row, column] * b for every row of the group.
-        self._groups: list[tuple[int, int, type[np.unsignedinteger], list[npt.NDArray[np.generic]]]]
-        self._groups = []
-        for start in range(0, self.rows, _ROWS_PER_WORD):
-            stop = min(self.rows, start + _ROWS_PER_WORD)
-            word = _word_type(stop - start)
-            width = np.dtype(word).itemsize
-            tables = []
-            for col in range(self.columns):
-                packed = np.zeros((256, width), dtype=np.uint8)
-                packed[:, : stop - start] = _MUL[coef[start:stop, col]].T
-                tables.append(packed.view(word).reshape(256))
-            self._groups.append((start, stop, word, tables))
-
-    def apply(self, inputs: Sequence[U8Array], outputs: Sequence[U8Array]) -> None:
-        """Write product row r into outputs[r] (each one shard long)."""
-        length = outputs[0].shape[0] if outputs else 0
-        for start, stop, word, tables in self._groups:
-            width = np.dtype(word).itemsize
-            block = min(_BLOCK_ELEMENTS, _BLOCK_BYTES // width)
-            acc = np.empty(block, dtype=word)
-            tmp = np.empty(block, dtype=word)
-            for lo in range(0, length, block):
-                hi = min(length, lo + block)
-                a = acc[: hi - lo]
-                t = tmp[: hi - lo]
-                np.take(tables[0], inputs[0][lo:hi], out=a, mode="wrap")
-                for table, column in zip(tables[1:], inputs[1:], strict=True):
-                    np.take(table, column[lo:hi], out=t, mode="wrap")
-                    np.bitwise_xor(a, t, out=a)
-                products = a.view(np.uint8).reshape(hi - lo, width)
-                for r in range(stop - start):
-                    outputs[start + r][lo:hi] = products[:, r]
 
 
 class ReedSolomon:
@@ -211,7 +139,9 @@ class ReedSolomon:
     def _multiplier(self, coefficients: gf256.Matrix) -> _Multiplier:
         if self._isal is not None:
             return _IsalKernel(self._isal, coefficients)
-        return _ProductKernel(coefficients)
+        from storage.codec.rs_numpy import ProductKernel  # noqa: PLC0415 - numpy only here
+
+        return ProductKernel(coefficients)
 
     @property
     def parity_count(self) -> int:
@@ -240,10 +170,10 @@ class ReedSolomon:
         if len(data_shards) != self.k:
             raise ValueError(f"need exactly k={self.k} data shards, got {len(data_shards)}")
         length = _common_length(data_shards)
-        out = np.empty((self.parity_count, length), dtype=np.uint8)
+        out = _rows(self.parity_count, length)
         if self._encoder is not None and length:
-            self._encoder.apply([_as_array(s) for s in data_shards], list(out))
-        return [row.data for row in out]
+            self._encoder.apply(data_shards, out)
+        return out
 
     def parity_into(self, data_shards: Sequence[BytesLike], out: Sequence[BytesLike]) -> None:
         """Write the n-k parity shards into `out` (writable buffers, one shard long each).
@@ -258,7 +188,7 @@ class ReedSolomon:
         length = _common_length([*data_shards, *out])
         targets = [_as_writable(b) for b in out]
         if self._encoder is not None and length:
-            self._encoder.apply([_as_array(s) for s in data_shards], targets)
+            self._encoder.apply(data_shards, targets)
 
     def encode(self, segment: BytesLike) -> list[bytes]:
         """All n shards of `segment`: the k data shards, then the parity."""
@@ -280,15 +210,30 @@ class ReedSolomon:
             result.update({i: bytes(row) for i, row in zip(missing, rebuilt, strict=True)})
         return result
 
-    def decode(self, shards: Mapping[int, BytesLike], size: int) -> bytes:
-        """The original `size`-byte segment from any k shards (by index)."""
+    def decode(
+        self, shards: Mapping[int, BytesLike], size: int, *, scratch: BytesLike | None = None
+    ) -> bytes:
+        """The original `size`-byte segment from any k shards (by index).
+
+        Lost data shards are rebuilt into `scratch` when given (writable, at
+        least k shards long, not overlapping the shards; a caller's reused
+        buffer), else into a fresh one; either way one copy joins the result.
+        """
         chosen, length = self._choose(shards)
         if size < 0 or self.shard_size(size) != length:
             raise ValueError(
                 f"segment size {size} does not fit shards of {length} bytes with k={self.k}"
             )
         missing = tuple(i for i in range(self.k) if i not in chosen)
-        rebuilt = dict(zip(missing, self._rebuild(shards, chosen, missing, length), strict=True))
+        rows: list[memoryview] | None = None
+        if scratch is not None and missing:
+            room = _as_writable(scratch)
+            if len(room) < len(missing) * length:
+                raise ValueError(f"scratch of {len(room)} bytes is under {len(missing)} shards")
+            rows = [room[r * length : (r + 1) * length] for r in range(len(missing))]
+        rebuilt = dict(
+            zip(missing, self._rebuild(shards, chosen, missing, length, rows), strict=True)
+        )
         pieces: list[BytesLike] = []
         remaining = size
         for i in range(self.k):
@@ -310,22 +255,22 @@ class ReedSolomon:
                 f"segment size {size} does not fit shards of {length} bytes with k={self.k}"
             )
         target = _as_writable(out)
-        if target.shape[0] < size:
-            raise ValueError(f"output buffer of {target.shape[0]} bytes is under size {size}")
+        if len(target) < size:
+            raise ValueError(f"output buffer of {len(target)} bytes is under size {size}")
         missing = tuple(i for i in range(self.k) if i not in chosen)
         for i in range(self.k):
             lo, hi = i * length, min(size, (i + 1) * length)
             if i not in missing and lo < hi:
-                target[lo:hi] = _as_array(shards[i])[: hi - lo]
+                target[lo:hi] = _as_view(shards[i])[: hi - lo]
         if not missing or not length:
             return
         # Rows that fit whole in out[:size] are written there; a short last one goes via scratch.
         fits = [(i + 1) * length <= size for i in missing]
         rows = [
-            target[i * length : (i + 1) * length] if whole else np.empty(length, dtype=np.uint8)
+            target[i * length : (i + 1) * length] if whole else memoryview(bytearray(length))
             for i, whole in zip(missing, fits, strict=True)
         ]
-        self._kernel_for(chosen, missing).apply([_as_array(shards[i]) for i in chosen], rows)
+        self._kernel_for(chosen, missing).apply([shards[i] for i in chosen], rows)
         for i, row, whole in zip(missing, rows, fits, strict=True):
             if not whole:
                 target[i * length : size] = row[: size - i * length]
@@ -349,10 +294,11 @@ class ReedSolomon:
         chosen: tuple[int, ...],
         rows: tuple[int, ...],
         length: int,
-    ) -> U8Array:
-        out = np.empty((len(rows), length), dtype=np.uint8)
+        into: list[memoryview] | None = None,
+    ) -> list[memoryview]:
+        out = _rows(len(rows), length) if into is None else into
         if rows and length:
-            self._kernel_for(chosen, rows).apply([_as_array(shards[i]) for i in chosen], list(out))
+            self._kernel_for(chosen, rows).apply([shards[i] for i in chosen], out)
         return out
 
     def _kernel_for(self, chosen: tuple[int, ...], rows: tuple[int, ...]) -> _Multiplier:
@@ -368,15 +314,21 @@ class ReedSolomon:
         return kernel
 
 
-def _as_array(data: BytesLike) -> U8Array:
-    return np.frombuffer(data, dtype=np.uint8)
+def _rows(count: int, length: int) -> list[memoryview]:
+    """`count` fresh rows of `length` bytes, views into one allocation."""
+    block = memoryview(bytearray(count * length))
+    return [block[r * length : (r + 1) * length] for r in range(count)]
 
 
-def _as_writable(data: BytesLike) -> U8Array:
-    array = np.frombuffer(data, dtype=np.uint8)
-    if not array.flags.writeable:
+def _as_view(data: BytesLike) -> memoryview:
+    return memoryview(data).cast("B")
+
+
+def _as_writable(data: BytesLike) -> memoryview:
+    view = _as_view(data)
+    if view.readonly:
         raise ValueError("output buffers must be writable (bytearray, numpy array, mmap)")
-    return array
+    return view
 
 
 def _common_length(shards: Sequence[BytesLike]) -> int:

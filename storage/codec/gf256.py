@@ -2,7 +2,7 @@
 
 The field is the one `reedsolo` uses by default: primitive polynomial 0x11d,
 generator 2. Only small things happen here (building generator and decoding
-matrices); the per-byte work lives in `storage.codec.erasure` and runs in numpy.
+matrices); the per-byte work lives in `storage.codec.erasure` (ISA-L, or numpy).
 """
 
 from __future__ import annotations

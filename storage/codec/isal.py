@@ -8,9 +8,11 @@ bytes stay reedsolo's. The library comes bundled in pyeclib's manylinux wheel
 (importlib.metadata), never a hard-coded path; Debian's `libisal2` is tried
 next. A library is used only after it has multiplied a known matrix correctly.
 
-Nothing here copies a shard: pointers come straight from the callers' buffers.
-ctypes releases the GIL for the length of each foreign call, so two threads
-can code two segments on two cores at once.
+Nothing here copies a shard: pointers come straight from the callers' buffers
+(storage.codec.pinned, a buffer-protocol export held for the call), and
+numpy is not imported, so an idle node using ISA-L never loads it. ctypes
+releases the GIL for the length of each foreign call, so two threads can
+code two segments on two cores at once.
 
 Loading a shared object is the one contact with the file system here (the
 codec contract forbids `os`, `pathlib` and `io`, which this module does not
@@ -25,13 +27,13 @@ import functools
 import importlib.metadata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from storage.codec import gf256
+from storage.codec.pinned import pinned
 
-U8Array = npt.NDArray[np.uint8]
+if TYPE_CHECKING:  # any C-contiguous buffer: bytes, bytearray, memoryview, mmap, numpy array
+    from typing_extensions import Buffer
 
 # Distributions whose wheels bundle libisal, then the names the system's loader knows.
 BUNDLING_DISTRIBUTIONS = ("pyeclib",)
@@ -52,7 +54,7 @@ class Tables:
 
     rows: int
     columns: int
-    data: U8Array
+    data: bytearray
 
 
 class Isal:
@@ -71,8 +73,8 @@ class Isal:
             ctypes.c_int,
             ctypes.c_int,
             ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.POINTER(ctypes.c_void_p),
         ]
         encode.restype = None
         self._init = init
@@ -85,17 +87,18 @@ class Isal:
         columns = len(matrix[0]) if rows else 0
         if rows == 0 or columns == 0:
             raise ValueError("the matrix needs at least one row and one column")
-        coef = np.ascontiguousarray(np.array(matrix, dtype=np.uint8).reshape(rows, columns))
-        data = np.zeros(rows * columns * TABLE_BYTES_PER_COEFFICIENT, dtype=np.uint8)
-        self._init(columns, rows, coef.ctypes.data, data.ctypes.data)
+        if any(len(row) != columns for row in matrix):
+            raise ValueError("the matrix rows have unequal lengths")
+        coef = bytes(value for row in matrix for value in row)  # ValueError outside 0..255
+        data = bytearray(rows * columns * TABLE_BYTES_PER_COEFFICIENT)
+        with pinned([coef]) as (source,), pinned([data], writable=True) as (target,):
+            self._init(columns, rows, source[0], target[0])
         return Tables(rows, columns, data)
 
-    def multiply(
-        self, tables: Tables, inputs: Sequence[U8Array], outputs: Sequence[U8Array]
-    ) -> None:
+    def multiply(self, tables: Tables, inputs: Sequence[Buffer], outputs: Sequence[Buffer]) -> None:
         """outputs[r] = sum over c of matrix[r][c] * inputs[c], byte by byte.
 
-        Every input and output is a C-contiguous uint8 array of one common length;
+        Every input and output is a C-contiguous buffer of one common length;
         outputs must be writable and must not overlap the inputs.
         """
         if len(inputs) != tables.columns or len(outputs) != tables.rows:
@@ -103,32 +106,42 @@ class Isal:
                 f"a {tables.rows}x{tables.columns} matrix needs {tables.columns} inputs and"
                 f" {tables.rows} outputs, got {len(inputs)} and {len(outputs)}"
             )
-        length = _check_buffers(inputs, outputs)
-        if length == 0:
-            return
-        if length > MAX_LENGTH:
-            raise ValueError(f"shards of {length} bytes exceed ISA-L's limit of {MAX_LENGTH}")
-        sources = (ctypes.c_void_p * tables.columns)(*(a.ctypes.data for a in inputs))
-        targets = (ctypes.c_void_p * tables.rows)(*(a.ctypes.data for a in outputs))
-        self._encode(
-            length,
-            tables.columns,
-            tables.rows,
-            tables.data.ctypes.data,
-            ctypes.addressof(sources),
-            ctypes.addressof(targets),
-        )
+        try:
+            with pinned(inputs) as sources, pinned(outputs, writable=True) as targets:
+                length = _common_length(sources, targets)
+                if length == 0:
+                    return
+                if length > MAX_LENGTH:
+                    raise ValueError(
+                        f"shards of {length} bytes exceed ISA-L's limit of {MAX_LENGTH}"
+                    )
+                # Both pointer arrays stay bound to names for the length of the call.
+                source_pointers = (ctypes.c_void_p * tables.columns)(*_first(sources))
+                target_pointers = (ctypes.c_void_p * tables.rows)(*_first(targets))
+                with pinned([tables.data]) as ((table, _),):
+                    self._encode(
+                        length,
+                        tables.columns,
+                        tables.rows,
+                        table,
+                        source_pointers,
+                        target_pointers,
+                    )
+        except BufferError as exc:
+            raise ValueError(
+                "buffers must be contiguous bytes, and output buffers writable"
+                f" (bytearray, memoryview of one, mmap, numpy array): {exc}"
+            ) from None
 
 
-def _check_buffers(inputs: Sequence[U8Array], outputs: Sequence[U8Array]) -> int:
-    lengths: set[int] = {int(a.shape[0]) for a in (*inputs, *outputs)}
+def _first(pairs: list[tuple[int, int]]) -> list[int]:
+    return [address for address, _ in pairs]
+
+
+def _common_length(*groups: list[tuple[int, int]]) -> int:
+    lengths = {length for group in groups for _, length in group}
     if len(lengths) != 1:
         raise ValueError(f"buffers have unequal lengths: {sorted(lengths)}")
-    for a in (*inputs, *outputs):
-        if a.dtype != np.uint8 or a.ndim != 1 or not a.flags.c_contiguous:
-            raise ValueError("buffers must be contiguous one-dimensional uint8 arrays")
-    if not all(a.flags.writeable for a in outputs):
-        raise ValueError("output buffers must be writable")
     return lengths.pop()
 
 
@@ -179,15 +192,13 @@ def self_test(isal: Isal) -> None:
     """Multiply a fixed 3x5 matrix by 100-byte inputs (SIMD body and scalar tail) and
     compare with `gf256`: a library of another field or a broken build is refused."""
     matrix = [[(7 * r + 13 * c + 1) % 256 for c in range(5)] for r in range(3)]
-    inputs = [
-        np.array([(31 * c + 17 * p + 3) % 256 for p in range(100)], np.uint8) for c in range(5)
-    ]
-    outputs = [np.zeros(100, np.uint8) for _ in range(3)]
+    inputs = [bytes((31 * c + 17 * p + 3) % 256 for p in range(100)) for c in range(5)]
+    outputs = [bytearray(100) for _ in range(3)]
     isal.multiply(isal.tables(matrix), inputs, outputs)
     for r, row in enumerate(matrix):
         expected = [0] * 100
         for coef, column in zip(row, inputs, strict=True):
             for p in range(100):
                 expected[p] ^= gf256.mul(coef, int(column[p]))
-        if outputs[r].tolist() != expected:
+        if list(outputs[r]) != expected:
             raise IsalError(f"{isal.source} computed wrong products over GF(2^8)/0x11d")

@@ -8,13 +8,24 @@ next index is tried.
 Blocks are hashed where they lie (memory views of the erasure code's
 buffers, never copied); the hash function is the manifest version's
 (`storage.codec.manifest.shard_hasher`), BLAKE3 for what is written now.
+
+Copies and allocations per segment (docs/records.md, "Where one thread's
+encode time goes"): none on the way out. The segment is encrypted straight
+into a pooled buffer of all n blocks (storage.codec.bufferpool), reused once
+no block of an earlier segment refers to it; the data blocks are views of
+the ciphertext and `parity_into` writes the parity behind them. On the way
+back, the k blocks are assembled (lost data blocks rebuilt) in a pooled
+buffer and decrypted where they lie; the one allocation and copy left is the
+plaintext handed back as `bytes`, which its reader may keep.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from storage.codec.bufferpool import BufferPool
 from storage.codec.crypt import MAC_SIZE, SegmentCipher
 from storage.codec.erasure import BytesLike, ReedSolomon
 from storage.codec.hashing import Hasher, shard_hash_v3
@@ -23,6 +34,11 @@ from storage.errors import CorruptShard, NotEnoughShards
 # Returns block `index` of the segment being decoded, or None when it is not
 # available; raises CorruptShard when the source itself found it corrupt.
 BlockGetter = Callable[[int], BytesLike | None]
+
+# Buffers kept per size per codec: the segments in flight on two threads, the ones
+# queued for holders, and one spare; beyond that a segment gets a fresh buffer.
+POOLED_BUFFERS = 6
+POOLED_SIZES = 3
 
 
 @dataclass(frozen=True)
@@ -49,11 +65,36 @@ class SegmentCodec:
         self.code = code
         self.cipher = cipher
         self.hasher = hasher
+        self._pools: dict[int, BufferPool] = {}
+        self._pools_lock = threading.Lock()
+
+    def _buffer(self, size: int) -> memoryview:
+        """A reusable buffer of `size` bytes (pooled for the sizes a record has: its full
+        segments, its last, a decode's scratch; any other size gets a fresh one)."""
+        with self._pools_lock:
+            pool = self._pools.get(size)
+            if pool is None and len(self._pools) < POOLED_SIZES:
+                pool = self._pools[size] = BufferPool(size, POOLED_BUFFERS)
+        return memoryview(pool.take() if pool is not None else bytearray(size))
+
+    @property
+    def buffers_made(self) -> int:
+        """Pooled buffers allocated so far (a measure of reuse, for tests and benchmarks)."""
+        with self._pools_lock:
+            return sum(pool.made for pool in self._pools.values())
 
     def encode(self, index: int, last: bool, plaintext: bytes) -> EncodedSegment:
-        ciphertext = self.cipher.encrypt_segment(index, last, plaintext)
-        data = self.code.split(ciphertext)
-        blocks = tuple(b.toreadonly() for b in (*data, *self.code.parity(data)))
+        """Encrypt into one pooled buffer of all n blocks (ciphertext, its zero padding,
+        then parity), compute parity in place, hash the blocks where they lie."""
+        code = self.code
+        size = len(plaintext) + MAC_SIZE
+        length = code.shard_size(size)
+        buffer = self._buffer(code.n * length)
+        self.cipher.encrypt_segment_into(index, last, plaintext, buffer)
+        buffer[size : code.k * length] = bytes(code.k * length - size)  # the last block's padding
+        blocks = tuple(buffer[i * length : (i + 1) * length] for i in range(code.n))
+        code.parity_into(blocks[: code.k], blocks[code.k :])
+        blocks = tuple(b.toreadonly() for b in blocks)
         return EncodedSegment(
             index=index,
             last=last,
@@ -103,5 +144,7 @@ class SegmentCodec:
                 good[shard] = block
         if len(good) < code.k:
             raise NotEnoughShards(index, code.k, sorted(good), sorted(corrupt), sorted(missing))
-        ciphertext = code.decode(good, cipher_size)
-        return self.cipher.decrypt_segment(index, last, ciphertext)
+        segment = self._buffer(code.k * block_size)
+        code.decode_into(good, cipher_size, segment)
+        plaintext = self.cipher.decrypt_segment_in_place(index, last, segment[:cipher_size])
+        return bytes(plaintext)

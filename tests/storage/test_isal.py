@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from storage.codec import erasure, isal
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 from storage.codec.erasure import ReedSolomon
 
 HAVE_ISAL = not isinstance(isal.load(), isal.Unavailable)
@@ -222,11 +226,11 @@ def test_a_library_that_computes_wrong_products_is_refused() -> None:
         def multiply(
             self,
             tables: isal.Tables,
-            inputs: Sequence[isal.U8Array],
-            outputs: Sequence[isal.U8Array],
+            inputs: Sequence[Buffer],
+            outputs: Sequence[Buffer],
         ) -> None:
             super().multiply(tables, inputs, outputs)
-            outputs[0][5] ^= 1
+            memoryview(outputs[0])[5] ^= 1
 
     broken = OffByOne.__new__(OffByOne)
     broken.__dict__.update(loaded.__dict__)
@@ -239,12 +243,16 @@ def test_multiply_checks_its_arguments() -> None:
     loaded = isal.load()
     assert isinstance(loaded, isal.Isal)
     tables = loaded.tables([[1, 2], [3, 4], [5, 6]])
-    a, b = np.zeros(8, np.uint8), np.zeros(8, np.uint8)
+    a, b = bytearray(8), bytearray(8)
     with pytest.raises(ValueError, match="needs 2 inputs and 3 outputs"):
         loaded.multiply(tables, [a, b], [a])
-    outs = [np.zeros(8, np.uint8) for _ in range(3)]
+    outs = [bytearray(8) for _ in range(3)]
     with pytest.raises(ValueError, match="contiguous"):
-        loaded.multiply(tables, [np.zeros(16, np.uint8)[::2], b], outs)
+        loaded.multiply(tables, [memoryview(bytearray(16))[::2], b], outs)
+    with pytest.raises(ValueError, match="writable"):
+        loaded.multiply(tables, [a, b], [bytes(8), *outs[1:]])
+    with pytest.raises(ValueError, match="unequal lengths"):
+        loaded.multiply(tables, [a, bytearray(9)], outs)
     with pytest.raises(ValueError, match="at least one row"):
         loaded.tables([])
 
