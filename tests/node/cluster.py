@@ -121,3 +121,14 @@ async def knows_grant(node: Node, record_id: bytes, grantee: bytes) -> None:
     """Return once `node`'s ledger shows a grant of the record to `grantee`."""
     while node.ledger.state().grant_for(record_id, grantee, node.clock_ms()) is None:
         await node.ledger.changed()
+
+
+def harm_first_block(node: Node, harm: str) -> None:
+    """Rot ("rot": overwrite its start) or lose ("loss") the first block `node` holds."""
+    store = node.parts.store
+    assert isinstance(store, MemoryShardStore)
+    digest = store.digests()[0]
+    if harm == "rot":
+        store.damage(digest, b"\x00" * 10)
+    else:
+        store.delete(digest)

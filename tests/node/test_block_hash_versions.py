@@ -20,8 +20,7 @@ from node.sim.nodes import segments
 from protocol.records.messages import StoreShards
 from storage.codec.encoder import RecordEncoder
 from storage.codec.manifest import BLAKE3_VERSION, PADDED_VERSION, RecordMetadata
-from storage.store.memory import MemoryShardStore
-from tests.node.cluster import Cluster, holders_of, read_all, small_config
+from tests.node.cluster import Cluster, harm_first_block, holders_of, read_all, small_config
 
 BATCH = 64 * 1024
 
@@ -66,13 +65,7 @@ async def test_put_proofs_scrub_repair_and_read_for_each_block_hash(
             assert set(node.parts.store.digests()) == named_by(node, result.record_id)
         rotten, lost = [n for n in holders if n is not writer][:2]
         for node, harm in ((rotten, "rot"), (lost, "loss")):
-            store = node.parts.store
-            assert isinstance(store, MemoryShardStore)
-            digest = store.digests()[0]
-            if harm == "rot":
-                store.damage(digest, b"\x00" * 10)
-            else:
-                store.delete(digest)
+            harm_first_block(node, harm)
         _, damaged = await rotten.shards.scrub_some(10**9)
         assert [record for record, _ in damaged] == [result.record_id]
         for _ in range(2):

@@ -14,7 +14,7 @@ from node.sim.nodes import segments
 from protocol.records.repair import coordinator_order
 from storage.codec.manifest import RecordMetadata
 from storage.store.memory import MemoryShardStore
-from tests.node.cluster import Cluster, holders_of, read_all, small_config
+from tests.node.cluster import Cluster, harm_first_block, holders_of, read_all, small_config
 
 DATA_SIZE = 200_000
 
@@ -200,13 +200,7 @@ async def test_a_damaged_or_lost_block_is_found_by_the_scrub_and_repaired(
         victims = [n for n in holders_of(cluster, record_id) if n is not cluster.nodes[0]][:2]
         rotten, lost = victims
         for node, harm in ((rotten, "rot"), (lost, "loss")):
-            store = node.parts.store
-            assert isinstance(store, MemoryShardStore)
-            digest = store.digests()[0]
-            if harm == "rot":
-                store.damage(digest, b"\x00" * 10)
-            else:
-                store.delete(digest)
+            harm_first_block(node, harm)
         # Nobody runs check: the background passes find and repair both.
         for _ in range(2):
             for node in cluster.nodes:
