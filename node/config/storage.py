@@ -32,6 +32,14 @@ class StorageConfig:
         low=64 * 1024,
         high=64 * 1024 * 1024,
     )
+    manifest_version: int = setting(
+        3,
+        "Record format of new records: 3 hashes blocks with BLAKE3, 2 with BLAKE2b. Keep 2"
+        " while any node of the network runs a release before version 3 (it cannot check"
+        " BLAKE3 blocks, so it refuses them); both are always read.",
+        low=2,
+        high=3,
+    )
     quota_bytes: int = setting(
         0,
         "Bytes of shard blocks this node accepts (0: only the disk limits it).",

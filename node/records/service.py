@@ -226,6 +226,7 @@ class RecordService:
             n=config.n,
             segment_size=config.segment_size,
             metadata=metadata,
+            version=config.manifest_version,
         )
         need = shard_bytes(size_hint or config.segment_size, config.k)
         wanted = config.n if require_full else config.happy

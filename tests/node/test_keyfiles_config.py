@@ -100,6 +100,8 @@ def test_defaults_and_values() -> None:
         ({"network": {"bootstrap": "x"}}, "network.bootstrap: expected a list"),
         ({"network": {"bootstrap": ["nope"]}}, r"network.bootstrap\[0\]: expected PUBLIC_KEY"),
         ({"limits": {"max_connections": 0}}, "limits.max_connections: 0 is outside"),
+        ({"storage": {"manifest_version": 1}}, "storage.manifest_version: 1 is outside"),
+        ({"storage": {"manifest_version": 4}}, "storage.manifest_version: 4 is outside"),
         ({"limits": {"max_connections": 2.5}}, "limits.max_connections: expected a whole number"),
         ({"limits": {"call_timeout": "1"}}, "limits.call_timeout: expected a number"),
         ({"limits": {"call_timeout": True}}, "limits.call_timeout: expected a number"),
