@@ -25,14 +25,12 @@ async def test_a_manifest_listing_the_other_algorithms_hashes_frames_no_holder(
 ) -> None:
     async with trio.open_nursery() as nursery:
         cluster = Cluster(tmp_path)
-        await cluster.add_many(nursery, 6, small_config(transfer_batch_bytes=64 * 1024))
+        config = small_config(transfer_batch_bytes=64 * 1024, manifest_version=2)
+        await cluster.add_many(nursery, 6, config)
         writer, grantee = cluster.nodes[0], cluster.nodes[1]
         # The writer lists BLAKE3 block hashes in a version 2 (BLAKE2b) manifest: its
         # early blocks get BLAKE3 names on every holder, so they complete as listed.
         encoder = storage.codec.encoder
-        defaults = encoder.RecordEncoder.__init__.__kwdefaults__
-        assert defaults is not None
-        monkeypatch.setitem(defaults, "version", 2)
         monkeypatch.setattr(encoder, "shard_hasher", lambda v: hashing.shard_hash_v3)
         data = os.urandom(200_000)
         result = await writer.records.put(

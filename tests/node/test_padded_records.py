@@ -5,9 +5,10 @@ stored in the old format still read."""
 
 from __future__ import annotations
 
-import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -89,6 +90,15 @@ async def test_padding_segments_survive_losses_like_the_rest(
         nursery.cancel_scope.cancel()
 
 
+def _writing(version: int) -> Callable[..., RecordEncoder]:
+    """A node of an older release: its encoder writes `version` whatever it is asked."""
+
+    def make(**kwargs: Any) -> RecordEncoder:
+        return RecordEncoder(**{**kwargs, "version": version})
+
+    return make
+
+
 async def test_records_stored_in_the_old_format_still_read(
     tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,18 +108,14 @@ async def test_records_stored_in_the_old_format_still_read(
         writer, reader = cluster.nodes[1], cluster.nodes[4]
         data = os.urandom(100_000)
         with monkeypatch.context() as old_node:  # a node from before padding
-            old_node.setattr(
-                service, "RecordEncoder", functools.partial(RecordEncoder, version=LEGACY_VERSION)
-            )
+            old_node.setattr(service, "RecordEncoder", _writing(LEGACY_VERSION))
             old = await writer.records.put(
                 segments(data, SEGMENT),
                 metadata=RecordMetadata(filename="old.pdf"),
                 grantees=[reader.public_key],
             )
         with monkeypatch.context() as blake2b_node:  # a node from before BLAKE3 (issue 17)
-            blake2b_node.setattr(
-                service, "RecordEncoder", functools.partial(RecordEncoder, version=PADDED_VERSION)
-            )
+            blake2b_node.setattr(service, "RecordEncoder", _writing(PADDED_VERSION))
             padded = await writer.records.put(
                 segments(data, SEGMENT), metadata=RecordMetadata(), grantees=[reader.public_key]
             )
