@@ -272,7 +272,7 @@ class ReedSolomon:
         ]
         self._kernel_for(chosen, missing).apply([shards[i] for i in chosen], rows)
         for i, row, whole in zip(missing, rows, fits, strict=True):
-            if not whole:
+            if not whole and i * length < size:  # a row wholly past `size` is padding
                 target[i * length : size] = row[: size - i * length]
 
     def _check_index(self, index: int) -> None:

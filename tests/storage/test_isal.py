@@ -143,6 +143,22 @@ def test_decode_into_writes_exactly_size_bytes(backend: str, size: int) -> None:
 
 
 @pytest.mark.parametrize("backend", BOTH)
+@pytest.mark.parametrize("size", [16, 19, 20])
+def test_decode_into_with_lost_rows_wholly_past_size(backend: str, size: int) -> None:
+    # k=6 with 4-byte shards: row 5 (bytes 20..24) lies wholly past a 16-20 byte segment,
+    # row 4 partly or wholly; losing them must rebuild nothing past `size` (Hypothesis found
+    # this through the pipeline: a 3-byte record, k=6).
+    code = ReedSolomon(6, 8, backend=backend)
+    data = os.urandom(size)
+    shards = code.encode(data)
+    out = bytearray(b"\xaa" * (size + 8))
+    code.decode_into({i: shards[i] for i in (0, 1, 2, 3, 6, 7)}, size, out)
+    assert out[:size] == data
+    assert out[size:] == b"\xaa" * 8
+    assert code.decode({i: shards[i] for i in (0, 1, 2, 3, 6, 7)}, size) == data
+
+
+@pytest.mark.parametrize("backend", BOTH)
 def test_reused_buffers_give_fresh_results(backend: str) -> None:
     # The pipeline reuses its buffers: nothing of the previous segment may leak through.
     code = ReedSolomon(3, 5, backend=backend)
