@@ -17,6 +17,7 @@ short grace after its last block arrived.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Container, Iterable
@@ -51,6 +52,8 @@ from protocol.records.messages import (
     ShardsDropped,
     ShardsProven,
     ShardsStored,
+    ShardsStoredProven,
+    StoreAndProve,
     StoreShards,
 )
 from protocol.records.proofs import NONCE_SIZE, block_proof
@@ -136,6 +139,7 @@ class ShardService:
         dispatcher.route(GetHoldings, self._on_holdings)
         dispatcher.route(DropShards, self._on_drop)
         dispatcher.route(ProveShards, self._on_prove)
+        dispatcher.route(StoreAndProve, self._on_store_and_prove)
 
     def manifest(self, record_id: bytes) -> Manifest | None:
         """The manifest of a record this node holds shards of."""
@@ -198,7 +202,37 @@ class ShardService:
         return NodeInfo(self.site, free)
 
     async def _on_store(self, message: StoreShards, caller: Caller) -> ShardsStored:
-        record_id, sender = message.record_id, caller.remote_public_key
+        stored, complete, _ = await self._store_batch(message, caller.remote_public_key, None)
+        return ShardsStored(stored, complete)
+
+    async def _on_store_and_prove(
+        self, message: StoreAndProve, caller: Caller
+    ) -> ShardsStoredProven:
+        """A completing batch with its storage challenge: the proofs are keyed hashes of
+        the batch's own blocks (checked against the manifest and on disk first), so a
+        challenge costs at most one hash per block the sender just paid to send."""
+        if len(message.nonce) != NONCE_SIZE:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"a proof nonce is {NONCE_SIZE} bytes")
+        segments = message.segments
+        if not segments or any(b <= a for a, b in itertools.pairwise(segments)):
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, "a challenge names segments in increasing order"
+            )
+        challenge = (message.nonce, segments)
+        stored, complete, proofs = await self._store_batch(
+            message.as_store(), caller.remote_public_key, challenge
+        )
+        return ShardsStoredProven(stored, complete, proofs)
+
+    async def _store_batch(
+        self,
+        message: StoreShards,
+        sender: bytes,
+        challenge: tuple[bytes, tuple[int, ...]] | None,
+    ) -> tuple[int, bool, tuple[bytes | None, ...]]:
+        """Store a batch, complete its index if it says so; (blocks stored, complete,
+        proofs of the batch's blocks under `challenge` once complete)."""
+        record_id = message.record_id
         dropped = (record_id, sender)
         if dropped in self._dropped and not self.recorded(record_id):
             raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
@@ -206,6 +240,7 @@ class ShardService:
         charge = self._reserve(message, sender)
         added = 0
         keep = True
+        proofs: tuple[bytes | None, ...] = ()
         try:
             try:
                 manifest, stored, added = await in_worker(self._store_blocks, message, sender)
@@ -220,10 +255,13 @@ class ShardService:
                 raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
             complete = False
             if message.complete and manifest is not None:
-                complete, noted = await in_worker(self._finish, manifest, message.index)
+                complete, noted, proofs = await in_worker(
+                    self._finish_proving, manifest, message, challenge
+                )
                 added += noted
                 if complete:
-                    self._may_challenge(record_id, message.index, sender)
+                    if challenge is None:  # else the challenge came with the batch
+                        self._may_challenge(record_id, message.index, sender)
                     self.announcements.held(record_id)
                     event(
                         log,
@@ -235,7 +273,7 @@ class ShardService:
         finally:
             if charge is not None:
                 self.pending.settle(charge, added, keep=keep and not self.recorded(record_id))
-        return ShardsStored(stored, complete)
+        return stored, complete, proofs
 
     def _check_uploader(self, message: StoreShards, sender: bytes) -> None:
         """A record the ledger does not know is uploaded by its owner alone.
@@ -386,6 +424,32 @@ class ShardService:
         for digest in unreferenced:
             self.store.delete(digest)
         return complete, added
+
+    def _finish_proving(
+        self,
+        manifest: Manifest,
+        message: StoreShards,
+        challenge: tuple[bytes, tuple[int, ...]] | None,
+    ) -> tuple[bool, int, tuple[bytes | None, ...]]:
+        """In a worker thread: `_finish`, then (if complete) the batch's proofs."""
+        complete, added = self._finish(manifest, message.index)
+        if not complete or challenge is None:
+            return complete, added, ()
+        return complete, added, self._batch_proofs(message, *challenge)
+
+    def _batch_proofs(
+        self, message: StoreShards, nonce: bytes, segments: tuple[int, ...]
+    ) -> tuple[bytes | None, ...]:
+        """Keyed hashes of the batch's blocks of `segments` (None for a segment not in
+        it: no disk read on a challenge's account). The blocks were checked against the
+        manifest when stored, so they are the blocks kept."""
+        first, blocks = message.first_segment, message.blocks
+        return tuple(
+            block_proof(nonce, blocks[segment - first])
+            if first <= segment < first + len(blocks)
+            else None
+            for segment in segments
+        )
 
     def _rename_early_blocks(self, manifest: Manifest, index: int, named: set[bytes]) -> None:
         """Blocks sent before their manifest got BLAKE3 names (ShardStore.add); one of

@@ -9,7 +9,7 @@ lies patch a single in-process node (`lie_on(node, ...)`) for cluster tests.
 Lies:
 - `fake-storage`: acknowledge every block and claim every index complete, but
   keep nothing (the attack that made "successful" puts unreadable); storage
-  proofs are answered with made-up hashes.
+  proofs (asked apart or with the last batch) are answered with made-up hashes.
 """
 
 from __future__ import annotations
@@ -44,6 +44,12 @@ async def _make_up_proofs(self: ShardService, message: ProveShards, caller: Call
     return ShardsProven(tuple(os.urandom(32) for _ in message.segments))
 
 
+def _make_up_batch_proofs(
+    self: ShardService, message: StoreShards, nonce: bytes, segments: tuple[int, ...]
+) -> Any:
+    return tuple(os.urandom(32) for _ in segments)
+
+
 def _never_demote(self: ShardService, record_id: bytes, index: int) -> None:
     return None
 
@@ -53,6 +59,7 @@ LIES: dict[str, dict[str, Callable[..., Any]]] = {
         "_store_blocks": _keep_nothing,
         "_finish": _claim_complete,
         "_on_prove": _make_up_proofs,
+        "_batch_proofs": _make_up_batch_proofs,
         "_demote_on_read": _never_demote,
         "_scrub": lambda self, manifest, indices: [],
     },
