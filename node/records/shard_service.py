@@ -240,36 +240,31 @@ class ShardService:
         charge = self._reserve(message, sender)
         added = 0
         keep = True
-        proofs: tuple[bytes | None, ...] = ()
         try:
             try:
-                manifest, stored, added = await in_worker(self._store_blocks, message, sender)
+                # A completing batch is stored and completed in one thread hop.
+                outcome = await in_worker(self._store_finishing, message, sender, challenge)
             except BlockMismatch as exc:
                 raise RequestError(ErrorCode.BAD_REQUEST, str(exc)) from None
             except StoreFull as exc:
                 raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
+            stored, added, complete, proofs = outcome
             if dropped in self._dropped and not self.recorded(record_id):
                 # dropped while this batch was being written
                 keep = False
                 await self.delete_record(record_id)
                 raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
-            complete = False
-            if message.complete and manifest is not None:
-                complete, noted, proofs = await in_worker(
-                    self._finish_proving, manifest, message, challenge
+            if complete:
+                if challenge is None:  # else the challenge came with the batch
+                    self._may_challenge(record_id, message.index, sender)
+                self.announcements.held(record_id)
+                event(
+                    log,
+                    logging.INFO,
+                    "shard held",
+                    record=record_id.hex()[:16],
+                    index=message.index,
                 )
-                added += noted
-                if complete:
-                    if challenge is None:  # else the challenge came with the batch
-                        self._may_challenge(record_id, message.index, sender)
-                    self.announcements.held(record_id)
-                    event(
-                        log,
-                        logging.INFO,
-                        "shard held",
-                        record=record_id.hex()[:16],
-                        index=message.index,
-                    )
         finally:
             if charge is not None:
                 self.pending.settle(charge, added, keep=keep and not self.recorded(record_id))
@@ -424,6 +419,20 @@ class ShardService:
         for digest in unreferenced:
             self.store.delete(digest)
         return complete, added
+
+    def _store_finishing(
+        self,
+        message: StoreShards,
+        sender: bytes,
+        challenge: tuple[bytes, tuple[int, ...]] | None,
+    ) -> tuple[int, int, bool, tuple[bytes | None, ...]]:
+        """In a worker thread: `_store_blocks`, then `_finish_proving` for a completing
+        batch; (blocks stored, weight added, complete, proofs)."""
+        manifest, stored, added = self._store_blocks(message, sender)
+        if not message.complete or manifest is None:
+            return stored, added, False, ()
+        complete, noted, proofs = self._finish_proving(manifest, message, challenge)
+        return stored, added + noted, complete, proofs
 
     def _finish_proving(
         self,

@@ -24,6 +24,7 @@ import trio
 from node.logs import RateLimitedLog, get_logger, short_key
 from node.net.errors import RemoteError, RpcError
 from node.net.rpc_port import RpcPort
+from node.offload import in_worker
 from node.records.stages import run_stages
 from protocol.dht.contact import Contact
 from protocol.net.messages import ErrorCode
@@ -124,8 +125,9 @@ class HolderSender:
                     nursery.start_soon(self._send_batch, self._take(), None)
                 for index, block in blocks.items():
                     self._pending[index].append(block)
-                if self.sampler is not None:
-                    self.sampler.observe(self._next_segment, blocks)
+                if self.sampler is not None and self.sampler.draw():
+                    # keyed hashes: off the trio thread, the senders' at once
+                    await in_worker(self.sampler.keep, self._next_segment, blocks)
                 self._next_segment += 1
                 self._size += incoming
                 self._segments += 1

@@ -55,19 +55,30 @@ class ProofSampler:
     samples: int = SAMPLES
     seen: int = 0  # segments observed
     _chosen: dict[int, dict[int, bytes]] = field(default_factory=dict)  # segment -> proofs
+    _drawn: int = 0  # taken by draw, not yet kept
 
     def observe(self, segment: int, blocks: Mapping[int, BytesLike]) -> None:
         """One segment's blocks for this holder's indices (segments in increasing order)."""
+        if self.draw():
+            self.keep(segment, blocks)
+
+    def draw(self) -> bool:
+        """Count one more segment; whether the sample takes it (then `keep` it). Split
+        from the hashing so a caller can hash only chosen segments, off its own thread."""
         self.seen += 1
-        if len(self._chosen) < self.samples:
-            slot = None
-        else:
-            pick = self.rng.randrange(self.seen)
-            if pick >= self.samples:
-                return
-            slot = sorted(self._chosen)[pick]
-        if slot is not None:
-            del self._chosen[slot]
+        if len(self._chosen) + self._drawn < self.samples:
+            self._drawn += 1
+            return True
+        pick = self.rng.randrange(self.seen)
+        if pick >= self.samples:
+            return False
+        del self._chosen[sorted(self._chosen)[pick]]
+        self._drawn += 1
+        return True
+
+    def keep(self, segment: int, blocks: Mapping[int, BytesLike]) -> None:
+        """The proofs of a segment `draw` took (before the next draw)."""
+        self._drawn -= 1
         self._chosen[segment] = {i: block_proof(self.nonce, b) for i, b in blocks.items()}
 
     def segments(self) -> tuple[int, ...]:

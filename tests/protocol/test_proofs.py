@@ -98,3 +98,20 @@ def test_a_holder_keeping_half_of_an_index_is_caught_nearly_always() -> None:
 def test_a_nonce_must_have_its_size() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         block_proof(b"short", b"block")
+
+
+def test_draw_then_keep_samples_exactly_as_observe() -> None:
+    """The writer draws on its own thread and hashes only what was drawn in a worker."""
+    nonce = bytes(NONCE_SIZE)
+    whole = ProofSampler(nonce=nonce, rng=random.Random(7))
+    split = ProofSampler(nonce=nonce, rng=random.Random(7))
+    hashed = 0
+    for segment in range(200):
+        blocks = {0: segment.to_bytes(4, "big") * 8, 3: bytes([segment % 251]) * 16}
+        whole.observe(segment, blocks)
+        if split.draw():
+            split.keep(segment, blocks)
+            hashed += 1
+    assert split.segments() == whole.segments() and len(whole.segments()) == 4
+    assert split._chosen == whole._chosen
+    assert hashed < 60  # segments past the first few are rarely hashed at all
