@@ -102,6 +102,7 @@ class HolderSender:
         self._segments = 0  # segments pending: blocks per index in the next batch
         self._slots = trio.Semaphore(IN_FLIGHT)
         self._batches_sent = 0  # before the completing one
+        self._sampling: list[trio.Event] = []  # sampled segments still being hashed
         self.send, self._receive = trio.open_memory_channel[Blocks](2)
 
     async def run(self, manifest: Callable[[], Manifest]) -> None:
@@ -109,30 +110,47 @@ class HolderSender:
 
         Up to IN_FLIGHT batches travel at once, so the holder's disk writes
         overlap the next batch's encoding and transfer; the completing batch
-        goes only after every earlier one was acknowledged.
+        goes only after every earlier one was acknowledged. The storage-proof
+        sample is hashed in worker threads meanwhile (not before the send).
         """
-        async with trio.open_nursery() as nursery, self._receive:
-            async for blocks in self._receive:
-                if self.failure is not None:
-                    continue  # drain: the feeder must never block on a dead holder
-                incoming = sum(len(block) for block in blocks.values())
-                full = self._size + incoming > self.batch_bytes
-                if self._size and (full or self._segments >= MAX_BATCH_BLOCKS):
-                    # Send what is pending first: no message grows past a batch
-                    # (or one segment's blocks), so each fits the peer's size cap.
-                    await self._slots.acquire()
-                    self._batches_sent += 1
-                    nursery.start_soon(self._send_batch, self._take(), None)
-                for index, block in blocks.items():
-                    self._pending[index].append(block)
-                if self.sampler is not None and self.sampler.draw():
-                    # keyed hashes: off the trio thread, the senders' at once
-                    await in_worker(self.sampler.keep, self._next_segment, blocks)
-                self._next_segment += 1
-                self._size += incoming
-                self._segments += 1
-        if self.failure is None:
-            await self._send_batch(self._take(), manifest())
+        async with trio.open_nursery() as hashing:
+            async with trio.open_nursery() as nursery, self._receive:
+                async for blocks in self._receive:
+                    if self.failure is not None:
+                        continue  # drain: the feeder must never block on a dead holder
+                    incoming = sum(len(block) for block in blocks.values())
+                    full = self._size + incoming > self.batch_bytes
+                    if self._size and (full or self._segments >= MAX_BATCH_BLOCKS):
+                        # Send what is pending first: no message grows past a batch
+                        # (or one segment's blocks), so each fits the peer's size cap.
+                        await self._slots.acquire()
+                        self._batches_sent += 1
+                        nursery.start_soon(self._send_batch, self._take(), None)
+                    for index, block in blocks.items():
+                        self._pending[index].append(block)
+                    if self.sampler is not None and self.sampler.draw(self._next_segment):
+                        done = trio.Event()
+                        self._sampling.append(done)
+                        hashing.start_soon(self._sample, self._next_segment, blocks, done)
+                    self._next_segment += 1
+                    self._size += incoming
+                    self._segments += 1
+            if self.failure is None:
+                await self._send_batch(self._take(), manifest())
+
+    async def _sample(self, segment: int, blocks: Blocks, done: trio.Event) -> None:
+        """Hash a sampled segment's blocks under the nonce, in a worker thread."""
+        assert self.sampler is not None
+        try:
+            self.sampler.record(segment, await in_worker(self.sampler.proofs_of, blocks))
+        finally:
+            done.set()
+
+    async def _sampled(self) -> None:
+        """Until every sampled segment's proofs are recorded (before any is checked)."""
+        for done in self._sampling:
+            await done.wait()
+        self._sampling.clear()
 
     def _take(self) -> Batch:
         batch = {i: (self._first[i], self._pending[i]) for i in self.indices}
@@ -201,6 +219,7 @@ class HolderSender:
             except RpcError as exc:
                 self.failure = str(exc)
                 return False
+            await self._sampled()
             if not self._proven_by(index, answer):
                 return False
         return True
@@ -233,6 +252,7 @@ class HolderSender:
         sampler = self.sampler
         if sampler is None:
             return True
+        await self._sampled()
         for index in self.indices:
             challenge = ProveShards(self.record_id, index, sampler.nonce, sampler.segments())
             try:
