@@ -428,11 +428,63 @@ class ShardService:
     ) -> tuple[int, int, bool, tuple[bytes | None, ...]]:
         """In a worker thread: `_store_blocks`, then `_finish_proving` for a completing
         batch; (blocks stored, weight added, complete, proofs)."""
+        whole = self._whole_index(message)
+        if whole is not None:
+            stored, added, complete = self._store_whole(whole, message, sender)
+            if not complete or challenge is None:
+                return stored, added, complete, ()
+            return stored, added, complete, self._batch_proofs(message, *challenge)
         manifest, stored, added = self._store_blocks(message, sender)
         if not message.complete or manifest is None:
             return stored, added, False, ()
         complete, noted, proofs = self._finish_proving(manifest, message, challenge)
         return stored, added + noted, complete, proofs
+
+    def _whole_index(self, message: StoreShards) -> Manifest | None:
+        """The manifest, if this batch carries it and is every block of its index, and
+        nothing of the index came before (a small record): then one commit does all."""
+        if (
+            not message.complete
+            or message.manifest is None
+            or message.first_segment != 0
+            or (message.record_id, message.index) in self._begun
+        ):
+            return None
+        manifest = self._accept_manifest(message)
+        if (
+            manifest is None
+            or manifest.shard_hasher is not shard_hash_v3  # older names: see _finish
+            or not 0 <= message.index < manifest.n
+            or len(message.blocks) != manifest.segment_count
+        ):
+            return None
+        return manifest
+
+    def _store_whole(
+        self, manifest: Manifest, message: StoreShards, sender: bytes
+    ) -> tuple[int, int, bool]:
+        """In a worker thread: store a whole index's blocks (each fsync'd, checked
+        against the manifest), then note and complete it in one commit; (blocks
+        stored, weight added, complete)."""
+        noted = []
+        for segment, block in enumerate(message.blocks):
+            digest = manifest.block_hash(segment, message.index)
+            self.store.put(digest, block)
+            noted.append((digest, len(block)))
+        record_id, index = message.record_id, message.index
+        complete, added, unreferenced = self.holdings.arrived_whole(
+            record_id,
+            manifest.encode(),
+            index,
+            self.clock_ms(),
+            uploader=sender,
+            blocks=noted,
+            present=self.store.__contains__,
+        )
+        self._begun.add((record_id, index))
+        for digest in unreferenced:
+            self.store.delete(digest)
+        return len(message.blocks), added, complete
 
     def _finish_proving(
         self,

@@ -35,6 +35,16 @@ def _keep_nothing(self: ShardService, message: StoreShards, sender: bytes) -> An
     return manifest, len(message.blocks), added
 
 
+def _keep_nothing_whole(
+    self: ShardService, manifest: Manifest, message: StoreShards, sender: bytes
+) -> Any:
+    """A whole index in one batch: noted and claimed complete, no block stored."""
+    raw = manifest.encode()
+    added = self.holdings.begin(message.record_id, raw, message.index, self.clock_ms(), sender)
+    self.holdings.complete(message.record_id, message.index)
+    return len(message.blocks), added, True
+
+
 def _claim_complete(self: ShardService, manifest: Manifest, index: int) -> Any:
     self.holdings.complete(manifest.record_id, index)
     return True, 0
@@ -58,6 +68,7 @@ LIES: dict[str, dict[str, Callable[..., Any]]] = {
     "fake-storage": {
         "_store_blocks": _keep_nothing,
         "_finish": _claim_complete,
+        "_store_whole": _keep_nothing_whole,
         "_on_prove": _make_up_proofs,
         "_batch_proofs": _make_up_batch_proofs,
         "_demote_on_read": _never_demote,
