@@ -17,6 +17,7 @@ short grace after its last block arrived.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Container, Iterable
@@ -51,6 +52,8 @@ from protocol.records.messages import (
     ShardsDropped,
     ShardsProven,
     ShardsStored,
+    ShardsStoredProven,
+    StoreAndProve,
     StoreShards,
 )
 from protocol.records.proofs import NONCE_SIZE, block_proof
@@ -136,6 +139,7 @@ class ShardService:
         dispatcher.route(GetHoldings, self._on_holdings)
         dispatcher.route(DropShards, self._on_drop)
         dispatcher.route(ProveShards, self._on_prove)
+        dispatcher.route(StoreAndProve, self._on_store_and_prove)
 
     def manifest(self, record_id: bytes) -> Manifest | None:
         """The manifest of a record this node holds shards of."""
@@ -198,7 +202,37 @@ class ShardService:
         return NodeInfo(self.site, free)
 
     async def _on_store(self, message: StoreShards, caller: Caller) -> ShardsStored:
-        record_id, sender = message.record_id, caller.remote_public_key
+        stored, complete, _ = await self._store_batch(message, caller.remote_public_key, None)
+        return ShardsStored(stored, complete)
+
+    async def _on_store_and_prove(
+        self, message: StoreAndProve, caller: Caller
+    ) -> ShardsStoredProven:
+        """A completing batch with its storage challenge: the proofs are keyed hashes of
+        the batch's own blocks (checked against the manifest and on disk first), so a
+        challenge costs at most one hash per block the sender just paid to send."""
+        if len(message.nonce) != NONCE_SIZE:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"a proof nonce is {NONCE_SIZE} bytes")
+        segments = message.segments
+        if not segments or any(b <= a for a, b in itertools.pairwise(segments)):
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, "a challenge names segments in increasing order"
+            )
+        challenge = (message.nonce, segments)
+        stored, complete, proofs = await self._store_batch(
+            message.as_store(), caller.remote_public_key, challenge
+        )
+        return ShardsStoredProven(stored, complete, proofs)
+
+    async def _store_batch(
+        self,
+        message: StoreShards,
+        sender: bytes,
+        challenge: tuple[bytes, tuple[int, ...]] | None,
+    ) -> tuple[int, bool, tuple[bytes | None, ...]]:
+        """Store a batch, complete its index if it says so; (blocks stored, complete,
+        proofs of the batch's blocks under `challenge` once complete)."""
+        record_id = message.record_id
         dropped = (record_id, sender)
         if dropped in self._dropped and not self.recorded(record_id):
             raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
@@ -208,34 +242,33 @@ class ShardService:
         keep = True
         try:
             try:
-                manifest, stored, added = await in_worker(self._store_blocks, message, sender)
+                # A completing batch is stored and completed in one thread hop.
+                outcome = await in_worker(self._store_finishing, message, sender, challenge)
             except BlockMismatch as exc:
                 raise RequestError(ErrorCode.BAD_REQUEST, str(exc)) from None
             except StoreFull as exc:
                 raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
+            stored, added, complete, proofs = outcome
             if dropped in self._dropped and not self.recorded(record_id):
                 # dropped while this batch was being written
                 keep = False
                 await self.delete_record(record_id)
                 raise RequestError(ErrorCode.BAD_REQUEST, "this upload was dropped by its writer")
-            complete = False
-            if message.complete and manifest is not None:
-                complete, noted = await in_worker(self._finish, manifest, message.index)
-                added += noted
-                if complete:
+            if complete:
+                if challenge is None:  # else the challenge came with the batch
                     self._may_challenge(record_id, message.index, sender)
-                    self.announcements.held(record_id)
-                    event(
-                        log,
-                        logging.INFO,
-                        "shard held",
-                        record=record_id.hex()[:16],
-                        index=message.index,
-                    )
+                self.announcements.held(record_id)
+                event(
+                    log,
+                    logging.INFO,
+                    "shard held",
+                    record=record_id.hex()[:16],
+                    index=message.index,
+                )
         finally:
             if charge is not None:
                 self.pending.settle(charge, added, keep=keep and not self.recorded(record_id))
-        return ShardsStored(stored, complete)
+        return stored, complete, proofs
 
     def _check_uploader(self, message: StoreShards, sender: bytes) -> None:
         """A record the ledger does not know is uploaded by its owner alone.
@@ -386,6 +419,98 @@ class ShardService:
         for digest in unreferenced:
             self.store.delete(digest)
         return complete, added
+
+    def _store_finishing(
+        self,
+        message: StoreShards,
+        sender: bytes,
+        challenge: tuple[bytes, tuple[int, ...]] | None,
+    ) -> tuple[int, int, bool, tuple[bytes | None, ...]]:
+        """In a worker thread: `_store_blocks`, then `_finish_proving` for a completing
+        batch; (blocks stored, weight added, complete, proofs)."""
+        whole = self._whole_index(message)
+        if whole is not None:
+            stored, added, complete = self._store_whole(whole, message, sender)
+            if not complete or challenge is None:
+                return stored, added, complete, ()
+            return stored, added, complete, self._batch_proofs(message, *challenge)
+        manifest, stored, added = self._store_blocks(message, sender)
+        if not message.complete or manifest is None:
+            return stored, added, False, ()
+        complete, noted, proofs = self._finish_proving(manifest, message, challenge)
+        return stored, added + noted, complete, proofs
+
+    def _whole_index(self, message: StoreShards) -> Manifest | None:
+        """The manifest, if this batch carries it and is every block of its index, and
+        nothing of the index came before (a small record): then one commit does all."""
+        if (
+            not message.complete
+            or message.manifest is None
+            or message.first_segment != 0
+            or (message.record_id, message.index) in self._begun
+        ):
+            return None
+        manifest = self._accept_manifest(message)
+        if (
+            manifest is None
+            or manifest.shard_hasher is not shard_hash_v3  # older names: see _finish
+            or not 0 <= message.index < manifest.n
+            or len(message.blocks) != manifest.segment_count
+        ):
+            return None
+        return manifest
+
+    def _store_whole(
+        self, manifest: Manifest, message: StoreShards, sender: bytes
+    ) -> tuple[int, int, bool]:
+        """In a worker thread: store a whole index's blocks (each fsync'd, checked
+        against the manifest), then note and complete it in one commit; (blocks
+        stored, weight added, complete)."""
+        noted = []
+        for segment, block in enumerate(message.blocks):
+            digest = manifest.block_hash(segment, message.index)
+            self.store.put(digest, block)
+            noted.append((digest, len(block)))
+        record_id, index = message.record_id, message.index
+        complete, added, unreferenced = self.holdings.arrived_whole(
+            record_id,
+            manifest.encode(),
+            index,
+            self.clock_ms(),
+            uploader=sender,
+            blocks=noted,
+            present=self.store.__contains__,
+        )
+        self._begun.add((record_id, index))
+        for digest in unreferenced:
+            self.store.delete(digest)
+        return len(message.blocks), added, complete
+
+    def _finish_proving(
+        self,
+        manifest: Manifest,
+        message: StoreShards,
+        challenge: tuple[bytes, tuple[int, ...]] | None,
+    ) -> tuple[bool, int, tuple[bytes | None, ...]]:
+        """In a worker thread: `_finish`, then (if complete) the batch's proofs."""
+        complete, added = self._finish(manifest, message.index)
+        if not complete or challenge is None:
+            return complete, added, ()
+        return complete, added, self._batch_proofs(message, *challenge)
+
+    def _batch_proofs(
+        self, message: StoreShards, nonce: bytes, segments: tuple[int, ...]
+    ) -> tuple[bytes | None, ...]:
+        """Keyed hashes of the batch's blocks of `segments` (None for a segment not in
+        it: no disk read on a challenge's account). The blocks were checked against the
+        manifest when stored, so they are the blocks kept."""
+        first, blocks = message.first_segment, message.blocks
+        return tuple(
+            block_proof(nonce, blocks[segment - first])
+            if first <= segment < first + len(blocks)
+            else None
+            for segment in segments
+        )
 
     def _rename_early_blocks(self, manifest: Manifest, index: int, named: set[bytes]) -> None:
         """Blocks sent before their manifest got BLAKE3 names (ShardStore.add); one of

@@ -7,11 +7,14 @@ sends the last batch of each index with the manifest and `complete`. A
 holder whose call fails is marked failed and its further blocks dropped, so
 one dead node neither blocks nor fails the others. A holder that says an
 index is complete must then prove it keeps the blocks (ProveShards, see
-protocol.records.proofs) before it counts as confirmed.
+protocol.records.proofs) before it counts as confirmed. An index sent in one
+batch (a small record) carries its challenge with that batch (StoreAndProve)
+and the proofs come back in the answer: one round trip less per holder.
 """
 
 from __future__ import annotations
 
+import collections
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar, cast
@@ -19,15 +22,19 @@ from typing import TypeVar, cast
 import trio
 
 from node.logs import RateLimitedLog, get_logger, short_key
-from node.net.errors import RpcError
+from node.net.errors import RemoteError, RpcError
 from node.net.rpc_port import RpcPort
+from node.offload import in_worker
 from node.records.stages import run_stages
 from protocol.dht.contact import Contact
+from protocol.net.messages import ErrorCode
 from protocol.records.messages import (
     MAX_BATCH_BLOCKS,
     ProveShards,
     ShardsProven,
     ShardsStored,
+    ShardsStoredProven,
+    StoreAndProve,
     StoreShards,
 )
 from protocol.records.proofs import NONCE_SIZE, ProofSampler
@@ -44,6 +51,17 @@ T = TypeVar("T")
 R = TypeVar("R")
 IN_FLIGHT = 2  # batches sent but not yet acknowledged, per holder
 _offences = RateLimitedLog(get_logger("records"), "holder failed a storage proof", period=600.0)
+# Holders that answered StoreAndProve with UNKNOWN_TYPE (older nodes), most recent last:
+# they get StoreShards, then ProveShards, without sending them a refused batch first.
+MAX_OLD_HOLDERS = 1024
+_old_holders: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+
+
+def _note_old_holder(key: bytes) -> None:
+    _old_holders[key] = None
+    _old_holders.move_to_end(key)
+    while len(_old_holders) > MAX_OLD_HOLDERS:
+        _old_holders.popitem(last=False)
 
 
 class HolderSender:
@@ -83,6 +101,8 @@ class HolderSender:
         self._size = 0
         self._segments = 0  # segments pending: blocks per index in the next batch
         self._slots = trio.Semaphore(IN_FLIGHT)
+        self._batches_sent = 0  # before the completing one
+        self._sampling: list[trio.Event] = []  # sampled segments still being hashed
         self.send, self._receive = trio.open_memory_channel[Blocks](2)
 
     async def run(self, manifest: Callable[[], Manifest]) -> None:
@@ -90,28 +110,47 @@ class HolderSender:
 
         Up to IN_FLIGHT batches travel at once, so the holder's disk writes
         overlap the next batch's encoding and transfer; the completing batch
-        goes only after every earlier one was acknowledged.
+        goes only after every earlier one was acknowledged. The storage-proof
+        sample is hashed in worker threads meanwhile (not before the send).
         """
-        async with trio.open_nursery() as nursery, self._receive:
-            async for blocks in self._receive:
-                if self.failure is not None:
-                    continue  # drain: the feeder must never block on a dead holder
-                incoming = sum(len(block) for block in blocks.values())
-                full = self._size + incoming > self.batch_bytes
-                if self._size and (full or self._segments >= MAX_BATCH_BLOCKS):
-                    # Send what is pending first: no message grows past a batch
-                    # (or one segment's blocks), so each fits the peer's size cap.
-                    await self._slots.acquire()
-                    nursery.start_soon(self._send_batch, self._take(), None)
-                for index, block in blocks.items():
-                    self._pending[index].append(block)
-                if self.sampler is not None:
-                    self.sampler.observe(self._next_segment, blocks)
-                self._next_segment += 1
-                self._size += incoming
-                self._segments += 1
-        if self.failure is None:
-            await self._send_batch(self._take(), manifest())
+        async with trio.open_nursery() as hashing:
+            async with trio.open_nursery() as nursery, self._receive:
+                async for blocks in self._receive:
+                    if self.failure is not None:
+                        continue  # drain: the feeder must never block on a dead holder
+                    incoming = sum(len(block) for block in blocks.values())
+                    full = self._size + incoming > self.batch_bytes
+                    if self._size and (full or self._segments >= MAX_BATCH_BLOCKS):
+                        # Send what is pending first: no message grows past a batch
+                        # (or one segment's blocks), so each fits the peer's size cap.
+                        await self._slots.acquire()
+                        self._batches_sent += 1
+                        nursery.start_soon(self._send_batch, self._take(), None)
+                    for index, block in blocks.items():
+                        self._pending[index].append(block)
+                    if self.sampler is not None and self.sampler.draw(self._next_segment):
+                        done = trio.Event()
+                        self._sampling.append(done)
+                        hashing.start_soon(self._sample, self._next_segment, blocks, done)
+                    self._next_segment += 1
+                    self._size += incoming
+                    self._segments += 1
+            if self.failure is None:
+                await self._send_batch(self._take(), manifest())
+
+    async def _sample(self, segment: int, blocks: Blocks, done: trio.Event) -> None:
+        """Hash a sampled segment's blocks under the nonce, in a worker thread."""
+        assert self.sampler is not None
+        try:
+            self.sampler.record(segment, await in_worker(self.sampler.proofs_of, blocks))
+        finally:
+            done.set()
+
+    async def _sampled(self) -> None:
+        """Until every sampled segment's proofs are recorded (before any is checked)."""
+        for done in self._sampling:
+            await done.wait()
+        self._sampling.clear()
 
     def _take(self) -> Batch:
         batch = {i: (self._first[i], self._pending[i]) for i in self.indices}
@@ -124,6 +163,13 @@ class HolderSender:
 
     async def _send_batch(self, batch: Batch, manifest: Manifest | None) -> None:
         final = manifest is not None
+        if final and self._prove_inline():
+            assert manifest is not None
+            proven = await self._store_proving(batch, manifest)
+            if proven is not None:
+                self.confirmed = proven
+                return
+            # an older holder: nothing was stored, send it the usual way
         try:
             complete = await self._store(batch, manifest)
         finally:
@@ -135,11 +181,78 @@ class HolderSender:
             elif await self._proven():
                 self.confirmed = True
 
+    def _prove_inline(self) -> bool:
+        """Whether the completing batch carries the challenge: every block of every
+        index travels in it, so it is all the holder was ever sent."""
+        return (
+            self.sampler is not None
+            and self._batches_sent == 0
+            and self.holder.public_key not in _old_holders
+        )
+
+    async def _store_proving(self, batch: Batch, manifest: Manifest) -> bool | None:
+        """Send each index's only batch with its challenge and check the proofs in the
+        answers; whether all passed, None if the holder does not know StoreAndProve."""
+        sampler = self.sampler
+        assert sampler is not None
+        raw = manifest.encode()
+        for index, (first, blocks) in batch.items():
+            views = cast(tuple[bytes, ...], tuple(blocks))  # bytes on the wire
+            message = StoreAndProve(
+                self.record_id,
+                raw,
+                index,
+                first,
+                views,
+                self.owner_nonce,
+                sampler.nonce,
+                sampler.segments(),
+            )
+            try:
+                answer = await self.port.call(self.holder, message, self.timeout)
+            except RemoteError as exc:
+                if exc.code == ErrorCode.UNKNOWN_TYPE and index == self.indices[0]:
+                    _note_old_holder(self.holder.public_key)
+                    return None
+                self.failure = str(exc)
+                return False
+            except RpcError as exc:
+                self.failure = str(exc)
+                return False
+            await self._sampled()
+            if not self._proven_by(index, answer):
+                return False
+        return True
+
+    def _proven_by(self, index: int, answer: object) -> bool:
+        """Whether a StoreAndProve answer confirms `index`; else the failure is noted."""
+        assert self.sampler is not None
+        if not isinstance(answer, ShardsStoredProven):
+            self.failure = f"unexpected answer {getattr(answer, 'TYPE', answer)}"
+        elif not answer.complete:
+            self.failure = "holder did not confirm every block"
+        elif not self.sampler.verify(index, answer.proofs):
+            self._failed_proof(index)
+        else:
+            return True
+        return False
+
+    def _failed_proof(self, index: int) -> None:
+        self.failure = f"holder failed the storage proof of index {index}"
+        self.proof_failed = True
+        _offences.note(
+            "claimed blocks it could not prove",
+            short_key(self.holder.public_key),
+            record=self.record_id.hex()[:16],
+            index=index,
+        )
+
     async def _proven(self) -> bool:
         """Whether the holder answers the storage challenge for each of its indices."""
         sampler = self.sampler
         if sampler is None:
             return True
+        await self._sampled()
         for index in self.indices:
             challenge = ProveShards(self.record_id, index, sampler.nonce, sampler.segments())
             try:
@@ -148,14 +261,7 @@ class HolderSender:
                 self.failure = f"storage proof not answered: {exc}"
                 return False
             if not isinstance(answer, ShardsProven) or not sampler.verify(index, answer.proofs):
-                self.failure = f"holder failed the storage proof of index {index}"
-                self.proof_failed = True
-                _offences.note(
-                    "claimed blocks it could not prove",
-                    short_key(self.holder.public_key),
-                    record=self.record_id.hex()[:16],
-                    index=index,
-                )
+                self._failed_proof(index)
                 return False
         return True
 

@@ -9,7 +9,7 @@ lies patch a single in-process node (`lie_on(node, ...)`) for cluster tests.
 Lies:
 - `fake-storage`: acknowledge every block and claim every index complete, but
   keep nothing (the attack that made "successful" puts unreadable); storage
-  proofs are answered with made-up hashes.
+  proofs (asked apart or with the last batch) are answered with made-up hashes.
 """
 
 from __future__ import annotations
@@ -35,6 +35,16 @@ def _keep_nothing(self: ShardService, message: StoreShards, sender: bytes) -> An
     return manifest, len(message.blocks), added
 
 
+def _keep_nothing_whole(
+    self: ShardService, manifest: Manifest, message: StoreShards, sender: bytes
+) -> Any:
+    """A whole index in one batch: noted and claimed complete, no block stored."""
+    raw = manifest.encode()
+    added = self.holdings.begin(message.record_id, raw, message.index, self.clock_ms(), sender)
+    self.holdings.complete(message.record_id, message.index)
+    return len(message.blocks), added, True
+
+
 def _claim_complete(self: ShardService, manifest: Manifest, index: int) -> Any:
     self.holdings.complete(manifest.record_id, index)
     return True, 0
@@ -42,6 +52,12 @@ def _claim_complete(self: ShardService, manifest: Manifest, index: int) -> Any:
 
 async def _make_up_proofs(self: ShardService, message: ProveShards, caller: Caller) -> Any:
     return ShardsProven(tuple(os.urandom(32) for _ in message.segments))
+
+
+def _make_up_batch_proofs(
+    self: ShardService, message: StoreShards, nonce: bytes, segments: tuple[int, ...]
+) -> Any:
+    return tuple(os.urandom(32) for _ in segments)
 
 
 def _never_demote(self: ShardService, record_id: bytes, index: int) -> None:
@@ -52,7 +68,9 @@ LIES: dict[str, dict[str, Callable[..., Any]]] = {
     "fake-storage": {
         "_store_blocks": _keep_nothing,
         "_finish": _claim_complete,
+        "_store_whole": _keep_nothing_whole,
         "_on_prove": _make_up_proofs,
+        "_batch_proofs": _make_up_batch_proofs,
         "_demote_on_read": _never_demote,
         "_scrub": lambda self, manifest, indices: [],
     },

@@ -196,3 +196,48 @@ class ShardsProven(Message):
 
     TYPE: ClassVar[str] = "shards_proven"
     proofs: Annotated[tuple[bytes | None, ...], MaxItems(MAX_PROOF_SEGMENTS)]
+
+
+@register
+@dataclass(frozen=True)
+class StoreAndProve(Message):
+    """A StoreShards that completes an index sent in this one batch, with its storage
+    challenge (ProveShards' `nonce` and `segments`): the holder answers ShardsStoredProven
+    once the blocks are on disk. For an index whose blocks all travel in one batch, a
+    challenge sent with them proves what one sent a round trip later proves (the
+    holder has the batch in memory either way); a node that does not know this type
+    answers UNKNOWN_TYPE and the writer sends StoreShards, then ProveShards."""
+
+    TYPE: ClassVar[str] = "store_and_prove"
+    record_id: bytes
+    manifest: bytes | None
+    index: int
+    first_segment: int
+    blocks: Annotated[tuple[BytesView, ...], MaxItems(MAX_BATCH_BLOCKS)]
+    owner_nonce: bytes | None
+    nonce: bytes
+    segments: Annotated[tuple[int, ...], MaxItems(MAX_PROOF_SEGMENTS)]
+
+    def as_store(self) -> StoreShards:
+        """The store part: a completing StoreShards."""
+        return StoreShards(
+            self.record_id,
+            self.manifest,
+            self.index,
+            self.first_segment,
+            self.blocks,
+            True,
+            self.owner_nonce,
+        )
+
+
+@register
+@dataclass(frozen=True)
+class ShardsStoredProven(Message):
+    """ShardsStored and, when the index is complete, one proof per segment asked
+    (None where the segment's block was not in the batch); no proofs otherwise."""
+
+    TYPE: ClassVar[str] = "shards_stored_proven"
+    stored: int
+    complete: bool
+    proofs: Annotated[tuple[bytes | None, ...], MaxItems(MAX_PROOF_SEGMENTS)]

@@ -54,32 +54,51 @@ class ProofSampler:
     rng: Rng
     samples: int = SAMPLES
     seen: int = 0  # segments observed
-    _chosen: dict[int, dict[int, bytes]] = field(default_factory=dict)  # segment -> proofs
+    _members: set[int] = field(default_factory=set)  # the sampled segments
+    _proofs: dict[int, dict[int, bytes]] = field(default_factory=dict)  # segment -> proofs
 
     def observe(self, segment: int, blocks: Mapping[int, BytesLike]) -> None:
         """One segment's blocks for this holder's indices (segments in increasing order)."""
+        if self.draw(segment):
+            self.record(segment, self.proofs_of(blocks))
+
+    def draw(self, segment: int) -> bool:
+        """Count one more segment; whether the sample takes it (its proofs are then
+        `record`ed). Split from the hashing so a writer hashes only the segments
+        taken, in a worker thread, while the blocks travel."""
         self.seen += 1
-        if len(self._chosen) < self.samples:
-            slot = None
-        else:
-            pick = self.rng.randrange(self.seen)
-            if pick >= self.samples:
-                return
-            slot = sorted(self._chosen)[pick]
-        if slot is not None:
-            del self._chosen[slot]
-        self._chosen[segment] = {i: block_proof(self.nonce, b) for i, b in blocks.items()}
+        if len(self._members) < self.samples:
+            self._members.add(segment)
+            return True
+        pick = self.rng.randrange(self.seen)
+        if pick >= self.samples:
+            return False
+        evicted = sorted(self._members)[pick]
+        self._members.discard(evicted)
+        self._proofs.pop(evicted, None)
+        self._members.add(segment)
+        return True
+
+    def proofs_of(self, blocks: Mapping[int, BytesLike]) -> dict[int, bytes]:
+        """The keyed hashes of one segment's blocks (pure: safe in a worker thread)."""
+        return {i: block_proof(self.nonce, b) for i, b in blocks.items()}
+
+    def record(self, segment: int, proofs: dict[int, bytes]) -> None:
+        """A drawn segment's proofs (ignored if it left the sample meanwhile)."""
+        if segment in self._members:
+            self._proofs[segment] = proofs
 
     def segments(self) -> tuple[int, ...]:
         """The sampled segments, in order (what the challenge names)."""
-        return tuple(sorted(self._chosen))
+        return tuple(sorted(self._members))
 
     def verify(self, index: int, answers: Sequence[bytes | None]) -> bool:
-        """Whether a holder's answers are the expected proofs of `index`'s sampled blocks."""
+        """Whether a holder's answers are the expected proofs of `index`'s sampled blocks
+        (False while a sampled segment's proofs are not recorded)."""
         segments = self.segments()
         if len(answers) != len(segments) or not segments:
             return False
         return all(
-            answer is not None and answer == self._chosen[segment].get(index)
+            answer is not None and answer == self._proofs.get(segment, {}).get(index)
             for segment, answer in zip(segments, answers, strict=True)
         )

@@ -147,6 +147,28 @@ class Holdings:
             _mark(db, record_id, index, True)
         return True, added, unreferenced
 
+    def arrived_whole(
+        self,
+        record_id: bytes,
+        manifest: bytes,
+        index: int,
+        now_ms: int,
+        *,
+        uploader: bytes | None,
+        blocks: Sequence[tuple[bytes, int]],
+        present: Callable[[bytes], bool],
+    ) -> tuple[bool, int, list[bytes]]:
+        """`arrived` and `finish` of an index whose every block came in one batch
+        (`blocks` are all the manifest names): one commit. Returns as `finish`."""
+        with self._db.transaction() as db:
+            added = _begin(db, record_id, manifest, index, now_ms=now_ms, uploader=uploader)
+            added += _note(db, record_id, index, blocks, now_ms)
+            if not all(present(digest) for digest, _ in blocks):
+                return False, added, []
+            unreferenced = _keep_only(db, record_id, index, {d for d, _ in blocks})
+            _mark(db, record_id, index, True)
+        return True, added, unreferenced
+
     def noted(self, record_id: bytes, index: int) -> list[bytes]:
         """Digests of the blocks noted for `index`, sorted."""
         with self._db.connection() as db:

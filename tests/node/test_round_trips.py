@@ -97,11 +97,12 @@ async def test_one_member_claiming_every_index_does_not_skip_the_lookup(
         nursery.cancel_scope.cancel()
 
 
-async def test_a_one_segment_put_costs_each_holder_two_calls_and_two_commits(
+async def test_a_one_segment_put_costs_each_holder_one_call_and_one_commit(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
-    """StoreShards (blocks, manifest, complete) and ProveShards per holder, nothing
-    more; each holder commits its holdings once for the batch and once to complete."""
+    """StoreAndProve (blocks, manifest, complete, the storage challenge) per holder,
+    nothing more; each holder commits its holdings once (the index's row, its
+    blocks and its completion: every block came in that batch)."""
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
         await cluster.add_many(nursery, 5, small_config(happy=5))
@@ -114,12 +115,35 @@ async def test_a_one_segment_put_costs_each_holder_two_calls_and_two_commits(
         holders = set(result.holders.values())
         assert len(holders) == 5
         for holder in holders:
-            assert calls[holder, "store_shards"] == 1
-            assert calls[holder, "prove_shards"] == 1
-        records = {"store_shards", "prove_shards", "drop_shards", "get_holdings", "fetch_blocks"}
-        assert sum(n for (_, kind), n in calls.items() if kind in records) == 2 * len(holders)
+            assert calls[holder, "store_and_prove"] == 1
+        records = {
+            "store_shards",
+            "store_and_prove",
+            "prove_shards",
+            "drop_shards",
+            "get_holdings",
+            "fetch_blocks",
+        }
+        assert sum(n for (_, kind), n in calls.items() if kind in records) == len(holders)
         for node in cluster.nodes:
-            assert node.shards.holdings.commits - commits[node.public_key] == 2
+            assert node.shards.holdings.commits - commits[node.public_key] == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_multi_batch_index_still_commits_per_batch_and_once_to_complete(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 5, small_config(happy=5, transfer_batch_bytes=30_000))
+        writer = cluster.nodes[0]
+        commits = {n.public_key: n.shards.holdings.commits for n in cluster.nodes}
+        data = os.urandom(180_000)  # three segments, a batch each
+        result = await writer.records.put(segments(data, 64 * 1024), metadata=RecordMetadata())
+        assert result.verdict.holders == 5
+        for node in cluster.nodes:
+            assert node.shards.holdings.commits - commits[node.public_key] == 3 + 1
+        assert await read_all(writer, result.record_id) == data
         nursery.cancel_scope.cancel()
 
 

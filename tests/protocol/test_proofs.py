@@ -98,3 +98,30 @@ def test_a_holder_keeping_half_of_an_index_is_caught_nearly_always() -> None:
 def test_a_nonce_must_have_its_size() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         block_proof(b"short", b"block")
+
+
+def test_draw_then_keep_samples_exactly_as_observe() -> None:
+    """The writer draws on its own thread and hashes only what was drawn in a worker;
+    a segment whose proofs are not recorded yet proves nothing."""
+    nonce = bytes(NONCE_SIZE)
+    whole = ProofSampler(nonce=nonce, rng=random.Random(7))
+    split = ProofSampler(nonce=nonce, rng=random.Random(7))
+    hashed = 0
+    for segment in range(200):
+        blocks = {0: segment.to_bytes(4, "big") * 8, 3: bytes([segment % 251]) * 16}
+        whole.observe(segment, blocks)
+        if split.draw(segment):
+            split.record(segment, split.proofs_of(blocks))
+            hashed += 1
+    assert split.segments() == whole.segments() and len(whole.segments()) == 4
+    assert {s: split._proofs[s] for s in split.segments()} == whole._proofs
+    assert hashed < 60  # segments past the first few are rarely hashed at all
+
+
+def test_a_sampled_segment_without_recorded_proofs_fails_verification() -> None:
+    sampler = ProofSampler(nonce=bytes(NONCE_SIZE), rng=random.Random(1))
+    block = b"x" * 64
+    assert sampler.draw(0)
+    assert not sampler.verify(0, [block_proof(sampler.nonce, block)])
+    sampler.record(0, sampler.proofs_of({0: block}))
+    assert sampler.verify(0, [block_proof(sampler.nonce, block)])

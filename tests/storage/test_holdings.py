@@ -174,3 +174,21 @@ def test_finish_keeps_a_stray_block_another_record_still_uses(tmp_path: Path) ->
     holdings.arrived(R2, None, 0, 10, uploader=None, blocks=[(C, 5)])
     assert holdings.finish(R1, 0, [(A, 10)], 11, {A, C}.__contains__) == (True, 0, [])
     assert holdings.noted(R2, 0) == [C]
+
+
+def test_a_whole_index_in_one_batch_arrives_and_completes_in_one_commit(tmp_path: Path) -> None:
+    holdings = Holdings(tmp_path / "h.sqlite")
+    before = holdings.commits
+    blocks = [(A, 10), (B, 20)]
+    missing = holdings.arrived_whole(
+        R1, b"manifest", 0, 10, uploader=b"w" * 32, blocks=blocks, present={A}.__contains__
+    )
+    assert missing == (False, len(b"manifest") + ROW_WEIGHT + 30, [])
+    assert holdings.indices(R1) == ([], [0])  # a block not on disk: not complete
+    complete, added, unreferenced = holdings.arrived_whole(
+        R2, b"manifest", 1, 10, uploader=b"w" * 32, blocks=blocks, present={A, B}.__contains__
+    )
+    assert (complete, unreferenced) == (True, []) and added >= ROW_WEIGHT
+    assert holdings.indices(R2) == ([1], [])
+    assert holdings.noted(R2, 1) == [A, B] and holdings.uploader(R2) == b"w" * 32
+    assert holdings.commits == before + 2  # one per index

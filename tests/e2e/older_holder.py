@@ -1,0 +1,15 @@
+"""An older node for end-to-end tests: the real medvault daemon without the message
+types StoreAndProve and ShardsStoredProven (as before issue 17's one-batch proofs), so
+its connections answer them UNKNOWN_TYPE. Run as `python older_holder.py run ...`."""
+
+from __future__ import annotations
+
+from node.cli.main import main
+from protocol.net import messages
+from protocol.records.messages import ShardsStoredProven, StoreAndProve
+
+for unknown in (StoreAndProve, ShardsStoredProven):
+    del messages._REGISTRY[unknown.TYPE]
+
+if __name__ == "__main__":
+    main()
