@@ -737,7 +737,8 @@ class RecordService:
         if found.whole():
             return sorted(results, key=lambda h: h.contact.node_id)
         k = manifest.k
-        results += await self._ask_holdings(record_id, [*older, *rest], False, k, results)
+        also = older if _covers(results, k) else [*older, *rest]  # the rest only if short
+        results += await self._ask_holdings(record_id, also, False, k, results)
         if not _covers(results, k):
             asked = {c.public_key for c in known}
             looked = await self._holder_candidates(record_id)
