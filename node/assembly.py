@@ -32,6 +32,7 @@ from node.net.membership import Membership
 from node.net.revocations import RevocationService
 from node.net.rpc_port import ManagerPort, RpcPort, SelfRoutingPort
 from node.net.transport import Transport
+from node.records.held import HeldServer
 from node.records.repair import Repairer
 from node.records.service import RecordService
 from node.records.shard_service import ShardService
@@ -203,6 +204,7 @@ class Node:
         )
         for service in (self.dht, self.gossip, self.shards, self.emergency):
             service.install(self.dispatcher)
+        HeldServer(self.shards).install(self.dispatcher)  # a small record's get in one round
         self.revocations: RevocationService | None = None
         if parts.membership is not None:
             self.revocations = RevocationService(

@@ -2,7 +2,14 @@
 
 Two mechanisms:
 - push: entries new to this node (written here or received) go at once to
-  `push_fanout` random peers, not back to the one they came from;
+  `push_fanout` random peers, not back to the one they came from. Read
+  statements (access entries) alone wait for the next round's push: a get
+  logs its statement as it starts, and pushed at once it landed on every
+  holder (each ingesting it, then pushing it on) exactly while they served
+  that get's blocks. The holders have the statement in the read's permit
+  anyway; the ledger needs it soon, not within milliseconds. A later entry
+  of the same author takes the held ones along (a feed arrives in order);
+  at most MAX_HELD are held, beyond it the oldest go at once;
 - anti-entropy: every `interval` the node sends its feed heads to `fanout`
   random peers; both sides pull, in bounded batches, what the other has
   beyond their own heads. Lost messages and partitions are repaired by the
@@ -25,7 +32,7 @@ from node.net.dispatch import Dispatcher
 from node.net.errors import RequestError, RpcError
 from node.net.rpc_port import Caller, RpcPort
 from protocol.dht.contact import Contact, ContactInfo
-from protocol.ledger.entries import Entry, entry_hash
+from protocol.ledger.entries import Entry, EntryType, entry_hash
 from protocol.ledger.gossip import heads_message, lag, missing_ranges, pick
 from protocol.ledger.messages import (
     EntriesFound,
@@ -37,6 +44,8 @@ from protocol.ledger.messages import (
     PushEntries,
 )
 from protocol.net.messages import ErrorCode
+
+MAX_HELD = 1024  # access entries waiting for the next round's push
 
 
 @dataclass
@@ -75,6 +84,8 @@ class GossipService:
         # Peer -> (entries it has beyond us, entries we have beyond it), as of the last
         # heads it showed after our pull; kept for routing-table contacts only.
         self.lag: dict[bytes, tuple[int, int]] = {}
+        # Access entries held for the next round's push, with the peer each came from.
+        self._held: list[tuple[bytes | None, Entry]] = []
         ledger.subscribe(self._on_new)
 
     def install(self, dispatcher: Dispatcher) -> None:
@@ -98,6 +109,8 @@ class GossipService:
         current = {p.public_key for p in peers}
         for gone in [key for key in self.lag if key not in current]:  # left the table
             del self.lag[gone]
+        held, self._held = self._held, []
+        self._push_batches(held)
         for peer in pick(peers, self.config.fanout, self.rng):
             nursery.start_soon(self.exchange, peer)
 
@@ -153,17 +166,43 @@ class GossipService:
     # -- push -------------------------------------------------------------------
 
     def _on_new(self, entries: list[Entry]) -> None:
-        """Push entries new to this node onward, not back where they came from."""
+        """Push entries new to this node onward, not back where they came from; hold
+        a batch of read statements only for the next round."""
         if self._nursery is None:
             return
+        arrived = [(self._arrived_from.pop(e.hash, None), e) for e in entries]
+        if all(e.type is EntryType.ACCESS for _, e in arrived):
+            self._held += arrived
+            overflow = len(self._held) - MAX_HELD
+            if overflow > 0:
+                self._push_batches(self._held[:overflow])
+                del self._held[:overflow]
+            return
+        authors = {e.author for e in entries}
+        earlier = [(s, e) for s, e in self._held if e.author in authors]
+        if not earlier:
+            self._push_batches(arrived)
+            return
+        self._held = [(s, e) for s, e in self._held if e.author not in authors]
+        together = earlier + arrived  # one batch: the feed's held entries first
+        self._push_to(
+            tuple(e.raw for _, e in together), exclude={s for s, _ in together if s is not None}
+        )
+
+    def _push_batches(self, arrived: Sequence[tuple[bytes | None, Entry]]) -> None:
+        """Each source's entries, in order, to peers other than that source."""
         by_source: dict[bytes | None, list[bytes]] = {}
-        for entry in entries:
-            source = self._arrived_from.pop(entry.hash, None)
+        for source, entry in arrived:
             by_source.setdefault(source, []).append(entry.raw)
         for source, raws in by_source.items():
-            candidates = [p for p in self.peers() if p.public_key != source]
-            for peer in pick(candidates, self.config.push_fanout, self.rng):
-                self._nursery.start_soon(self._push, peer, tuple(raws))
+            self._push_to(tuple(raws), exclude=set() if source is None else {source})
+
+    def _push_to(self, raws: tuple[bytes, ...], exclude: set[bytes]) -> None:
+        if self._nursery is None or not raws:
+            return
+        candidates = [p for p in self.peers() if p.public_key not in exclude]
+        for peer in pick(candidates, self.config.push_fanout, self.rng):
+            self._nursery.start_soon(self._push, peer, raws)
 
     async def _push(self, peer: Contact, raws: tuple[bytes, ...]) -> None:
         self.stats.pushed += len(raws)

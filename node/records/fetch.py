@@ -94,6 +94,7 @@ class BlockFetcher:
         proof: Proof | None = None,
         lag_retries: int = LAG_RETRIES,
         meter: Meter | None = None,
+        prefetched: dict[int, dict[int, bytes]] | None = None,
     ) -> None:
         self.port = port
         self.manifest = manifest
@@ -109,6 +110,8 @@ class BlockFetcher:
         full = manifest.block_size(0) * manifest.k if manifest.segment_count else 0
         self._scratch = BufferPool(full, keep=DECODE_THREADS)
         self.corrupt: dict[bytes, set[int]] = {}
+        # Verified blocks that came with the holdings (FetchHeld), by segment: used once.
+        self._prefetched = prefetched or {}
         self.refused: Counter[str] = Counter()  # why holders refused, this fetch round
 
     async def ciphertext(
@@ -199,6 +202,10 @@ class BlockFetcher:
     ) -> dict[int, dict[int, bytes]]:
         """At least `need` verified blocks per segment (indices in `avoid` not used)."""
         got: dict[int, dict[int, bytes]] = {s: {} for s in segments}
+        for segment in segments:
+            for index, block in self._prefetched.pop(segment, {}).items():
+                if index not in avoid:
+                    got[segment][index] = block
         wait = LAG_FIRST_WAIT
         for attempt in range(self.lag_retries + 1):
             self.refused.clear()

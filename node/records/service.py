@@ -31,7 +31,7 @@ from node.ledger.service import LedgerService
 from node.logs import event, get_logger
 from node.memory import release_free_memory
 from node.metrics.records import GetMeter, RecordMetrics
-from node.net.errors import RpcError
+from node.net.errors import RemoteError, RpcError
 from node.net.rpc_port import RpcPort
 from node.records.errors import (
     BAD_REQUEST,
@@ -43,6 +43,7 @@ from node.records.errors import (
     short,
 )
 from node.records.fetch import BlockFetcher, Permit, Proof
+from node.records.held import HeldBlocks
 from node.records.put import (
     PutResult,
     drop_everywhere,
@@ -72,14 +73,17 @@ from protocol.ledger.entries import (
     grant_context,
 )
 from protocol.ledger.state import GrantInfo, RecordInfo
+from protocol.net.messages import ErrorCode
 from protocol.privacy import Address, PrivacyError, make_grant
-from protocol.records import permit
+from protocol.records import held, permit
 from protocol.records.fetching import Latency
 from protocol.records.health import site_of
 from protocol.records.holder_proof import bucket_of
 from protocol.records.messages import (
+    FetchHeld,
     GetHoldings,
     GetManifest,
+    HeldFound,
     HolderProof,
     HoldingsFound,
     ManifestFound,
@@ -435,7 +439,12 @@ class RecordService:
         if self.log_read is not None and statement is not None:
             self.log_read(statement)
         manifest = await self.manifest_of(record)
-        holdings = await self.holdings_of(record_id, enough=manifest.k)
+        sizes = [manifest.block_size(s) for s in range(manifest.segment_count)]
+        prefetched = HeldBlocks(manifest)
+        if statement is not None and held.small(sizes):
+            holdings = await self._held_of(manifest, statement, prefetched)
+        else:
+            holdings = await self.holdings_of(record_id, enough=manifest.k)
         holders: dict[int, list[Contact]] = {}
         for holding in holdings:
             for index in holding.found.complete:
@@ -448,7 +457,9 @@ class RecordService:
             timeout=self.config.call_timeout,
             permit=source,
             meter=meter,
+            prefetched=prefetched.chosen(),
         )
+        fetcher.corrupt.update(prefetched.corrupt)
         return ReadHandle(record, manifest, grant, fetcher, meter)
 
     def default_purpose(self, record_id: bytes) -> Purpose:
@@ -684,6 +695,55 @@ class RecordService:
                 return sorted(results, key=lambda h: h.contact.node_id)
         more = [c for c in await self._holder_candidates(record_id) if c.public_key not in asked]
         results += await self._ask_holdings(record_id, more, verify, enough, results)
+        return sorted(results, key=lambda h: h.contact.node_id)
+
+    async def _held_of(
+        self, manifest: Manifest, statement: bytes, found: HeldBlocks
+    ) -> list[Holding]:
+        """A small record's holdings and blocks in one round (FetchHeld, protocol.records.held)
+        from the first candidates known without a lookup; stops as soon as k indices are
+        whole and verified (no grace: the blocks are in hand). Candidates that do not know
+        FetchHeld (older nodes), the rest of the known ones and, if still short, a lookup's
+        are asked GetHoldings as before, and the fetcher asks FetchBlocks for what is missing."""
+        record_id = manifest.record_id
+        known = self._known_candidates(record_id)
+        first, rest = known[: held.held_asks(manifest.n)], known[held.held_asks(manifest.n) :]
+        results: list[Holding] = []
+        older: list[Contact] = []
+
+        async def ask(contact: Contact, nursery: trio.Nursery) -> None:
+            started = trio.current_time()
+            try:
+                answer = await self.port.call(
+                    contact, FetchHeld(record_id, statement), self.config.call_timeout
+                )
+            except RemoteError as exc:
+                if exc.code == ErrorCode.UNKNOWN_TYPE:
+                    older.append(contact)
+                return
+            except RpcError:
+                return
+            self.latency.note(contact.public_key, trio.current_time() - started)
+            if not isinstance(answer, HeldFound):
+                return
+            if found.add(contact.public_key, answer):
+                results.append(Holding(contact, HoldingsFound(answer.complete, answer.partial, ())))
+            if found.whole():
+                nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for contact in first:
+                nursery.start_soon(ask, contact, nursery)
+        if found.whole():
+            return sorted(results, key=lambda h: h.contact.node_id)
+        k = manifest.k
+        also = older if _covers(results, k) else [*older, *rest]  # the rest only if short
+        results += await self._ask_holdings(record_id, also, False, k, results)
+        if not _covers(results, k):
+            asked = {c.public_key for c in known}
+            looked = await self._holder_candidates(record_id)
+            more = [c for c in looked if c.public_key not in asked]
+            results += await self._ask_holdings(record_id, more, False, k, results)
         return sorted(results, key=lambda h: h.contact.node_id)
 
     async def _ask_holdings(

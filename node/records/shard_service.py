@@ -530,6 +530,10 @@ class ShardService:
             self.store.delete(digest)
 
     async def _on_fetch(self, message: FetchBlocks, caller: Caller) -> BlocksFound:
+        return await self.serve_fetch(message, caller)
+
+    async def serve_fetch(self, message: FetchBlocks, caller: Caller) -> BlocksFound:
+        """A FetchBlocks answered (also for FetchHeld, node.records.held): gate, read, witness."""
         manifest = self.manifest(message.record_id)
         if manifest is None:
             return BlocksFound(tuple(None for _ in message.wanted))

@@ -231,6 +231,21 @@ class StoreAndProve(Message):
         )
 
 
+MAX_HELD_SEGMENTS = 64  # blocks one HeldFound carries (a small record's one index)
+
+
+@register
+@dataclass(frozen=True)
+class FetchHeld(Message):
+    """GetHoldings and FetchBlocks in one round, for a small record (protocol.records.held):
+    which indices the holder keeps and, under a `permit` its ledger accepts, every block
+    of one of them. An older node answers unknown_type: the reader asks as before."""
+
+    TYPE: ClassVar[str] = "fetch_held"
+    record_id: bytes
+    permit: bytes
+
+
 @register
 @dataclass(frozen=True)
 class ShardsStoredProven(Message):
@@ -241,3 +256,16 @@ class ShardsStoredProven(Message):
     stored: int
     complete: bool
     proofs: Annotated[tuple[bytes | None, ...], MaxItems(MAX_PROOF_SEGMENTS)]
+
+
+@register
+@dataclass(frozen=True)
+class HeldFound(Message):
+    """The holder's indices (as HoldingsFound) and the blocks of `index`, one per segment
+    in order (None where lacking); no index and no blocks when it serves none."""
+
+    TYPE: ClassVar[str] = "held_found"
+    complete: Annotated[tuple[int, ...], MaxItems(MAX_INDICES)]
+    partial: Annotated[tuple[int, ...], MaxItems(MAX_INDICES)]
+    index: int | None
+    blocks: Annotated[tuple[bytes | None, ...], MaxItems(MAX_HELD_SEGMENTS)]

@@ -1,0 +1,197 @@
+"""A small record's get in one round (FetchHeld, node.records.held): honest and adversarial,
+on whole nodes over the in-memory transport."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from node.assembly import Node
+from node.net.errors import RemoteError
+from node.records.service import READ_GRACE
+from node.sim.nodes import segments
+from protocol.dht.contact import Contact
+from protocol.net.messages import ErrorCode, Message
+from protocol.records.held import HELD_MAX_BYTES
+from protocol.records.messages import FetchHeld, HeldFound
+from storage.codec.manifest import RecordMetadata
+from tests.node.cluster import Cluster, knows_grant, read_all, small_config
+
+Answer = Callable[[Contact, Message, float], Awaitable[Message]]
+
+
+@asynccontextmanager
+async def granted(
+    tmp_path: Path, size: int = 100_000
+) -> AsyncIterator[tuple[Cluster, bytes, bytes]]:
+    """Five nodes; node0 put a record of `size` bytes granted to node1 (which knows it)."""
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 5, small_config())
+        writer, reader = cluster.nodes[0], cluster.nodes[1]
+        data = os.urandom(size)
+        result = await writer.records.put(
+            segments(data, 64 * 1024), metadata=RecordMetadata(), grantees=[reader.public_key]
+        )
+        await knows_grant(reader, result.record_id, reader.public_key)
+        yield cluster, result.record_id, data
+        nursery.cancel_scope.cancel()
+
+
+def intercept(
+    node: Node, answer: Callable[[Contact, Message, Answer], Awaitable[Message]]
+) -> Counter[str]:
+    """Route every call the node's records make through `answer`; counts them by type."""
+    calls: Counter[str] = Counter()
+    port = node.records.port
+    original = port.call
+
+    async def call(contact: Contact, message: Message, timeout: float) -> Message:
+        calls[message.TYPE] += 1
+        return await answer(contact, message, original)
+
+    port.call = call  # type: ignore[method-assign]
+    return calls
+
+
+def signed(node: Node, record_id: bytes) -> bytes:
+    """A read statement of the node's own for the record."""
+    made = node.records.own_permits(record_id)()
+    assert made is not None
+    return made
+
+
+async def honest(contact: Contact, message: Message, original: Answer) -> Message:
+    return await original(contact, message, 5.0)
+
+
+async def test_a_small_record_is_read_in_one_round(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with granted(tmp_path) as (cluster, record_id, data):
+        reader = cluster.nodes[1]
+        calls = intercept(reader, honest)
+        assert await read_all(reader, record_id) == data
+        assert calls["fetch_held"] >= 3
+        assert calls["get_holdings"] == 0 and calls["fetch_blocks"] == 0
+
+
+async def test_the_get_does_not_wait_for_a_candidate_that_does_not_answer(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with granted(tmp_path) as (cluster, record_id, data):
+        reader, silent = cluster.nodes[1], cluster.nodes[4]
+
+        async def answer(contact: Contact, message: Message, original: Answer) -> Message:
+            if contact.public_key == silent.public_key:
+                await trio.sleep_forever()
+            return await original(contact, message, 5.0)
+
+        intercept(reader, answer)
+        started = trio.current_time()
+        assert await read_all(reader, record_id) == data
+        assert trio.current_time() - started < READ_GRACE  # k whole indices: done
+
+
+async def test_older_nodes_that_do_not_know_fetch_held_are_read_as_before(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with granted(tmp_path) as (cluster, record_id, data):
+        reader = cluster.nodes[1]
+
+        async def answer(contact: Contact, message: Message, original: Answer) -> Message:
+            if isinstance(message, FetchHeld):
+                raise RemoteError(ErrorCode.UNKNOWN_TYPE, "unknown message type 'fetch_held'")
+            return await original(contact, message, 5.0)
+
+        calls = intercept(reader, answer)
+        assert await read_all(reader, record_id) == data
+        assert calls["get_holdings"] >= 3 and calls["fetch_blocks"] >= 1
+
+
+async def test_a_member_answering_with_forged_blocks_for_every_index_gains_nothing(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A member with the network key and a certificate claims every index and serves
+    garbage: the reader verifies every block, notes the liar corrupt, and reads the
+    record from the honest holders."""
+    async with granted(tmp_path) as (cluster, record_id, data):
+        reader, liar = cluster.nodes[1], cluster.nodes[2]
+        segments_of = reader.records.lookup(record_id)
+        assert segments_of.k == 3
+
+        async def answer(contact: Contact, message: Message, original: Answer) -> Message:
+            if contact.public_key == liar.public_key and isinstance(message, FetchHeld):
+                forged = tuple(os.urandom(22_000) for _ in range(2))
+                return HeldFound(tuple(range(5)), (), 0, forged)
+            return await original(contact, message, 5.0)
+
+        intercept(reader, answer)
+        handle = await reader.records.open(record_id)
+        assert handle.fetcher.corrupt == {liar.public_key: {0}}
+        assert all(liar.contact not in holders for holders in handle.fetcher.holders.values())
+        key = reader.records.record_key(handle)
+        assert b"".join([c async for c in reader.records.plaintext(handle, key)]) == data
+
+
+async def test_a_holder_serves_one_index_of_a_small_record_only_and_only_to_a_grantee(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Asking FetchHeld again and again (or for a large record) costs a holder at most
+    one index of a small record per request; without a grant it serves no block."""
+    async with granted(tmp_path, size=5 * HELD_MAX_BYTES) as (cluster, big_id, _):
+        reader, stranger = cluster.nodes[1], cluster.nodes[3]
+        holder = next(n for n in cluster.nodes if n.shards.holdings.indices(big_id)[0])
+        statement = signed(reader, big_id)
+        answer = await reader.records.port.call(holder.contact, FetchHeld(big_id, statement), 5.0)
+        assert isinstance(answer, HeldFound) and answer.complete
+        assert answer.index is None and answer.blocks == ()  # too large: holdings only
+
+        writer = cluster.nodes[0]
+        data = os.urandom(100_000)
+        result = await writer.records.put(
+            segments(data, 64 * 1024), metadata=RecordMetadata(), grantees=[reader.public_key]
+        )
+        small_id = result.record_id
+        await knows_grant(reader, small_id, reader.public_key)
+        holder = next(n for n in cluster.nodes if n.shards.holdings.indices(small_id)[0])
+        while small_id not in holder.ledger.state().records:
+            await holder.ledger.changed()
+        statement = signed(reader, small_id)
+        for _ in range(20):
+            answer = await reader.records.port.call(
+                holder.contact, FetchHeld(small_id, statement), 5.0
+            )
+            assert isinstance(answer, HeldFound) and answer.index is not None
+            assert len(answer.blocks) == 2  # one index: one block per segment
+            assert sum(len(b or b"") for b in answer.blocks) <= HELD_MAX_BYTES
+
+        # A member that holds no grant signs a statement for itself: holdings, no block.
+        own = signed(stranger, small_id)
+        answer = await stranger.records.port.call(holder.contact, FetchHeld(small_id, own), 5.0)
+        assert isinstance(answer, HeldFound) and answer.index is None and answer.blocks == ()
+
+
+async def test_holders_witness_a_fetch_held_read_the_readers_node_did_not_log(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Every read leaves a trace (docs/records.md): a reader's node that skips logging
+    its statement is witnessed by the holders that served it under FetchHeld, each at
+    most once for the read."""
+    async with granted(tmp_path) as (cluster, record_id, data):
+        writer, reader = cluster.nodes[0], cluster.nodes[1]
+        reader.records.log_read = None  # a dishonest reader's node
+        calls = intercept(reader, honest)
+        assert await read_all(reader, record_id) == data
+        assert calls["fetch_blocks"] == 0
+        with trio.fail_after(600):
+            while not writer.ledger.state().reads_of(record_id):
+                await writer.ledger.changed()
+        (read,) = writer.ledger.state().reads_of(record_id)
+        assert read.reader == reader.public_key
+        assert all(node.witness.witnessed <= 1 for node in cluster.nodes)

@@ -1,0 +1,45 @@
+"""A small record's get in one round, the pure part (protocol.records.held)."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol.net.messages import BadMessage, Envelope, Kind, decode_envelope, encode_envelope
+from protocol.records.held import HELD_MAX_BYTES, held_asks, served_index, small
+from protocol.records.messages import MAX_HELD_SEGMENTS, FetchHeld, HeldFound
+
+
+def test_a_record_is_small_when_one_index_fits_one_answer() -> None:
+    third = (1024 * 1024 + 16 + 2) // 3  # a 1 MiB segment with its MAC, k=3
+    assert small([third])
+    assert small([HELD_MAX_BYTES])
+    assert not small([HELD_MAX_BYTES + 1])
+    assert not small([1] * (MAX_HELD_SEGMENTS + 1))  # many tiny segments: too many blocks
+    assert not small([])
+
+
+def test_a_holder_serves_a_data_index_first_and_none_when_it_holds_none() -> None:
+    assert served_index([4, 1, 3], k=3) == 1
+    assert served_index([4, 3], k=3) == 3
+    assert served_index([], k=3) is None
+
+
+def test_a_reader_asks_at_most_n_candidates_for_blocks() -> None:
+    """The over-fetch bound: n answers of one index each, n - k more than needed."""
+    assert held_asks(5) == 5
+
+
+def test_the_messages_round_trip_with_and_without_blocks() -> None:
+    for message in (
+        FetchHeld(b"r" * 32, b"permit"),
+        HeldFound((1,), (2,), 1, (b"block", None)),
+        HeldFound((), (), None, ()),
+    ):
+        envelope = Envelope(Kind.REQUEST, 3, message)
+        assert decode_envelope(encode_envelope(envelope)).message == message
+
+
+def test_an_answer_with_more_blocks_than_a_small_record_has_is_refused_on_decode() -> None:
+    flood = HeldFound((0,), (), 0, tuple(b"x" for _ in range(MAX_HELD_SEGMENTS + 1)))
+    with pytest.raises(BadMessage):
+        decode_envelope(encode_envelope(Envelope(Kind.RESPONSE, 3, flood)))
