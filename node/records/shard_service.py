@@ -340,14 +340,14 @@ class ShardService:
         if manifest is not None and last > manifest.segment_count:
             raise RequestError(ErrorCode.BAD_REQUEST, "segments out of range for this record")
         raw = manifest.encode() if message.manifest is not None and manifest is not None else None
-        noted = []
-        for offset, block in enumerate(message.blocks):
-            if manifest is None:
-                digest = self.store.add(block)  # checked against the manifest at the end
-            else:
-                digest = manifest.block_hash(message.first_segment + offset, message.index)
-                self.store.put(digest, block)
-            noted.append((digest, len(block)))
+        blocks = message.blocks
+        if manifest is None:
+            digests = self.store.add_many(blocks)  # checked against the manifest at the end
+        else:
+            first = message.first_segment
+            digests = [manifest.block_hash(first + at, message.index) for at in range(len(blocks))]
+            self.store.put_many(list(zip(digests, blocks, strict=True)))  # fsyncs once per batch
+        noted = [(digest, len(block)) for digest, block in zip(digests, blocks, strict=True)]
         record_id, index, now = message.record_id, message.index, self.clock_ms()
         if raw is None and (record_id, index) in self._begun:
             added = self.holdings.note_blocks(record_id, index, noted, now)

@@ -245,6 +245,20 @@ def _unpack_pieces(payload: Buffer) -> Any:
     raise ValueError("the message ends early")
 
 
+def decode_envelope_quick(payload: Buffer, max_items: int) -> Envelope | None:
+    """`decode_envelope` for a payload of at most `max_items` msgpack values (a batch of
+    a few large blocks), else None: decode it with `decode_envelope` off the event loop.
+
+    The work is bounded by `max_items` and a copy of the payload's bytes at most, so
+    a caller may run it inline; a defect also answers None (the full decode names it).
+    """
+    try:
+        value = unpack_views(payload, view_from=LARGE_BYTES, budget=max_items)
+    except (ValueError, IndexError, KeyError):
+        return None
+    return _envelope(value)
+
+
 def decode_envelope(payload: Buffer) -> Envelope:
     """Parse and validate one envelope; raises BadMessage (or a subclass).
 
@@ -256,6 +270,10 @@ def decode_envelope(payload: Buffer) -> Envelope:
         value = _unpack(payload)
     except Exception as exc:  # msgpack raises many types on garbage
         raise BadMessage(f"message is not valid msgpack ({type(exc).__name__})") from None
+    return _envelope(value)
+
+
+def _envelope(value: Any) -> Envelope:
     if not isinstance(value, list) or len(value) != 5:
         raise BadMessage("message is not a 5-field envelope")
     version, kind_value, request_id, type_name, body = value

@@ -37,9 +37,15 @@ Payload = bytearray | memoryview
 
 
 def _message_buffer(size: int) -> Payload:
-    """A zeroed, writable buffer of `size` bytes for one payload."""
+    """A zeroed, writable buffer of `size` bytes for one payload.
+
+    The mapping is private: mmap's default for anonymous memory is shared,
+    which the kernel backs with a shmem file (costlier page faults, a file
+    to create and release per message).
+    """
     if size >= LAZY_BYTES:
-        return memoryview(mmap.mmap(-1, size))
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+        return memoryview(mmap.mmap(-1, size, flags=flags))
     return bytearray(size)
 
 

@@ -3,6 +3,10 @@
 Writes go to incoming/, are fsync'd, then atomically renamed into place and
 the directory fsync'd, so a process killed at any instant leaves only
 complete blocks under shards/ (leftovers in incoming/ are swept at open).
+A batch (`put_many`) writes and fsyncs every block's temp file, creates the
+fan-out directories it needs (their parents fsync'd once each), renames all,
+then fsyncs each distinct directory once: the same durability as one by one
+(the caller acknowledges nothing before it returns) with fewer syscalls.
 Corrupt blocks are moved to quarantine/ for an operator to inspect.
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from storage.codec.erasure import BytesLike
@@ -51,6 +56,8 @@ class DiskShardStore(ShardStore):
         self._shards = self.root / "shards"
         self._incoming = self.root / "incoming"
         self._quarantine_dir = self.root / "quarantine"
+        # Fan-out directories known to exist (never removed): at most 65,536 + 256.
+        self._made: set[Path] = set()
         for directory in (self.root, self._shards, self._incoming, self._quarantine_dir):
             self._ensure_dir(directory)
         self._counter = itertools.count()
@@ -66,17 +73,27 @@ class DiskShardStore(ShardStore):
         return self._shards / name[:2] / name[2:4] / name
 
     def _ensure_dir(self, directory: Path) -> None:
+        for parent in self._make_dirs(directory):
+            _fsync_dir(parent)
+
+    def _make_dirs(self, directory: Path) -> set[Path]:
+        """Create `directory` and missing ancestors; the parents to fsync (of new ones)."""
+        if directory in self._made:
+            return set()
         missing = []
         probe = directory
-        while not probe.exists():
+        while probe not in self._made and not probe.exists():
             missing.append(probe)
             probe = probe.parent
+        parents = set()
         for path in reversed(missing):
             try:
                 path.mkdir(mode=_DIR_MODE)
             except FileExistsError:
                 continue
-            _fsync_dir(path.parent)
+            parents.add(path.parent)
+        self._made.add(directory)
+        return parents
 
     def _sweep_incoming(self) -> int:
         swept = 0
@@ -114,23 +131,44 @@ class DiskShardStore(ShardStore):
         return self._path(digest).is_file()
 
     def _write(self, digest: bytes, block: BytesLike) -> bool:
-        final = self._path(digest)
-        temp = self._incoming / f"{digest.hex()}.{os.getpid()}.{next(self._counter)}"
+        created = [False]
+        self._write_many([(digest, block)], created, [0])
+        return created[0]
+
+    def _write_many(
+        self, items: Sequence[tuple[bytes, BytesLike]], created: list[bool], slots: list[int]
+    ) -> None:
+        temps: list[Path] = []
+        finals = [self._path(digest) for digest, _ in items]
+        renamed: set[Path] = set()
+        digest = b""
         try:
-            self._write_temp(temp, block)
-            self._ensure_dir(final.parent)
+            for digest, block in items:
+                temps.append(self._incoming / f"{digest.hex()}.{os.getpid()}.{next(self._counter)}")
+                self._write_temp(temps[-1], block)
+            parents: set[Path] = set()
+            for final in finals:
+                parents |= self._make_dirs(final.parent)
+            for parent in parents:  # new fan-out directories reach the disk before blocks
+                _fsync_dir(parent)
             with self._lock:
-                if final.exists():
-                    temp.unlink()
-                    return False
-                os.replace(temp, final)
-            _fsync_dir(final.parent)
+                for at, (temp, final) in enumerate(zip(temps, finals, strict=True)):
+                    if final.exists():
+                        continue  # another writer stored it first; its temp goes below
+                    os.replace(temp, final)
+                    renamed.add(final.parent)
+                    created[slots[at]] = True
+                    temps[at] = final  # nothing left to remove
         except OSError as exc:
-            temp.unlink(missing_ok=True)
             if exc.errno in _NO_SPACE:
                 raise StoreFull(f"disk full while writing shard block {digest.hex()}") from None
             raise
-        return True
+        finally:
+            for temp, final in zip(temps, finals, strict=False):
+                if temp is not final:  # not renamed (or partly written)
+                    temp.unlink(missing_ok=True)
+            for directory in renamed:
+                _fsync_dir(directory)
 
     @staticmethod
     def _write_temp(temp: Path, block: BytesLike) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from storage.codec.decoder import BlockSource
 from storage.codec.erasure import BytesLike
@@ -64,25 +65,62 @@ class ShardStore(ABC):
         self._store(digest, block)
         return digest
 
+    def put_many(self, items: Sequence[tuple[bytes, BytesLike]]) -> list[bool]:
+        """`put` for a batch: every block checked first (BlockMismatch stores none), then
+        written together, so a backend pays its durability cost (fsyncs) once per batch
+        where it can. Returns, per item, False when it was already present. On StoreFull
+        or a disk error some blocks of the batch may be stored; none is acknowledged."""
+        for digest, block in items:
+            check_digest(digest)
+            if not block_matches(digest, block):
+                raise BlockMismatch(f"block does not hash to {digest.hex()}; refused")
+        return self._store_many(items)
+
+    def add_many(self, blocks: Sequence[BytesLike]) -> list[bytes]:
+        """`add` for a batch (see `put_many`): the blocks' BLAKE3 hashes, in order."""
+        digests = [shard_hash_v3(block) for block in blocks]
+        self._store_many(list(zip(digests, blocks, strict=True)))
+        return digests
+
     def _store(self, digest: bytes, block: BytesLike) -> bool:
-        size = memoryview(block).nbytes
+        return self._store_many([(digest, block)])[0]
+
+    def _store_many(self, items: Sequence[tuple[bytes, BytesLike]]) -> list[bool]:
+        """Charge the quota for the new blocks, write them, refund what was not written."""
+        created = [False] * len(items)
+        todo: list[int] = []
+        charged = 0
         with self._lock:
-            if self._exists(digest):
-                return False
-            if self.capacity is not None and self._used + size > self.capacity:
-                raise StoreFull(
-                    f"store full: {self._used} of {self.capacity} bytes used,"
-                    f" a {size}-byte block does not fit"
-                )
-            self._used += size
-        created = False
+            seen: set[bytes] = set()
+            for at, (digest, block) in enumerate(items):
+                if digest in seen or self._exists(digest):
+                    continue
+                size = memoryview(block).nbytes
+                if self.capacity is not None and self._used + charged + size > self.capacity:
+                    raise StoreFull(
+                        f"store full: {self._used + charged} of {self.capacity} bytes used,"
+                        f" a {size}-byte block does not fit"
+                    )
+                seen.add(digest)
+                todo.append(at)
+                charged += size
+            self._used += charged
         try:
-            created = self._write(digest, block)
+            self._write_many([items[at] for at in todo], created, todo)
         finally:
-            if not created:
+            refund = sum(memoryview(items[at][1]).nbytes for at in todo if not created[at])
+            if refund:
                 with self._lock:
-                    self._used -= size
+                    self._used -= refund
         return created
+
+    def _write_many(
+        self, items: Sequence[tuple[bytes, BytesLike]], created: list[bool], slots: list[int]
+    ) -> None:
+        """Durably store `items`, setting created[slots[i]] for each one written (so a
+        failure part-way keeps the quota of what did land). One by one unless overridden."""
+        for (digest, block), slot in zip(items, slots, strict=True):
+            created[slot] = self._write(digest, block)
 
     def get(self, digest: bytes) -> bytes:
         """The block stored under `digest`, verified.

@@ -340,6 +340,9 @@ async def test_a_large_envelope_is_decoded_off_the_event_loop(
             return decode_envelope(payload)
 
         monkeypatch.setattr(peer, "decode_envelope", decode_after_others_ran)
+        # As for an envelope of more values than the inline budget (a list of many small
+        # items): with a budget of none, every large envelope goes to the worker.
+        monkeypatch.setattr(peer, "INLINE_DECODE_ITEMS", 0)
         data = b"x" * (peer.DECODE_IN_WORKER_BYTES + 1)
         with trio.fail_after(60):  # a deadlock guard, not a timing assertion
             assert (await to_a.request(Echo(data), EchoReply)).data == data
@@ -348,4 +351,26 @@ async def test_a_large_envelope_is_decoded_off_the_event_loop(
         threads.clear()
         assert await to_a.request(Ping(8), Pong) == Pong(8)
         assert threads == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_large_envelope_of_few_values_is_decoded_inline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A batch of a few large blocks decodes in microseconds: no thread hand-off for it.
+    network = MemoryNetwork()
+    worker_decodes: list[int] = []
+
+    def counted(payload: bytes) -> Envelope:
+        worker_decodes.append(len(payload))
+        return decode_envelope(payload)
+
+    monkeypatch.setattr(peer, "decode_envelope", counted)
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, network.transport(), "a")
+        b = await start_node(nursery, network.transport(), "b")
+        to_a = await b.connect(address_of(a))
+        data = b"y" * (4 * peer.DECODE_IN_WORKER_BYTES)
+        assert (await to_a.request(Echo(data), EchoReply)).data == data
+        assert worker_decodes == []
         nursery.cancel_scope.cancel()

@@ -248,3 +248,24 @@ def test_a_batch_over_the_block_cap_is_still_refused_before_its_items() -> None:
     assert len(payload) > net_messages.UNPACK_PIECE
     with pytest.raises(BadMessage, match=f"at most {MAX_BATCH_BLOCKS} allowed"):
         decode_envelope(payload)
+
+
+def test_quick_decode_is_the_full_decode_for_a_batch_of_few_blocks() -> None:
+    envelope = Envelope(Kind.REQUEST, 9, batch(blocks=3, size=MIB // 3))
+    payload = encode_envelope(envelope)
+    quick = net_messages.decode_envelope_quick(payload, 64)
+    assert quick == decode_envelope(payload) == envelope
+
+
+def test_quick_decode_gives_up_on_many_values_and_on_defects() -> None:
+    """A peer's envelope of many small values (or a broken one) is left to the full decode
+    off the event loop: the quick decoder stops after its budget, whatever the size."""
+    many = encode_envelope(Envelope(Kind.REQUEST, 9, batch(blocks=2000, size=40)))
+    assert len(many) > 64 * 1024
+    assert net_messages.decode_envelope_quick(many, 256) is None
+    assert net_messages.decode_envelope_quick(many, 2100) == decode_envelope(many)
+    good = encode_envelope(Envelope(Kind.REQUEST, 9, batch(blocks=2, size=LARGE_BYTES + 5)))
+    assert net_messages.decode_envelope_quick(good[:-1], 256) is None
+    assert net_messages.decode_envelope_quick(good + b"\x00", 256) is None
+    with pytest.raises(BadMessage):
+        decode_envelope(good[:-1])

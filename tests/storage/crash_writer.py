@@ -3,6 +3,7 @@
 Prints each block's digest only after `put` returned (an acknowledged write).
 With --stall-at N, the N-th write stops half-way through its temp file and
 waits to be killed, so the test controls exactly where the crash lands.
+With --batch B, blocks go B at a time through `put_many`, acknowledged together.
 """
 
 from __future__ import annotations
@@ -43,14 +44,38 @@ def main() -> None:
     parser.add_argument("root")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stall-at", type=int, default=-1)
+    parser.add_argument("--batch", type=int, default=0)
     args = parser.parse_args()
     store = DiskShardStore(args.root)
+    if args.batch:
+        write_batches(store, args.seed, args.batch, args.stall_at)
     for index in range(MAX_BLOCKS):
         if index == args.stall_at:
             os.write = stall_halfway(os.write)  # type: ignore[assignment]
         data = make_block(args.seed, index)
         store.put(shard_hash(data), data)
         print(shard_hash(data).hex(), flush=True)
+    sys.exit(0)
+
+
+def write_batches(store: DiskShardStore, seed: int, size: int, stall_at: int) -> None:
+    """Batches of `size` blocks; the write of block `stall_at` stalls half-way."""
+    real_write = os.write
+    written = 0
+
+    def counting(fd: int, data: memoryview) -> int:
+        nonlocal written
+        if written == stall_at:
+            return stall_halfway(real_write)(fd, data)
+        written += 1  # one os.write per block (each fits in one call here)
+        return real_write(fd, data)
+
+    os.write = counting  # type: ignore[assignment]
+    for first in range(0, MAX_BLOCKS, size):
+        blocks = [make_block(seed, index) for index in range(first, first + size)]
+        store.put_many([(shard_hash(data), data) for data in blocks])
+        for data in blocks:
+            print(shard_hash(data).hex(), flush=True)
     sys.exit(0)
 
 
