@@ -409,7 +409,8 @@ class RecordService:
         `default_purpose`, ETREAT under an emergency grant); a read as
         anyone else needs `permits` that reader signed for this node (`get --as`
         signs them in the CLI, where the key stays; they state the purpose).
-        The read's statement is logged to the ledger as the read starts
+        The read's statement is logged to the ledger as the read starts (a small
+        record's once its one round of blocks is over)
         (node/records/witness.py). The get is counted from here: failed here, or
         when its stream ends.
         """
@@ -436,14 +437,19 @@ class RecordService:
         else:
             source = self._given_permits(record_id, reader, permits)
         statement = source()
-        if self.log_read is not None and statement is not None:
-            self.log_read(statement)
         manifest = await self.manifest_of(record)
         sizes = [manifest.block_size(s) for s in range(manifest.segment_count)]
         prefetched = HeldBlocks(manifest)
         if statement is not None and held.small(sizes):
-            holdings = await self._held_of(manifest, statement, prefetched)
+            # Logged once the one round is over (blocks in hand, or it failed): the
+            # ledger append is CPU on this thread and would delay the holders' answers.
+            # Holders that served witness the read if this node never logs it.
+            try:
+                holdings = await self._held_of(manifest, statement, prefetched)
+            finally:
+                self._log_read(statement)
         else:
+            self._log_read(statement)
             holdings = await self.holdings_of(record_id, enough=manifest.k)
         holders: dict[int, list[Contact]] = {}
         for holding in holdings:
@@ -461,6 +467,10 @@ class RecordService:
         )
         fetcher.corrupt.update(prefetched.corrupt)
         return ReadHandle(record, manifest, grant, fetcher, meter)
+
+    def _log_read(self, statement: bytes | None) -> None:
+        if self.log_read is not None and statement is not None:
+            self.log_read(statement)
 
     def default_purpose(self, record_id: bytes) -> Purpose:
         """Why this node reads when its caller does not say: ETREAT when its read right
@@ -707,7 +717,8 @@ class RecordService:
         are asked GetHoldings as before, and the fetcher asks FetchBlocks for what is missing."""
         record_id = manifest.record_id
         known = self._known_candidates(record_id)
-        first, rest = known[: held.held_asks(manifest.n)], known[held.held_asks(manifest.n) :]
+        asks = held.held_asks(manifest.k, manifest.n)
+        first, rest = known[:asks], known[asks:]
         results: list[Holding] = []
         older: list[Contact] = []
 

@@ -10,8 +10,8 @@ for FetchBlocks and stops as soon as k distinct indices are whole.
 
 Bounds: a holder reads and sends at most HELD_MAX_BYTES per request (what
 one FetchBlocks may already ask), whatever it holds; a reader receives at
-most `held_asks(n)` = n such answers, so at most n - k indices' blocks more
-than it needs (for a 1 MiB record with k=3, n=5: two blocks of ~350 KB).
+most `held_asks(k, n)` = min(n, k + 1) such answers, so at most one index's
+blocks more than it needs (for a 1 MiB record with k=3, n=5: one block of ~350 KB).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def served_index(complete: Sequence[int], k: int) -> int | None:
     return min(data) if data else min(complete)
 
 
-def held_asks(n: int) -> int:
-    """How many candidates a reader asks FetchHeld (the rest, if any, GetHoldings)."""
-    return n
+def held_asks(k: int, n: int) -> int:
+    """How many candidates a reader asks FetchHeld (the rest, if any, GetHoldings): one
+    more than it needs, so one slow or lying holder costs no second round, while every
+    further answer (a whole index it would decrypt and drop) is not asked for."""
+    return min(n, k + 1)

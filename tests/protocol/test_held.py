@@ -24,9 +24,11 @@ def test_a_holder_serves_a_data_index_first_and_none_when_it_holds_none() -> Non
     assert served_index([], k=3) is None
 
 
-def test_a_reader_asks_at_most_n_candidates_for_blocks() -> None:
+def test_a_reader_asks_one_candidate_more_than_k_for_blocks() -> None:
     """The over-fetch bound: n answers of one index each, n - k more than needed."""
-    assert held_asks(5) == 5
+    assert held_asks(3, 5) == 4  # one spare, not every holder's index
+    assert held_asks(4, 5) == 5
+    assert held_asks(2, 2) == 2
 
 
 def test_the_messages_round_trip_with_and_without_blocks() -> None:
