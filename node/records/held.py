@@ -67,7 +67,11 @@ class HeldBlocks:
         index = answer.index
         if index is None or index in self.indices or not answer.blocks:
             return True
-        if index not in answer.complete or len(answer.blocks) != m.segment_count:
+        if (
+            not 0 <= index < m.n  # no hash to check it by: a lie, not an IndexError
+            or index not in answer.complete
+            or len(answer.blocks) != m.segment_count
+        ):
             self.corrupt.setdefault(holder, set()).add(index)
             return False
         blocks: list[bytes] = []

@@ -195,3 +195,27 @@ async def test_holders_witness_a_fetch_held_read_the_readers_node_did_not_log(
         (read,) = writer.ledger.state().reads_of(record_id)
         assert read.reader == reader.public_key
         assert all(node.witness.witnessed <= 1 for node in cluster.nodes)
+
+
+async def test_a_member_claiming_an_index_past_n_does_not_fail_the_read(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A liar serves "index n" (or a negative one) with blocks of the right length: the
+    manifest has no hash for it, so the answer is corrupt, not an IndexError that ends
+    the get for everyone (one bad peer never fails a read the honest holders can serve)."""
+    async with granted(tmp_path) as (cluster, record_id, data):
+        reader, liar = cluster.nodes[1], cluster.nodes[2]
+        manifest = await reader.records.manifest_of(reader.records.lookup(record_id))
+        sizes = [manifest.block_size(s) for s in range(manifest.segment_count)]
+
+        for bad in (manifest.n, -1):
+
+            async def answer(
+                contact: Contact, message: Message, original: Answer, bad: int = bad
+            ) -> Message:
+                if contact.public_key == liar.public_key and isinstance(message, FetchHeld):
+                    return HeldFound((bad,), (), bad, tuple(os.urandom(s) for s in sizes))
+                return await original(contact, message, 5.0)
+
+            intercept(reader, answer)
+            assert await read_all(reader, record_id) == data
