@@ -463,14 +463,15 @@ class ShardService:
     def _store_whole(
         self, manifest: Manifest, message: StoreShards, sender: bytes
     ) -> tuple[int, int, bool]:
-        """In a worker thread: store a whole index's blocks (each fsync'd, checked
-        against the manifest), then note and complete it in one commit; (blocks
-        stored, weight added, complete)."""
-        noted = []
-        for segment, block in enumerate(message.blocks):
-            digest = manifest.block_hash(segment, message.index)
-            self.store.put(digest, block)
-            noted.append((digest, len(block)))
+        """In a worker thread: store a whole index's blocks (all checked against the
+        manifest, then written as one batch), then note and complete it in one commit;
+        (blocks stored, weight added, complete)."""
+        blocks = message.blocks
+        digests = [manifest.block_hash(s, message.index) for s in range(len(blocks))]
+        # put_many checks every block first: a lying one stores none (no blocks left
+        # on disk without a holdings row, which nothing would charge or collect).
+        self.store.put_many(list(zip(digests, blocks, strict=True)))
+        noted = [(digest, len(block)) for digest, block in zip(digests, blocks, strict=True)]
         record_id, index = message.record_id, message.index
         complete, added, unreferenced = self.holdings.arrived_whole(
             record_id,

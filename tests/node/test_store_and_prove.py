@@ -213,3 +213,36 @@ async def test_a_flood_of_challenges_stores_nothing_twice_and_hits_the_pending_c
         assert holder.shards.pending.of(member.public_key) <= 200_000
         assert stolen not in holder.shards.holdings.records()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_whole_index_batch_with_one_lying_block_stores_none_of_it(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A member sends its own record's whole index in one batch (StoreAndProve or a
+    completing StoreShards), the last block garbage: refused, and the blocks before it
+    are not left on disk with no holdings row (uncharged, never collected), however
+    often it repeats that."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(tmp_path)
+        await cluster.add_many(nursery, 2, small_config())
+        member, holder = cluster.nodes[0], cluster.nodes[1]
+        used = holder.parts.store.used_bytes
+        for _ in range(5):
+            nonce = os.urandom(16)
+            record_id = derive_record_id(member.public_key, nonce)
+            encoder = RecordEncoder(
+                record_id=record_id, record_key=os.urandom(32), k=2, n=3, segment_size=64 * 1024
+            )
+            encoded = list(encoder.encode(io.BytesIO(os.urandom(100_000))))
+            assert len(encoded) == 2
+            blocks = [bytes(encoded[0].blocks[0]), os.urandom(len(encoded[1].blocks[0]))]
+            manifest = encoder.manifest().encode()
+            lying = StoreAndProve(
+                record_id, manifest, 0, 0, tuple(blocks), nonce, os.urandom(32), (0, 1)
+            )
+            with pytest.raises(RemoteError) as refused:
+                await member.port.call(holder.contact, lying, 5.0)
+            assert refused.value.code == ErrorCode.BAD_REQUEST
+        assert holder.parts.store.used_bytes == used
+        assert not holder.shards.holdings.records()
+        nursery.cancel_scope.cancel()
