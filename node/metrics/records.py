@@ -10,7 +10,7 @@ since tests and simulations run many nodes in one process).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -143,6 +143,14 @@ class GetMeter:
         self.started = started
         self.plaintext = False
         self.ended = False
+        self._at_end: list[Callable[[], None]] = []
+
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, when the get finishes or fails (at once if it has)."""
+        if self.ended:
+            callback()
+        else:
+            self._at_end.append(callback)
 
     def moved(self, size: int) -> None:
         self.metrics.get_bytes.inc(size)
@@ -152,12 +160,19 @@ class GetMeter:
             self.ended = True
             self.metrics.gets.inc()
             self.metrics.get_seconds.observe(trio.current_time() - self.started)
+            self._end()
 
     def failed(self, exc: BaseException) -> None:
         if not self.ended:
             self.ended = True
             self.metrics.gets.inc()
             self.metrics.get_failures.labels(failure_reason(exc, GET_REASONS)).inc()
+            self._end()
+
+    def _end(self) -> None:
+        callbacks, self._at_end = self._at_end, []
+        for callback in callbacks:
+            callback()
 
 
 class RepairMetrics:

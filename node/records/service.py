@@ -16,6 +16,7 @@ records and the closest nodes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
@@ -410,7 +411,7 @@ class RecordService:
         anyone else needs `permits` that reader signed for this node (`get --as`
         signs them in the CLI, where the key stays; they state the purpose).
         The read's statement is logged to the ledger as the read starts (a small
-        record's once its one round of blocks is over)
+        record's when its get ends: see `_open`)
         (node/records/witness.py). The get is counted from here: failed here, or
         when its stream ends.
         """
@@ -441,13 +442,11 @@ class RecordService:
         sizes = [manifest.block_size(s) for s in range(manifest.segment_count)]
         prefetched = HeldBlocks(manifest)
         if statement is not None and held.small(sizes):
-            # Logged once the one round is over (blocks in hand, or it failed): the
-            # ledger append is CPU on this thread and would delay the holders' answers.
+            # Logged when the get ends (delivered, failed or abandoned): the ledger
+            # append is CPU on this thread and would delay a small get by as much.
             # Holders that served witness the read if this node never logs it.
-            try:
-                holdings = await self._held_of(manifest, statement, prefetched)
-            finally:
-                self._log_read(statement)
+            meter.when_ended(functools.partial(self._log_read, statement))
+            holdings = await self._held_of(manifest, statement, prefetched)
         else:
             self._log_read(statement)
             holdings = await self.holdings_of(record_id, enough=manifest.k)

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node.assembly import Node
 from node.logs import short_key
-from node.metrics.records import GET_REASONS, PUT_REASONS, failure_reason
+from node.metrics.records import GET_REASONS, PUT_REASONS, RecordMetrics, failure_reason
 from node.metrics.registry import CONTENT_TYPE, exposition
 from node.net.errors import PeerUnreachable
 from node.records.errors import RecordError
@@ -439,3 +439,22 @@ async def test_two_nodes_in_one_process_keep_separate_registries(
         assert value(scrape(a), "medvault_put_bytes_total") == 200
         assert CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_get_meter_runs_its_end_callbacks_once_whichever_way_it_ends() -> None:
+    # A small get's read statement is logged from here (node/records/service.py `_open`):
+    # exactly once, whether the get finished, failed, or had already ended.
+    metrics = RecordMetrics()
+    calls: list[str] = []
+    done = metrics.get_started()
+    done.when_ended(lambda: calls.append("finished"))
+    assert calls == []
+    done.finished()
+    done.finished()
+    done.failed(RuntimeError("late"))
+    failed = metrics.get_started()
+    failed.when_ended(lambda: calls.append("failed"))
+    failed.failed(RuntimeError("boom"))
+    failed.finished()
+    failed.when_ended(lambda: calls.append("after the end"))
+    assert calls == ["finished", "failed", "after the end"]
