@@ -25,7 +25,6 @@ from node.net.rpc_port import Caller
 from node.records.transfer import _old_holders
 from node.sim.adversary import lie_on
 from node.sim.nodes import segments
-from protocol.dht.contact import Contact
 from protocol.ledger.entries import derive_record_id
 from protocol.net.messages import ErrorCode, Message
 from protocol.records.messages import ShardsStoredProven, StoreAndProve
@@ -33,20 +32,7 @@ from protocol.records.proofs import block_proof
 from storage.codec.encoder import RecordEncoder
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, read_all, small_config
-
-
-def count_calls(node: Node) -> Counter[tuple[bytes, str]]:
-    """Every RPC the node's records make from now on, by (callee, message type)."""
-    calls: Counter[tuple[bytes, str]] = Counter()
-    port = node.records.port
-    original = port.call
-
-    async def counted(contact: Contact, message: Message, timeout: float) -> Message:
-        calls[contact.public_key, message.TYPE] += 1
-        return await original(contact, message, timeout)
-
-    port.call = counted  # type: ignore[method-assign]
-    return calls
+from tests.node.test_round_trips import count_calls
 
 
 def one_segment_record(owner: Node, size: int = 1000) -> tuple[bytes, bytes, bytes, list[bytes]]:
