@@ -27,10 +27,11 @@ from node.sim.procstat import cpu_seconds, reset_peak, resident_mib
 
 
 def stored_bytes(data_dir: Path) -> int:
-    """Bytes of the shard blocks under a node's data directory."""
+    """Bytes of the shard packs (and any old one-file-per-block shards) under a node's data
+    directory."""
     total = 0
     for path, _dirs, files in os.walk(data_dir):
-        if "shards" in Path(path).parts:
+        if {"packs", "shards"} & set(Path(path).parts):
             total += sum(os.path.getsize(os.path.join(path, name)) for name in files)
     return total
 

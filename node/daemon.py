@@ -203,6 +203,7 @@ async def serve_node(
             await _serve(node, config, data_dir.root, stopping, task_status=task_status)
     finally:
         holdings.close()
+        store.close()
 
 
 async def _serve(

@@ -95,12 +95,13 @@ def _damage(store: DiskShardStore, manifest: Manifest) -> tuple[list[int], list[
         for index in deleted:
             store.delete(manifest.block_hash(segment, index))
         for index in corrupted:
-            path = store.root / "shards"
-            name = manifest.block_hash(segment, index).hex()
-            target = path / name[:2] / name[2:4] / name
-            data = bytearray(target.read_bytes())
-            data[len(data) // 2] ^= 0xFF
-            target.write_bytes(data)
+            where = store.locate(manifest.block_hash(segment, index))
+            assert where is not None, "the demo stored every block"
+            with open(where.path, "r+b") as handle:  # flip one byte in the middle
+                handle.seek(where.offset + where.size // 2)
+                byte = handle.read(1)[0]
+                handle.seek(where.offset + where.size // 2)
+                handle.write(bytes([byte ^ 0xFF]))
     return deleted, corrupted
 
 

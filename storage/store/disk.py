@@ -1,13 +1,19 @@
-"""Shard store on disk: one file per block under shards/ab/cd/<digest>.
+"""Shard store on disk: blocks in pack files, indexed by packs.sqlite (storage/store/packs.py).
 
-Writes go to incoming/, are fsync'd, then atomically renamed into place and
-the directory fsync'd, so a process killed at any instant leaves only
-complete blocks under shards/ (leftovers in incoming/ are swept at open).
-A batch (`put_many`) writes and fsyncs every block's temp file, creates the
-fan-out directories it needs (their parents fsync'd once each), renames all,
-then fsyncs each distinct directory once: the same durability as one by one
-(the caller acknowledges nothing before it returns) with fewer syscalls.
-Corrupt blocks are moved to quarantine/ for an operator to inspect.
+A batch (`put_many`, or one `put`) becomes one pack under packs/: the file is
+written and fsync'd, its directory fsync'd, then its blocks are indexed in
+one SQLite transaction; only then is the batch acknowledged. A process killed
+at any instant leaves at most a pack file the index does not name, removed at
+the next open, so no partial block is ever visible. Deleting a block removes
+its row; a pack left without live blocks is unlinked, and one left with less
+than half its bytes live is compacted (its live blocks copied into a new pack,
+re-pointed in one transaction, the old file unlinked).
+
+Stores written before packs kept one file per block under shards/ab/cd/<digest>;
+those blocks stay readable, deletable and counted (new blocks go to packs).
+Corrupt blocks are copied to quarantine/ for an operator to inspect.
+If packs.sqlite is lost, delete it: the next open rebuilds it from the packs'
+trailers (docs/storage.md).
 """
 
 from __future__ import annotations
@@ -15,26 +21,29 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from storage.codec.erasure import BytesLike
 from storage.codec.hashing import DIGEST_SIZE
 from storage.errors import ShardNotFound, StoreFull
+from storage.store.packs import (
+    PACKS_PER_DIR,
+    BlockLocation,
+    PackIndex,
+    ensure_dir,
+    fsync_dir,
+    pack_id,
+    pack_path,
+    read_trailer,
+    write_pack,
+)
 from storage.store.shard_store import ShardStore
 
-_DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _HEX_LEN = 2 * DIGEST_SIZE
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _is_digest_name(name: str) -> bool:
@@ -53,61 +62,96 @@ class DiskShardStore(ShardStore):
     def __init__(self, root: str | os.PathLike[str], capacity: int | None = None) -> None:
         super().__init__(capacity)
         self.root = Path(root)
-        self._shards = self.root / "shards"
-        self._incoming = self.root / "incoming"
+        self._packs = self.root / "packs"
+        self._legacy = self.root / "shards"  # one file per block (stores before packs)
+        self._incoming = self.root / "incoming"  # the old layout's temp files
         self._quarantine_dir = self.root / "quarantine"
-        # Fan-out directories known to exist (never removed): at most 65,536 + 256.
-        self._made: set[Path] = set()
-        for directory in (self.root, self._shards, self._incoming, self._quarantine_dir):
-            self._ensure_dir(directory)
-        self._counter = itertools.count()
+        for directory in (self.root, self._packs, self._quarantine_dir):
+            if ensure_dir(directory):
+                fsync_dir(directory.parent)
+        self._dirs_made: set[int] = set()  # pack fan-out directories known to exist
+        self._index = PackIndex(self.root / "packs.sqlite")
+        self._id_lock = threading.Lock()
         self.swept_incoming = self._sweep_incoming()
-        for digest in self.digests():
-            self._account_existing(self._path(digest).stat().st_size)
+        self.swept_packs = 0  # pack files removed at open: unindexed (a crash mid-batch) or dead
+        self.rebuilt_blocks = 0  # blocks indexed from pack trailers (a lost packs.sqlite)
+        self._ids = itertools.count(self._open_packs() + 1)
+        legacy = self._legacy_digests()
+        self._has_legacy = bool(legacy)
+        legacy_bytes = sum(self._legacy_path(d).stat().st_size for d in legacy)
+        self._account_existing(self._index.used_bytes() + legacy_bytes)
 
     def __repr__(self) -> str:
         return f"DiskShardStore({str(self.root)!r})"
 
-    def _path(self, digest: bytes) -> Path:
-        name = digest.hex()
-        return self._shards / name[:2] / name[2:4] / name
+    def close(self) -> None:
+        self._index.close()
 
-    def _ensure_dir(self, directory: Path) -> None:
-        for parent in self._make_dirs(directory):
-            _fsync_dir(parent)
-
-    def _make_dirs(self, directory: Path) -> set[Path]:
-        """Create `directory` and missing ancestors; the parents to fsync (of new ones)."""
-        if directory in self._made:
-            return set()
-        missing = []
-        probe = directory
-        while probe not in self._made and not probe.exists():
-            missing.append(probe)
-            probe = probe.parent
-        parents = set()
-        for path in reversed(missing):
-            try:
-                path.mkdir(mode=_DIR_MODE)
-            except FileExistsError:
-                continue
-            parents.add(path.parent)
-        self._made.add(directory)
-        return parents
+    # -- opening ------------------------------------------------------------------
 
     def _sweep_incoming(self) -> int:
+        if not self._incoming.is_dir():
+            return 0
         swept = 0
         for entry in os.scandir(self._incoming):
             if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
                 swept += 1
         if swept:
-            _fsync_dir(self._incoming)
+            fsync_dir(self._incoming)
         return swept
 
-    def digests(self) -> list[bytes]:
-        found = []
-        for top in os.scandir(self._shards):
+    def _pack_files(self) -> set[int]:
+        """The ids of the pack files at their own paths (anything else is left alone)."""
+        found: set[int] = set()
+        for top in os.scandir(self._packs):
+            if not top.is_dir(follow_symlinks=False) or not _is_hex(top.name):
+                continue
+            self._dirs_made.add(int(top.name, 16))
+            for entry in os.scandir(top.path):
+                pack = pack_id(entry.name)
+                if pack is not None and pack_path(self._packs, pack) == Path(entry.path):
+                    found.add(pack)
+        return found
+
+    def _open_packs(self) -> int:
+        """Settle the packs against the index; the highest pack id seen."""
+        files = self._pack_files()
+        indexed = self._index.packs()
+        if self._index.created and files and not indexed:
+            self._rebuild(files)
+            indexed = self._index.packs()
+        for pack in files:
+            if indexed.get(pack, True):  # not indexed (never acknowledged), or dead
+                pack_path(self._packs, pack).unlink()
+                self.swept_packs += 1
+        for pack, dead in indexed.items():
+            if dead:
+                self._index.forget_dead(pack)
+        return max([*files, *indexed, 0])
+
+    def _rebuild(self, files: set[int]) -> None:
+        """Index every whole pack from its trailer (the index was lost)."""
+        for pack in sorted(files):
+            entries = read_trailer(pack_path(self._packs, pack))
+            if entries is None:
+                continue  # cut short before it was acknowledged: swept below
+            created = self._index.add_pack(
+                pack, [(d, s) for d, _, s in entries], [o for _, o, _ in entries]
+            )
+            self.rebuilt_blocks += sum(created)
+
+    # -- layout ---------------------------------------------------------------------
+
+    def _legacy_path(self, digest: bytes) -> Path:
+        name = digest.hex()
+        return self._legacy / name[:2] / name[2:4] / name
+
+    def _legacy_digests(self) -> list[bytes]:
+        found: list[bytes] = []
+        if not self._legacy.is_dir():
+            return found
+        for top in os.scandir(self._legacy):
             if not top.is_dir(follow_symlinks=False):
                 continue
             for mid in os.scandir(top.path):
@@ -118,7 +162,25 @@ class DiskShardStore(ShardStore):
                     for e in os.scandir(mid.path)
                     if _is_digest_name(e.name) and e.is_file(follow_symlinks=False)
                 ]
-        return sorted(found)
+        return found
+
+    def locate(self, digest: bytes) -> BlockLocation | None:
+        """Where a block lies on disk (a pack, or an old layout's own file), or None."""
+        found = self._index.locate(digest)
+        if found is not None:
+            pack, offset, size = found
+            return BlockLocation(pack_path(self._packs, pack), offset, size)
+        if self._has_legacy:
+            path = self._legacy_path(digest)
+            if path.is_file():
+                return BlockLocation(path, 0, path.stat().st_size)
+        return None
+
+    def digests(self) -> list[bytes]:
+        packed = self._index.digests()
+        if not self._has_legacy:
+            return packed
+        return sorted(set(packed).union(self._legacy_digests()))
 
     def quarantined(self) -> list[bytes]:
         return sorted(
@@ -128,7 +190,22 @@ class DiskShardStore(ShardStore):
         )
 
     def _exists(self, digest: bytes) -> bool:
-        return self._path(digest).is_file()
+        if self._index.contains(digest):
+            return True
+        return self._has_legacy and self._legacy_path(digest).is_file()
+
+    # -- writing --------------------------------------------------------------------
+
+    def _new_pack(self) -> tuple[int, Path]:
+        with self._id_lock:
+            pack = next(self._ids)
+            path = pack_path(self._packs, pack)
+            top = pack // PACKS_PER_DIR
+            if top not in self._dirs_made:
+                if ensure_dir(path.parent):
+                    fsync_dir(self._packs)  # the new directory is durable before its packs
+                self._dirs_made.add(top)
+        return pack, path
 
     def _write(self, digest: bytes, block: BytesLike) -> bool:
         created = [False]
@@ -138,71 +215,140 @@ class DiskShardStore(ShardStore):
     def _write_many(
         self, items: Sequence[tuple[bytes, BytesLike]], created: list[bool], slots: list[int]
     ) -> None:
-        temps: list[Path] = []
-        finals = [self._path(digest) for digest, _ in items]
-        renamed: set[Path] = set()
-        digest = b""
+        if not items:
+            return
+        pack, path = self._new_pack()
+        offsets = write_pack(path, items)
         try:
-            for digest, block in items:
-                temps.append(self._incoming / f"{digest.hex()}.{os.getpid()}.{next(self._counter)}")
-                self._write_temp(temps[-1], block)
-            parents: set[Path] = set()
-            for final in finals:
-                parents |= self._make_dirs(final.parent)
-            for parent in parents:  # new fan-out directories reach the disk before blocks
-                _fsync_dir(parent)
-            with self._lock:
-                for at, (temp, final) in enumerate(zip(temps, finals, strict=True)):
-                    if final.exists():
-                        continue  # another writer stored it first; its temp goes below
-                    os.replace(temp, final)
-                    renamed.add(final.parent)
-                    created[slots[at]] = True
-                    temps[at] = final  # nothing left to remove
-        except OSError as exc:
-            if exc.errno in _NO_SPACE:
-                raise StoreFull(f"disk full while writing shard block {digest.hex()}") from None
+            fsync_dir(path.parent)
+            sizes = [(digest, memoryview(block).nbytes) for digest, block in items]
+            new = self._index.add_pack(pack, sizes, offsets)
+        except BaseException as exc:
+            path.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+                raise StoreFull(f"disk full while writing shard pack {pack}") from None
             raise
-        finally:
-            for temp, final in zip(temps, finals, strict=False):
-                if temp is not final:  # not renamed (or partly written)
-                    temp.unlink(missing_ok=True)
-            for directory in renamed:
-                _fsync_dir(directory)
+        for slot, was_new in zip(slots, new, strict=True):
+            created[slot] = was_new
+        if not any(new):  # every block was stored meanwhile by another batch: marked dead
+            self._drop_dead(pack)
 
-    @staticmethod
-    def _write_temp(temp: Path, block: BytesLike) -> None:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
-        try:
-            view = memoryview(block).cast("B")
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    # -- reading --------------------------------------------------------------------
 
     def _read(self, digest: bytes) -> bytes:
-        try:
-            with open(self._path(digest), "rb") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            raise ShardNotFound(digest) from None
+        for _attempt in range(3):  # a compaction may move the block between look-up and open
+            found = self._index.locate(digest)
+            if found is None:
+                break
+            pack, offset, size = found
+            try:
+                with open(pack_path(self._packs, pack), "rb") as handle:
+                    handle.seek(offset)
+                    return handle.read(size)  # short if the pack was cut: caught as corrupt
+            except FileNotFoundError:
+                if self._index.locate(digest) == found:  # not moved: the pack file is gone
+                    self._lost(self._index.drop_pack(pack))
+                    raise ShardNotFound(digest) from None
+        if self._has_legacy:
+            try:
+                with open(self._legacy_path(digest), "rb") as handle:
+                    return handle.read()
+            except FileNotFoundError:
+                pass
+        raise ShardNotFound(digest)
+
+    # -- removing -------------------------------------------------------------------
 
     def _remove(self, digest: bytes) -> int | None:
-        path = self._path(digest)
+        return self._remove_many([digest])[0]
+
+    def _remove_many(self, digests: Sequence[bytes]) -> list[int | None]:
+        """One index transaction for the lot; then each pack they left empty is unlinked
+        and each left sparse compacted, once (a record's deletion empties its packs)."""
+        removed, fates = self._index.remove(digests)
+        for pack, fate in fates.items():
+            if fate == "empty":
+                self._drop_dead(pack)
+            elif fate == "sparse":
+                self._compact_if_sparse(pack)
+        return [
+            removed[digest] if digest in removed else self._remove_legacy(digest)
+            for digest in digests
+        ]
+
+    def _remove_legacy(self, digest: bytes) -> int | None:
+        if not self._has_legacy:
+            return None
+        path = self._legacy_path(digest)
         try:
             size = path.stat().st_size
             path.unlink()
         except FileNotFoundError:
             return None
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return size
 
-    def _quarantine(self, digest: bytes) -> bool:
+    def _quarantine(self, digest: bytes) -> int | None:
+        location = self.locate(digest)
+        if location is None:
+            return None
+        target = self._quarantine_dir / digest.hex()
+        if location.path.parent.parent == self._legacy:
+            try:
+                os.replace(location.path, target)
+            except FileNotFoundError:
+                return None
+            fsync_dir(self._quarantine_dir)
+            fsync_dir(location.path.parent)
+            return location.size
         try:
-            os.replace(self._path(digest), self._quarantine_dir / digest.hex())
+            with open(location.path, "rb") as handle:
+                handle.seek(location.offset)
+                content = handle.read(location.size)
         except FileNotFoundError:
-            return False
-        _fsync_dir(self._quarantine_dir)
-        return True
+            content = b""
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self._quarantine_dir)
+        return self._remove(digest)
+
+    def _drop_dead(self, pack: int) -> None:
+        """Unlink a pack the index marked dead, then forget it (a crash in between is
+        settled at the next open)."""
+        pack_path(self._packs, pack).unlink(missing_ok=True)
+        self._index.forget_dead(pack)
+
+    def _compact_if_sparse(self, pack: int) -> None:
+        """Copy a pack's live blocks into a new pack and retire the old one."""
+        live = self._index.blocks_of(pack)
+        old = pack_path(self._packs, pack)
+        try:
+            with open(old, "rb") as handle:
+                items = []
+                for digest, offset, size in live:
+                    handle.seek(offset)
+                    items.append((digest, handle.read(size)))
+        except FileNotFoundError:
+            return  # gone: a read notices and drops its blocks
+        new, path = self._new_pack()
+        offsets = write_pack(path, items)
+        fsync_dir(path.parent)
+        moved = [(d, len(b), o) for (d, b), o in zip(items, offsets, strict=True)]
+        if self._index.move(pack, new, moved):
+            self._drop_dead(pack)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _is_hex(name: str) -> bool:
+    try:
+        int(name, 16)
+    except ValueError:
+        return False
+    return True

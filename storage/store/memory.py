@@ -50,10 +50,10 @@ class MemoryShardStore(ShardStore):
             block = self._blocks.pop(digest, None)
         return None if block is None else len(block)
 
-    def _quarantine(self, digest: bytes) -> bool:
+    def _quarantine(self, digest: bytes) -> int | None:
         with self._lock:
             block = self._blocks.pop(digest, None)
             if block is None:
-                return False
+                return None
             self._set_aside[digest] = block
-            return True
+            return len(block)

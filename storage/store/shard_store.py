@@ -130,7 +130,7 @@ class ShardStore(ABC):
         check_digest(digest)
         block = self._read(digest)
         if not block_matches(digest, block):
-            self._move_to_quarantine(digest, len(block))
+            self._move_to_quarantine(digest)
             raise CorruptShard(digest)
         return block
 
@@ -147,6 +147,21 @@ class ShardStore(ABC):
             self._used -= size
         return True
 
+    def delete_many(self, digests: Sequence[bytes]) -> int:
+        """Remove blocks (a record's, an index's); how many were there. A backend removes
+        them together where it can (one index transaction, each pack settled once)."""
+        for digest in digests:
+            check_digest(digest)
+        unique = list(dict.fromkeys(digests))
+        sizes = [size for size in self._remove_many(unique) if size is not None]
+        if sizes:
+            self._lost(sum(sizes))
+        return len(sizes)
+
+    def _remove_many(self, digests: Sequence[bytes]) -> list[int | None]:
+        """`_remove` of each (distinct) digest, in order, unless overridden."""
+        return [self._remove(digest) for digest in digests]
+
     def scrub(self) -> list[bytes]:
         """Verify every block; quarantine and return the digests of corrupt ones."""
         corrupt = []
@@ -159,14 +174,24 @@ class ShardStore(ABC):
                 continue  # deleted meanwhile
         return corrupt
 
-    def _move_to_quarantine(self, digest: bytes, size: int) -> None:
-        if self._quarantine(digest):
-            with self._lock:
-                self._used -= size
+    def _move_to_quarantine(self, digest: bytes) -> None:
+        size = self._quarantine(digest)
+        if size is not None:
+            self._lost(size)
 
     def _account_existing(self, size: int) -> None:
         with self._lock:
             self._used += size
+
+    def _lost(self, size: int) -> None:
+        """Blocks of `size` bytes left the store (deleted together, quarantined, or their
+        file vanished)."""
+        with self._lock:
+            self._used -= size
+
+    def close(self) -> None:
+        """Release what the backend holds open (nothing by default)."""
+        return None
 
     @abstractmethod
     def digests(self) -> list[bytes]:
@@ -192,8 +217,8 @@ class ShardStore(ABC):
         """Delete; the removed size, or None when absent."""
 
     @abstractmethod
-    def _quarantine(self, digest: bytes) -> bool:
-        """Set the block aside; False if it was already gone."""
+    def _quarantine(self, digest: bytes) -> int | None:
+        """Set the block aside; the bytes it counted, or None if it was already gone."""
 
 
 def store_source(store: ShardStore, manifest: Manifest) -> BlockSource:

@@ -1,5 +1,5 @@
-"""Damage is found without an operator on real daemons: block files deleted, truncated or
-corrupted on holders are found by the background scrub and rebuilt; `check --network`
+"""Damage is found without an operator on real daemons: pack files cut short or
+blocks corrupted on holders are found by the background scrub and rebuilt; `check --network`
 checks every record from any node, a freshly restored empty one included."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from node.sim.localnet import Daemon, Network
+from storage.store.packs import BlockLocation, read_locations
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +30,18 @@ def wait_until(condition: Callable[[], bool], timeout: float = 90) -> None:
         time.sleep(0.2)  # polling the daemons' state
 
 
-def block_files(node: Daemon) -> list[Path]:
-    return sorted(p for p in (node.data_dir / "shards").rglob("*") if p.is_file())
+def blocks_on_disk(node: Daemon) -> list[BlockLocation]:
+    """Where a node's blocks lie (read-only beside the running daemon), in pack order."""
+    found = [where for _, where in read_locations(node.data_dir)]
+    return sorted(found, key=lambda where: (where.path, where.offset))
+
+
+def flip_byte(where: BlockLocation, at: int) -> None:
+    with open(where.path, "r+b") as handle:
+        handle.seek(where.offset + at)
+        byte = handle.read(1)
+        handle.seek(where.offset + at)
+        handle.write(bytes([byte[0] ^ 0xFF]))
 
 
 def test_damaged_blocks_are_found_and_rebuilt_and_any_node_checks_the_network(
@@ -50,14 +61,12 @@ def test_damaged_blocks_are_found_and_rebuilt_and_any_node_checks_the_network(
     # Whatever repair the put's aftermath starts is over before the disks go bad (a
     # repair in flight could rewrite a deleted block and hide the damage from the scrub).
     wait_until(healthy)
-    holders = [i for i in range(1, 7) if block_files(net.nodes[i])][:2]
+    holders = [i for i in range(1, 7) if blocks_on_disk(net.nodes[i])][:2]
     assert len(holders) == 2  # n - k = 2 damaged holders: still readable
-    first, second = (block_files(net.nodes[i]) for i in holders)
-    first[0].unlink()
-    first[1].write_bytes(first[1].read_bytes()[:100])
-    rotten = bytearray(second[0].read_bytes())
-    rotten[50] ^= 0xFF
-    second[0].write_bytes(bytes(rotten))
+    first, second = (blocks_on_disk(net.nodes[i]) for i in holders)
+    flip_byte(first[0], 10)
+    os.truncate(first[1].path, first[1].offset + 100)  # cut: this block and any after it
+    flip_byte(second[0], 50)
 
     for index in holders:  # each holder found its damage: its scrub, or a read (repair's)
         net.nodes[index].wait_for("damaged shard found", timeout=60)

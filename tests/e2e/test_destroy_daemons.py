@@ -30,6 +30,7 @@ from protocol.records.messages import (
     StoreShards,
 )
 from storage.codec.manifest import Manifest
+from storage.store.packs import read_locations
 from tests.e2e.member import Member
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,8 @@ ATTACKER = 5
 
 
 def block_files(node: Daemon) -> set[str]:
-    return {p.name for p in (node.data_dir / "shards").rglob("*") if p.is_file()}
+    """The digests of a node's blocks (read-only beside the running daemon)."""
+    return {digest.hex() for digest, _ in read_locations(node.data_dir)}
 
 
 async def holders_and_manifest(

@@ -1,8 +1,9 @@
 """Child process for the crash test: writes blocks until killed.
 
 Prints each block's digest only after `put` returned (an acknowledged write).
-With --stall-at N, the N-th write stops half-way through its temp file and
-waits to be killed, so the test controls exactly where the crash lands.
+With --stall-at N, the N-th write stops half-way through its block's bytes in
+the pack file and waits to be killed, so the test controls exactly where the
+crash lands.
 With --batch B, blocks go B at a time through `put_many`, acknowledged together.
 """
 
@@ -27,10 +28,15 @@ def make_block(seed: int, index: int) -> bytes:
     return (stem * (size // len(stem) + 1))[:size]
 
 
+BLOCK_WRITE = 4096  # blocks here are larger; a pack's magic and trailer are smaller
+
+
 def stall_halfway(real_write: Callable[[int, memoryview], int]) -> Callable[[int, memoryview], int]:
-    """A write that writes half its data, reports, then waits for SIGKILL."""
+    """A write of block bytes that writes half its data, reports, then waits for SIGKILL."""
 
     def write(fd: int, data: memoryview) -> int:
+        if len(data) < BLOCK_WRITE:
+            return real_write(fd, data)
         written = real_write(fd, data[: len(data) // 2])
         print("stalled", flush=True)
         signal.pause()
@@ -65,6 +71,8 @@ def write_batches(store: DiskShardStore, seed: int, size: int, stall_at: int) ->
 
     def counting(fd: int, data: memoryview) -> int:
         nonlocal written
+        if len(data) < BLOCK_WRITE:  # a pack's magic or trailer
+            return real_write(fd, data)
         if written == stall_at:
             return stall_halfway(real_write)(fd, data)
         written += 1  # one os.write per block (each fits in one call here)

@@ -29,7 +29,10 @@ def memory_backend() -> Backend:
 def disk_backend(root: Path) -> Backend:
     def damage(store: ShardStore, digest: bytes, content: bytes) -> None:
         assert isinstance(store, DiskShardStore)
-        name = digest.hex()
-        (store.root / "shards" / name[:2] / name[2:4] / name).write_bytes(content)
+        where = store.locate(digest)
+        assert where is not None
+        with open(where.path, "r+b") as handle:  # in place: a pack's neighbours stay intact
+            handle.seek(where.offset)
+            handle.write(content[: where.size])
 
     return Backend("disk", lambda capacity: DiskShardStore(root, capacity), damage)

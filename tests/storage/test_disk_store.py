@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import signal
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from storage.codec.hashing import shard_hash
-from storage.errors import BlockMismatch, StoreFull
+from storage.errors import BlockMismatch, CorruptShard, ShardNotFound, StoreFull
 from storage.store.disk import DiskShardStore
+from storage.store.packs import (
+    MAGIC,
+    BlockLocation,
+    PackError,
+    read_locations,
+    read_trailer,
+    write_pack,
+)
 from tests.storage.crash_writer import make_block
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def pack_files(root: Path) -> list[Path]:
+    return sorted((root / "packs").rglob("*.pack"))
 
 
 def test_layout_and_permissions(tmp_path: Path) -> None:
@@ -26,12 +38,67 @@ def test_layout_and_permissions(tmp_path: Path) -> None:
     data = b"block" * 100
     digest = shard_hash(data)
     store.put(digest, data)
+    (pack,) = pack_files(tmp_path / "data")
+    assert pack == tmp_path / "data" / "packs" / "000000" / "000000000001.pack"
+    where = store.locate(digest)
+    assert where == BlockLocation(pack, len(MAGIC), len(data))
+    assert pack.read_bytes()[where.offset : where.offset + where.size] == data
+    assert read_trailer(pack) == [(digest, len(MAGIC), len(data))]
+    assert read_locations(tmp_path / "data") == [(digest, where)]  # read-only, beside it
+    assert stat.S_IMODE(pack.stat().st_mode) == 0o600
+    for directory in ("packs", "packs/000000", "quarantine"):
+        assert stat.S_IMODE((tmp_path / "data" / directory).stat().st_mode) == 0o700
+    assert not (tmp_path / "data" / "shards").exists()  # the old layout is not made
+
+
+def _old_layout_block(root: Path, data: bytes) -> bytes:
+    """A block as a store before packs kept it: its own file under shards/ab/cd/."""
+    digest = shard_hash(data)
     name = digest.hex()
-    path = tmp_path / "data" / "shards" / name[:2] / name[2:4] / name
-    assert path.read_bytes() == data
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / "data" / "shards").stat().st_mode) == 0o700
-    assert list((tmp_path / "data" / "incoming").iterdir()) == []
+    path = root / "shards" / name[:2] / name[2:4] / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return digest
+
+
+def test_blocks_of_the_old_layout_stay_readable_deletable_and_counted(tmp_path: Path) -> None:
+    old = [make_block(9, i)[:3000] for i in range(4)]
+    digests = [_old_layout_block(tmp_path, b) for b in old]
+    (tmp_path / "incoming").mkdir()
+    (tmp_path / "incoming" / "abc.123.0").write_bytes(b"half a block")  # the old temp files
+    store = DiskShardStore(tmp_path)
+    assert store.swept_incoming == 1
+    assert store.used_bytes == 4 * 3000
+    new = make_block(9, 10)[:2000]
+    store.put(shard_hash(new), new)
+    assert store.digests() == sorted([*digests, shard_hash(new)])
+    assert store.get(digests[0]) == old[0]
+    assert store.put(digests[1], old[1]) is False  # already held, in its old file
+    assert store.delete(digests[1]) is True
+    assert digests[1] not in store
+    name = digests[2].hex()
+    (tmp_path / "shards" / name[:2] / name[2:4] / name).write_bytes(b"rot")
+    with pytest.raises(CorruptShard):
+        store.get(digests[2])
+    assert store.quarantined() == [digests[2]]
+    assert DiskShardStore(tmp_path).used_bytes == 2 * 3000 + 2000
+
+
+def test_unindexed_packs_are_swept_and_strays_ignored(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    kept = make_block(1, 1)[:5000]
+    store.put(shard_hash(kept), kept)
+    store.close()
+    stray = make_block(1, 2)[:5000]  # written whole but never indexed: a crash before commit
+    write_pack(tmp_path / "packs" / "000000" / "000000000007.pack", [(shard_hash(stray), stray)])
+    (tmp_path / "packs" / "000000" / "README").write_text("not a pack")
+    (tmp_path / "packs" / "notes").mkdir()
+    again = DiskShardStore(tmp_path)
+    assert again.swept_packs == 1
+    assert again.digests() == [shard_hash(kept)]
+    assert (tmp_path / "packs" / "000000" / "README").exists()
+    again.put(shard_hash(stray), stray)  # numbered after every pack seen, swept or not
+    assert again.locate(shard_hash(stray)).path.name == "000000000008.pack"  # type: ignore[union-attr]
 
 
 def test_reopen_keeps_blocks_and_accounting(tmp_path: Path) -> None:
@@ -42,13 +109,15 @@ def test_reopen_keeps_blocks_and_accounting(tmp_path: Path) -> None:
     again = DiskShardStore(tmp_path, capacity=10**6)
     assert again.digests() == sorted(shard_hash(b) for b in blocks)
     assert again.used_bytes == sum(len(b) for b in blocks)
-    assert again.swept_incoming == 0
+    assert again.swept_incoming == again.swept_packs == 0
 
 
-def test_leftover_temp_files_are_swept_and_strays_ignored(tmp_path: Path) -> None:
-    DiskShardStore(tmp_path)
+def test_the_old_layouts_leftover_temp_files_are_swept_and_strays_ignored(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "incoming").mkdir(parents=True)
     (tmp_path / "incoming" / "abc.123.0").write_bytes(b"half a block")
-    (tmp_path / "shards" / "zz").mkdir()
+    (tmp_path / "shards" / "zz").mkdir(parents=True)
     (tmp_path / "shards" / "README").write_text("not a block")
     store = DiskShardStore(tmp_path)
     assert store.swept_incoming == 1
@@ -84,7 +153,7 @@ def test_write_errors_are_reported_and_leave_nothing(
         store.put(shard_hash(data), data)
     monkeypatch.undo()
     assert shard_hash(data) not in store
-    assert list((tmp_path / "incoming").iterdir()) == []
+    assert len(pack_files(tmp_path)) == 1  # the kept block's; the failed one was removed
     assert store.used_bytes == len(kept)
     assert store.get(shard_hash(kept)) == kept
 
@@ -134,7 +203,7 @@ def _assert_consistent(root: Path, acked: set[bytes]) -> DiskShardStore:
     listed = set(store.digests())
     assert acked <= listed, "an acknowledged write was lost"
     assert store.scrub() == [], "a partial or corrupt block is visible after the crash"
-    assert list((root / "incoming").iterdir()) == []
+    assert len(pack_files(root)) == len(store._index.packs())  # every file left is indexed
     assert store.used_bytes == sum(len(store.get(d)) for d in listed)
     return store
 
@@ -144,10 +213,10 @@ def test_sigkill_mid_write_leaves_only_complete_blocks(tmp_path: Path) -> None:
     proc = _start_writer(tmp_path, seed=7, stall_at=3)
     acked = _acks_until_killed(proc, kill_after=10**6)
     assert len(acked) == 3
-    partial = list((tmp_path / "incoming").iterdir())
-    assert len(partial) == 1, "the crash should land inside a temp-file write"
+    assert len(pack_files(tmp_path)) == 4, "the crash should land inside a pack's write"
+    assert read_trailer(pack_files(tmp_path)[-1]) is None  # cut short: no trailer
     store = _assert_consistent(tmp_path, set(acked))
-    assert store.swept_incoming == 1
+    assert store.swept_packs == 1
     assert store.digests() == sorted(acked)
     stalled_block = make_block(7, 3)
     assert shard_hash(stalled_block) not in store
@@ -168,14 +237,14 @@ def test_repeated_sigkill_at_arbitrary_moments(tmp_path: Path) -> None:
 
 
 def test_sigkill_mid_batch_leaves_only_acknowledged_batches(tmp_path: Path) -> None:
-    # Batches of 4: killed half-way through the 3rd block of the 2nd batch, after its
-    # first two temp files were written and fsync'd but before any rename.
+    # Batches of 4: killed half-way through the 3rd block of the 2nd batch's pack, after
+    # its first two blocks were written but before the pack was fsync'd and indexed.
     proc = _start_writer(tmp_path, seed=11, stall_at=6, batch=4)
     acked = _acks_until_killed(proc, kill_after=10**6)
     assert len(acked) == 4, "only the first batch was acknowledged"
-    assert len(list((tmp_path / "incoming").iterdir())) == 3
+    assert len(pack_files(tmp_path)) == 2
     store = _assert_consistent(tmp_path, set(acked))
-    assert store.swept_incoming == 3
+    assert store.swept_packs == 1
     assert store.digests() == sorted(acked), "no block of the unacknowledged batch is visible"
 
 
@@ -201,40 +270,19 @@ def _count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_a_batch_fsyncs_each_block_and_each_directory_once(
+def test_a_batch_is_one_pack_one_file_fsync_and_one_directory_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = DiskShardStore(tmp_path)
     blocks = [make_block(3, i)[:3000] for i in range(40)]
     store.put_many([(shard_hash(b), b) for b in blocks[:20]])
-    batch = blocks[20:] + blocks[:2]  # two already held: skipped, neither written nor fsync'd
+    batch = blocks[20:] + blocks[:2]  # two already held: skipped, not written again
     calls = _count_fsyncs(monkeypatch)
     assert store.put_many([(shard_hash(b), b) for b in batch]) == [True] * 20 + [False] * 2
-    assert calls.count("file") == 20
-    leaves = {shard_hash(b).hex()[:4] for b in blocks[20:]}
-    tops = {name[:2] for name in leaves}
-    # each leaf once (not once per block), plus the parents of any leaves made new
-    assert len(leaves) <= calls.count("dir") <= len(leaves) + len(tops) + 1
-    assert list((tmp_path / "incoming").iterdir()) == []
+    assert calls == ["file", "dir"]  # (the index commit fsyncs inside SQLite)
+    assert len(pack_files(tmp_path)) == 2
     assert store.used_bytes == 40 * 3000
-
-
-def test_blocks_sharing_a_directory_fsync_it_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = DiskShardStore(tmp_path)
-    by_leaf: dict[str, list[bytes]] = {}
-    for i in itertools.count():  # three blocks whose digests share a fan-out directory
-        block = b"block %d" % i
-        group = by_leaf.setdefault(shard_hash(block).hex()[:4], [])
-        group.append(block)
-        if len(group) == 3:
-            break
-    first, *shared = group
-    store.put(shard_hash(first), first)  # the leaf directory exists now
-    calls = _count_fsyncs(monkeypatch)
-    store.put_many([(shard_hash(b), b) for b in shared])
-    assert calls == ["file", "file", "dir"]  # one by one, the leaf was fsync'd twice
+    assert all(store.get(shard_hash(b)) == b for b in blocks)
 
 
 def test_a_batch_with_one_bad_block_stores_none(tmp_path: Path) -> None:
@@ -281,7 +329,155 @@ def test_a_write_error_mid_batch_leaves_nothing_and_keeps_accounting(
         store.put_many([(shard_hash(b), b) for b in blocks])
     monkeypatch.undo()
     assert store.digests() == []
-    assert list((tmp_path / "incoming").iterdir()) == []
+    assert pack_files(tmp_path) == []
     assert store.used_bytes == 0
     assert store.put_many([(shard_hash(b), b) for b in blocks]) == [True] * 4
     assert DiskShardStore(tmp_path).used_bytes == store.used_bytes == 8000
+
+
+def test_deleting_empties_packs_and_compacts_sparse_ones(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    blocks = [make_block(12, i)[:2000] for i in range(4)]
+    digests = [shard_hash(b) for b in blocks]
+    store.put_many(list(zip(digests, blocks, strict=True)))
+    (first,) = pack_files(tmp_path)
+    store.delete(digests[0])
+    store.delete(digests[1])  # half live: kept as it is
+    assert pack_files(tmp_path) == [first]
+    store.delete(digests[2])  # a quarter live: its last block moves to a new pack
+    (second,) = pack_files(tmp_path)
+    assert second != first
+    assert not first.exists()
+    assert read_trailer(second) == [(digests[3], len(MAGIC), 2000)]
+    assert store.get(digests[3]) == blocks[3]
+    assert store.used_bytes == 2000
+    assert DiskShardStore(tmp_path).digests() == [digests[3]]
+    store.delete(digests[3])
+    assert pack_files(tmp_path) == []
+    assert store.used_bytes == 0 == DiskShardStore(tmp_path).used_bytes
+
+
+def test_a_vanished_pack_reads_as_missing_and_its_blocks_can_be_stored_again(
+    tmp_path: Path,
+) -> None:
+    store = DiskShardStore(tmp_path)
+    kept, lost = make_block(13, 0)[:3000], make_block(13, 1)[:3000]
+    store.put(shard_hash(kept), kept)
+    store.put(shard_hash(lost), lost)
+    where = store.locate(shard_hash(lost))
+    assert where is not None
+    where.path.unlink()  # an operator's mistake, a bad restore
+    with pytest.raises(ShardNotFound):
+        store.get(shard_hash(lost))
+    assert shard_hash(lost) not in store  # forgotten, so repair can store it again
+    assert store.used_bytes == 3000
+    assert store.put(shard_hash(lost), lost) is True
+    assert store.get(shard_hash(lost)) == lost
+    assert store.get(shard_hash(kept)) == kept
+
+
+def test_a_pack_cut_short_loses_only_the_blocks_past_the_cut(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    blocks = [make_block(14, i)[:3000] for i in range(3)]
+    digests = [shard_hash(b) for b in blocks]
+    store.put_many(list(zip(digests, blocks, strict=True)))
+    middle = store.locate(digests[1])
+    assert middle is not None
+    os.truncate(middle.path, middle.offset + 100)  # a torn copy of the data directory
+    assert store.scrub() == sorted(digests[1:])
+    assert store.digests() == [digests[0]]
+    assert store.get(digests[0]) == blocks[0]
+    assert store.quarantined() == sorted(digests[1:])
+    assert store.used_bytes == 3000
+
+
+def test_a_lost_index_is_rebuilt_from_the_pack_trailers(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    blocks = [make_block(15, i)[:4000] for i in range(6)]
+    digests = [shard_hash(b) for b in blocks]
+    store.put_many(list(zip(digests[:3], blocks[:3], strict=True)))
+    store.put_many(list(zip(digests[3:], blocks[3:], strict=True)))
+    journal = (tmp_path / "packs.sqlite-wal").read_bytes()
+    store.close()
+    (tmp_path / "packs.sqlite-wal").write_bytes(journal)  # left behind with the old index
+    cut = tmp_path / "packs" / "000000" / "000000000009.pack"  # a pack torn by a crash
+    write_pack(cut, [(shard_hash(b"x" * 5000), b"x" * 5000)])
+    os.truncate(cut, 3000)
+    (tmp_path / "packs.sqlite").unlink()  # its -wal is left behind, as an operator might
+    again = DiskShardStore(tmp_path)
+    assert again.rebuilt_blocks == 6
+    assert again.swept_packs == 1
+    assert again.digests() == sorted(digests)
+    assert again.used_bytes == 6 * 4000
+    assert all(again.get(d) == b for d, b in zip(digests, blocks, strict=True))
+
+
+def test_a_read_follows_a_block_a_compaction_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path)
+    blocks = [make_block(16, i)[:2000] for i in range(4)]
+    digests = [shard_hash(b) for b in blocks]
+    store.put_many(list(zip(digests, blocks, strict=True)))
+    stale = store._index.locate(digests[3])
+    for digest in digests[:3]:
+        store.delete(digest)  # the last one compacts: digests[3] moves, the old pack goes
+    real_locate = store._index.locate
+    answers = iter([stale])
+
+    def locate_once_stale(digest: bytes) -> tuple[int, int, int] | None:
+        return next(answers, None) or real_locate(digest)
+
+    monkeypatch.setattr(store._index, "locate", locate_once_stale)
+    assert store.get(digests[3]) == blocks[3]  # looked up again, not reported missing
+    assert store.used_bytes == 2000
+
+
+def test_concurrent_batches_of_overlapping_blocks_store_each_once(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    blocks = [make_block(17, i)[:1500] for i in range(24)]
+    items = [(shard_hash(b), b) for b in blocks]
+    errors: list[BaseException] = []
+
+    def writer(offset: int) -> None:
+        try:
+            for first in range(0, 24, 6):
+                batch = items[(first + offset) % 24 :][:6] or items[:6]
+                store.put_many(batch)
+        except BaseException as exc:  # reported to the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i * 3,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert store.digests() == sorted(d for d, _ in items)
+    assert store.used_bytes == 24 * 1500 == DiskShardStore(tmp_path).used_bytes
+    assert all(store.get(d) == b for d, b in items)
+    assert len(pack_files(tmp_path)) == len(store._index.packs())  # no dead pack left
+
+
+def test_a_damaged_index_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    DiskShardStore(tmp_path).close()
+    (tmp_path / "packs.sqlite").write_bytes(b"not a database, " * 64)
+    with pytest.raises(PackError, match="not a usable shard pack index"):
+        DiskShardStore(tmp_path)
+
+
+def test_deleting_a_records_blocks_together_empties_its_packs_without_compacting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path)
+    blocks = [make_block(18, i)[:2000] for i in range(9)]
+    digests = [shard_hash(b) for b in blocks]
+    for first in (0, 3, 6):  # three packs of three
+        store.put_many(list(zip(digests[first:][:3], blocks[first:][:3], strict=True)))
+    calls = _count_fsyncs(monkeypatch)
+    assert store.delete_many([*digests[:7], digests[0], b"\x00" * 32]) == 7
+    assert calls == [] and len(pack_files(tmp_path)) == 1  # two unlinked, none copied
+    assert store.digests() == sorted(digests[7:])
+    assert store.used_bytes == 2 * 2000 == DiskShardStore(tmp_path).used_bytes
+    with pytest.raises(ValueError, match="32 bytes"):
+        store.delete_many([b"short"])

@@ -152,3 +152,15 @@ def test_add_stores_under_the_blocks_own_hash(backend: Backend) -> None:
     with pytest.raises(StoreFull):
         store.add(block(1000, 8)[1])
     assert store.used_bytes == 1000
+
+
+def test_delete_many_removes_each_once_and_counts_what_was_there(backend: Backend) -> None:
+    store = backend.make(None)
+    items = [block(400, i) for i in range(5)]
+    for digest, data in items:
+        store.put(digest, data)
+    gone = [items[0][0], items[3][0], items[0][0], block(400, 99)[0]]
+    assert store.delete_many(gone) == 2
+    assert store.digests() == sorted(d for d, _ in (items[1], items[2], items[4]))
+    assert store.used_bytes == 3 * 400
+    assert store.delete_many([]) == 0
