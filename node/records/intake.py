@@ -70,7 +70,9 @@ class ShardIntake:
         self._ledger_state = ledger_state
         self.clock_ms = clock_ms
         self.delete_record = delete_record
-        self._begun = begun  # (record, index) noted in holdings (node.records.removal forgets)
+        # (record, index) whose holdings row exists: later batches only note their blocks
+        # (shared with node.records.removal, which forgets what it deletes).
+        self._begun = begun
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(StoreShards, self._on_store)
