@@ -5,7 +5,7 @@ against the manifest; a holder whose blocks do not match is noted corrupt for
 that index and its claims are not used.
 
 The holder (HeldServer) answers with its indices and one whole index. The
-blocks go through the same path as a FetchBlocks (ShardService's fetch
+blocks go through the same path as a FetchBlocks (node.records.serving's fetch
 handler): the read gate checks the reader's permit against this node's
 ledger, the witness logs the read if the reader's node does not, and at
 most one index of a small record is read (protocol.records.held bounds it).

@@ -22,12 +22,14 @@ from typing import Any
 from node.assembly import Node
 from node.cli.main import main as medvault
 from node.net.rpc_port import Caller
-from node.records.shard_service import ShardService
+from node.records.intake import ShardIntake
+from node.records.proving import Challenges
+from node.records.scrub import Scrubber
 from protocol.records.messages import ProveShards, ShardsProven, StoreShards
 from storage.codec.manifest import Manifest
 
 
-def _keep_nothing(self: ShardService, message: StoreShards, sender: bytes) -> Any:
+def _keep_nothing(self: ShardIntake, message: StoreShards, sender: bytes) -> Any:
     """Check and note the batch like an honest holder, but store no block."""
     manifest = self._accept_manifest(message)
     raw = manifest.encode() if message.manifest is not None and manifest is not None else None
@@ -36,7 +38,7 @@ def _keep_nothing(self: ShardService, message: StoreShards, sender: bytes) -> An
 
 
 def _keep_nothing_whole(
-    self: ShardService, manifest: Manifest, message: StoreShards, sender: bytes
+    self: ShardIntake, manifest: Manifest, message: StoreShards, sender: bytes
 ) -> Any:
     """A whole index in one batch: noted and claimed complete, no block stored."""
     raw = manifest.encode()
@@ -45,34 +47,38 @@ def _keep_nothing_whole(
     return len(message.blocks), added, True
 
 
-def _claim_complete(self: ShardService, manifest: Manifest, index: int) -> Any:
+def _claim_complete(self: ShardIntake, manifest: Manifest, index: int) -> Any:
     self.holdings.complete(manifest.record_id, index)
     return True, 0
 
 
-async def _make_up_proofs(self: ShardService, message: ProveShards, caller: Caller) -> Any:
+async def _make_up_proofs(self: Challenges, message: ProveShards, caller: Caller) -> Any:
     return ShardsProven(tuple(os.urandom(32) for _ in message.segments))
 
 
 def _make_up_batch_proofs(
-    self: ShardService, message: StoreShards, nonce: bytes, segments: tuple[int, ...]
+    self: ShardIntake, message: StoreShards, nonce: bytes, segments: tuple[int, ...]
 ) -> Any:
     return tuple(os.urandom(32) for _ in segments)
 
 
-def _never_demote(self: ShardService, record_id: bytes, index: int) -> None:
+def _never_demote(self: Scrubber, record_id: bytes, index: int) -> None:
     return None
 
 
-LIES: dict[str, dict[str, Callable[..., Any]]] = {
+# The parts of a ShardService (its attribute names) and their classes.
+PARTS: dict[str, type] = {"intake": ShardIntake, "challenges": Challenges, "scrubber": Scrubber}
+
+# lie -> (part, method) -> what replaces the honest method.
+LIES: dict[str, dict[tuple[str, str], Callable[..., Any]]] = {
     "fake-storage": {
-        "_store_blocks": _keep_nothing,
-        "_finish": _claim_complete,
-        "_store_whole": _keep_nothing_whole,
-        "_on_prove": _make_up_proofs,
-        "_batch_proofs": _make_up_batch_proofs,
-        "_demote_on_read": _never_demote,
-        "_scrub": lambda self, manifest, indices: [],
+        ("intake", "_store_blocks"): _keep_nothing,
+        ("intake", "_finish"): _claim_complete,
+        ("intake", "_store_whole"): _keep_nothing_whole,
+        ("challenges", "_on_prove"): _make_up_proofs,
+        ("intake", "_batch_proofs"): _make_up_batch_proofs,
+        ("scrubber", "demote_on_read"): _never_demote,
+        ("scrubber", "_scrub"): lambda self, manifest, indices: [],
     },
 }
 
@@ -84,9 +90,10 @@ _HANDLERS = {"_on_prove": ProveShards}
 def lie_on(node: Node, *lies: str) -> None:
     """Make one in-process node tell `lies`."""
     for lie in lies:
-        for name, function in LIES[lie].items():
-            bound = function.__get__(node.shards)
-            setattr(node.shards, name, bound)
+        for (part, name), function in LIES[lie].items():
+            target = getattr(node.shards, part)
+            bound = function.__get__(target)
+            setattr(target, name, bound)
             if name in _HANDLERS:
                 node.dispatcher._routes[_HANDLERS[name]] = bound
 
@@ -94,8 +101,8 @@ def lie_on(node: Node, *lies: str) -> None:
 def patch_class(*lies: str) -> None:
     """Make every ShardService in this process tell `lies`."""
     for lie in lies:
-        for name, function in LIES[lie].items():
-            setattr(ShardService, name, function)
+        for (part, name), function in LIES[lie].items():
+            setattr(PARTS[part], name, function)
 
 
 def main() -> None:

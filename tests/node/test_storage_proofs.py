@@ -211,14 +211,14 @@ async def test_a_verify_flood_reads_a_records_blocks_once_per_period(
             n for n in cluster.nodes if n.public_key in holders.values() and n is not member
         )
         scrubs = 0
-        scrub = holder.shards._scrub
+        scrub = holder.shards.scrubber._scrub
 
         def counted(*args: Any) -> list[int]:
             nonlocal scrubs
             scrubs += 1
             return scrub(*args)
 
-        holder.shards._scrub = counted  # type: ignore[method-assign,assignment]
+        holder.shards.scrubber._scrub = counted  # type: ignore[method-assign,assignment]
         for _ in range(100):
             answer = await member.port.call(holder.contact, GetHoldings(record_id, True), 5.0)
             assert isinstance(answer, HoldingsFound) and answer.complete

@@ -118,12 +118,12 @@ async def test_made_up_or_wrong_proofs_in_the_answer_are_not_believed(
         await cluster.add_many(nursery, 7, small_config())
         writer, liar, wrong = cluster.nodes[0], cluster.nodes[1], cluster.nodes[2]
         lie_on(liar, "fake-storage")
-        honest_proofs = wrong.shards._batch_proofs
+        honest_proofs = wrong.shards.intake._batch_proofs
 
         def other_nonce(message: object, nonce: bytes, segments: tuple[int, ...]) -> object:
             return honest_proofs(message, os.urandom(32), segments)  # type: ignore[arg-type]
 
-        wrong.shards._batch_proofs = other_nonce  # type: ignore[method-assign,assignment]
+        wrong.shards.intake._batch_proofs = other_nonce  # type: ignore[method-assign,assignment]
         cheats = {liar.public_key, wrong.public_key}
         asked = 0
         for _ in range(4):

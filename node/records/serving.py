@@ -1,0 +1,141 @@
+"""Serving reads of held blocks: FetchBlocks (and FetchHeld's blocks), GetManifest,
+holder proofs.
+
+Every read passes the read gate (the reader's permit against this node's
+ledger), is bounded to one message's worth of blocks, and is told to the
+witness when served under an access statement, so the read reaches the
+ledger even if the reader's node does not log it. A block found lost or
+corrupt while reading demotes its index (node.records.scrub).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from node.net.dispatch import Dispatcher
+from node.net.rpc_port import Caller
+from node.offload import in_worker
+from node.records.manifests import ManifestCache
+from node.records.read_gate import ReadGate
+from node.records.scrub import Scrubber
+from node.records.witness import Witness
+from protocol.ledger.state import LedgerState
+from protocol.records.holder_proof import proof_segment
+from protocol.records.messages import (
+    BlocksFound,
+    FetchBlocks,
+    GetManifest,
+    HolderProof,
+    ManifestFound,
+)
+from storage.codec.manifest import Manifest
+from storage.errors import CorruptShard, ShardNotFound
+from storage.store.holdings import Holdings
+from storage.store.shard_store import ShardStore
+
+MAX_FETCH_BYTES = 3 * 1024 * 1024
+
+
+class BlockServer:
+    def __init__(
+        self,
+        *,
+        store: ShardStore,
+        holdings: Holdings,
+        manifests: ManifestCache,
+        gate: ReadGate,
+        ledger_state: Callable[[], LedgerState],
+        witness: Witness | None,
+        scrubber: Scrubber,
+    ) -> None:
+        self.store = store
+        self.holdings = holdings
+        self.manifests = manifests
+        self.gate = gate
+        self._ledger_state = ledger_state
+        self.witness = witness  # told of each read served under an access statement
+        self.scrubber = scrubber  # told of blocks found lost or corrupt
+
+    def install(self, dispatcher: Dispatcher) -> None:
+        dispatcher.route(FetchBlocks, self._on_fetch)
+        dispatcher.route(GetManifest, self._on_manifest)
+
+    async def _on_fetch(self, message: FetchBlocks, caller: Caller) -> BlocksFound:
+        return await self.serve_fetch(message, caller)
+
+    async def serve_fetch(self, message: FetchBlocks, caller: Caller) -> BlocksFound:
+        """A FetchBlocks answered (also for FetchHeld, node.records.held): gate, read, witness."""
+        manifest = self.manifests.get(message.record_id)
+        if manifest is None:
+            return BlocksFound(tuple(None for _ in message.wanted))
+        caller_key = caller.remote_public_key
+        statement = await self.gate.admit(message, manifest, caller_key)
+        blocks, foreign = await in_worker(self._read_blocks, manifest, message)
+        if foreign:
+            self.gate.refused_foreign(caller_key, message.record_id, foreign)
+        record = self._ledger_state().records.get(message.record_id)
+        served = any(block is not None for block in blocks)
+        if statement is not None and served and record is not None and self.witness is not None:
+            assert message.permit is not None
+            self.witness(statement, message.permit, record.owner)
+        return BlocksFound(blocks)
+
+    def _read_blocks(
+        self, manifest: Manifest, message: FetchBlocks
+    ) -> tuple[tuple[bytes | None, ...], int]:
+        """In a worker thread: the wanted blocks (None where not served), and how many
+        were refused as another record's (noted first for it: see Holdings.first_noted)."""
+        out: list[bytes | None] = []
+        budget = MAX_FETCH_BYTES
+        wanted = [
+            ref
+            for ref in message.wanted
+            if 0 <= ref.segment < manifest.segment_count and ref.index < manifest.n
+        ]
+        first = self.holdings.first_noted(
+            manifest.block_hash(ref.segment, ref.index) for ref in wanted
+        )
+        foreign = 0
+        for ref in message.wanted:
+            if budget <= 0 or not (
+                0 <= ref.segment < manifest.segment_count and ref.index < manifest.n
+            ):
+                out.append(None)
+                continue
+            digest = manifest.block_hash(ref.segment, ref.index)
+            if first.get(digest, manifest.record_id) != manifest.record_id:
+                foreign += 1
+                out.append(None)
+                continue
+            try:
+                block = self.store.get(digest)
+            except (ShardNotFound, CorruptShard):
+                # Lost, or quarantined by the store: the index is no longer held whole,
+                # and repair will rebuild it (a no-op for an index this node never had).
+                self.scrubber.demote_on_read(manifest.record_id, ref.index)
+                out.append(None)
+                continue
+            if len(block) > budget and budget < MAX_FETCH_BYTES:
+                out.append(None)  # the answer must fit one message: ask again for the rest
+                budget = 0
+                continue
+            budget -= len(block)
+            out.append(block)
+        return tuple(out), foreign
+
+    async def _on_manifest(self, message: GetManifest, caller: Caller) -> ManifestFound:
+        return ManifestFound(self.holdings.manifest(message.record_id))
+
+    async def holder_proof(
+        self, manifest: Manifest, server: bytes, bucket: int
+    ) -> HolderProof | None:
+        """This node's block of a complete index at the segment `server` asks in
+        `bucket` (protocol.records.holder_proof); None if no complete index has it."""
+        segment = proof_segment(server, manifest.record_id, manifest.segment_count, bucket)
+        for index in self.holdings.indices(manifest.record_id)[0]:
+            try:
+                block = await in_worker(self.store.get, manifest.block_hash(segment, index))
+            except (ShardNotFound, CorruptShard):
+                continue
+            return HolderProof(index, segment, block)
+        return None
