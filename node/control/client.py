@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import IO, TypeVar
 
 from node.control.address import control_path, socket_address
+from protocol.control import datachunk
 from protocol.control.commands import Chunk, ControlRequest, Put, encode_request
 from protocol.control.frames import MAX_CONTROL_FRAME, BadControlMessage
 from protocol.control.replies import (
@@ -29,8 +30,7 @@ from protocol.control.replies import (
     UploadReady,
     decode_reply,
 )
-from protocol.errors import RemoteProtocolError
-from protocol.net.wire import FrameDecoder
+from protocol.net.wire import PREFIX_SIZE, message_buffer
 
 RECEIVE_SIZE = 256 * 1024
 Decrypt = Callable[[int, bytes], bytes]  # (segment, ciphertext) -> plaintext
@@ -54,8 +54,8 @@ class ControlClient:
         self.data_dir = data_dir
         self.path = control_path(data_dir)
         self._sock: socket.socket | None = None
-        self._frames = FrameDecoder(MAX_CONTROL_FRAME)
-        self._ready: list[bytes] = []
+        self._pending = bytearray()  # received, not yet read as a frame
+        self._scratch: memoryview | None = None  # a download's data passes through here
 
     def __enter__(self) -> ControlClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -112,21 +112,88 @@ class ControlClient:
         return reply
 
     def _next(self) -> ControlReply:
-        while not self._ready:
-            try:
-                data = self.sock.recv(RECEIVE_SIZE)
-            except ConnectionResetError:
-                data = b""
-            if not data:
-                raise ControlFailed("the daemon closed the connection before answering")
-            try:
-                self._ready.extend(self._frames.feed(data))
-            except RemoteProtocolError as exc:
-                raise ControlFailed(f"bad reply from the daemon: {exc}") from None
         try:
-            return decode_reply(self._ready.pop(0))
+            return decode_reply(self._frame())
         except BadControlMessage as exc:
             raise ControlFailed(f"bad reply from the daemon: {exc}") from None
+
+    def _recv(self) -> bytes:
+        try:
+            data = self.sock.recv(RECEIVE_SIZE)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            raise ControlFailed("the daemon closed the connection before answering")
+        return data
+
+    def _recv_into(self, target: memoryview) -> int:
+        try:
+            got = self.sock.recv_into(target)
+        except ConnectionResetError:
+            got = 0
+        if not got:
+            raise ControlFailed("the daemon closed the connection before answering")
+        return got
+
+    def _fill(self, need: int) -> None:
+        """Until at least `need` bytes are pending."""
+        while len(self._pending) < need:
+            self._pending += self._recv()
+
+    def _frame_size(self) -> int:
+        """The next frame's payload size (its prefix stays pending)."""
+        self._fill(PREFIX_SIZE)
+        size = int.from_bytes(self._pending[:PREFIX_SIZE], "big")
+        if not 0 < size <= MAX_CONTROL_FRAME:
+            raise ControlFailed(
+                f"bad reply from the daemon: a frame of {size} bytes announced"
+                f" (1 to {MAX_CONTROL_FRAME})"
+            )
+        return size
+
+    def _frame(self) -> bytes | bytearray | memoryview:
+        """The next frame's payload; a large one received straight into its own buffer."""
+        size = self._frame_size()
+        end = PREFIX_SIZE + size
+        if len(self._pending) >= end:
+            payload = bytes(self._pending[PREFIX_SIZE:end])
+            del self._pending[:end]
+            return payload
+        buffer = message_buffer(size)  # lazy when large: a lying prefix costs address space
+        have = len(self._pending) - PREFIX_SIZE
+        buffer[:have] = self._pending[PREFIX_SIZE:]
+        self._pending.clear()
+        target = memoryview(buffer)
+        while have < size:
+            have += self._recv_into(target[have:])
+        return buffer
+
+    def _stream_data(self, sink: IO[bytes], expected: int) -> int | None:
+        """If the next frame is a DataChunk: check its segment is `expected`, write its data
+        to `sink` as it arrives (no frame assembled, nothing copied out of it) and return
+        its length; else None, the frame untouched (protocol.control.datachunk)."""
+        size = self._frame_size()
+        self._fill(PREFIX_SIZE + min(size, datachunk.HEAD_MAX))
+        head = datachunk.parse_head(self._pending[PREFIX_SIZE:][: datachunk.HEAD_MAX], size)
+        if head is None:
+            return None
+        segment, length = head
+        if segment != expected:
+            raise ControlFailed(f"segment {segment} arrived, {expected} expected")
+        del self._pending[: PREFIX_SIZE + length]
+        remaining = size - length
+        if self._pending:
+            early = self._pending[:remaining]
+            del self._pending[: len(early)]
+            sink.write(early)
+            remaining -= len(early)
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(RECEIVE_SIZE))
+        while remaining:
+            got = self._recv_into(self._scratch[: min(remaining, RECEIVE_SIZE)])
+            sink.write(self._scratch[:got])
+            remaining -= got
+        return size - length
 
     def upload(
         self, request: Put, source: IO[bytes], advance: Callable[[int], None] = _ignore
@@ -174,10 +241,20 @@ class ControlClient:
             current = following
 
     def download(self, sink: IO[bytes], decrypt: Decrypt | None = None) -> int:
-        """After a get's header: write the record to `sink`; returns bytes written."""
+        """After a get's header: write the record to `sink`; returns bytes written.
+
+        Without `decrypt`, each segment's data goes to the sink as it arrives (in pieces,
+        from a buffer reused for the next: the sink must not keep what it is given).
+        """
         written = 0
         expected = 0
         while True:
+            if decrypt is None:
+                streamed = self._stream_data(sink, expected)
+                if streamed is not None:
+                    expected += 1
+                    written += streamed
+                    continue
             frame = self.reply(ControlReply)
             if isinstance(frame, Done):
                 return written

@@ -119,10 +119,16 @@ def _regular_size(fd: int) -> int:
     return info.st_size if stat.S_ISREG(info.st_mode) else 0
 
 
-async def _unless_client_leaves(put: Callable[[], Awaitable[T]], stream: Replies) -> T:
+async def _unless_client_leaves(
+    put: Callable[[], Awaitable[PutReply]], stream: Replies
+) -> PutReply:
     """Run an attached put while watching the client: if it hangs up (Ctrl-C), the
-    put is cancelled, which makes it drop what holders took and record nothing."""
-    results: list[T] = []
+    put is cancelled, which makes it drop what holders took and record nothing.
+
+    The reply is sent as soon as the put returns, before the watch is cancelled:
+    waiting for that cancellation first put the reply behind whatever the put's
+    ledger entries set going on this thread (gossip pushes, announcements)."""
+    results: list[PutReply] = []
     failures: list[Exception] = []
 
     async def watch(scope: trio.CancelScope) -> None:
@@ -136,6 +142,11 @@ async def _unless_client_leaves(put: Callable[[], Awaitable[T]], stream: Replies
             results.append(await put())
         except Exception as exc:  # raised as itself below, not in an exception group
             failures.append(exc)
+        else:
+            try:
+                await stream.send(results[0])
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                failures.append(exc)  # stored, but the client left before hearing so
         nursery.cancel_scope.cancel()
     if failures:
         raise failures[0]
@@ -182,7 +193,7 @@ class ControlOps:
 
     async def handle(self, request: ControlRequest, stream: Replies) -> None:
         if isinstance(request, Put):
-            await stream.send(await self.put(request, stream))
+            await self.put(request, stream)
         elif isinstance(request, Get):
             await self.get(request, stream)
         elif type(request) in self._simple:
@@ -297,6 +308,7 @@ class ControlOps:
     # -- records -------------------------------------------------------------------
 
     async def put(self, request: Put, stream: Replies) -> PutReply:
+        """Store the upload; its reply is sent from here (as soon as the put returns)."""
         size = self.node.records.config.segment_size
         with contextlib.ExitStack() as attached:
             segments: AsyncIterator[tuple[bytes, bool]]
@@ -318,7 +330,7 @@ class ControlOps:
                 patient_ref=request.patient.hex() if request.patient else "",
             )
             patient = [request.patient] if request.patient else []
-            put = functools.partial(
+            stored = functools.partial(
                 self.node.records.put,
                 segments,
                 metadata=metadata,
@@ -328,18 +340,27 @@ class ControlOps:
                 size_hint=size_hint,
                 require_full=request.require_full,
             )
-            result = await (_unless_client_leaves(put, stream) if request.attached else put())
-        verdict = result.verdict
-        return PutReply(
-            record_id=result.record_id,
-            size=result.size,
-            segments=result.manifest.segment_count,
-            holders=verdict.holders,
-            sites=verdict.sites,
-            degraded=verdict.degraded,
-            reasons=verdict.reasons,
-            grantees=tuple(dict.fromkeys([self.node.public_key, *patient, *request.grantees])),
-        )
+            grantees = tuple(dict.fromkeys([self.node.public_key, *patient, *request.grantees]))
+
+            async def put() -> PutReply:
+                result = await stored()
+                verdict = result.verdict
+                return PutReply(
+                    record_id=result.record_id,
+                    size=result.size,
+                    segments=result.manifest.segment_count,
+                    holders=verdict.holders,
+                    sites=verdict.sites,
+                    degraded=verdict.degraded,
+                    reasons=verdict.reasons,
+                    grantees=grantees,
+                )
+
+            if request.attached:
+                return await _unless_client_leaves(put, stream)
+            reply = await put()
+        await stream.send(reply)
+        return reply
 
     async def get(self, request: Get, stream: Replies) -> None:
         records = self.node.records

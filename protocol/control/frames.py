@@ -57,7 +57,7 @@ class Registry(Generic[T]):
         body = schema.encoder(cls)(value)
         return encode_frame(msgpack.packb([kind, body], use_bin_type=True), MAX_CONTROL_FRAME)
 
-    def decode(self, payload: bytes) -> T:
+    def decode(self, payload: bytes | bytearray | memoryview) -> T:
         """The value a frame carries, of the class its kind names."""
         value = _unpack(payload)
         if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str):
@@ -76,7 +76,7 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
-def _unpack(payload: bytes) -> Any:
+def _unpack(payload: bytes | bytearray | memoryview) -> Any:
     try:
         return msgpack.unpackb(payload, raw=False, strict_map_key=True, ext_hook=_reject_ext)
     except Exception as exc:  # msgpack raises many types on garbage

@@ -31,7 +31,7 @@ def encode_reply(reply: ControlReply) -> bytes:
     return REPLIES.encode(reply)
 
 
-def decode_reply(payload: bytes) -> ControlReply:
+def decode_reply(payload: bytes | bytearray | memoryview) -> ControlReply:
     return REPLIES.decode(payload)
 
 

@@ -36,7 +36,7 @@ LAZY_BYTES = 256 * 1024
 Payload = bytearray | memoryview
 
 
-def _message_buffer(size: int) -> Payload:
+def message_buffer(size: int) -> Payload:
     """A zeroed, writable buffer of `size` bytes for one payload.
 
     The mapping is private: mmap's default for anonymous memory is shared,
@@ -133,5 +133,5 @@ class FrameDecoder:
             raise RemoteProtocolError(
                 f"message of {length} bytes announced, over the {cap}-byte cap"
             )
-        self._message = _message_buffer(length)
+        self._message = message_buffer(length)
         self._target = memoryview(self._message).cast("B")

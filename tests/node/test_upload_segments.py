@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import trio
 
-from node.control.ops import PROGRESS_EVERY, file_segments, upload_segments
+from node.control.ops import PROGRESS_EVERY, _unless_client_leaves, file_segments, upload_segments
 from node.records.errors import RecordError
 from protocol.control.commands import Chunk, ControlRequest, Status
-from protocol.control.replies import ControlReply, UploadProgress
+from protocol.control.replies import ControlReply, PutReply, UploadProgress
 
 
 class Script:
@@ -79,3 +80,60 @@ async def test_an_attached_file_is_read_in_segments_with_progress(tmp_path: Path
     assert [last for _, last in segments] == [False] * (len(segments) - 1) + [True]
     assert all(len(s) == 65536 for s, _ in segments[:-1]) and len(segments[-1][0]) == 5
     assert listener.replies == [UploadProgress(PROGRESS_EVERY)]
+
+
+class Watched(Listener):
+    """A client that sends nothing more during an attached put; notes when the daemon's
+    watch on it is cancelled, among the replies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[str] = []
+
+    async def receive(self) -> ControlRequest | None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.order.append("watch cancelled")
+
+    async def send(self, reply: ControlReply) -> None:
+        self.order.append(type(reply).__name__)
+        await super().send(reply)
+
+
+def put_reply() -> PutReply:
+    return PutReply(bytes(32), 5, 1, 5, 3, False, (), ())
+
+
+async def test_an_attached_put_replies_before_its_watch_on_the_client_ends() -> None:
+    """The reply goes out as soon as the put returns, not after the watch task's
+    cancellation has been scheduled behind whatever else the node is doing."""
+    client = Watched()
+    reply = put_reply()
+
+    async def put() -> PutReply:
+        return reply
+
+    assert await _unless_client_leaves(put, client) is reply
+    assert client.order == ["PutReply", "watch cancelled"]
+
+
+async def test_a_client_gone_before_the_reply_is_a_broken_connection() -> None:
+    class Gone(Watched):
+        async def send(self, reply: ControlReply) -> None:
+            raise trio.BrokenResourceError("the client hung up")
+
+    async def put() -> PutReply:
+        return put_reply()
+
+    with pytest.raises(trio.BrokenResourceError):
+        await _unless_client_leaves(put, Gone())
+
+
+async def test_a_client_hanging_up_cancels_the_put() -> None:
+    async def put() -> PutReply:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    with pytest.raises(trio.BrokenResourceError, match="hung up"):
+        await _unless_client_leaves(put, Listener())  # receive: None at once
