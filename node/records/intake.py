@@ -231,8 +231,7 @@ class ShardIntake:
         complete, added, unreferenced = self.holdings.finish(
             manifest.record_id, index, named, self.clock_ms(), self.store.__contains__
         )
-        for digest in unreferenced:
-            self.store.delete(digest)
+        self.store.delete_many(unreferenced)
         return complete, added
 
     def _store_finishing(
@@ -298,8 +297,7 @@ class ShardIntake:
             present=self.store.__contains__,
         )
         self._begun.add((record_id, index))
-        for digest in unreferenced:
-            self.store.delete(digest)
+        self.store.delete_many(unreferenced)
         return len(message.blocks), added, complete
 
     def _finish_proving(
@@ -342,5 +340,4 @@ class ShardIntake:
                     self.store.put(name, block)
             except (ShardNotFound, CorruptShard, StoreFull):
                 continue  # the index stays incomplete; the writer sees that
-        for digest in self.holdings.keep_only(manifest.record_id, index, named):
-            self.store.delete(digest)
+        self.store.delete_many(self.holdings.keep_only(manifest.record_id, index, named))

@@ -66,7 +66,7 @@ class Removal:
         free = self.holdings.remove(record_id)
         self.manifests.forget(record_id)
         self.begun.difference_update([key for key in self.begun if key[0] == record_id])
-        return sum(self.store.delete(digest) for digest in free)
+        return self.store.delete_many(free)
 
     async def collect(
         self, known: Container[bytes], before_ms: int, partial_before_ms: int | None = None
@@ -107,6 +107,5 @@ class Removal:
         return pieces, size
 
     def _remove_index(self, record_id: bytes, index: int) -> None:
-        for digest in self.holdings.remove_index(record_id, index):
-            self.store.delete(digest)
+        self.store.delete_many(self.holdings.remove_index(record_id, index))
         self.begun.discard((record_id, index))
