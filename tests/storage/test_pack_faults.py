@@ -16,6 +16,7 @@ import pytest
 from storage.codec.hashing import shard_hash
 from storage.errors import StoreFull
 from storage.store.disk import DiskShardStore
+from storage.store.packs import PackError
 from tests.storage.crash_writer import make_block
 
 
@@ -94,3 +95,17 @@ def test_a_failed_commit_rolls_back_and_leaves_no_transaction_open(tmp_path: Pat
     assert store.put_many(items) == [True] * 3
     store.close()
     assert_sound(tmp_path, dict(items))
+
+
+def test_an_index_damaged_inside_is_refused_at_open_with_a_clear_error(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    items = blocks_of(35, 1000, 100)
+    for first in range(0, 1000, 100):
+        store.put_many(items[first:][:100])
+    store.close()
+    index = tmp_path / "packs.sqlite"
+    damaged = bytearray(index.read_bytes())
+    damaged[3 * 4096 : 6 * 4096] = b"\x5a" * (3 * 4096)  # pages, not the header
+    index.write_bytes(bytes(damaged))
+    with pytest.raises(PackError, match="not a usable shard pack index"):
+        DiskShardStore(tmp_path)
