@@ -3,8 +3,9 @@
 A batch (`put_many`, or one `put`) becomes one pack under packs/: the file is
 written and fsync'd, its directory fsync'd, then its blocks are indexed in
 one SQLite transaction; only then is the batch acknowledged. A process killed
-at any instant leaves at most a pack file the index does not name, removed at
-the next open, so no partial block is ever visible. Deleting a block removes
+at any instant leaves at most a pack file the index does not name: at the next
+open its blocks that verify are indexed, a pack cut short is removed, so no
+partial block is ever visible. Deleting a block removes
 its row; a pack left without live blocks is unlinked, and one left with less
 than half its bytes live is compacted (its live blocks copied into a new pack,
 re-pointed in one transaction, the old file unlinked).
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from storage.codec.erasure import BytesLike
-from storage.codec.hashing import DIGEST_SIZE
+from storage.codec.hashing import DIGEST_SIZE, block_matches
 from storage.errors import ShardNotFound, StoreFull
 from storage.store.packs import (
     PACKS_PER_DIR,
@@ -74,7 +75,7 @@ class DiskShardStore(ShardStore):
         self._id_lock = threading.Lock()
         self.swept_incoming = self._sweep_incoming()
         self.swept_packs = 0  # pack files removed at open: unindexed (a crash mid-batch) or dead
-        self.rebuilt_blocks = 0  # blocks indexed from pack trailers (a lost packs.sqlite)
+        self.rebuilt_blocks = 0  # blocks indexed from unindexed packs' trailers at open
         self._ids = itertools.count(self._open_packs() + 1)
         legacy = self._legacy_digests()
         self._has_legacy = bool(legacy)
@@ -115,14 +116,27 @@ class DiskShardStore(ShardStore):
         return found
 
     def _open_packs(self) -> int:
-        """Settle the packs against the index; the highest pack id seen."""
+        """Settle the packs against the index; the highest pack id seen.
+
+        An indexed pack whose file is gone (packs/ restored older than the index) loses
+        its blocks. A whole pack the index does not name is indexed, block by block as
+        each verifies: the index was restored older than the packs or lost (then every
+        pack is such), or a kill came between the pack's fsync and its commit; removing
+        it would lose acknowledged blocks in the first two cases. Verifying keeps a
+        forged trailer (a block whose tail looks like one, in a pack cut right after
+        it) from naming blocks that are not there. A pack cut short is removed, and so
+        is a dead one, or one whose blocks are all indexed in other packs already.
+        """
         files = self._pack_files()
+        for pack, dead in self._index.packs().items():
+            if not dead and pack not in files:
+                self._index.drop_pack(pack)
         indexed = self._index.packs()
-        if self._index.created and files and not indexed:
-            self._rebuild(files)
-            indexed = self._index.packs()
+        for pack in sorted(files - indexed.keys()):
+            self._adopt(pack)
+        indexed = self._index.packs()
         for pack in files:
-            if indexed.get(pack, True):  # not indexed (never acknowledged), or dead
+            if indexed.get(pack, True):  # cut short, or dead
                 pack_path(self._packs, pack).unlink()
                 self.swept_packs += 1
         for pack, dead in indexed.items():
@@ -130,16 +144,22 @@ class DiskShardStore(ShardStore):
                 self._index.forget_dead(pack)
         return max([*files, *indexed, 0])
 
-    def _rebuild(self, files: set[int]) -> None:
-        """Index every whole pack from its trailer (the index was lost)."""
-        for pack in sorted(files):
-            entries = read_trailer(pack_path(self._packs, pack))
-            if entries is None:
-                continue  # cut short before it was acknowledged: swept below
-            created = self._index.add_pack(
-                pack, [(d, s) for d, _, s in entries], [o for _, o, _ in entries]
-            )
-            self.rebuilt_blocks += sum(created)
+    def _adopt(self, pack: int) -> None:
+        """Index an unindexed pack's blocks that verify against its trailer."""
+        path = pack_path(self._packs, pack)
+        entries = read_trailer(path)
+        if entries is None:
+            return  # cut short before it was acknowledged: swept
+        good: list[tuple[bytes, int, int]] = []
+        with open(path, "rb") as handle:
+            for digest, offset, size in entries:
+                handle.seek(offset)
+                if block_matches(digest, handle.read(size)):
+                    good.append((digest, offset, size))
+        if not good:
+            return
+        created = self._index.add_pack(pack, [(d, s) for d, _, s in good], [o for _, o, _ in good])
+        self.rebuilt_blocks += sum(created)
 
     # -- layout ---------------------------------------------------------------------
 

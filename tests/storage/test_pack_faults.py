@@ -7,7 +7,9 @@ a pack cut short or on a full disk, a forged trailer in a pack cut by a crash.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from storage.codec.hashing import shard_hash
 from storage.errors import StoreFull
 from storage.store.disk import DiskShardStore
-from storage.store.packs import PackError
+from storage.store.packs import END, MAGIC, PackError, read_trailer, write_pack
 from tests.storage.crash_writer import make_block
 
 
@@ -39,6 +41,38 @@ def assert_sound(root: Path, live: dict[bytes, bytes]) -> DiskShardStore:
         f"{pack:012x}.pack" for pack in store._index.packs()
     }
     return store
+
+
+def test_an_index_restored_from_an_older_backup_loses_no_acknowledged_block(
+    tmp_path: Path,
+) -> None:
+    items = blocks_of(30, 8, 3000)
+    store = DiskShardStore(tmp_path)
+    store.put_many(items[:4])
+    store.close()
+    shutil.copy(tmp_path / "packs.sqlite", tmp_path / "backup.sqlite")
+    store = DiskShardStore(tmp_path)
+    store.put_many(items[4:])  # acknowledged after the backup
+    store.delete_many([d for d, _ in items[:3]])  # compacts the first pack into a new one
+    store.close()
+    shutil.copy(tmp_path / "backup.sqlite", tmp_path / "packs.sqlite")  # the restore
+    again = assert_sound(tmp_path, dict(items[3:]))
+    assert again.rebuilt_blocks == 5  # the second batch, and items[3] compacted out of the first
+
+
+def test_an_index_naming_vanished_packs_counts_only_what_is_there_at_open(
+    tmp_path: Path,
+) -> None:
+    items = blocks_of(31, 6, 2000)
+    store = DiskShardStore(tmp_path)
+    store.put_many(items[:3])
+    store.put_many(items[3:])
+    lost = store.locate(items[0][0])
+    assert lost is not None
+    store.close()
+    lost.path.unlink()  # packs/ restored from an older backup than packs.sqlite
+    again = assert_sound(tmp_path, dict(items[3:]))
+    assert items[0][0] not in again
 
 
 def test_a_full_index_raises_store_full_and_the_store_keeps_working(tmp_path: Path) -> None:
@@ -109,3 +143,37 @@ def test_an_index_damaged_inside_is_refused_at_open_with_a_clear_error(tmp_path:
     index.write_bytes(bytes(damaged))
     with pytest.raises(PackError, match="not a usable shard pack index"):
         DiskShardStore(tmp_path)
+
+
+def test_a_forged_trailer_in_a_pack_cut_by_a_crash_names_no_block(tmp_path: Path) -> None:
+    # A member's block ends in what looks like a pack trailer naming a victim's digest.
+    # If a crash cuts the pack right after that block, the cut pack looks whole.
+    victim = make_block(39, 0)[:3000]
+    forged_entry = struct.pack(f"<{len(shard_hash(victim))}sQQ", shard_hash(victim), 8, 3000)
+    body = make_block(39, 1)[:3000]
+    block = body + forged_entry + struct.pack("<Q8s", 1, END)
+    DiskShardStore(tmp_path).close()
+    cut = tmp_path / "packs" / "000000" / "000000000005.pack"
+    cut.parent.mkdir(mode=0o700, exist_ok=True)
+    cut.write_bytes(MAGIC + block)  # the pack as a kill after this block's write left it
+    assert read_trailer(cut) is not None  # it does look whole
+    (tmp_path / "packs.sqlite").unlink()  # and the index is rebuilt from the trailers
+    store = DiskShardStore(tmp_path)
+    assert shard_hash(victim) not in store
+    assert store.put(shard_hash(victim), victim) is True  # stored, not "already held"
+    assert store.get(shard_hash(victim)) == victim
+    store.close()
+    assert_sound(tmp_path, {shard_hash(victim): victim})
+
+
+def test_a_whole_unindexed_pack_left_by_a_kill_before_the_commit_is_indexed(
+    tmp_path: Path,
+) -> None:
+    store = DiskShardStore(tmp_path)
+    kept = blocks_of(41, 2, 2000)
+    store.put_many(kept)
+    store.close()
+    written = blocks_of(42, 2, 2000)  # fsync'd, killed before the commit: whole, unindexed
+    write_pack(tmp_path / "packs" / "000000" / "000000000002.pack", written)
+    again = assert_sound(tmp_path, dict(kept + written))
+    assert again.swept_packs == 0
