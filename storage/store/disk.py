@@ -22,13 +22,14 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from storage.codec.erasure import BytesLike
 from storage.codec.hashing import DIGEST_SIZE, block_matches
-from storage.errors import ShardNotFound, StoreFull
+from storage.errors import ShardNotFound, StorageError, StoreFull
 from storage.store.packs import (
     PACKS_PER_DIR,
     BlockLocation,
@@ -252,6 +253,10 @@ class DiskShardStore(ShardStore):
             created[slot] = was_new
         if not any(new):  # every block was stored meanwhile by another batch: marked dead
             self._drop_dead(pack)
+            return
+        live = sum(size for (_, size), was_new in zip(sizes, new, strict=True) if was_new)
+        if 2 * live < sum(size for _, size in sizes):  # racing batches shared a new block:
+            self._compact(pack)  # its copy here is dead bytes no delete would ever reclaim
 
     # -- reading --------------------------------------------------------------------
 
@@ -290,7 +295,7 @@ class DiskShardStore(ShardStore):
             if fate == "empty":
                 self._drop_dead(pack)
             elif fate == "sparse":
-                self._compact_if_sparse(pack)
+                self._compact(pack)
         return [
             removed[digest] if digest in removed else self._remove_legacy(digest)
             for digest in digests
@@ -344,9 +349,19 @@ class DiskShardStore(ShardStore):
         pack_path(self._packs, pack).unlink(missing_ok=True)
         self._index.forget_dead(pack)
 
+    def _compact(self, pack: int) -> None:
+        """`_compact_if_sparse`, which only saves space: a failure (a full disk) leaves the
+        pack as it is, and the delete or write that asked for it stands."""
+        try:
+            self._compact_if_sparse(pack)
+        except (OSError, StorageError, sqlite3.Error):
+            return
+
     def _compact_if_sparse(self, pack: int) -> None:
         """Copy a pack's live blocks into a new pack and retire the old one."""
         live = self._index.blocks_of(pack)
+        if not live:
+            return  # emptied meanwhile: settled as dead by the delete that emptied it
         old = pack_path(self._packs, pack)
         try:
             with open(old, "rb") as handle:
@@ -358,9 +373,14 @@ class DiskShardStore(ShardStore):
             return  # gone: a read notices and drops its blocks
         new, path = self._new_pack()
         offsets = write_pack(path, items)
-        fsync_dir(path.parent)
         moved = [(d, len(b), o) for (d, b), o in zip(items, offsets, strict=True)]
-        if self._index.move(pack, new, moved):
+        try:
+            fsync_dir(path.parent)
+            done = self._index.move(pack, new, moved)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if done:
             self._drop_dead(pack)
         else:
             path.unlink(missing_ok=True)

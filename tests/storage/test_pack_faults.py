@@ -7,16 +7,20 @@ a pack cut short or on a full disk, a forged trailer in a pack cut by a crash.
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import sqlite3
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import storage.store.disk as disk_module
 from storage.codec.hashing import shard_hash
-from storage.errors import StoreFull
+from storage.errors import CorruptShard, StoreFull
 from storage.store.disk import DiskShardStore
 from storage.store.packs import END, MAGIC, PackError, read_trailer, write_pack
 from tests.storage.crash_writer import make_block
@@ -145,6 +149,85 @@ def test_an_index_damaged_inside_is_refused_at_open_with_a_clear_error(tmp_path:
         DiskShardStore(tmp_path)
 
 
+def test_batches_racing_on_a_shared_new_block_leave_no_pack_mostly_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A member sends one big new block in many concurrent batches, each with a tiny
+    # block of its own: each batch passes the "already held?" check before any is
+    # indexed, so each pack holds a copy of the big block that only one keeps.
+    store = DiskShardStore(tmp_path)
+    writers = 4
+    big = make_block(36, 0)[:60_000]
+    tiny = [make_block(36, i + 1)[:100] for i in range(writers)]
+    barrier = threading.Barrier(writers)
+    real_write_pack = disk_module.write_pack
+    batches = iter(range(writers))  # the batches' packs; later writes are compactions'
+
+    def write_together(path: Path, items: Any) -> list[int]:
+        if next(batches, None) is not None:  # every batch is past the check before any
+            barrier.wait(timeout=60)  # pack is written (next() is atomic under the GIL)
+        return real_write_pack(path, items)
+
+    monkeypatch.setattr(disk_module, "write_pack", write_together)
+    errors: list[BaseException] = []
+
+    def send(mine: bytes) -> None:
+        try:
+            store.put_many([(shard_hash(big), big), (shard_hash(mine), mine)])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(t,)) for t in tiny]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.undo()
+    assert errors == []
+    live = {shard_hash(b): b for b in [big, *tiny]}
+    assert store.used_bytes == sum(len(b) for b in live.values())
+    on_disk = sum(p.stat().st_size for p in pack_files(tmp_path))
+    assert on_disk <= 2 * store.used_bytes + 4096, "dead copies of the big block stay on disk"
+    store.close()
+    assert_sound(tmp_path, live)
+
+
+def test_compacting_a_pack_cut_short_keeps_used_bytes_true(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    items = blocks_of(37, 4, 2000)
+    store.put_many(items)
+    last = store.locate(items[3][0])
+    assert last is not None
+    os.truncate(last.path, last.offset + 100)  # a torn restore cuts the last block
+    store.delete_many([d for d, _ in items[:3]])  # leaves the pack sparse: compacted
+    assert store.used_bytes == 2000
+    with pytest.raises(CorruptShard):
+        store.get(items[3][0])
+    assert store.used_bytes == 0 == sum(len(store.get(d)) for d in store.digests())
+    store.close()
+    assert_sound(tmp_path, {})
+
+
+def test_a_full_disk_during_compaction_still_deletes_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path)
+    items = blocks_of(38, 4, 2000)
+    store.put_many(items)
+
+    def full(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    assert store.delete_many([d for d, _ in items[:3]]) == 3  # the compaction cannot write
+    monkeypatch.undo()
+    assert store.used_bytes == 2000
+    assert store.digests() == [items[3][0]]
+    assert store.get(items[3][0]) == items[3][1]
+    store.close()
+    assert_sound(tmp_path, dict(items[3:]))
+
+
 def test_a_forged_trailer_in_a_pack_cut_by_a_crash_names_no_block(tmp_path: Path) -> None:
     # A member's block ends in what looks like a pack trailer naming a victim's digest.
     # If a crash cuts the pack right after that block, the cut pack looks whole.
@@ -164,6 +247,17 @@ def test_a_forged_trailer_in_a_pack_cut_by_a_crash_names_no_block(tmp_path: Path
     assert store.get(shard_hash(victim)) == victim
     store.close()
     assert_sound(tmp_path, {shard_hash(victim): victim})
+
+
+def test_racing_compactions_leave_no_empty_pack(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    items = blocks_of(40, 8, 1000)
+    store.put_many(items)
+    (pack,) = store._index.packs()
+    store.delete_many([d for d, _ in items[:5]])  # compacted: three blocks move
+    store._compact_if_sparse(pack)  # a second compaction of the same pack, late
+    store.close()
+    assert_sound(tmp_path, dict(items[5:]))
 
 
 def test_a_whole_unindexed_pack_left_by_a_kill_before_the_commit_is_indexed(
