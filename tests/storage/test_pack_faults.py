@@ -160,7 +160,7 @@ def test_batches_racing_on_a_shared_new_block_leave_no_pack_mostly_dead(
     big = make_block(36, 0)[:60_000]
     tiny = [make_block(36, i + 1)[:100] for i in range(writers)]
     barrier = threading.Barrier(writers)
-    real_write_pack = disk_module.write_pack
+    real_write_pack = disk_module.write_pack  # type: ignore[attr-defined]
     batches = iter(range(writers))  # the batches' packs; later writes are compactions'
 
     def write_together(path: Path, items: Any) -> list[int]:
