@@ -3,8 +3,9 @@
 A batch (`put_many`, or one `put`) becomes one pack under packs/: the file is
 written and fsync'd, its directory fsync'd, then its blocks are indexed in
 one SQLite transaction; only then is the batch acknowledged. A process killed
-at any instant leaves at most a pack file the index does not name, removed at
-the next open, so no partial block is ever visible. Deleting a block removes
+at any instant leaves at most a pack file the index does not name: at the next
+open its blocks that verify are indexed, a pack cut short is removed, so no
+partial block is ever visible. Deleting a block removes
 its row; a pack left without live blocks is unlinked, and one left with less
 than half its bytes live is compacted (its live blocks copied into a new pack,
 re-pointed in one transaction, the old file unlinked).
@@ -21,13 +22,14 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from storage.codec.erasure import BytesLike
-from storage.codec.hashing import DIGEST_SIZE
-from storage.errors import ShardNotFound, StoreFull
+from storage.codec.hashing import DIGEST_SIZE, block_matches
+from storage.errors import ShardNotFound, StorageError, StoreFull
 from storage.store.packs import (
     PACKS_PER_DIR,
     BlockLocation,
@@ -74,7 +76,7 @@ class DiskShardStore(ShardStore):
         self._id_lock = threading.Lock()
         self.swept_incoming = self._sweep_incoming()
         self.swept_packs = 0  # pack files removed at open: unindexed (a crash mid-batch) or dead
-        self.rebuilt_blocks = 0  # blocks indexed from pack trailers (a lost packs.sqlite)
+        self.rebuilt_blocks = 0  # blocks indexed from unindexed packs' trailers at open
         self._ids = itertools.count(self._open_packs() + 1)
         legacy = self._legacy_digests()
         self._has_legacy = bool(legacy)
@@ -115,14 +117,27 @@ class DiskShardStore(ShardStore):
         return found
 
     def _open_packs(self) -> int:
-        """Settle the packs against the index; the highest pack id seen."""
+        """Settle the packs against the index; the highest pack id seen.
+
+        An indexed pack whose file is gone (packs/ restored older than the index) loses
+        its blocks. A whole pack the index does not name is indexed, block by block as
+        each verifies: the index was restored older than the packs or lost (then every
+        pack is such), or a kill came between the pack's fsync and its commit; removing
+        it would lose acknowledged blocks in the first two cases. Verifying keeps a
+        forged trailer (a block whose tail looks like one, in a pack cut right after
+        it) from naming blocks that are not there. A pack cut short is removed, and so
+        is a dead one, or one whose blocks are all indexed in other packs already.
+        """
         files = self._pack_files()
+        for pack, dead in self._index.packs().items():
+            if not dead and pack not in files:
+                self._index.drop_pack(pack)
         indexed = self._index.packs()
-        if self._index.created and files and not indexed:
-            self._rebuild(files)
-            indexed = self._index.packs()
+        for pack in sorted(files - indexed.keys()):
+            self._adopt(pack)
+        indexed = self._index.packs()
         for pack in files:
-            if indexed.get(pack, True):  # not indexed (never acknowledged), or dead
+            if indexed.get(pack, True):  # cut short, or dead
                 pack_path(self._packs, pack).unlink()
                 self.swept_packs += 1
         for pack, dead in indexed.items():
@@ -130,16 +145,22 @@ class DiskShardStore(ShardStore):
                 self._index.forget_dead(pack)
         return max([*files, *indexed, 0])
 
-    def _rebuild(self, files: set[int]) -> None:
-        """Index every whole pack from its trailer (the index was lost)."""
-        for pack in sorted(files):
-            entries = read_trailer(pack_path(self._packs, pack))
-            if entries is None:
-                continue  # cut short before it was acknowledged: swept below
-            created = self._index.add_pack(
-                pack, [(d, s) for d, _, s in entries], [o for _, o, _ in entries]
-            )
-            self.rebuilt_blocks += sum(created)
+    def _adopt(self, pack: int) -> None:
+        """Index an unindexed pack's blocks that verify against its trailer."""
+        path = pack_path(self._packs, pack)
+        entries = read_trailer(path)
+        if entries is None:
+            return  # cut short before it was acknowledged: swept
+        good: list[tuple[bytes, int, int]] = []
+        with open(path, "rb") as handle:
+            for digest, offset, size in entries:
+                handle.seek(offset)
+                if block_matches(digest, handle.read(size)):
+                    good.append((digest, offset, size))
+        if not good:
+            return
+        created = self._index.add_pack(pack, [(d, s) for d, _, s in good], [o for _, o, _ in good])
+        self.rebuilt_blocks += sum(created)
 
     # -- layout ---------------------------------------------------------------------
 
@@ -232,6 +253,10 @@ class DiskShardStore(ShardStore):
             created[slot] = was_new
         if not any(new):  # every block was stored meanwhile by another batch: marked dead
             self._drop_dead(pack)
+            return
+        live = sum(size for (_, size), was_new in zip(sizes, new, strict=True) if was_new)
+        if 2 * live < sum(size for _, size in sizes):  # racing batches shared a new block:
+            self._compact(pack)  # its copy here is dead bytes no delete would ever reclaim
 
     # -- reading --------------------------------------------------------------------
 
@@ -270,7 +295,7 @@ class DiskShardStore(ShardStore):
             if fate == "empty":
                 self._drop_dead(pack)
             elif fate == "sparse":
-                self._compact_if_sparse(pack)
+                self._compact(pack)
         return [
             removed[digest] if digest in removed else self._remove_legacy(digest)
             for digest in digests
@@ -324,9 +349,19 @@ class DiskShardStore(ShardStore):
         pack_path(self._packs, pack).unlink(missing_ok=True)
         self._index.forget_dead(pack)
 
+    def _compact(self, pack: int) -> None:
+        """`_compact_if_sparse`, which only saves space: a failure (a full disk) leaves the
+        pack as it is, and the delete or write that asked for it stands."""
+        try:
+            self._compact_if_sparse(pack)
+        except (OSError, StorageError, sqlite3.Error):
+            return
+
     def _compact_if_sparse(self, pack: int) -> None:
         """Copy a pack's live blocks into a new pack and retire the old one."""
         live = self._index.blocks_of(pack)
+        if not live:
+            return  # emptied meanwhile: settled as dead by the delete that emptied it
         old = pack_path(self._packs, pack)
         try:
             with open(old, "rb") as handle:
@@ -338,9 +373,14 @@ class DiskShardStore(ShardStore):
             return  # gone: a read notices and drops its blocks
         new, path = self._new_pack()
         offsets = write_pack(path, items)
-        fsync_dir(path.parent)
         moved = [(d, len(b), o) for (d, b), o in zip(items, offsets, strict=True)]
-        if self._index.move(pack, new, moved):
+        try:
+            fsync_dir(path.parent)
+            done = self._index.move(pack, new, moved)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if done:
             self._drop_dead(pack)
         else:
             path.unlink(missing_ok=True)

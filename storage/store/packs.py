@@ -174,6 +174,21 @@ class PackIndex:
                 path.with_name(path.name + suffix).unlink(missing_ok=True)
         self._db = Database(path, migrations=MIGRATIONS, what="shard pack index", error=PackError)
         self.created = not existed
+        self._check(path)
+
+    def _check(self, path: Path) -> None:
+        """Refuse an index damaged inside (its header intact): reads would fail later."""
+        try:
+            with self._db.connection() as db:
+                problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            self._db.close()
+            raise PackError(
+                f"{path} is not a usable shard pack index ({'; '.join(problems)});"
+                " delete it to rebuild it from the packs"
+            )
 
     def close(self) -> None:
         self._db.close()

@@ -78,10 +78,14 @@ class Database:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (SQLITE_FULL, IOERR, NOMEM),
+                # and a failed COMMIT may leave the transaction open: end it either way,
+                # and let the first error through (not "no transaction is active").
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
             self.commits += 1
 
     @contextmanager

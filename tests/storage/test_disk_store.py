@@ -84,18 +84,26 @@ def test_blocks_of_the_old_layout_stay_readable_deletable_and_counted(tmp_path: 
     assert DiskShardStore(tmp_path).used_bytes == 2 * 3000 + 2000
 
 
-def test_unindexed_packs_are_swept_and_strays_ignored(tmp_path: Path) -> None:
+def test_cut_unindexed_packs_are_swept_whole_ones_indexed_and_strays_ignored(
+    tmp_path: Path,
+) -> None:
     store = DiskShardStore(tmp_path)
     kept = make_block(1, 1)[:5000]
     store.put(shard_hash(kept), kept)
     store.close()
-    stray = make_block(1, 2)[:5000]  # written whole but never indexed: a crash before commit
-    write_pack(tmp_path / "packs" / "000000" / "000000000007.pack", [(shard_hash(stray), stray)])
+    whole = make_block(1, 2)[:5000]  # fsync'd, never indexed: a kill before the commit
+    write_pack(tmp_path / "packs" / "000000" / "000000000006.pack", [(shard_hash(whole), whole)])
+    stray = make_block(1, 3)[:5000]  # cut short by a kill mid-write
+    cut = tmp_path / "packs" / "000000" / "000000000007.pack"
+    write_pack(cut, [(shard_hash(stray), stray)])
+    os.truncate(cut, 3000)
     (tmp_path / "packs" / "000000" / "README").write_text("not a pack")
     (tmp_path / "packs" / "notes").mkdir()
     again = DiskShardStore(tmp_path)
     assert again.swept_packs == 1
-    assert again.digests() == [shard_hash(kept)]
+    assert again.rebuilt_blocks == 1
+    assert again.digests() == sorted([shard_hash(kept), shard_hash(whole)])
+    assert again.used_bytes == 10_000
     assert (tmp_path / "packs" / "000000" / "README").exists()
     again.put(shard_hash(stray), stray)  # numbered after every pack seen, swept or not
     assert again.locate(shard_hash(stray)).path.name == "000000000008.pack"  # type: ignore[union-attr]

@@ -1,0 +1,273 @@
+"""The pack store under an operator's faults and a member's races (review of issue 17).
+
+Each test is a fault found in review: a restored index, a full index, a damaged
+index, a failed commit, racing batches that share a new block, a compaction of
+a pack cut short or on a full disk, a forged trailer in a pack cut by a crash.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sqlite3
+import struct
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import storage.store.disk as disk_module
+from storage.codec.hashing import shard_hash
+from storage.errors import CorruptShard, StoreFull
+from storage.store.disk import DiskShardStore
+from storage.store.packs import END, MAGIC, PackError, read_trailer, write_pack
+from tests.storage.crash_writer import make_block
+
+
+def pack_files(root: Path) -> list[Path]:
+    return sorted((root / "packs").rglob("*.pack"))
+
+
+def blocks_of(seed: int, count: int, size: int) -> list[tuple[bytes, bytes]]:
+    blocks = [make_block(seed, i)[:size] for i in range(count)]
+    return [(shard_hash(b), b) for b in blocks]
+
+
+def assert_sound(root: Path, live: dict[bytes, bytes]) -> DiskShardStore:
+    """Reopened: exactly `live` is held and served, counted, and every pack file is indexed."""
+    store = DiskShardStore(root)
+    assert store.digests() == sorted(live)
+    assert all(store.get(d) == b for d, b in live.items())
+    assert store.used_bytes == sum(len(b) for b in live.values())
+    assert {p.name for p in pack_files(root)} == {
+        f"{pack:012x}.pack" for pack in store._index.packs()
+    }
+    return store
+
+
+def test_an_index_restored_from_an_older_backup_loses_no_acknowledged_block(
+    tmp_path: Path,
+) -> None:
+    items = blocks_of(30, 8, 3000)
+    store = DiskShardStore(tmp_path)
+    store.put_many(items[:4])
+    store.close()
+    shutil.copy(tmp_path / "packs.sqlite", tmp_path / "backup.sqlite")
+    store = DiskShardStore(tmp_path)
+    store.put_many(items[4:])  # acknowledged after the backup
+    store.delete_many([d for d, _ in items[:3]])  # compacts the first pack into a new one
+    store.close()
+    shutil.copy(tmp_path / "backup.sqlite", tmp_path / "packs.sqlite")  # the restore
+    again = assert_sound(tmp_path, dict(items[3:]))
+    assert again.rebuilt_blocks == 5  # the second batch, and items[3] compacted out of the first
+
+
+def test_an_index_naming_vanished_packs_counts_only_what_is_there_at_open(
+    tmp_path: Path,
+) -> None:
+    items = blocks_of(31, 6, 2000)
+    store = DiskShardStore(tmp_path)
+    store.put_many(items[:3])
+    store.put_many(items[3:])
+    lost = store.locate(items[0][0])
+    assert lost is not None
+    store.close()
+    lost.path.unlink()  # packs/ restored from an older backup than packs.sqlite
+    again = assert_sound(tmp_path, dict(items[3:]))
+    assert items[0][0] not in again
+
+
+def test_a_full_index_raises_store_full_and_the_store_keeps_working(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    first = blocks_of(32, 1, 1000)
+    store.put_many(first)
+    with store._index._db.connection() as db:
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        db.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL at the next new page
+    batch = blocks_of(33, 300, 500)
+    with pytest.raises(StoreFull, match="disk full while indexing"):
+        store.put_many(batch)
+    assert store.used_bytes == 1000
+    assert len(pack_files(tmp_path)) == 1
+    with store._index._db.connection() as db:
+        db.execute("PRAGMA max_page_count = 1073741823")
+    assert store.put_many(batch) == [True] * 300  # not wedged
+    store.close()
+    assert_sound(tmp_path, dict(first + batch))
+
+
+class _CommitFails:
+    """A connection whose COMMIT fails once as a full disk does, leaving SQLite's
+    transaction open (as SQLite may: docs 'Response To Errors Within A Transaction')."""
+
+    def __init__(self, real: sqlite3.Connection) -> None:
+        self.real = real
+        self.failed = False
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.real.in_transaction
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT" and not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.real.execute(sql, *args)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_a_failed_commit_rolls_back_and_leaves_no_transaction_open(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    database = store._index._db
+    proxy = _CommitFails(database._db)
+    database._db = proxy  # type: ignore[assignment]
+    items = blocks_of(34, 3, 1000)
+    with pytest.raises(StoreFull):
+        store.put_many(items)
+    assert not proxy.real.in_transaction
+    assert store.digests() == [] and store.used_bytes == 0  # nothing half-indexed is seen
+    assert store.put_many(items) == [True] * 3
+    store.close()
+    assert_sound(tmp_path, dict(items))
+
+
+def test_an_index_damaged_inside_is_refused_at_open_with_a_clear_error(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    items = blocks_of(35, 1000, 100)
+    for first in range(0, 1000, 100):
+        store.put_many(items[first:][:100])
+    store.close()
+    index = tmp_path / "packs.sqlite"
+    damaged = bytearray(index.read_bytes())
+    damaged[3 * 4096 : 6 * 4096] = b"\x5a" * (3 * 4096)  # pages, not the header
+    index.write_bytes(bytes(damaged))
+    with pytest.raises(PackError, match="not a usable shard pack index"):
+        DiskShardStore(tmp_path)
+
+
+def test_batches_racing_on_a_shared_new_block_leave_no_pack_mostly_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A member sends one big new block in many concurrent batches, each with a tiny
+    # block of its own: each batch passes the "already held?" check before any is
+    # indexed, so each pack holds a copy of the big block that only one keeps.
+    store = DiskShardStore(tmp_path)
+    writers = 4
+    big = make_block(36, 0)[:60_000]
+    tiny = [make_block(36, i + 1)[:100] for i in range(writers)]
+    barrier = threading.Barrier(writers)
+    real_write_pack = disk_module.write_pack  # type: ignore[attr-defined]
+    batches = iter(range(writers))  # the batches' packs; later writes are compactions'
+
+    def write_together(path: Path, items: Any) -> list[int]:
+        if next(batches, None) is not None:  # every batch is past the check before any
+            barrier.wait(timeout=60)  # pack is written (next() is atomic under the GIL)
+        return real_write_pack(path, items)
+
+    monkeypatch.setattr(disk_module, "write_pack", write_together)
+    errors: list[BaseException] = []
+
+    def send(mine: bytes) -> None:
+        try:
+            store.put_many([(shard_hash(big), big), (shard_hash(mine), mine)])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(t,)) for t in tiny]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.undo()
+    assert errors == []
+    live = {shard_hash(b): b for b in [big, *tiny]}
+    assert store.used_bytes == sum(len(b) for b in live.values())
+    on_disk = sum(p.stat().st_size for p in pack_files(tmp_path))
+    assert on_disk <= 2 * store.used_bytes + 4096, "dead copies of the big block stay on disk"
+    store.close()
+    assert_sound(tmp_path, live)
+
+
+def test_compacting_a_pack_cut_short_keeps_used_bytes_true(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    items = blocks_of(37, 4, 2000)
+    store.put_many(items)
+    last = store.locate(items[3][0])
+    assert last is not None
+    os.truncate(last.path, last.offset + 100)  # a torn restore cuts the last block
+    store.delete_many([d for d, _ in items[:3]])  # leaves the pack sparse: compacted
+    assert store.used_bytes == 2000
+    with pytest.raises(CorruptShard):
+        store.get(items[3][0])
+    assert store.used_bytes == 0 == sum(len(store.get(d)) for d in store.digests())
+    store.close()
+    assert_sound(tmp_path, {})
+
+
+def test_a_full_disk_during_compaction_still_deletes_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path)
+    items = blocks_of(38, 4, 2000)
+    store.put_many(items)
+
+    def full(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    assert store.delete_many([d for d, _ in items[:3]]) == 3  # the compaction cannot write
+    monkeypatch.undo()
+    assert store.used_bytes == 2000
+    assert store.digests() == [items[3][0]]
+    assert store.get(items[3][0]) == items[3][1]
+    store.close()
+    assert_sound(tmp_path, dict(items[3:]))
+
+
+def test_a_forged_trailer_in_a_pack_cut_by_a_crash_names_no_block(tmp_path: Path) -> None:
+    # A member's block ends in what looks like a pack trailer naming a victim's digest.
+    # If a crash cuts the pack right after that block, the cut pack looks whole.
+    victim = make_block(39, 0)[:3000]
+    forged_entry = struct.pack(f"<{len(shard_hash(victim))}sQQ", shard_hash(victim), 8, 3000)
+    body = make_block(39, 1)[:3000]
+    block = body + forged_entry + struct.pack("<Q8s", 1, END)
+    DiskShardStore(tmp_path).close()
+    cut = tmp_path / "packs" / "000000" / "000000000005.pack"
+    cut.parent.mkdir(mode=0o700, exist_ok=True)
+    cut.write_bytes(MAGIC + block)  # the pack as a kill after this block's write left it
+    assert read_trailer(cut) is not None  # it does look whole
+    (tmp_path / "packs.sqlite").unlink()  # and the index is rebuilt from the trailers
+    store = DiskShardStore(tmp_path)
+    assert shard_hash(victim) not in store
+    assert store.put(shard_hash(victim), victim) is True  # stored, not "already held"
+    assert store.get(shard_hash(victim)) == victim
+    store.close()
+    assert_sound(tmp_path, {shard_hash(victim): victim})
+
+
+def test_racing_compactions_leave_no_empty_pack(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    items = blocks_of(40, 8, 1000)
+    store.put_many(items)
+    (pack,) = store._index.packs()
+    store.delete_many([d for d, _ in items[:5]])  # compacted: three blocks move
+    store._compact_if_sparse(pack)  # a second compaction of the same pack, late
+    store.close()
+    assert_sound(tmp_path, dict(items[5:]))
+
+
+def test_a_whole_unindexed_pack_left_by_a_kill_before_the_commit_is_indexed(
+    tmp_path: Path,
+) -> None:
+    store = DiskShardStore(tmp_path)
+    kept = blocks_of(41, 2, 2000)
+    store.put_many(kept)
+    store.close()
+    written = blocks_of(42, 2, 2000)  # fsync'd, killed before the commit: whole, unindexed
+    write_pack(tmp_path / "packs" / "000000" / "000000000002.pack", written)
+    again = assert_sound(tmp_path, dict(kept + written))
+    assert again.swept_packs == 0
