@@ -23,6 +23,7 @@ from node.net.errors import RequestError
 from node.net.rpc_port import Caller
 from node.offload import in_worker
 from node.records.announcing import Announcements
+from node.records.block_refs import BlockRefs
 from node.records.manifests import ManifestCache
 from node.records.proving import Challenges, check_nonce
 from node.records.uploads import DROPPED, Uploads
@@ -60,6 +61,7 @@ class ShardIntake:
         clock_ms: Callable[[], int],
         delete_record: Callable[[bytes], Awaitable[int]],
         begun: set[tuple[bytes, int]],
+        refs: BlockRefs,
     ) -> None:
         self.store = store
         self.holdings = holdings
@@ -73,6 +75,7 @@ class ShardIntake:
         # (record, index) whose holdings row exists: later batches only note their blocks
         # (shared with node.records.removal, which forgets what it deletes).
         self._begun = begun
+        self.refs = refs  # storing-and-noting against freeing (node.records.block_refs)
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(StoreShards, self._on_store)
@@ -156,19 +159,23 @@ class ShardIntake:
             raise RequestError(ErrorCode.BAD_REQUEST, "segments out of range for this record")
         raw = manifest.encode() if message.manifest is not None and manifest is not None else None
         blocks = message.blocks
-        if manifest is None:
-            digests = self.store.add_many(blocks)  # checked against the manifest at the end
-        else:
-            first = message.first_segment
-            digests = [manifest.block_hash(first + at, message.index) for at in range(len(blocks))]
-            self.store.put_many(list(zip(digests, blocks, strict=True)))  # fsyncs once per batch
-        noted = [(digest, len(block)) for digest, block in zip(digests, blocks, strict=True)]
-        record_id, index, now = message.record_id, message.index, self.clock_ms()
-        if raw is None and (record_id, index) in self._begun:
-            added = self.holdings.note_blocks(record_id, index, noted, now)
-        else:  # the index's row and its first blocks: one commit
-            added = self.holdings.arrived(record_id, raw, index, now, uploader=sender, blocks=noted)
-            self._begun.add((record_id, index))
+        record_id, index = message.record_id, message.index
+        with self.refs.noting():  # a block found already held is noted before any free
+            if manifest is None:
+                digests = self.store.add_many(blocks)  # checked against the manifest at the end
+            else:
+                first = message.first_segment
+                digests = [manifest.block_hash(first + at, index) for at in range(len(blocks))]
+                self.store.put_many(list(zip(digests, blocks, strict=True)))  # one fsync'd pack
+            noted = [(digest, len(block)) for digest, block in zip(digests, blocks, strict=True)]
+            now = self.clock_ms()
+            if raw is None and (record_id, index) in self._begun:
+                added = self.holdings.note_blocks(record_id, index, noted, now)
+            else:  # the index's row and its first blocks: one commit
+                added = self.holdings.arrived(
+                    record_id, raw, index, now, uploader=sender, blocks=noted
+                )
+                self._begun.add((record_id, index))
         return manifest, len(message.blocks), added
 
     def _accept_manifest(self, message: StoreShards) -> Manifest | None:
@@ -228,10 +235,11 @@ class ShardIntake:
         # another record frees meanwhile is then either kept or found missing); blocks
         # sent before the manifest was known that it does not name are no part of the
         # record and must not live as long as it does.
-        complete, added, unreferenced = self.holdings.finish(
-            manifest.record_id, index, named, self.clock_ms(), self.store.__contains__
-        )
-        self.store.delete_many(unreferenced)
+        with self.refs.noting():
+            complete, added, unreferenced = self.holdings.finish(
+                manifest.record_id, index, named, self.clock_ms(), self.store.__contains__
+            )
+        self.refs.free(unreferenced)
         return complete, added
 
     def _store_finishing(
@@ -284,20 +292,21 @@ class ShardIntake:
         digests = [manifest.block_hash(s, message.index) for s in range(len(blocks))]
         # put_many checks every block first: a lying one stores none (no blocks left
         # on disk without a holdings row, which nothing would charge or collect).
-        self.store.put_many(list(zip(digests, blocks, strict=True)))
         noted = [(digest, len(block)) for digest, block in zip(digests, blocks, strict=True)]
         record_id, index = message.record_id, message.index
-        complete, added, unreferenced = self.holdings.arrived_whole(
-            record_id,
-            manifest.encode(),
-            index,
-            self.clock_ms(),
-            uploader=sender,
-            blocks=noted,
-            present=self.store.__contains__,
-        )
-        self._begun.add((record_id, index))
-        self.store.delete_many(unreferenced)
+        with self.refs.noting():
+            self.store.put_many(list(zip(digests, blocks, strict=True)))
+            complete, added, unreferenced = self.holdings.arrived_whole(
+                record_id,
+                manifest.encode(),
+                index,
+                self.clock_ms(),
+                uploader=sender,
+                blocks=noted,
+                present=self.store.__contains__,
+            )
+            self._begun.add((record_id, index))
+        self.refs.free(unreferenced)
         return len(message.blocks), added, complete
 
     def _finish_proving(
@@ -340,4 +349,4 @@ class ShardIntake:
                     self.store.put(name, block)
             except (ShardNotFound, CorruptShard, StoreFull):
                 continue  # the index stays incomplete; the writer sees that
-        self.store.delete_many(self.holdings.keep_only(manifest.record_id, index, named))
+        self.refs.free(self.holdings.keep_only(manifest.record_id, index, named))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Container
 from node.logs import event, get_logger
 from node.offload import in_worker
 from node.records.announcing import Announcements
+from node.records.block_refs import BlockRefs
 from node.records.manifests import ManifestCache
 from node.records.pending import PendingBytes
 from protocol.ids import record_dht_key
@@ -35,6 +36,7 @@ class Removal:
         announcements: Announcements,
         withdraw: Callable[[bytes], None],
         begun: set[tuple[bytes, int]],
+        refs: BlockRefs,
     ) -> None:
         self.store = store
         self.holdings = holdings
@@ -43,6 +45,7 @@ class Removal:
         self.announcements = announcements
         self.withdraw = withdraw  # stop providing a DHT key
         self.begun = begun  # (record, index) noted in holdings: the intake's, shared
+        self.refs = refs  # frees only what no batch noted meanwhile
 
     async def delete_record(self, record_id: bytes) -> int:
         """Delete every block held of a record (tombstoned, or never recorded)."""
@@ -66,7 +69,7 @@ class Removal:
         free = self.holdings.remove(record_id)
         self.manifests.forget(record_id)
         self.begun.difference_update([key for key in self.begun if key[0] == record_id])
-        return self.store.delete_many(free)
+        return self.refs.free(free)
 
     async def collect(
         self, known: Container[bytes], before_ms: int, partial_before_ms: int | None = None
@@ -107,5 +110,5 @@ class Removal:
         return pieces, size
 
     def _remove_index(self, record_id: bytes, index: int) -> None:
-        self.store.delete_many(self.holdings.remove_index(record_id, index))
+        self.refs.free(self.holdings.remove_index(record_id, index))
         self.begun.discard((record_id, index))

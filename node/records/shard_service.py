@@ -22,6 +22,7 @@ from node.logs import RateLimitedLog, get_logger
 from node.net.dispatch import Dispatcher
 from node.net.rpc_port import Caller
 from node.records.announcing import Announcements
+from node.records.block_refs import BlockRefs
 from node.records.intake import ShardIntake
 from node.records.manifests import ManifestCache
 from node.records.pending import PendingBytes
@@ -89,6 +90,7 @@ class ShardService:
         )
         refused = RateLimitedLog(log, "shards refused", period=600.0)
         begun: set[tuple[bytes, int]] = set()  # (record, index) noted in holdings
+        refs = BlockRefs(store, holdings)  # storing-and-noting against freeing
         self.scrubber = Scrubber(
             store=store, holdings=holdings, manifests=self.manifests, clock_ms=clock_ms
         )
@@ -100,6 +102,7 @@ class ShardService:
             announcements=self.announcements,
             withdraw=withdraw,
             begun=begun,
+            refs=refs,
         )
         self.uploads = Uploads(
             holdings=holdings,
@@ -122,6 +125,7 @@ class ShardService:
             clock_ms=clock_ms,
             delete_record=self.removal.delete_record,
             begun=begun,
+            refs=refs,
         )
         self.reads = BlockServer(
             store=store,
