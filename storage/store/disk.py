@@ -344,9 +344,13 @@ class DiskShardStore(ShardStore):
         return self._remove(digest)
 
     def _drop_dead(self, pack: int) -> None:
-        """Unlink a pack the index marked dead, then forget it (a crash in between is
-        settled at the next open)."""
-        pack_path(self._packs, pack).unlink(missing_ok=True)
+        """Unlink a pack the index marked dead, make the unlink durable, then forget it (a
+        crash in between is settled at the next open). Forgotten before its unlink reached
+        the disk, a pack could come back after a power loss unnamed, and be adopted at open
+        with blocks that were deleted."""
+        path = pack_path(self._packs, pack)
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
         self._index.forget_dead(pack)
 
     def _compact(self, pack: int) -> None:
