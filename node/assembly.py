@@ -274,6 +274,7 @@ class Node:
             await nursery.start(self.dht.serve, bootstrap)
             await nursery.start(self.gossip.serve)
             self.shards.rebuild_pending()
+            await self.shards.sweep_unnoted()  # left by a crash between a store and its note
             held = self.shards.announce_all()
             await nursery.start(self.upkeep.serve)
             event(

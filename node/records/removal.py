@@ -96,6 +96,23 @@ class Removal:
             )
         return len(records), len(partial)
 
+    def sweep_unnoted(self) -> int | None:
+        """In a worker thread, at start: delete the blocks no holdings row names; how many.
+
+        Every block a batch stores is noted in holdings before the batch is
+        acknowledged; one that is not was left by a crash in between (a pack
+        written whole but not indexed is adopted at open, node.records.block_refs
+        says why a live batch cannot be caught half-way). Nothing else would ever
+        collect such blocks, and they count against the quota. A store beside holdings
+        that name no record at all is left alone: that is a lost or replaced
+        holdings.sqlite, not a crash, and an operator should see it before anything
+        is deleted (`None`)."""
+        digests = self.store.digests()
+        if digests and not self.holdings.records():
+            return None
+        noted = self.holdings.first_noted(digests)
+        return self.refs.free([d for d in digests if d not in noted])
+
     def orphans(self, known: Container[bytes]) -> tuple[int, int]:
         """(records or indices, bytes) held that no finished upload accounts for.
 

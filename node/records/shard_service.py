@@ -16,11 +16,13 @@ Decoded manifests are shared by all of them (node.records.manifests).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Container, Iterable
 
-from node.logs import RateLimitedLog, get_logger
+from node.logs import RateLimitedLog, event, get_logger
 from node.net.dispatch import Dispatcher
 from node.net.rpc_port import Caller
+from node.offload import in_worker
 from node.records.announcing import Announcements
 from node.records.block_refs import BlockRefs
 from node.records.intake import ShardIntake
@@ -145,6 +147,22 @@ class ShardService:
     def manifest(self, record_id: bytes) -> Manifest | None:
         """The manifest of a record this node holds shards of."""
         return self.manifests.get(record_id)
+
+    async def sweep_unnoted(self) -> int:
+        """Blocks on disk no holdings row names, deleted (node.records.removal); at start."""
+        swept = await in_worker(self.removal.sweep_unnoted)
+        if swept is None:
+            event(
+                log,
+                logging.WARNING,
+                "shard blocks kept beside empty holdings",
+                blocks=len(self.store.digests()),
+                hint="holdings.sqlite names no record: restored or replaced? blocks not deleted",
+            )
+            return 0
+        if swept:
+            event(log, logging.WARNING, "unnoted shard blocks deleted", blocks=swept)
+        return swept
 
     def rebuild_pending(self) -> None:
         """Count every writer's bytes of unrecorded records again, from holdings."""
