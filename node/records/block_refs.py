@@ -9,7 +9,10 @@ and noted it, and the delete removed it: the honest record's index claimed a
 block the disk no longer had. Storing-and-noting is shared (batches run
 side by side); freeing is exclusive, and re-checks the references first.
 Freeing waits for the batches in progress and holds new ones back (deletes
-are rare and short).
+are rare and short); the batches a free held back go before the next free, so
+frees one after another (a member can keep one waiting at every moment) never
+hold a batch back for more than one free, nor batches a free for more than
+the batches in progress and those it found held back.
 """
 
 from __future__ import annotations
@@ -30,13 +33,21 @@ class BlockRefs:
         self._noting = 0  # batches between their store and their holdings note
         self._freeing = False
         self._waiting = 0  # frees waiting: new batches wait behind them
+        self._held = 0  # batches waiting behind a free
+        self._turn = False  # the batches the last free held back go before the next free
 
     @contextmanager
     def noting(self) -> Iterator[None]:
         """Around storing a batch's blocks and noting them in holdings (worker threads)."""
         with self._changed:
-            while self._freeing or self._waiting:
-                self._changed.wait()
+            if self._freeing or self._waiting:
+                self._held += 1
+                while self._freeing or (self._waiting and not self._turn):
+                    self._changed.wait()
+                self._held -= 1
+                if not self._held and self._turn:
+                    self._turn = False  # every batch held back is in: the next free's turn
+                    self._changed.notify_all()
             self._noting += 1
         try:
             yield
@@ -52,7 +63,7 @@ class BlockRefs:
             return 0
         with self._changed:
             self._waiting += 1
-            while self._freeing or self._noting:
+            while self._freeing or self._noting or self._turn:
                 self._changed.wait()
             self._waiting -= 1
             self._freeing = True
@@ -62,4 +73,5 @@ class BlockRefs:
         finally:
             with self._changed:
                 self._freeing = False
+                self._turn = self._held > 0
                 self._changed.notify_all()

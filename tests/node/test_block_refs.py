@@ -8,6 +8,7 @@ delete computed the block free before B noted it; it must not remove it after.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from node.records.block_refs import BlockRefs
@@ -66,3 +67,72 @@ def test_a_free_deletes_what_nobody_references_and_batches_wait_behind_it(
     with refs.noting():  # a batch after the free stores the block afresh
         assert store.put_many([(digest, BLOCK)]) == [True]
     assert shard_hash_v3(store.get(digest)) == digest
+
+
+class Watched(threading.Condition):
+    """A condition that says each time a thread starts waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = threading.Semaphore(0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.release()
+        return super().wait(timeout)
+
+    def until_waiting(self) -> None:
+        """Return once one more thread waits (its lock released: taking it proves it)."""
+        assert self.waits.acquire(timeout=60)
+        with self:
+            pass
+
+
+class GatedStore(MemoryShardStore):
+    """The first delete_many waits for `gate`; every one is logged in `order`."""
+
+    def __init__(self, order: list[str]) -> None:
+        super().__init__()
+        self.gate, self.inside, self.order, self.first = (
+            threading.Event(),
+            threading.Event(),
+            order,
+            True,
+        )
+
+    def delete_many(self, digests: Sequence[bytes]) -> int:
+        first, self.first = self.first, False
+        if first:
+            self.inside.set()
+            assert self.gate.wait(timeout=60)
+        else:
+            self.order.append("free")
+        return super().delete_many(digests)
+
+
+def test_frees_one_after_another_do_not_hold_a_batch_back_for_ever(tmp_path: Path) -> None:
+    """A member can keep a free waiting at every moment (drops and deletions of tiny
+    records of its own): a batch that waited behind one free goes before the next."""
+    order: list[str] = []
+    store, holdings = GatedStore(order), Holdings(tmp_path / "holdings.sqlite")
+    refs = BlockRefs(store, holdings)
+    changed = refs._changed = Watched()
+    first, second = store.add(b"first" * 100), store.add(b"second" * 100)
+
+    def batch() -> None:
+        with refs.noting():
+            order.append("batch")
+
+    threads = [threading.Thread(target=refs.free, args=([first],))]
+    threads[0].start()
+    assert store.inside.wait(timeout=60)  # the first free holds the guard
+    threads.append(threading.Thread(target=batch))
+    threads[-1].start()
+    changed.until_waiting()  # the batch waits behind it
+    threads.append(threading.Thread(target=refs.free, args=([second],)))
+    threads[-1].start()
+    changed.until_waiting()  # and so does the next free
+    store.gate.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert order == ["batch", "free"]
+    assert first not in store and second not in store
