@@ -103,15 +103,17 @@ class Removal:
         acknowledged; one that is not was left by a crash in between (a pack
         written whole but not indexed is adopted at open, node.records.block_refs
         says why a live batch cannot be caught half-way). Nothing else would ever
-        collect such blocks, and they count against the quota. A store beside holdings
-        that name no record at all is left alone: that is a lost or replaced
-        holdings.sqlite, not a crash, and an operator should see it before anything
-        is deleted (`None`)."""
+        collect such blocks, and they count against the quota. A crash leaves only the
+        batches in flight; a store where unnoted blocks outnumber noted ones is left
+        alone (`None`): that is a lost, replaced or older holdings.sqlite (one batch
+        noted since, by any member, would otherwise cost the whole store at the next
+        start), and an operator should see it before anything is deleted."""
         digests = self.store.digests()
-        if digests and not self.holdings.records():
-            return None
         noted = self.holdings.first_noted(digests)
-        return self.refs.free([d for d in digests if d not in noted])
+        unnoted = [d for d in digests if d not in noted]
+        if len(unnoted) > len(noted):
+            return None
+        return self.refs.free(unnoted)
 
     def orphans(self, known: Container[bytes]) -> tuple[int, int]:
         """(records or indices, bytes) held that no finished upload accounts for.

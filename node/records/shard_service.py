@@ -155,9 +155,10 @@ class ShardService:
             event(
                 log,
                 logging.WARNING,
-                "shard blocks kept beside empty holdings",
+                "unnoted shard blocks kept",
                 blocks=len(self.store.digests()),
-                hint="holdings.sqlite names no record: restored or replaced? blocks not deleted",
+                hint="holdings.sqlite names fewer than half the blocks on disk:"
+                " lost, restored or replaced? blocks not deleted",
             )
             return 0
         if swept:

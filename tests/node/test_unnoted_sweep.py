@@ -56,7 +56,8 @@ async def test_the_sweep_runs_when_a_node_starts(
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
         await cluster.add_many(nursery, 6, small_config())  # each `serve` reported ready
-        # Beside holdings that name no record at all (lost or replaced), nothing is deleted.
+        # Beside holdings that name fewer blocks than are unnoted (lost or replaced), nothing
+        # is deleted.
         assert all(STRAY_DIGEST in store for store in made)
         data = os.urandom(50_000)
         await cluster.nodes[0].records.put(segments(data, 64 * 1024), metadata=RecordMetadata())
@@ -71,4 +72,29 @@ async def test_the_sweep_runs_when_a_node_starts(
         holding = [bool(node.shards.holdings.records()) for node in again.nodes]
         assert sum(holding) >= 4
         assert [STRAY_DIGEST not in node.parts.store for node in again.nodes] == holding
+        nursery.cancel_scope.cancel()
+
+
+async def test_holdings_that_lost_most_of_what_is_on_disk_delete_nothing(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A lost holdings.sqlite, then one batch noted before the next start (any member
+    can send one): the sweep must not take the node's whole store for crash leftovers."""
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 6, small_config())
+        writer = cluster.nodes[0]
+        data = os.urandom(400_000)
+        result = await writer.records.put(segments(data, 64 * 1024), metadata=RecordMetadata())
+        holder = next(
+            n for n in cluster.nodes[1:] if n.shards.holdings.indices(result.record_id)[0]
+        )
+        store, holdings = holder.parts.store, holder.shards.holdings
+        kept = store.digests()
+        assert len(kept) >= 2
+        holdings.remove(result.record_id)  # the rows are lost, the blocks are not
+        stray = store.add(STRAY)  # one batch noted since
+        holdings.arrived(b"m" * 32, None, 0, 1, uploader=None, blocks=[(stray, len(STRAY))])
+        assert await holder.shards.sweep_unnoted() == 0
+        assert all(digest in store for digest in kept)
         nursery.cancel_scope.cancel()
