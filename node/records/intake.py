@@ -229,16 +229,22 @@ class ShardIntake:
             (manifest.block_hash(segment, index), manifest.block_size(segment))
             for segment in range(manifest.segment_count)
         ]
-        if manifest.shard_hasher is not shard_hash_v3:
-            self._rename_early_blocks(manifest, index, {digest for digest, _ in named})
+        names = {digest for digest, _ in named}
         # One transaction, one commit: the blocks are noted before the check (a block
         # another record frees meanwhile is then either kept or found missing); blocks
         # sent before the manifest was known that it does not name are no part of the
-        # record and must not live as long as it does.
+        # record and must not live as long as it does. A block renamed for an older
+        # manifest is stored and noted in one section (else a free, the start-up
+        # sweep's, could take it in between).
         with self.refs.noting():
+            renamed = manifest.shard_hasher is not shard_hash_v3
+            if renamed:
+                self._rename_early_blocks(manifest, index, names)
             complete, added, unreferenced = self.holdings.finish(
                 manifest.record_id, index, named, self.clock_ms(), self.store.__contains__
             )
+            if renamed and not complete:  # else finish un-noted them
+                unreferenced += self.holdings.keep_only(manifest.record_id, index, names)
         self.refs.free(unreferenced)
         return complete, added
 
@@ -337,7 +343,8 @@ class ShardIntake:
 
     def _rename_early_blocks(self, manifest: Manifest, index: int, named: set[bytes]) -> None:
         """Blocks sent before their manifest got BLAKE3 names (ShardStore.add); one of
-        version 1 or 2 names them by BLAKE2b: rename, drop the rest (hashed once only)."""
+        version 1 or 2 names them by BLAKE2b: store them under those (hashed once only);
+        inside `noting`, with the note of the names (`_finish` drops the strays)."""
         strays = [d for d in self.holdings.noted(manifest.record_id, index) if d not in named]
         if not strays:
             return
@@ -349,4 +356,3 @@ class ShardIntake:
                     self.store.put(name, block)
             except (ShardNotFound, CorruptShard, StoreFull):
                 continue  # the index stays incomplete; the writer sees that
-        self.refs.free(self.holdings.keep_only(manifest.record_id, index, named))

@@ -4,13 +4,16 @@ note) are deleted when the node starts; noted blocks, shared or not, are kept.""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 import trio
 
 import tests.node.cluster as cluster_module
+from node.assembly import Node
 from node.sim.nodes import segments
+from storage.codec.erasure import BytesLike
 from storage.codec.manifest import RecordMetadata
 from storage.store.memory import MemoryShardStore
 from tests.node.cluster import Cluster, read_all, small_config
@@ -98,3 +101,79 @@ async def test_holdings_that_lost_most_of_what_is_on_disk_delete_nothing(
         assert await holder.shards.sweep_unnoted() == 0
         assert all(digest in store for digest in kept)
         nursery.cancel_scope.cancel()
+
+
+async def test_the_sweep_keeps_a_block_renamed_for_an_older_manifest(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The port serves while the sweep runs: a version 2 record's early blocks are stored
+    again under their BLAKE2b names when its manifest comes, and noted after; a sweep
+    between the two must not take the renamed block."""
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        config = small_config(transfer_batch_bytes=64 * 1024, manifest_version=2)
+        await cluster.add_many(nursery, 6, config)
+        writer = cluster.nodes[0]
+        renamed: dict[bytes, bytes] = {}
+        sweeps: list[threading.Thread] = []
+
+        def sweep_after_put(node: Node) -> None:
+            store, refs = node.parts.store, node.shards.removal.refs
+            changed = refs._changed = Watched()
+            put = store.put
+
+            def put_then_sweep(digest: bytes, block: BytesLike) -> bool:
+                stored = put(digest, block)
+                if node.public_key not in renamed:
+                    renamed[node.public_key] = digest
+
+                    def sweep_and_say() -> None:
+                        node.shards.removal.sweep_unnoted()
+                        changed.note()
+
+                    sweep = threading.Thread(target=sweep_and_say)
+                    sweeps.append(sweep)
+                    sweep.start()
+                    changed.until_waiting()  # the sweep is done, or waits for this batch
+                return stored
+
+            store.put = put_then_sweep  # type: ignore[method-assign]
+
+        for node in cluster.nodes[1:]:
+            sweep_after_put(node)
+        data = os.urandom(300_000)
+        result = await writer.records.put(
+            segments(data, 64 * 1024), metadata=RecordMetadata(), size_hint=len(data)
+        )
+        for sweep in sweeps:
+            sweep.join(timeout=60)
+        assert renamed
+        for node in cluster.nodes[1:]:
+            if node.public_key in renamed:
+                assert renamed[node.public_key] in node.parts.store
+        assert all(
+            node.shards.holdings.indices(result.record_id)[0]
+            for node in cluster.nodes[1:]
+            if node.public_key in renamed
+        )
+        nursery.cancel_scope.cancel()
+
+
+class Watched(threading.Condition):
+    """A condition that says when a thread starts waiting on it (or `note`s it is done)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = threading.Semaphore(0)
+
+    def note(self) -> None:
+        self.waits.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.release()
+        return super().wait(timeout)
+
+    def until_waiting(self) -> None:
+        assert self.waits.acquire(timeout=60)
+        with self:
+            pass  # taken: a waiter has released it
