@@ -70,11 +70,15 @@ def test_a_free_deletes_what_nobody_references_and_batches_wait_behind_it(
 
 
 class Watched(threading.Condition):
-    """A condition that says each time a thread starts waiting on it."""
+    """A condition that says when a thread starts waiting on it (or `note`s it is done).
+    Shared with tests/node/test_unnoted_sweep.py."""
 
     def __init__(self) -> None:
         super().__init__()
         self.waits = threading.Semaphore(0)
+
+    def note(self) -> None:
+        self.waits.release()
 
     def wait(self, timeout: float | None = None) -> bool:
         self.waits.release()

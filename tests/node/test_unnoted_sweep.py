@@ -17,6 +17,7 @@ from storage.codec.erasure import BytesLike
 from storage.codec.manifest import RecordMetadata
 from storage.store.memory import MemoryShardStore
 from tests.node.cluster import Cluster, read_all, small_config
+from tests.node.test_block_refs import Watched
 
 STRAY = b"a block whose batch never reached holdings" * 50
 STRAY_DIGEST = MemoryShardStore().add(STRAY)
@@ -157,23 +158,3 @@ async def test_the_sweep_keeps_a_block_renamed_for_an_older_manifest(
             if node.public_key in renamed
         )
         nursery.cancel_scope.cancel()
-
-
-class Watched(threading.Condition):
-    """A condition that says when a thread starts waiting on it (or `note`s it is done)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waits = threading.Semaphore(0)
-
-    def note(self) -> None:
-        self.waits.release()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.waits.release()
-        return super().wait(timeout)
-
-    def until_waiting(self) -> None:
-        assert self.waits.acquire(timeout=60)
-        with self:
-            pass  # taken: a waiter has released it
