@@ -33,6 +33,7 @@ from protocol.records.messages import (
     ShardsStored,
     ShardsStoredProven,
     StoreAndProve,
+    StoreAndProveV2,
     StoreShards,
 )
 from protocol.records.proofs import block_proof
@@ -44,7 +45,9 @@ from storage.store.shard_store import ShardStore
 
 log = get_logger("shards")
 
-Challenge = tuple[bytes, tuple[int, ...]]  # (nonce, segments) of a StoreAndProve
+Challenge = tuple[
+    bytes, tuple[int, ...], int
+]  # (nonce, segments, proof version) of a StoreAndProve
 
 
 class ShardIntake:
@@ -80,6 +83,7 @@ class ShardIntake:
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(StoreShards, self._on_store)
         dispatcher.route(StoreAndProve, self._on_store_and_prove)
+        dispatcher.route(StoreAndProveV2, self._on_store_and_prove)
 
     async def _on_store(self, message: StoreShards, caller: Caller) -> ShardsStored:
         stored, complete, _ = await self._store_batch(message, caller.remote_public_key, None)
@@ -97,7 +101,7 @@ class ShardIntake:
             raise RequestError(
                 ErrorCode.BAD_REQUEST, "a challenge names segments in increasing order"
             )
-        challenge = (message.nonce, segments)
+        challenge = (message.nonce, segments, message.PROOF)
         stored, complete, proofs = await self._store_batch(
             message.as_store(), caller.remote_public_key, challenge
         )
@@ -328,14 +332,14 @@ class ShardIntake:
         return complete, added, self._batch_proofs(message, *challenge)
 
     def _batch_proofs(
-        self, message: StoreShards, nonce: bytes, segments: tuple[int, ...]
+        self, message: StoreShards, nonce: bytes, segments: tuple[int, ...], version: int
     ) -> tuple[bytes | None, ...]:
         """Keyed hashes of the batch's blocks of `segments` (None for a segment not in
         it: no disk read on a challenge's account). The blocks were checked against the
         manifest when stored, so they are the blocks kept."""
         first, blocks = message.first_segment, message.blocks
         return tuple(
-            block_proof(nonce, blocks[segment - first])
+            block_proof(nonce, blocks[segment - first], version)
             if first <= segment < first + len(blocks)
             else None
             for segment in segments

@@ -20,7 +20,7 @@ from node.offload import in_worker
 from node.records.manifests import ManifestCache
 from node.records.scrub import Scrubber
 from protocol.net.messages import ErrorCode
-from protocol.records.messages import ProveShards, ShardsProven
+from protocol.records.messages import ProveShards, ProveShardsV2, ShardsProven
 from protocol.records.proofs import NONCE_SIZE, block_proof
 from storage.codec.manifest import Manifest
 from storage.errors import CorruptShard, ShardNotFound
@@ -56,6 +56,7 @@ class Challenges:
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(ProveShards, self._on_prove)
+        dispatcher.route(ProveShardsV2, self._on_prove)
 
     def may_challenge(self, record_id: bytes, index: int, sender: bytes) -> None:
         """`sender` just completed this index here: it may ask for its proof, once."""
@@ -96,5 +97,5 @@ class Challenges:
                 self.scrubber.demote_on_read(manifest.record_id, message.index)
                 out.append(None)
                 continue
-            out.append(block_proof(message.nonce, block))
+            out.append(block_proof(message.nonce, block, message.PROOF))
         return tuple(out)

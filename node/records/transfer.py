@@ -27,17 +27,19 @@ from node.net.rpc_port import RpcPort
 from node.offload import in_worker
 from node.records.stages import run_stages
 from protocol.dht.contact import Contact
-from protocol.net.messages import ErrorCode
+from protocol.net.messages import ErrorCode, Message
 from protocol.records.messages import (
     MAX_BATCH_BLOCKS,
     ProveShards,
+    ProveShardsV2,
     ShardsProven,
     ShardsStored,
     ShardsStoredProven,
     StoreAndProve,
+    StoreAndProveV2,
     StoreShards,
 )
-from protocol.records.proofs import NONCE_SIZE, ProofSampler
+from protocol.records.proofs import NONCE_SIZE, PROOF_V1, PROOF_V2, ProofSampler
 from storage.codec.erasure import BytesLike
 from storage.codec.manifest import Manifest
 
@@ -49,19 +51,55 @@ Blocks = dict[int, BytesLike]
 Batch = dict[int, tuple[int, list[BytesLike]]]  # shard index -> (first segment, blocks)
 T = TypeVar("T")
 R = TypeVar("R")
+M = TypeVar("M", bound=Message)
 IN_FLIGHT = 2  # batches sent but not yet acknowledged, per holder
 _offences = RateLimitedLog(get_logger("records"), "holder failed a storage proof", period=600.0)
-# Holders that answered StoreAndProve with UNKNOWN_TYPE (older nodes), most recent last:
-# they get StoreShards, then ProveShards, without sending them a refused batch first.
-MAX_OLD_HOLDERS = 1024
-_old_holders: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+# What each holder was found to answer (UNKNOWN_TYPE tells an older node), bounded, most
+# recent last; a holder not listed is tried with the newest messages first.
+NO_STORE_AND_PROVE = 0  # StoreShards, then ProveShards (version 1 proofs)
+PROVES_V1 = 1  # StoreAndProve and ProveShards: version 1 proofs
+PROVES_V2 = 2  # StoreAndProveV2 and ProveShardsV2: version 2 proofs (keyed BLAKE3)
+MAX_KNOWN_HOLDERS = 1024
 
 
-def _note_old_holder(key: bytes) -> None:
-    _old_holders[key] = None
-    _old_holders.move_to_end(key)
-    while len(_old_holders) > MAX_OLD_HOLDERS:
-        _old_holders.popitem(last=False)
+class HolderAbilities:
+    """Which storage-challenge messages each holder answers, as learnt from its answers.
+
+    Not known yet: the writer hashes its sample in both proof versions (one holder's
+    first put in this process) and asks version 2 first. A member that answers
+    UNKNOWN_TYPE to version 2 only gets version 1 challenges: no weaker, just slower
+    for the writer."""
+
+    def __init__(self, limit: int = MAX_KNOWN_HOLDERS) -> None:
+        self._limit = limit
+        self._known: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+
+    def of(self, holder: bytes) -> int | None:
+        return self._known.get(holder)
+
+    def note(self, holder: bytes, ability: int) -> None:
+        self._known[holder] = ability
+        self._known.move_to_end(holder)
+        while len(self._known) > self._limit:
+            self._known.popitem(last=False)
+
+    def lower(self, holder: bytes, ability: int) -> None:
+        """It refused a message of `ability + 1`: at most `ability`."""
+        known = self._known.get(holder)
+        self.note(holder, ability if known is None else min(known, ability))
+
+    def forget(self, holder: bytes) -> None:
+        self._known.pop(holder, None)
+
+    def proof_versions(self, holder: bytes) -> tuple[int, ...]:
+        """The proof versions to hash a sample for this holder in."""
+        ability = self._known.get(holder)
+        if ability is None:
+            return (PROOF_V2, PROOF_V1)
+        return (PROOF_V2,) if ability == PROVES_V2 else (PROOF_V1,)
+
+
+abilities = HolderAbilities()
 
 
 class HolderSender:
@@ -187,51 +225,82 @@ class HolderSender:
         return (
             self.sampler is not None
             and self._batches_sent == 0
-            and self.holder.public_key not in _old_holders
+            and abilities.of(self.holder.public_key) != NO_STORE_AND_PROVE
         )
+
+    def _kinds(self, newer: type[M], older: type[M]) -> list[type[M]]:
+        """The challenge messages to try, newest first: version 2 unless the holder is
+        known not to answer it, version 1 if the sample was hashed in it."""
+        assert self.sampler is not None
+        ability = abilities.of(self.holder.public_key)
+        versions = self.sampler.versions
+        kinds: list[type[M]] = []
+        if PROOF_V2 in versions and ability in (None, PROVES_V2):
+            kinds.append(newer)
+        if PROOF_V1 in versions:
+            kinds.append(older)
+        return kinds
+
+    def _refused(self, kind: type[StoreAndProve | ProveShards]) -> None:
+        """The holder answered UNKNOWN_TYPE to `kind`: remember what it is."""
+        key = self.holder.public_key
+        abilities.lower(key, PROVES_V1 if kind.PROOF == PROOF_V2 else NO_STORE_AND_PROVE)
+
+    def _answered(self, kind: type[StoreAndProve | ProveShards]) -> None:
+        key = self.holder.public_key
+        if kind.PROOF == PROOF_V2:
+            abilities.note(key, PROVES_V2)
+        elif kind is StoreAndProve:
+            abilities.note(key, PROVES_V1)
 
     async def _store_proving(self, batch: Batch, manifest: Manifest) -> bool | None:
         """Send each index's only batch with its challenge and check the proofs in the
-        answers; whether all passed, None if the holder does not know StoreAndProve."""
+        answers; whether all passed, None if the holder knows no StoreAndProve."""
         sampler = self.sampler
         assert sampler is not None
         raw = manifest.encode()
         for index, (first, blocks) in batch.items():
             views = cast(tuple[bytes, ...], tuple(blocks))  # bytes on the wire
-            message = StoreAndProve(
-                self.record_id,
-                raw,
-                index,
-                first,
-                views,
-                self.owner_nonce,
-                sampler.nonce,
-                sampler.segments(),
-            )
-            try:
-                answer = await self.port.call(self.holder, message, self.timeout)
-            except RemoteError as exc:
-                if exc.code == ErrorCode.UNKNOWN_TYPE and index == self.indices[0]:
-                    _note_old_holder(self.holder.public_key)
-                    return None
-                self.failure = str(exc)
-                return False
-            except RpcError as exc:
-                self.failure = str(exc)
-                return False
+            kinds = self._kinds(StoreAndProveV2, StoreAndProve)
+            for kind in kinds:
+                message = kind(
+                    self.record_id,
+                    raw,
+                    index,
+                    first,
+                    views,
+                    self.owner_nonce,
+                    sampler.nonce,
+                    sampler.segments(),
+                )
+                try:
+                    answer = await self.port.call(self.holder, message, self.timeout)
+                except RemoteError as exc:
+                    if exc.code == ErrorCode.UNKNOWN_TYPE and index == self.indices[0]:
+                        self._refused(kind)
+                        continue
+                    self.failure = str(exc)
+                    return False
+                except RpcError as exc:
+                    self.failure = str(exc)
+                    return False
+                self._answered(kind)
+                break
+            else:  # every kind refused: an older holder; nothing was stored
+                return None
             await self._sampled()
-            if not self._proven_by(index, answer):
+            if not self._proven_by(index, answer, kind.PROOF):
                 return False
         return True
 
-    def _proven_by(self, index: int, answer: object) -> bool:
+    def _proven_by(self, index: int, answer: object, version: int) -> bool:
         """Whether a StoreAndProve answer confirms `index`; else the failure is noted."""
         assert self.sampler is not None
         if not isinstance(answer, ShardsStoredProven):
             self.failure = f"unexpected answer {getattr(answer, 'TYPE', answer)}"
         elif not answer.complete:
             self.failure = "holder did not confirm every block"
-        elif not self.sampler.verify(index, answer.proofs):
+        elif not self.sampler.verify(index, answer.proofs, version):
             self._failed_proof(index)
         else:
             return True
@@ -254,14 +323,28 @@ class HolderSender:
             return True
         await self._sampled()
         for index in self.indices:
-            challenge = ProveShards(self.record_id, index, sampler.nonce, sampler.segments())
-            try:
-                answer = await self.port.call(self.holder, challenge, self.timeout)
-            except RpcError as exc:
-                self.failure = f"storage proof not answered: {exc}"
-                return False
-            if not isinstance(answer, ShardsProven) or not sampler.verify(index, answer.proofs):
-                self._failed_proof(index)
+            for kind in self._kinds(ProveShardsV2, ProveShards):
+                challenge = kind(self.record_id, index, sampler.nonce, sampler.segments())
+                try:
+                    answer = await self.port.call(self.holder, challenge, self.timeout)
+                except RemoteError as exc:
+                    if exc.code == ErrorCode.UNKNOWN_TYPE and kind is ProveShardsV2:
+                        self._refused(kind)
+                        continue
+                    self.failure = f"storage proof not answered: {exc}"
+                    return False
+                except RpcError as exc:
+                    self.failure = f"storage proof not answered: {exc}"
+                    return False
+                self._answered(kind)
+                if not isinstance(answer, ShardsProven) or not sampler.verify(
+                    index, answer.proofs, kind.PROOF
+                ):
+                    self._failed_proof(index)
+                    return False
+                break
+            else:
+                self.failure = "the holder answers no storage proof version hashed for it"
                 return False
         return True
 
@@ -324,7 +407,9 @@ def holder_senders(
             indices=indices,
             batch_bytes=batch_bytes,
             timeout=timeout,
-            sampler=None if random_bytes is None else _sampler(random_bytes),
+            sampler=None
+            if random_bytes is None
+            else _sampler(random_bytes, abilities.proof_versions(key)),
             owner_nonce=owner_nonce,
             known_manifest=known_manifest,
         )
@@ -332,9 +417,9 @@ def holder_senders(
     ]
 
 
-def _sampler(random_bytes: Callable[[int], bytes]) -> ProofSampler:
+def _sampler(random_bytes: Callable[[int], bytes], versions: tuple[int, ...]) -> ProofSampler:
     seed = int.from_bytes(random_bytes(16), "big")
-    return ProofSampler(nonce=random_bytes(NONCE_SIZE), rng=random.Random(seed))
+    return ProofSampler(nonce=random_bytes(NONCE_SIZE), rng=random.Random(seed), versions=versions)
 
 
 async def send_to_holders(

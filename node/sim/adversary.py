@@ -25,7 +25,7 @@ from node.net.rpc_port import Caller
 from node.records.intake import ShardIntake
 from node.records.proving import Challenges
 from node.records.scrub import Scrubber
-from protocol.records.messages import ProveShards, ShardsProven, StoreShards
+from protocol.records.messages import ProveShards, ProveShardsV2, ShardsProven, StoreShards
 from storage.codec.manifest import Manifest
 
 
@@ -57,7 +57,11 @@ async def _make_up_proofs(self: Challenges, message: ProveShards, caller: Caller
 
 
 def _make_up_batch_proofs(
-    self: ShardIntake, message: StoreShards, nonce: bytes, segments: tuple[int, ...]
+    self: ShardIntake,
+    message: StoreShards,
+    nonce: bytes,
+    segments: tuple[int, ...],
+    version: int,
 ) -> Any:
     return tuple(os.urandom(32) for _ in segments)
 
@@ -84,7 +88,7 @@ LIES: dict[str, dict[tuple[str, str], Callable[..., Any]]] = {
 
 
 # Handlers are bound when a service installs its routes: these are routed anew.
-_HANDLERS = {"_on_prove": ProveShards}
+_HANDLERS = {"_on_prove": (ProveShards, ProveShardsV2)}
 
 
 def lie_on(node: Node, *lies: str) -> None:
@@ -94,8 +98,8 @@ def lie_on(node: Node, *lies: str) -> None:
             target = getattr(node.shards, part)
             bound = function.__get__(target)
             setattr(target, name, bound)
-            if name in _HANDLERS:
-                node.dispatcher._routes[_HANDLERS[name]] = bound
+            for kind in _HANDLERS.get(name, ()):
+                node.dispatcher._routes[kind] = bound
 
 
 def patch_class(*lies: str) -> None:

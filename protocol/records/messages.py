@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
 from protocol.net.messages import Message, register
+from protocol.records.proofs import PROOF_V1, PROOF_V2
 from protocol.schema import BytesView, MaxItems
 
 MAX_SITE_LENGTH = 64
@@ -183,6 +184,7 @@ class ProveShards(Message):
     `nonce` (protocol.records.proofs), one per segment, in order."""
 
     TYPE: ClassVar[str] = "prove_shards"
+    PROOF: ClassVar[int] = PROOF_V1  # the proof version asked
     record_id: bytes
     index: int
     nonce: bytes
@@ -209,6 +211,7 @@ class StoreAndProve(Message):
     answers UNKNOWN_TYPE and the writer sends StoreShards, then ProveShards."""
 
     TYPE: ClassVar[str] = "store_and_prove"
+    PROOF: ClassVar[int] = PROOF_V1  # the proof version asked
     record_id: bytes
     manifest: bytes | None
     index: int
@@ -229,6 +232,27 @@ class StoreAndProve(Message):
             True,
             self.owner_nonce,
         )
+
+
+@register
+@dataclass(frozen=True)
+class StoreAndProveV2(StoreAndProve):
+    """StoreAndProve answered with version 2 proofs (keyed BLAKE3,
+    protocol.records.proofs); a node that does not know it answers UNKNOWN_TYPE and
+    the writer asks StoreAndProve."""
+
+    TYPE: ClassVar[str] = "store_and_prove_v2"
+    PROOF: ClassVar[int] = PROOF_V2
+
+
+@register
+@dataclass(frozen=True)
+class ProveShardsV2(ProveShards):
+    """ProveShards answered with version 2 proofs (keyed BLAKE3); a node that does not
+    know it answers UNKNOWN_TYPE and the writer asks ProveShards."""
+
+    TYPE: ClassVar[str] = "prove_shards_v2"
+    PROOF: ClassVar[int] = PROOF_V2
 
 
 MAX_HELD_SEGMENTS = 64  # blocks one HeldFound carries (a small record's one index)

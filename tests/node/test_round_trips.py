@@ -115,11 +115,13 @@ async def test_a_one_segment_put_costs_each_holder_one_call_and_one_commit(
         holders = set(result.holders.values())
         assert len(holders) == 5
         for holder in holders:
-            assert calls[holder, "store_and_prove"] == 1
+            assert calls[holder, "store_and_prove_v2"] == 1
         records = {
             "store_shards",
             "store_and_prove",
+            "store_and_prove_v2",
             "prove_shards",
+            "prove_shards_v2",
             "drop_shards",
             "get_holdings",
             "fetch_blocks",

@@ -1,8 +1,9 @@
 """StoreAndProve: an index sent in one batch carries its storage challenge (issue 17).
 
 Honest: one call per holder instead of StoreShards then ProveShards; a
-multi-batch index keeps the separate proof round; an older holder (it
-answers UNKNOWN_TYPE) gets the two calls, and is not sent the refused batch
+multi-batch index keeps the separate proof round; proofs are version 2
+(keyed BLAKE3) between current nodes; an older holder (it answers
+UNKNOWN_TYPE) gets the messages it knows, and is not sent a refused batch
 again. Adversarial: made-up or wrong proofs are not believed, a challenge
 naming blocks the batch did not carry gets no proof of them, a malformed
 challenge stores nothing, and a flood costs the sender its pending cap.
@@ -22,13 +23,18 @@ import trio
 from node.assembly import Node
 from node.net.errors import RemoteError, RequestError
 from node.net.rpc_port import Caller
-from node.records.transfer import _old_holders
+from node.records.transfer import NO_STORE_AND_PROVE, PROVES_V1, PROVES_V2, abilities
 from node.sim.adversary import lie_on
 from node.sim.nodes import segments
 from protocol.ledger.entries import derive_record_id
 from protocol.net.messages import ErrorCode, Message
-from protocol.records.messages import ShardsStoredProven, StoreAndProve
-from protocol.records.proofs import block_proof
+from protocol.records.messages import (
+    ProveShardsV2,
+    ShardsStoredProven,
+    StoreAndProve,
+    StoreAndProveV2,
+)
+from protocol.records.proofs import PROOF_V1, PROOF_V2, block_proof
 from storage.codec.encoder import RecordEncoder
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, read_all, small_config
@@ -59,10 +65,13 @@ async def test_one_batch_indices_are_proven_in_the_store_call_and_others_apart(
         assert result.verdict.holders == 5
         shard_calls = {kind for _, kind in calls} & {
             "store_and_prove",
+            "store_and_prove_v2",
             "store_shards",
             "prove_shards",
+            "prove_shards_v2",
         }
-        assert shard_calls == {"store_and_prove"}
+        assert shard_calls == {"store_and_prove_v2"}
+        assert all(abilities.of(n.public_key) == PROVES_V2 for n in cluster.nodes[1:])
         calls.clear()
         # Three segments, a batch each: the proof after.
         writer.records.config = replace(writer.records.config, transfer_batch_bytes=30_000)
@@ -70,27 +79,32 @@ async def test_one_batch_indices_are_proven_in_the_store_call_and_others_apart(
         big = await writer.records.put(segments(large, 64 * 1024), metadata=RecordMetadata())
         assert big.verdict.holders == 5
         kinds = Counter(kind for (_, kind) in calls.elements())
-        assert kinds["store_and_prove"] == 0
-        assert kinds["prove_shards"] == 5 and kinds["store_shards"] >= 10
+        assert kinds["store_and_prove"] == kinds["store_and_prove_v2"] == 0
+        assert kinds["prove_shards_v2"] == 5 and kinds["store_shards"] >= 10
+        assert kinds["prove_shards"] == 0
         assert await read_all(writer, result.record_id) == small
         assert await read_all(writer, big.record_id) == large
         nursery.cancel_scope.cancel()
 
 
+async def unknown(message: Message, caller: Caller) -> Message:
+    # What an older node's connection answers a type it cannot decode.
+    raise RequestError(ErrorCode.UNKNOWN_TYPE, "unknown message type")
+
+
 async def test_an_older_holder_gets_store_then_prove_and_no_refused_batch_again(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
+    """A node from before StoreAndProve knows neither challenge of version 2 nor
+    StoreAndProve: the first put learns that (and still places an index there), the
+    next sends it only what it knows."""
     async with trio.open_nursery() as nursery:
         cluster = Cluster(tmp_path)
         await cluster.add_many(nursery, 5, small_config(happy=5))
         writer, old = cluster.nodes[0], cluster.nodes[3]
-
-        async def unknown(message: StoreAndProve, caller: Caller) -> Message:
-            # What an older node's connection answers a type it cannot decode.
-            raise RequestError(ErrorCode.UNKNOWN_TYPE, "unknown message type")
-
-        old.dispatcher._routes[StoreAndProve] = unknown
-        _old_holders.pop(old.public_key, None)
+        for kind in (StoreAndProve, StoreAndProveV2, ProveShardsV2):
+            old.dispatcher._routes[kind] = unknown
+        abilities.forget(old.public_key)
         calls = count_calls(writer)
         try:
             for _ in range(2):
@@ -98,13 +112,96 @@ async def test_an_older_holder_gets_store_then_prove_and_no_refused_batch_again(
                     segments(os.urandom(50_000), 64 * 1024), metadata=RecordMetadata()
                 )
                 assert result.verdict.holders == 5 and old.public_key in result.holders.values()
-        finally:  # the process-wide memory of older holders: other tests' keys repeat
-            _old_holders.pop(old.public_key, None)
-        assert calls[old.public_key, "store_and_prove"] == 1  # the first put only
+            assert abilities.of(old.public_key) == NO_STORE_AND_PROVE
+        finally:  # the process-wide memory of holders: other tests' keys repeat
+            abilities.forget(old.public_key)
+        # the first put only: each refused once (then known older than version 2 too)
+        assert calls[old.public_key, "store_and_prove_v2"] == 1
+        assert calls[old.public_key, "store_and_prove"] == 1
+        assert calls[old.public_key, "prove_shards_v2"] == 0
         assert calls[old.public_key, "store_shards"] == 2
         assert calls[old.public_key, "prove_shards"] == 2
         others = [n.public_key for n in cluster.nodes[1:] if n is not old]
-        assert all(calls[key, "prove_shards"] == 0 for key in others)
+        assert all(
+            calls[key, "prove_shards"] == calls[key, "prove_shards_v2"] == 0 for key in others
+        )
+        assert all(calls[key, "store_and_prove_v2"] == 2 for key in others)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_holder_without_version_2_proves_in_version_1(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A node with StoreAndProve but not version 2 (the release before). Not yet known,
+    its sample is hashed in both versions: its version 1 answer counts at once, after
+    one refused version 2 call (a StoreAndProveV2, or a ProveShardsV2 after a record sent
+    in several batches); later puts ask version 1 only and hash only version 1 for it."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(tmp_path)
+        await cluster.add_many(nursery, 5, small_config(happy=5))
+        writer, old = cluster.nodes[0], cluster.nodes[2]
+        for kind in (StoreAndProveV2, ProveShardsV2):
+            old.dispatcher._routes[kind] = unknown
+        config = writer.records.config
+        try:
+            for batch_bytes, size in ((30_000, 180_000), (config.transfer_batch_bytes, 50_000)):
+                abilities.forget(old.public_key)
+                calls = count_calls(writer)
+                for _ in range(2):
+                    data = os.urandom(size)
+                    writer.records.config = replace(config, transfer_batch_bytes=batch_bytes)
+                    result = await writer.records.put(
+                        segments(data, 64 * 1024), metadata=RecordMetadata()
+                    )
+                    assert result.verdict.holders == 5
+                    assert old.public_key in result.holders.values()
+                    assert await read_all(writer, result.record_id) == data
+                assert abilities.of(old.public_key) == PROVES_V1
+                assert abilities.proof_versions(old.public_key) == (PROOF_V1,)
+                refused = (
+                    calls[old.public_key, "store_and_prove_v2"]
+                    + calls[old.public_key, "prove_shards_v2"]
+                )
+                assert refused == 1  # the first put only
+                if size > batch_bytes:  # several batches: the proof apart, version 1
+                    assert calls[old.public_key, "prove_shards"] == 2
+                else:
+                    assert calls[old.public_key, "store_and_prove"] == 2
+                    assert calls[old.public_key, "store_shards"] == 0
+        finally:
+            abilities.forget(old.public_key)
+            writer.records.config = config
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_member_refusing_version_2_still_has_to_prove(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A member that claims not to know version 2 (to be asked the older challenge) and
+    keeps nothing: its made-up version 1 proofs fail like any others."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(tmp_path)
+        await cluster.add_many(nursery, 7, small_config())
+        writer, liar = cluster.nodes[0], cluster.nodes[1]
+        lie_on(liar, "fake-storage")
+        for kind in (StoreAndProveV2, ProveShardsV2):
+            liar.dispatcher._routes[kind] = unknown
+        abilities.forget(liar.public_key)
+        try:
+            asked = 0
+            for _ in range(4):
+                calls = count_calls(writer)
+                data = os.urandom(50_000)
+                result = await writer.records.put(
+                    segments(data, 64 * 1024), metadata=RecordMetadata()
+                )
+                assert liar.public_key not in set(result.holders.values())
+                asked += calls[liar.public_key, "store_and_prove"]
+                assert await read_all(writer, result.record_id) == data
+            assert asked >= 1
+            assert writer.records.reach.distrusted(liar.public_key)
+        finally:
+            abilities.forget(liar.public_key)
         nursery.cancel_scope.cancel()
 
 
@@ -120,8 +217,10 @@ async def test_made_up_or_wrong_proofs_in_the_answer_are_not_believed(
         lie_on(liar, "fake-storage")
         honest_proofs = wrong.shards.intake._batch_proofs
 
-        def other_nonce(message: object, nonce: bytes, segments: tuple[int, ...]) -> object:
-            return honest_proofs(message, os.urandom(32), segments)  # type: ignore[arg-type]
+        def other_nonce(
+            message: object, nonce: bytes, segments: tuple[int, ...], version: int
+        ) -> object:
+            return honest_proofs(message, os.urandom(32), segments, version)  # type: ignore[arg-type]
 
         wrong.shards.intake._batch_proofs = other_nonce  # type: ignore[method-assign,assignment]
         cheats = {liar.public_key, wrong.public_key}
@@ -132,7 +231,7 @@ async def test_made_up_or_wrong_proofs_in_the_answer_are_not_believed(
             result = await writer.records.put(segments(data, 64 * 1024), metadata=RecordMetadata())
             assert not cheats & set(result.holders.values())
             assert result.verdict.holders >= 4
-            asked += sum(calls[key, "store_and_prove"] for key in cheats)
+            asked += sum(calls[key, "store_and_prove_v2"] for key in cheats)
             assert await read_all(writer, result.record_id) == data
         assert asked >= 1  # the cheats were asked and answered, and were not believed
         assert writer.records.reach.distrusted(liar.public_key) or writer.records.reach.distrusted(
@@ -163,7 +262,15 @@ async def test_a_challenge_gets_proofs_only_of_blocks_in_its_batch(
         ask = StoreAndProve(record_id, manifest, 0, 0, tuple(blocks), nonce, challenge, (0, 1, 9))
         reply = await owner.port.call(holder.contact, ask, 5.0)
         assert isinstance(reply, ShardsStoredProven) and reply.complete
-        assert reply.proofs == (block_proof(challenge, blocks[0]), None, None)
+        assert reply.proofs == (block_proof(challenge, blocks[0], PROOF_V1), None, None)
+        # The same challenge in version 2 (the batch again, already held): keyed BLAKE3.
+        ask2 = StoreAndProveV2(
+            record_id, manifest, 0, 0, tuple(blocks), nonce, challenge, (0, 1, 9)
+        )
+        reply2 = await owner.port.call(holder.contact, ask2, 5.0)
+        assert isinstance(reply2, ShardsStoredProven) and reply2.complete
+        assert reply2.proofs == (block_proof(challenge, blocks[0], PROOF_V2), None, None)
+        assert reply2.proofs != reply.proofs
         nursery.cancel_scope.cancel()
 
 

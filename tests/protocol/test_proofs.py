@@ -6,8 +6,16 @@ import random
 from collections import Counter
 
 import pytest
+from blake3 import blake3
 
-from protocol.records.proofs import NONCE_SIZE, ProofSampler, block_proof
+from protocol.records.proofs import (
+    NONCE_SIZE,
+    PROOF_CONTEXT_V2,
+    PROOF_V1,
+    PROOF_V2,
+    ProofSampler,
+    block_proof,
+)
 
 NONCE = bytes(range(NONCE_SIZE))
 
@@ -125,3 +133,55 @@ def test_a_sampled_segment_without_recorded_proofs_fails_verification() -> None:
     assert not sampler.verify(0, [block_proof(sampler.nonce, block)])
     sampler.record(0, sampler.proofs_of({0: block}))
     assert sampler.verify(0, [block_proof(sampler.nonce, block)])
+
+
+# -- version 2: keyed BLAKE3 --------------------------------------------------------
+
+
+def test_version_2_is_keyed_blake3_under_its_own_context() -> None:
+    """Pinned: the context string and the key derivation are wire format (a changed one
+    would fail every honest holder's proofs)."""
+    proof = block_proof(bytes(range(NONCE_SIZE)), b"medvault" * 100, PROOF_V2)
+    assert proof.hex() == "49f3612c1967de81d3415ee5e0960c12bfb98344739dae59e9bbd695413accae"
+    key = blake3(bytes(range(NONCE_SIZE)), derive_key_context=PROOF_CONTEXT_V2).digest()
+    assert proof == blake3(b"medvault" * 100, key=key).digest()
+
+
+def test_the_versions_differ_and_each_binds_the_nonce_and_the_block() -> None:
+    block = b"block " * 50
+    assert block_proof(NONCE, block, PROOF_V1) != block_proof(NONCE, block, PROOF_V2)
+    assert block_proof(NONCE, block, PROOF_V2) != block_proof(bytes(NONCE_SIZE), block, PROOF_V2)
+    assert block_proof(NONCE, block, PROOF_V2) != block_proof(NONCE, block + b"x", PROOF_V2)
+    # A proof is no plain hash of the block that a holder keeping only hashes could know.
+    assert block_proof(NONCE, block, PROOF_V2) != blake3(block).digest()
+    with pytest.raises(ValueError, match="no storage proof version 3"):
+        block_proof(NONCE, block, 3)
+
+
+def test_a_sample_hashed_in_both_versions_verifies_either_answer() -> None:
+    """A holder not yet known: the writer hashes both, so an older holder's version 1
+    answers and a current one's version 2 answers both pass."""
+    sampler = ProofSampler(nonce=NONCE, rng=random.Random(3), versions=(PROOF_V2, PROOF_V1))
+    for segment in range(30):
+        sampler.observe(segment, blocks_of(segment))
+    for version in (PROOF_V1, PROOF_V2):
+        answers = [block_proof(NONCE, blocks_of(s)[0], version) for s in sampler.segments()]
+        assert sampler.verify(0, answers, version)
+        other = PROOF_V2 if version == PROOF_V1 else PROOF_V1
+        assert not sampler.verify(0, answers, other)  # the version asked is the one checked
+
+
+def test_a_sample_hashed_in_one_version_proves_nothing_in_the_other() -> None:
+    sampler = ProofSampler(nonce=NONCE, rng=random.Random(3), versions=(PROOF_V2,))
+    for segment in range(10):
+        sampler.observe(segment, blocks_of(segment))
+    v1 = [block_proof(NONCE, blocks_of(s)[0], PROOF_V1) for s in sampler.segments()]
+    v2 = [block_proof(NONCE, blocks_of(s)[0], PROOF_V2) for s in sampler.segments()]
+    assert sampler.verify(0, v2, PROOF_V2)
+    assert not sampler.verify(0, v1, PROOF_V1)
+
+
+@pytest.mark.parametrize("versions", [(), (3,), (PROOF_V1, 0)])
+def test_a_sampler_takes_only_known_versions(versions: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="proof versions"):
+        ProofSampler(nonce=NONCE, rng=random.Random(1), versions=versions)
