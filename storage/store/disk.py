@@ -77,7 +77,12 @@ class DiskShardStore(ShardStore):
         self.swept_incoming = self._sweep_incoming()
         self.swept_packs = 0  # pack files removed at open: unindexed (a crash mid-batch) or dead
         self.rebuilt_blocks = 0  # blocks indexed from unindexed packs' trailers at open
-        self._ids = itertools.count(self._open_packs() + 1)
+        highest = self._open_packs()
+        # What opening settled is durable before any new pack id is handed out: a power
+        # cut that took those commits could otherwise pair a pack id freed here with an
+        # older row of that id (the index's commits are not fsync'd, see PackIndex).
+        self._index.flush()
+        self._ids = itertools.count(highest + 1)
         legacy = self._legacy_digests()
         self._has_legacy = bool(legacy)
         legacy_bytes = sum(self._legacy_path(d).stat().st_size for d in legacy)

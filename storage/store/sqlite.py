@@ -1,8 +1,11 @@
 """One way to keep a node's SQLite files: open, pragmas, transactions, migrations.
 
-Every file is opened in WAL mode with synchronous=FULL (a committed
-transaction survives power loss), shared between the trio thread and worker
-threads under one lock. `transaction()` commits what its block did or rolls
+Every file is opened in WAL mode, with synchronous=FULL (a committed
+transaction survives power loss) unless its owner rebuilds what a power cut
+may take and asks for NORMAL (the commits still land in order and whole,
+only the last ones may be lost: the shard pack index, see
+storage/store/packs.py), shared between the trio thread and worker threads
+under one lock. `transaction()` commits what its block did or rolls
 all of it back when the block raises, so a failed statement never leaves the
 connection inside a transaction. The schema is versioned by `PRAGMA
 user_version`: each migration runs in its own transaction with the version
@@ -31,21 +34,25 @@ class Database:
         migrations: Sequence[Migration],
         what: str,
         error: type[Exception],
+        synchronous: str = "FULL",
     ) -> None:
         """Open (creating if need be) and bring the schema up to date.
 
         `what` names the file's purpose in errors ("ledger database"), raised
-        as `error`.
+        as `error`. `synchronous`: FULL, or NORMAL for a file whose last commits
+        may be lost to a power cut because its owner rebuilds them.
         """
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous is FULL or NORMAL, not {synchronous!r}")
         self.path = path
         self.lock = threading.Lock()
-        self.commits = 0  # transactions committed (each an fsync, synchronous=FULL)
+        self.commits = 0  # transactions committed (each an fsync under synchronous=FULL)
         self._error = error
         self._what = what
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._migrate(migrations)
         except sqlite3.DatabaseError as exc:
             raise error(f"{path} is not a usable {what} ({exc})") from None
@@ -93,6 +100,14 @@ class Database:
         """The connection for reads or one autocommitted statement, under the lock."""
         with self.lock:
             yield self._db
+
+    def checkpoint(self) -> None:
+        """Every commit so far made durable, whatever `synchronous` is: a WAL checkpoint
+        fsyncs the log before copying it into the file and the file after."""
+        with self.lock:
+            busy = self._db.execute("PRAGMA wal_checkpoint(FULL)").fetchone()[0]
+        if busy:
+            raise self._error(f"{self.path}: the {self._what} could not be checkpointed")
 
     def close(self) -> None:
         with self.lock:
