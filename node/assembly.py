@@ -275,6 +275,7 @@ class Node:
             await nursery.start(self.gossip.serve)
             self.shards.rebuild_pending()
             await self.shards.sweep_unnoted()  # left by a crash between a store and its note
+            await nursery.start(self.shards.spares.serve)
             held = self.shards.announce_all()
             await nursery.start(self.upkeep.serve)
             event(

@@ -65,6 +65,7 @@ class ShardIntake:
         delete_record: Callable[[bytes], Awaitable[int]],
         begun: set[tuple[bytes, int]],
         refs: BlockRefs,
+        stored: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.holdings = holdings
@@ -79,6 +80,7 @@ class ShardIntake:
         # (shared with node.records.removal, which forgets what it deletes).
         self._begun = begun
         self.refs = refs  # storing-and-noting against freeing (node.records.block_refs)
+        self._stored = stored  # a batch was written (node.records.spares refills)
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.route(StoreShards, self._on_store)
@@ -124,6 +126,7 @@ class ShardIntake:
                 raise RequestError(ErrorCode.BAD_REQUEST, str(exc)) from None
             except StoreFull as exc:
                 raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
+            self._stored()
             stored, added, complete, proofs = outcome
             if self.uploads.dropped(record_id, sender):
                 # dropped while this batch was being written

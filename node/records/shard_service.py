@@ -33,6 +33,7 @@ from node.records.read_gate import ReadGate
 from node.records.removal import Removal
 from node.records.scrub import Scrubber
 from node.records.serving import BlockServer
+from node.records.spares import SparePacks
 from node.records.uploads import Uploads
 from node.records.views import RecordViews
 from node.records.witness import Witness
@@ -116,6 +117,7 @@ class ShardService:
         self.challenges = Challenges(
             store=store, manifests=self.manifests, scrubber=self.scrubber, refused=refused
         )
+        self.spares = SparePacks(store)  # pack files made ahead (serve runs in the node)
         self.intake = ShardIntake(
             store=store,
             holdings=holdings,
@@ -128,6 +130,7 @@ class ShardService:
             delete_record=self.removal.delete_record,
             begun=begun,
             refs=refs,
+            stored=self.spares.taken,
         )
         self.reads = BlockServer(
             store=store,

@@ -85,12 +85,25 @@ def _write_all(fd: int, data: BytesLike) -> None:
         view = view[os.write(fd, view) :]
 
 
-def write_pack(path: Path, items: Sequence[tuple[bytes, BytesLike]]) -> list[int]:
+def create_empty(path: Path) -> None:
+    """An empty file at `path` (a spare pack: opening sweeps it if never written)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE))
+
+
+def write_pack(
+    path: Path, items: Sequence[tuple[bytes, BytesLike]], *, spare: bool = False
+) -> list[int]:
     """Write a new pack of `items` (digest, block) at `path` and fsync it; the blocks'
-    offsets. The caller fsyncs the directory. On any error the partial file is removed;
-    a full disk raises StoreFull."""
+    offsets. The caller fsyncs the directory, unless `spare`: the file exists already,
+    empty, its directory entry durable (`create_empty`, then the directory fsync'd), so
+    the pack's own fsync makes it whole. On any error the partial file is removed; a
+    full disk raises StoreFull."""
     offsets: list[int] = []
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+    flags = os.O_WRONLY | os.O_CLOEXEC
+    fd = os.open(path, flags if spare else flags | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+    if spare and os.fstat(fd).st_size:  # never overwrite what is there
+        os.close(fd)
+        raise PackError(f"spare pack {path.name} is not empty")
     digest = items[0][0] if items else b""
     try:
         _write_all(fd, MAGIC)

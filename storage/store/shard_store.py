@@ -193,6 +193,11 @@ class ShardStore(ABC):
         """Release what the backend holds open (nothing by default)."""
         return None
 
+    def make_spares(self) -> int:
+        """Prepare what the next writes need ahead of them, off their path (the disk
+        store's empty pack files); how many were made. Nothing by default."""
+        return 0
+
     @abstractmethod
     def digests(self) -> list[bytes]:
         """Digests of all live blocks, sorted."""

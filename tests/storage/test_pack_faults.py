@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import storage.store.disk as disk_module
+import storage.store.packs as packs_module
 from storage.codec.hashing import shard_hash
 from storage.errors import CorruptShard, StoreFull
 from storage.store.disk import DiskShardStore
@@ -210,10 +211,10 @@ def test_batches_racing_on_a_shared_new_block_leave_no_pack_mostly_dead(
     real_write_pack = disk_module.write_pack  # type: ignore[attr-defined]
     batches = iter(range(writers))  # the batches' packs; later writes are compactions'
 
-    def write_together(path: Path, items: Any) -> list[int]:
+    def write_together(path: Path, items: Any, *, spare: bool = False) -> list[int]:
         if next(batches, None) is not None:  # every batch is past the check before any
             barrier.wait(timeout=60)  # pack is written (next() is atomic under the GIL)
-        return real_write_pack(path, items)
+        return real_write_pack(path, items, spare=spare)
 
     monkeypatch.setattr(disk_module, "write_pack", write_together)
     errors: list[BaseException] = []
@@ -318,3 +319,92 @@ def test_a_whole_unindexed_pack_left_by_a_kill_before_the_commit_is_indexed(
     write_pack(tmp_path / "packs" / "000000" / "000000000002.pack", written)
     again = assert_sound(tmp_path, dict(kept + written))
     assert again.swept_packs == 0
+
+
+# -- spare packs: made ahead, so a batch pays one fsync ------------------------------
+
+
+def test_a_batch_in_a_spare_pack_pays_one_fsync_and_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path)
+    assert store.make_spares() == disk_module.SPARE_PACKS
+    assert store.make_spares() == 0  # already there
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    items = blocks_of(40, 3, 3000)
+    store.put_many(items)
+    assert len(synced) == 1  # the pack's own; its directory entry was durable already
+    store.put_many(blocks_of(41, 1, 3000))
+    assert len(synced) == 2
+    monkeypatch.undo()
+    store.close()
+    assert_sound(tmp_path, dict([*items, *blocks_of(41, 1, 3000)]))
+
+
+def test_spares_left_by_a_crash_are_swept_and_new_ids_never_collide(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    store.make_spares()
+    items = blocks_of(42, 2, 2000)
+    store.put_many(items[:1])
+    spare_ids = [pack for pack, _ in store._spares]
+    # a kill: no close, the unused spares stay on disk
+    again = DiskShardStore(tmp_path)
+    assert again.swept_packs == len(spare_ids)
+    again.put_many(items[1:])
+    new = again._index.locate(items[1][0])
+    assert new is not None and new[0] > max(spare_ids)
+    again.close()
+    assert_sound(tmp_path, dict(items))
+
+
+def test_closing_removes_unused_spares(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    store.make_spares()
+    assert len(pack_files(tmp_path)) == disk_module.SPARE_PACKS
+    store.close()
+    assert pack_files(tmp_path) == []
+    assert DiskShardStore(tmp_path).swept_packs == 0
+
+
+def test_a_spare_someone_wrote_into_is_refused_not_overwritten(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    store.make_spares(1)
+    _, path = store._spares[0]
+    path.write_bytes(b"not ours")
+    with pytest.raises(PackError, match="not empty"):
+        store.put_many(blocks_of(43, 1, 1000))
+    assert path.read_bytes() == b"not ours"
+    store.put_many(blocks_of(43, 1, 1000))  # the next write takes a fresh pack
+    store.close()
+
+
+def test_making_spares_on_a_full_disk_is_store_full_and_leaves_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path)
+    made = 0
+
+    def full_after_two(path: Path) -> None:
+        nonlocal made
+        if made == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        made += 1
+        real_create(path)
+
+    real_create = packs_module.create_empty
+    monkeypatch.setattr(disk_module, "create_empty", full_after_two)
+    with pytest.raises(StoreFull, match="spare"):
+        store.make_spares()
+    assert pack_files(tmp_path) == [] and not store._spares
+    monkeypatch.undo()
+    items = blocks_of(44, 2, 1000)
+    store.put_many(items)  # without spares, as before
+    store.close()
+    assert_sound(tmp_path, dict(items))
