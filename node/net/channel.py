@@ -40,6 +40,8 @@ class SecureChannel:
         max_message: int = DEFAULT_MAX_MESSAGE,
     ) -> None:
         self.stream = stream
+        # A TCP stream is received straight into the box-stream reader's buffer.
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self.session = session
         self.max_message = max_message
         self._writer = BoxWriter(session.encrypt_key, session.encrypt_nonce)
@@ -97,16 +99,34 @@ class SecureChannel:
                 return None
             data: bytes | bytearray = self._pending
             self._pending = b""
-            if not data:
+            if data:
+                self._reader.feed_into(data, self._frames)
+            elif self._socket is not None:
+                self._reader.received(await self._receive_into(), self._frames)
+            else:
                 try:
                     data = await self.stream.receive_some(_RECEIVE_CHUNK)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise ConnectionLost(f"receive failed: {type(exc).__name__}") from None
                 if not data:
                     raise ConnectionLost("stream ended without a goodbye")
-            self._reader.feed_into(data, self._frames)
+                self._reader.feed_into(data, self._frames)
             self._inbox.extend(self._frames.completed())
         return self._inbox.popleft()
+
+    async def _receive_into(self) -> int:
+        """Receive from the socket into the reader's free space; how many bytes came."""
+        assert self._socket is not None
+        with self._reader.space() as room:
+            try:
+                size = await self._socket.recv_into(room)
+            except trio.ClosedResourceError:
+                raise ConnectionLost("receive failed: ClosedResourceError") from None
+            except OSError as exc:  # reset, or the like: what SocketStream calls broken
+                raise ConnectionLost(f"receive failed: {exc.strerror or exc}") from None
+        if not size:
+            raise ConnectionLost("stream ended without a goodbye")
+        return int(size)
 
     async def aclose(self) -> None:
         """Say goodbye (best effort) and close the stream."""

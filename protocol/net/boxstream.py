@@ -20,6 +20,8 @@ from protocol.errors import LocalProtocolError, RemoteProtocolError
 
 Buffer = bytes | bytearray | memoryview
 MAX_BODY = 65535
+RECEIVE_SPACE = 4 * MAX_BODY  # bytes one socket receive may bring
+KEEP_BUFFER = 2 * RECEIVE_SPACE  # a reader's buffer is dropped past this once empty
 MAC_SIZE = bindings.crypto_secretbox_MACBYTES
 HEADER_PLAIN_SIZE = 2 + MAC_SIZE
 HEADER_SIZE = MAC_SIZE + HEADER_PLAIN_SIZE
@@ -167,14 +169,15 @@ class _Bodies:
 class BoxReader:
     """Opens incoming frames of one direction; any defect is the peer's fault.
 
-    Incoming bytes collect in one buffer read from an offset (compacted once
-    per feed). A header's last MAC_SIZE bytes are left in place and, once
-    the body has arrived, overwritten with the body's MAC, so the body box
-    (MAC, then body) is opened where it lies, straight into the sink's
-    buffer (the reassembled message) when the sink has room for all of it,
-    else into a reused scratch buffer the sink copies from. That copy into
-    the ciphertext buffer stays: pynacl's libsodium binding has no
-    detached-MAC open, and trio hands received bytes over as new bytes.
+    Incoming bytes collect in one buffer between two offsets. A socket receives
+    straight into its free end (`space`, then `received`): no bytes object per
+    receive and no copy of it; `feed_into` copies given bytes in instead (other
+    streams, tests). A header's last MAC_SIZE bytes are left in place and, once
+    the body has arrived, overwritten with the body's MAC, so the body box (MAC,
+    then body) is opened where it lies, straight into the sink's buffer (the
+    reassembled message) when the sink has room for all of it, else into a
+    reused scratch buffer the sink copies from. What is left of a frame moves
+    to the front only when more room is asked for.
     """
 
     def __init__(self, key: bytes, nonce: bytes) -> None:
@@ -182,7 +185,8 @@ class BoxReader:
         self._nonces = _Nonces(nonce)
         self._buffer = bytearray()
         self._scratch = bytearray(MAX_BODY)
-        self._at = 0
+        self._at = 0  # the first byte not yet opened
+        self._end = 0  # the end of the bytes received
         self._body_length: int | None = None
         self._body_mac = b""
         self._body_nonce = b""
@@ -190,7 +194,7 @@ class BoxReader:
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer) - self._at
+        return self._end - self._at
 
     def feed(self, data: Buffer) -> list[bytearray]:
         """Bodies completed by `data`, in order, each its own buffer. RemoteProtocolError if bad."""
@@ -200,28 +204,53 @@ class BoxReader:
 
     def feed_into(self, data: Buffer, sink: BodySink) -> None:
         """Open the bodies completed by `data` into `sink`, in order."""
+        view = memoryview(data).cast("B")
         if self.closed:
-            if memoryview(data).nbytes:
+            if view.nbytes:
                 raise RemoteProtocolError("data after the box-stream goodbye")
             return
-        self._buffer += data
+        with self.space(view.nbytes) as room:
+            room[:] = view
+        self.received(view.nbytes, sink)
+
+    def space(self, size: int = RECEIVE_SPACE) -> memoryview:
+        """Room for up to `size` more received bytes, at the end of the buffer: write
+        there, release the view, then say how many came (`received`)."""
+        if self._at:  # the rest of a frame goes to the front
+            left = self._end - self._at
+            self._buffer[:left] = self._buffer[self._at : self._end]
+            self._at, self._end = 0, left
+        if len(self._buffer) < self._end + size:
+            self._buffer += bytes(self._end + size - len(self._buffer))
+        return memoryview(self._buffer)[self._end : self._end + size]
+
+    def received(self, size: int, sink: BodySink) -> None:
+        """`size` bytes were written at the start of the last `space`: open the bodies
+        they complete into `sink`, in order."""
+        if not 0 <= size <= len(self._buffer) - self._end:
+            raise LocalProtocolError(f"{size} bytes cannot have been received into the space")
+        if self.closed and size:
+            raise RemoteProtocolError("data after the box-stream goodbye")
+        self._end += size
         try:
             while not self.closed and self._next_body(sink):
                 pass
         finally:
-            del self._buffer[: self._at]
-            self._at = 0
+            if self._at == self._end:
+                self._at = self._end = 0
+                if len(self._buffer) > KEEP_BUFFER:  # a rare large feed: do not keep it
+                    self._buffer = bytearray()
 
     def _next_body(self, sink: BodySink) -> bool:
         buffer = self._buffer
         if self._body_length is None:
-            if len(buffer) - self._at < HEADER_SIZE:
+            if self._end - self._at < HEADER_SIZE:
                 return False
             header_box = bytes(buffer[self._at : self._at + HEADER_SIZE])
             header = self._open_header(header_box, self._nonces.take())
             if header == _GOODBYE:
                 self.closed = True
-                if len(buffer) > self._at + HEADER_SIZE:
+                if self._end > self._at + HEADER_SIZE:
                     raise RemoteProtocolError("data after the box-stream goodbye")
                 self._at += HEADER_SIZE
                 return False
@@ -232,7 +261,7 @@ class BoxReader:
             self._body_nonce = self._nonces.take()
             self._at += HEADER_SIZE - MAC_SIZE  # keep room for the body's MAC
         length = self._body_length
-        if len(buffer) - self._at < MAC_SIZE + length:
+        if self._end - self._at < MAC_SIZE + length:
             return False
         buffer[self._at : self._at + MAC_SIZE] = self._body_mac
         target = sink.reserve(length)

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.net.boxstream import HEADER_SIZE, MAX_BODY, BoxReader, BoxWriter
+from protocol.net.boxstream import HEADER_SIZE, MAX_BODY, RECEIVE_SPACE, BoxReader, BoxWriter
 from tests.protocol.keys import seed
 
 KEY = seed("box key")
@@ -146,3 +146,85 @@ def test_any_delivery_split_yields_the_same_bodies(sizes: list[int], cut: int) -
     for start in range(0, len(stream), cut):
         out += reader.feed(stream[start : start + cut])
     assert b"".join(out) == b"".join(messages) and reader.buffered == 0
+
+
+# -- receiving straight into the reader's buffer (a socket's recv_into) ---------------
+
+
+class Collect:
+    """A sink that keeps each body (never has room: the reader's scratch path)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def reserve(self, size: int) -> memoryview | None:
+        return None
+
+    def commit(self, size: int) -> None:  # pragma: no cover - reserve gives no room
+        raise AssertionError
+
+    def take(self, data: bytes | bytearray | memoryview) -> None:
+        self.bodies.append(bytes(data))
+
+
+def receive_in_pieces(reader: BoxReader, stream: bytes, sizes: list[int]) -> list[bytes]:
+    """What a socket does: write into `space`, release it, say how much came."""
+    sink = Collect()
+    at = 0
+    for size in sizes:
+        piece = stream[at : at + size]
+        with reader.space() as room:
+            room[: len(piece)] = piece
+        reader.received(len(piece), sink)
+        at += len(piece)
+    return sink.bodies
+
+
+@given(st.lists(st.integers(min_value=1, max_value=300_000), min_size=1, max_size=40))
+def test_receiving_into_the_space_in_any_pieces_opens_what_feeding_opens(
+    sizes: list[int],
+) -> None:
+    writer = BoxWriter(KEY, NONCE)
+    messages = [bytes([i]) * n for i, n in enumerate((5, MAX_BODY, 200_000, 1, 70_000))]
+    stream = b"".join(bytes(writer.seal(m)) for m in messages)
+    reader = BoxReader(KEY, NONCE)
+    pieces: list[int] = []
+    at = 0
+    while at < len(stream):  # each receive at most the space offered (RECEIVE_SPACE)
+        step = min(sizes[len(pieces) % len(sizes)], RECEIVE_SPACE, len(stream) - at)
+        pieces.append(step)
+        at += step
+    bodies = receive_in_pieces(reader, stream, pieces)
+    assert b"".join(bodies) == b"".join(messages) and reader.buffered == 0
+
+
+def test_a_receive_larger_than_its_space_is_refused() -> None:
+    reader = BoxReader(KEY, NONCE)
+    with reader.space(100) as room:
+        room[:] = bytes(100)
+    with pytest.raises(LocalProtocolError, match="cannot have been received"):
+        reader.received(101, Collect())
+
+
+def test_bytes_received_after_the_goodbye_are_refused() -> None:
+    writer, reader = pair()
+    assert receive_in_pieces(reader, bytes(writer.goodbye()), [HEADER_SIZE]) == []
+    assert reader.closed
+    with pytest.raises(RemoteProtocolError, match="after the box-stream goodbye"):
+        receive_in_pieces(reader, b"x", [1])
+
+
+def test_a_tampered_body_received_into_the_space_fails() -> None:
+    writer, reader = pair()
+    sealed = bytearray(writer.seal(b"payload" * 100))
+    sealed[-1] ^= 1
+    with pytest.raises(RemoteProtocolError, match="body failed authentication"):
+        receive_in_pieces(reader, bytes(sealed), [len(sealed)])
+
+
+def test_a_rare_huge_feed_does_not_keep_its_buffer() -> None:
+    writer, reader = pair()
+    reader.feed(writer.seal(bytes(3 * 1024 * 1024)))
+    assert reader.buffered == 0 and len(reader._buffer) == 0
+    reader.feed(writer.seal(b"small"))
+    assert len(reader._buffer) < 2 * MAX_BODY  # an ordinary size is kept for reuse
