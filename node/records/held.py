@@ -8,7 +8,9 @@ The holder (HeldServer) answers with its indices and one whole index. The
 blocks go through the same path as a FetchBlocks (node.records.serving's fetch
 handler): the read gate checks the reader's permit against this node's
 ledger, the witness logs the read if the reader's node does not, and at
-most one index of a small record is read (protocol.records.held bounds it).
+most one index of a small record is read (protocol.records.held bounds it),
+on the trio thread: a worker thread's hand-off cost a busy holder more than
+the read (docs/throughput.md, "1 MiB get, after (issue 17, round 3)").
 A refused permit is answered with the indices alone (the refusal logged,
 rate-limited, by the gate): the reader then asks FetchBlocks, whose answer
 carries the refusal's code and its retries for a lagging ledger.
@@ -45,7 +47,9 @@ class HeldServer:
         wanted = tuple(BlockRef(segment, index) for segment in range(manifest.segment_count))
         request = FetchBlocks(message.record_id, wanted, message.permit)
         try:
-            found = await self.shards.serve_fetch(request, caller)
+            # Inline: one small index (HELD_MAX_BYTES at most) from the page cache reads
+            # and hashes in a fraction of what a worker thread's hand-off costs here.
+            found = await self.shards.serve_fetch(request, caller, inline=True)
         except RequestError:
             return HeldFound(*held, None, ())
         return HeldFound(*held, index, found.blocks)

@@ -710,51 +710,87 @@ class RecordService:
         self, manifest: Manifest, statement: bytes, found: HeldBlocks
     ) -> list[Holding]:
         """A small record's holdings and blocks in one round (FetchHeld, protocol.records.held)
-        from the first candidates known without a lookup; stops as soon as k indices are
-        whole and verified (no grace: the blocks are in hand). Candidates that do not know
+        from the first candidates known without a lookup: k at once, a spare only when one
+        of them fails or is late (`held.spare_delay`); stops as soon as k indices are whole
+        and verified (no grace: the blocks are in hand). Candidates that do not know
         FetchHeld (older nodes), the rest of the known ones and, if still short, a lookup's
         are asked GetHoldings as before, and the fetcher asks FetchBlocks for what is missing."""
         record_id = manifest.record_id
+        k = manifest.k
         known = self._known_candidates(record_id)
-        asks = held.held_asks(manifest.k, manifest.n)
-        first, rest = known[:asks], known[asks:]
+        first_count = held.first_asks(k, manifest.n)
+        asks = held.held_asks(k, manifest.n)
+        first, spare = known[:first_count], known[first_count:asks]
         results: list[Holding] = []
         older: list[Contact] = []
+        started = trio.current_time()
+        expected = max((self.latency.rank(c.public_key) for c in first), default=0.0)
+        late = trio.CancelScope(deadline=started + held.spare_delay(-1.0, expected))
 
         async def ask(contact: Contact, nursery: trio.Nursery) -> None:
-            started = trio.current_time()
-            try:
-                answer = await self.port.call(
-                    contact, FetchHeld(record_id, statement), self.config.call_timeout
-                )
-            except RemoteError as exc:
-                if exc.code == ErrorCode.UNKNOWN_TYPE:
-                    older.append(contact)
-                return
-            except RpcError:
-                return
-            self.latency.note(contact.public_key, trio.current_time() - started)
-            if not isinstance(answer, HeldFound):
-                return
-            if found.add(contact.public_key, answer):
-                results.append(Holding(contact, HoldingsFound(answer.complete, answer.partial, ())))
+            before = len(found.indices)
+            await self._ask_held(contact, statement, found, results, older)
+            if len(found.indices) == before:
+                late.cancel()  # no new whole index from this one: the spare, now
+            now = trio.current_time()
             if found.whole():
                 nursery.cancel_scope.cancel()
+            elif k > 1 and len(found.indices) == k - 1:  # all but one in: the last is due
+                due = started + held.spare_delay(now - started, expected)
+                late.deadline = min(late.deadline, due)
+
+        async def ask_spare(nursery: trio.Nursery) -> None:
+            with late:
+                await trio.sleep_forever()
+            if found.whole():
+                return
+            for contact in spare:
+                nursery.start_soon(ask, contact, nursery)
 
         async with trio.open_nursery() as nursery:
             for contact in first:
                 nursery.start_soon(ask, contact, nursery)
+            if spare:
+                nursery.start_soon(ask_spare, nursery)
         if found.whole():
             return sorted(results, key=lambda h: h.contact.node_id)
-        k = manifest.k
-        also = older if _covers(results, k) else [*older, *rest]  # the rest only if short
+        asked = {c.public_key for c in first} | {c.public_key for c in spare if late.cancel_called}
+        unasked = [c for c in known if c.public_key not in asked]
+        also = older if _covers(results, k) else [*older, *unasked]  # the rest only if short
         results += await self._ask_holdings(record_id, also, False, k, results)
         if not _covers(results, k):
-            asked = {c.public_key for c in known}
             looked = await self._holder_candidates(record_id)
-            more = [c for c in looked if c.public_key not in asked]
+            known_keys = {c.public_key for c in known}
+            more = [c for c in looked if c.public_key not in known_keys]
             results += await self._ask_holdings(record_id, more, False, k, results)
         return sorted(results, key=lambda h: h.contact.node_id)
+
+    async def _ask_held(
+        self,
+        contact: Contact,
+        statement: bytes,
+        found: HeldBlocks,
+        results: list[Holding],
+        older: list[Contact],
+    ) -> None:
+        """One FetchHeld: its verified blocks into `found`, its holdings into `results`
+        (an older node that does not know the message into `older`)."""
+        started = trio.current_time()
+        try:
+            answer = await self.port.call(
+                contact, FetchHeld(found.manifest.record_id, statement), self.config.call_timeout
+            )
+        except RemoteError as exc:
+            if exc.code == ErrorCode.UNKNOWN_TYPE:
+                older.append(contact)
+            return
+        except RpcError:
+            return
+        self.latency.note(contact.public_key, trio.current_time() - started)
+        if not isinstance(answer, HeldFound):
+            return
+        if found.add(contact.public_key, answer):
+            results.append(Holding(contact, HoldingsFound(answer.complete, answer.partial, ())))
 
     async def _ask_holdings(
         self,

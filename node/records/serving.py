@@ -63,14 +63,23 @@ class BlockServer:
     async def _on_fetch(self, message: FetchBlocks, caller: Caller) -> BlocksFound:
         return await self.serve_fetch(message, caller)
 
-    async def serve_fetch(self, message: FetchBlocks, caller: Caller) -> BlocksFound:
-        """A FetchBlocks answered (also for FetchHeld, node.records.held): gate, read, witness."""
+    async def serve_fetch(
+        self, message: FetchBlocks, caller: Caller, inline: bool = False
+    ) -> BlocksFound:
+        """A FetchBlocks answered (also for FetchHeld, node.records.held): gate, read, witness.
+
+        `inline` reads on the trio thread: for a request its caller bounds to one small
+        index (FetchHeld, at most HELD_MAX_BYTES), where the worker thread's hand-off
+        cost more than the read itself (docs/throughput.md, issue 17 round 3)."""
         manifest = self.manifests.get(message.record_id)
         if manifest is None:
             return BlocksFound(tuple(None for _ in message.wanted))
         caller_key = caller.remote_public_key
         statement = await self.gate.admit(message, manifest, caller_key)
-        blocks, foreign = await in_worker(self._read_blocks, manifest, message)
+        if inline:
+            blocks, foreign = self._read_blocks(manifest, message)
+        else:
+            blocks, foreign = await in_worker(self._read_blocks, manifest, message)
         if foreign:
             self.gate.refused_foreign(caller_key, message.record_id, foreign)
         record = self._ledger_state().records.get(message.record_id)

@@ -196,9 +196,11 @@ class ShardService:
 
     # -- what the rest of the node asks of the parts ------------------------------
 
-    async def serve_fetch(self, message: FetchBlocks, caller: Caller) -> BlocksFound:
+    async def serve_fetch(
+        self, message: FetchBlocks, caller: Caller, *, inline: bool = False
+    ) -> BlocksFound:
         """A FetchBlocks answered (node.records.serving; also for FetchHeld)."""
-        return await self.reads.serve_fetch(message, caller)
+        return await self.reads.serve_fetch(message, caller, inline)
 
     async def holder_proof(
         self, manifest: Manifest, server: bytes, bucket: int

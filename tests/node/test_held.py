@@ -17,7 +17,8 @@ from node.records.service import READ_GRACE
 from node.sim.nodes import segments
 from protocol.dht.contact import Contact
 from protocol.net.messages import ErrorCode, Message
-from protocol.records.held import HELD_MAX_BYTES, held_asks
+from protocol.records.fetching import UNKNOWN_LATENCY
+from protocol.records.held import HELD_MAX_BYTES, first_asks, spare_delay
 from protocol.records.messages import FetchHeld, HeldFound
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, knows_grant, read_all, small_config
@@ -77,25 +78,90 @@ async def test_a_small_record_is_read_in_one_round(
         reader = cluster.nodes[1]
         calls = intercept(reader, honest)
         assert await read_all(reader, record_id) == data
-        assert calls["fetch_held"] >= 3
+        # k asked, and all answered at once: the spare is not asked (its ~350 KB answer
+        # would only be read, sealed, sent, opened and dropped).
+        assert calls["fetch_held"] == 3
         assert calls["get_holdings"] == 0 and calls["fetch_blocks"] == 0
+
+
+def first_candidates(reader: Node, record_id: bytes) -> list[Contact]:
+    """The candidates a reader asks FetchHeld at once (the spare follows them)."""
+    record = reader.records.lookup(record_id)
+    return reader.records._known_candidates(record_id)[: first_asks(record.k, record.n)]
 
 
 async def test_the_get_does_not_wait_for_a_candidate_that_does_not_answer(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
+    """Whichever of the first k is silent, the spare is asked once the others are in, and
+    the get ends long before the silent one's call would time out."""
     async with granted(tmp_path) as (cluster, record_id, data):
-        reader, silent = cluster.nodes[1], cluster.nodes[4]
+        reader = cluster.nodes[1]
+        silent: list[bytes] = []
 
         async def answer(contact: Contact, message: Message, original: Answer) -> Message:
-            if contact.public_key == silent.public_key:
+            if contact.public_key in silent:
                 await trio.sleep_forever()
             return await original(contact, message, 5.0)
 
-        intercept(reader, answer)
+        calls = intercept(reader, answer)
+        for candidate in first_candidates(reader, record_id):
+            silent[:] = [candidate.public_key]
+            calls.clear()
+            started = trio.current_time()
+            assert await read_all(reader, record_id) == data
+            assert trio.current_time() - started < READ_GRACE  # k whole indices: done
+            assert calls["fetch_held"] == 4  # the silent one and the spare
+            assert calls["get_holdings"] == 0 and calls["fetch_blocks"] == 0
+
+
+async def test_a_first_holder_that_serves_no_index_has_the_spare_asked_at_once(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A member among the first k that answers with holdings and no blocks (as a refusing
+    or lagging holder does) costs the reader no wait for the late timer: the spare is
+    asked as soon as that answer is in."""
+    async with granted(tmp_path) as (cluster, record_id, data):
+        reader = cluster.nodes[1]
+        idle = next(c for c in first_candidates(reader, record_id) if c != reader.contact)
+        spare_asked = trio.Event()
+        first = {c.public_key for c in first_candidates(reader, record_id)}
+
+        async def answer(contact: Contact, message: Message, original: Answer) -> Message:
+            if isinstance(message, FetchHeld) and contact.public_key not in first:
+                spare_asked.set()
+            if contact.public_key == idle.public_key and isinstance(message, FetchHeld):
+                return HeldFound((0, 1, 2, 3, 4), (), None, ())
+            if isinstance(message, FetchHeld) and not spare_asked.is_set():
+                await spare_asked.wait()  # the honest first ones answer only after it
+            return await original(contact, message, 5.0)
+
+        calls = intercept(reader, answer)
         started = trio.current_time()
         assert await read_all(reader, record_id) == data
-        assert trio.current_time() - started < READ_GRACE  # k whole indices: done
+        assert calls["fetch_held"] == 4
+        # Not the late timer (twice an unmeasured node's latency) that asked it.
+        assert trio.current_time() - started < spare_delay(-1.0, UNKNOWN_LATENCY)
+
+
+async def test_first_holders_that_all_serve_nothing_cost_one_spare_and_no_more(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Over-fetch stays bounded when every first answer is useless (a member flooding
+    claims, or refusals): k + 1 FetchHeld at most, then GetHoldings and FetchBlocks as
+    for an older node."""
+    async with granted(tmp_path) as (cluster, record_id, data):
+        reader = cluster.nodes[1]
+
+        async def answer(contact: Contact, message: Message, original: Answer) -> Message:
+            if isinstance(message, FetchHeld):
+                return HeldFound((0, 1, 2, 3, 4), (), None, ())
+            return await original(contact, message, 5.0)
+
+        calls = intercept(reader, answer)
+        assert await read_all(reader, record_id) == data
+        assert calls["fetch_held"] == 4
+        assert calls["fetch_blocks"] >= 1
 
 
 async def test_older_nodes_that_do_not_know_fetch_held_are_read_as_before(
@@ -126,8 +192,7 @@ async def test_a_member_answering_with_forged_blocks_for_every_index_gains_nothi
         assert segments_of.k == 3
         # The liar is one of the candidates the reader asks first (a fixed node was not
         # always among them: node ids are random, and then it was never asked at all).
-        asks = held_asks(segments_of.k, segments_of.n)
-        first = reader.records._known_candidates(record_id)[:asks]
+        first = first_candidates(reader, record_id)
         liar = next(n for n in cluster.nodes if n is not reader and n.contact in first)
 
         async def answer(contact: Contact, message: Message, original: Answer) -> Message:

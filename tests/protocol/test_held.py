@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from protocol.net.messages import BadMessage, Envelope, Kind, decode_envelope, encode_envelope
-from protocol.records.held import HELD_MAX_BYTES, held_asks, served_index, small
+from protocol.records.held import (
+    HELD_MAX_BYTES,
+    SPARE_FLOOR,
+    first_asks,
+    held_asks,
+    served_index,
+    small,
+    spare_delay,
+)
 from protocol.records.messages import MAX_HELD_SEGMENTS, FetchHeld, HeldFound
 
 
@@ -29,6 +37,22 @@ def test_a_reader_asks_one_candidate_more_than_k_for_blocks() -> None:
     assert held_asks(3, 5) == 4  # one spare, not every holder's index
     assert held_asks(4, 5) == 5
     assert held_asks(2, 2) == 2
+
+
+def test_a_reader_asks_k_at_once_and_the_spare_only_later() -> None:
+    assert first_asks(3, 5) == 3
+    assert first_asks(2, 2) == 2  # no spare to ask: held_asks is 2 as well
+
+
+def test_the_spare_is_asked_when_the_last_index_is_late() -> None:
+    # Nothing in yet: twice the slowest expected answer.
+    assert spare_delay(-1.0, expected=0.05) == pytest.approx(0.1)
+    # All but one in after 4 ms: 4 ms more for the last (from the round's start: 8 ms).
+    assert spare_delay(0.004, expected=0.05) == pytest.approx(0.008)
+    # Sooner than the latency bound only: a round already past it asks at that bound.
+    assert spare_delay(0.2, expected=0.05) == pytest.approx(0.1)
+    # Answers within a millisecond still leave the last SPARE_FLOOR to come.
+    assert spare_delay(0.0001, expected=0.05) == pytest.approx(0.0001 + SPARE_FLOOR)
 
 
 def test_the_messages_round_trip_with_and_without_blocks() -> None:
