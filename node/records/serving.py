@@ -36,6 +36,10 @@ from storage.store.shard_store import ShardStore
 MAX_FETCH_BYTES = 3 * 1024 * 1024
 
 
+class _NotCached(Exception):
+    """An inline read met a block it cannot serve from the page cache: read in a worker."""
+
+
 class BlockServer:
     def __init__(
         self,
@@ -70,16 +74,18 @@ class BlockServer:
 
         `inline` reads on the trio thread: for a request its caller bounds to one small
         index (FetchHeld, at most HELD_MAX_BYTES), where the worker thread's hand-off
-        cost more than the read itself (docs/throughput.md, issue 17 round 3)."""
+        cost more than the read itself (docs/throughput.md, issue 17 round 3). Only from
+        the page cache: a block that would wait for the disk, or is missing or damaged,
+        sends the whole read to a worker thread, which decides (quarantine, demotion)."""
         manifest = self.manifests.get(message.record_id)
         if manifest is None:
             return BlocksFound(tuple(None for _ in message.wanted))
         caller_key = caller.remote_public_key
         statement = await self.gate.admit(message, manifest, caller_key)
-        if inline:
-            blocks, foreign = self._read_blocks(manifest, message)
-        else:
-            blocks, foreign = await in_worker(self._read_blocks, manifest, message)
+        read = self._read_inline(manifest, message) if inline else None
+        if read is None:
+            read = await in_worker(self._read_blocks, manifest, message)
+        blocks, foreign = read
         if foreign:
             self.gate.refused_foreign(caller_key, message.record_id, foreign)
         record = self._ledger_state().records.get(message.record_id)
@@ -90,10 +96,12 @@ class BlockServer:
         return BlocksFound(blocks)
 
     def _read_blocks(
-        self, manifest: Manifest, message: FetchBlocks
+        self, manifest: Manifest, message: FetchBlocks, *, cached_only: bool = False
     ) -> tuple[tuple[bytes | None, ...], int]:
         """In a worker thread: the wanted blocks (None where not served), and how many
-        were refused as another record's (noted first for it: see Holdings.first_noted)."""
+        were refused as another record's (noted first for it: see Holdings.first_noted).
+        `cached_only` (on the trio thread): _NotCached unless every block read comes
+        whole and sound from the page cache, before anything is written."""
         out: list[bytes | None] = []
         budget = MAX_FETCH_BYTES
         wanted = [
@@ -117,7 +125,7 @@ class BlockServer:
                 out.append(None)
                 continue
             try:
-                block = self.store.get(digest)
+                block = self._read_one(digest, cached_only)
             except (ShardNotFound, CorruptShard):
                 # Lost, or quarantined by the store: the index is no longer held whole,
                 # and repair will rebuild it (a no-op for an index this node never had).
@@ -131,6 +139,23 @@ class BlockServer:
             budget -= len(block)
             out.append(block)
         return tuple(out), foreign
+
+    def _read_inline(
+        self, manifest: Manifest, message: FetchBlocks
+    ) -> tuple[tuple[bytes | None, ...], int] | None:
+        """`_read_blocks` from the page cache only, or None (then read in a worker)."""
+        try:
+            return self._read_blocks(manifest, message, cached_only=True)
+        except _NotCached:
+            return None
+
+    def _read_one(self, digest: bytes, cached_only: bool) -> bytes:
+        if not cached_only:
+            return self.store.get(digest)
+        block = self.store.get_cached(digest)
+        if block is None:
+            raise _NotCached
+        return block
 
     async def _on_manifest(self, message: GetManifest, caller: Caller) -> ManifestFound:
         return ManifestFound(self.holdings.manifest(message.record_id))

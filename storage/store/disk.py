@@ -330,6 +330,28 @@ class DiskShardStore(ShardStore):
                 pass
         raise ShardNotFound(digest)
 
+    def _read_cached(self, digest: bytes) -> bytes | None:
+        """A pack's block if all of it is in the page cache (a read with RWF_NOWAIT, which
+        fails rather than wait for the disk, or comes back short when only part of it is
+        there); None then, and for a block not in a pack (the old layout) or a pack gone:
+        `get` decides those."""
+        found = self._index.locate(digest)
+        if found is None:
+            return None
+        pack, offset, size = found
+        try:
+            fd = os.open(pack_path(self._packs, pack), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            block = bytearray(size)
+            got = os.preadv(fd, [block], offset, os.RWF_NOWAIT)
+        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: no such read on this file system
+            return None
+        finally:
+            os.close(fd)
+        return bytes(block) if got == size else None
+
     # -- removing -------------------------------------------------------------------
 
     def _remove(self, digest: bytes) -> int | None:

@@ -134,6 +134,24 @@ class ShardStore(ABC):
             raise CorruptShard(digest)
         return block
 
+    def get_cached(self, digest: bytes) -> bytes | None:
+        """The block stored under `digest`, verified, if reading it waits for no disk
+        (all of it in the page cache); None otherwise, and whenever `get` would have more
+        to decide (missing, moved, corrupt). For an event loop's caller, which then calls
+        `get` in a worker thread: no quarantine or other write happens here."""
+        check_digest(digest)
+        block = self._read_cached(digest)
+        if block is None or not block_matches(digest, block):
+            return None
+        return block
+
+    def _read_cached(self, digest: bytes) -> bytes | None:
+        """`_read` if it never waits for a disk, else None (a store in memory never does)."""
+        try:
+            return self._read(digest)
+        except ShardNotFound:
+            return None
+
     def __contains__(self, digest: object) -> bool:
         return isinstance(digest, bytes) and len(digest) == DIGEST_SIZE and self._exists(digest)
 

@@ -289,3 +289,29 @@ async def test_a_member_claiming_an_index_past_n_does_not_fail_the_read(
 
             intercept(reader, answer)
             assert await read_all(reader, record_id) == data
+
+
+async def test_holders_serve_from_the_page_cache_inline_and_from_disk_in_a_worker(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A holder reads a FetchHeld's index on its event loop only when no block of it would
+    wait for the disk (ShardStore.get_cached); otherwise the same read runs in a worker
+    thread, and the reader gets the same blocks either way."""
+    async with granted(tmp_path) as (cluster, record_id, data):
+        reader = cluster.nodes[1]
+        tried: Counter[bytes] = Counter()
+        for node in cluster.nodes:
+            store = node.parts.store
+
+            def never_cached(digest: bytes, key: bytes = node.public_key) -> bytes | None:
+                tried[key] += 1
+                return None  # as if every block were only on disk
+
+            store.get_cached = never_cached  # type: ignore[method-assign]
+        calls = intercept(reader, honest)
+        assert await read_all(reader, record_id) == data
+        assert calls["fetch_held"] == 3 and calls["fetch_blocks"] == 0
+        assert sum(1 for count in tried.values() if count) >= 3  # each holder tried inline
+        for node in cluster.nodes:
+            del node.parts.store.get_cached  # the class's again
+        assert await read_all(reader, record_id) == data

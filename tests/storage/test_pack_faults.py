@@ -408,3 +408,41 @@ def test_making_spares_on_a_full_disk_is_store_full_and_leaves_none(
     store.put_many(items)  # without spares, as before
     store.close()
     assert_sound(tmp_path, dict(items))
+
+
+# -- reads that must not wait for the disk (an event loop's) --------------------------
+
+
+def test_a_cached_read_serves_from_the_page_cache_only(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path)
+    (digest, block), (other, _) = blocks_of(50, 2, 300_000)
+    store.put_many([(digest, block)])
+    assert store.get_cached(digest) == block  # just written: in the page cache
+    location = store.locate(digest)
+    assert location is not None
+    with open(location.path, "rb") as handle:  # the pack's clean pages dropped
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    assert store.get_cached(digest) is None  # it would wait for the disk
+    assert store.get(digest) == block  # a worker's read does
+    assert store.get_cached(digest) == block  # and leaves it cached
+    assert store.get_cached(other) is None  # not held
+    store.close()
+
+
+def test_a_cached_read_of_a_damaged_block_writes_nothing_and_leaves_it_to_get(
+    tmp_path: Path,
+) -> None:
+    store = DiskShardStore(tmp_path)
+    ((digest, block),) = blocks_of(51, 1, 5000)
+    store.put_many([(digest, block)])
+    location = store.locate(digest)
+    assert location is not None
+    with open(location.path, "r+b") as handle:
+        handle.seek(location.offset + 10)
+        handle.write(b"\xff" if block[10] != 0xFF else b"\x00")
+    assert store.get_cached(digest) is None
+    assert digest in store and store.quarantined() == []  # nothing moved on the loop
+    with pytest.raises(CorruptShard):
+        store.get(digest)
+    assert store.quarantined() == [digest]
+    store.close()
