@@ -645,10 +645,9 @@ async def file_segments(
 
     Tells the client how far it got every PROGRESS_EVERY bytes.
     """
-    current = await in_worker(read_full, source, size)
+    current, following = await in_worker(_read_two, source, size)  # one hop to start
     done = reported = 0
     while True:
-        following = await in_worker(read_full, source, size) if len(current) == size else b""
         yield current, not following
         done += len(current)
         if done - reported >= PROGRESS_EVERY:
@@ -657,3 +656,11 @@ async def file_segments(
         if not following:
             return
         current = following
+        following = await in_worker(read_full, source, size) if len(current) == size else b""
+
+
+def _read_two(source: BinaryIO, size: int) -> tuple[bytes, bytes]:
+    """The first segment and the one after it (empty if the first is the last): a
+    put's first segment is read during its placement lookup, in one thread hop."""
+    current = read_full(source, size)
+    return current, read_full(source, size) if len(current) == size else b""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import nacl.signing
 import trio
@@ -258,36 +259,61 @@ class LedgerService:
         Writes to one feed are serialised from reading its head to storing the
         entries: two at once would both follow the same head, a fork.
         """
-        signer = as_signer(signer or self.identity)
+        return await self.append_prepared(Prepared(as_signer(signer or self.identity), bodies))
+
+    async def prepare_all(
+        self, bodies: Sequence[Body], signer: Signer | nacl.signing.SigningKey | None = None
+    ) -> Prepared:
+        """Sign `bodies` after the feed's current head (in a worker thread) without
+        writing them: `append_prepared` later stores them as they are if nothing was
+        written to the feed meanwhile and the clock is on the same grain, and signs
+        them again otherwise. Nothing is written or kept here; an unused `Prepared`
+        is simply dropped (a put that fails records nothing)."""
+        prepared = Prepared(as_signer(signer or self.identity), bodies)
+        follows = self._follows(prepared.signer.public)
+        now_ms = self.clock_ms()
+        entries = await in_worker(_signed, prepared.signer, follows, bodies, now_ms)
+        return Prepared(prepared.signer, bodies, follows, entries)
+
+    async def append_prepared(self, prepared: Prepared) -> list[Entry]:
+        """Write prepared entries (see `prepare_all`, `append_all`): the rules are
+        checked and the batch committed as `append_all` does, in one transaction."""
+        signer = prepared.signer
         author = signer.public
         if author == self.public_key:
             await self._confirmed()
         async with self._feed_lock(author):
             resuming = author == self.public_key and self._resume_fork
-            head = self.book.head_entry(author)
-            if head is None and resuming:
-                head = min(self.book.tips(author), key=lambda tip: tip.hash)
-            if head is None and author in self.book.flagged:
-                hint = (
-                    " (`medvault ledger --resume-feed` continues it from one of its tips)"
-                    if author == self.public_key
-                    else ""
-                )
-                raise LedgerError(f"the signer's feed is forked; it cannot be extended here{hint}")
-            seq, prev = (head.seq + 1, head.hash) if head is not None else (1, b"")
-            entries = []
-            floor = 0 if head is None else head.timestamp  # timestamps never go back in a feed
-            for body in bodies:
-                floor = entry_time(self.clock_ms(), floor)  # on the minute: docs/privacy.md
-                entry = sign_entry(signer, seq, prev, floor, body)
-                entries.append(entry)
-                seq, prev = seq + 1, entry.hash
+            follows = self._follows(author)
+            now_ms = self.clock_ms()
+            entries = prepared.entries
+            stamps = _stamps(now_ms, follows[2], len(prepared.bodies))
+            if follows != prepared.follows or [e.timestamp for e in entries] != stamps:
+                entries = _signed(signer, follows, prepared.bodies, now_ms)
             await self.check_rules(entries)
             if len(await self.ingest([e.raw for e in entries], budgeted=False)) != len(entries):
                 raise LedgerError("the new entries were not accepted")
             if resuming:
                 self._resume_fork = False  # only once a write followed the chosen tip
-            return entries
+            return list(entries)
+
+    def _follows(self, author: bytes) -> tuple[int, bytes, int]:
+        """(seq, previous hash, previous timestamp) a new entry of `author`'s feed
+        follows; LedgerError if the feed is forked and cannot be extended."""
+        resuming = author == self.public_key and self._resume_fork
+        head = self.book.head_entry(author)
+        if head is None and resuming:
+            head = min(self.book.tips(author), key=lambda tip: tip.hash)
+        if head is None and author in self.book.flagged:
+            hint = (
+                " (`medvault ledger --resume-feed` continues it from one of its tips)"
+                if author == self.public_key
+                else ""
+            )
+            raise LedgerError(f"the signer's feed is forked; it cannot be extended here{hint}")
+        if head is None:
+            return 1, b"", 0
+        return head.seq + 1, head.hash, head.timestamp  # timestamps never go back in a feed
 
     def _feed_lock(self, author: bytes) -> trio.Lock:
         lock = self._feed_locks.get(author)
@@ -310,6 +336,39 @@ class LedgerService:
             reason = problems.get(entry.hash)
             if reason is not None:
                 raise LedgerError(f"the ledger would reject this {entry.type} entry: {reason}")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Bodies to append, with entries signed ahead (LedgerService.prepare_all)."""
+
+    signer: Signer
+    bodies: Sequence[Body]
+    follows: tuple[int, bytes, int] | None = None  # the feed position they were signed after
+    entries: Sequence[Entry] = ()
+
+
+def _stamps(now_ms: int, floor: int, count: int) -> list[int]:
+    """The timestamps `count` new entries written at `now_ms` after one stamped `floor`
+    get (on the minute: docs/privacy.md)."""
+    stamps = []
+    for _ in range(count):
+        floor = entry_time(now_ms, floor)
+        stamps.append(floor)
+    return stamps
+
+
+def _signed(
+    signer: Signer, follows: tuple[int, bytes, int], bodies: Sequence[Body], now_ms: int
+) -> list[Entry]:
+    """`bodies` signed as consecutive entries after the feed position `follows`."""
+    seq, prev, floor = follows
+    entries = []
+    for body, stamp in zip(bodies, _stamps(now_ms, floor, len(bodies)), strict=True):
+        entry = sign_entry(signer, seq, prev, stamp, body)
+        entries.append(entry)
+        seq, prev = seq + 1, entry.hash
+    return entries
 
 
 async def _wait(event_: trio.Event, seconds: float) -> bool:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import trio
 
@@ -25,10 +26,12 @@ from node.config.storage import StorageConfig
 from node.logs import event, get_logger
 from node.net.errors import PeerClosed, RpcError
 from node.net.rpc_port import RpcPort
+from node.offload import in_worker
 from node.records.errors import BAD_REQUEST, TOO_FEW_HOLDERS, RecordError, short
 from node.records.fetch import Permit
 from node.records.reach import Reachable
 from node.records.rebuild import rebuild_onto
+from node.records.stages import single_failure
 from node.records.transfer import HolderSender, send_to_holders
 from protocol.dht.contact import Contact
 from protocol.records.fetching import Latency
@@ -45,6 +48,7 @@ from storage.codec.segment import EncodedSegment
 from storage.errors import ManifestError
 
 log = get_logger("records")
+T = TypeVar("T")
 ENCODE_WORKERS = 2  # segments encoded at once (hashing and crypto release the GIL)
 TOP_UP_ROUNDS = 3  # rounds of replacing holders that failed
 DROP_TIMEOUT = 5.0  # seconds a failed put spends telling holders to drop its blocks
@@ -65,36 +69,129 @@ def shard_bytes(size: int, k: int) -> int:
     return math.ceil(padme(size) / k)
 
 
+@dataclass
+class Ahead:
+    """What a put read and encoded while its placement ran (see encode_ahead_while)."""
+
+    encoded: list[EncodedSegment] = field(default_factory=list)  # in order, not yet accepted
+    jobs: list[SegmentJob] = field(default_factory=list)  # claimed after them, not encoded
+    rest: AsyncIterator[tuple[bytes, bool]] | None = None  # the upload's further segments
+
+
+async def encode_ahead_while(
+    encoder: RecordEncoder, segments: AsyncIterator[tuple[bytes, bool]], work: Awaitable[T]
+) -> tuple[Ahead, T]:
+    """Await `work` (the placement lookup, mostly waiting on the network) while the
+    upload's first segment is read, claimed and encoded: the encoder needs no holders.
+
+    One segment at most is encoded ahead, which the pipeline then holds as its
+    first item, so a large record's bytes in flight stay bounded as before.
+    Nothing is sent here: a failed placement leaves nothing behind.
+    """
+    ahead = Ahead(rest=segments)
+
+    async def first() -> None:
+        async for plaintext, last in segments:
+            jobs = _claim(encoder, plaintext, last)
+            ahead.jobs = list(jobs[1:])  # a last segment's padding segments: the pipeline's
+            if last:
+                ahead.rest = None
+            ahead.encoded.append(await in_worker(_encode, encoder, jobs[0]))
+            return
+        raise RecordError("the upload ended before its last segment", reason=BAD_REQUEST)
+
+    results: list[T] = []
+
+    async def placement() -> None:
+        results.append(await work)
+
+    with single_failure():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(placement)
+            await first()  # here, not in a task: its read is under way before the lookup
+    return ahead, results[0]
+
+
+def _claim(encoder: RecordEncoder, plaintext: bytes, last: bool) -> tuple[SegmentJob, ...]:
+    try:
+        return encoder.claim(plaintext, last)
+    except (ValueError, ManifestError) as exc:
+        raise RecordError(f"cannot encode the record: {exc}", reason=BAD_REQUEST) from None
+
+
+def _encode(encoder: RecordEncoder, job: SegmentJob) -> EncodedSegment:
+    try:
+        return encoder.encode_job(job)
+    except (ValueError, ManifestError) as exc:
+        raise RecordError(f"cannot encode the record: {exc}", reason=BAD_REQUEST) from None
+
+
 async def stream_segments(
     encoder: RecordEncoder,
-    segments: AsyncIterator[tuple[bytes, bool]],
+    ahead: Ahead,
     senders: list[HolderSender],
+    encoded: trio.Event | None = None,
 ) -> None:
-    """Read, encode and send segments as a pipeline; every holder then completes."""
+    """Send what was encoded ahead, then read, encode and send the other segments
+    as a pipeline; every holder then completes. `encoded` is set once the last
+    segment is handed to the senders (the manifest is known)."""
+    rest = ahead.rest
 
     async def claimed() -> AsyncIterator[SegmentJob]:
-        last = False
-        async for plaintext, last in segments:
-            for job in encoder.claim(plaintext, last):  # the last one brings its padding
+        for job in ahead.jobs:
+            yield job
+        if rest is None:
+            return
+        async for plaintext, last in rest:
+            for job in _claim(encoder, plaintext, last):  # the last one brings its padding
                 yield job
             if last:
                 return
         raise RecordError("the upload ended before its last segment", reason=BAD_REQUEST)
 
-    def accepted(encoded: EncodedSegment) -> Sequence[BytesLike]:
-        return encoder.accept(encoded).blocks
+    def accepted(segment: EncodedSegment) -> Sequence[BytesLike]:
+        blocks = encoder.accept(segment).blocks
+        if encoded is not None and encoder.done:
+            encoded.set()  # its waiter runs once these blocks are handed over
+        return blocks
 
     try:
         await send_to_holders(
             senders,
             encoder.manifest,
-            claimed(),
+            claimed() if ahead.jobs or rest is not None else None,
             encoder.encode_job,
             accepted,
             workers=ENCODE_WORKERS,
+            ready=ahead.encoded,
         )
     except (ValueError, ManifestError) as exc:
         raise RecordError(f"cannot encode the record: {exc}", reason=BAD_REQUEST) from None
+
+
+async def stream_and_prepare(
+    encoder: RecordEncoder,
+    ahead: Ahead,
+    senders: list[HolderSender],
+    prepare: Callable[[Manifest], Awaitable[T]],
+) -> T | None:
+    """`stream_segments`, with `prepare(manifest)` run alongside once the manifest is
+    known (while the holders store); its result. A failure of the stream is raised
+    as itself and cancels the preparation."""
+    encoded = trio.Event()
+    results: list[T] = []
+
+    async def prepared() -> None:
+        await encoded.wait()
+        results.append(await prepare(encoder.manifest()))
+
+    with single_failure():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(prepared)
+            await stream_segments(encoder, ahead, senders, encoded)
+            if not encoder.done:  # cannot happen once the stream ended; never wait on it
+                nursery.cancel_scope.cancel()
+    return results[0] if results else None
 
 
 async def top_up(

@@ -19,21 +19,21 @@ import contextlib
 import functools
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import TypeVar
 
 import nacl.signing
 import trio
 
 from node.config.storage import StorageConfig
 from node.dht.service import DhtService
-from node.ledger.service import LedgerService
+from node.ledger.service import LedgerError, LedgerService, Prepared
 from node.logs import event, get_logger
 from node.memory import release_free_memory
 from node.metrics.records import GetMeter, RecordMetrics
 from node.net.errors import RemoteError, RpcError
 from node.net.rpc_port import RpcPort
+from node.offload import in_worker
 from node.records.errors import (
     BAD_REQUEST,
     NO_MANIFEST,
@@ -48,10 +48,11 @@ from node.records.held import HeldBlocks
 from node.records.put import (
     PutResult,
     drop_everywhere,
+    encode_ahead_while,
     placed_health,
     refuse_unless_kept,
     shard_bytes,
-    stream_segments,
+    stream_and_prepare,
     top_up,
 )
 from node.records.reach import Reach
@@ -99,7 +100,6 @@ from storage.codec.manifest import Manifest, RecordMetadata
 from storage.errors import KeyFormatError, ManifestError
 
 log = get_logger("records")
-T = TypeVar("T")
 ADDRESS_SIZE = 66  # an encoded protocol.privacy Address: grants to it are stealth grants
 
 
@@ -236,8 +236,8 @@ class RecordService:
         need = shard_bytes(size_hint or config.segment_size, config.k)
         wanted = config.n if require_full else config.happy
         started = trio.current_time()
-        segments, pool = await _read_ahead_while(
-            segments, self.reach.candidates(record_dht_key(record_id), config.n)
+        ahead, pool = await encode_ahead_while(
+            encoder, segments, self.reach.candidates(record_dht_key(record_id), config.n)
         )
         placed = trio.current_time()
         if len(pool) < wanted:
@@ -259,7 +259,17 @@ class RecordService:
         )
         sent_to = {s.holder.public_key: s.holder for s in senders}
         try:
-            await stream_segments(encoder, segments, senders)
+            entries = functools.partial(
+                self._entries,
+                record_id,
+                nonce=nonce,
+                record_key=record_key,
+                grants=grants,
+                patients=patients,
+            )
+            ahead_of_verdict = await stream_and_prepare(
+                encoder, ahead, senders, functools.partial(self._prepare, entries)
+            )
             streamed = trio.current_time()
             manifest = encoder.manifest()
             for sender in senders:
@@ -289,14 +299,8 @@ class RecordService:
                 placed_health(manifest, holders, sites, network_sites), happy=wanted
             )
             refuse_unless_kept(verdict, wanted=wanted, require_full=require_full, senders=senders)
-            await self._record(
-                record_id,
-                nonce=nonce,
-                manifest=manifest,
-                record_key=record_key,
-                grants=grants,
-                patients=patients,
-            )
+            bodies, prepared = ahead_of_verdict or (entries(manifest=manifest), None)
+            await self._record(bodies, prepared)
         except BaseException:
             await drop_everywhere(self.port, record_id, sent_to.values())
             raise
@@ -322,7 +326,27 @@ class RecordService:
             encoder.record_size,
         )
 
-    async def _record(
+    async def _record(self, bodies: Sequence[Body], prepared: Prepared | None = None) -> None:
+        """The record entry and its grants, in one transaction: all or nothing. Entries
+        `prepared` (signed while the holders stored) are used if still current."""
+        if prepared is not None and prepared.bodies is bodies:
+            await self.ledger.append_prepared(prepared)
+        else:
+            await self.ledger.append_all(bodies)
+
+    async def _prepare(
+        self, entries: Callable[..., list[Body]], manifest: Manifest
+    ) -> tuple[list[Body], Prepared | None]:
+        """The put's entries built and signed while the holders store (worker threads;
+        nothing written). Prepared None if the ledger refuses now: the commit then
+        signs them again and says why."""
+        bodies = await in_worker(functools.partial(entries, manifest=manifest))
+        try:
+            return bodies, await self.ledger.prepare_all(bodies)
+        except LedgerError:
+            return bodies, None
+
+    def _entries(
         self,
         record_id: bytes,
         *,
@@ -331,14 +355,15 @@ class RecordService:
         record_key: bytes,
         grants: Mapping[bytes, int],
         patients: Set[bytes] = frozenset(),
-    ) -> None:
+    ) -> list[Body]:
         """The record entry and its grants: long-term keys (32 bytes) sealed as before,
-        addresses (66 bytes) as stealth grants numbered 0, 1, ... (`patients` co-own)."""
+        addresses (66 bytes) as stealth grants numbered 0, 1, ... (`patients` co-own).
+        Depends on the manifest only, not on who stored the shards (thread-safe)."""
         owner = self.public_key
         record = RecordBody(
             record_id, nonce, manifest.digest(), manifest.size, manifest.k, manifest.n, owner
         )
-        bodies: list[Body] = []
+        bodies: list[Body] = [record]
         index = 0
         for grantee, expires_at in grants.items():
             if len(grantee) == ADDRESS_SIZE:
@@ -358,7 +383,7 @@ class RecordService:
                 bodies.append(
                     GrantBody(record_id, grantee, self._seal(record_key, grantee), expires_at)
                 )
-        await self.ledger.append_all([record, *bodies])  # one transaction: all or nothing
+        return bodies
 
     def _seal(self, record_key: bytes, grantee: bytes) -> bytes:
         return seal_key(record_key, grantee, self.random_bytes(32))
@@ -907,40 +932,6 @@ class RecordService:
         await self.ledger.check_rules([entry])
         if not await self.ledger.ingest([raw]):
             raise RecordError("the entry was not accepted")
-
-
-async def _read_ahead_while(
-    segments: AsyncIterator[tuple[bytes, bool]], work: Awaitable[T]
-) -> tuple[AsyncIterator[tuple[bytes, bool]], T]:
-    """Await `work` (a put's placement lookup) while the upload's first segment is
-    read (a file's first read and its look-ahead are thread hops); the segments
-    again, the first one included, and the work's result."""
-    first: list[tuple[bytes, bool]] = []
-
-    async def read_first() -> None:
-        async for item in segments:
-            first.append(item)
-            return
-
-    results: list[T] = []
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_first)
-            results.append(await work)
-    except BaseExceptionGroup as group:  # one failure: raised as itself
-        leaves = [e for e in group.exceptions if not isinstance(e, BaseExceptionGroup)]
-        if len(group.exceptions) == 1 and leaves and not isinstance(leaves[0], trio.Cancelled):
-            raise leaves[0] from None
-        raise
-
-    async def chained() -> AsyncIterator[tuple[bytes, bool]]:
-        for item in first:
-            yield item
-        if first and not first[-1][1]:
-            async for item in segments:
-                yield item
-
-    return chained(), results[0]
 
 
 def _covers(holdings: Sequence[Holding], k: int) -> bool:

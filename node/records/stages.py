@@ -9,7 +9,8 @@ between stages, so memory stays bounded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar, cast
 
 import trio
@@ -59,7 +60,7 @@ async def run_stages(
                 pool.start_soon(compute, item, slot)
                 await to_deliver.send(slot)
 
-    try:
+    with single_failure():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read)
             nursery.start_soon(process)
@@ -67,6 +68,14 @@ async def run_stages(
                 async for slot in outputs:
                     await slot.ready.wait()
                     await deliver(slot.result())
+
+
+@contextmanager
+def single_failure() -> Iterator[None]:
+    """Around a nursery: its one failure raised as itself, not in an exception group
+    (a cancellation, or several failures, stay as they are)."""
+    try:
+        yield
     except BaseExceptionGroup as group:
         leaves = _leaves(group)
         if len(leaves) == 1 and not isinstance(leaves[0], trio.Cancelled):

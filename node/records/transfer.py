@@ -425,14 +425,17 @@ def _sampler(random_bytes: Callable[[int], bytes], versions: tuple[int, ...]) ->
 async def send_to_holders(
     senders: list[HolderSender],
     manifest: Callable[[], Manifest],
-    source: AsyncIterator[T],
+    source: AsyncIterator[T] | None,
     work: Callable[[T], R],
     blocks_of: Callable[[R], Sequence[BytesLike] | Mapping[int, BytesLike]],
     *,
     workers: int = 1,
+    ready: Sequence[R] = (),
 ) -> None:
     """Turn each item of `source` into one segment's blocks and send each holder its own.
 
+    `ready`: results already worked out (a put's first segment, encoded while
+    its placement ran), delivered first; `source` (None: nothing more) follows.
     `work` runs in worker threads (see run_stages); `blocks_of` maps its
     result to the segment's blocks by index, in order. When the source is
     done every holder gets its last batch with the manifest and `complete`.
@@ -443,14 +446,21 @@ async def send_to_holders(
     async def deliver(result: R) -> None:
         blocks = blocks_of(result)
         for sender in senders:
-            await sender.send.send({i: blocks[i] for i in sender.indices})
+            share = {i: blocks[i] for i in sender.indices}
+            try:
+                sender.send.send_nowait(share)  # no scheduling round per holder
+            except trio.WouldBlock:
+                await sender.send.send(share)  # that holder's bound: wait for it
 
     failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         for sender in senders:
             nursery.start_soon(sender.run, manifest)
         try:
-            await run_stages(source, work, deliver, workers=workers)
+            for result in ready:
+                await deliver(result)
+            if source is not None:
+                await run_stages(source, work, deliver, workers=workers)
         except Exception as exc:
             failure = exc
         except BaseException:
