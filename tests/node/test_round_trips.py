@@ -10,23 +10,30 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import trio
 import trio.testing
 
+from node import offload
 from node.assembly import Node
 from node.dht.service import LookupResult
+from node.ledger.service import Prepared
+from node.records import put as put_module
 from node.records.errors import RecordError
 from node.records.reach import Reachable
 from node.sim.nodes import segments
 from protocol.dht.contact import Contact
 from protocol.ids import record_dht_key
+from protocol.ledger.entries import Body
 from protocol.net.messages import Message
 from storage.codec.manifest import RecordMetadata
 from tests.node.cluster import Cluster, knows_grant, read_all, small_config
+
+T = TypeVar("T")
 
 
 def count_lookups(node: Node) -> list[bytes]:
@@ -225,4 +232,81 @@ async def test_a_bad_upload_found_during_placement_fails_as_itself(
         with pytest.raises(RecordError, match="ended before its last chunk"):
             await writer.records.put(broken(), metadata=RecordMetadata())
         assert len(writer.ledger.book) == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_put_encodes_its_first_segment_while_placement_is_looked_up(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await cluster.add_many(nursery, 5, small_config())
+        writer = cluster.nodes[0]
+        data = os.urandom(150_000)
+        encoded = trio.Event()
+        real = offload.in_worker
+
+        async def in_worker(fn: Callable[..., T], *args: Any) -> T:
+            result = await real(fn, *args)
+            if fn is put_module._encode:
+                encoded.set()
+            return result
+
+        monkeypatch.setattr(put_module, "in_worker", in_worker)
+        candidates = writer.records.reach.candidates
+
+        async def looked_up(key: bytes, want: int) -> list[Reachable]:
+            found = await candidates(key, want)
+            with trio.fail_after(60):  # the lookup waits: only an encode beside it ends this
+                await encoded.wait()
+            return found
+
+        writer.records.reach.candidates = looked_up  # type: ignore[method-assign]
+        result = await writer.records.put(
+            segments(data, 64 * 1024),
+            metadata=RecordMetadata(),
+            grantees=[cluster.nodes[1].public_key],
+        )
+        assert await read_all(writer, result.record_id) == data
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_puts_entries_are_signed_while_the_holders_store_and_a_refused_put_writes_none(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    cluster = Cluster(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for index in range(5):  # exactly n nodes, one of them full: a full put is refused
+            await cluster.add(nursery, small_config(quota_bytes=1024 if index == 4 else 0))
+        writer = cluster.nodes[0]
+        prepare_all = writer.ledger.prepare_all
+        prepared: list[Prepared] = []
+        stored_when_prepared: list[int] = []
+
+        async def preparing(bodies: Sequence[Body], signer: object = None) -> Prepared:
+            stored_when_prepared.append(
+                sum(len(n.shards.holdings.records()) for n in cluster.nodes[1:4])
+            )
+            prepared.append(await prepare_all(bodies))
+            return prepared[-1]
+
+        writer.ledger.prepare_all = preparing  # type: ignore[method-assign]
+        result = await writer.records.put(
+            segments(os.urandom(100_000), 64 * 1024), metadata=RecordMetadata()
+        )
+        assert stored_when_prepared == [0]  # before any remote holder had stored its index
+        recorded = [e for e in writer.ledger.book.entries() if e.record_id == result.record_id]
+        assert sorted(e.raw for e in recorded) == sorted(e.raw for e in prepared[0].entries)
+
+        entries = len(writer.ledger.book)
+        with pytest.raises(RecordError, match="nothing was recorded"):
+            await writer.records.put(
+                segments(os.urandom(100_000), 64 * 1024),
+                metadata=RecordMetadata(),
+                require_full=True,
+            )
+        assert len(prepared) == 2  # signed ahead, then dropped with the put
+        assert len(writer.ledger.book) == entries
+        raws = {e.raw for e in writer.ledger.book.entries()}
+        assert raws.isdisjoint(e.raw for e in prepared[1].entries)
         nursery.cancel_scope.cancel()
