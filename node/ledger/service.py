@@ -262,18 +262,18 @@ class LedgerService:
         return await self.append_prepared(Prepared(as_signer(signer or self.identity), bodies))
 
     async def prepare_all(
-        self, bodies: Sequence[Body], signer: Signer | nacl.signing.SigningKey | None = None
+        self,
+        bodies: Callable[[], Sequence[Body]],
+        signer: Signer | nacl.signing.SigningKey | None = None,
     ) -> Prepared:
-        """Sign `bodies` after the feed's current head (in a worker thread) without
-        writing them: `append_prepared` later stores them as they are if nothing was
-        written to the feed meanwhile and the clock is on the same grain, and signs
-        them again otherwise. Nothing is written or kept here; an unused `Prepared`
-        is simply dropped (a put that fails records nothing)."""
-        prepared = Prepared(as_signer(signer or self.identity), bodies)
-        follows = self._follows(prepared.signer.public)
-        now_ms = self.clock_ms()
-        entries = await in_worker(_signed, prepared.signer, follows, bodies, now_ms)
-        return Prepared(prepared.signer, bodies, follows, entries)
+        """Make `bodies()` and sign them after the feed's current head, in one worker
+        thread, without writing them: `append_prepared` later stores them as they are
+        if nothing was written to the feed meanwhile and the clock is on the same
+        grain, and signs them again otherwise. Nothing is written or kept here; an
+        unused `Prepared` is simply dropped (a put that fails records nothing)."""
+        key = as_signer(signer or self.identity)
+        follows = self._follows(key.public)
+        return await in_worker(_prepared, key, follows, bodies, self.clock_ms())
 
     async def append_prepared(self, prepared: Prepared) -> list[Entry]:
         """Write prepared entries (see `prepare_all`, `append_all`): the rules are
@@ -356,6 +356,13 @@ def _stamps(now_ms: int, floor: int, count: int) -> list[int]:
         floor = entry_time(now_ms, floor)
         stamps.append(floor)
     return stamps
+
+
+def _prepared(
+    signer: Signer, follows: tuple[int, bytes, int], make: Callable[[], Sequence[Body]], now_ms: int
+) -> Prepared:
+    bodies = make()
+    return Prepared(signer, bodies, follows, _signed(signer, follows, bodies, now_ms))
 
 
 def _signed(

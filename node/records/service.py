@@ -33,7 +33,6 @@ from node.memory import release_free_memory
 from node.metrics.records import GetMeter, RecordMetrics
 from node.net.errors import RemoteError, RpcError
 from node.net.rpc_port import RpcPort
-from node.offload import in_worker
 from node.records.errors import (
     BAD_REQUEST,
     NO_MANIFEST,
@@ -267,7 +266,7 @@ class RecordService:
                 grants=grants,
                 patients=patients,
             )
-            ahead_of_verdict = await stream_and_prepare(
+            prepared = await stream_and_prepare(
                 encoder, ahead, senders, functools.partial(self._prepare, entries)
             )
             streamed = trio.current_time()
@@ -299,8 +298,7 @@ class RecordService:
                 placed_health(manifest, holders, sites, network_sites), happy=wanted
             )
             refuse_unless_kept(verdict, wanted=wanted, require_full=require_full, senders=senders)
-            bodies, prepared = ahead_of_verdict or (entries(manifest=manifest), None)
-            await self._record(bodies, prepared)
+            await self._record(functools.partial(entries, manifest=manifest), prepared)
         except BaseException:
             await drop_everywhere(self.port, record_id, sent_to.values())
             raise
@@ -326,25 +324,27 @@ class RecordService:
             encoder.record_size,
         )
 
-    async def _record(self, bodies: Sequence[Body], prepared: Prepared | None = None) -> None:
+    async def _record(
+        self, bodies: Callable[[], Sequence[Body]], prepared: Prepared | None = None
+    ) -> None:
         """The record entry and its grants, in one transaction: all or nothing. Entries
-        `prepared` (signed while the holders stored) are used if still current."""
-        if prepared is not None and prepared.bodies is bodies:
+        `prepared` (built and signed while the holders stored) are used if still
+        current (append_prepared signs them again otherwise); else `bodies()`."""
+        if prepared is not None:
             await self.ledger.append_prepared(prepared)
         else:
-            await self.ledger.append_all(bodies)
+            await self.ledger.append_all(bodies())
 
     async def _prepare(
         self, entries: Callable[..., list[Body]], manifest: Manifest
-    ) -> tuple[list[Body], Prepared | None]:
-        """The put's entries built and signed while the holders store (worker threads;
-        nothing written). Prepared None if the ledger refuses now: the commit then
-        signs them again and says why."""
-        bodies = await in_worker(functools.partial(entries, manifest=manifest))
+    ) -> Prepared | None:
+        """The put's entries built and signed while the holders store (one worker
+        thread; nothing written). None if the ledger refuses now: the commit then
+        builds and signs them again and says why."""
         try:
-            return bodies, await self.ledger.prepare_all(bodies)
+            return await self.ledger.prepare_all(functools.partial(entries, manifest=manifest))
         except LedgerError:
-            return bodies, None
+            return None
 
     def _entries(
         self,

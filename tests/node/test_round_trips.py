@@ -283,7 +283,9 @@ async def test_a_puts_entries_are_signed_while_the_holders_store_and_a_refused_p
         prepared: list[Prepared] = []
         stored_when_prepared: list[int] = []
 
-        async def preparing(bodies: Sequence[Body], signer: object = None) -> Prepared:
+        async def preparing(
+            bodies: Callable[[], Sequence[Body]], signer: object = None
+        ) -> Prepared:
             stored_when_prepared.append(
                 sum(len(n.shards.holdings.records()) for n in cluster.nodes[1:4])
             )
