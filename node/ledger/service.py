@@ -261,19 +261,18 @@ class LedgerService:
         """
         return await self.append_prepared(Prepared(as_signer(signer or self.identity), bodies))
 
-    async def prepare_all(
-        self,
-        bodies: Callable[[], Sequence[Body]],
-        signer: Signer | nacl.signing.SigningKey | None = None,
+    def prepare_all(
+        self, bodies: Sequence[Body], signer: Signer | nacl.signing.SigningKey | None = None
     ) -> Prepared:
-        """Make `bodies()` and sign them after the feed's current head, in one worker
-        thread, without writing them: `append_prepared` later stores them as they are
-        if nothing was written to the feed meanwhile and the clock is on the same
-        grain, and signs them again otherwise. Nothing is written or kept here; an
-        unused `Prepared` is simply dropped (a put that fails records nothing)."""
+        """Sign `bodies` after the feed's current head without writing them:
+        `append_prepared` later stores them as they are if nothing was written to the
+        feed meanwhile and the clock is on the same grain, and signs them again
+        otherwise. Nothing is written or kept here; an unused `Prepared` is simply
+        dropped (a put that fails records nothing). Inline, not in a worker thread: a
+        few signatures, and a thread holding the GIL would delay the event loop more."""
         key = as_signer(signer or self.identity)
         follows = self._follows(key.public)
-        return await in_worker(_prepared, key, follows, bodies, self.clock_ms())
+        return Prepared(key, bodies, follows, _signed(key, follows, bodies, self.clock_ms()))
 
     async def append_prepared(self, prepared: Prepared) -> list[Entry]:
         """Write prepared entries (see `prepare_all`, `append_all`): the rules are
@@ -356,13 +355,6 @@ def _stamps(now_ms: int, floor: int, count: int) -> list[int]:
         floor = entry_time(now_ms, floor)
         stamps.append(floor)
     return stamps
-
-
-def _prepared(
-    signer: Signer, follows: tuple[int, bytes, int], make: Callable[[], Sequence[Body]], now_ms: int
-) -> Prepared:
-    bodies = make()
-    return Prepared(signer, bodies, follows, _signed(signer, follows, bodies, now_ms))
 
 
 def _signed(

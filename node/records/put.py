@@ -130,11 +130,11 @@ async def stream_segments(
     encoder: RecordEncoder,
     ahead: Ahead,
     senders: list[HolderSender],
-    encoded: trio.Event | None = None,
+    answered: trio.Event | None = None,
 ) -> None:
     """Send what was encoded ahead, then read, encode and send the other segments
-    as a pipeline; every holder then completes. `encoded` is set once the last
-    segment is handed to the senders (the manifest is known)."""
+    as a pipeline; every holder then completes. `answered` is set once the first
+    holder has answered its last batch."""
     rest = ahead.rest
 
     async def claimed() -> AsyncIterator[SegmentJob]:
@@ -150,10 +150,7 @@ async def stream_segments(
         raise RecordError("the upload ended before its last segment", reason=BAD_REQUEST)
 
     def accepted(segment: EncodedSegment) -> Sequence[BytesLike]:
-        blocks = encoder.accept(segment).blocks
-        if encoded is not None and encoder.done:
-            encoded.set()  # its waiter runs once these blocks are handed over
-        return blocks
+        return encoder.accept(segment).blocks
 
     try:
         await send_to_holders(
@@ -164,6 +161,7 @@ async def stream_segments(
             accepted,
             workers=ENCODE_WORKERS,
             ready=ahead.encoded,
+            answered=answered,
         )
     except (ValueError, ManifestError) as exc:
         raise RecordError(f"cannot encode the record: {exc}", reason=BAD_REQUEST) from None
@@ -173,24 +171,26 @@ async def stream_and_prepare(
     encoder: RecordEncoder,
     ahead: Ahead,
     senders: list[HolderSender],
-    prepare: Callable[[Manifest], Awaitable[T]],
+    prepare: Callable[[Manifest], T],
 ) -> T | None:
-    """`stream_segments`, with `prepare(manifest)` run alongside once the manifest is
-    known (while the holders store); its result. A failure of the stream is raised
-    as itself and cancels the preparation."""
-    encoded = trio.Event()
+    """`stream_segments`, with `prepare(manifest)` run once the first holder has
+    answered (the sends are out; the others are still storing), or at the end if
+    they answer together; its result. Run on the event loop, not in a worker: a
+    worker thread holding the GIL while the loop hands the blocks to the sealing
+    threads delays every send. A failure of the stream is raised as itself."""
+    answered = trio.Event()
     results: list[T] = []
 
     async def prepared() -> None:
-        await encoded.wait()
-        results.append(await prepare(encoder.manifest()))
+        await answered.wait()
+        if encoder.done:
+            results.append(prepare(encoder.manifest()))
 
     with single_failure():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(prepared)
-            await stream_segments(encoder, ahead, senders, encoded)
-            if not encoder.done:  # cannot happen once the stream ended; never wait on it
-                nursery.cancel_scope.cancel()
+            await stream_segments(encoder, ahead, senders, answered)
+            answered.set()  # every holder answered: prepare now if not yet done
     return results[0] if results else None
 
 

@@ -335,14 +335,12 @@ class RecordService:
         else:
             await self.ledger.append_all(bodies())
 
-    async def _prepare(
-        self, entries: Callable[..., list[Body]], manifest: Manifest
-    ) -> Prepared | None:
-        """The put's entries built and signed while the holders store (one worker
-        thread; nothing written). None if the ledger refuses now: the commit then
-        builds and signs them again and says why."""
+    def _prepare(self, entries: Callable[..., list[Body]], manifest: Manifest) -> Prepared | None:
+        """The put's entries built and signed while the remote holders store (nothing
+        written). None if the ledger refuses now: the commit then builds and signs
+        them again and says why."""
         try:
-            return await self.ledger.prepare_all(functools.partial(entries, manifest=manifest))
+            return self.ledger.prepare_all(entries(manifest=manifest))
         except LedgerError:
             return None
 

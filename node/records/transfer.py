@@ -431,11 +431,13 @@ async def send_to_holders(
     *,
     workers: int = 1,
     ready: Sequence[R] = (),
+    answered: trio.Event | None = None,
 ) -> None:
     """Turn each item of `source` into one segment's blocks and send each holder its own.
 
     `ready`: results already worked out (a put's first segment, encoded while
     its placement ran), delivered first; `source` (None: nothing more) follows.
+    `answered` is set when the first sender is done (its holder answered or failed).
     `work` runs in worker threads (see run_stages); `blocks_of` maps its
     result to the segment's blocks by index, in order. When the source is
     done every holder gets its last batch with the manifest and `complete`.
@@ -452,10 +454,15 @@ async def send_to_holders(
             except trio.WouldBlock:
                 await sender.send.send(share)  # that holder's bound: wait for it
 
+    async def run(sender: HolderSender) -> None:
+        await sender.run(manifest)
+        if answered is not None:
+            answered.set()
+
     failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         for sender in senders:
-            nursery.start_soon(sender.run, manifest)
+            nursery.start_soon(run, sender)
         try:
             for result in ready:
                 await deliver(result)

@@ -35,7 +35,7 @@ async def test_prepared_entries_are_committed_as_signed_and_not_written_before(
     with LedgerDB(tmp_path / "ledger.sqlite") as db:
         ledger = LedgerService(identity=signing_key("node"), clock_ms=Clock(), db=db)
         ledger.trust_local()
-        prepared = await ledger.prepare_all(lambda: put_bodies(ledger.public_key, "one"))
+        prepared = ledger.prepare_all(put_bodies(ledger.public_key, "one"))
         assert len(ledger.book) == 0 and db.entry_count() == 0  # nothing written yet
         entries = await ledger.append_prepared(prepared)
         assert [e.raw for e in entries] == [e.raw for e in prepared.entries]
@@ -48,7 +48,7 @@ async def test_a_prepared_batch_behind_the_feeds_head_is_signed_again_not_forked
     ledger = LedgerService(identity=signing_key("node"), clock_ms=Clock())
     ledger.trust_local()
     owner = ledger.public_key
-    stale = await ledger.prepare_all(lambda: put_bodies(owner, "prepared first"))
+    stale = ledger.prepare_all(put_bodies(owner, "prepared first"))
     await ledger.append_all(put_bodies(owner, "written meanwhile"))  # the head moved
     entries = await ledger.append_prepared(stale)
     assert [e.seq for e in entries] == [3, 4]  # after the other write, not beside it
@@ -61,7 +61,7 @@ async def test_a_prepared_batch_from_an_earlier_minute_is_stamped_anew() -> None
     clock = Clock()
     ledger = LedgerService(identity=signing_key("node"), clock_ms=clock)
     ledger.trust_local()
-    prepared = await ledger.prepare_all(lambda: put_bodies(ledger.public_key, "slow holders"))
+    prepared = ledger.prepare_all(put_bodies(ledger.public_key, "slow holders"))
     clock.now += 60_000  # the holders took past the minute's grain
     entries = await ledger.append_prepared(prepared)
     assert [e.timestamp for e in entries] == [floor_time(clock.now)] * 2
@@ -73,7 +73,7 @@ async def test_an_unused_prepared_batch_leaves_nothing(tmp_path: Path) -> None:
         ledger = LedgerService(identity=signing_key("node"), clock_ms=Clock(), db=db)
         ledger.trust_local()
         owner = ledger.public_key
-        await ledger.prepare_all(lambda: put_bodies(owner, "a put that failed"))  # then dropped
+        ledger.prepare_all(put_bodies(owner, "a put that failed"))  # then dropped
         entries = await ledger.append_all(put_bodies(owner, "the next put"))
         assert [e.seq for e in entries] == [1, 2]
         assert len(ledger.book) == 2 and db.entry_count() == 2

@@ -271,7 +271,7 @@ async def test_a_put_encodes_its_first_segment_while_placement_is_looked_up(
         nursery.cancel_scope.cancel()
 
 
-async def test_a_puts_entries_are_signed_while_the_holders_store_and_a_refused_put_writes_none(
+async def test_a_puts_entries_are_signed_before_the_verdict_and_a_refused_put_writes_none(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     cluster = Cluster(tmp_path)
@@ -281,22 +281,18 @@ async def test_a_puts_entries_are_signed_while_the_holders_store_and_a_refused_p
         writer = cluster.nodes[0]
         prepare_all = writer.ledger.prepare_all
         prepared: list[Prepared] = []
-        stored_when_prepared: list[int] = []
+        recorded_when_prepared: list[bool] = []
 
-        async def preparing(
-            bodies: Callable[[], Sequence[Body]], signer: object = None
-        ) -> Prepared:
-            stored_when_prepared.append(
-                sum(len(n.shards.holdings.records()) for n in cluster.nodes[1:4])
-            )
-            prepared.append(await prepare_all(bodies))
+        def preparing(bodies: Sequence[Body], signer: object = None) -> Prepared:
+            recorded_when_prepared.append(bodies[0].record_id in writer.ledger.state().records)
+            prepared.append(prepare_all(bodies))
             return prepared[-1]
 
         writer.ledger.prepare_all = preparing  # type: ignore[method-assign]
         result = await writer.records.put(
             segments(os.urandom(100_000), 64 * 1024), metadata=RecordMetadata()
         )
-        assert stored_when_prepared == [0]  # before any remote holder had stored its index
+        assert recorded_when_prepared == [False]  # signed before the commit, used by it
         recorded = [e for e in writer.ledger.book.entries() if e.record_id == result.record_id]
         assert sorted(e.raw for e in recorded) == sorted(e.raw for e in prepared[0].entries)
 
