@@ -19,20 +19,23 @@ from tests.protocol.ledger_helpers import Feed
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000
+    """A wall clock in ms that moves only when a test sets it (shared with
+    tests/node/test_ledger_prepared.py)."""
+
+    def __init__(self, now: int = 1_000_000) -> None:
+        self.now = now
 
     def __call__(self) -> int:
         return self.now
 
 
-def put_bodies(owner: bytes, label: str) -> list[Body]:
+def put_bodies(owner: bytes, label: str, grants: str = "ab") -> list[Body]:
+    """What a put appends: its record entry and a grant per letter of `grants`."""
     nonce = seed(label)[:16]
     record_id = derive_record_id(owner, nonce)
     return [
         RecordBody(record_id, nonce, b"m" * 32, 10, 4, 8, owner),
-        GrantBody(record_id, seed(f"{label} a"), b"s" * 80, 0),
-        GrantBody(record_id, seed(f"{label} b"), b"s" * 80, 0),
+        *(GrantBody(record_id, seed(f"{label} {g}"), b"s" * 80, 0) for g in grants),
     ]
 
 

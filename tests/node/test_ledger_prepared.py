@@ -6,27 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from node.ledger.service import LedgerService
-from protocol.ledger.entries import Body, GrantBody, RecordBody, derive_record_id
+from protocol.ledger.entries import Body
 from protocol.ledger.timestamps import floor_time
 from storage.store.ledger_db import LedgerDB
-from tests.protocol.keys import seed, signing_key
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000_000
-
-    def __call__(self) -> int:
-        return self.now
+from tests.node.test_ledger_flood import Clock
+from tests.node.test_ledger_flood import put_bodies as flood_put_bodies
+from tests.protocol.keys import signing_key
 
 
 def put_bodies(owner: bytes, label: str) -> list[Body]:
-    nonce = seed(label)[:16]
-    record_id = derive_record_id(owner, nonce)
-    return [
-        RecordBody(record_id, nonce, b"m" * 32, 10, 4, 8, owner),
-        GrantBody(record_id, seed(f"{label} a"), b"s" * 80, 0),
-    ]
+    return flood_put_bodies(owner, label, grants="a")
 
 
 async def test_prepared_entries_are_committed_as_signed_and_not_written_before(
