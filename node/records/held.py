@@ -81,7 +81,11 @@ class HeldBlocks:
         blocks: list[bytes] = []
         for segment, block in enumerate(answer.blocks):
             if block is None:
-                return True  # lost one since: the fetcher asks others
+                # It claims the index whole and does not serve it: lost since (an honest
+                # holder demotes it as it answers) or a member's lie. Either way its claims
+                # must not count, or they could cover k and keep the reader from asking
+                # the holders that do serve (TooFewShards with the record intact).
+                return False
             if not m.verify_block(segment, index, block):
                 self.corrupt.setdefault(holder, set()).add(index)
                 return False

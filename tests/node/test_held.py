@@ -97,16 +97,21 @@ async def test_the_get_does_not_wait_for_a_candidate_that_does_not_answer(
     the get ends long before the silent one's call would time out."""
     async with granted(tmp_path) as (cluster, record_id, data):
         reader = cluster.nodes[1]
-        silent: list[bytes] = []
+        asked: list[bytes] = []  # FetchHeld's targets in this get, in the order asked
+        silent_at = 0  # the position among them that does not answer
 
         async def answer(contact: Contact, message: Message, original: Answer) -> Message:
-            if contact.public_key in silent:
-                await trio.sleep_forever()
+            if isinstance(message, FetchHeld):
+                asked.append(contact.public_key)
+                if len(asked) == silent_at + 1:  # the first k are asked before any spare
+                    await trio.sleep_forever()
             return await original(contact, message, 5.0)
 
         calls = intercept(reader, answer)
-        for candidate in first_candidates(reader, record_id):
-            silent[:] = [candidate.public_key]
+        record = reader.records.lookup(record_id)
+        for position in range(first_asks(record.k, record.n)):
+            silent_at = position
+            asked.clear()
             calls.clear()
             started = trio.current_time()
             assert await read_all(reader, record_id) == data
@@ -190,21 +195,31 @@ async def test_a_member_answering_with_forged_blocks_for_every_index_gains_nothi
         reader = cluster.nodes[1]
         segments_of = reader.records.lookup(record_id)
         assert segments_of.k == 3
-        # The liar is one of the candidates the reader asks first (a fixed node was not
-        # always among them: node ids are random, and then it was never asked at all).
-        first = first_candidates(reader, record_id)
-        liar = next(n for n in cluster.nodes if n is not reader and n.contact in first)
+        # The liar is the first node other than the reader that it asks (a fixed node was
+        # not always among the first asked: node ids are random, and candidates are
+        # ordered by measured latency too, which changes between any two gets).
+        # The others answer after it, so its index is not in hand already (an index in
+        # hand is not checked again, and the liar would not be noted).
+        liars: list[bytes] = []
+        lied = trio.Event()
 
         async def answer(contact: Contact, message: Message, original: Answer) -> Message:
-            if contact.public_key == liar.public_key and isinstance(message, FetchHeld):
+            if isinstance(message, FetchHeld) and contact != reader.contact and not liars:
+                liars.append(contact.public_key)
+            if liars and contact.public_key == liars[0] and isinstance(message, FetchHeld):
                 forged = tuple(os.urandom(22_000) for _ in range(2))
+                lied.set()
                 return HeldFound(tuple(range(5)), (), 0, forged)
+            if isinstance(message, FetchHeld):
+                await lied.wait()
             return await original(contact, message, 5.0)
 
         intercept(reader, answer)
         handle = await reader.records.open(record_id)
-        assert handle.fetcher.corrupt == {liar.public_key: {0}}
-        assert all(liar.contact not in holders for holders in handle.fetcher.holders.values())
+        assert handle.fetcher.corrupt == {liars[0]: {0}}
+        assert all(
+            c.public_key != liars[0] for holders in handle.fetcher.holders.values() for c in holders
+        )
         key = reader.records.record_key(handle)
         assert b"".join([c async for c in reader.records.plaintext(handle, key)]) == data
 
