@@ -69,8 +69,8 @@ class HeldBlocks:
         """Take an answer's blocks; whether its holdings claims are usable."""
         m = self.manifest
         index = answer.index
-        if index is None or index in self.indices or not answer.blocks:
-            return True
+        if index is None or not answer.blocks:
+            return True  # holdings only (it serves nothing now): the fallback asks
         if (
             not 0 <= index < m.n  # no hash to check it by: a lie, not an IndexError
             or index not in answer.complete
@@ -78,19 +78,21 @@ class HeldBlocks:
         ):
             self.corrupt.setdefault(holder, set()).add(index)
             return False
+        # Checked even when the index is in hand already: a claim counts only beside an
+        # index that verifies, so a member's claims cannot cover k for indices it does
+        # not serve and keep the reader from asking the holders that do (TooFewShards
+        # with the record intact). At most one index per answer, k + 1 answers.
         blocks: list[bytes] = []
         for segment, block in enumerate(answer.blocks):
             if block is None:
-                # It claims the index whole and does not serve it: lost since (an honest
-                # holder demotes it as it answers) or a member's lie. Either way its claims
-                # must not count, or they could cover k and keep the reader from asking
-                # the holders that do serve (TooFewShards with the record intact).
+                # Claimed whole and not served: lost since (an honest holder demotes it
+                # as it answers) or a lie; either way its claims do not count.
                 return False
             if not m.verify_block(segment, index, block):
                 self.corrupt.setdefault(holder, set()).add(index)
                 return False
             blocks.append(block)
-        if len(self.indices) < m.k:
+        if index not in self.indices and len(self.indices) < m.k:
             self.indices[index] = blocks
         return True
 

@@ -330,3 +330,35 @@ async def test_holders_serve_from_the_page_cache_inline_and_from_disk_in_a_worke
         for node in cluster.nodes:
             del node.parts.store.get_cached  # the class's again
         assert await read_all(reader, record_id) == data
+
+
+async def test_a_member_claiming_every_index_and_serving_none_does_not_stop_the_read(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A member among the first asked claims every index whole and serves its one with a
+    block missing (as if lost): its claims are not counted, so they cannot cover k and
+    keep the reader from asking the holders that serve; the read succeeds without it."""
+    async with granted(tmp_path) as (cluster, record_id, data):
+        reader = cluster.nodes[1]
+        liars: list[bytes] = []
+
+        async def answer(contact: Contact, message: Message, original: Answer) -> Message:
+            if isinstance(message, FetchHeld) and contact != reader.contact and not liars:
+                liars.append(contact.public_key)
+            if liars and contact.public_key == liars[0]:
+                if isinstance(message, FetchHeld):
+                    return HeldFound(tuple(range(5)), (), 0, (None,) * 2)
+                raise RemoteError(ErrorCode.UNAVAILABLE, "busy")  # serves nothing else
+            return await original(contact, message, 5.0)
+
+        intercept(reader, answer)
+        for _ in range(3):
+            handle = await reader.records.open(record_id)
+            assert all(
+                c.public_key != liars[0]
+                for holders in handle.fetcher.holders.values()
+                for c in holders
+            )
+            key = reader.records.record_key(handle)
+            assert b"".join([c async for c in reader.records.plaintext(handle, key)]) == data
+            liars.clear()
