@@ -32,8 +32,23 @@ from storage.codec.manifest import Manifest
 from storage.errors import CorruptShard, ShardNotFound
 from storage.store.holdings import Holdings
 from storage.store.shard_store import ShardStore
+from storage.store.sqlite import DatabaseBusy
 
 MAX_FETCH_BYTES = 3 * 1024 * 1024
+
+
+# At most this much is read and hashed on the event loop for one request (a 1 MiB
+# record's index at k=3 is ~350 KB): more goes to a worker thread, so one request
+# holds the loop for well under a millisecond.
+INLINE_READ_BYTES = 512 * 1024
+
+
+def _bytes_asked(manifest: Manifest, message: FetchBlocks) -> int:
+    return sum(
+        manifest.block_size(ref.segment)
+        for ref in message.wanted
+        if 0 <= ref.segment < manifest.segment_count
+    )
 
 
 class _NotCached(Exception):
@@ -82,6 +97,7 @@ class BlockServer:
             return BlocksFound(tuple(None for _ in message.wanted))
         caller_key = caller.remote_public_key
         statement = await self.gate.admit(message, manifest, caller_key)
+        inline = inline and _bytes_asked(manifest, message) <= INLINE_READ_BYTES
         read = self._read_inline(manifest, message) if inline else None
         if read is None:
             read = await in_worker(self._read_blocks, manifest, message)
@@ -101,7 +117,8 @@ class BlockServer:
         """In a worker thread: the wanted blocks (None where not served), and how many
         were refused as another record's (noted first for it: see Holdings.first_noted).
         `cached_only` (on the trio thread): _NotCached unless every block read comes
-        whole and sound from the page cache, before anything is written."""
+        whole and sound from the page cache and no database is busy, before anything is
+        written."""
         out: list[bytes | None] = []
         budget = MAX_FETCH_BYTES
         wanted = [
@@ -109,9 +126,13 @@ class BlockServer:
             for ref in message.wanted
             if 0 <= ref.segment < manifest.segment_count and ref.index < manifest.n
         ]
-        first = self.holdings.first_noted(
-            manifest.block_hash(ref.segment, ref.index) for ref in wanted
-        )
+        try:
+            first = self.holdings.first_noted(
+                (manifest.block_hash(ref.segment, ref.index) for ref in wanted),
+                wait=not cached_only,
+            )
+        except DatabaseBusy:  # a commit holds the holdings: the loop does not wait for it
+            raise _NotCached from None
         foreign = 0
         for ref in message.wanted:
             if budget <= 0 or not (

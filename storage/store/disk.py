@@ -44,6 +44,7 @@ from storage.store.packs import (
     write_pack,
 )
 from storage.store.shard_store import ShardStore
+from storage.store.sqlite import DatabaseBusy
 
 _FILE_MODE = 0o600
 SPARE_PACKS = 8  # empty pack files kept made ahead (make_spares), refilled below half
@@ -333,9 +334,12 @@ class DiskShardStore(ShardStore):
     def _read_cached(self, digest: bytes) -> bytes | None:
         """A pack's block if all of it is in the page cache (a read with RWF_NOWAIT, which
         fails rather than wait for the disk, or comes back short when only part of it is
-        there); None then, and for a block not in a pack (the old layout) or a pack gone:
-        `get` decides those."""
-        found = self._index.locate(digest)
+        there); None then, for a block not in a pack (the old layout) or a pack gone
+        (`get` decides those), and while another thread holds the index (a commit)."""
+        try:
+            found = self._index.locate(digest, wait=False)
+        except DatabaseBusy:
+            return None
         if found is None:
             return None
         pack, offset, size = found

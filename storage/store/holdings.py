@@ -263,16 +263,17 @@ class Holdings:
             for position, record, index, digest, size in rows
         ]
 
-    def first_noted(self, digests: Iterable[bytes]) -> dict[bytes, bytes]:
+    def first_noted(self, digests: Iterable[bytes], *, wait: bool = True) -> dict[bytes, bytes]:
         """For each digest noted here, the record that noted it first.
 
         Blocks are ciphertext under a random key per record, so two records
         never share one honestly: a later record naming an earlier record's
-        blocks (a manifest anyone could write) is not served them.
+        blocks (a manifest anyone could write) is not served them. `wait=False`:
+        DatabaseBusy rather than wait for another thread's transaction.
         """
         wanted = list(dict.fromkeys(digests))
         first: dict[bytes, bytes] = {}
-        with self._db.connection() as db:
+        with self._db.connection(wait=wait) as db:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))  # only placeholders, never input

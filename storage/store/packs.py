@@ -250,9 +250,10 @@ class PackIndex:
             raise
         return created
 
-    def locate(self, digest: bytes) -> tuple[int, int, int] | None:
-        """(pack, offset, size) of a block, or None."""
-        with self._db.connection() as db:
+    def locate(self, digest: bytes, *, wait: bool = True) -> tuple[int, int, int] | None:
+        """(pack, offset, size) of a block, or None; `wait=False`: DatabaseBusy rather
+        than wait for another thread's transaction."""
+        with self._db.connection(wait=wait) as db:
             row = db.execute(
                 "SELECT pack, offset, size FROM blocks WHERE digest = ?", (digest,)
             ).fetchone()

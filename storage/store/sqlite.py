@@ -26,6 +26,10 @@ from pathlib import Path
 Migration = str | Callable[[sqlite3.Connection], None]
 
 
+class DatabaseBusy(Exception):
+    """The connection is in use by another thread (`connection(wait=False)`)."""
+
+
 class Database:
     def __init__(
         self,
@@ -96,10 +100,16 @@ class Database:
             self.commits += 1
 
     @contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
-        """The connection for reads or one autocommitted statement, under the lock."""
-        with self.lock:
+    def connection(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """The connection for reads or one autocommitted statement, under the lock.
+        `wait=False`: DatabaseBusy at once if another thread holds it (a commit's fsync
+        may take it for milliseconds: an event loop's caller goes elsewhere)."""
+        if not self.lock.acquire(blocking=wait):
+            raise DatabaseBusy(f"the {self._what} is in use")
+        try:
             yield self._db
+        finally:
+            self.lock.release()
 
     def checkpoint(self) -> None:
         """Every commit so far made durable, whatever `synchronous` is: a WAL checkpoint

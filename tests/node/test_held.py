@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -21,6 +22,7 @@ from protocol.records.fetching import UNKNOWN_LATENCY
 from protocol.records.held import HELD_MAX_BYTES, first_asks, spare_delay
 from protocol.records.messages import FetchHeld, HeldFound
 from storage.codec.manifest import RecordMetadata
+from storage.store.sqlite import DatabaseBusy
 from tests.node.cluster import Cluster, knows_grant, read_all, small_config
 
 Answer = Callable[[Contact, Message, float], Awaitable[Message]]
@@ -362,3 +364,30 @@ async def test_a_member_claiming_every_index_and_serving_none_does_not_stop_the_
             key = reader.records.record_key(handle)
             assert b"".join([c async for c in reader.records.plaintext(handle, key)]) == data
             liars.clear()
+
+
+async def test_a_holder_whose_holdings_are_busy_reads_in_a_worker_instead_of_waiting(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The inline read asks the holdings without waiting (a worker thread's commit may hold
+    them for an fsync): busy, the same read runs in a worker thread and serves the same."""
+    async with granted(tmp_path) as (cluster, record_id, data):
+        reader = cluster.nodes[1]
+        busy: Counter[bool] = Counter()
+        for node in cluster.nodes:
+            holdings = node.shards.holdings
+            real = holdings.first_noted
+
+            def first_noted(
+                digests: Iterable[bytes], *, wait: bool = True, real: Any = real
+            ) -> dict[bytes, bytes]:
+                busy[wait] += 1
+                if not wait:
+                    raise DatabaseBusy("the holdings database is in use")
+                return real(digests)  # type: ignore[no-any-return]
+
+            holdings.first_noted = first_noted  # type: ignore[method-assign]
+        calls = intercept(reader, honest)
+        assert await read_all(reader, record_id) == data
+        assert calls["fetch_held"] == 3 and calls["fetch_blocks"] == 0
+        assert busy[False] >= 3 and busy[True] >= 3  # tried inline, then read in a worker

@@ -25,6 +25,7 @@ from storage.errors import CorruptShard, StoreFull
 from storage.store.disk import DiskShardStore
 from storage.store.holdings import Holdings
 from storage.store.packs import END, MAGIC, PackError, read_trailer, write_pack
+from storage.store.sqlite import DatabaseBusy
 from tests.storage.crash_writer import make_block
 
 
@@ -445,4 +446,18 @@ def test_a_cached_read_of_a_damaged_block_writes_nothing_and_leaves_it_to_get(
     with pytest.raises(CorruptShard):
         store.get(digest)
     assert store.quarantined() == [digest]
+    store.close()
+
+
+def test_a_cached_read_does_not_wait_for_a_busy_index(tmp_path: Path) -> None:
+    """While another thread holds the pack index (a commit, a large delete), a cached read
+    gives up at once instead of waiting: the event loop's caller reads in a worker."""
+    store = DiskShardStore(tmp_path)
+    ((digest, block),) = blocks_of(52, 1, 5000)
+    store.put_many([(digest, block)])
+    with store._index._db.lock:  # as a worker thread's transaction would
+        assert store.get_cached(digest) is None
+        with pytest.raises(DatabaseBusy):
+            store._index.locate(digest, wait=False)
+    assert store.get_cached(digest) == block
     store.close()
