@@ -117,7 +117,8 @@ class SecureChannel:
     async def _receive_into(self) -> int:
         """Receive from the socket into the reader's free space; how many bytes came."""
         assert self._socket is not None
-        with self._reader.space() as room:
+        size = self._reader.receive_size(self._frames.outstanding)
+        with self._reader.space(size) as room:
             try:
                 size = await self._socket.recv_into(room)
             except trio.ClosedResourceError:

@@ -20,8 +20,9 @@ from protocol.errors import LocalProtocolError, RemoteProtocolError
 
 Buffer = bytes | bytearray | memoryview
 MAX_BODY = 65535
-RECEIVE_SPACE = 4 * MAX_BODY  # bytes one socket receive may bring
-KEEP_BUFFER = 2 * RECEIVE_SPACE  # a reader's buffer is dropped past this once empty
+RECEIVE_SPACE = 4 * MAX_BODY  # the most one socket receive brings (inside a large message)
+IDLE_SPACE = 16 * 1024  # what a receive brings between messages (small ones fit)
+KEEP_BUFFER = MAX_BODY + 1024  # a reader's buffer past this is dropped once empty
 MAC_SIZE = bindings.crypto_secretbox_MACBYTES
 HEADER_PLAIN_SIZE = 2 + MAC_SIZE
 HEADER_SIZE = MAC_SIZE + HEADER_PLAIN_SIZE
@@ -213,6 +214,16 @@ class BoxReader:
             room[:] = view
         self.received(view.nbytes, sink)
 
+    def receive_size(self, outstanding: int) -> int:
+        """How much the next receive should ask for, given the bytes the message under
+        way still needs (0 between messages): its rest, framing included, up to
+        RECEIVE_SPACE; IDLE_SPACE between messages. So an idle connection's buffer stays
+        small, and a large message is still received 256 KiB at a time."""
+        if not outstanding:
+            return IDLE_SPACE
+        frames = -(-outstanding // MAX_BODY)
+        return max(IDLE_SPACE, min(RECEIVE_SPACE, outstanding + frames * HEADER_SIZE))
+
     def space(self, size: int = RECEIVE_SPACE) -> memoryview:
         """Room for up to `size` more received bytes, at the end of the buffer: write
         there, release the view, then say how many came (`received`)."""
@@ -238,7 +249,7 @@ class BoxReader:
         finally:
             if self._at == self._end:
                 self._at = self._end = 0
-                if len(self._buffer) > KEEP_BUFFER:  # a rare large feed: do not keep it
+                if len(self._buffer) > KEEP_BUFFER:  # a large message's: do not keep it
                     self._buffer = bytearray()
 
     def _next_body(self, sink: BodySink) -> bool:

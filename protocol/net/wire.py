@@ -74,6 +74,12 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._prefix) + self._have
 
+    @property
+    def outstanding(self) -> int:
+        """Bytes the payload under way still needs (0 between payloads): how much a
+        receive may usefully bring."""
+        return 0 if self._target is None else len(self._target) - self._have
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Payloads completed by `data`, as bytes. Raises RemoteProtocolError on a bad length.
 

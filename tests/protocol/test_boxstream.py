@@ -5,7 +5,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.net.boxstream import HEADER_SIZE, MAX_BODY, RECEIVE_SPACE, BoxReader, BoxWriter
+from protocol.net.boxstream import (
+    HEADER_SIZE,
+    IDLE_SPACE,
+    MAX_BODY,
+    RECEIVE_SPACE,
+    BoxReader,
+    BoxWriter,
+)
 from tests.protocol.keys import seed
 
 KEY = seed("box key")
@@ -228,3 +235,13 @@ def test_a_rare_huge_feed_does_not_keep_its_buffer() -> None:
     assert reader.buffered == 0 and len(reader._buffer) == 0
     reader.feed(writer.seal(b"small"))
     assert len(reader._buffer) < 2 * MAX_BODY  # an ordinary size is kept for reuse
+
+
+def test_a_receive_asks_for_what_the_message_under_way_still_needs() -> None:
+    """Between messages a receive brings IDLE_SPACE (an idle connection keeps a small
+    buffer); inside a large one up to RECEIVE_SPACE, its rest and its frame headers."""
+    reader = BoxReader(KEY, NONCE)
+    assert reader.receive_size(0) == IDLE_SPACE
+    assert reader.receive_size(100) == IDLE_SPACE
+    assert reader.receive_size(100_000) == 100_000 + 2 * HEADER_SIZE
+    assert reader.receive_size(4 * 1024 * 1024) == RECEIVE_SPACE
