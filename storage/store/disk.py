@@ -47,6 +47,7 @@ from storage.store.shard_store import ShardStore
 from storage.store.sqlite import DatabaseBusy
 
 _FILE_MODE = 0o600
+FLUSH_DELETES = 16  # a delete of this many blocks or more is checkpointed at once
 SPARE_PACKS = 8  # empty pack files kept made ahead (make_spares), refilled below half
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _HEX_LEN = 2 * DIGEST_SIZE
@@ -150,10 +151,15 @@ class DiskShardStore(ShardStore):
         for pack in sorted(files - indexed.keys()):
             self._adopt(pack)
         indexed = self._index.packs()
+        swept_dirs: set[Path] = set()
         for pack in files:
             if indexed.get(pack, True):  # cut short, or dead
-                pack_path(self._packs, pack).unlink()
+                path = pack_path(self._packs, pack)
+                path.unlink()
+                swept_dirs.add(path.parent)
                 self.swept_packs += 1
+        for directory in swept_dirs:  # gone for good before their rows go
+            fsync_dir(directory)
         for pack, dead in indexed.items():
             if dead:
                 self._index.forget_dead(pack)
@@ -365,6 +371,11 @@ class DiskShardStore(ShardStore):
         """One index transaction for the lot; then each pack they left empty is unlinked
         and each left sparse compacted, once (a record's deletion empties its packs)."""
         removed, fates = self._index.remove(digests)
+        if len(removed) >= FLUSH_DELETES:
+            # Durable now: a power cut that took it would bring the blocks back with
+            # no holdings row naming them, and enough of them would outnumber the noted
+            # ones and make the start-up sweep keep them all (node/records/removal.py).
+            self._index.flush()
         for pack, fate in fates.items():
             if fate == "empty":
                 self._drop_dead(pack)

@@ -461,3 +461,50 @@ def test_a_cached_read_does_not_wait_for_a_busy_index(tmp_path: Path) -> None:
             store._index.locate(digest, wait=False)
     assert store.get_cached(digest) == block
     store.close()
+
+
+def test_a_large_delete_is_durable_at_once(tmp_path: Path) -> None:
+    """A record's deletion (many blocks) is checkpointed: the index file alone, without its
+    log (what a power cut may leave), no longer names the blocks, which would come back
+    unnoted and could make the start-up sweep keep everything."""
+    store = DiskShardStore(tmp_path)
+    items = blocks_of(53, disk_module.FLUSH_DELETES + 4, 1000)
+    store.put_many(items)
+    store.delete_many([d for d, _ in items[:-2]])
+    shutil.copy(tmp_path / "packs.sqlite", tmp_path / "file-only.sqlite")
+    with sqlite3.connect(tmp_path / "file-only.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0] == 2
+    store.close()
+
+
+def test_packs_swept_at_open_are_gone_for_good_before_their_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead pack removed at open has its directory fsync'd before the index forgets it
+    (and the forgetting is checkpointed): a power cut cannot bring it back unindexed."""
+    store = DiskShardStore(tmp_path)
+    items = blocks_of(54, 2, 1000)
+    store.put_many(items[:1])
+    store.put_many(items[1:])
+    dead = store._index.locate(items[0][0])
+    assert dead is not None
+    store._index.remove([items[0][0]])  # emptied and marked dead, its file left (a kill)
+    store.close()
+    order: list[str] = []
+    real_fsync_dir = packs_module.fsync_dir
+    real_forget = packs_module.PackIndex.forget_dead
+
+    def fsync_dir(path: Path) -> None:
+        order.append("fsync_dir")
+        real_fsync_dir(path)
+
+    def forget_dead(self: Any, pack: int) -> None:
+        order.append("forget")
+        real_forget(self, pack)
+
+    monkeypatch.setattr(disk_module, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(packs_module.PackIndex, "forget_dead", forget_dead)
+    again = DiskShardStore(tmp_path)
+    assert again.swept_packs == 1 and "forget" in order
+    assert "fsync_dir" in order[: order.index("forget")]
+    again.close()
