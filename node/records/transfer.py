@@ -60,6 +60,7 @@ NO_STORE_AND_PROVE = 0  # StoreShards, then ProveShards (version 1 proofs)
 PROVES_V1 = 1  # StoreAndProve and ProveShards: version 1 proofs
 PROVES_V2 = 2  # StoreAndProveV2 and ProveShardsV2: version 2 proofs (keyed BLAKE3)
 MAX_KNOWN_HOLDERS = 1024
+REPROBE_AFTER = 3600.0  # seconds: a holder that lacked a message is asked it again after
 
 
 class HolderAbilities:
@@ -68,24 +69,35 @@ class HolderAbilities:
     Not known yet: the writer hashes its sample in both proof versions (one holder's
     first put in this process) and asks version 2 first. A member that answers
     UNKNOWN_TYPE to version 2 only gets version 1 challenges: no weaker, just slower
-    for the writer."""
+    for the writer. What a holder lacked is forgotten after REPROBE_AFTER seconds, so
+    one upgraded since is asked the newer messages again."""
 
-    def __init__(self, limit: int = MAX_KNOWN_HOLDERS) -> None:
+    def __init__(
+        self, limit: int = MAX_KNOWN_HOLDERS, clock: Callable[[], float] = trio.current_time
+    ) -> None:
         self._limit = limit
-        self._known: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+        self._clock = clock
+        self._known: collections.OrderedDict[bytes, tuple[int, float]] = collections.OrderedDict()
 
     def of(self, holder: bytes) -> int | None:
-        return self._known.get(holder)
+        known = self._known.get(holder)
+        if known is None:
+            return None
+        ability, since = known
+        if ability < PROVES_V2 and self._clock() - since >= REPROBE_AFTER:
+            del self._known[holder]  # it may have been upgraded since: ask again
+            return None
+        return ability
 
     def note(self, holder: bytes, ability: int) -> None:
-        self._known[holder] = ability
+        self._known[holder] = (ability, self._clock())
         self._known.move_to_end(holder)
         while len(self._known) > self._limit:
             self._known.popitem(last=False)
 
     def lower(self, holder: bytes, ability: int) -> None:
         """It refused a message of `ability + 1`: at most `ability`."""
-        known = self._known.get(holder)
+        known = self.of(holder)
         self.note(holder, ability if known is None else min(known, ability))
 
     def forget(self, holder: bytes) -> None:
@@ -93,7 +105,7 @@ class HolderAbilities:
 
     def proof_versions(self, holder: bytes) -> tuple[int, ...]:
         """The proof versions to hash a sample for this holder in."""
-        ability = self._known.get(holder)
+        ability = self.of(holder)
         if ability is None:
             return (PROOF_V2, PROOF_V1)
         return (PROOF_V2,) if ability == PROVES_V2 else (PROOF_V1,)

@@ -23,7 +23,14 @@ import trio
 from node.assembly import Node
 from node.net.errors import RemoteError, RequestError
 from node.net.rpc_port import Caller
-from node.records.transfer import NO_STORE_AND_PROVE, PROVES_V1, PROVES_V2, abilities
+from node.records.transfer import (
+    NO_STORE_AND_PROVE,
+    PROVES_V1,
+    PROVES_V2,
+    REPROBE_AFTER,
+    HolderAbilities,
+    abilities,
+)
 from node.sim.adversary import lie_on
 from node.sim.nodes import segments
 from protocol.ledger.entries import derive_record_id
@@ -339,3 +346,23 @@ async def test_a_whole_index_batch_with_one_lying_block_stores_none_of_it(
         assert holder.parts.store.used_bytes == used
         assert not holder.shards.holdings.records()
         nursery.cancel_scope.cancel()
+
+
+def test_what_a_holder_lacked_is_asked_again_after_a_while() -> None:
+    """A holder noted as older is asked the newer messages again after REPROBE_AFTER (it
+    may have been upgraded); one known to answer version 2 stays known; the memory is
+    bounded."""
+    now = [0.0]
+    known = HolderAbilities(limit=3, clock=lambda: now[0])
+    old, new = b"o" * 32, b"n" * 32
+    known.note(old, PROVES_V1)
+    known.note(new, PROVES_V2)
+    assert known.proof_versions(old) == (PROOF_V1,)
+    now[0] = REPROBE_AFTER - 1
+    assert known.of(old) == PROVES_V1
+    now[0] = REPROBE_AFTER + 1
+    assert known.of(old) is None and known.proof_versions(old) == (PROOF_V2, PROOF_V1)
+    assert known.of(new) == PROVES_V2
+    for key in (b"a" * 32, b"b" * 32, b"c" * 32):
+        known.note(key, NO_STORE_AND_PROVE)
+    assert known.of(new) is None  # the oldest noted went first
