@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -93,7 +94,11 @@ class Daemon:
             self._lines.put(None)  # stays ended
             return ""
         self.raw_lines.append(line)
-        self.events.append(json.loads(line))
+        try:
+            event = json.loads(line)
+        except ValueError:  # not a log record: the CLI's own error before logging began
+            event = {"event": "unstructured output", "line": line.rstrip("\n")}
+        self.events.append(event if isinstance(event, dict) else {"event": str(event)})
         return line
 
     def wait_for(
@@ -149,8 +154,51 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+_pick = random.Random()
+
+
+def _ephemeral_start() -> int:
+    """Where the kernel starts picking ports for outgoing connections (32768 by default)."""
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now: a restarted node keeps its address, as in production."""
+    """Ports free on 127.0.0.1 now: a restarted node keeps its address, as in production.
+
+    Picked below the kernel's ephemeral range, so no outgoing connection (every daemon
+    makes many) can be given one between this pick and the daemon's bind, and never
+    handed out twice by one process, so a stopped daemon's port is not reused by the
+    next test while its connections linger.
+    """
+    top = _ephemeral_start()
+    if top - LOWEST_PORT < 1000:  # a machine with an unusual range: let the kernel pick
+        return _kernel_ports(count)
+    ports: list[int] = []
+    while len(ports) < count:
+        port = _pick.randrange(LOWEST_PORT, top)
+        if port in _handed_out or not _bindable(port):
+            continue
+        _handed_out.add(port)
+        ports.append(port)
+    return ports
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     for sock in sockets:
         sock.bind(("127.0.0.1", 0))
