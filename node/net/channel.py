@@ -16,7 +16,7 @@ import trio
 
 from node.offload import in_worker
 from protocol.errors import HandshakeFailed, RemoteProtocolError
-from protocol.net.boxstream import MAX_BODY, BoxReader, BoxWriter, Buffer
+from protocol.net.boxstream import MAX_BODY, BoxReader, BoxWriter, Buffer, message_bodies
 from protocol.net.handshake import ClientHandshake, ServerHandshake, SessionKeys
 from protocol.net.wire import DEFAULT_MAX_MESSAGE, FrameDecoder, Payload, frame_prefix
 
@@ -24,7 +24,10 @@ _RECEIVE_CHUNK = 4 * MAX_BODY
 # Messages this large are sealed in a worker thread, so bulk transfers do not
 # hold up the trio thread (and can use another core).
 SEAL_IN_THREAD = 256 * 1024
-KEEP_SEALED = 4 * 1024 * 1024
+# A message is sealed and sent this many bodies (~1 MiB) at a time: the sealed copy
+# a channel keeps stays this small however large its messages (a writer has one
+# channel per holder, each with multi-MiB batches in flight).
+SEAL_CHUNK_BODIES = 16
 
 
 class ConnectionLost(RemoteProtocolError):
@@ -65,11 +68,15 @@ class SecureChannel:
         async with self._send_lock:  # sealing takes the next nonces: seal in sending order
             if self.broken:
                 raise ConnectionLost("an earlier send was cut off mid-message")
-            seal = functools.partial(self._writer.seal_into, self._sealed, prefix, *parts)
+            bodies = message_bodies((prefix, *parts))
             try:
-                sealed = await in_worker(seal) if size >= SEAL_IN_THREAD else seal()
-                with memoryview(self._sealed) as view:
-                    await self.stream.send_all(view[:sealed])
+                for first in range(0, len(bodies), SEAL_CHUNK_BODIES):
+                    chunk = bodies[first : first + SEAL_CHUNK_BODIES]
+                    seal = functools.partial(self._writer.seal_bodies_into, self._sealed, chunk)
+                    in_thread = sum(len(body) for body in chunk) >= SEAL_IN_THREAD
+                    sealed = await in_worker(seal) if in_thread else seal()
+                    with memoryview(self._sealed) as view:
+                        await self.stream.send_all(view[:sealed])
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ConnectionLost(f"send failed: {type(exc).__name__}") from None
             except BaseException:
@@ -78,8 +85,6 @@ class SecureChannel:
                 self.broken = True
                 await trio.aclose_forcefully(self.stream)
                 raise
-            if len(self._sealed) > KEEP_SEALED:
-                self._sealed = bytearray()  # do not hold on to a rare huge message's buffer
 
     async def receive(self, max_size: int | None = None) -> Payload | None:
         """The next message, or None once the peer said goodbye.

@@ -10,6 +10,7 @@ replay, truncation or a flipped bit all fail a MAC.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import nacl.exceptions
@@ -72,13 +73,20 @@ class BoxWriter:
         `out` grows if it is too small and is otherwise reused, so a sender
         keeps one buffer instead of allocating (and faulting in) a fresh
         multi-megabyte one per message; returns the number of bytes written.
+        """
+        return self.seal_bodies_into(out, message_bodies(parts))
+
+    def seal_bodies_into(self, out: bytearray, bodies: Sequence[Buffer]) -> int:
+        """Write the frames of `bodies` (from `message_bodies`, in order) to the start
+        of `out`; the bytes written. A long message may be sealed a few bodies at a
+        time, each call taking the next nonces, so the sealed copy stays small.
+
         Each body is boxed in place (its MAC lands where the header box will
         go, is read back, and the header box is then written over it), cut
         from the parts where they lie; only a body that straddles parts is joined.
         """
         if self.closed:
             raise LocalProtocolError("the box stream was closed with a goodbye")
-        bodies = _bodies(parts)
         if not bodies:
             raise LocalProtocolError("a box-stream frame cannot be empty")
         size = sum(len(b) for b in bodies) + len(bodies) * HEADER_SIZE
@@ -111,8 +119,9 @@ class BoxWriter:
         return bindings.crypto_secretbox_easy(_GOODBYE, self._nonces.take(), self._key)
 
 
-def _bodies(parts: tuple[Buffer, ...]) -> list[Buffer]:
-    """The parts' bytes in bodies of MAX_BODY (the last may be shorter)."""
+def message_bodies(parts: Sequence[Buffer]) -> list[Buffer]:
+    """The parts' bytes in bodies of MAX_BODY (the last may be shorter): what one
+    message's frames carry, views into the parts where a body lies inside one."""
     bodies: list[Buffer] = []
     pending: list[memoryview] = []
     have = 0

@@ -11,9 +11,15 @@ import struct
 import pytest
 import trio
 
-from node.net.channel import ConnectionLost, SecureChannel, open_client_channel, open_server_channel
+from node.net.channel import (
+    SEAL_CHUNK_BODIES,
+    ConnectionLost,
+    SecureChannel,
+    open_client_channel,
+    open_server_channel,
+)
 from protocol.errors import RemoteProtocolError
-from protocol.net.boxstream import KEEP_BUFFER
+from protocol.net.boxstream import HEADER_SIZE, KEEP_BUFFER, MAX_BODY
 from tests.protocol.keys import NETWORK, seed, signing_key
 
 
@@ -97,4 +103,23 @@ async def test_a_forged_frame_over_tcp_fails_authentication() -> None:
     with pytest.raises(RemoteProtocolError, match="failed authentication"):
         await server.receive()
     await raw.aclose()
+    await server.aclose()
+
+
+async def test_a_large_message_is_sealed_a_chunk_at_a_time() -> None:
+    # A writer keeps one channel per holder with multi-MiB batches in flight: the
+    # sealed copy each channel keeps is one chunk of bodies, not the whole message.
+    client, server, _ = await tcp_pair()
+    payload = os.urandom(3 * 1024 * 1024 + 17)  # under the 4 MiB message cap
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send, payload)
+        got = await server.receive()
+    assert got is not None and bytes(got) == payload
+    chunk = SEAL_CHUNK_BODIES * (MAX_BODY + HEADER_SIZE)
+    assert 0 < len(client._sealed) <= chunk
+    # The nonces stayed in step across the chunks: the next message opens too.
+    await client.send(b"after")
+    assert bytes(await server.receive() or b"") == b"after"
+    await client.aclose()
     await server.aclose()
