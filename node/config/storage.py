@@ -101,9 +101,10 @@ class StorageConfig:
         high=2**62,
     )
     transfer_batch_bytes: int = setting(
-        1024 * 1024,
+        3 * 1024 * 1024,
         "Bytes of shard blocks sent to a holder per call (two calls in flight per holder: what"
-        " a writer buffers for its slowest holder grows with it).",
+        " a writer buffers for its slowest holder grows with it). Larger batches mean fewer"
+        " messages, pack files and fsyncs per holder; must fit limits.max_message_bytes.",
         low=64 * 1024,
         high=3 * 1024 * 1024,
     )
