@@ -24,6 +24,7 @@ import trio
 from node.dht.service import DhtService
 from node.net.errors import RpcError
 from node.net.rpc_port import RpcPort
+from node.records.small_network import SmallNetworkLookups
 from protocol.dht.contact import Contact, distance
 from protocol.records.messages import GetNodeInfo, NodeInfo
 from protocol.records.placement import Candidate
@@ -54,18 +55,21 @@ class Reach:
         self._distrusted: dict[bytes, float] = {}  # node -> when it failed a proof or audit
         # In a certified network a node's site is its certificate's, not what it says.
         self.certified_site: Callable[[bytes], str | None] | None = None
+        self.small = SmallNetworkLookups(dht.config.k)
 
-    async def candidates(self, key: bytes, want: int) -> list[Reachable]:
+    async def candidates(self, key: bytes, want: int, *, reuse: bool = False) -> list[Reachable]:
         """Reachable nodes closest to `key` (this one included), closest first.
 
         All of the DHT's k closest are asked, not just the first few beyond
         `want`: a narrower pool can miss a whole site, and site-aware
-        placement can only spread over the sites its pool contains.
+        placement can only spread over the sites its pool contains. `reuse`
+        (a put) takes a small network's last lookup instead of a new one
+        (node.records.small_network); repair always looks up.
         """
-        found = await self.dht.find_node(key)
-        contacts = sorted(
-            [*found.closest, self.dht.contact], key=lambda c: distance(c.node_id, key)
-        )[: max(self.dht.config.k, want + 4)]
+        closest = await self._closest(key, reuse)
+        contacts = sorted([*closest, self.dht.contact], key=lambda c: distance(c.node_id, key))[
+            : max(self.dht.config.k, want + 4)
+        ]
         infos: dict[bytes, NodeInfo] = {}
 
         async def ask(contact: Contact) -> None:
@@ -81,6 +85,16 @@ class Reach:
             for c in contacts
             if c.public_key in infos and not self.distrusted(c.public_key)
         ]
+
+    async def _closest(self, key: bytes, reuse: bool) -> list[Contact]:
+        if reuse:
+            known = self.small.reusable(self.dht.routing.contacts(), trio.current_time())
+            if known is not None:
+                return known
+        table = self.dht.routing.contacts()
+        found = await self.dht.find_node(key)
+        self.small.found(found.closest, table, trio.current_time())
+        return found.closest
 
     async def info_of(self, contact: Contact, *, fresh: bool = False) -> NodeInfo | None:
         """A node's site and free space (cached), or None when it does not answer.
@@ -137,6 +151,7 @@ class Reach:
     def distrust(self, public_key: bytes) -> None:
         """A node failed a storage proof or an audit: no shards go to it for a while."""
         self._distrusted[public_key] = trio.current_time()
+        self.small.forget()
         if len(self._distrusted) > MAX_DISTRUSTED:
             oldest = min(self._distrusted, key=self._distrusted.__getitem__)
             del self._distrusted[oldest]
@@ -149,5 +164,7 @@ class Reach:
         return since is not None
 
     def forget(self, public_key: bytes) -> None:
-        """What a node said of itself is stale (it refused shards): ask again next time."""
+        """What a node said of itself is stale (it refused shards, or failed): ask again
+        next time, and look the network up again."""
         self._infos.pop(public_key, None)
+        self.small.forget()

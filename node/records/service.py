@@ -235,9 +235,8 @@ class RecordService:
         need = shard_bytes(size_hint or config.segment_size, config.k)
         wanted = config.n if require_full else config.happy
         started = trio.current_time()
-        ahead, pool = await encode_ahead_while(
-            encoder, segments, self.reach.candidates(record_dht_key(record_id), config.n)
-        )
+        lookup = self.reach.candidates(record_dht_key(record_id), config.n, reuse=True)
+        ahead, pool = await encode_ahead_while(encoder, segments, lookup)
         placed = trio.current_time()
         if len(pool) < wanted:
             setting = "n, for --require-full" if require_full else "storage.happy"

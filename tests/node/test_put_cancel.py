@@ -68,7 +68,7 @@ async def test_a_put_cancelled_while_its_first_segment_is_encoded_ahead_leaves_n
                 pulled.append(number)
                 yield bytes([number]) * SEGMENT, number == 2
 
-        async def stuck_lookup(key: bytes, want: int) -> list[Reachable]:
+        async def stuck_lookup(key: bytes, want: int, *, reuse: bool = False) -> list[Reachable]:
             looking.set()
             await trio.sleep_forever()
             raise AssertionError("unreachable")

@@ -203,8 +203,8 @@ async def test_a_put_reads_its_first_segment_while_placement_is_looked_up(
         candidates = writer.records.reach.candidates
         read_during_lookup: list[list[int]] = []
 
-        async def looked_up(key: bytes, want: int) -> list[Reachable]:
-            found = await candidates(key, want)
+        async def looked_up(key: bytes, want: int, *, reuse: bool = False) -> list[Reachable]:
+            found = await candidates(key, want, reuse=reuse)
             read_during_lookup.append(list(pulled))
             return found
 
@@ -255,8 +255,8 @@ async def test_a_put_encodes_its_first_segment_while_placement_is_looked_up(
         monkeypatch.setattr(put_module, "in_worker", in_worker)
         candidates = writer.records.reach.candidates
 
-        async def looked_up(key: bytes, want: int) -> list[Reachable]:
-            found = await candidates(key, want)
+        async def looked_up(key: bytes, want: int, *, reuse: bool = False) -> list[Reachable]:
+            found = await candidates(key, want, reuse=reuse)
             with trio.fail_after(60):  # the lookup waits: only an encode beside it ends this
                 await encoded.wait()
             return found
