@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 
 import nacl.signing
 import trio
 
-from node.offload import in_worker
 from protocol.errors import HandshakeFailed, RemoteProtocolError
 from protocol.net.boxstream import MAX_BODY, BoxReader, BoxWriter, Buffer, message_bodies
 from protocol.net.handshake import ClientHandshake, ServerHandshake, SessionKeys
 from protocol.net.wire import DEFAULT_MAX_MESSAGE, FrameDecoder, Payload, frame_prefix
 
 _RECEIVE_CHUNK = 4 * MAX_BODY
-# Messages this large are sealed in a worker thread, so bulk transfers do not
-# hold up the trio thread (and can use another core).
-SEAL_IN_THREAD = 256 * 1024
 # A message is sealed and sent this many bodies (~1 MiB) at a time: the sealed copy
 # a channel keeps stays this small however large its messages (a writer has one
-# channel per holder, each with multi-MiB batches in flight).
+# channel per holder, each with multi-MiB batches in flight). A chunk is sealed on
+# the trio thread (under 1 ms): sealing in worker threads made every put slower,
+# each hand-off waiting for the GIL behind the loop's own work (docs/throughput.md).
 SEAL_CHUNK_BODIES = 16
 
 
@@ -72,9 +69,7 @@ class SecureChannel:
             try:
                 for first in range(0, len(bodies), SEAL_CHUNK_BODIES):
                     chunk = bodies[first : first + SEAL_CHUNK_BODIES]
-                    seal = functools.partial(self._writer.seal_bodies_into, self._sealed, chunk)
-                    in_thread = sum(len(body) for body in chunk) >= SEAL_IN_THREAD
-                    sealed = await in_worker(seal) if in_thread else seal()
+                    sealed = self._writer.seal_bodies_into(self._sealed, chunk)
                     with memoryview(self._sealed) as view:
                         await self.stream.send_all(view[:sealed])
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
