@@ -70,6 +70,16 @@ class CountedLookups:
         return await self._dht.find_node(target)
 
 
+async def counted_writer(
+    cluster: Cluster, nursery: trio.Nursery, count: int
+) -> tuple[Node, CountedLookups]:
+    """`count` nodes (n = 5, happy = 4, the DHT's k is 8); the first, its lookups counted."""
+    await cluster.add_many(nursery, count, small_config(happy=4))
+    await trio.testing.wait_all_tasks_blocked()
+    writer = cluster.nodes[0]
+    return writer, CountedLookups(writer)
+
+
 async def put(writer: Node, data: bytes) -> bytes:
     result = await writer.records.put(segments(data, SEGMENT), metadata=RecordMetadata())
     return result.record_id
@@ -80,11 +90,7 @@ async def test_puts_in_a_small_network_share_a_lookup_and_a_dead_holder_ends_it(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        # Five nodes, n = 5: every put places an index on each (the DHT's k is 8).
-        await cluster.add_many(nursery, 5, small_config(happy=4))
-        await trio.testing.wait_all_tasks_blocked()
-        writer = cluster.nodes[0]
-        lookups = CountedLookups(writer)
+        writer, lookups = await counted_writer(cluster, nursery, 5)  # an index on each
         data = [bytes([i]) * (3 * SEGMENT + i) for i in range(5)]
 
         first = await put(writer, data[0])
@@ -114,10 +120,7 @@ async def test_a_node_that_joins_is_found_by_the_next_put(
 ) -> None:
     cluster = Cluster(tmp_path)
     async with trio.open_nursery() as nursery:
-        await cluster.add_many(nursery, 4, small_config(happy=4))
-        await trio.testing.wait_all_tasks_blocked()
-        writer = cluster.nodes[0]
-        lookups = CountedLookups(writer)
+        writer, lookups = await counted_writer(cluster, nursery, 4)
         await put(writer, b"a" * SEGMENT)
         newcomer = await cluster.add(nursery, small_config(happy=4))
         await trio.testing.wait_all_tasks_blocked()
