@@ -119,6 +119,7 @@ def check_message_sizes(config: NodeConfig) -> None:
         )
     if storage.transfer_batch_bytes + MESSAGE_OVERHEAD > cap:
         raise ConfigError(
-            f"storage.transfer_batch_bytes ({storage.transfer_batch_bytes}) does not fit a"
-            f" message (limits.max_message_bytes = {cap})"
+            f"storage.transfer_batch_bytes ({storage.transfer_batch_bytes}; the default is"
+            f" 3 MiB since 2026-12) does not fit a message (limits.max_message_bytes = {cap});"
+            f" set transfer_batch_bytes to at most {cap - MESSAGE_OVERHEAD} or raise the limit"
         )

@@ -93,7 +93,7 @@ class Reach:
                 return known
         table = self.dht.routing.contacts()
         found = await self.dht.find_node(key)
-        self.small.found(found.closest, table, trio.current_time())
+        self.small.found(found.closest, table, trio.current_time(), failures=found.failures)
         return found.closest
 
     async def info_of(self, contact: Contact, *, fresh: bool = False) -> NodeInfo | None:

@@ -239,6 +239,7 @@ class RecordService:
         ahead, pool = await encode_ahead_while(encoder, segments, lookup)
         placed = trio.current_time()
         if len(pool) < wanted:
+            self.reach.small.forget()  # a node missing now may be back for the next put
             setting = "n, for --require-full" if require_full else "storage.happy"
             raise NetworkTooSmall(
                 f"network too small: {counted(len(pool), 'node')} answered, a put needs {wanted}"
@@ -296,6 +297,8 @@ class RecordService:
             verdict = judge_put(
                 placed_health(manifest, holders, sites, network_sites), happy=wanted
             )
+            if verdict.degraded:
+                self.reach.small.forget()  # the next put looks for more holders
             refuse_unless_kept(verdict, wanted=wanted, require_full=require_full, senders=senders)
             await self._record(functools.partial(entries, manifest=manifest), prepared)
         except BaseException:

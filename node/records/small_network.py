@@ -1,15 +1,18 @@
 """A put's placement lookup reused while the network is smaller than a bucket.
 
 A Kademlia lookup returns the k closest live nodes to its target. One that
-comes back with fewer than k has found every node it could reach, whatever its
+comes back with fewer than k, every node it asked having answered and every
+node of the routing table among them, has found the whole network, whatever its
 target, so the lookup for the next record would find the same nodes. In a small
 network (a few hospitals: fewer than k = 20 nodes) a put then needs no lookup of
 its own: the last answer serves for `REUSE_FOR` seconds (a 1 MiB put spent about
 a fifth of its time in it), unless the routing table has since learnt a node the
 lookup did not know (a newcomer), or a holder chosen from it failed or was
-distrusted (`forget`). The next put then looks up again. A node that died within
-those seconds costs the put that chose it a failed send and a top-up, as a node
-dying mid-put always does.
+distrusted, or a put from it found too few nodes or left its record degraded
+(`forget`). The next put then looks up again. A lookup that missed a node (one
+that timed out, was in backoff, or is down) is never reused: that node may be
+back for the next put. A node that died within those seconds costs the put that
+chose it a failed send and a top-up, as a node dying mid-put always does.
 """
 
 from __future__ import annotations
@@ -38,12 +41,17 @@ class SmallNetworkLookups:
         self._answer: _Answer | None = None
         self.reused = 0  # lookups saved, for tests and measurements
 
-    def found(self, contacts: list[Contact], table: Iterable[Contact], now: float) -> None:
-        """A lookup answered `contacts` while the routing table held `table`."""
-        if len(contacts) >= self.bucket_size:  # a larger network: each key has its own
+    def found(
+        self, contacts: list[Contact], table: Iterable[Contact], now: float, *, failures: int
+    ) -> None:
+        """A lookup answered `contacts` while the routing table held `table`, `failures`
+        of the nodes it asked not answering."""
+        known = frozenset(contact.public_key for contact in table)
+        answered = {contact.public_key for contact in contacts}
+        if len(contacts) >= self.bucket_size or failures or not known <= answered:
+            # A larger network (each key has its own closest), or one not all reached.
             self._answer = None
             return
-        known = frozenset(contact.public_key for contact in table)
         self._answer = _Answer(tuple(contacts), known, now)
 
     def reusable(self, table: Iterable[Contact], now: float) -> list[Contact] | None:
@@ -59,5 +67,6 @@ class SmallNetworkLookups:
         return list(answer.contacts)
 
     def forget(self) -> None:
-        """A node chosen from the answer failed, or was found out: look up next time."""
+        """A node chosen from the answer failed or was found out, or a put from it fell
+        short: look up next time."""
         self._answer = None

@@ -204,11 +204,14 @@ def test_shard_transfers_must_fit_the_message_limit() -> None:
     # holder at put time: the config says so at start instead.
     with pytest.raises(ConfigError, match=r"segment_size / storage\.k is 8388608 bytes per"):
         parse_config({"storage": {"segment_size": 16 * 1024 * 1024, "k": 2, "n": 3, "happy": 2}})
-    with pytest.raises(ConfigError, match=r"transfer_batch_bytes \(3145728\) does not fit"):
+    with pytest.raises(ConfigError, match=r"transfer_batch_bytes \(3145728; the default"):
         parse_config(
             {
                 "storage": {"transfer_batch_bytes": 3 * 1024 * 1024},
                 "limits": {"max_message_bytes": 3 * 1024 * 1024},
             }
         )
+    # A lowered limit with the batch left at its default: the error says what fits.
+    with pytest.raises(ConfigError, match=r"at most 2031616 or raise the limit"):
+        parse_config({"limits": {"max_message_bytes": 2 * 1024 * 1024}})
     parse_config({"storage": {"segment_size": 16 * 1024 * 1024, "k": 8, "n": 12, "happy": 10}})
