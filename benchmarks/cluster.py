@@ -16,6 +16,12 @@ read is checked against the data written.
 
 Resident memory per daemon comes from /proc: idle RSS right after the
 network formed, peak RSS (VmHWM), and RSS at the end (what stays resident).
+CPU per MiB (user + system, /proc) is every daemon's CPU time between a
+request and its answer, summed over the runs of a size and divided by the
+MiB stored or read: the writer (node0, which also holds an index), the
+reader (node1) and all daemons together. Steadier than wall time on a shared
+machine, but not exact: work a put sets off after its answer (provider
+announcements, gossip) falls partly into the next get.
 Writes cluster_samples.csv, cluster_summary.csv and cluster.png into --out;
 `--json` ends with the figures, e.g. put_mbps_64mib, get_mbps_64mib,
 idle_rss_mib_max, peak_rss_mib_max, rss_after_mib_max.
@@ -50,7 +56,7 @@ from benchmarks.harness import (
 )
 from node.control.client import ControlClient, call
 from node.sim.localnet import Network
-from node.sim.procstat import PeakWatch, resident_mib
+from node.sim.procstat import PeakWatch, cpu_seconds, resident_mib
 from protocol.control.commands import Get, ListRecords, Put
 from protocol.control.replies import GetHeader, RecordsReply
 
@@ -209,6 +215,20 @@ def run(args: Any, root: Path) -> dict[str, Any]:
     )
     print()
     print_table(
+        ["MiB", "put CPU ms/MiB: writer", "all daemons", "get: reader", "all daemons"],
+        [
+            [
+                row["size_mib"],
+                row["put_cpu_writer_ms_per_mib"],
+                row["put_cpu_all_ms_per_mib"],
+                row["get_cpu_reader_ms_per_mib"],
+                row["get_cpu_all_ms_per_mib"],
+            ]
+            for row in summary
+        ],
+    )
+    print()
+    print_table(
         ["node", "idle RSS MiB", "peak RSS MiB", "RSS after MiB"],
         [[f"node{i}", idle[i][0], final[i][1], final[i][0]] for i in range(len(idle))],
     )
@@ -236,7 +256,36 @@ def run(args: Any, root: Path) -> dict[str, Any]:
         label = f"{row['size_mib']:g}mib"
         figures[f"put_mbps_{label}"] = row["put_mbps"]
         figures[f"get_mbps_{label}"] = row["get_mbps"]
+        for key, value in row.items():
+            if "_cpu_" in key:
+                figures[f"{key}_{label}"] = value
     return figures
+
+
+class CpuSpent:
+    """Adds each daemon's CPU seconds spent inside the block to `totals` (by node)."""
+
+    def __init__(self, net: Network, totals: list[float]) -> None:
+        self.pids = [node.proc.pid if node.proc is not None else 0 for node in net.nodes]
+        self.totals = totals
+        self.before: list[float] = []
+
+    def __enter__(self) -> CpuSpent:
+        self.before = [cpu_seconds(pid) for pid in self.pids]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for i, pid in enumerate(self.pids):
+            self.totals[i] += cpu_seconds(pid) - self.before[i]
+
+
+def cpu_per_mib(op: str, totals: list[float], mib: float, *, role: int) -> dict[str, float]:
+    """CPU ms per MiB of `op`: of node `role` (the writer or the reader) and of all."""
+    name = "writer" if op == "put" else "reader"
+    return {
+        f"{op}_cpu_{name}_ms_per_mib": round(totals[role] * 1000 / mib, 1),
+        f"{op}_cpu_all_ms_per_mib": round(sum(totals) * 1000 / mib, 1),
+    }
 
 
 def record_file(net: Network, name: str, data: bytes) -> Path:
@@ -260,10 +309,13 @@ def measure(net: Network, args: Any) -> tuple[list[list[Any]], list[dict[str, An
         expected = hashlib.sha256(data).hexdigest()
         source = record_file(net, f"record-{size_mib:g}.bin", data)
         put_times, get_times = [], []
+        put_cpu, get_cpu = [0.0] * len(net.nodes), [0.0] * len(net.nodes)
         for _ in range(args.repeat):
-            record_id, put_s = put(net, source, reader)
+            with CpuSpent(net, put_cpu):
+                record_id, put_s = put(net, source, reader)
             wait_known(net, 1, record_id)
-            digest, get_s = get(net, 1, record_id)
+            with CpuSpent(net, get_cpu):
+                digest, get_s = get(net, 1, record_id)
             if digest != expected:
                 raise SystemExit(f"record {record_id} read back differently on node1")
             put_times.append(put_s)
@@ -278,6 +330,8 @@ def measure(net: Network, args: Any) -> tuple[list[list[Any]], list[dict[str, An
                 "get_mbps": round(size / get_s / MB, 1),
                 "put_s": round(put_s, 3),
                 "get_s": round(get_s, 3),
+                **cpu_per_mib("put", put_cpu, size_mib * args.repeat, role=0),
+                **cpu_per_mib("get", get_cpu, size_mib * args.repeat, role=1),
             }
         )
     return samples, summary

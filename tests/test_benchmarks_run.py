@@ -133,6 +133,11 @@ def test_cluster_benchmark_runs_real_daemons(tmp_path: Path) -> None:
     )
     assert figures["put_mbps_0.25mib"] > 0 and figures["get_mbps_0.25mib"] > 0
     assert 0 < figures["idle_rss_mib_max"] <= figures["peak_rss_mib_max"] < 1024
+    # CPU per MiB: the writer's (reader's) share is part of all the daemons' CPU
+    cpu = {key.removesuffix("_0.25mib"): value for key, value in figures.items() if "_cpu_" in key}
+    assert 0 <= cpu["put_cpu_writer_ms_per_mib"] <= cpu["put_cpu_all_ms_per_mib"]
+    assert cpu["put_cpu_all_ms_per_mib"] > 0
+    assert 0 <= cpu["get_cpu_reader_ms_per_mib"] <= cpu["get_cpu_all_ms_per_mib"]
     assert (tmp_path / "cluster.png").stat().st_size > 0
     assert (tmp_path / "cluster_summary.csv").read_text().startswith("size_mib,")
 
