@@ -12,7 +12,8 @@ node1) and reads each back on node1, which fetches shards from the other
 nodes over the network. Times are taken in this process around the control
 socket request (as the CLI makes it, without the CLI's interpreter start-up);
 MB/s is record bytes per second (1 MB = 10^6 bytes), reported as medians. Every
-read is checked against the data written.
+read is checked against the data written. Each size's record file is flushed
+to disk (untimed) before its runs, so its writeback does not land in a put.
 
 Resident memory per daemon comes from /proc: idle RSS right after the
 network formed, peak RSS (VmHWM), and RSS at the end (what stays resident).
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import statistics
 import tempfile
 import time
@@ -288,6 +290,13 @@ def cpu_per_mib(op: str, totals: list[float], mib: float, *, role: int) -> dict[
     }
 
 
+def settle_writeback() -> None:
+    """Flush every dirty page (untimed), so that the writeback of a file just written for
+    the benchmark, or of another system's unflushed writes, does not land inside the
+    next timed operation, where a holder's fsync would wait behind it."""
+    os.sync()
+
+
 def record_file(net: Network, name: str, data: bytes) -> Path:
     """The record as a file (in the page cache after writing), as an operator would put it."""
     path = net.root / name
@@ -308,6 +317,7 @@ def measure(net: Network, args: Any) -> tuple[list[list[Any]], list[dict[str, An
         data = seeded_bytes(size, args.seed + number + 1)
         expected = hashlib.sha256(data).hexdigest()
         source = record_file(net, f"record-{size_mib:g}.bin", data)
+        settle_writeback()
         put_times, get_times = [], []
         put_cpu, get_cpu = [0.0] * len(net.nodes), [0.0] * len(net.nodes)
         for _ in range(args.repeat):
